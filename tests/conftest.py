@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny encoders and tokenizers built locally, fully offline."""
+
+import os
+import sys
+from pathlib import Path
+
+# Offline before anything imports huggingface_hub: tests never reach the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(REPO_ROOT))
+
+# Enough clinical-style text that a WordPiece vocabulary covers the usual words.
+_TOKENIZER_TEXT = """
+Patient was started on aspirin 81 mg PO daily for chest pain and developed a rash.
+Discharge Medications: 1. Metoprolol tartrate 25 mg tablet PO BID. 2. Lisinopril 10 mg
+tablet by mouth once a day for 7 days. 3. Heparin 5000 units SC q8h. Vancomycin 1 g IV
+q12h for MRSA bacteremia. Furosemide 40 mg PO daily for edema. Insulin glargine 20 units
+subcutaneous at bedtime. Acetaminophen 650 mg PO Q6H PRN pain or fever. Hypotension
+secondary to lisinopril. Nausea due to morphine. Capsule, solution, patch, inhaler,
+cream, injection, suspension. Allergies: penicillin. Vitals: BP 120/80 HR 72.
+"""
+
+
+def build_wordpiece_tokenizer(texts=(_TOKENIZER_TEXT,), vocab_size=400, lowercase=False):
+    """A BERT-style fast tokenizer trained here with `tokenizers` (no download)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(list(texts), trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    return BertTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=512,
+    )
+
+
+def tiny_encoder_config(architecture="bert", vocab_size=400, **overrides):
+    """A 2-layer, 32-wide encoder config of the given family, random weights."""
+    from transformers import BertConfig, DistilBertConfig, RobertaConfig
+
+    if architecture == "bert":
+        kwargs = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=128)
+        cls = BertConfig
+    elif architecture == "distilbert":
+        kwargs = dict(vocab_size=vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128)
+        cls = DistilBertConfig
+    elif architecture == "roberta":
+        kwargs = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=130, pad_token_id=1)
+        cls = RobertaConfig
+    else:
+        raise ValueError(f"unknown architecture {architecture!r}")
+    kwargs.update(overrides)
+    return cls(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def wordpiece_tokenizer():
+    return build_wordpiece_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir():
+    return SHARED_DATA
