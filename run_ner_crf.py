@@ -542,6 +542,14 @@ class NerTrainer(Trainer):
             return self.optimizer
         return super().create_optimizer(model)
 
+    def _get_eval_sampler(self, eval_dataset):
+        # Keep evaluation in dataset order (transformers 5 also length-groups it), so that
+        # predictions line up with their windows. Distributed: accelerate shards in order and
+        # gather_for_metrics restores it.
+        if eval_dataset is None or self.args.world_size > 1:
+            return None
+        return torch.utils.data.SequentialSampler(eval_dataset)
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
         labels = inputs.get("labels")

@@ -1,0 +1,1120 @@
+#!/usr/bin/env python
+"""Score NER predictions the way the paper and the n2c2-2018 shared task do.
+
+This file is the single home of the project's metrics: ``run_ner_crf.py`` imports
+:func:`ner_metrics` for ``compute_metrics``. As a script it turns the word-level
+predictions of one or more runs into the paper's tables (BIO-strict and token-level tag
+scores, the Table IV ablations, the confusion matrix), entity-level strict and lenient
+scores, a comparison across runs and a learning curve; or it scores brat folders the way
+the n2c2-2018 Track 2 official script does.
+
+    python evaluate_ablations.py --predictions outputs/bert-crf --output_dir reports/bert-crf
+    python evaluate_ablations.py --predictions outputs/*-seed* --output_dir reports/compare
+    python evaluate_ablations.py --gold_brat n2c2/test --pred_brat outputs/bert-crf/predictions/brat \
+        --output_dir reports/brat
+
+Reports never contain corpus text: tag names, document ids and counts only.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import re
+import statistics
+import warnings
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+from prepare_n2c2 import N2C2_ENTITY_TYPES, bio_to_spans, tag_type
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = Path("predictions") / "test_predictions.jsonl"
+RUN_INFO_FILE = "run_info.json"
+AVERAGES = ("micro", "macro", "weighted")
+_TAG_PATTERN = re.compile(r"^(O|[BI]-.+)$")
+
+WORD_LEVEL_NOTE = (
+    "The paper scored subword tokens (continuation pieces of a B-X word carried I-X); these "
+    "tag-level scores count words (one prediction per word, from its first subword), so I- "
+    "tags weigh less here and the figures are comparable in kind, not digit for digit."
+)
+REMOVAL_NOTE = (
+    "'Without O' and the 'remove' ablations follow scikit-learn's labels= argument, as the "
+    "paper did: the removed labels leave the averaged label set, but every token still "
+    "counts, so a Drug word predicted O stays a Drug false negative (micro P != R)."
+)
+LENIENT_NOTE = (
+    "Lenient entity matching follows the n2c2-2018 official script: same type and any overlap; "
+    "of several predicted spans that match one gold span only the first is kept, the others "
+    "are dropped (neither true nor false positive); recall counts kept matching predictions."
+)
+
+
+# ---------------------------------------------------------------------------
+# Score arithmetic
+# ---------------------------------------------------------------------------
+
+
+def _safe_div(numerator: float, denominator: float) -> float:
+    return float(numerator) / float(denominator) if denominator else 0.0
+
+
+def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
+    precision, recall = _safe_div(tp, tp + fp), _safe_div(tp, tp + fn)
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": _safe_div(2 * precision * recall, precision + recall),
+    }
+
+
+def _zero_row(support: int = 0) -> dict[str, Any]:
+    return {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": int(support)}
+
+
+def _averages(per_type: Mapping[str, Mapping[str, Any]], micro: dict[str, Any]) -> dict[str, Any]:
+    """Macro (unweighted mean of per-type P, R, F) and weighted (mean weighted by support)."""
+    rows = list(per_type.values())
+    total = sum(row["support"] for row in rows)
+    result = {"per_type": {name: dict(row) for name, row in per_type.items()}, "micro": micro}
+    if not rows:
+        result["macro"], result["weighted"] = _zero_row(), _zero_row()
+        return result
+    result["macro"] = {key: sum(row[key] for row in rows) / len(rows) for key in ("precision", "recall", "f1")}
+    result["macro"]["support"] = int(total)
+    result["weighted"] = {key: _safe_div(sum(row[key] * row["support"] for row in rows), total)
+                          for key in ("precision", "recall", "f1")}
+    result["weighted"]["support"] = int(total)
+    return result
+
+
+def summarize_counts(counts: Mapping[str, Mapping[str, int]], with_counts: bool = False) -> dict[str, Any]:
+    """``{type: {tp, fp, fn}}`` -> ``{"per_type", "micro", "macro", "weighted"}`` (support = tp + fn)."""
+    per_type = {}
+    for name in _ordered_types(counts):
+        tp, fp, fn = (int(counts[name].get(key, 0)) for key in ("tp", "fp", "fn"))
+        per_type[name] = {**_prf(tp, fp, fn), "support": tp + fn}
+        if with_counts:
+            per_type[name].update(tp=tp, fp=fp, fn=fn)
+    totals = {key: sum(int(c.get(key, 0)) for c in counts.values()) for key in ("tp", "fp", "fn")}
+    micro = {**_prf(totals["tp"], totals["fp"], totals["fn"]), "support": totals["tp"] + totals["fn"]}
+    if with_counts:
+        micro.update(totals)
+    return _averages(per_type, micro)
+
+
+def _ordered_types(types: Iterable[str]) -> list[str]:
+    """The n2c2 types in the paper's order first, any others alphabetically after them."""
+    types = set(types)
+    return [t for t in N2C2_ENTITY_TYPES if t in types] + sorted(types - set(N2C2_ENTITY_TYPES))
+
+
+def _ordered_labels(labels: Iterable[str], level: str) -> list[str]:
+    """``O`` first, then B/I pairs (or bare types at token level) in :func:`_ordered_types` order."""
+    labels = set(labels)
+    types = _ordered_types({_label_type(label, level) for label in labels} - {None})
+    ordered = ["O"] if "O" in labels else []
+    for entity_type in types:
+        candidates = [entity_type] if level == "token" else [f"B-{entity_type}", f"I-{entity_type}"]
+        ordered += [label for label in candidates if label in labels]
+    return ordered
+
+
+def _label_type(label: str, level: str) -> str | None:
+    if label == "O":
+        return None
+    return label if level == "token" else tag_type(label)
+
+
+# ---------------------------------------------------------------------------
+# Input checks
+# ---------------------------------------------------------------------------
+
+
+def _check_sequences(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> None:
+    if len(gold) != len(pred):
+        raise ValueError(f"gold has {len(gold)} sentences but pred has {len(pred)}")
+    distinct: set = set()
+    for index, (gold_tags, pred_tags) in enumerate(zip(gold, pred)):
+        if len(gold_tags) != len(pred_tags):
+            raise ValueError(f"sentence {index}: {len(gold_tags)} gold tags but {len(pred_tags)} predicted tags")
+        distinct.update(gold_tags)
+        distinct.update(pred_tags)
+    # Checking the distinct tags only keeps this cheap inside Trainer.compute_metrics.
+    for tag in distinct:
+        if not isinstance(tag, str) or not _TAG_PATTERN.match(tag):
+            raise ValueError(f"{tag!r} is not an IOB2 tag (O, B-X or I-X)")
+
+
+# ---------------------------------------------------------------------------
+# Entity level: strict (seqeval) and lenient (n2c2 official semantics)
+# ---------------------------------------------------------------------------
+
+
+def match_counts(
+    gold_spans: Sequence[tuple[str, int, int]],
+    pred_spans: Sequence[tuple[str, int, int]],
+    mode: str = "strict",
+) -> dict[str, dict[str, int]]:
+    """True/false positives and false negatives per type for one document, n2c2-2018 style.
+
+    Spans are ``(type, start, end_exclusive)`` in document (file) order, in characters or
+    words. This reproduces ``SingleEvaluator`` of the n2c2-2018 Track 2 official script
+    (``track2_eval.py``, shipped with the n2c2 data; public copies exist, e.g. medaCy's,
+    headed "This script came with the n2c2 dataset"):
+
+    * ``ClinicalConcept.equals``: same type and, strict, same start and end; lenient,
+      ``g.end > s.start and g.start < s.end`` (any overlap of half-open spans).
+    * "pare down matches": system spans are visited in order; a system span that matches a
+      gold span already matched by an earlier one is dropped, counted neither as a true
+      nor as a false positive (several system spans on one gold span count once).
+    * ``tp`` = kept system spans that match some gold span; ``fp`` = kept - tp;
+      ``fn`` = gold - tp. So a system span covering two gold spans finds only one of them.
+      One corner case is kept as the script has it: a system span that matches a new
+      gold span *and* an already matched one is dropped, and the new one stays unfound.
+    """
+    if mode not in ("strict", "lenient"):
+        raise ValueError(f"mode must be 'strict' or 'lenient', not {mode!r}")
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: {"tp": 0, "fp": 0, "fn": 0})
+    gold_by_type: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for entity_type, start, end in gold_spans:
+        gold_by_type[entity_type].append((start, end))
+        counts[entity_type]["fn"] += 1
+    # Matches need the same type, so each type is independent; order within a type is kept.
+    pred_by_type: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for entity_type, start, end in pred_spans:
+        pred_by_type[entity_type].append((start, end))
+
+    for entity_type, preds in pred_by_type.items():
+        golds = gold_by_type.get(entity_type, [])
+        if mode == "strict":
+            def equals(g, s):
+                return g[0] == s[0] and g[1] == s[1]
+        else:
+            def equals(g, s):
+                return g[1] > s[0] and g[0] < s[1]
+        matched: set[int] = set()
+        for pred in preds:
+            hits = [index for index, gold in enumerate(golds) if equals(gold, pred)]
+            if any(index in matched for index in hits):
+                matched.update(hits)  # the script marks new golds as matched before dropping
+                continue
+            matched.update(hits)
+            counts[entity_type]["tp" if hits else "fp"] += 1
+        counts[entity_type]["fn"] -= counts[entity_type]["tp"]
+    return dict(counts)
+
+
+def _add_counts(total: dict[str, Counter], counts: Mapping[str, Mapping[str, int]]) -> None:
+    for entity_type, row in counts.items():
+        total[entity_type].update(row)
+
+
+def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], mode: str = "strict") -> dict[str, Any]:
+    """Entity-level P/R/F per type and micro/macro/weighted averages (support = gold entities).
+
+    ``strict``: seqeval ``mode="strict", scheme=IOB2`` (exact type and word boundaries; an
+    entity that starts with ``I-`` is no entity). ``lenient``: chunks by
+    ``bio_to_spans(tags, strict=False)`` (conlleval: a stray ``I-X`` starts a chunk), counted
+    per sentence with :func:`match_counts` ``mode="lenient"`` (same type, any word overlap,
+    n2c2 official semantics). Macro is the unweighted mean of per-type P, R and F; weighted
+    weighs them by support; types are those of gold and predictions together.
+    """
+    _check_sequences(gold, pred)
+    if mode == "strict":
+        return _seqeval_strict(gold, pred)
+    if mode != "lenient":
+        raise ValueError(f"mode must be 'strict' or 'lenient', not {mode!r}")
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for gold_tags, pred_tags in zip(gold, pred):
+        _add_counts(counts, match_counts(bio_to_spans(gold_tags, strict=False),
+                                         bio_to_spans(pred_tags, strict=False), "lenient"))
+    return summarize_counts(counts)
+
+
+def _seqeval_strict(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, Any]:
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOB2
+
+    # Both mode="strict" and scheme=IOB2, or seqeval silently falls back to conlleval.
+    with warnings.catch_warnings():  # no entity at all: numpy warns on an empty mean (handled below)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        report = classification_report([list(t) for t in gold], [list(t) for t in pred], mode="strict",
+                                       scheme=IOB2, output_dict=True, zero_division=0)
+
+    def row(values: Mapping[str, Any]) -> dict[str, Any]:  # numpy scalars -> plain Python
+        return {"precision": float(values["precision"]), "recall": float(values["recall"]),
+                "f1": float(values["f1-score"]), "support": int(values["support"])}
+
+    types = [name for name in report if not name.endswith(" avg")]
+    if not types:  # no entity anywhere: seqeval's macro average would be NaN
+        return {"per_type": {}, "micro": _zero_row(), "macro": _zero_row(), "weighted": _zero_row()}
+    result = {"per_type": {name: row(report[name]) for name in _ordered_types(types)}}
+    for average in AVERAGES:
+        result[average] = row(report[f"{average} avg"])
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Tag level: the paper's "BIO-strict" and "token-level" views, ablations, confusions
+# ---------------------------------------------------------------------------
+
+
+def _map_tag(tag: str, level: str, merge: Mapping[str, str] | None) -> str:
+    if tag == "O":
+        return tag
+    prefix, entity_type = tag[:2], tag[2:]
+    if merge:
+        entity_type = merge.get(entity_type, entity_type)
+    return entity_type if level == "token" else prefix + entity_type
+
+
+def _encode(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], level: str,
+            merge: Mapping[str, str] | None):
+    """``(labels, y_true, y_pred)``: the labels present (mapped, in paper order) and integer
+    arrays of label indices over all words. scikit-learn is ~20x faster on integers than on
+    strings, which matters for a 600k-word test set scored a dozen ways."""
+    import numpy as np
+
+    if level not in ("bio", "token"):
+        raise ValueError(f"level must be 'bio' or 'token', not {level!r}")
+    distinct = {tag for tags in (gold, pred) for sentence in tags for tag in sentence}
+    mapped = {tag: _map_tag(tag, level, merge) for tag in distinct}
+    labels = _ordered_labels(set(mapped.values()), level)
+    index = {label: i for i, label in enumerate(labels)}
+    code = {tag: index[label] for tag, label in mapped.items()}
+    y_true, y_pred = (np.fromiter((code[tag] for sentence in tags for tag in sentence), dtype=np.int64)
+                      for tags in (gold, pred))
+    return labels, y_true, y_pred
+
+
+def tag_scores(
+    gold: Sequence[Sequence[str]],
+    pred: Sequence[Sequence[str]],
+    level: str = "bio",
+    exclude_labels: Iterable[str] = (),
+    merge: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Per-tag P/R/F over words, micro/macro/weighted averages and accuracy (scikit-learn).
+
+    ``level="bio"`` keeps the B-/I- prefixes (the paper's "BIO-strict", Tables II-III);
+    ``level="token"`` strips them (its "token-level", Figures 6-7, Table IV).
+    ``merge`` maps entity types (``{"ADE": "Reason"}``) in gold and predictions alike before
+    scoring. ``exclude_labels`` names labels (``"O"``, ``"B-ADE"``) or types (``"ADE"``:
+    both its tags at BIO level) to leave out of the *averaged label set* through
+    scikit-learn's ``labels=``, which is how the paper's "removing O" works: tokens of a
+    removed label still count, e.g. gold O predicted Drug is a Drug false positive, so micro
+    P and R differ. ``accuracy`` is over all words, whatever is excluded.
+    """
+    _check_sequences(gold, pred)
+    all_labels, y_true, y_pred = _encode(gold, pred, level, merge)
+    excluded = set(exclude_labels)
+    kept = [i for i, label in enumerate(all_labels)
+            if label not in excluded and _label_type(label, level) not in excluded]
+    accuracy = float((y_true == y_pred).mean()) if len(y_true) else 0.0
+    if not len(y_true) or not kept:
+        return {"per_type": {}, "micro": _zero_row(), "macro": _zero_row(), "weighted": _zero_row(),
+                "accuracy": accuracy}
+
+    from sklearn.metrics import precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=kept, average=None, zero_division=0)
+    result: dict[str, Any] = {"per_type": {
+        all_labels[i]: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for i, p, r, f, s in zip(kept, precision, recall, f1, support)}}
+    total = int(sum(int(s) for s in support))
+    for average in AVERAGES:
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=kept, average=average,
+                                                     zero_division=0)
+        result[average] = {"precision": float(p), "recall": float(r), "f1": float(f), "support": total}
+    result["accuracy"] = accuracy  # over every word, whatever is excluded
+    return result
+
+
+def tag_confusion(
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], level: str = "bio",
+    merge: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Word counts by (gold tag, predicted tag): ``{"labels", "matrix"}``, rows gold, columns predicted."""
+    import numpy as np
+
+    _check_sequences(gold, pred)
+    labels, y_true, y_pred = _encode(gold, pred, level, merge)
+    size = len(labels)
+    matrix = np.bincount(y_true * size + y_pred, minlength=size * size).reshape(size, size)
+    return {"level": level, "labels": labels, "matrix": matrix.tolist()}
+
+
+def top_confusions(confusion: Mapping[str, Any], k: int = 15) -> list[dict[str, Any]]:
+    """The ``k`` largest off-diagonal cells: ``[{"gold", "pred", "count"}]``, tag names only."""
+    labels, matrix = confusion["labels"], confusion["matrix"]
+    cells = [{"gold": labels[i], "pred": labels[j], "count": int(matrix[i][j])}
+             for i in range(len(labels)) for j in range(len(labels)) if i != j and matrix[i][j]]
+    cells.sort(key=lambda cell: (-cell["count"], labels.index(cell["gold"]), labels.index(cell["pred"])))
+    return cells[:k]
+
+
+ABLATION_TITLES = {
+    "remove_O": "Removing label 'O': only the entity labels",
+    "remove_ADE_Reason": "Removing labels 'Reason' and 'ADE': keeping 'O' and the other labels",
+    "remove_O_ADE_Reason": "Removing labels 'O', 'Reason' and 'ADE': only the other entity labels",
+    "merge_ADE_into_Reason": "Merging 'ADE' into 'Reason': keeping all others",
+}
+
+
+def paper_ablations(entity_types: Iterable[str]) -> list[tuple[str, tuple[str, ...], dict[str, str] | None]]:
+    """The paper's Table IV ablations as ``(name, exclude_labels, merge)``, scored at token level.
+
+    Removing O applies to any label set; the three ADE/Reason ablations need both types.
+    """
+    entity_types = set(entity_types)
+    ablations: list[tuple[str, tuple[str, ...], dict[str, str] | None]] = [("remove_O", ("O",), None)]
+    if {"ADE", "Reason"} <= entity_types:
+        ablations += [
+            ("remove_ADE_Reason", ("ADE", "Reason"), None),
+            ("remove_O_ADE_Reason", ("O", "ADE", "Reason"), None),
+            ("merge_ADE_into_Reason", (), {"ADE": "Reason"}),
+        ]
+    return ablations
+
+
+def ner_metrics(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Flat metrics for ``Trainer`` ``compute_metrics``: strict entity micro P/R/F (``precision``,
+    ``recall``, ``f1``), ``macro_f1``, ``weighted_f1``, ``lenient_f1`` (micro),
+    ``token_macro_f1`` (token level, O included as in the paper) and ``f1_{Type}`` (strict)."""
+    strict = entity_scores(gold, pred, "strict")
+    metrics = {
+        "precision": strict["micro"]["precision"],
+        "recall": strict["micro"]["recall"],
+        "f1": strict["micro"]["f1"],
+        "macro_f1": strict["macro"]["f1"],
+        "weighted_f1": strict["weighted"]["f1"],
+        "lenient_f1": entity_scores(gold, pred, "lenient")["micro"]["f1"],
+        "token_macro_f1": tag_scores(gold, pred, level="token")["macro"]["f1"],
+    }
+    for entity_type, row in strict["per_type"].items():
+        metrics[f"f1_{entity_type}"] = row["f1"]
+    return {key: float(value) for key, value in metrics.items()}
+
+
+# ---------------------------------------------------------------------------
+# One run: reading predictions and the full report
+# ---------------------------------------------------------------------------
+
+
+class PredictionFormatError(ValueError):
+    """A prediction JSONL file that does not follow docs/architecture.md ("Predictions")."""
+
+
+def read_predictions(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``test_predictions.jsonl``, checked: errors name the file and line."""
+    path = Path(path)
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise PredictionFormatError(f"{where}: not valid JSON ({error.msg}, column {error.colno})") from None
+            if not isinstance(row, dict):
+                raise PredictionFormatError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            for key in ("tokens", "pred_tags"):
+                if not isinstance(row.get(key), list):
+                    raise PredictionFormatError(f"{where}: '{key}' is missing or not a list")
+            num_words = len(row["tokens"])
+            for key in ("pred_tags", "gold_tags", "token_starts", "token_ends", "confidences"):
+                value = row.get(key)
+                if value is None:
+                    continue
+                if not isinstance(value, list) or len(value) != num_words:
+                    length = len(value) if isinstance(value, list) else type(value).__name__
+                    raise PredictionFormatError(
+                        f"{where}: '{key}' has {length} items but 'tokens' has {num_words} (id={row.get('id')!r})")
+            for key in ("gold_tags", "pred_tags"):
+                for tag in row.get(key) or ():
+                    if not isinstance(tag, str) or not _TAG_PATTERN.match(tag):
+                        raise PredictionFormatError(f"{where}: '{key}' holds {tag!r}, not an IOB2 tag")
+            rows.append(row)
+    return rows
+
+
+def evaluate_run(
+    pred_rows: Sequence[Mapping[str, Any]],
+    ablations: Sequence[tuple[str, Sequence[str], Mapping[str, str] | None]] | None = None,
+    top_k: int = 15,
+) -> dict[str, Any]:
+    """Everything the paper reports, from one run's prediction rows (``gold_tags``/``pred_tags``).
+
+    ``ablations`` defaults to :func:`paper_ablations` of the types present. Rows without
+    gold tags (unlabelled text) are skipped and counted.
+    """
+    labelled = [row for row in pred_rows if row.get("gold_tags") is not None]
+    if not labelled:
+        raise ValueError("no prediction row has gold_tags: nothing to score")
+    gold = [list(row["gold_tags"]) for row in labelled]
+    pred = [list(row["pred_tags"]) for row in labelled]
+    _check_sequences(gold, pred)
+    types = {tag[2:] for sentence in gold + pred for tag in sentence if tag != "O"}
+    if ablations is None:
+        ablations = paper_ablations(types)
+
+    confusion = tag_confusion(gold, pred, level="bio")
+    confusion["top"] = top_confusions(confusion, top_k)
+    return {
+        "unit": "word",
+        "num_sentences": len(gold),
+        "num_words": sum(len(tags) for tags in gold),
+        "num_unlabelled_sentences_skipped": len(pred_rows) - len(labelled),
+        "entity": {"strict": entity_scores(gold, pred, "strict"), "lenient": entity_scores(gold, pred, "lenient")},
+        "tag": {
+            "bio": tag_scores(gold, pred, "bio"),
+            "bio_without_O": tag_scores(gold, pred, "bio", exclude_labels=("O",)),
+            "token": tag_scores(gold, pred, "token"),
+            "token_without_O": tag_scores(gold, pred, "token", exclude_labels=("O",)),
+        },
+        "ablations": {
+            name: {"level": "token", "exclude_labels": list(exclude), "merge": dict(merge or {}),
+                   "scores": tag_scores(gold, pred, "token", exclude_labels=exclude, merge=merge)}
+            for name, exclude, merge in ablations
+        },
+        "confusion": confusion,
+        "notes": [WORD_LEVEL_NOTE, REMOVAL_NOTE, LENIENT_NOTE],
+    }
+
+
+# ---------------------------------------------------------------------------
+# Brat folders: n2c2-2018 official-style scoring
+# ---------------------------------------------------------------------------
+
+
+def _ann_types(ann_path: Path) -> set[str]:
+    """The entity types named on the ``T`` lines of an ``.ann`` (just the type field)."""
+    types = set()
+    for line in ann_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        fields = line.split("\t")
+        if line.startswith("T") and len(fields) >= 2 and fields[1].split():
+            types.add(fields[1].split()[0])
+    return types
+
+
+def _read_brat(txt: Path, ann: Path, problems: list | None = None):
+    from prepare_n2c2 import read_brat_document
+
+    # read_brat_document accepts only the nine n2c2 types unless told otherwise (entity_types=None
+    # means n2c2, not "any"); a system may write other types, which must count as false
+    # positives rather than fail, so name every type the file uses.
+    types = sorted(set(N2C2_ENTITY_TYPES) | _ann_types(ann))
+    # validate_text=False: scoring needs offsets only, and systems may normalise the surface text.
+    return read_brat_document(txt, ann, entity_types=types, validate_text=False, problems=problems)
+
+
+def _brat_spans(document, entity_types: Optional[set[str]]) -> list[tuple[str, int, int]]:
+    # Discontinuous spans collapse to first start .. last end, as the official script reads them.
+    return [(entity.type, entity.start, entity.end) for entity in document.entities
+            if entity_types is None or entity.type in entity_types]
+
+
+def score_brat_folders(
+    gold_dir: str | Path,
+    pred_dir: str | Path,
+    entity_types: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """Strict and lenient P/R/F per type and micro over all documents of two brat folders.
+
+    Every gold ``.ann`` is scored; a missing prediction file counts as no predictions.
+    The text comes from the gold folder's ``.txt`` (else the prediction folder's). Every
+    entity type in the files is read, so a system's extra types count as false positives
+    in the micro figures, as in the official script; pass ``entity_types`` to score only
+    those. Malformed prediction lines are skipped and listed (document, line, kind); a
+    malformed gold file is an error. Matching is :func:`match_counts`.
+    """
+    gold_dir, pred_dir = Path(gold_dir), Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise FileNotFoundError(f"prediction folder {pred_dir} does not exist")
+    gold_files = sorted(gold_dir.glob("*.ann"))
+    if not gold_files:
+        raise FileNotFoundError(f"no .ann files in {gold_dir}")
+    keep = set(entity_types) if entity_types is not None else None
+    totals = {"strict": defaultdict(Counter), "lenient": defaultdict(Counter)}
+    missing, skipped, num_gold, num_pred = [], [], 0, 0
+    for gold_ann in gold_files:
+        doc_id = gold_ann.stem
+        txt = gold_ann.with_suffix(".txt")
+        if not txt.exists():
+            txt = pred_dir / f"{doc_id}.txt"
+        if not txt.exists():
+            raise FileNotFoundError(f"no text for {doc_id}: neither {gold_ann.with_suffix('.txt')} nor {txt}")
+        gold_spans = _brat_spans(_read_brat(txt, gold_ann), keep)
+        pred_ann = pred_dir / f"{doc_id}.ann"
+        if pred_ann.exists():
+            problems: list = []
+            pred_spans = _brat_spans(_read_brat(txt, pred_ann, problems), keep)
+            # Line numbers and kinds only: a problem's message may quote corpus text.
+            skipped += [{"document": doc_id, "line": p.line, "kind": p.kind} for p in problems]
+        else:
+            missing.append(doc_id)
+            pred_spans = []
+        num_gold, num_pred = num_gold + len(gold_spans), num_pred + len(pred_spans)
+        for mode, total in totals.items():
+            _add_counts(total, match_counts(gold_spans, pred_spans, mode))
+    if missing:
+        logger.warning("%d gold documents have no prediction file in %s (scored as empty)", len(missing), pred_dir)
+    if skipped:
+        logger.warning("%d malformed prediction lines skipped (listed in the report)", len(skipped))
+    gold_ids = {path.stem for path in gold_files}
+    unmatched = sorted(path.stem for path in pred_dir.glob("*.ann") if path.stem not in gold_ids)
+    if unmatched:
+        logger.warning("%d prediction files have no gold file and are ignored", len(unmatched))
+    return {
+        "mode": "brat",
+        "unit": "character",
+        "gold_dir": str(gold_dir),
+        "pred_dir": str(pred_dir),
+        "num_documents": len(gold_files),
+        "num_gold_entities": num_gold,
+        "num_pred_entities": num_pred,
+        "missing_predictions": missing,
+        "unmatched_predictions": unmatched,
+        "skipped_prediction_lines": skipped,
+        "strict": summarize_counts(totals["strict"], with_counts=True),
+        "lenient": summarize_counts(totals["lenient"], with_counts=True),
+        "notes": [
+            "n2c2-2018 official-style scoring: strict = same type, same start and end; lenient = same "
+            "type, any overlap; discontinuous spans collapse to first start..last end; micro sums "
+            "counts over all documents. Macro and weighted here average over types (the official "
+            "script's macro averages over documents).",
+            LENIENT_NOTE,
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------
+# Several runs: comparison tables, seed aggregation, learning curve
+# ---------------------------------------------------------------------------
+
+# Run_info fields that define a configuration: runs equal on all of them differ only by seed.
+_GROUP_FIELDS = ("model_label", "model_name_or_path", "config_name", "use_crf", "train_split", "train_fraction",
+                 "efficient_training")
+
+
+def flat_metrics(report: Mapping[str, Any]) -> dict[str, float]:
+    """One run's headline numbers as a flat ``{column: value}`` row (the comparison tables)."""
+    tag, entity = report["tag"], report["entity"]
+    row = {}
+    for view in ("bio", "bio_without_O", "token", "token_without_O"):
+        for average in AVERAGES:
+            for key, short in (("precision", "p"), ("recall", "r"), ("f1", "f1")):
+                row[f"{view}_{average}_{short}"] = tag[view][average][key]
+        row[f"{view}_accuracy"] = tag[view]["accuracy"]
+    for mode in ("strict", "lenient"):
+        for average in AVERAGES:
+            for key, short in (("precision", "p"), ("recall", "r"), ("f1", "f1")):
+                row[f"entity_{mode}_{average}_{short}"] = entity[mode][average][key]
+    for name, ablation in report["ablations"].items():
+        for average in AVERAGES:
+            for key, short in (("precision", "p"), ("recall", "r"), ("f1", "f1")):
+                row[f"{name}_{average}_{short}"] = ablation["scores"][average][key]
+    return row
+
+
+def _group_label(info: Mapping[str, Any], fallback: str) -> str:
+    label = info.get("model_label") or fallback
+    extras = []
+    if info.get("efficient_training"):
+        extras.append("efficient")
+    fraction = info.get("train_fraction")
+    if fraction not in (None, 1, 1.0):
+        extras.append(f"{float(fraction):g} of train")
+    return f"{label} ({', '.join(extras)})" if extras else label
+
+
+def aggregate_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Group runs that differ only by seed; mean and sample standard deviation of each metric.
+
+    ``runs``: ``[{"name", "run_info", "metrics"}]``. Returns one dict per group, in first-seen
+    order: ``label``, ``series`` (the learning-curve line), ``config``, ``runs``, ``seeds``,
+    ``n``, ``num_train_sentences`` (mean), ``mean``, ``std`` (None for a single run).
+    """
+    groups: dict[tuple, dict[str, Any]] = {}
+    for run in runs:
+        info = run.get("run_info") or {}
+        key = tuple(json.dumps(info.get(name), sort_keys=True) for name in _GROUP_FIELDS) if info else (run["name"],)
+        group = groups.setdefault(key, {
+            "label": _group_label(info, run["name"]),
+            "series": (info.get("model_label") or run["name"]) + (" (efficient)" if info.get("efficient_training") else ""),
+            "config": {name: info.get(name) for name in _GROUP_FIELDS},
+            "runs": [], "seeds": [], "_metrics": [], "_train": [],
+        })
+        group["runs"].append(run["name"])
+        group["seeds"].append(info.get("seed"))
+        group["_metrics"].append(run["metrics"])
+        if info.get("num_train_sentences") is not None:
+            group["_train"].append(float(info["num_train_sentences"]))
+    result = []
+    for group in groups.values():
+        metrics, train = group.pop("_metrics"), group.pop("_train")
+        group["n"] = len(metrics)
+        group["num_train_sentences"] = statistics.fmean(train) if train else None
+        columns = [column for column in metrics[0] if all(column in m for m in metrics)]
+        group["mean"] = {c: statistics.fmean(m[c] for m in metrics) for c in columns}
+        # Sample standard deviation; None for a single run (no spread to report).
+        group["std"] = {c: (statistics.stdev(m[c] for m in metrics) if len(metrics) > 1 else None) for c in columns}
+        result.append(group)
+    # Same label for different configs (e.g. two model paths behind one model_label): disambiguate.
+    seen = Counter(group["label"] for group in result)
+    for group in result:
+        if seen[group["label"]] > 1:
+            group["label"] += f" [{group['config'].get('model_name_or_path') or group['runs'][0]}]"
+    return result
+
+
+LEARNING_CURVE_METRICS = (("bio_macro_f1", "BIO-strict macro F1"), ("entity_strict_micro_f1", "entity strict micro F1"))
+
+
+def learning_curve(groups: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Points per series (model) when the groups span more than one training-set size."""
+    sized = [g for g in groups if g["num_train_sentences"] is not None or g["config"].get("train_fraction") is not None]
+    x_key = "num_train_sentences" if all(g["num_train_sentences"] is not None for g in sized) else "train_fraction"
+    xs = {g["num_train_sentences"] if x_key == "num_train_sentences" else g["config"]["train_fraction"] for g in sized}
+    if len(xs) < 2:
+        return None
+    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for group in sized:
+        x = group["num_train_sentences"] if x_key == "num_train_sentences" else group["config"]["train_fraction"]
+        point = {"x": float(x), "train_fraction": group["config"].get("train_fraction"), "n": group["n"]}
+        for metric, _ in LEARNING_CURVE_METRICS:
+            point[metric] = group["mean"].get(metric)
+            point[f"{metric}_std"] = group["std"].get(metric)
+        series[group["series"]].append(point)
+    for points in series.values():
+        points.sort(key=lambda point: point["x"])
+    if not any(len({point["x"] for point in points}) > 1 for points in series.values()):
+        return None  # e.g. full vs efficient training of one model: separate series, one point each
+    return {"x": x_key, "metrics": [m for m, _ in LEARNING_CURVE_METRICS], "series": dict(series)}
+
+
+# ---------------------------------------------------------------------------
+# Rendering: Markdown, CSV, PNG
+# ---------------------------------------------------------------------------
+
+
+def _fmt(value: Any, digits: int) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _is_number(cell: Any) -> bool:
+    return cell is None or isinstance(cell, (int, float)) or bool(re.fullmatch(r"[-+]?[\d.]+( ± [\d.]+)?", str(cell)))
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 3) -> str:
+    # Numbers right-aligned, names left-aligned.
+    align = ["---:" if rows and all(_is_number(row[i]) for row in rows) else "---" for i in range(len(headers))]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(_fmt(cell, digits) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _scores_table(scores: Mapping[str, Any], first: str = "Type", digits: int = 3) -> str:
+    rows = [[name, row["precision"], row["recall"], row["f1"], row["support"]]
+            for name, row in scores["per_type"].items()]
+    rows += [[f"**{average} avg**", scores[average]["precision"], scores[average]["recall"],
+              scores[average]["f1"], scores[average]["support"]] for average in AVERAGES]
+    if "accuracy" in scores:
+        rows.append(["**accuracy**", None, None, scores["accuracy"], None])
+    return _md_table([first, "P", "R", "F1", "Support"], rows, digits)
+
+
+def _averages_table(named_scores: Sequence[tuple[str, Mapping[str, Any]]], digits: int = 3) -> str:
+    rows = []
+    for name, scores in named_scores:
+        rows.append([f"*{ABLATION_TITLES.get(name, name)}*", None, None, None])
+        for average in AVERAGES:
+            rows.append([f"{average} avg", scores[average]["precision"], scores[average]["recall"],
+                         scores[average]["f1"]])
+    return _md_table(["Metrics", "P", "R", "F1"], rows, digits)
+
+
+def render_run_markdown(name: str, report: Mapping[str, Any], run_info: Mapping[str, Any] | None = None,
+                        digits: int = 3, confusion_png: str | None = None) -> str:
+    info = run_info or {}
+    parts = [f"## {name}", ""]
+    if info:
+        parts.append(", ".join(f"{key}: {info[key]}" for key in
+                               ("model_label", "model_name_or_path", "seed", "train_fraction",
+                                "num_train_sentences", "efficient_training") if key in info))
+        parts.append("")
+    parts += [f"{report['num_sentences']} sentences, {report['num_words']} words scored.", ""]
+    parts += ["### Entity level, strict (seqeval mode=strict, scheme=IOB2)", "",
+              _scores_table(report["entity"]["strict"], digits=digits), "",
+              "### Entity level, lenient (same type, any overlap)", "",
+              _scores_table(report["entity"]["lenient"], digits=digits), ""]
+    views = (("bio", "BIO-strict, per tag (paper Tables II-III)"),
+             ("bio_without_O", "BIO-strict without O"),
+             ("token", "Token level, prefix stripped (paper Figures 6-7)"),
+             ("token_without_O", "Token level without O"))
+    for view, title in views:
+        parts += [f"### {title}", "", _scores_table(report["tag"][view], "Tag", digits), ""]
+    parts += ["### Ablations at token level (paper Table IV)", "",
+              _averages_table([(n, a["scores"]) for n, a in report["ablations"].items()], digits), ""]
+    parts += ["### Most frequent confusions (BIO tags; gold -> predicted)", ""]
+    top = report["confusion"].get("top") or []
+    parts.append(_md_table(["Gold", "Predicted", "Words"], [[c["gold"], c["pred"], c["count"]] for c in top])
+                 if top else "No confusions.")
+    if confusion_png:
+        parts += ["", f"![confusion matrix]({confusion_png})"]
+    parts += ["", *[f"> {note}" for note in report["notes"]], ""]
+    return "\n".join(parts)
+
+
+def render_brat_markdown(report: Mapping[str, Any], digits: int = 4) -> str:
+    strict, lenient = report["strict"], report["lenient"]
+    rows = []
+    for entity_type in _ordered_types(set(strict["per_type"]) | set(lenient["per_type"])):
+        s, l = strict["per_type"].get(entity_type, _zero_row()), lenient["per_type"].get(entity_type, _zero_row())
+        rows.append([entity_type, s["precision"], s["recall"], s["f1"], l["precision"], l["recall"], l["f1"],
+                     s["support"]])
+    for average in AVERAGES:
+        s, l = strict[average], lenient[average]
+        rows.append([f"**Overall ({average})**", s["precision"], s["recall"], s["f1"], l["precision"],
+                     l["recall"], l["f1"], s["support"]])
+    headers = ["Type", "Strict P", "Strict R", "Strict F1", "Lenient P", "Lenient R", "Lenient F1", "Gold"]
+    parts = ["# n2c2-2018 official-style entity scores", "",
+             f"{report['num_documents']} documents; {report['num_gold_entities']} gold and "
+             f"{report['num_pred_entities']} predicted entities.", "", _md_table(headers, rows, digits), ""]
+    count_rows = [[t, c["tp"], c["fp"], c["fn"], lenient["per_type"][t]["tp"], lenient["per_type"][t]["fp"],
+                   lenient["per_type"][t]["fn"]] for t, c in strict["per_type"].items()]
+    count_rows.append(["**micro**", strict["micro"]["tp"], strict["micro"]["fp"], strict["micro"]["fn"],
+                       lenient["micro"]["tp"], lenient["micro"]["fp"], lenient["micro"]["fn"]])
+    parts += ["## Counts", "", _md_table(["Type", "Strict TP", "Strict FP", "Strict FN", "Lenient TP",
+                                          "Lenient FP", "Lenient FN"], count_rows), ""]
+    if report["missing_predictions"]:
+        parts += [f"Documents without a prediction file (scored as empty): {len(report['missing_predictions'])}.", ""]
+    if report["skipped_prediction_lines"]:
+        parts += [f"Malformed prediction lines skipped: {len(report['skipped_prediction_lines'])} "
+                  "(see report.json).", ""]
+    parts += [f"> {note}" for note in report["notes"]] + [""]
+    return "\n".join(parts)
+
+
+def _mean_std(group: Mapping[str, Any], column: str, digits: int) -> str:
+    mean = group["mean"].get(column)
+    if mean is None:
+        return ""
+    if group["std"].get(column) is not None:
+        return f"{mean:.{digits}f} ± {group['std'][column]:.{digits}f}"
+    return f"{mean:.{digits}f}"
+
+
+def render_comparison_markdown(groups: Sequence[Mapping[str, Any]], ablation_names: Sequence[str],
+                               digits: int = 3) -> str:
+    def table(title: str, columns: Sequence[tuple[str, str]]) -> list[str]:
+        headers = ["Model", "Train sentences", "Runs"] + [header for _, header in columns]
+        rows = [[g["label"], "" if g["num_train_sentences"] is None else f"{g['num_train_sentences']:.0f}",
+                 str(g["n"])] + [_mean_std(g, column, digits) for column, _ in columns] for g in groups]
+        return [f"### {title}", "", _md_table(headers, rows, digits), ""]
+
+    prf = (("p", "P"), ("r", "R"), ("f1", "F1"))
+    parts = ["## Comparison across runs", "",
+             "Mean ± sample standard deviation over runs that differ only by seed.", ""]
+    parts += table("BIO-strict macro average (paper Table II)", [(f"bio_macro_{k}", h) for k, h in prf])
+    parts += table("BIO-strict weighted average (paper Table III)",
+                   [(f"bio_weighted_{k}", h) for k, h in prf] + [("bio_accuracy", "Accuracy (micro F1)")])
+    parts += table("Token level (paper Figures 6-7)",
+                   [("token_macro_f1", "Macro F1"), ("token_weighted_f1", "Weighted F1"),
+                    ("token_accuracy", "Accuracy"), ("token_without_O_macro_f1", "Macro F1 without O")])
+    for name in ablation_names:
+        parts += table(f"{ABLATION_TITLES.get(name, name)} (token level, paper Table IV)",
+                       [(f"{name}_{a}_{k}", f"{a} {h}") for a in AVERAGES for k, h in prf])
+    parts += table("Entity level",
+                   [("entity_strict_micro_p", "Strict P"), ("entity_strict_micro_r", "Strict R"),
+                    ("entity_strict_micro_f1", "Strict F1"), ("entity_strict_macro_f1", "Strict macro F1"),
+                    ("entity_lenient_micro_f1", "Lenient F1")])
+    return "\n".join(parts)
+
+
+def render_learning_curve_markdown(curve: Mapping[str, Any], digits: int = 3) -> str:
+    xs = sorted({point["x"] for points in curve["series"].values() for point in points})
+    x_name = "training sentences" if curve["x"] == "num_train_sentences" else "training fraction"
+    parts = ["## Learning curve", "",
+             f"F1 by {x_name} (mean ± sd over seeds): where the lines cross is where pre-training "
+             "stops paying off.", ""]
+    for metric, title in LEARNING_CURVE_METRICS:
+        rows = []
+        for series, points in curve["series"].items():
+            by_x = {point["x"]: point for point in points}
+            cells = []
+            for x in xs:
+                point = by_x.get(x)
+                if point is None or point.get(metric) is None:
+                    cells.append("")
+                elif point.get(f"{metric}_std") is not None:
+                    cells.append(f"{point[metric]:.{digits}f} ± {point[f'{metric}_std']:.{digits}f}")
+                else:
+                    cells.append(f"{point[metric]:.{digits}f}")
+            rows.append([series] + cells)
+        parts += [f"### {title}", "", _md_table(["Model"] + [f"{x:g}" for x in xs], rows, digits), ""]
+    return "\n".join(parts)
+
+
+def write_comparison_csv(groups: Sequence[Mapping[str, Any]], path: Path) -> None:
+    columns: list[str] = []
+    for group in groups:
+        columns += [c for c in group["mean"] if c not in columns]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["model", "model_name_or_path", "train_fraction", "efficient_training",
+                         "num_train_sentences", "n_runs", "seeds", "runs"]
+                        + [f"{c}_{stat}" for c in columns for stat in ("mean", "std")])
+        for g in groups:
+            config = g["config"]
+            writer.writerow([g["label"], config.get("model_name_or_path"), config.get("train_fraction"),
+                             config.get("efficient_training"), g["num_train_sentences"], g["n"],
+                             " ".join("" if s is None else str(s) for s in g["seeds"]), " ".join(g["runs"])]
+                            + [round(g[stat][c], 6) if g[stat].get(c) is not None else ""
+                               for c in columns for stat in ("mean", "std")])
+
+
+def write_confusion_csv(confusion: Mapping[str, Any], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["gold \\ predicted"] + list(confusion["labels"]))
+        for label, row in zip(confusion["labels"], confusion["matrix"]):
+            writer.writerow([label] + list(row))
+
+
+def plot_confusion_matrix(confusion: Mapping[str, Any], path: Path, title: str = "") -> None:
+    from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
+    import numpy as np
+
+    labels = confusion["labels"]
+    matrix = np.array(confusion["matrix"], dtype=float)
+    size = max(4.0, 0.45 * len(labels) + 2)
+    figure = Figure(figsize=(size + 1, size))
+    axes = figure.add_subplot()
+    # Log colours: O dominates by orders of magnitude; empty cells stay white.
+    shown = np.ma.masked_where(matrix <= 0, matrix)
+    image = axes.imshow(shown, cmap="Blues", norm=LogNorm(vmin=1, vmax=max(1.0, matrix.max())) if matrix.max() > 0 else None)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="words")
+    axes.set_xticks(range(len(labels)), labels, rotation=90, fontsize=8)
+    axes.set_yticks(range(len(labels)), labels, fontsize=8)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("gold")
+    if len(labels) <= 25:
+        threshold = math.sqrt(max(1.0, matrix.max()))
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                if matrix[i, j]:
+                    axes.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center", fontsize=5.5,
+                              color="white" if matrix[i, j] > threshold else "black")
+    axes.set_title(title or "Confusion matrix (words)", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=150)
+
+
+def plot_learning_curve(curve: Mapping[str, Any], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    metrics = dict(LEARNING_CURVE_METRICS)
+    figure = Figure(figsize=(5.5 * len(curve["metrics"]), 4.2))
+    for index, metric in enumerate(curve["metrics"], start=1):
+        axes = figure.add_subplot(1, len(curve["metrics"]), index)
+        for series, points in curve["series"].items():
+            points = [p for p in points if p.get(metric) is not None]
+            if not points:
+                continue
+            axes.errorbar([p["x"] for p in points], [p[metric] for p in points],
+                          yerr=[p[f"{metric}_std"] or 0.0 for p in points], marker="o", capsize=3, label=series)
+        xs = [p["x"] for points in curve["series"].values() for p in points]
+        if xs and min(xs) > 0 and max(xs) / min(xs) >= 20:
+            axes.set_xscale("log")
+        axes.set_xlabel("training sentences" if curve["x"] == "num_train_sentences" else "training fraction")
+        axes.set_ylabel(metrics[metric])
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    figure.suptitle("Learning curve: F1 against training data (mean ± sd over seeds)", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=150)
+
+
+def write_learning_curve_csv(curve: Mapping[str, Any], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["series", curve["x"], "train_fraction", "n_runs"]
+                        + [f"{m}{suffix}" for m in curve["metrics"] for suffix in ("_mean", "_std")])
+        for series, points in curve["series"].items():
+            for p in points:
+                writer.writerow([series, p["x"], p["train_fraction"], p["n"]]
+                                + ["" if p.get(f"{m}{suffix}") is None else p[f"{m}{suffix}"]
+                                   for m in curve["metrics"] for suffix in ("", "_std")])
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class EvaluationArguments:
+    """What to score and where the report goes."""
+
+    output_dir: str = field(metadata={"help": "Folder for report.json, report.md, CSV tables and PNG figures."})
+    predictions: Optional[list[str]] = field(default=None, metadata={
+        "help": "Run folders (RUN_DIR/predictions/test_predictions.jsonl + RUN_DIR/run_info.json) or "
+                "prediction JSONL files; several give a comparison table and, across train fractions, "
+                "a learning curve."})
+    gold_brat: Optional[str] = field(default=None, metadata={"help": "Gold brat folder (.txt + .ann)."})
+    pred_brat: Optional[str] = field(default=None, metadata={"help": "System brat folder (.ann; any types)."})
+    exclude_labels: list[str] = field(default_factory=list, metadata={
+        "help": "Labels or types for a custom token-level ablation, e.g. O ADE Reason."})
+    merge: list[str] = field(default_factory=list, metadata={
+        "help": "Type merges SRC=DST for a custom token-level ablation, e.g. ADE=Reason."})
+    no_paper_ablations: bool = field(default=False, metadata={
+        "help": "Skip the paper's Table IV ablations (they run by default)."})
+    brat_entity_types: Optional[list[str]] = field(default=None, metadata={
+        "help": "Score only these types in brat mode (default: every type in the files)."})
+    top_confusions: int = field(default=15, metadata={"help": "How many confusions to list."})
+    digits: int = field(default=3, metadata={"help": "Decimals in Markdown tables."})
+
+
+def _parse_merge(items: Sequence[str]) -> dict[str, str]:
+    merge = {}
+    for item in items:
+        source, separator, target = item.partition("=")
+        if not separator or not source or not target:
+            raise ValueError(f"--merge expects SRC=DST, got {item!r}")
+        merge[source] = target
+    return merge
+
+
+def resolve_run(path: str | Path) -> tuple[Path, dict[str, Any] | None, str]:
+    """``(predictions file, run_info or None, run name)`` for a run folder or a JSONL file."""
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / PREDICTIONS_FILE, path / PREDICTIONS_FILE.name]
+        predictions = next((c for c in candidates if c.is_file()), None)
+        if predictions is None:
+            raise FileNotFoundError(f"{path}: no {PREDICTIONS_FILE} (nor {PREDICTIONS_FILE.name})")
+    elif path.is_file():
+        predictions = path
+    else:
+        raise FileNotFoundError(f"{path}: no such run folder or predictions file")
+    run_dir = predictions.parent.parent if predictions.parent.name == "predictions" else predictions.parent
+    run_info = None
+    for candidate in (run_dir / RUN_INFO_FILE, predictions.parent / RUN_INFO_FILE):
+        if candidate.is_file():
+            run_info = json.loads(candidate.read_text(encoding="utf-8"))
+            break
+    if run_info is None:
+        logger.warning("%s: no %s; the run is compared by its folder name only", path, RUN_INFO_FILE)
+    name = run_dir.resolve().name if path.is_dir() or predictions.parent.name == "predictions" else predictions.stem
+    return predictions, run_info, name
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, index = name, 2
+    while candidate in taken:
+        candidate, index = f"{name}-{index}", index + 1
+    taken.add(candidate)
+    return candidate
+
+
+def evaluate_predictions(args: EvaluationArguments, output_dir: Path) -> dict[str, Any]:
+    custom = None
+    if args.exclude_labels or args.merge:
+        merge = _parse_merge(args.merge)
+        # A name that is also a clean CSV column prefix, e.g. custom_exclude_O_Drug_merge_ADE_into_Reason.
+        name = "_".join(["custom"] + ["exclude"] * bool(args.exclude_labels) + list(args.exclude_labels)
+                        + ["merge"] * bool(merge) + [f"{k}_into_{v}" for k, v in merge.items()])
+        custom = (name, tuple(args.exclude_labels), merge or None)
+
+    runs, taken = [], set()
+    for path in args.predictions:
+        predictions, run_info, name = resolve_run(path)
+        name = _unique(name, taken)
+        rows = read_predictions(predictions)
+        types = {tag[2:] for row in rows for key in ("gold_tags", "pred_tags") for tag in row.get(key) or () if tag != "O"}
+        ablations = [] if args.no_paper_ablations else paper_ablations(types)
+        if custom:
+            ablations.append(custom)
+        report = evaluate_run(rows, ablations=ablations, top_k=args.top_confusions)
+        report["predictions_file"] = str(predictions)
+        report["run_info"] = run_info
+        run_dir = output_dir / "runs" / name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_confusion_csv(report["confusion"], run_dir / "confusion_matrix.csv")
+        plot_confusion_matrix(report["confusion"], run_dir / "confusion_matrix.png",
+                              f"{name}: BIO tags, words (rows gold, columns predicted)")
+        markdown = render_run_markdown(name, report, run_info, args.digits, "confusion_matrix.png")
+        (run_dir / "report.md").write_text(markdown, encoding="utf-8")
+        runs.append({"name": name, "run_info": run_info, "report": report, "metrics": flat_metrics(report),
+                     "markdown": markdown})
+        logger.info("%s: entity strict micro F1 %.4f, BIO-strict macro F1 %.4f", name,
+                    report["entity"]["strict"]["micro"]["f1"], report["tag"]["bio"]["macro"]["f1"])
+
+    groups = aggregate_runs(runs)
+    ablation_names = list(dict.fromkeys(n for run in runs for n in run["report"]["ablations"]))
+    comparison_md = render_comparison_markdown(groups, ablation_names, args.digits)
+    (output_dir / "comparison.md").write_text(comparison_md + "\n", encoding="utf-8")
+    write_comparison_csv(groups, output_dir / "comparison.csv")
+    curve = learning_curve(groups)
+    if curve:
+        plot_learning_curve(curve, output_dir / "learning_curve.png")
+        write_learning_curve_csv(curve, output_dir / "learning_curve.csv")
+
+    markdown = ["# Evaluation report", "", comparison_md, ""]
+    if curve:
+        markdown += [render_learning_curve_markdown(curve, args.digits), "![learning curve](learning_curve.png)", ""]
+    for run in runs:
+        markdown += [run["markdown"].replace("](confusion_matrix.png)", f"](runs/{run['name']}/confusion_matrix.png)"), ""]
+    (output_dir / "report.md").write_text("\n".join(markdown), encoding="utf-8")
+    return {
+        "mode": "predictions",
+        "runs": {run["name"]: run["report"] for run in runs},
+        "comparison": list(groups),
+        "learning_curve": curve,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    from transformers import HfArgumentParser
+
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    (args,) = HfArgumentParser(EvaluationArguments).parse_args_into_dataclasses(args=argv)
+    brat = args.gold_brat is not None or args.pred_brat is not None
+    if brat and (args.gold_brat is None or args.pred_brat is None):
+        raise SystemExit("--gold_brat and --pred_brat go together")
+    if brat == bool(args.predictions):
+        raise SystemExit("give either --predictions or --gold_brat/--pred_brat")
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    if brat:
+        report = score_brat_folders(args.gold_brat, args.pred_brat, entity_types=args.brat_entity_types)
+        (output_dir / "report.md").write_text(render_brat_markdown(report, max(args.digits, 4)), encoding="utf-8")
+        logger.info("strict micro F1 %.4f, lenient micro F1 %.4f over %d documents",
+                    report["strict"]["micro"]["f1"], report["lenient"]["micro"]["f1"], report["num_documents"])
+    else:
+        report = evaluate_predictions(args, output_dir)
+    with (output_dir / "report.json").open("w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=2)
+    logger.info("Report written to %s", output_dir)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,572 @@
+"""Hand-computed checks of every number evaluate_ablations.py reports (issue 5)."""
+
+import json
+import random
+import statistics
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import prepare_n2c2
+from evaluate_ablations import (
+    PredictionFormatError,
+    entity_scores,
+    evaluate_run,
+    main,
+    match_counts,
+    ner_metrics,
+    paper_ablations,
+    read_predictions,
+    score_brat_folders,
+    summarize_counts,
+    tag_confusion,
+    tag_scores,
+    top_confusions,
+)
+from prepare_n2c2 import bio_to_char_spans, bio_to_spans, tokenize_words, write_brat_ann
+
+
+def approx(value):
+    return pytest.approx(value, abs=1e-9)
+
+
+def assert_plain(obj):
+    """Results hold plain Python numbers, never numpy scalars."""
+    if isinstance(obj, dict):
+        for value in obj.values():
+            assert_plain(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            assert_plain(value)
+    else:
+        assert obj is None or type(obj) in (float, int, str, bool), type(obj)
+
+
+# ---------------------------------------------------------------------------
+# Entity level
+# ---------------------------------------------------------------------------
+
+
+def test_entity_starting_with_i_is_no_entity_when_strict_but_found_when_lenient():
+    gold = [["B-Drug", "I-Drug", "O"]]
+    pred = [["I-Drug", "I-Drug", "O"]]
+    strict = entity_scores(gold, pred, "strict")
+    assert strict["micro"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    lenient = entity_scores(gold, pred, "lenient")
+    assert lenient["micro"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
+
+
+def test_boundary_off_by_one_word():
+    gold = [["B-Strength", "I-Strength", "O", "O"]]
+    pred = [["B-Strength", "I-Strength", "I-Strength", "O"]]
+    assert entity_scores(gold, pred, "strict")["per_type"]["Strength"]["f1"] == 0.0
+    assert entity_scores(gold, pred, "lenient")["per_type"]["Strength"]["f1"] == 1.0
+    # Starting one word late: still an overlap.
+    pred = [["O", "B-Strength", "O", "O"]]
+    assert entity_scores(gold, pred, "strict")["micro"]["f1"] == 0.0
+    assert entity_scores(gold, pred, "lenient")["micro"]["f1"] == 1.0
+
+
+def test_type_mismatch_matches_neither_way():
+    gold, pred = [["B-ADE", "I-ADE"]], [["B-Reason", "I-Reason"]]
+    for mode in ("strict", "lenient"):
+        scores = entity_scores(gold, pred, mode)
+        assert scores["per_type"]["ADE"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+        assert scores["per_type"]["Reason"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+        assert scores["micro"]["f1"] == 0.0
+
+
+def test_entity_micro_macro_weighted_by_hand():
+    gold = [["B-Drug", "O", "B-Drug", "O", "B-Strength", "I-Strength"], ["B-Drug", "O", "B-Route"]]
+    pred = [["B-Drug", "O", "O", "O", "B-Strength", "I-Strength"], ["B-Drug", "B-Route", "B-Route"]]
+    # Drug: 3 gold, 2 predicted, 2 right. Strength: 1/1/1. Route: 1 gold, 2 predicted, 1 right.
+    for mode in ("strict", "lenient"):
+        scores = entity_scores(gold, pred, mode)
+        assert list(scores["per_type"]) == ["Drug", "Route", "Strength"]  # paper order
+        assert scores["per_type"]["Drug"] == {"precision": 1.0, "recall": approx(2 / 3), "f1": approx(0.8), "support": 3}
+        assert scores["per_type"]["Route"] == {"precision": 0.5, "recall": 1.0, "f1": approx(2 / 3), "support": 1}
+        assert scores["micro"] == {"precision": approx(0.8), "recall": approx(0.8), "f1": approx(0.8), "support": 5}
+        assert scores["macro"]["precision"] == approx((1 + 1 + 0.5) / 3)
+        assert scores["macro"]["recall"] == approx((2 / 3 + 1 + 1) / 3)
+        assert scores["macro"]["f1"] == approx((0.8 + 1 + 2 / 3) / 3)
+        assert scores["weighted"]["precision"] == approx((3 * 1 + 1 + 0.5) / 5)
+        assert scores["weighted"]["recall"] == approx((3 * 2 / 3 + 1 + 1) / 5)
+        assert scores["weighted"]["f1"] == approx((3 * 0.8 + 1 + 2 / 3) / 5)
+        assert_plain(scores)
+
+
+def test_lenient_several_predictions_on_one_gold_count_once():
+    gold = [["B-Strength", "I-Strength", "I-Strength", "I-Strength"]]
+    pred = [["B-Strength", "I-Strength", "B-Strength", "I-Strength"]]
+    lenient = entity_scores(gold, pred, "lenient")
+    # n2c2 script: the second prediction on the same gold span is dropped, not a false positive.
+    assert lenient["micro"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
+    strict = entity_scores(gold, pred, "strict")
+    assert (strict["micro"]["precision"], strict["micro"]["recall"]) == (0.0, 0.0)
+
+
+def test_lenient_one_prediction_over_two_golds_finds_one():
+    # n2c2 script: tp counts system spans, fn = gold - tp.
+    lenient = entity_scores([["B-Drug", "B-Drug"]], [["B-Drug", "I-Drug"]], "lenient")
+    assert lenient["micro"]["precision"] == 1.0
+    assert lenient["micro"]["recall"] == 0.5
+
+
+def test_match_counts_follows_official_script_corner_case():
+    gold = [("Drug", 0, 5), ("Drug", 6, 10)]
+    pred = [("Drug", 0, 3), ("Drug", 2, 8)]
+    # The second prediction hits an already matched gold: the script drops it, and the
+    # second gold, marked matched on the way, stays unfound.
+    assert match_counts(gold, pred, "lenient") == {"Drug": {"tp": 1, "fp": 0, "fn": 1}}
+    assert match_counts(gold, pred, "strict") == {"Drug": {"tp": 0, "fp": 2, "fn": 2}}
+    with pytest.raises(ValueError):
+        match_counts(gold, pred, "partial")
+
+
+def test_no_entities_anywhere_gives_zeros_not_nan():
+    for mode in ("strict", "lenient"):
+        scores = entity_scores([["O", "O"]], [["O", "O"]], mode)
+        assert scores["per_type"] == {}
+        assert scores["macro"]["f1"] == 0.0
+        assert_plain(scores)
+
+
+tag_strategy = st.sampled_from(["O", "O", "B-Drug", "I-Drug", "B-ADE", "I-ADE", "B-Reason", "I-Reason"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=8), min_size=1, max_size=5).flatmap(
+    lambda lengths: st.tuples(*[st.tuples(st.lists(tag_strategy, min_size=n, max_size=n),
+                                          st.lists(tag_strategy, min_size=n, max_size=n)) for n in lengths])))
+def test_seqeval_strict_equals_exact_span_counting(pairs):
+    gold, pred = [list(g) for g, _ in pairs], [list(p) for _, p in pairs]
+    counts = {}
+    for g, p in zip(gold, pred):
+        for entity_type, row in match_counts(bio_to_spans(g, strict=True), bio_to_spans(p, strict=True)).items():
+            total = counts.setdefault(entity_type, {"tp": 0, "fp": 0, "fn": 0})
+            for key in total:
+                total[key] += row[key]
+    ours, seqeval = summarize_counts(counts), entity_scores(gold, pred, "strict")
+    assert list(ours["per_type"]) == list(seqeval["per_type"])
+    for name in ours["per_type"]:
+        assert ours["per_type"][name] == pytest.approx(seqeval["per_type"][name])
+    for average in ("micro", "macro", "weighted"):
+        assert ours[average] == pytest.approx(seqeval[average])
+
+
+def test_mismatched_lengths_and_bad_tags_are_errors():
+    with pytest.raises(ValueError, match="sentence 1"):
+        entity_scores([["O"], ["O", "O"]], [["O"], ["O"]])
+    with pytest.raises(ValueError, match="sentences"):
+        tag_scores([["O"]], [])
+    with pytest.raises(ValueError, match="IOB2"):
+        tag_scores([["S-Drug"]], [["O"]])
+
+
+# ---------------------------------------------------------------------------
+# Tag level, ablations, confusions
+# ---------------------------------------------------------------------------
+
+
+def test_bio_strict_micro_macro_weighted_by_hand():
+    gold = [["B-Drug", "I-Drug", "O", "O", "B-ADE"]]
+    pred = [["B-Drug", "O", "O", "B-Drug", "B-Reason"]]
+    scores = tag_scores(gold, pred, "bio")
+    # O: 1 of 2 predicted right, 1 of 2 found; B-Drug: 1/2 P, 1/1 R; I-Drug, B-Reason, B-ADE: 0.
+    assert list(scores["per_type"]) == ["O", "B-Drug", "I-Drug", "B-Reason", "B-ADE"]
+    assert scores["per_type"]["O"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert scores["per_type"]["B-Drug"] == {"precision": 0.5, "recall": 1.0, "f1": approx(2 / 3), "support": 1}
+    assert scores["per_type"]["B-Reason"]["support"] == 0
+    assert scores["micro"] == {"precision": approx(0.4), "recall": approx(0.4), "f1": approx(0.4), "support": 5}
+    assert scores["accuracy"] == approx(0.4)
+    assert scores["macro"]["precision"] == approx((0.5 + 0.5) / 5)
+    assert scores["macro"]["recall"] == approx((0.5 + 1.0) / 5)
+    assert scores["macro"]["f1"] == approx((0.5 + 2 / 3) / 5)
+    assert scores["weighted"]["precision"] == approx((2 * 0.5 + 0.5) / 5)
+    assert scores["weighted"]["recall"] == approx((2 * 0.5 + 1.0) / 5)
+    assert scores["weighted"]["f1"] == approx((2 * 0.5 + 2 / 3) / 5)
+    assert_plain(scores)
+
+
+# Token level: gold Drug Drug O ADE Reason O, predicted Drug O Drug Reason Reason Drug.
+ABLATION_GOLD = [["B-Drug", "I-Drug", "O", "B-ADE", "B-Reason", "O"]]
+ABLATION_PRED = [["B-Drug", "O", "B-Drug", "B-Reason", "B-Reason", "B-Drug"]]
+
+
+def test_token_level_strips_prefixes():
+    scores = tag_scores(ABLATION_GOLD, ABLATION_PRED, "token")
+    assert list(scores["per_type"]) == ["O", "Drug", "Reason", "ADE"]
+    # Drug: gold words 0,1; predicted 0,2,5. O: gold 2,5; predicted 1. Reason: gold 4; predicted 3,4.
+    assert scores["per_type"]["Drug"] == {"precision": approx(1 / 3), "recall": 0.5, "f1": approx(0.4), "support": 2}
+    assert scores["per_type"]["O"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}
+    assert scores["per_type"]["Reason"] == {"precision": 0.5, "recall": 1.0, "f1": approx(2 / 3), "support": 1}
+    assert scores["accuracy"] == approx(2 / 6)
+    assert scores["macro"]["f1"] == approx((0.4 + 2 / 3) / 4)
+
+
+def test_paper_ablations_by_hand():
+    ablations = {name: (exclude, merge) for name, exclude, merge in paper_ablations(prepare_n2c2.N2C2_ENTITY_TYPES)}
+    assert list(ablations) == ["remove_O", "remove_ADE_Reason", "remove_O_ADE_Reason", "merge_ADE_into_Reason"]
+
+    def run(name):
+        exclude, merge = ablations[name]
+        return tag_scores(ABLATION_GOLD, ABLATION_PRED, "token", exclude_labels=exclude, merge=merge)
+
+    # Remove O: labels Drug, Reason, ADE; true positives 1 + 1 + 0 out of 3 + 2 + 0 predicted
+    # and 2 + 1 + 1 gold words. The O word predicted Drug still counts against Drug.
+    scores = run("remove_O")
+    assert list(scores["per_type"]) == ["Drug", "Reason", "ADE"]
+    assert scores["micro"]["precision"] == approx(2 / 5)
+    assert scores["micro"]["recall"] == approx(2 / 4)
+    assert scores["micro"]["f1"] == approx(2 * 0.4 * 0.5 / 0.9)
+    assert scores["macro"]["precision"] == approx((1 / 3 + 1 / 2 + 0) / 3)
+    assert scores["macro"]["recall"] == approx((1 / 2 + 1 + 0) / 3)
+    assert scores["macro"]["f1"] == approx((0.4 + 2 / 3 + 0) / 3)
+    assert scores["weighted"]["precision"] == approx((2 / 3 + 1 / 2 + 0) / 4)
+    assert scores["weighted"]["recall"] == approx((1 + 1 + 0) / 4)
+    assert scores["weighted"]["f1"] == approx((0.8 + 2 / 3 + 0) / 4)
+    assert scores["accuracy"] == approx(2 / 6)  # over every word
+
+    # Remove ADE and Reason: labels O, Drug; 0 + 1 right of 1 + 3 predicted, 2 + 2 gold.
+    scores = run("remove_ADE_Reason")
+    assert list(scores["per_type"]) == ["O", "Drug"]
+    assert scores["micro"] == {"precision": approx(0.25), "recall": approx(0.25), "f1": approx(0.25), "support": 4}
+    assert scores["macro"]["precision"] == approx(1 / 6)
+    assert scores["macro"]["recall"] == approx(0.25)
+    assert scores["macro"]["f1"] == approx(0.2)
+    assert scores["weighted"]["f1"] == approx(0.2)
+
+    # Remove O, ADE and Reason: Drug alone.
+    scores = run("remove_O_ADE_Reason")
+    for average in ("micro", "macro", "weighted"):
+        assert scores[average] == {"precision": approx(1 / 3), "recall": 0.5, "f1": approx(0.4), "support": 2}
+
+    # Merge ADE into Reason: gold Reason words 3,4 both predicted Reason.
+    scores = run("merge_ADE_into_Reason")
+    assert list(scores["per_type"]) == ["O", "Drug", "Reason"]
+    assert scores["per_type"]["Reason"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2}
+    assert scores["micro"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 6}
+    assert scores["accuracy"] == 0.5
+    assert scores["macro"]["precision"] == approx((0 + 1 / 3 + 1) / 3)
+    assert scores["macro"]["recall"] == approx((0 + 0.5 + 1) / 3)
+    assert scores["macro"]["f1"] == approx((0 + 0.4 + 1) / 3)
+
+
+def test_paper_ablations_without_ade_and_reason_only_remove_o():
+    assert paper_ablations(["Gene"]) == [("remove_O", ("O",), None)]
+
+
+def test_excluding_a_type_at_bio_level_drops_both_tags():
+    scores = tag_scores(ABLATION_GOLD, ABLATION_PRED, "bio", exclude_labels=("ADE", "O"))
+    assert list(scores["per_type"]) == ["B-Drug", "I-Drug", "B-Reason"]
+
+
+def test_confusion_matrix_and_top_confusions():
+    confusion = tag_confusion(ABLATION_GOLD, ABLATION_PRED, "bio")
+    labels = confusion["labels"]
+    assert labels == ["O", "B-Drug", "I-Drug", "B-Reason", "B-ADE"]
+    cell = {(g, p): confusion["matrix"][i][j] for i, g in enumerate(labels) for j, p in enumerate(labels)}
+    assert cell[("O", "B-Drug")] == 2
+    assert cell[("B-Drug", "B-Drug")] == 1
+    assert cell[("I-Drug", "O")] == 1
+    assert cell[("B-ADE", "B-Reason")] == 1
+    assert sum(map(sum, confusion["matrix"])) == 6
+    top = top_confusions(confusion, k=2)
+    assert top == [{"gold": "O", "pred": "B-Drug", "count": 2}, {"gold": "I-Drug", "pred": "O", "count": 1}]
+
+
+def test_ner_metrics_flat_plain_floats():
+    metrics = ner_metrics(ABLATION_GOLD, ABLATION_PRED)
+    expected = {"precision", "recall", "f1", "macro_f1", "weighted_f1", "lenient_f1", "token_macro_f1"}
+    assert expected <= set(metrics)
+    assert {key for key in metrics if key.startswith("f1_")} == {"f1_Drug", "f1_Reason", "f1_ADE"}
+    assert all(type(value) is float for value in metrics.values())
+    # Strict entities: gold Drug(0-2), ADE(3), Reason(4); predicted Drug(0), Drug(2), Reason(3), Reason(4), Drug(5).
+    assert metrics["precision"] == approx(1 / 5)
+    assert metrics["recall"] == approx(1 / 3)
+    assert metrics["f1_Reason"] == approx(2 / 3)
+    # Lenient: Drug(0) overlaps gold Drug; Reason(4) matches; 2 right of 5 kept, 2 of 3 found.
+    assert metrics["lenient_f1"] == approx(2 * 0.4 * (2 / 3) / (0.4 + 2 / 3))
+    assert metrics["token_macro_f1"] == approx((0.4 + 2 / 3) / 4)
+
+
+def test_evaluate_run_report_shape():
+    rows = [{"tokens": ["w"] * 6, "gold_tags": ABLATION_GOLD[0], "pred_tags": ABLATION_PRED[0]},
+            {"tokens": ["w"], "gold_tags": None, "pred_tags": ["O"]}]
+    report = evaluate_run(rows)
+    assert report["num_sentences"] == 1 and report["num_unlabelled_sentences_skipped"] == 1
+    assert set(report["tag"]) == {"bio", "bio_without_O", "token", "token_without_O"}
+    assert list(report["ablations"]) == ["remove_O", "remove_ADE_Reason", "remove_O_ADE_Reason",
+                                         "merge_ADE_into_Reason"]
+    assert report["ablations"]["remove_O"]["scores"]["micro"]["precision"] == approx(2 / 5)
+    assert "subword" in " ".join(report["notes"])
+    assert_plain(report)
+    with pytest.raises(ValueError, match="gold_tags"):
+        evaluate_run([{"tokens": ["w"], "gold_tags": None, "pred_tags": ["O"]}])
+
+
+# ---------------------------------------------------------------------------
+# Reading predictions
+# ---------------------------------------------------------------------------
+
+
+def _row(tokens, gold, pred, **extra):
+    return {"id": "d-0", "document_id": "d", "sentence_index": 0, "tokens": tokens,
+            "token_starts": list(range(len(tokens))), "token_ends": list(range(1, len(tokens) + 1)),
+            "gold_tags": gold, "pred_tags": pred, "confidences": [1.0] * len(tokens), **extra}
+
+
+def test_read_predictions_errors_name_file_and_line(tmp_path):
+    good = json.dumps(_row(["a", "b"], ["B-Drug", "O"], ["B-Drug", "O"]))
+    path = tmp_path / "test_predictions.jsonl"
+    path.write_text(good + "\n{not json\n")
+    with pytest.raises(PredictionFormatError, match=r"test_predictions\.jsonl:2: not valid JSON"):
+        read_predictions(path)
+    path.write_text(good + "\n\n" + json.dumps(_row(["a", "b"], ["B-Drug"], ["B-Drug", "O"])) + "\n")
+    with pytest.raises(PredictionFormatError, match=r":3: 'gold_tags' has 1 items but 'tokens' has 2"):
+        read_predictions(path)
+    path.write_text(json.dumps(_row(["a"], ["O"], ["Drug"])) + "\n")
+    with pytest.raises(PredictionFormatError, match=r":1: 'pred_tags' holds 'Drug'"):
+        read_predictions(path)
+    path.write_text(json.dumps({"tokens": ["a"]}) + "\n")
+    with pytest.raises(PredictionFormatError, match="'pred_tags' is missing"):
+        read_predictions(path)
+    path.write_text(good + "\n")
+    assert len(read_predictions(path)) == 1
+
+
+# ---------------------------------------------------------------------------
+# Brat folders
+# ---------------------------------------------------------------------------
+
+DOC1_TEXT = "aspirin 81 mg PO daily for pain\n"
+DOC1_GOLD = """T1\tDrug 0 7\taspirin
+T2\tStrength 8 13\t81 mg
+T3\tRoute 14 16\tPO
+T4\tFrequency 17 22\tdaily
+T5\tReason 27 31\tpain
+R1\tReason-Drug Arg1:T5 Arg2:T1
+#1\tAnnotatorNotes T1\tchecked
+"""
+DOC1_PRED = """T1\tDrug 0 7\taspirin
+T2\tStrength 8 10\t81
+T3\tStrength 11 13\tmg
+T4\tForm 14 16\tPO
+T5\tFrequency 17 22\tdaily
+T6\tFrequency 17 22\tdaily
+"""
+DOC2_TEXT = "Patient had nausea and\nvomiting due to morphine.\n"
+DOC2_GOLD = "T1\tADE 12 18;23 31\tnausea vomiting\nT2\tDrug 39 47\tmorphine\n"
+DOC2_PRED = "T1\tADE 12 22;23 31\tnausea and vomiting\nT2\tDrug 39 47\tmorphine\nT3\tProblem 0 7\tPatient\n"
+DOC3_TEXT = "Heparin 5000 units SC.\n"
+DOC3_GOLD = "T1\tDrug 0 7\tHeparin\n"
+
+
+@pytest.fixture
+def brat_folders(tmp_path):
+    gold, pred = tmp_path / "gold", tmp_path / "pred"
+    gold.mkdir()
+    pred.mkdir()
+    for name, text, gold_ann, pred_ann in (("doc1", DOC1_TEXT, DOC1_GOLD, DOC1_PRED),
+                                           ("doc2", DOC2_TEXT, DOC2_GOLD, DOC2_PRED),
+                                           ("doc3", DOC3_TEXT, DOC3_GOLD, None)):
+        (gold / f"{name}.txt").write_text(text)
+        (gold / f"{name}.ann").write_text(gold_ann)
+        if pred_ann is not None:
+            (pred / f"{name}.ann").write_text(pred_ann)
+    (pred / "extra.ann").write_text("T1\tDrug 0 3\tabc\n")
+    return gold, pred
+
+
+def test_brat_strict_and_lenient_by_hand(brat_folders):
+    report = score_brat_folders(*brat_folders)
+    assert report["num_documents"] == 3
+    assert report["missing_predictions"] == ["doc3"]
+    assert report["unmatched_predictions"] == ["extra"]
+    strict, lenient = report["strict"], report["lenient"]
+    # Strict. Drug: aspirin, morphine right; heparin missed. Strength: 81 / mg both wrong.
+    # Route PO predicted Form. Frequency: daily right, its duplicate dropped. Reason missed.
+    # ADE: discontinuous spans collapse to 12..31 on both sides, a match. Problem: extra type.
+    expected_strict = {"Drug": (2, 0, 1), "Reason": (0, 0, 1), "Route": (0, 0, 1), "Strength": (0, 2, 1),
+                       "Form": (0, 1, 0), "Frequency": (1, 0, 0), "ADE": (1, 0, 0), "Problem": (0, 1, 0)}
+    assert {t: (r["tp"], r["fp"], r["fn"]) for t, r in strict["per_type"].items()} == expected_strict
+    assert list(strict["per_type"]) == list(expected_strict)  # paper order, then others
+    assert strict["micro"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 8, "tp": 4, "fp": 4, "fn": 4}
+    assert strict["per_type"]["Drug"]["f1"] == approx(0.8)
+    # Lenient: "81" overlaps "81 mg" (found), "mg" on the same gold span is dropped.
+    assert (lenient["per_type"]["Strength"]["tp"], lenient["per_type"]["Strength"]["fp"]) == (1, 0)
+    assert (lenient["micro"]["tp"], lenient["micro"]["fp"], lenient["micro"]["fn"]) == (5, 2, 3)
+    assert lenient["micro"]["precision"] == approx(5 / 7)
+    assert lenient["micro"]["recall"] == approx(5 / 8)
+    assert lenient["micro"]["f1"] == approx(2 / 3)
+    assert_plain(report)
+
+
+def test_brat_malformed_prediction_lines_are_skipped_and_listed(brat_folders):
+    gold, pred = brat_folders
+    (pred / "doc1.ann").write_text(DOC1_PRED + "T7\tDrug 40 30\treversed\nT8 no tabs here\n")
+    report = score_brat_folders(gold, pred)
+    assert [(s["document"], s["line"]) for s in report["skipped_prediction_lines"]] == [("doc1", 7), ("doc1", 8)]
+    assert report["strict"]["micro"]["tp"] == 4 and report["strict"]["micro"]["fp"] == 4
+    assert "reversed" not in json.dumps(report)
+    (gold / "doc1.ann").write_text(DOC1_GOLD + "T9 broken\n")
+    with pytest.raises(prepare_n2c2.BratFormatError, match="doc1.ann:8"):
+        score_brat_folders(gold, pred)
+
+
+def test_brat_entity_type_filter(brat_folders):
+    report = score_brat_folders(*brat_folders, entity_types=["Drug"])
+    assert list(report["strict"]["per_type"]) == ["Drug"]
+    assert report["strict"]["micro"]["tp"] == 2 and report["strict"]["micro"]["fn"] == 1
+
+
+def _random_tags(rng, n):
+    types = ("Drug", "Strength", "ADE")
+    return [rng.choice(["O", "O", "O"] + [f"{p}-{t}" for p in "BI" for t in types]) for _ in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_word_level_and_brat_character_level_agree(tmp_path, seed):
+    """Round trip: text -> tokenize_words -> tags -> bio_to_char_spans -> write_brat_ann ->
+    score_brat_folders gives the word-level entity scores, strict and lenient."""
+    rng = random.Random(seed)
+    vocabulary = ["aspirin", "81", "mg", "PO", "daily", ",", "pain", "(", "x", "nausea"]
+    gold_dir, strict_dir, lenient_dir = (tmp_path / n for n in ("gold", "strict", "lenient"))
+    gold_lenient_dir = tmp_path / "gold_lenient"
+    for folder in (gold_dir, strict_dir, lenient_dir, gold_lenient_dir):
+        folder.mkdir()
+    all_gold, all_pred = [], []
+    for doc in range(4):
+        lines = [" ".join(rng.choice(vocabulary) for _ in range(rng.randint(1, 9)))
+                 for _ in range(rng.randint(1, 4))]
+        text = "\n".join(lines) + "\n"
+        spans = {"gold": [], "pred": [], "gold_l": [], "pred_l": []}
+        line_start = 0
+        for line in lines:  # one sentence per line
+            words = tokenize_words(text, line_start, line_start + len(line))
+            line_start += len(line) + 1
+            starts, ends = [w[1] for w in words], [w[2] for w in words]
+            gold, pred = _random_tags(rng, len(words)), _random_tags(rng, len(words))
+            all_gold.append(gold)
+            all_pred.append(pred)
+            for key, tags, strict in (("gold", gold, True), ("pred", pred, True),
+                                      ("gold_l", gold, False), ("pred_l", pred, False)):
+                spans[key] += bio_to_char_spans(tags, starts, ends, strict=strict)
+        for folder, key in ((gold_dir, "gold"), (strict_dir, "pred"), (gold_lenient_dir, "gold_l"),
+                            (lenient_dir, "pred_l")):
+            (folder / f"doc{doc}.txt").write_text(text)
+            write_brat_ann(folder / f"doc{doc}.ann", spans[key], text)
+
+    for mode, gold_folder, pred_folder in (("strict", gold_dir, strict_dir),
+                                           ("lenient", gold_lenient_dir, lenient_dir)):
+        words = entity_scores(all_gold, all_pred, mode)
+        chars = score_brat_folders(gold_folder, pred_folder)[mode]
+        assert list(chars["per_type"]) == list(words["per_type"])
+        for entity_type, row in words["per_type"].items():
+            assert {k: chars["per_type"][entity_type][k] for k in row} == pytest.approx(row)
+        for average in ("micro", "macro", "weighted"):
+            assert {k: chars[average][k] for k in words[average]} == pytest.approx(words[average])
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+SECRET = "Zyxwvutsrq"  # a corpus word that must never reach a report
+
+
+def _make_run(root, name, info, quality, seed):
+    rng = random.Random(seed)
+    run_dir = root / name
+    (run_dir / "predictions").mkdir(parents=True)
+    (run_dir / "run_info.json").write_text(json.dumps(info))
+    lines = []
+    for index in range(12):
+        gold = ["B-Drug", "I-Drug", "O", "B-Strength", "I-Strength", "O", "B-ADE", "O", "B-Reason", "I-Reason"]
+        pred = [tag if rng.random() < quality else rng.choice(["O", "B-Drug", "I-Reason", "B-ADE"]) for tag in gold]
+        lines.append(json.dumps(_row([SECRET] * len(gold), gold, pred, id=f"d-{index}", sentence_index=index)))
+    (run_dir / "predictions" / "test_predictions.jsonl").write_text("\n".join(lines) + "\n")
+    return run_dir
+
+
+def _info(label, seed, fraction, sentences):
+    return {"model_label": label, "model_name_or_path": label.lower(), "use_crf": True, "seed": seed,
+            "train_split": "train", "train_fraction": fraction, "num_train_sentences": sentences,
+            "num_train_documents": 3, "efficient_training": False}
+
+
+def test_cli_predictions_report_comparison_and_learning_curve(tmp_path):
+    runs_root, out = tmp_path / "runs", tmp_path / "report"
+    run_dirs = [
+        _make_run(runs_root, "bert-s1", _info("BERT-CRF", 1, 1.0, 100), 0.9, 1),
+        _make_run(runs_root, "bert-s2", _info("BERT-CRF", 2, 1.0, 100), 0.8, 2),
+        _make_run(runs_root, "bert-half", _info("BERT-CRF", 1, 0.5, 50), 0.7, 3),
+        _make_run(runs_root, "scratch-s1", _info("TransformerCRF", 1, 1.0, 100), 0.6, 4),
+        _make_run(runs_root, "scratch-half", _info("TransformerCRF", 1, 0.5, 50), 0.5, 5),
+    ]
+    report = main(["--predictions", *map(str, run_dirs), "--output_dir", str(out),
+                   "--exclude_labels", "O", "Drug", "--merge", "ADE=Reason"])
+    for name in ("report.json", "report.md", "comparison.md", "comparison.csv", "learning_curve.png",
+                 "learning_curve.csv", "runs/bert-s1/confusion_matrix.png", "runs/bert-s1/confusion_matrix.csv",
+                 "runs/bert-s1/report.md"):
+        assert (out / name).is_file(), name
+    assert (out / "runs/bert-s1/confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((out / "report.json").read_text())
+    assert set(saved["runs"]) == {d.name for d in run_dirs}
+    ablations = saved["runs"]["bert-s1"]["ablations"]
+    assert list(ablations)[:4] == ["remove_O", "remove_ADE_Reason", "remove_O_ADE_Reason", "merge_ADE_into_Reason"]
+    custom = ablations["custom_exclude_O_Drug_merge_ADE_into_Reason"]
+    assert custom["merge"] == {"ADE": "Reason"} and "Drug" not in custom["scores"]["per_type"]
+
+    groups = {g["label"]: g for g in saved["comparison"]}
+    bert = groups["BERT-CRF"]
+    assert bert["n"] == 2 and sorted(bert["seeds"]) == [1, 2]
+    values = [saved["runs"][n]["tag"]["bio"]["macro"]["f1"] for n in ("bert-s1", "bert-s2")]
+    assert bert["mean"]["bio_macro_f1"] == approx(statistics.fmean(values))
+    assert bert["std"]["bio_macro_f1"] == approx(statistics.stdev(values))
+    assert groups["BERT-CRF (0.5 of train)"]["n"] == 1
+    curve = saved["learning_curve"]
+    assert curve["x"] == "num_train_sentences"
+    assert [p["x"] for p in curve["series"]["BERT-CRF"]] == [50.0, 100.0]
+
+    assert "## Learning curve" in (out / "report.md").read_text()
+    comparison_md = (out / "comparison.md").read_text()
+    assert "±" in comparison_md and "Table II" in comparison_md and "Table IV" in comparison_md
+    assert len((out / "comparison.csv").read_text().strip().splitlines()) == 1 + 4
+    for path in out.rglob("*"):
+        if path.suffix in (".json", ".md", ".csv"):
+            assert SECRET not in path.read_text(), path
+    assert SECRET not in json.dumps(report)
+
+
+def test_cli_single_jsonl_file_without_run_info(tmp_path):
+    path = tmp_path / "preds.jsonl"
+    path.write_text(json.dumps(_row(["a", "b"], ["B-Drug", "O"], ["B-Drug", "O"])) + "\n")
+    report = main(["--predictions", str(path), "--output_dir", str(tmp_path / "out"), "--no_paper_ablations"])
+    assert list(report["runs"]) == ["preds"]
+    assert report["runs"]["preds"]["ablations"] == {}
+    assert report["learning_curve"] is None
+    assert report["runs"]["preds"]["entity"]["strict"]["micro"]["f1"] == 1.0
+
+
+def test_cli_brat_mode(brat_folders, tmp_path):
+    gold, pred = brat_folders
+    out = tmp_path / "brat_report"
+    main(["--gold_brat", str(gold), "--pred_brat", str(pred), "--output_dir", str(out)])
+    report = json.loads((out / "report.json").read_text())
+    assert report["strict"]["micro"]["f1"] == 0.5
+    assert report["lenient"]["micro"]["f1"] == approx(2 / 3)
+    assert report["lenient"]["micro"]["precision"] == approx(5 / 7)
+    assert report["strict"]["per_type"]["Frequency"]["f1"] == 1.0
+    markdown = (out / "report.md").read_text()
+    assert "Overall (micro)" in markdown and "Strict F1" in markdown
+    for word in ("aspirin", "morphine", "nausea"):
+        assert word not in markdown and word not in json.dumps(report)
+
+
+def test_cli_rejects_mixed_or_missing_inputs(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--output_dir", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        main(["--gold_brat", str(tmp_path), "--output_dir", str(tmp_path)])
