@@ -280,7 +280,8 @@ def select_predictions(outputs) -> tuple[torch.Tensor, torch.Tensor]:
             confidences = torch.full(decoded.shape, float("nan"), device=decoded.device)
         else:
             confidences = marginals.float().gather(-1, decoded.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        return decoded, confidences
+        # Forward-backward in float32 can overshoot 1 by a rounding error.
+        return decoded, confidences.clamp(0.0, 1.0)
     probabilities = outputs.logits.float().softmax(-1)
     confidences, tag_ids = probabilities.max(-1)
     return tag_ids, confidences
@@ -399,22 +400,42 @@ def train_wordpiece_tokenizer(
     word_sequences: Iterable[Sequence[str]], vocab_size: int, min_frequency: int = 2, lowercase: bool = False,
     model_max_length: int = 512,
 ) -> PreTrainedTokenizerFast:
-    """A cased BERT-style WordPiece tokenizer trained with the `tokenizers` library."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertTokenizerFast
+    """A cased BERT-style WordPiece tokenizer whose vocabulary comes from the training words only.
+
+    The vocabulary is built deterministically: the special tokens, every character seen (as a
+    word start and as a ``##`` continuation, so nothing becomes ``[UNK]``), then whole words by
+    descending frequency (ties in alphabetical order) while they occur at least
+    ``min_frequency`` times, up to ``vocab_size``. (The `tokenizers` WordPiece trainer breaks
+    frequency ties in hash order, so its vocabulary changes from one process to the next and
+    seeded runs would not repeat.)
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     special_tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    counts: Counter = Counter()
+    for words in word_sequences:
+        for word in words:
+            counts.update(piece for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(word)))
+    characters = sorted({character for word in counts for character in word})
+    vocab = special_tokens + characters + [f"##{character}" for character in characters]
+    for word, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        if len(vocab) >= vocab_size or count < min_frequency:
+            break
+        if len(word) > 1:
+            vocab.append(word)
+    backend = Tokenizer(models.WordPiece(vocab={token: i for i, token in enumerate(vocab)}, unk_token="[UNK]",
+                                         max_input_chars_per_word=100))
+    backend.normalizer = normalizer
+    backend.pre_tokenizer = pre_tokenizer
     backend.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                        special_tokens=special_tokens, show_progress=False)
-    backend.train_from_iterator((" ".join(words) for words in word_sequences), trainer=trainer)
-    cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
     backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", vocab.index("[CLS]")), ("[SEP]", vocab.index("[SEP]"))],
     )
+    from transformers import BertTokenizerFast
+
     return BertTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                              sep_token="[SEP]", mask_token="[MASK]", do_lower_case=lowercase,
                              model_max_length=model_max_length)
@@ -432,7 +453,11 @@ def parse_config_overrides(overrides: str | None) -> dict[str, Any]:
     return parsed
 
 
-def load_tokenizer(model_args: ModelArguments, train_dataset: Dataset | None, text_column: str):
+def load_tokenizer(model_args: ModelArguments, train_dataset: Dataset | None, text_column: str,
+                   resume_checkpoint: str | None = None):
+    if model_args.train_tokenizer and resume_checkpoint:
+        # A resumed run keeps the vocabulary its weights were trained with.
+        return AutoTokenizer.from_pretrained(resume_checkpoint)
     if model_args.train_tokenizer:
         if train_dataset is None:
             raise ValueError("--train_tokenizer needs a training split (--do_train)")
@@ -810,7 +835,8 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         if data_args.max_predict_samples is not None:
             test_dataset = test_dataset.select(range(min(len(test_dataset), data_args.max_predict_samples)))
 
-    tokenizer = load_tokenizer(model_args, train_dataset, data_args.text_column_name)
+    resume_checkpoint = training_args.resume_from_checkpoint or last_checkpoint if training_args.do_train else None
+    tokenizer = load_tokenizer(model_args, train_dataset, data_args.text_column_name, resume_checkpoint)
     model = build_model(model_args, labels, tokenizer, data_args.label_all_tokens)
     num_parameters = sum(p.numel() for p in model.parameters())
     logger.info(f"Model: {type(model).__name__}, {num_parameters:,} parameters, {len(labels)} labels")
@@ -859,9 +885,8 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     all_results: dict[str, Any] = {"num_parameters": num_parameters}
     all_results.update({f"{split}_windowed_sentences": count for split, count in window_counts.items()})
     if training_args.do_train:
-        checkpoint = training_args.resume_from_checkpoint or last_checkpoint
         started = time.perf_counter()
-        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        train_result = trainer.train(resume_from_checkpoint=resume_checkpoint)
         train_seconds = time.perf_counter() - started
         trainer.save_model()  # model, config (auto_map for CRF), modeling file, tokenizer
         metrics = dict(train_result.metrics)

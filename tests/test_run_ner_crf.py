@@ -1,0 +1,203 @@
+"""End-to-end runs of run_ner_crf.py on the synthetic sample with tiny models (CPU, offline)."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from datasets import load_from_disk
+
+import run_ner_crf
+from conftest import REPO_ROOT
+
+TINY_MODEL_ARGS = [
+    "--config_name", "configs/architectures/distilbert-base-cased.json",
+    "--config_overrides", "dim=32,n_layers=1,n_heads=2,hidden_dim=64,max_position_embeddings=256",
+    "--train_tokenizer", "true", "--tokenizer_vocab_size", "600",
+]
+COMMON_ARGS = [
+    "--do_train", "--do_eval", "--do_predict", "--use_cpu", "--report_to", "none", "--seed", "7",
+    "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "64", "--learning_rate", "2e-3",
+    "--crf_learning_rate", "1e-2", "--logging_steps", "1000", "--disable_tqdm", "true",
+    "--save_strategy", "no", "--eval_strategy", "no", "--dataloader_num_workers", "0",
+]
+
+
+@pytest.fixture(scope="module")
+def synthetic_dataset(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("data") / "synthetic"
+    subprocess.run([sys.executable, "prepare_n2c2.py", "--synthetic", "40", "--seed", "3", "--output_dir",
+                    str(output_dir)], cwd=REPO_ROOT, check=True, capture_output=True)
+    return output_dir
+
+
+def run(args, cwd=REPO_ROOT):
+    """run_ner_crf.main in this process, from the repository root (configs use relative paths)."""
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return run_ner_crf.main([str(arg) for arg in args])
+    finally:
+        os.chdir(previous)
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+@pytest.mark.parametrize("config", sorted((REPO_ROOT / "configs").glob("*.json")), ids=lambda p: p.stem)
+def test_every_config_parses(config, tmp_path):
+    model_args, data_args, training_args = run_ner_crf.parse_args([str(config), "--output_dir", str(tmp_path)])
+    values = json.loads(config.read_text())
+    assert training_args.output_dir == str(tmp_path), "flags after the config file override it"
+    assert model_args.use_crf == values["use_crf"]
+    assert training_args.learning_rate == values["learning_rate"]
+    assert training_args.num_train_epochs == values["num_train_epochs"]
+    assert (model_args.model_name_or_path is None) == (model_args.config_name is not None)
+    if model_args.config_name:
+        assert (REPO_ROOT / model_args.config_name).is_file()
+
+
+def test_train_fraction_samples_whole_documents(synthetic_dataset):
+    train = load_from_disk(str(synthetic_dataset))["train"]
+    half = run_ner_crf.sample_documents(train, 0.5, seed=1)
+    documents, kept = set(train["document_id"]), set(half["document_id"])
+    assert len(kept) == round(0.5 * len(documents))
+    # Every sentence of a kept document is kept.
+    for document_id in kept:
+        assert train["document_id"].count(document_id) == half["document_id"].count(document_id)
+    assert run_ner_crf.sample_documents(train, 0.5, seed=1)["id"] == half["id"], "seeded"
+
+
+def test_crf_run_learns_and_writes_its_outputs(synthetic_dataset, tmp_path):
+    untrained = run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir",
+                     tmp_path / "untrained", "--num_train_epochs", "0.01", "--learning_rate", "1e-12",
+                     "--crf_learning_rate", "1e-12"])
+    results = run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir",
+                   tmp_path / "crf", "--train_split", "train_downsampled", "--num_train_epochs", "8"])
+    # A trained model is far above an untrained one on the sample's test split.
+    assert results["test_f1"] > 0.6
+    assert results["test_f1"] > untrained["test_f1"] + 0.4
+
+    output_dir = tmp_path / "crf"
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["model_type"] == "crf_token_classification"
+    assert "AutoModelForTokenClassification" in config["auto_map"]
+    assert (output_dir / "modeling_crf.py").is_file()
+    for name in ("all_results.json", "train_results.json", "eval_results.json", "test_results.json", "README.md",
+                 "run_info.json", "tokenizer.json"):
+        assert (output_dir / name).is_file(), name
+    all_results = json.loads((output_dir / "all_results.json").read_text())
+    assert all_results["num_parameters"] > 0 and all_results["train_words_per_second"] > 0
+
+    test = load_from_disk(str(synthetic_dataset))["test"]
+    rows = read_jsonl(output_dir / "predictions" / "test_predictions.jsonl")
+    assert [row["id"] for row in rows] == test["id"]
+    for row in rows:
+        assert len(row["pred_tags"]) == len(row["tokens"]) == len(row["confidences"]) == len(row["gold_tags"])
+        assert all(0.0 <= c <= 1.0 for c in row["confidences"])
+    brat_files = sorted(p.stem for p in (output_dir / "predictions" / "brat").glob("*.ann"))
+    assert brat_files == sorted(set(test["document_id"]))
+
+    run_info = json.loads((output_dir / "run_info.json").read_text())
+    assert run_info["efficient_training"] is True and run_info["use_crf"] is True
+
+    card = (output_dir / "README.md").read_text()
+    assert "trust_remote_code=True" in card and "Not for clinical decisions" in card
+    assert f"{results['test_f1']:.4f}" in card
+
+
+def test_apt_run_uses_the_stock_head(synthetic_dataset, tmp_path):
+    results = run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir",
+                   tmp_path / "apt", "--use_crf", "false", "--train_split", "train_downsampled",
+                   "--num_train_epochs", "8"])
+    assert results["test_f1"] > 0.5
+    config = json.loads((tmp_path / "apt" / "config.json").read_text())
+    assert config["model_type"] == "distilbert" and "auto_map" not in config
+    assert not (tmp_path / "apt" / "modeling_crf.py").exists()
+    rows = read_jsonl(tmp_path / "apt" / "predictions" / "test_predictions.jsonl")
+    assert all(0.0 < c <= 1.0 for row in rows for c in row["confidences"])
+
+
+def test_long_sentences_are_windowed_not_truncated(synthetic_dataset, tmp_path):
+    results = run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir",
+                   tmp_path / "windows", "--max_seq_length", "12", "--stride", "4", "--num_train_epochs", "1",
+                   "--max_train_samples", "200"])
+    assert results["train_windowed_sentences"] > 0 and results["test_windowed_sentences"] > 0
+    rows = read_jsonl(tmp_path / "windows" / "predictions" / "test_predictions.jsonl")
+    assert all(len(row["pred_tags"]) == len(row["tokens"]) for row in rows)
+    assert max(len(row["tokens"]) for row in rows) > 12
+
+
+def test_resume_from_last_checkpoint(synthetic_dataset, tmp_path):
+    args = [*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir", tmp_path / "resume",
+            "--max_train_samples", "64", "--save_strategy", "epoch", "--do_eval", "false", "--do_predict", "false"]
+    run([*args, "--num_train_epochs", "1"])
+    assert (tmp_path / "resume" / "checkpoint-4").is_dir()
+    run([*args, "--num_train_epochs", "2"])
+    state = json.loads((tmp_path / "resume" / "trainer_state.json").read_text())
+    assert state["global_step"] == 8
+    # Resumed: the second run did only the second epoch's steps.
+    assert json.loads((tmp_path / "resume" / "train_results.json").read_text())["train_sentences"] == 64
+
+
+def test_push_to_hub_uploads_no_corpus_text(synthetic_dataset, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    uploads = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kwargs: repo_id)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder",
+                        lambda self, **kwargs: uploads.append(kwargs) or "intercepted")
+    output_dir = tmp_path / "pushed"
+    run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir", output_dir,
+         "--num_train_epochs", "1", "--max_train_samples", "100", "--save_strategy", "epoch",
+         "--push_to_hub", "--hub_model_id", "someone/tiny-crf"])
+    assert len(uploads) == 1 and uploads[0]["repo_id"] == "someone/tiny-crf"
+    assert Path(uploads[0]["folder_path"]) == output_dir
+
+    from huggingface_hub.utils import filter_repo_objects
+
+    everything = [p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*") if p.is_file()]
+    uploaded = sorted(filter_repo_objects(everything, allow_patterns=uploads[0]["allow_patterns"],
+                                          ignore_patterns=uploads[0].get("ignore_patterns")))
+    assert uploaded == run_ner_crf.hub_upload_files(output_dir)
+    assert {"config.json", "model.safetensors", "modeling_crf.py", "README.md", "tokenizer.json"} <= set(uploaded)
+    assert not [name for name in uploaded if name.startswith(("predictions/", "checkpoint-"))]
+    assert any(name.startswith("predictions/") for name in everything), "predictions exist but stay local"
+
+    # No run of 4 consecutive corpus words appears in any uploaded file.
+    dataset = load_from_disk(str(synthetic_dataset))
+    ngrams = {" ".join(tokens[i:i + 4]) for split in dataset.values() for tokens in split["tokens"]
+              for i in range(len(tokens) - 3) if all(re.search(r"\w", t) for t in tokens[i:i + 4])}
+    assert len(ngrams) > 1000
+    for name in uploaded:
+        data = (output_dir / name).read_bytes()
+        if name.endswith(".safetensors"):
+            continue  # weights: numbers only
+        words = re.findall(r"\w+|[^\w\s]", data.decode("utf-8"))
+        text = " ".join(words)
+        leaked = [gram for gram in ngrams if gram in text]
+        assert not leaked, f"{name} holds corpus text: {leaked[:3]}"
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_run_predicts_every_sentence_once(synthetic_dataset, tmp_path):
+    args = [*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", str(synthetic_dataset), "--num_train_epochs", "1",
+            "--max_train_samples", "96", "--max_predict_samples", "301"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, "run_ner_crf.py", *args, "--output_dir", str(tmp_path / "one")],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-3000:]
+    accelerate = Path(sys.executable).with_name("accelerate")
+    double = subprocess.run([str(accelerate), "launch", "--config_file", "configs/accelerate/cpu_2proc.yaml",
+                             "run_ner_crf.py", *args, "--output_dir", str(tmp_path / "two")],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert double.returncode == 0, double.stderr[-3000:]
+    one = read_jsonl(tmp_path / "one" / "predictions" / "test_predictions.jsonl")
+    two = read_jsonl(tmp_path / "two" / "predictions" / "test_predictions.jsonl")
+    assert len(one) == len(two) == 301
+    assert [row["id"] for row in two] == [row["id"] for row in one], "none duplicated, missing or reordered"
+    assert all(len(row["pred_tags"]) == len(row["tokens"]) for row in two)
