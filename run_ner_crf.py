@@ -231,10 +231,12 @@ def encode_word_windows(
         for word_id in counts_encoding.word_ids(sentence_index):
             if word_id is not None:
                 counts[word_id] += 1
-        # A word the tokenizer drops entirely (e.g. a control character) still needs a position.
+        # A word the tokenizer drops entirely (a control character, say) stands in as the unknown
+        # token, so that every word keeps a position and a prediction.
+        words = [word if count else tokenizer.unk_token for word, count in zip(words, counts)]
         counts = [max(count, 1) for count in counts]
         for start, end in word_windows(counts, budget, stride):
-            window_words.append(list(words[start:end]))
+            window_words.append(words[start:end])
             window_origin.append((sentence_index, start, end))
     encoding = tokenizer(window_words, is_split_into_words=True, truncation=True, max_length=max_seq_length)
     for row, (sentence_index, start, end) in enumerate(window_origin):

@@ -88,3 +88,12 @@ def test_merge_prefers_the_window_with_most_context():
     # edge of window 1 and 1 word from the edge of window 2.
     assert merged_tags == [1, 1, 1, 2, 2]
     assert merged_confidences == pytest.approx([0.1, 0.2, 0.3, 0.7, 0.8])
+
+
+def test_a_word_the_tokenizer_drops_still_gets_a_position(wordpiece_tokenizer):
+    words = ["aspirin", "\u200b", "daily"]  # a zero-width space normalises to nothing
+    assert wordpiece_tokenizer(["\u200b"], is_split_into_words=True, add_special_tokens=False)["input_ids"] == []
+    rows = encode_word_windows([words], wordpiece_tokenizer, 32, 8, [[1, 0, 0]])
+    assert sorted(set(rows["word_index"][0]) - {-1}) == [0, 1, 2]
+    merged = merge_window_predictions(rows, [[max(x, 0) for x in rows["labels"][0]]], [[1.0] * 5], [3])
+    assert merged[0][0] == [1, 0, 0]

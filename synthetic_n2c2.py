@@ -1,0 +1,553 @@
+"""SYNTHETIC discharge-summary-style notes in n2c2-2018 Track 2 brat format.
+
+Nothing here is real patient data: every note is assembled from templates and word lists
+by a seeded random generator, and its first line says so::
+
+    SYNTHETIC NOTE - not real patient data
+
+The notes carry all nine n2c2 types (Drug, Strength, Form, Dosage, Frequency, Route,
+Duration, Reason, ADE), medication lists ("1. Metoprolol tartrate 25 mg tablet PO BID")
+and narrative sentences ("She was started on X for Y", "He developed Z after X"), about
+three quarters all-O sentences (exam, labs, instructions) as in n2c2, and a few
+discontinuous spans (coordinations such as "liver and kidney injury", and entities that a
+wrapped line breaks in two, written as brat fragments) and overlapping spans (a drug
+inside "digoxin toxicity"). The vocabulary is varied so a model has something to learn
+yet can generalise; 15% of the drugs and adverse events appear only in test notes, so the
+test split measures generalisation to unseen names. Used by ``prepare_n2c2.py --synthetic N`` and by the tests.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+SYNTHETIC_HEADER = "SYNTHETIC NOTE - not real patient data"
+
+# name variants | strengths | forms | routes | reasons (indications)
+_DRUG_TABLE = """
+Metoprolol tartrate/Metoprolol/Lopressor | 12.5 mg,25 mg,50 mg | tablet | PO | hypertension,atrial fibrillation,rate control,tachycardia
+Metoprolol succinate/Toprol XL | 25 mg,50 mg,100 mg | extended release tablet,tablet | PO | hypertension,heart failure
+Lisinopril/Zestril | 2.5 mg,5 mg,10 mg,20 mg,40 mg | tablet | PO | hypertension,heart failure,proteinuria
+Losartan/Cozaar | 25 mg,50 mg,100 mg | tablet | PO | hypertension
+Amlodipine/Norvasc | 2.5 mg,5 mg,10 mg | tablet | PO | hypertension
+Hydrochlorothiazide/HCTZ | 12.5 mg,25 mg | tablet,capsule | PO | hypertension,edema
+Furosemide/Lasix | 20 mg,40 mg,80 mg | tablet,injection | PO,IV | fluid overload,edema,heart failure,volume overload
+Torsemide | 10 mg,20 mg | tablet | PO | edema,ascites
+Spironolactone/Aldactone | 25 mg,50 mg | tablet | PO | ascites,heart failure
+Carvedilol/Coreg | 3.125 mg,6.25 mg,12.5 mg,25 mg | tablet | PO | heart failure,hypertension
+Diltiazem/Cardizem | 30 mg,60 mg,120 mg | tablet,extended release capsule | PO | atrial fibrillation,rate control
+Digoxin | 0.125 mg,0.25 mg | tablet | PO | atrial fibrillation
+Amiodarone | 200 mg,400 mg | tablet | PO | atrial fibrillation,ventricular tachycardia
+Aspirin/ASA | 81 mg,325 mg | tablet,chewable tablet,enteric coated tablet | PO | coronary artery disease,CAD,stroke prevention,chest pain
+Clopidogrel/Plavix | 75 mg | tablet | PO | coronary stent,CAD,NSTEMI
+Atorvastatin/Lipitor | 10 mg,20 mg,40 mg,80 mg | tablet | PO | hyperlipidemia,CAD
+Simvastatin/Zocor | 10 mg,20 mg,40 mg | tablet | PO | hyperlipidemia
+Pravastatin | 20 mg,40 mg | tablet | PO | hyperlipidemia
+Warfarin/Coumadin | 1 mg,2 mg,2.5 mg,5 mg | tablet | PO | atrial fibrillation,DVT,pulmonary embolism,mechanical valve
+Apixaban/Eliquis | 2.5 mg,5 mg | tablet | PO | atrial fibrillation,DVT
+Heparin | 5000 units | injection,solution | SC,subcutaneous,IV | DVT prophylaxis,pulmonary embolism
+Enoxaparin/Lovenox | 40 mg,60 mg,80 mg | syringe,injection | SC,subcutaneous | DVT prophylaxis,DVT
+Insulin glargine/Lantus | 10 units,20 units,30 units | injection,pen | SC,subcutaneous | diabetes,type 2 diabetes,hyperglycemia
+Insulin lispro/Humalog | 4 units,6 units,8 units | injection | SC | hyperglycemia,diabetes
+Metformin/Glucophage | 500 mg,850 mg,1000 mg | tablet | PO | type 2 diabetes,diabetes
+Glipizide | 5 mg,10 mg | tablet | PO | diabetes
+Levothyroxine/Synthroid | 25 mcg,50 mcg,75 mcg,100 mcg | tablet | PO | hypothyroidism
+Omeprazole/Prilosec | 20 mg,40 mg | capsule,delayed release capsule | PO | GERD,reflux,GI prophylaxis
+Pantoprazole/Protonix | 40 mg | tablet,delayed release tablet,injection | PO,IV | GERD,GI bleed,GI prophylaxis
+Famotidine/Pepcid | 20 mg | tablet | PO,IV | GERD,reflux
+Ondansetron/Zofran | 4 mg,8 mg | tablet,disintegrating tablet,injection | PO,IV | nausea,vomiting
+Metoclopramide/Reglan | 5 mg,10 mg | tablet | PO,IV | nausea,gastroparesis
+Docusate sodium/Colace | 100 mg | capsule | PO | constipation
+Senna/Senokot | 8.6 mg | tablet | PO | constipation
+Polyethylene glycol/Miralax | 17 gram | powder,packet | PO | constipation
+Lactulose | 30 mL,20 gram | solution,syrup | PO | hepatic encephalopathy,constipation
+Acetaminophen/Tylenol | 325 mg,500 mg,650 mg | tablet,caplet | PO,PR | pain,fever,headache
+Oxycodone/Roxicodone | 5 mg,10 mg | tablet | PO | pain,back pain
+Hydromorphone/Dilaudid | 0.5 mg,1 mg,2 mg | tablet,injection | PO,IV | pain
+Morphine sulfate/Morphine | 2 mg,4 mg,15 mg | injection,tablet | IV,PO | pain
+Tramadol | 50 mg | tablet | PO | pain
+Ibuprofen/Motrin | 400 mg,600 mg | tablet | PO | pain,fever
+Gabapentin/Neurontin | 100 mg,300 mg,600 mg | capsule | PO | neuropathy,neuropathic pain
+Prednisone | 5 mg,10 mg,20 mg,40 mg,60 mg | tablet | PO | COPD exacerbation,gout,asthma exacerbation
+Methylprednisolone/Solu-Medrol | 40 mg,125 mg | injection | IV | COPD exacerbation
+Albuterol/Albuterol sulfate | 90 mcg/actuation,2.5 mg/3 mL | inhaler,nebulizer solution | inhaled,nebulized | wheezing,shortness of breath,COPD
+Ipratropium/Atrovent | 0.02 %,17 mcg/actuation | nebulizer solution,inhaler | inhaled,nebulized | COPD,wheezing
+Tiotropium/Spiriva | 18 mcg | capsule with inhalation device | inhaled | COPD
+Fluticasone/Flovent | 110 mcg/actuation,50 mcg | inhaler,nasal spray | inhaled,nasal | asthma,allergic rhinitis
+Vancomycin | 1 gram,1250 mg,125 mg | injection,capsule | IV,PO | MRSA bacteremia,cellulitis,C. diff colitis,pneumonia
+Piperacillin-tazobactam/Zosyn | 4.5 gram,3.375 gram | injection | IV | pneumonia,sepsis,intra-abdominal infection
+Ceftriaxone/Rocephin | 1 gram,2 gram | injection | IV | pneumonia,urinary tract infection,UTI,meningitis
+Cefepime | 1 gram,2 gram | injection | IV | pneumonia,sepsis
+Levofloxacin/Levaquin | 500 mg,750 mg | tablet,injection | PO,IV | pneumonia,UTI
+Ciprofloxacin/Cipro | 250 mg,500 mg | tablet | PO | UTI,urinary tract infection
+Azithromycin/Zithromax | 250 mg,500 mg | tablet | PO,IV | pneumonia,bronchitis
+Metronidazole/Flagyl | 500 mg | tablet,injection | PO,IV | C. diff colitis,intra-abdominal infection
+Sulfamethoxazole-trimethoprim/Bactrim DS/Bactrim | 800-160 mg,400-80 mg | tablet | PO | UTI,PCP prophylaxis,cellulitis
+Cephalexin/Keflex | 500 mg | capsule | PO | cellulitis
+Nitrofurantoin/Macrobid | 100 mg | capsule | PO | UTI
+Fluconazole/Diflucan | 100 mg,200 mg | tablet | PO,IV | thrush,candidiasis,yeast infection
+Acyclovir | 400 mg,800 mg | tablet | PO | herpes zoster,HSV
+Sertraline/Zoloft | 25 mg,50 mg,100 mg | tablet | PO | depression,anxiety
+Citalopram/Celexa | 10 mg,20 mg | tablet | PO | depression
+Trazodone | 50 mg | tablet | PO | insomnia
+Quetiapine/Seroquel | 25 mg,50 mg | tablet | PO | agitation,delirium
+Haloperidol/Haldol | 0.5 mg,1 mg,2 mg | tablet,injection | PO,IV,IM | agitation,delirium
+Lorazepam/Ativan | 0.5 mg,1 mg | tablet,injection | PO,IV | anxiety,alcohol withdrawal,seizure
+Levetiracetam/Keppra | 500 mg,750 mg,1000 mg | tablet | PO,IV | seizures,seizure prophylaxis
+Phenytoin/Dilantin | 100 mg | capsule | PO | seizures
+Allopurinol | 100 mg,300 mg | tablet | PO | gout
+Colchicine | 0.6 mg | tablet | PO | gout flare
+Tamsulosin/Flomax | 0.4 mg | capsule | PO | BPH,urinary retention
+Finasteride | 5 mg | tablet | PO | BPH
+Potassium chloride/KCl | 20 mEq,40 mEq | tablet,extended release tablet,packet | PO,IV | hypokalemia
+Magnesium oxide | 400 mg | tablet | PO | hypomagnesemia
+Calcium carbonate/Tums | 500 mg,1250 mg | chewable tablet,tablet | PO | hypocalcemia,osteoporosis
+Cholecalciferol/Vitamin D3 | 400 units,1000 units | tablet,capsule | PO | vitamin D deficiency
+Folic acid | 1 mg | tablet | PO | folate deficiency
+Thiamine | 100 mg | tablet,injection | PO,IV | alcohol use,thiamine deficiency
+Ferrous sulfate | 325 mg | tablet | PO | iron deficiency anemia,anemia
+Epoetin alfa/Epogen | 10000 units | injection | SC | anemia of CKD
+Sevelamer/Renvela | 800 mg | tablet | PO | hyperphosphatemia
+Nicotine patch/Nicotine | 14 mg/24 hr,21 mg/24 hr | patch,transdermal patch | transdermal,TD | smoking cessation,nicotine withdrawal
+Lidocaine patch/Lidoderm | 5 % | patch,adhesive patch | topical,TD | back pain,rib fracture pain
+Nitroglycerin | 0.4 mg | sublingual tablet,tablet | SL,sublingual | chest pain,angina
+Isosorbide mononitrate/Imdur | 30 mg,60 mg | extended release tablet | PO | angina
+Hydralazine | 10 mg,25 mg,50 mg | tablet,injection | PO,IV | hypertension
+Clonidine | 0.1 mg,0.2 mg | tablet,patch | PO,TD | hypertension
+Sucralfate/Carafate | 1 gram | tablet,suspension | PO | gastritis
+Nystatin | 100000 unit/mL | suspension | PO | thrush
+Mupirocin | 2 % | ointment | topical | skin infection
+Hydrocortisone cream/Hydrocortisone | 1 %,2.5 % | cream | topical | rash,dermatitis
+Donepezil/Aricept | 5 mg,10 mg | tablet | PO | dementia
+"""
+
+
+@dataclass(frozen=True)
+class _Drug:
+    names: tuple[str, ...]
+    strengths: tuple[str, ...]
+    forms: tuple[str, ...]
+    routes: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+
+def _parse_drug_table(table: str) -> list[_Drug]:
+    drugs = []
+    for line in table.strip().splitlines():
+        names, strengths, forms, routes, reasons = (column.strip() for column in line.split("|"))
+        drugs.append(_Drug(*(tuple(item.strip() for item in column.split(sep))
+                             for column, sep in ((names, "/"), (strengths, ","), (forms, ","), (routes, ","),
+                                                 (reasons, ",")))))
+    return drugs
+
+
+DRUGS = _parse_drug_table(_DRUG_TABLE)
+ROUTE_VARIANTS = {"PO": ("PO", "PO", "by mouth", "oral", "p.o."), "IV": ("IV", "IV", "intravenously"),
+                  "SC": ("SC", "subcut", "subcutaneously"), "SL": ("SL",), "PR": ("PR", "per rectum"),
+                  "IM": ("IM",), "TD": ("TD",)}
+FREQUENCIES = (
+    "daily", "DAILY (Daily)", "once a day", "once daily", "every day", "BID", "BID (2 times a day)", "twice a day",
+    "twice daily", "b.i.d.", "TID", "TID (3 times a day)", "three times a day", "t.i.d.", "QID", "four times a day",
+    "Q4H", "Q6H", "Q8H", "Q12H", "Q24H", "q4h", "q6h", "q8h", "every 4 hours", "every 6 hours", "every 8 hours",
+    "every 12 hours", "QHS", "at bedtime", "HS (at bedtime)", "QAM", "every morning", "every other day", "QOD",
+    "once weekly", "with meals", "TID with meals", "Q6H as needed", "Q4H PRN", "PRN", "as needed", "q8h prn",
+)
+PRN_FREQUENCIES = ("as needed", "PRN", "Q6H as needed", "Q4H PRN", "q8h prn", "every 6 hours as needed")
+DURATIONS = (
+    "for 7 days", "for 10 days", "for 14 days", "for 5 days", "for 3 days", "for 5 more days", "for 2 more days",
+    "x 7 days", "x5 days", "x 10 days", "for 2 weeks", "for one week", "for 1 month", "for 6 weeks",
+    "for a total of 10 days", "for a total of 14 days", "for three days",
+)
+DOSAGES = ("One (1)", "Two (2)", "1", "2", "1-2", "one", "two", "half", "1/2", "Three (3)", "0.5")
+ADES = (
+    "rash", "hives", "pruritus", "nausea", "vomiting", "diarrhea", "hypotension", "bradycardia", "hyperkalemia",
+    "hyponatremia", "acute kidney injury", "AKI", "thrombocytopenia", "hypoglycemia", "angioedema", "cough",
+    "dizziness", "confusion", "delirium", "oversedation", "respiratory depression", "QT prolongation",
+    "C. diff colitis", "GI bleed", "bleeding", "supratherapeutic INR", "elevated LFTs", "transaminitis",
+    "myalgias", "rhabdomyolysis", "orthostatic hypotension", "urinary retention", "constipation",
+    "lactic acidosis", "red man syndrome", "neutropenia", "hepatotoxicity", "lower extremity edema",
+    "headache", "anaphylaxis", "lip swelling", "a diffuse maculopapular rash",
+)
+COORDINATED_ADES = (
+    ("liver", "kidney", "injury"), ("lip", "tongue", "swelling"), ("hand", "foot", "rash"),
+    ("upper", "lower extremity", "edema"), ("nausea", "abdominal", "pain"), ("arm", "chest", "rash"),
+)
+TOXICITY_DRUGS = ("digoxin", "lithium", "vancomycin", "phenytoin", "acetaminophen", "tacrolimus", "theophylline")
+CONDITIONS = (
+    "hypertension", "hyperlipidemia", "type 2 diabetes", "CAD", "atrial fibrillation", "COPD", "CHF", "CKD stage 3",
+    "GERD", "hypothyroidism", "depression", "osteoarthritis", "BPH", "asthma", "obesity", "gout", "anemia",
+    "prior stroke", "obstructive sleep apnea", "cirrhosis",
+)
+COMPLAINTS = (
+    "chest pain", "shortness of breath", "fevers", "abdominal pain", "a fall", "confusion", "weakness",
+    "lower extremity swelling", "palpitations", "cough", "dysuria", "syncope", "melena", "back pain",
+)
+NAMES = ("Smith", "Lee", "Garcia", "Patel", "Nguyen", "Brown", "Cohen", "Okafor", "Rossi", "Kim", "Silva", "Meyer")
+
+
+@dataclass
+class SyntheticNote:
+    """A generated note: ``entities`` are ``(type, fragments)`` in brat offsets of ``text``."""
+
+    doc_id: str
+    text: str
+    entities: list[tuple[str, tuple[tuple[int, int], ...]]]
+
+
+# A sentence is a list of pieces: plain strings, ("E", type, text) entities,
+# ("COORD", a, b, head) coordinated ADEs and ("TOX", drug) drug-toxicity ADEs.
+def _entity(entity_type: str, text: str) -> tuple:
+    return ("E", entity_type, text)
+
+
+# A fixed share of drugs and adverse events never appears in training notes, only in test
+# notes, so the test split measures generalisation to unseen names (from context), not recall.
+HELD_OUT_SHARE = 0.15
+
+
+def _vocabulary(split: str) -> tuple[list[_Drug], list[str]]:
+    """Drugs and ADEs for a split: training notes lack the held-out ones; test notes use all."""
+    order = random.Random("synthetic-n2c2-held-out")  # the same held-out set for every seed
+    held_out_drugs = set(order.sample(range(len(DRUGS)), round(HELD_OUT_SHARE * len(DRUGS))))
+    held_out_ades = set(order.sample(range(len(ADES)), round(HELD_OUT_SHARE * len(ADES))))
+    if split == "test":
+        return list(DRUGS), list(ADES)
+    return ([drug for index, drug in enumerate(DRUGS) if index not in held_out_drugs],
+            [ade for index, ade in enumerate(ADES) if index not in held_out_ades])
+
+
+class _Generator:
+    def __init__(self, rng: random.Random, split: str = "train"):
+        self.rng = rng
+        self.pronoun = rng.choice(("He", "She"))
+        self.drugs, self.ades = _vocabulary(split)
+
+    def choice(self, options):
+        return self.rng.choice(options)
+
+    def chance(self, probability: float) -> bool:
+        return self.rng.random() < probability
+
+    # --- entity-bearing sentences -------------------------------------------------
+    def drug_parts(self):
+        drug = self.choice(self.drugs)
+        name = self.choice(drug.names)
+        route = self.choice(drug.routes)
+        route = self.choice(ROUTE_VARIANTS.get(route, (route,)))
+        return drug, name, self.choice(drug.strengths), self.choice(drug.forms), route
+
+    def med_list_item(self, number: int, discharge: bool) -> list:
+        drug, name, strength, form, route = self.drug_parts()
+        frequency = self.choice(FREQUENCIES)
+        style = self.rng.random()
+        item: list = [f"{number}. ", _entity("Drug", name), " "]
+        if style < 0.35:  # 1. Metoprolol tartrate 25 mg tablet PO BID
+            item += [_entity("Strength", strength), " "]
+            if self.chance(0.7):
+                item += [_entity("Form", form), " "]
+            item += [_entity("Route", route), " ", _entity("Frequency", frequency)]
+        elif style < 0.65 and discharge:  # MIMIC style with Sig:
+            item += [_entity("Strength", strength), " ", _entity("Form", form.capitalize()), " Sig: ",
+                     _entity("Dosage", self.choice(DOSAGES)), " ", _entity("Form", form.capitalize()), " ",
+                     _entity("Route", route), " ", _entity("Frequency", frequency)]
+            if self.chance(0.25):
+                item += [" ", _entity("Duration", self.choice(DURATIONS))]
+            item.append(".")
+        elif style < 0.85:  # with a reason
+            item += [_entity("Strength", strength), " ", _entity("Route", route), " ",
+                     _entity("Frequency", self.choice(PRN_FREQUENCIES) if self.chance(0.5) else frequency),
+                     " for ", _entity("Reason", self.choice(drug.reasons))]
+        else:  # take N tablets ... for N days
+            item += [_entity("Strength", strength), " take ", _entity("Dosage", self.choice(DOSAGES)), " ",
+                     _entity("Form", form), " ", _entity("Frequency", frequency), " ",
+                     _entity("Duration", self.choice(DURATIONS))]
+        return item
+
+    def reason_sentence(self) -> list:
+        drug, name, strength, form, route = self.drug_parts()
+        reason = _entity("Reason", self.choice(drug.reasons))
+        pronoun = self.pronoun
+        templates = (
+            lambda: [f"{pronoun} was started on ", _entity("Drug", name), " ", _entity("Strength", strength), " ",
+                     _entity("Route", route), " ", _entity("Frequency", self.choice(FREQUENCIES)), " for ", reason,
+                     "."],
+            lambda: [_entity("Drug", name), " was started for ", reason, "."],
+            lambda: [f"{pronoun} was given ", _entity("Drug", name), " ", _entity("Route", route), " for ", reason,
+                     " with good effect."],
+            lambda: [f"{pronoun} was treated with ", _entity("Drug", name), " ", _entity("Route", route), " ",
+                     _entity("Duration", self.choice(DURATIONS)), " for ", reason, "."],
+            lambda: [f"{pronoun} completed a course of ", _entity("Drug", name), " for ", reason, "."],
+            lambda: ["Home ", _entity("Drug", name), " was continued for ", reason, "."],
+            lambda: [_entity("Drug", name), " was increased to ", _entity("Strength", strength), " ",
+                     _entity("Frequency", self.choice(FREQUENCIES)), " for better control of ", reason, "."],
+            lambda: [f"{pronoun} will continue ", _entity("Drug", name), " ", _entity("Strength", strength), " ",
+                     _entity("Frequency", self.choice(FREQUENCIES)), " ", _entity("Duration", self.choice(DURATIONS)),
+                     " to treat ", reason, "."],
+            lambda: ["For ", reason, f", {pronoun.lower()} received ", _entity("Drug", name), " ",
+                     _entity("Strength", strength), " ", _entity("Route", route), "."],
+        )
+        return self.choice(templates)()
+
+    def ade_sentence(self) -> list:
+        _, name, strength, _, route = self.drug_parts()
+        _, other, other_strength, _, _ = self.drug_parts()
+        ade = _entity("ADE", self.choice(self.ades))
+        drug = _entity("Drug", name)
+        pronoun = self.pronoun
+        templates = (
+            lambda: [f"{pronoun} developed ", ade, " after ", drug, " was started, so it was discontinued."],
+            lambda: [f"{pronoun} developed ", ade, " after receiving ", drug, "."],
+            lambda: [drug, " was stopped because of ", ade, "."],
+            lambda: [_entity("ADE", ade[2][0].upper() + ade[2][1:]), " was thought to be secondary to ", drug, "."],
+            lambda: ["Hospital course was complicated by ", ade, " attributed to ", drug, "."],
+            lambda: [f"{pronoun} was switched from ", drug, " to ", _entity("Drug", other), " ",
+                     _entity("Strength", other_strength), " ", _entity("Frequency", self.choice(FREQUENCIES)),
+                     " because of ", ade, "."],
+            lambda: ["Given ", ade, " on ", drug, ", the dose was reduced to ", _entity("Strength", strength), " ",
+                     _entity("Route", route), " ", _entity("Frequency", self.choice(FREQUENCIES)), "."],
+            lambda: [f"{pronoun} developed ", ("COORD", *self.choice(COORDINATED_ADES)), " after ", drug, "."],
+            lambda: [f"{pronoun} presented with ", ("TOX", self.choice(TOXICITY_DRUGS)), " and it was held."],
+        )
+        return self.choice(templates)()
+
+    # --- all-O sentences ----------------------------------------------------------
+    def exam_line(self) -> str:
+        return self.choice((
+            f"Vitals: T {self.rng.randint(970, 1012) / 10} BP {self.rng.randint(95, 170)}/{self.rng.randint(50, 95)} "
+            f"HR {self.rng.randint(52, 118)} RR {self.rng.randint(12, 24)} O2 sat {self.rng.randint(89, 100)}% "
+            f"on {self.choice(('RA', '2L NC', 'room air', '3L NC'))}",
+            "General: alert and oriented x3, in no acute distress.",
+            "General: elderly, comfortable, pleasant.",
+            "HEENT: PERRL, EOMI, mucous membranes moist, oropharynx clear.",
+            "Neck: supple, JVP not elevated, no lymphadenopathy.",
+            "Lungs: clear to auscultation bilaterally, no wheezes, rales or rhonchi.",
+            f"Lungs: {self.choice(('bibasilar crackles', 'decreased breath sounds at the bases', 'scattered wheezes'))}.",
+            "CV: regular rate and rhythm, normal S1 and S2, no murmurs, rubs or gallops.",
+            f"CV: irregularly irregular, {self.choice(('II/VI', 'III/VI'))} systolic murmur at the apex.",
+            "Abdomen: soft, non-tender, non-distended, normoactive bowel sounds.",
+            f"Extremities: {self.choice(('no edema', 'trace edema', '1+ pitting edema', 'warm and well perfused'))}.",
+            "Neuro: CN II-XII intact, strength 5/5 throughout, sensation grossly intact.",
+            "Skin: no rashes or lesions.",
+        ))
+
+    def lab_line(self) -> str:
+        date = f"21{self.rng.randint(10, 99)}-{self.rng.randint(1, 12):02d}-{self.rng.randint(1, 28):02d}"
+        time = f"{self.rng.randint(0, 11):02d}:{self.rng.randint(0, 59):02d}{self.choice(('AM', 'PM'))}"
+        return self.choice((
+            f"{date} {time} BLOOD WBC-{self.rng.randint(30, 180) / 10} RBC-{self.rng.randint(300, 520) / 100} "
+            f"Hgb-{self.rng.randint(80, 160) / 10} Hct-{self.rng.randint(250, 480) / 10} Plt Ct-{self.rng.randint(90, 420)}",
+            f"{date} {time} BLOOD Glucose-{self.rng.randint(70, 320)} UreaN-{self.rng.randint(8, 60)} "
+            f"Creat-{self.rng.randint(6, 35) / 10} Na-{self.rng.randint(128, 146)} K-{self.rng.randint(31, 56) / 10} "
+            f"Cl-{self.rng.randint(95, 110)} HCO3-{self.rng.randint(18, 30)}",
+            f"{date} {time} BLOOD ALT-{self.rng.randint(10, 90)} AST-{self.rng.randint(10, 90)} "
+            f"AlkPhos-{self.rng.randint(40, 160)} TotBili-{self.rng.randint(2, 25) / 10}",
+            f"{date} {time} BLOOD PT-{self.rng.randint(100, 300) / 10} INR(PT)-{self.rng.randint(9, 35) / 10}",
+            f"CXR: {self.choice(('no acute cardiopulmonary process', 'mild pulmonary edema', 'left lower lobe opacity', 'small bilateral pleural effusions'))}.",
+            f"ECG: {self.choice(('sinus rhythm', 'atrial fibrillation', 'sinus tachycardia'))} at {self.rng.randint(55, 120)}, "
+            f"{self.choice(('no acute ST changes', 'unchanged from prior', 'left axis deviation'))}.",
+            f"Echo: EF {self.rng.randint(20, 65)}%, {self.choice(('mild MR', 'no significant valvular disease', 'moderate TR'))}.",
+        ))
+
+    def history_sentence(self) -> str:
+        pronoun = self.pronoun
+        return self.choice((
+            f"{self.rng.randint(34, 92)} year old {self.choice(('man', 'woman', 'M', 'F'))} with a history of "
+            f"{self.choice(CONDITIONS)} and {self.choice(CONDITIONS)} who presents with {self.choice(COMPLAINTS)}.",
+            f"{pronoun} reports {self.rng.randint(2, 10)} days of {self.choice(COMPLAINTS)}.",
+            f"{pronoun} denies fevers, chills or night sweats.",
+            "In the ED, vitals were notable for mild tachycardia.",
+            "Review of systems was otherwise negative.",
+            f"{pronoun} was in {self.choice(('her', 'his'))} usual state of health until {self.choice(('yesterday', 'last week', 'this morning'))}.",
+            f"Labs were notable for a creatinine of {self.rng.randint(8, 30) / 10}.",
+        ))
+
+    def course_sentence(self) -> str:
+        pronoun = self.pronoun
+        return self.choice((
+            f"{pronoun} remained hemodynamically stable.",
+            f"{pronoun} was transferred to the floor in stable condition.",
+            f"Physical therapy evaluated {'him' if pronoun == 'He' else 'her'} and recommended home with services.",
+            f"{self.choice(('Cardiology', 'Nephrology', 'Infectious disease', 'Gastroenterology'))} was consulted.",
+            "Blood cultures remained negative.",
+            f"Symptoms improved over the next {self.rng.randint(2, 5)} days.",
+            "Electrolytes were repleted as needed.",
+            f"{pronoun} tolerated a regular diet.",
+        ))
+
+    def instruction_sentence(self) -> str:
+        return self.choice((
+            "Please call your doctor or return to the emergency department if you develop chest pain or shortness of breath.",
+            "Please keep all of your follow-up appointments.",
+            "Weigh yourself every morning and call your doctor if your weight goes up more than 3 lbs.",
+            "Please take all of your medications as prescribed.",
+            "Do not drive until you are seen in clinic.",
+            "You were admitted to the hospital for evaluation.",
+            "Your blood counts were stable during this admission.",
+            f"Follow up with Dr. {self.choice(NAMES)} in {self.rng.randint(1, 4)} weeks.",
+            f"Follow up with your primary care physician, Dr. {self.choice(NAMES)}, within one week.",
+            "It was a pleasure taking care of you.",
+        ))
+
+    def social_line(self) -> str:
+        return self.choice((
+            f"Lives with {self.choice(('his wife', 'her husband', 'daughter', 'a roommate', 'family'))} in {self.choice(('an apartment', 'a house', 'assisted living'))}.",
+            "Denies tobacco, alcohol or illicit drug use.",
+            f"Former smoker, quit {self.rng.randint(2, 30)} years ago.",
+            "Retired, independent in ADLs.",
+        ))
+
+
+def _render(sections, rng: random.Random) -> tuple[str, list[tuple[str, tuple[tuple[int, int], ...]]]]:
+    """Lay out ``(title, sentences, layout)`` sections; wrap paragraphs; return text and entities."""
+    from prepare_n2c2 import split_at_line_breaks
+
+    text = ""
+    entities: list[tuple[str, list[tuple[int, int]]]] = []
+
+    def append(piece) -> None:
+        nonlocal text
+        if isinstance(piece, str):
+            text += piece
+        elif piece[0] == "E":
+            start = len(text)
+            text += piece[2]
+            entities.append((piece[1], [(start, len(text))]))
+        elif piece[0] == "COORD":  # "liver and kidney injury": liver...injury + kidney injury
+            first, second, head = piece[1:]
+            first_start = len(text)
+            text += f"{first} and "
+            second_start = len(text)
+            text += f"{second} {head}"
+            entities.append(("ADE", [(first_start, first_start + len(first)), (len(text) - len(head), len(text))]))
+            entities.append(("ADE", [(second_start, len(text))]))
+        elif piece[0] == "TOX":  # "digoxin toxicity": a Drug inside an ADE
+            start = len(text)
+            text += f"{piece[1]} toxicity"
+            entities.append(("ADE", [(start, len(text))]))
+            entities.append(("Drug", [(start, start + len(piece[1]))]))
+
+    text = SYNTHETIC_HEADER + "\n"
+    for title, sentences, layout in sections:
+        if title:
+            text += f"\n{title}:\n"
+        paragraph_start = len(text)
+        for index, sentence in enumerate(sentences):
+            if layout == "paragraph" and index:
+                text += " "
+            for piece in sentence if isinstance(sentence, list) else [sentence]:
+                append(piece)
+            if layout == "lines":
+                text += "\n"
+        if layout == "paragraph":
+            # Hard-wrap the paragraph by turning spaces into newlines (offsets do not move):
+            # entities crossing a wrap become discontinuous fragments, as in n2c2.
+            width = rng.randint(70, 100)
+            chars = list(text)
+            line_start = paragraph_start
+            last_space = None
+            for position in range(paragraph_start, len(chars)):
+                if chars[position] == " ":
+                    last_space = position
+                if position - line_start >= width and last_space is not None and last_space > line_start:
+                    chars[last_space] = "\n"
+                    line_start = last_space + 1
+                    last_space = None
+            text = "".join(chars) + "\n"
+    fragments = []
+    for entity_type, spans in entities:
+        pieces = tuple(piece for start, end in spans for piece in split_at_line_breaks(text, start, end))
+        fragments.append((entity_type, pieces))
+    fragments.sort(key=lambda entity: (entity[1][0], -entity[1][-1][1]))
+    return text, fragments
+
+
+def generate_note(rng: random.Random, doc_id: str, split: str = "train") -> SyntheticNote:
+    """One synthetic discharge summary (about three quarters of its sentences all-O)."""
+    generator = _Generator(rng, split)
+    hpi = [generator.history_sentence() for _ in range(rng.randint(2, 4))]
+    if rng.random() < 0.5:
+        hpi.insert(rng.randint(1, len(hpi)), generator.reason_sentence())
+    course = [generator.reason_sentence() for _ in range(rng.randint(2, 5))]
+    course += [generator.ade_sentence() for _ in range(rng.choice((0, 1, 1, 1, 2)))]
+    course += [generator.course_sentence() for _ in range(rng.randint(1, 3))]
+    rng.shuffle(course)
+    admission_meds = [generator.med_list_item(number, False) for number in range(1, rng.randint(3, 7))]
+    discharge_meds = [generator.med_list_item(number, True) for number in range(1, rng.randint(4, 11))]
+    # Entity sentences counted as written; fill with all-O lines up to a share drawn near 75%.
+    entity_sentences = len(admission_meds) + len(discharge_meds) + sum(
+        1 for sentence in hpi + course if isinstance(sentence, list))
+    plain_target = rng.uniform(0.68, 0.78)
+    titles = 14
+    plain_now = 1 + titles + sum(1 for sentence in hpi + course if isinstance(sentence, str)) + 4
+    plain_needed = max(0, round(plain_target * entity_sentences / (1 - plain_target)) - plain_now)
+    exam_count = max(3, plain_needed * 2 // 5)
+    lab_count = max(2, plain_needed * 2 // 5)
+    instruction_count = max(2, plain_needed - exam_count - lab_count)
+    admission = f"21{rng.randint(10, 99)}-{rng.randint(1, 12):02d}-{rng.randint(1, 20):02d}"
+    sections = [
+        (None, [f"Admission Date: {admission}   Discharge Date: (day {rng.randint(2, 9)})",
+                f"Service: {rng.choice(('MEDICINE', 'CARDIOLOGY', 'SURGERY', 'NEUROLOGY'))}"], "lines"),
+        ("Allergies", [rng.choice(("No Known Allergies / Adverse Drug Reactions", "Patient recorded as having No "
+                                   "Known Allergies to Drugs", "Penicillins", "Sulfa (Sulfonamide Antibiotics)"))],
+         "lines"),
+        ("Chief Complaint", [rng.choice(COMPLAINTS)], "lines"),
+        ("History of Present Illness", hpi, "paragraph"),
+        ("Past Medical History", [f"- {condition}" for condition in rng.sample(CONDITIONS, rng.randint(2, 5))],
+         "lines"),
+        ("Social History", [generator.social_line() for _ in range(rng.randint(1, 2))], "lines"),
+        ("Physical Exam", [generator.exam_line() for _ in range(exam_count)], "lines"),
+        ("Pertinent Results", [generator.lab_line() for _ in range(lab_count)], "lines"),
+        ("Brief Hospital Course", course, "paragraph"),
+        ("Medications on Admission", admission_meds, "lines"),
+        ("Discharge Medications", discharge_meds, "lines"),
+        ("Discharge Disposition", [rng.choice(("Home", "Home With Service", "Extended Care"))], "lines"),
+        ("Discharge Condition", [rng.choice(("Stable.", "Mental Status: Clear and coherent."))], "lines"),
+        ("Discharge Instructions", [generator.instruction_sentence() for _ in range(instruction_count)], "lines"),
+    ]
+    text, entities = _render(sections, rng)
+    return SyntheticNote(doc_id, text, entities)
+
+
+def generate_notes(count: int, seed: int = 42, split: str = "train") -> list[SyntheticNote]:
+    """``count`` notes named ``synthetic-{split}-NNNN``; the same seed and split give the same notes.
+
+    ``split="test"`` draws from the whole vocabulary, any other split leaves out the held-out
+    drugs and adverse events (see :data:`HELD_OUT_SHARE`).
+    """
+    rng = random.Random(f"synthetic-n2c2-{seed}-{split}")  # str seeds are stable across processes
+    return [generate_note(rng, f"synthetic-{split}-{index:04d}", split) for index in range(1, count + 1)]
+
+
+def write_notes(notes: list[SyntheticNote], folder, overwrite: bool = False) -> Path:
+    """Write ``.txt``/``.ann`` pairs into ``folder`` (created)."""
+    from prepare_n2c2 import write_brat_entities
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for note in notes:
+        txt_path = folder / f"{note.doc_id}.txt"
+        if txt_path.exists() and not overwrite:
+            raise FileExistsError(f"{txt_path} exists (pass --overwrite to replace it)")
+        with open(txt_path, "w", encoding="utf-8", newline="") as handle:
+            handle.write(note.text)
+        write_brat_entities(folder / f"{note.doc_id}.ann", note.entities, note.text, overwrite=overwrite)
+    return folder
+
+
+def write_synthetic_corpus(folder, num_train: int, num_test: int, seed: int = 42, overwrite: bool = False) -> dict:
+    """Write ``folder/train`` and ``folder/test`` (skipped when ``num_test`` is 0); returns the folders."""
+    folder = Path(folder)
+    for split in ("train", "test"):
+        existing = folder / split
+        if existing.is_dir() and any(existing.iterdir()):
+            if not overwrite:
+                raise FileExistsError(f"{existing} exists and is not empty (pass --overwrite to replace it)")
+            if any(not path.name.startswith("synthetic-") for path in existing.iterdir()):
+                raise FileExistsError(f"{existing} holds files that are not synthetic notes: not replacing it")
+            for path in existing.iterdir():
+                path.unlink()
+    folders = {"train": write_notes(generate_notes(num_train, seed, "train"), folder / "train", overwrite)}
+    if num_test:
+        folders["test"] = write_notes(generate_notes(num_test, seed, "test"), folder / "test", overwrite)
+    return folders

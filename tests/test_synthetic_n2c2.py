@@ -1,0 +1,111 @@
+"""synthetic_n2c2.py: deterministic, clearly marked, n2c2-like notes that read back through the brat reader."""
+
+import json
+from collections import Counter
+
+import pytest
+
+import prepare_n2c2 as p
+from synthetic_n2c2 import SYNTHETIC_HEADER, generate_notes, write_notes, write_synthetic_corpus
+
+
+@pytest.fixture(scope="module")
+def notes():
+    return generate_notes(40, seed=11)
+
+
+@pytest.fixture(scope="module")
+def converted(notes, tmp_path_factory):
+    """The notes written as brat, read back with text validation, and converted."""
+    folder = write_notes(notes, tmp_path_factory.mktemp("synthetic") / "train")
+    documents, problems = p.read_brat_folder(folder)
+    rows, counts = [], Counter()
+    for doc in documents:
+        doc_rows, doc_counts = p.document_to_examples(doc, p.N2C2_LABELS)
+        rows += doc_rows
+        counts.update(doc_counts)
+    return documents, problems, rows, counts
+
+
+def test_deterministic_by_seed_and_split():
+    first, again = generate_notes(5, seed=3), generate_notes(5, seed=3)
+    assert [(n.doc_id, n.text, n.entities) for n in first] == [(n.doc_id, n.text, n.entities) for n in again]
+    assert [n.text for n in generate_notes(5, seed=4)] != [n.text for n in first]
+    assert [n.text for n in generate_notes(5, seed=3, split="test")] != [n.text for n in first]
+
+
+def test_clearly_marked_synthetic(notes):
+    for note in notes:
+        assert note.text.startswith(SYNTHETIC_HEADER + "\n")
+        assert note.doc_id.startswith("synthetic-train-")
+
+
+def test_brat_round_trip_is_exact(notes, converted):
+    documents, problems, _, counts = converted
+    assert problems == [] and len(documents) == len(notes)
+    for note, doc in zip(notes, documents):
+        assert doc.text == note.text
+        assert [(e.type, e.spans) for e in doc.entities] == [(t, tuple(f)) for t, f in note.entities]
+
+
+def test_all_nine_types_multiword_discontinuous_and_overlapping(notes, converted):
+    types = Counter(entity_type for note in notes for entity_type, _ in note.entities)
+    assert set(types) == set(p.N2C2_ENTITY_TYPES)
+    assert types["Drug"] > types["Strength"] > types["ADE"] > 0 and types["Duration"] > 0
+    documents, _, rows, counts = converted
+    entities = [e for doc in documents for e in doc.entities]
+    assert sum(len(e.text.split()) > 1 for e in entities) > 0.3 * len(entities)
+    discontinuous = [e for e in entities if e.is_discontinuous]
+    assert 3 <= len(discontinuous) <= 0.05 * len(entities)
+    assert sum(counts[c, t] for c, t in counts if c == "dropped_overlap") >= 2  # drug inside "X toxicity", coordinations
+    # Every entity is either a B- tag or counted.
+    for entity_type in p.N2C2_ENTITY_TYPES:
+        dropped = sum(counts[c, entity_type] for c in p.DROP_CATEGORIES)
+        assert counts["kept", entity_type] + dropped == counts["source", entity_type]
+
+
+def test_about_three_quarters_all_o(converted):
+    _, _, rows, _ = converted
+    assert 0.68 <= p.all_o_share(rows) <= 0.82
+
+
+def test_learnable_patterns_and_varied_vocabulary(notes):
+    def surfaces(entity_type):
+        return {note.text[f[0][0]:f[-1][1]] for note in notes for t, f in note.entities if t == entity_type}
+
+    assert len(surfaces("Drug")) >= 60 and len(surfaces("Reason")) >= 40 and len(surfaces("Frequency")) >= 25
+    text = "\n".join(note.text for note in notes)
+    assert "started on" in text and "developed" in text and "\n1. " in text and "Sig:" in text
+
+
+def test_write_synthetic_corpus_refuses_to_overwrite(tmp_path):
+    folders = write_synthetic_corpus(tmp_path / "brat", 3, 1, seed=2)
+    assert sorted(path.name for path in folders["test"].iterdir()) == ["synthetic-test-0001.ann",
+                                                                        "synthetic-test-0001.txt"]
+    with pytest.raises(FileExistsError):
+        write_synthetic_corpus(tmp_path / "brat", 3, 1, seed=2)
+    write_synthetic_corpus(tmp_path / "brat", 2, 1, seed=2, overwrite=True)
+    assert len(list(folders["train"].glob("*.txt"))) == 2
+
+
+def test_cli_synthetic_builds_a_marked_dataset(tmp_path):
+    from datasets import load_from_disk
+
+    stats = p.main(["--synthetic", "24", "--seed", "5", "--output_dir", str(tmp_path / "data"),
+                    "--write_brat", str(tmp_path / "brat")])
+    assert stats["synthetic"] is True and stats["input"]["format"] == "synthetic"
+    assert json.loads((tmp_path / "data" / "stats.json").read_text())["synthetic"] is True
+    assert len(list((tmp_path / "brat" / "train").glob("*.ann"))) == 20
+    assert len(list((tmp_path / "brat" / "test").glob("*.txt"))) == 4
+    dataset = load_from_disk(str(tmp_path / "data"))
+    assert all(doc_id.startswith("synthetic-test-") for doc_id in dataset["test"]["document_id"])
+    assert stats["splits"]["validation"]["documents"] == 2 and stats["splits"]["train"]["documents"] == 18
+    for split in ("train", "validation"):
+        assert abs(stats["downsampling"][split]["all_o_share_after"] - 0.2) <= 0.02
+    assert stats["splits"]["test"]["all_o_share"] > 0.6
+    for entity_type, source in stats["totals"]["source_entities"].items():
+        b_tags = sum(stats["splits"][s]["entities"][entity_type] for s in ("train", "validation", "test"))
+        assert b_tags == source - stats["dropped"].get(entity_type, 0)
+    with pytest.raises(FileExistsError):
+        p.main(["--synthetic", "24", "--seed", "5", "--output_dir", str(tmp_path / "fresh"),
+                "--write_brat", str(tmp_path / "brat")])
