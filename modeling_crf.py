@@ -627,6 +627,18 @@ class CRFTokenClassificationPipeline(TokenClassificationPipeline):
         )
         inputs.pop("overflow_to_sample_mapping", None)
         offsets = inputs.pop("offset_mapping")
+        if word_chars is None:
+            # Word spans from one untruncated encoding: with `stride`, a chunk may hold only part
+            # of a word (word ids are global across chunks).
+            full = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+            word_chars = {}
+            for w, (start, end) in zip(full.word_ids(), full["offset_mapping"]):
+                if w is not None:
+                    first, last = word_chars.get(w, (start, end))
+                    word_chars[w] = (min(first, start), max(last, end))
+            relative_offsets = False
+        else:
+            relative_offsets = True  # offsets count from the start of each pre-split word
         all_subwords = getattr(self.model.config, "label_alignment", "first_subword") == "all_subwords"
         num_chunks = len(inputs["input_ids"])
         for i in range(num_chunks):
@@ -642,12 +654,8 @@ class CRFTokenClassificationPipeline(TokenClassificationPipeline):
                     label_mask[0, t] = True
                 if t > 0 and word_ids[t - 1] == w:
                     continue  # continuation subword
-                if word_chars is not None:
-                    word_start, word_end = word_chars[w]
-                    token_start = word_start + int(offsets[i, t, 0])
-                else:
-                    word_start, word_end = inputs.word_to_chars(i, w)
-                    token_start = int(offsets[i, t, 0])
+                word_start, word_end = word_chars[w]
+                token_start = int(offsets[i, t, 0]) + (word_start if relative_offsets else 0)
                 if i > 0 and t == first_content and token_start > word_start:
                     continue  # a window starts inside this word: the previous window tags it
                 label_mask[0, t] = True
@@ -687,7 +695,7 @@ class CRFTokenClassificationPipeline(TokenClassificationPipeline):
                 if start < 0 or tag < 0:
                     continue
                 words.append({
-                    "entity": id2label[tag], "score": float(marginals[t, tag]), "index": t,
+                    "entity": id2label[tag], "score": min(1.0, max(0.0, float(marginals[t, tag]))), "index": t,
                     "word": sentence[start:end], "start": start, "end": end,
                 })
             items = words if aggregation_strategy == AggregationStrategy.NONE else self._group_words(words, sentence)

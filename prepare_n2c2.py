@@ -57,6 +57,7 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal, Optional, Sequence
@@ -569,17 +570,29 @@ def write_brat_entities(
         # Brat's surface field is one line without tabs; the reader compares whitespace-normalised.
         surface = " ".join(" ".join(text[start:end].split()) for start, end in fragments)
         lines.append(f"T{number}\t{entity_type} {offsets}\t{surface}\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="\n", dir=path.parent,
-                                         prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.writelines(lines)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, newline="\n") as handle:
+        handle.writelines(lines)
     return path
+
+
+@contextmanager
+def atomic_open(path, encoding: str = "utf-8", newline: str | None = None):
+    """Open ``path`` for writing text through a temporary sibling file that replaces it only when
+    the block succeeds: an interrupted run never leaves a truncated file. The result gets the
+    usual permissions (0666 less the umask), not the owner-only ones of a temporary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding=encoding, newline=newline) as handle:
+            yield handle
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
 
 
 def write_brat_ann(path, entities: Iterable[tuple[str, int, int]], text: str, *, overwrite: bool = False) -> Path:

@@ -54,7 +54,7 @@ from transformers.trainer_utils import get_last_checkpoint
 import modeling_crf  # noqa: F401  (registers the CRF model with the Auto classes)
 from evaluate_ablations import ner_metrics
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
-from prepare_n2c2 import bio_to_spans, write_brat_ann
+from prepare_n2c2 import atomic_open, bio_to_spans, write_brat_ann
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,8 @@ def encode_word_windows(
     budget = max_seq_length - tokenizer.num_special_tokens_to_add(pair=False)
     if budget < 1:
         raise ValueError(f"--max_seq_length {max_seq_length} leaves no room for words")
-    counts_encoding = tokenizer(list(map(list, sentences)), is_split_into_words=True, add_special_tokens=False)
+    counts_encoding = tokenizer(list(map(list, sentences)), is_split_into_words=True, add_special_tokens=False,
+                                verbose=False)
     rows: dict[str, list] = {
         key: [] for key in ("input_ids", "attention_mask", "label_mask", "word_index", "sentence_index",
                             "window_start", "window_end")
@@ -233,6 +234,8 @@ def encode_word_windows(
                 counts[word_id] += 1
         # A word the tokenizer drops entirely (a control character, say) stands in as the unknown
         # token, so that every word keeps a position and a prediction.
+        if 0 in counts and tokenizer.unk_token is None:
+            raise ValueError(f"the tokenizer drops a word of sentence {sentence_index} and has no unknown token")
         words = [word if count else tokenizer.unk_token for word, count in zip(words, counts)]
         counts = [max(count, 1) for count in counts]
         for start, end in word_windows(counts, budget, stride):
@@ -469,18 +472,23 @@ def load_tokenizer(model_args: ModelArguments, train_dataset: Dataset | None, te
     name = model_args.tokenizer_name or model_args.model_name_or_path
     if name is None:
         raise ValueError("No tokenizer: give --tokenizer_name, --model_name_or_path or --train_tokenizer")
-    tokenizer_config = AutoConfig.from_pretrained(name, cache_dir=model_args.cache_dir, token=model_args.token,
-                                                  revision=model_args.model_revision,
-                                                  trust_remote_code=True) if os.path.isdir(name) else None
-    model_type = getattr(getattr(tokenizer_config, "encoder_config", tokenizer_config), "model_type", "")
-    # Byte-level BPE tokenizers need a prefix space to take pre-split words.
-    add_prefix_space = model_type in {"roberta", "gpt2", "deberta", "bloom", "longformer"} or any(
-        key in name.lower() for key in ("roberta", "gpt2", "deberta", "longformer")
-    )
-    kwargs = {"add_prefix_space": True} if add_prefix_space else {}
-    return AutoTokenizer.from_pretrained(name, cache_dir=model_args.cache_dir, token=model_args.token,
-                                         revision=model_args.model_revision,
-                                         trust_remote_code=model_args.trust_remote_code, **kwargs)
+    kwargs = dict(cache_dir=model_args.cache_dir, token=model_args.token, revision=model_args.model_revision,
+                  trust_remote_code=model_args.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+    if needs_prefix_space(tokenizer):
+        # Byte-level BPE (RoBERTa, GPT-2, ...) takes pre-split words only with a prefix space;
+        # without it, it tokenizes them wrongly and says nothing.
+        tokenizer = AutoTokenizer.from_pretrained(name, add_prefix_space=True, **kwargs)
+    if not tokenizer.is_fast:
+        raise ValueError(f"{name}: a fast tokenizer is needed (word alignment uses word_ids())")
+    return tokenizer
+
+
+def needs_prefix_space(tokenizer) -> bool:
+    """Whether a fast byte-level BPE tokenizer was loaded without ``add_prefix_space``."""
+    if getattr(tokenizer, "add_prefix_space", None) is not False or not getattr(tokenizer, "is_fast", False):
+        return False
+    return "ByteLevel" in json.dumps(json.loads(tokenizer.backend_tokenizer.to_str()).get("pre_tokenizer"))
 
 
 def build_model(model_args: ModelArguments, labels: list[str], tokenizer, label_all_tokens: bool):
@@ -624,8 +632,7 @@ def write_predictions(
     jsonl_path = predictions_dir / "test_predictions.jsonl"
     entities_by_document: dict[str, list[tuple[str, int, int]]] = {}
     has_offsets = "token_starts" in test_dataset.column_names
-    tmp_path = jsonl_path.with_suffix(".jsonl.tmp")
-    with open(tmp_path, "w", encoding="utf-8") as handle:
+    with atomic_open(jsonl_path) as handle:
         for row, (tag_ids, confidences) in zip(test_dataset, word_predictions):
             pred_tags = [labels[i] for i in tag_ids]
             record = {
@@ -643,7 +650,6 @@ def write_predictions(
             if has_offsets and row.get("document_id") is not None:
                 entities_by_document.setdefault(row["document_id"], []).extend(
                     tags_to_char_entities(pred_tags, row["token_starts"], row["token_ends"]))
-    os.replace(tmp_path, jsonl_path)
     if documents is not None and has_offsets:
         brat_dir = predictions_dir / "brat"
         brat_dir.mkdir(exist_ok=True)
@@ -969,7 +975,23 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
             push_model_to_hub(output_dir, repo_id, training_args.hub_token or model_args.token,
                               private=training_args.hub_private_repo)
             logger.info(f"Pushed {', '.join(hub_upload_files(output_dir))} to {repo_id}")
+        print_outputs(output_dir, all_results)
     return all_results
+
+
+def print_outputs(output_dir: Path, results: dict[str, Any]) -> None:
+    """Where everything is, and the headline numbers (no corpus text)."""
+    lines = [f"\nOutputs in {output_dir}/"]
+    for name, what in (("model.safetensors", "model (+ config.json, tokenizer)"), ("README.md", "model card"),
+                       ("all_results.json", "metrics"), (f"{PREDICTIONS_DIRNAME}/test_predictions.jsonl",
+                       "word-level test predictions (never uploaded)"), (f"{PREDICTIONS_DIRNAME}/brat", "brat .ann per test note")):
+        if (output_dir / name).exists():
+            lines.append(f"  {name:<42} {what}")
+    for key, label in (("test_f1", "test strict entity micro-F1"), ("test_macro_f1", "test strict entity macro-F1"),
+                       ("eval_f1", "validation strict entity micro-F1")):
+        if key in results:
+            lines.append(f"  {label:<42} {results[key]:.4f}")
+    print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":

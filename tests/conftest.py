@@ -30,24 +30,12 @@ cream, injection, suspension. Allergies: penicillin. Vitals: BP 120/80 HR 72.
 
 
 def build_wordpiece_tokenizer(texts=(_TOKENIZER_TEXT,), vocab_size=400, lowercase=False):
-    """A BERT-style fast tokenizer trained here with `tokenizers` (no download)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertTokenizerFast
+    """A BERT-style fast tokenizer built here (no download), with the project's own builder."""
+    from prepare_n2c2 import tokenize_words
+    from run_ner_crf import train_wordpiece_tokenizer
 
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(list(texts), trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
-    )
-    return BertTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=512,
-    )
+    words = [[word for word, _, _ in tokenize_words(text)] for text in texts]
+    return train_wordpiece_tokenizer(words, vocab_size, min_frequency=1, lowercase=lowercase)
 
 
 def tiny_encoder_config(architecture="bert", vocab_size=400, **overrides):

@@ -775,3 +775,19 @@ def test_cli_reports_bad_input_with_file_and_line(tmp_path):
     assert result.returncode == 1
     assert f"{folder / '101.ann'}:2: span text 'aspirn' does not match the .txt at 0-7 ('Aspirin')" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_atomic_writes_get_the_usual_permissions_and_leave_nothing_on_failure(tmp_path):
+    from prepare_n2c2 import atomic_open
+
+    umask = os.umask(0o022)
+    try:
+        path = write_brat_ann(tmp_path / "note.ann", [("Drug", 0, 7)], "aspirin 81 mg")
+        assert path.stat().st_mode & 0o777 == 0o644, "readable by a brat server running as another user"
+        with pytest.raises(RuntimeError):
+            with atomic_open(tmp_path / "broken.jsonl") as handle:
+                handle.write("half a line")
+                raise RuntimeError("interrupted")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["note.ann"]
+    finally:
+        os.umask(umask)

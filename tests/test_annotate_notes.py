@@ -1,0 +1,482 @@
+"""annotate_notes.py: notes in, brat out, exact offsets, long notes, CRF confidences, pipeline agreement, bad input."""
+
+import json
+import random
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import annotate_notes
+from annotate_notes import annotate_texts, load_model_and_tokenizer, main, predict_notes
+from conftest import tiny_encoder_config
+from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
+from prepare_n2c2 import (
+    N2C2_ENTITY_TYPES,
+    N2C2_LABELS,
+    document_to_examples,
+    read_brat_document,
+    split_sentences,
+    tokenize_words,
+    write_brat_ann,
+)
+from run_ner_crf import WindowCollator, encode_word_windows, needs_prefix_space, tags_to_char_entities, train_wordpiece_tokenizer
+from synthetic_n2c2 import generate_notes, write_notes
+
+SECRET = "Zyxolimab"  # a word that must never reach logs or summaries
+
+
+# ---------------------------------------------------------------------------------------------
+# Models: a tiny CRF trained for a few seconds on synthetic notes, and hand-set ones
+# ---------------------------------------------------------------------------------------------
+
+
+def train_tiny_crf(output_dir: Path, steps: int = 100, seed: int = 0) -> Path:
+    """A 2-layer BERT-CRF trained on synthetic notes (enough to predict every common type)."""
+    from prepare_n2c2 import BratDocument, BratEntity
+
+    notes = generate_notes(30, seed=1, split="train")
+    rows = []
+    for note in notes:
+        entities = [BratEntity(f"T{i}", entity_type, tuple(spans), "", i)
+                    for i, (entity_type, spans) in enumerate(note.entities, 1)]
+        rows += document_to_examples(BratDocument(note.doc_id, note.text, entities), N2C2_LABELS)[0]
+    # The project's deterministic WordPiece trainer (the `tokenizers` trainer breaks ties in hash order).
+    tokenizer = train_wordpiece_tokenizer([row["tokens"] for row in rows], vocab_size=1500)
+    label_ids = {label: i for i, label in enumerate(N2C2_LABELS)}
+    encoded = encode_word_windows([row["tokens"] for row in rows], tokenizer, 64, 16,
+                                  [[label_ids[tag] for tag in row["ner_tags"]] for row in rows])
+    torch.manual_seed(seed)
+    config = CRFTokenClassificationConfig(encoder_config=tiny_encoder_config("bert", vocab_size=len(tokenizer)),
+                                          id2label=dict(enumerate(N2C2_LABELS)), classifier_dropout=0.0)
+    model = CRFForTokenClassification(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    collator, rng = WindowCollator(tokenizer), random.Random(seed)
+    keys = ("input_ids", "attention_mask", "token_type_ids", "labels")
+    for _ in range(steps):
+        batch = collator([{key: encoded[key][i] for key in keys}
+                          for i in rng.sample(range(len(encoded["input_ids"])), 32)])
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval().save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return output_dir
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and many times slower with two threads on a busy machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def crf_dir(tmp_path_factory):
+    return train_tiny_crf(tmp_path_factory.mktemp("crf"))
+
+
+@pytest.fixture(scope="module")
+def crf(crf_dir):
+    return load_model_and_tokenizer(str(crf_dir), device="cpu")
+
+
+def constant_crf(labels=("O", "B-Dose", "I-Dose"), bias=(0.0, 0.5, 1.0)):
+    """Emissions that ignore the input (zero weights): the Viterbi path is B-Dose I-Dose I-Dose ..."""
+    torch.manual_seed(0)
+    config = CRFTokenClassificationConfig(encoder_config=tiny_encoder_config("bert"), id2label=dict(enumerate(labels)))
+    model = CRFForTokenClassification(config).eval()
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor(bias))
+        for param in (model.crf.start_transitions, model.crf.transitions, model.crf.end_transitions):
+            param.zero_()
+    return model
+
+
+def write_txt(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def assert_ann_matches(txt: Path, ann: Path, records: list[dict]) -> None:
+    """The .ann validates against its .txt and holds exactly the JSONL entities."""
+    text = txt.read_bytes().decode("utf-8")
+    document = read_brat_document(txt, ann, entity_types=sorted({r["type"] for r in records} | {"Drug"}),
+                                  validate_text=True)
+    assert [(e.type, e.start, e.end) for e in document.entities] == [(r["type"], r["start"], r["end"]) for r in records]
+    for record in records:
+        assert record["text"] == text[record["start"]:record["end"]]
+        assert record["text"] == record["text"].strip() and record["text"]
+        assert record["confidence"] == pytest.approx(statistics.mean(record["word_confidences"]), abs=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Round trip: brat written from the model, scored by evaluate_ablations.py, equals word level
+# ---------------------------------------------------------------------------------------------
+
+
+def test_round_trip_brat_score_equals_word_level_score(crf_dir, tmp_path, caplog):
+    from evaluate_ablations import entity_scores, read_predictions
+    from evaluate_ablations import main as evaluate_main
+
+    synthetic_dir, notes_dir, gold_dir, out = (tmp_path / name for name in ("synthetic", "notes", "gold", "out"))
+    notes = generate_notes(6, seed=7, split="test")  # not the training notes
+    write_notes(notes, synthetic_dir)
+    gold_rows = {}
+    for note in notes:
+        text = write_txt(notes_dir / f"{note.doc_id}.txt", note.text).read_bytes().decode("utf-8")
+        write_txt(gold_dir / f"{note.doc_id}.txt", text)
+        # Gold word tags exactly as prepare_n2c2 tags the gold brat; gold brat written back from them.
+        document = read_brat_document(synthetic_dir / f"{note.doc_id}.txt", validate_text=True)
+        rows, _ = document_to_examples(document, N2C2_LABELS)
+        gold_rows[note.doc_id] = rows
+        write_brat_ann(gold_dir / f"{note.doc_id}.ann", [entity for row in rows for entity in tags_to_char_entities(
+            row["ner_tags"], row["token_starts"], row["token_ends"])], text)
+
+    assert main(["--model", str(crf_dir), "--input_dir", str(notes_dir), "--output_dir", str(out),
+                 "--word_predictions", "--max_seq_length", "32", "--stride", "8", "--batch_size", "16"]) == 0
+
+    # Every .ann validates against its .txt and matches entities.jsonl, character for character.
+    records = read_jsonl(out / "entities.jsonl")
+    for note in notes:
+        assert_ann_matches(notes_dir / f"{note.doc_id}.txt", out / f"{note.doc_id}.ann",
+                           [r for r in records if r["document_id"] == note.doc_id])
+
+    report = evaluate_main(["--gold_brat", str(gold_dir), "--pred_brat", str(out),
+                            "--output_dir", str(tmp_path / "report")])
+    brat_strict = report["strict"]["micro"]
+
+    # Word level: predicted words are prepare_n2c2's words of the same notes; seqeval strict IOB2.
+    predicted = read_predictions(out / "predictions.jsonl")
+    assert all(row["gold_tags"] is None for row in predicted)
+    gold_sequences, pred_sequences = [], []
+    for document_id, rows in gold_rows.items():
+        pred_rows = sorted((r for r in predicted if r["document_id"] == document_id), key=lambda r: r["sentence_index"])
+        assert [(s, e) for r in pred_rows for s, e in zip(r["token_starts"], r["token_ends"])] == \
+               [(s, e) for r in rows for s, e in zip(r["token_starts"], r["token_ends"])]
+        gold_sequences.append([tag for row in rows for tag in row["ner_tags"]])
+        pred_sequences.append([tag for row in pred_rows for tag in row["pred_tags"]])
+    word_strict = entity_scores(gold_sequences, pred_sequences, "strict")["micro"]
+
+    print(f"\nround trip: brat strict micro P/R/F1 {brat_strict['precision']:.6f}/{brat_strict['recall']:.6f}/"
+          f"{brat_strict['f1']:.6f}, word level {word_strict['precision']:.6f}/{word_strict['recall']:.6f}/"
+          f"{word_strict['f1']:.6f}, {len(records)} predicted, {brat_strict['support']} gold entities")
+    assert brat_strict["support"] == word_strict["support"] > 100
+    assert report["num_pred_entities"] == len(records) > 50
+    for key in ("precision", "recall", "f1"):
+        assert brat_strict[key] == pytest.approx(word_strict[key], abs=1e-12)
+    assert brat_strict["f1"] > 0.3, "the tiny model should have learnt something"
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["notes_annotated"] == 6 and summary["notes_failed"] == 0
+    assert summary["entities"] == len(records) == sum(summary["entities_by_type"].values())
+    assert summary["sentences"] == sum(len(rows) for rows in gold_rows.values())
+    assert summary["windowed_sentences"] > 0 and summary["windows"] > summary["sentences"]
+    assert set(summary["entities_by_type"]) <= set(N2C2_ENTITY_TYPES)
+    # Privacy: no note text in the logs or the summary.
+    assert "Metoprolol" not in caplog.text and "Metoprolol" not in json.dumps(summary)
+    assert not list(out.glob(".*.tmp"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline and the command line agree
+# ---------------------------------------------------------------------------------------------
+
+
+def test_pipeline_and_command_line_agree(crf_dir, tmp_path):
+    from transformers import pipeline
+
+    texts = {
+        "med": "1. Metoprolol tartrate 25 mg tablet PO BID for hypertension.",
+        "narrative": "She was started on lisinopril 10 mg PO daily for hypertension and developed a rash.",
+        "course": "Vancomycin 1 g IV q12h for MRSA bacteremia, furosemide 40 mg PO daily for edema.",
+    }
+    for document_id, text in texts.items():
+        assert len(split_sentences(text)) == 1  # the pipeline does not split sentences
+        write_txt(tmp_path / "notes" / f"{document_id}.txt", text)
+    assert main(["--model", str(crf_dir), "--input_dir", str(tmp_path / "notes"),
+                 "--output_dir", str(tmp_path / "out")]) == 0
+    records = read_jsonl(tmp_path / "out" / "entities.jsonl")
+
+    ner = pipeline("token-classification", model=str(crf_dir), trust_remote_code=True, aggregation_strategy="first")
+    assert type(ner).__name__ == "CRFTokenClassificationPipeline"
+    found = 0
+    for document_id, text in texts.items():
+        from_pipeline = ner(text)
+        from_cli = [r for r in records if r["document_id"] == document_id]
+        assert [(e["entity_group"], e["start"], e["end"], e["word"]) for e in from_pipeline] == \
+               [(r["type"], r["start"], r["end"], r["text"]) for r in from_cli]
+        assert [e["score"] for e in from_pipeline] == pytest.approx([r["confidence"] for r in from_cli], abs=1e-5)
+        found += len(from_cli)
+    assert found >= 6
+
+
+# ---------------------------------------------------------------------------------------------
+# Long notes, window edges, one-word notes, confidences
+# ---------------------------------------------------------------------------------------------
+
+
+def test_note_of_50k_characters_with_a_giant_sentence(crf, tmp_path):
+    model, tokenizer = crf
+    giant = " ".join(["aspirin 81 mg PO daily and metoprolol 25 mg tablet by mouth twice a day for hypertension"] * 300)
+    long_word = "metoprolol" * 40  # one word longer than a whole window
+    text = "\n\n".join([note.text for note in generate_notes(5, seed=3, split="long")] + [giant, long_word])
+    text = (text + "\n") * max(1, -(-50_000 // len(text)))
+    assert len(text) >= 50_000
+    giant_spans = [span for span in split_sentences(text) if span[1] - span[0] >= len(giant)]
+    assert giant_spans, "the giant line must stay one sentence"
+
+    started = time.perf_counter()
+    note = predict_notes(model, tokenizer, {"long": text}, max_seq_length=64, stride=16, batch_size=64)["long"]
+    seconds = time.perf_counter() - started
+    print(f"\n50k-character note ({len(text)} characters, {note.num_windows} windows): {seconds:.2f} s")
+
+    # Every word of the note got exactly one prediction, in order.
+    words = [(s, e) for sentence in note.sentences for s, e in zip(sentence.token_starts, sentence.token_ends)]
+    assert words == [(s, e) for _, s, e in tokenize_words(text)]
+    assert max(sentence.num_windows for sentence in note.sentences) > 50
+    entities = note.entities
+    assert len(entities) > 100
+    for previous, entity in zip(entities, entities[1:]):
+        assert previous.end <= entity.start
+    assert all(entity.text == text[entity.start:entity.end] for entity in entities)
+    assert all(0.0 < entity.confidence <= 1.0 for entity in entities)
+
+    txt = write_txt(tmp_path / "long.txt", text)
+    write_brat_ann(tmp_path / "long.ann", [(e.type, e.start, e.end) for e in entities], text)
+    document = read_brat_document(txt, validate_text=True)
+    assert [(e.type, e.start, e.end) for e in document.entities] == [(e.type, e.start, e.end) for e in entities]
+
+
+def test_entity_longer_than_a_window_is_merged_whole(wordpiece_tokenizer):
+    model = constant_crf()
+    sentence = " ".join(["aspirin", "81", "mg", "PO", "daily"] * 60)
+    text = f"{sentence}\n\nHeparin"
+    notes = predict_notes(model, wordpiece_tokenizer, {"doc": text}, max_seq_length=24, stride=6, batch_size=7)
+    note = notes["doc"]
+    assert note.sentences[0].num_windows > 10
+    # The CRF path is one Dose entity per sentence; windows hand over inside it without a break.
+    assert [(e.type, e.start, e.end) for e in note.entities] == [("Dose", 0, len(sentence)),
+                                                                ("Dose", len(text) - 7, len(text))]
+    assert note.sentences[0].pred_tags == ["B-Dose"] + ["I-Dose"] * (len(note.sentences[0].tokens) - 1)
+    # Windows or not, the words are tagged the same.
+    whole = predict_notes(model, wordpiece_tokenizer, {"doc": "aspirin 81 mg PO daily"})["doc"]
+    assert whole.entities[0].text == "aspirin 81 mg PO daily"
+
+
+def test_one_word_and_tiny_notes(crf):
+    model, tokenizer = crf
+    texts = {"one": "Aspirin", "dot": ".", "spaced": "\n\n   Heparin  \n", "empty": "", "blank": " \n\t "}
+    result = predict_notes(model, tokenizer, texts)
+    assert [s.tokens for s in result["one"].sentences] == [["Aspirin"]]
+    assert [s.tokens for s in result["spaced"].sentences] == [["Heparin"]]
+    assert result["empty"].sentences == [] and result["blank"].sentences == []
+    for document_id, note in result.items():
+        for entity in note.entities:
+            assert entity.text == texts[document_id][entity.start:entity.end]
+
+
+def test_crf_confidences_are_marginals_and_min_confidence_filters(crf):
+    model, tokenizer = crf
+    text = "She was started on lisinopril 10 mg PO daily for hypertension and developed a rash."
+    note = predict_notes(model, tokenizer, {"d": text})["d"]
+    sentence = note.sentences[0]
+    # The same numbers straight from the model: Viterbi tags and their marginals at first subwords.
+    encoding = tokenizer([sentence.tokens], is_split_into_words=True, return_tensors="pt")
+    word_ids = encoding.word_ids(0)
+    first = torch.tensor([[w is not None and (t == 0 or word_ids[t - 1] != w) for t, w in enumerate(word_ids)]])
+    with torch.no_grad():
+        outputs = model(**encoding, label_mask=first, return_marginals=True)
+    tags = outputs.decoded_tags[0][first[0]]
+    assert sentence.pred_tags == [model.config.id2label[int(t)] for t in tags]
+    assert sentence.confidences == pytest.approx(outputs.marginals[0][first[0]].gather(1, tags[:, None])[:, 0].tolist())
+    assert note.entities
+    assert all(e.confidence == pytest.approx(statistics.mean(e.word_confidences)) for e in note.entities)
+
+    texts = {f"n{i}": note.text for i, note in enumerate(generate_notes(2, seed=5, split="conf"))}
+    everything = annotate_texts(model, tokenizer, texts)
+    threshold = statistics.median(e.confidence for entities in everything.values() for e in entities)
+    filtered = annotate_texts(model, tokenizer, texts, min_confidence=threshold)
+    assert filtered == {d: [e for e in entities if e.confidence >= threshold] for d, entities in everything.items()}
+    assert 0 < sum(map(len, filtered.values())) < sum(map(len, everything.values()))
+
+
+def test_linear_apt_model_gets_softmax_confidences(tmp_path, wordpiece_tokenizer):
+    from transformers import AutoModelForTokenClassification
+
+    labels = ["O", "B-Drug", "I-Drug"]
+    torch.manual_seed(0)
+    config = tiny_encoder_config("distilbert", num_labels=3, id2label=dict(enumerate(labels)),
+                                 label2id={label: i for i, label in enumerate(labels)})
+    AutoModelForTokenClassification.from_config(config).save_pretrained(tmp_path)
+    wordpiece_tokenizer.save_pretrained(tmp_path)
+    model, tokenizer = load_model_and_tokenizer(str(tmp_path))
+    assert not annotate_notes.is_crf_model(model)
+    text = "Aspirin 81 mg PO daily, metoprolol tartrate 25 mg."
+    sentence = predict_notes(model, tokenizer, {"d": text})["d"].sentences[0]
+    encoding = tokenizer([sentence.tokens], is_split_into_words=True, return_tensors="pt")
+    word_ids = encoding.word_ids(0)
+    first = [t for t, w in enumerate(word_ids) if w is not None and (t == 0 or word_ids[t - 1] != w)]
+    with torch.no_grad():
+        probabilities = model(input_ids=encoding["input_ids"]).logits[0].softmax(-1)[first]
+    assert sentence.confidences == pytest.approx(probabilities.max(-1).values.tolist(), abs=1e-6)
+    assert sentence.pred_tags == [labels[i] for i in probabilities.argmax(-1).tolist()]
+
+
+def test_clinical_style_notes_not_from_the_sample(crf_dir, tmp_path):
+    """Free text with CRLF, tabs, unicode and characters the tokenizer drops still validates."""
+    notes = {
+        "crlf": "HPI:\r\n67 yo M w/ AFib on warfarin 5 mg PO qhs, INR 2.3.\r\nPlan: continue metoprolol 25mg BID.\r\n",
+        "unicode": "Temp 38.2\u00b0C, SpO2 94%.\tGiven acetaminophen 650\u00a0mg PO q6h PRN fever \U0001F48A.\n"
+                   "Pt refused hepa\u00adrin\u200b SC; \x00 see note.\ufffd\n",
+        "bom": "\ufeffDischarge meds: lisinopril 10 mg daily, ASA 81 mg, insulin glargine 20 units SC qHS.",
+    }
+    for document_id, text in notes.items():
+        write_txt(tmp_path / "notes" / f"{document_id}.txt", text)
+    # Output beside the notes, as brat keeps them.
+    assert main(["--model", str(crf_dir), "--input_dir", str(tmp_path / "notes"),
+                 "--output_dir", str(tmp_path / "notes"), "--word_predictions"]) == 0
+    records = read_jsonl(tmp_path / "notes" / "entities.jsonl")
+    for document_id, text in notes.items():
+        assert_ann_matches(tmp_path / "notes" / f"{document_id}.txt", tmp_path / "notes" / f"{document_id}.ann",
+                           [r for r in records if r["document_id"] == document_id])
+        words = [(s, e) for row in read_jsonl(tmp_path / "notes" / "predictions.jsonl")
+                 if row["document_id"] == document_id for s, e in zip(row["token_starts"], row["token_ends"])]
+        assert words == [(s, e) for _, s, e in tokenize_words(text)]  # dropped characters get a tag too
+    assert records
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input, overwriting, interrupted runs
+# ---------------------------------------------------------------------------------------------
+
+
+def test_bad_input_is_reported_per_file_and_counted(crf_dir, tmp_path, caplog, capsys):
+    notes, out = tmp_path / "notes", tmp_path / "out"
+    write_txt(notes / "good.txt", f"Started {SECRET} 5 mg PO daily and aspirin 81 mg PO daily.")
+    (notes / "latin1.txt").write_bytes(f"Started {SECRET} 5 mg PO daily, caf\xe9.".encode("latin-1"))
+    write_txt(notes / "empty.txt", "")
+    write_txt(notes / "blank.txt", "\n  \n\t")
+    (notes / "folder.txt").mkdir()
+    (notes / "gone.txt").symlink_to(notes / "missing-target.txt")
+    write_txt(notes / "kept.txt", "Heparin 5000 units SC q8h.")
+    write_txt(notes / "readme.md", "not a note")
+    write_txt(out / "kept.ann", "T1\tDrug 0 7\tHeparin\n")
+
+    assert main(["--model", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out)]) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["notes_found"] == 7
+    assert summary["failures_by_kind"] == {"ann_exists": 1, "not_utf8": 1, "unreadable": 2}
+    assert summary["notes_failed"] == 4 and summary["empty_notes"] == 2
+    assert summary["notes_annotated"] == 3  # good + the two empty notes
+    assert sorted(f["file"] for f in summary["failed_files"]) == ["folder.txt", "gone.txt", "kept.txt", "latin1.txt"]
+    for name in ("latin1.txt", "folder.txt", "gone.txt", "kept.txt", "empty.txt", "blank.txt"):
+        assert name in caplog.text  # one clear message per file
+    assert "UTF-8" in caplog.text and "--overwrite" in caplog.text
+    assert (out / "kept.ann").read_text() == "T1\tDrug 0 7\tHeparin\n"  # not overwritten
+    assert (out / "empty.ann").read_text() == "" and (out / "blank.ann").read_text() == ""
+    assert not (out / "latin1.ann").exists() and (out / "good.ann").exists()
+    stdout = capsys.readouterr().out
+    assert "4 notes failed" in stdout and "2 empty notes" in stdout
+    assert SECRET not in caplog.text + stdout + json.dumps(summary)
+    good_records = [r for r in read_jsonl(out / "entities.jsonl") if r["document_id"] == "good"]
+
+    # --overwrite replaces kept.ann; entities.jsonl holds each note once.
+    assert main(["--model", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out), "--overwrite"]) == 1
+    assert (out / "kept.ann").read_text() != "T1\tDrug 0 7\tHeparin\n"
+    records = read_jsonl(out / "entities.jsonl")
+    assert [r for r in records if r["document_id"] == "good"] == good_records
+    assert json.loads((out / "summary.json").read_text())["failures_by_kind"] == {"not_utf8": 1, "unreadable": 2}
+
+    # A third run without --overwrite annotates nothing new and keeps the JSONL records.
+    assert main(["--model", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out)]) == 1
+    assert read_jsonl(out / "entities.jsonl") == records
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_folder_without_notes_is_an_error(crf_dir, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    write_txt(tmp_path / "empty" / "note.ann", "")
+    def run(input_dir):
+        return main(["--model", str(crf_dir), "--input_dir", str(input_dir), "--output_dir", str(tmp_path / "o")])
+
+    assert run(tmp_path / "empty") == 1
+    assert "no .txt files in" in capsys.readouterr().err
+    assert run(tmp_path / "nope") == 1
+    assert "is not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_interrupted_run_leaves_no_truncated_output(crf_dir, tmp_path, monkeypatch):
+    notes, out = tmp_path / "notes", tmp_path / "out"
+    for i, note in enumerate(generate_notes(3, seed=11, split="stop")):
+        write_txt(notes / f"n{i}.txt", note.text)
+    monkeypatch.setattr(annotate_notes, "WORDS_PER_GROUP", 1)  # one note per group
+    written = []
+    real_write = annotate_notes.write_brat_ann
+
+    def write_then_stop(path, *args, **kwargs):
+        if written:
+            raise KeyboardInterrupt
+        written.append(path)
+        return real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(annotate_notes, "write_brat_ann", write_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        main(["--model", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out)])
+    assert [p.name for p in out.iterdir()] == ["n0.ann"]  # complete; no JSONL, summary or temp files
+    read_brat_document(notes / "n0.txt", out / "n0.ann", validate_text=True)
+
+
+def test_help_and_argument_checks(capsys, crf_dir, tmp_path):
+    help_text = annotate_notes.build_parser().format_help()
+    for phrase in ("marginal", "mean over its words", "--min_confidence", "--stride", "--trust_remote_code"):
+        assert phrase in " ".join(help_text.split())
+    write_txt(tmp_path / "n" / "a.txt", "Aspirin")
+    for bad in (["--bf16", "--device", "cpu"], ["--min_confidence", "2"], ["--batch_size", "0"]):
+        with pytest.raises(SystemExit):
+            main(["--model", str(crf_dir), "--input_dir", str(tmp_path / "n"), "--output_dir", str(tmp_path / "o"),
+                  *bad])
+    assert "--bf16 needs a GPU" in capsys.readouterr().err
+    model, tokenizer = load_model_and_tokenizer(str(crf_dir))
+    assert annotate_notes.max_input_length(model, tokenizer, 512) == 128  # the tiny encoder's positions
+    with pytest.raises(ValueError, match="stride"):
+        predict_notes(model, tokenizer, {"a": "Aspirin"}, max_seq_length=16, stride=14)
+
+
+def test_byte_level_bpe_model_gets_a_prefix_space(tmp_path):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, RobertaTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.train_from_iterator(["Aspirin 81 mg PO daily for chest pain, heparin 5000 units SC q8h."] * 5,
+                                trainers.BpeTrainer(vocab_size=350, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    RobertaTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                         unk_token="<unk>").save_pretrained(tmp_path)
+    assert needs_prefix_space(AutoTokenizer.from_pretrained(tmp_path))
+    torch.manual_seed(0)
+    config = CRFTokenClassificationConfig(encoder_config=tiny_encoder_config("roberta", vocab_size=len(backend.get_vocab())),
+                                          id2label=dict(enumerate(["O", "B-Drug", "I-Drug"])))
+    CRFForTokenClassification(config).save_pretrained(tmp_path)
+    model, tokenizer = load_model_and_tokenizer(str(tmp_path))
+    assert tokenizer.add_prefix_space and not needs_prefix_space(tokenizer)
+    assert annotate_notes.max_input_length(model, tokenizer, 512) == 128  # 130 positions after the padding index
+    text = "Aspirin 81 mg PO daily for chest pain. " * 30
+    note = predict_notes(model, tokenizer, {"d": text}, max_seq_length=32, stride=8)["d"]
+    assert [(s, e) for x in note.sentences for s, e in zip(x.token_starts, x.token_ends)] == \
+           [(s, e) for _, s, e in tokenize_words(text)]
+    assert all(entity.text == text[entity.start:entity.end] for entity in note.entities)
