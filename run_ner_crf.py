@@ -43,6 +43,7 @@ from transformers import (
     AutoConfig,
     AutoModelForTokenClassification,
     AutoTokenizer,
+    EarlyStoppingCallback,
     HfArgumentParser,
     PreTrainedTokenizerFast,
     Trainer,
@@ -157,6 +158,10 @@ class DataTrainingArguments:
     label_all_tokens: bool = field(
         default=False,
         metadata={"help": "Label every subword (continuations get I-X), as the paper did; default: first subword only."},
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop after this many evaluations without improvement of --metric_for_best_model."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training split (debugging)."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation split (debugging)."})
@@ -888,6 +893,8 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
                                      else None),
         compute_metrics=make_compute_metrics(labels),
         crf_learning_rate=model_args.crf_learning_rate,
+        callbacks=[EarlyStoppingCallback(data_args.early_stopping_patience)]
+        if data_args.early_stopping_patience else None,
     )
 
     all_results: dict[str, Any] = {"num_parameters": num_parameters}

@@ -132,6 +132,18 @@ def test_long_sentences_are_windowed_not_truncated(synthetic_dataset, tmp_path):
     assert max(len(row["tokens"]) for row in rows) > 12
 
 
+def test_early_stopping_ends_training_when_validation_stops_improving(synthetic_dataset, tmp_path):
+    # A learning rate of ~0 cannot improve macro-F1, so patience 1 stops after the second evaluation.
+    run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir", tmp_path / "early",
+         "--max_train_samples", "64", "--num_train_epochs", "10", "--learning_rate", "1e-12",
+         "--crf_learning_rate", "1e-12", "--eval_strategy", "epoch", "--save_strategy", "epoch",
+         "--load_best_model_at_end", "true", "--metric_for_best_model", "macro_f1",
+         "--early_stopping_patience", "1", "--do_predict", "false"])
+    state = json.loads((tmp_path / "early" / "trainer_state.json").read_text())
+    evaluations = [entry for entry in state["log_history"] if "eval_macro_f1" in entry]
+    assert len(evaluations) == 2 and state["global_step"] == 8
+
+
 def test_resume_from_last_checkpoint(synthetic_dataset, tmp_path):
     args = [*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir", tmp_path / "resume",
             "--max_train_samples", "64", "--save_strategy", "epoch", "--do_eval", "false", "--do_predict", "false"]
