@@ -144,6 +144,16 @@ def test_early_stopping_ends_training_when_validation_stops_improving(synthetic_
     assert len(evaluations) == 2 and state["global_step"] == 8
 
 
+def test_bf16_mixed_precision_run(synthetic_dataset, tmp_path):
+    # CPU autocast in bfloat16: the CRF itself stays float32, so the loss is finite.
+    results = run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir",
+                   tmp_path / "bf16", "--bf16", "true", "--num_train_epochs", "1", "--max_train_samples", "64",
+                   "--max_predict_samples", "50"])
+    assert results["train_loss"] == results["train_loss"] and results["train_loss"] < 1e3
+    rows = read_jsonl(tmp_path / "bf16" / "predictions" / "test_predictions.jsonl")
+    assert len(rows) == 50 and all(len(row["pred_tags"]) == len(row["tokens"]) for row in rows)
+
+
 def test_resume_from_last_checkpoint(synthetic_dataset, tmp_path):
     args = [*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir", tmp_path / "resume",
             "--max_train_samples", "64", "--save_strategy", "epoch", "--do_eval", "false", "--do_predict", "false"]
