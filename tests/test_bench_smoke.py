@@ -1,0 +1,67 @@
+"""Smoke test of the benchmark harness (bench/): the feature-CRF peer and speed.py in smoke mode.
+
+Tiny synthetic data and a tiny random encoder; no shared corpora, no MiniLM, well under a minute.
+Needs the feature-CRF packages of requirements-dev.txt (installed by `make test`).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+
+pytest.importorskip("sklearn_crfsuite", reason="feature-CRF packages missing (pip install -r requirements-dev.txt)")
+pytest.importorskip("psutil", reason="feature-CRF packages missing (pip install -r requirements-dev.txt)")
+
+
+@pytest.fixture(scope="module")
+def synthetic_dataset(tmp_path_factory):
+    import prepare_n2c2
+
+    out = tmp_path_factory.mktemp("bench") / "data"
+    prepare_n2c2.main(["--synthetic", "12", "--seed", "7", "--output_dir", str(out)])
+    return out
+
+
+def test_feature_crf_scores_and_is_deterministic(synthetic_dataset, tmp_path):
+    import feature_crf
+
+    first = feature_crf.train_and_score(synthetic_dataset, "train", seed=1, max_iterations=30)
+    second = feature_crf.train_and_score(synthetic_dataset, "train", seed=2, max_iterations=30)
+    assert 0.3 < first["test_micro_f1"] <= 1.0  # synthetic notes are easy: a working CRF learns them
+    assert 0.0 <= first["test_macro_f1"] <= 1.0
+    assert first["per_type"] and all(0.0 <= row["f1"] <= 1.0 for row in first["per_type"].values())
+    # L-BFGS is deterministic: the seed changes nothing (the report states sd 0 for this reason)
+    assert first["test_micro_f1"] == second["test_micro_f1"]
+    assert first["train_seconds"] > 0 and first["num_train_sentences"] > 0
+    # the CLI writes a numbers-only JSON
+    output = tmp_path / "result.json"
+    assert feature_crf.main(["--dataset_path", str(synthetic_dataset), "--max_iterations", "10",
+                             "--output", str(output)]) == 0
+    result = json.loads(output.read_text())
+    assert set(result) >= {"test_micro_f1", "test_macro_f1", "per_type", "train_seconds"}
+    assert "tokens" not in json.dumps(result)
+
+
+def test_speed_smoke_writes_ratios(tmp_path, monkeypatch):
+    import speed
+
+    monkeypatch.setenv("BENCH_SMOKE_DIR", str(tmp_path))
+    output = tmp_path / "speed.json"
+    result = speed.main(["--smoke", "--steps", "1", "--num_sentences", "32", "--num_notes", "4", "--repeats", "1",
+                         "--pipeline_batch_sizes", "8", "--annotator_batch_sizes", "16", "--skip_rss", "--output", str(output)])
+    saved = json.loads(output.read_text())
+    assert saved["settings"]["smoke"] is True
+    throughput = saved["training_throughput"]
+    assert throughput["ours_words_per_second"] > 0 and throughput["paper_words_per_second"] > 0
+    # the paper side pads every row to 180 subwords; ours pads to the batch's longest window
+    assert saved["settings"]["mean_padded_length_paper"] == 180
+    assert saved["settings"]["mean_padded_length_ours"] < 180
+    assert saved["crf_overhead"]["ratio"] > 0
+    inference = saved["inference"]
+    assert inference["num_sentences"] > 0 and inference["annotator_crf_sentences_per_second"] > 0
+    assert inference["pipeline_best_batch_size"] == 8
+    assert result["training_throughput"]["ratio"] == throughput["ratio"]
