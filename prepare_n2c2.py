@@ -397,6 +397,24 @@ def _check_types(label_map: dict | None, entity_types: Sequence[str] | None) -> 
     return None, set(entity_types) if entity_types is not None else set(N2C2_ENTITY_TYPES)
 
 
+def _resolve_type(source_type: str, label_map: dict | None, allowed_types, unmapped: Counter
+                  ) -> tuple[str | None, str | None]:
+    """The dataset type of a source entity type, as ``(target_type, error)``.
+
+    With a label map, an unmapped type is counted in ``unmapped`` and gives ``(None, None)``
+    (ignored). Without one, a type outside ``allowed_types`` (``None``: any) is an error.
+    """
+    if label_map is not None:
+        target_type = label_map.get(source_type)
+        if target_type is None:
+            unmapped[source_type] += 1
+        return target_type, None
+    if allowed_types is not None and source_type not in allowed_types:
+        return None, (f"unknown entity type {source_type!r} (expected one of {', '.join(sorted(allowed_types))}; "
+                      f"use --label_map or --entity_types for other corpora)")
+    return source_type, None
+
+
 def read_brat_document(
     txt_path,
     ann_path=None,
@@ -472,18 +490,11 @@ def read_brat_document(
             problem(line_number, f"span text {surface!r} does not match the .txt at "
                                  f"{offsets.replace(' ', '-')} ({actual!r})", "text_mismatch")
             continue
-        if label_map is not None:
-            target_type = label_map.get(source_type)
-            if target_type is None:
-                unmapped[source_type] += 1
-                continue
-        else:
-            target_type = source_type
-            if target_type not in allowed_types:
-                problem(line_number, f"unknown entity type {source_type!r} (expected one of "
-                                     f"{', '.join(sorted(allowed_types))}; use --label_map or --entity_types "
-                                     f"for other corpora)", "unknown_type")
-                continue
+        target_type, error = _resolve_type(source_type, label_map, allowed_types, unmapped)
+        if error:
+            problem(line_number, error, "unknown_type")
+        if target_type is None:
+            continue
         entities.append(BratEntity(entity_id, target_type, spans, surface or actual, line_number))
     return BratDocument(txt_path.stem, text, entities, unmapped_types=unmapped)
 
@@ -701,16 +712,11 @@ def read_conll_file(
                 line_number = sentence_rows[first][2]
                 if first not in strict_starts:
                     repaired[source_type] += 1
-                if label_map is not None:
-                    target_type = label_map.get(source_type)
-                    if target_type is None:
-                        unmapped[source_type] += 1
-                        continue
-                else:
-                    target_type = source_type
-                    if allowed_types is not None and target_type not in allowed_types:
-                        raise BratFormatError(path, line_number, f"unknown entity type {source_type!r} (expected one "
-                                              f"of {', '.join(sorted(allowed_types))})", "unknown_type")
+                target_type, error = _resolve_type(source_type, label_map, allowed_types, unmapped)
+                if error:
+                    raise BratFormatError(path, line_number, error, "unknown_type")
+                if target_type is None:
+                    continue
                 start, end = token_starts[first], token_ends[last - 1]
                 entities.append(BratEntity(f"T{len(entities) + 1}", target_type, ((start, end),), "", line_number))
         text = "".join(text_parts)
