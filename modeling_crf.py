@@ -382,6 +382,9 @@ class CRFForTokenClassification(CRFPreTrainedModel):
         )
         config = CRFTokenClassificationConfig(
             encoder_config=encoder.config,
+            # Without it the new config resets the encoder config's attention to None (eager):
+            # keep what AutoModel chose (sdpa, or the attn_implementation passed in hub_kwargs).
+            attn_implementation=encoder.config._attn_implementation,
             id2label=id2label,
             label2id=label2id or {label: i for i, label in id2label.items()},
             classifier_dropout=classifier_dropout,

@@ -312,6 +312,20 @@ def test_from_encoder_pretrained_loads_encoder_without_pooler(tmp_path):
     assert out.decoded_tags.shape == (1, 5)
 
 
+@pytest.mark.parametrize("attn_implementation", [None, "eager"])
+def test_from_encoder_pretrained_keeps_the_encoders_attention(tmp_path, attn_implementation):
+    from transformers import AutoModel, BertModel
+
+    BertModel(tiny_encoder_config("bert")).save_pretrained(tmp_path)
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    expected = AutoModel.from_pretrained(str(tmp_path), **kwargs).config._attn_implementation
+    model = CRFForTokenClassification.from_encoder_pretrained(str(tmp_path), id2label=dict(enumerate(LABELS)), **kwargs)
+    # The attention layers read the encoder's own config: None would silently fall back to eager.
+    assert expected == (attn_implementation or "sdpa")
+    assert model.encoder.config._attn_implementation == expected
+    assert model.config._attn_implementation == expected
+
+
 def test_trainer_predict_returns_the_decoded_path(tmp_path):
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
