@@ -18,6 +18,7 @@ from modeling_crf import (
     CRFTokenClassificationConfig,
     CRFTokenClassificationPipeline,
     bio_transition_mask,
+    crf_log_marginals,
     crf_log_partition,
     crf_marginals,
     crf_viterbi,
@@ -172,6 +173,36 @@ def test_batched_algorithms_agree_with_pytorch_crf():
     torch.testing.assert_close(crf_log_partition(emissions, mask, start, trans, end), normalizer)
     marginals = crf_marginals(emissions, mask, start, trans, end)
     torch.testing.assert_close(marginals.sum(-1), mask.float())
+    torch.testing.assert_close(marginals, crf_log_marginals(emissions, mask, start, trans, end), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_probability_space_marginals_match_log_space_under_constraints(scale):
+    model = make_model()  # IOB2 constraints: forbidden transitions are exactly 0 in probability space
+    randomize_crf(model, seed=4)
+    torch.manual_seed(5)
+    emissions = torch.randn(5, 9, len(LABELS)) * scale
+    mask = torch.arange(9)[None] < torch.tensor([9, 4, 1, 0, 6])[:, None]
+    scores = model.crf_scores()
+    marginals = crf_marginals(emissions, mask, *scores)
+    torch.testing.assert_close(marginals, crf_log_marginals(emissions, mask, *scores), atol=1e-5, rtol=1e-4)
+    assert (marginals[3] == 0).all()  # an empty row
+
+
+def test_marginals_fall_back_to_log_space_when_a_step_underflows():
+    model = make_model()
+    start, trans, end = model.crf_scores()
+    # Step 0 all but says O, step 1 all but says I-Drug, and O -> I-Drug is forbidden: in
+    # probability space every tag of step 1 underflows to 0 (0/0), in log space the
+    # B-Drug I-Drug path still wins.
+    emissions = torch.full((1, 2, len(LABELS)), -200.0)
+    emissions[0, 0, LABELS.index("O")] = 0.0
+    emissions[0, 1, LABELS.index("I-Drug")] = 0.0
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    marginals = crf_marginals(emissions, mask, start, trans, end)
+    assert torch.isfinite(marginals).all()
+    torch.testing.assert_close(marginals, crf_log_marginals(emissions, mask, start, trans, end))
+    torch.testing.assert_close(marginals.sum(-1), torch.ones(1, 2))
 
 
 def test_constrained_paths_are_always_valid_iob2():
