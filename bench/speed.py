@@ -24,8 +24,10 @@ so that background load hits both sides alike; the ratio of the summed times is 
    and marginal confidences) at its best batch size among ``--annotator_batch_sizes`` vs the
    stock pipeline("token-classification", aggregation_strategy="first") with the Apt model at
    its best batch size among ``--pipeline_batch_sizes`` (the pipeline is given the annotator's
-   sentences). Also timed: the annotator's pre-processing alone (sentence split, words,
-   windows) and the annotator with the Apt model (decoding cost = CRF - Apt). The untrained heads make no difference to the speed.
+   sentences). Batch sizes are chosen first; then the annotator (CRF), the annotator with the
+   Apt model (decoding cost = CRF - Apt) and the pipeline run in ``--rounds`` alternating
+   rounds, best time per side kept. Also timed: the annotator's pre-processing alone (sentence
+   split, words, windows). The untrained heads make no difference to the speed.
 4. Peak RSS (MB) of a training process (our pipeline, ``--steps`` steps) and of an inference
    process (annotator over the notes), each measured in a child process of its own.
 
@@ -38,6 +40,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -266,7 +269,7 @@ def alternate_inference(crf, apt, batches, steps: int, device) -> dict[str, floa
 
 
 def annotator_vs_pipeline(crf_dir: Path, apt_dir: Path, texts: list[str], batch_sizes: Sequence[int], device,
-                          annotator_batch_sizes: Sequence[int], repeats: int) -> dict[str, Any]:
+                          annotator_batch_sizes: Sequence[int], repeats: int, rounds: int = 5) -> dict[str, Any]:
     from transformers import pipeline
 
     import annotate_notes
@@ -289,9 +292,6 @@ def annotator_vs_pipeline(crf_dir: Path, apt_dir: Path, texts: list[str], batch_
     annotator_batch = min(annotator_times, key=annotator_times.get)
     result["annotator_crf_seconds_by_batch_size"] = {str(k): v for k, v in annotator_times.items()}
     result["annotator_best_batch_size"] = annotator_batch
-    result["annotator_crf_seconds"] = annotator_times[annotator_batch]
-    result["annotator_apt_seconds"] = best_of(lambda: annotate_notes.predict_notes(
-        apt, apt_tok, notes, batch_size=annotator_batch, max_seq_length=128))
 
     def preprocess():  # what predict_notes does before the model: sentences, words, windows
         from prepare_n2c2 import tokenize_words
@@ -312,7 +312,27 @@ def annotator_vs_pipeline(crf_dir: Path, apt_dir: Path, texts: list[str], batch_
     best_batch = min(pipe_times, key=pipe_times.get)
     result["pipeline_seconds_by_batch_size"] = {str(k): v for k, v in pipe_times.items()}
     result["pipeline_best_batch_size"] = best_batch
-    result["pipeline_seconds"] = pipe_times[best_batch]
+    # The comparison itself: the three contenders at their best batch sizes, alternating round by
+    # round, so that a machine that speeds up or slows down mid-run affects every side alike.
+    ner = pipeline("token-classification", model=apt, tokenizer=apt_tok, aggregation_strategy="first",
+                   device=device, batch_size=best_batch)
+    contenders = {
+        "annotator_crf": lambda: annotate_notes.predict_notes(crf, crf_tok, notes, batch_size=annotator_batch,
+                                                              max_seq_length=128),
+        "annotator_apt": lambda: annotate_notes.predict_notes(apt, apt_tok, notes, batch_size=annotator_batch,
+                                                              max_seq_length=128),
+        "pipeline": lambda: ner(sentences),
+    }
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            times[name].append(_timed(fn))
+    for name, values in times.items():
+        result[f"{name}_seconds"] = min(values)
+        result[f"{name}_seconds_by_round"] = values
+    per_round = sorted(p / a for a, p in zip(times["annotator_crf"], times["pipeline"]))
+    result["ratio_annotator_crf_over_pipeline_by_round"] = {"min": per_round[0], "median": statistics.median(per_round),
+                                                           "max": per_round[-1]}
     # Why the annotator can be faster at all: the encoder positions each side computes (the pipeline
     # pads every batch, in input order, to its longest sentence; the annotator sorts by length first).
     pipeline_lengths = [len(ids) for ids in apt_tok(sentences)["input_ids"]]
@@ -392,7 +412,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--num_notes", type=int, default=300, help="test notes for the inference comparison")
     parser.add_argument("--pipeline_batch_sizes", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--annotator_batch_sizes", type=int, nargs="+", default=[8, 16, 32, 64])
-    parser.add_argument("--repeats", type=int, default=2, help="inference repeats (best time kept)")
+    parser.add_argument("--repeats", type=int, default=2, help="inference repeats per batch size when choosing one")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="alternating rounds of annotator (CRF), annotator (Apt) and pipeline (best time kept)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
     parser.add_argument("--seed", type=int, default=42)
@@ -436,7 +458,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         apt.save_pretrained(apt_dir), tokenizer.save_pretrained(apt_dir)
         print("[speed] annotator vs pipeline", flush=True)
         inference = annotator_vs_pipeline(crf_dir, apt_dir, texts, args.pipeline_batch_sizes, device,
-                                          annotator_batch_sizes=args.annotator_batch_sizes, repeats=args.repeats)
+                                          annotator_batch_sizes=args.annotator_batch_sizes, repeats=args.repeats,
+                                          rounds=args.rounds)
         print("[speed] peak RSS (child processes)", flush=True)
         rss = {"train_mb": None, "inference_mb": None} if args.skip_rss else {
             "train_mb": rss_child("train", args, encoder_dir, crf_dir),

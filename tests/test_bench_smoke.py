@@ -52,7 +52,7 @@ def test_speed_smoke_writes_ratios(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_SMOKE_DIR", str(tmp_path))
     output = tmp_path / "speed.json"
     result = speed.main(["--smoke", "--steps", "1", "--num_sentences", "32", "--num_notes", "4", "--repeats", "1",
-                         "--pipeline_batch_sizes", "8", "--annotator_batch_sizes", "16", "--skip_rss", "--output", str(output)])
+                         "--rounds", "2", "--pipeline_batch_sizes", "8", "--annotator_batch_sizes", "16", "--skip_rss", "--output", str(output)])
     saved = json.loads(output.read_text())
     assert saved["settings"]["smoke"] is True
     throughput = saved["training_throughput"]
@@ -64,4 +64,16 @@ def test_speed_smoke_writes_ratios(tmp_path, monkeypatch):
     inference = saved["inference"]
     assert inference["num_sentences"] > 0 and inference["annotator_crf_sentences_per_second"] > 0
     assert inference["pipeline_best_batch_size"] == 8
+    assert len(inference["pipeline_seconds_by_round"]) == 2 and len(inference["annotator_crf_seconds_by_round"]) == 2
+    assert inference["pipeline_seconds"] == min(inference["pipeline_seconds_by_round"])
+    assert min(inference["pipeline_padded_positions"], inference["annotator_padded_positions"]) >= inference["real_positions"]
+    assert inference["padding_ceiling"] == inference["pipeline_padded_positions"] / inference["annotator_padded_positions"]
     assert result["training_throughput"]["ratio"] == throughput["ratio"]
+
+
+def test_padded_positions_counts_each_batch_at_its_longest_row():
+    import speed
+
+    assert speed.padded_positions([3, 1, 2, 5], 2, sort=False) == 2 * 3 + 2 * 5
+    assert speed.padded_positions([3, 1, 2, 5], 2, sort=True) == 2 * 5 + 2 * 2
+    assert speed.padded_positions([3, 1, 2, 5], 1, sort=False) == 11  # batch 1: no padding at all
