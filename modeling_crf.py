@@ -45,6 +45,7 @@ __all__ = [
     "CRFTokenClassifierOutput",
     "CRFTokenClassificationPipeline",
     "bio_transition_mask",
+    "crf_log_marginals",
     "crf_log_partition",
     "crf_marginals",
     "crf_viterbi",
