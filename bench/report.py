@@ -12,6 +12,7 @@ writes ``bench/README.md`` plus ``bench/results/learning_curve_{corpus}.png`` (d
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -292,7 +293,25 @@ def learning_curves(results) -> list[str]:
             crossings = [f"between {x0:.0f} and {x1:.0f} sentences" for (x0, d0), (x1, d1) in zip(signs, signs[1:])
                          if (d0 > 0) != (d1 > 0)]
             out.append(f"Crossing ({names[0]} − {names[1]}): " + (", ".join(crossings) if crossings else
-                       f"none in the measured range (differences: {', '.join(f'{d * 100:+.1f}' for _, d in signs)})"))
+                       f"none in the measured range (differences: {', '.join(f'{d * 100:+.1f}' for _, d in signs)}): "
+                       f"{names[0] if signs[0][1] > 0 else names[1]} is ahead at every size measured, widest at "
+                       f"{max(signs, key=lambda p: abs(p[1]))[0]:,.0f} sentences"))
+            if not crossings and len(signs) >= 2:
+                (x0, d0), (x1, d1) = signs[-2], signs[-1]
+                per_doubling = (d1 - d0) / math.log2(x1 / x0)
+                if per_doubling * d1 < 0 and -d1 / per_doubling > 6:
+                    out.append(f"; over the last doubling of the data the gap changed by {per_doubling * 100:+.1f} "
+                               f"points: closing too slowly to extrapolate (more than 6 more doublings).")
+                elif per_doubling * d1 < 0:  # the gap is closing
+                    doublings = -d1 / per_doubling
+                    out.append(f"; over the last doubling of the data the gap changed by {per_doubling * 100:+.1f} points. "
+                               f"Extrapolated at that rate (a straight line in log-data, a guess, not a measurement) "
+                               f"it would close after about {doublings:.1f} more doublings, near "
+                               f"{x1 * 2 ** doublings:,.0f} training sentences.")
+                else:
+                    out.append(f"; over the last doubling of the data the gap changed by {per_doubling * 100:+.1f} "
+                               f"points: it is not closing in this range.")
+                out[-2:] = [out[-2] + out[-1]]
             out.append("")
     return out
 
