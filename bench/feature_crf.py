@@ -4,6 +4,7 @@
     python bench/feature_crf.py                       # every corpus found, seed 42, 43, 44
     python bench/feature_crf.py --corpora phee --seeds 42
     python bench/feature_crf.py --dataset_path DIR --output result.json   # any prepare_n2c2.py output
+    python bench/feature_crf.py --lowercase --seeds 42 --train_splits train   # case diagnostic
 
 Features per word (Okazaki's crfsuite NER template, as in the n2c2-2018 CRF systems): the
 lower-cased word, its 2- and 3-character prefixes and suffixes, word shape (``Xxxx``, ``dd``,
@@ -79,7 +80,11 @@ def word_features(words: Sequence[str], index: int) -> dict[str, Any]:
     return features
 
 
-def sentence_features(words: Sequence[str]) -> list[dict[str, Any]]:
+def sentence_features(words: Sequence[str], lowercase: bool = False) -> list[dict[str, Any]]:
+    """Features of every word; ``lowercase`` first lower-cases the sentence, so that shape and the
+    upper / title flags carry no case: the view of an uncased encoder (the case diagnostic)."""
+    if lowercase:
+        words = [word.lower() for word in words]
     return [word_features(words, index) for index in range(len(words))]
 
 
@@ -94,8 +99,10 @@ def load_split(dataset_path: Path, split: str) -> tuple[list[list[str]], list[li
 
 
 def train_and_score(dataset_path: Path, train_split: str = "train", seed: int = 42, max_iterations: int = 100,
-                    c1: float = 0.1, c2: float = 0.1) -> dict[str, Any]:
-    """Train the feature CRF on ``train_split`` and score strict entity P/R/F on ``test`` (numbers only)."""
+                    c1: float = 0.1, c2: float = 0.1, lowercase: bool = False) -> dict[str, Any]:
+    """Train the feature CRF on ``train_split`` and score strict entity P/R/F on ``test`` (numbers only).
+
+    ``lowercase`` (diagnostic) lower-cases every word of both splits before feature extraction."""
     import psutil
     import sklearn_crfsuite
 
@@ -105,7 +112,7 @@ def train_and_score(dataset_path: Path, train_split: str = "train", seed: int = 
     train_words, train_tags, _ = load_split(dataset_path, train_split)
     test_words, test_tags, _ = load_split(dataset_path, "test")
     started = time.perf_counter()
-    x_train = [sentence_features(words) for words in train_words]
+    x_train = [sentence_features(words, lowercase) for words in train_words]
     feature_seconds = time.perf_counter() - started
     crf = sklearn_crfsuite.CRF(algorithm="lbfgs", c1=c1, c2=c2, max_iterations=max_iterations,
                                all_possible_transitions=True)
@@ -114,7 +121,7 @@ def train_and_score(dataset_path: Path, train_split: str = "train", seed: int = 
     train_seconds = time.perf_counter() - started + feature_seconds
     rss_train = process.memory_info().rss / 2**20
     started = time.perf_counter()
-    predictions = crf.predict([sentence_features(words) for words in test_words])
+    predictions = crf.predict([sentence_features(words, lowercase) for words in test_words])
     predict_seconds = time.perf_counter() - started
     strict = entity_scores(test_tags, predictions, mode="strict")
     lenient = entity_scores(test_tags, predictions, mode="lenient")
@@ -133,7 +140,8 @@ def train_and_score(dataset_path: Path, train_split: str = "train", seed: int = 
         "test_sentences_per_second": round(len(test_words) / predict_seconds, 1),
         "peak_rss_mb": round(max(rss_train, process.memory_info().rss / 2**20), 1),
         "settings": {"algorithm": "lbfgs", "c1": c1, "c2": c2, "max_iterations": max_iterations,
-                     "window": 2, "features": "word, affixes 2-3, shape, flags, +-2 window, bigrams +-1"},
+                     "window": 2, "features": "word, affixes 2-3, shape, flags, +-2 window, bigrams +-1",
+                     "lowercase": lowercase},
         "test_micro_f1": strict["micro"]["f1"],
         "test_macro_f1": strict["macro"]["f1"],
         "test_micro_precision": strict["micro"]["precision"],
@@ -144,7 +152,9 @@ def train_and_score(dataset_path: Path, train_split: str = "train", seed: int = 
     }
 
 
-def result_path(corpus: str, seed: int, train_split: str) -> Path:
+def result_path(corpus: str, seed: int, train_split: str, lowercase: bool = False) -> Path:
+    if lowercase:  # a diagnostic, kept beside (not in) the quality table's results
+        return common.RESULTS_DIR / "diagnostics" / f"{corpus}__{SYSTEM}__s{seed}__{train_split}__f1__lowercase.json"
     return common.RESULTS_DIR / "quality" / f"{corpus}__{SYSTEM}__s{seed}__{train_split}__f1.json"
 
 
@@ -157,10 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset_path", help="score one prepared dataset (prepare_n2c2.py output) instead")
     parser.add_argument("--output", help="with --dataset_path: where the result JSON goes")
     parser.add_argument("--force", action="store_true", help="recompute results that exist")
+    parser.add_argument("--lowercase", action="store_true",
+                        help="diagnostic: lower-case every word first (what an uncased encoder sees), to measure "
+                             "what case and shape are worth to the peer; results in bench/results/diagnostics/")
     args = parser.parse_args(argv)
 
     if args.dataset_path:
-        result = train_and_score(Path(args.dataset_path), args.train_splits[0], args.seeds[0], args.max_iterations)
+        result = train_and_score(Path(args.dataset_path), args.train_splits[0], args.seeds[0], args.max_iterations,
+                                 lowercase=args.lowercase)
         if args.output:
             common.write_json(Path(args.output), result)
         print(f"strict micro-F1 {result['test_micro_f1']:.4f}  macro-F1 {result['test_macro_f1']:.4f}  "
@@ -174,18 +188,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         for train_split in args.train_splits:
             first = None
             for seed in args.seeds:
-                path = result_path(corpus, seed, train_split)
+                path = result_path(corpus, seed, train_split, args.lowercase)
                 if path.is_file() and not args.force:
                     print(f"[feature-crf] {path.name}: cached", flush=True)
                     continue
                 if first is None:
-                    first = train_and_score(dataset_path, train_split, seed, args.max_iterations)
+                    first = train_and_score(dataset_path, train_split, seed, args.max_iterations,
+                                            lowercase=args.lowercase)
                     result = first
                 else:
                     # Deterministic trainer: the same model for every seed; record it as such
                     # (re-running it gives identical numbers, which the smoke test checks).
                     result = dict(first, seed=seed, reused_from_seed=first["seed"])
                 result["corpus"] = corpus
+                if args.lowercase:
+                    result |= {"change": "words lower-cased", "train_fraction": 1.0}
                 common.write_json(path, result)
                 print(f"[feature-crf] {corpus} {train_split} seed {seed}: strict micro-F1 "
                       f"{result['test_micro_f1']:.4f} macro-F1 {result['test_macro_f1']:.4f} "

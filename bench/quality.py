@@ -54,13 +54,16 @@ COMMON_FLAGS = [
 ]
 
 
+EPOCHS = {"minilm": 3, "transformer": 8}  # per encoder; smoke runs use 1 and 2
+
+
 def system_flags(system: str, smoke: bool = False) -> list[str]:
     use_crf = system.endswith("-crf")
     label = {"minilm-crf": "MiniLM-CRF", "minilm-apt": "MiniLM-Apt", "transformer-crf": "TransformerCRF",
              "transformer-apt": "TransformerApt"}[system]
     flags = ["--model_label", label, "--use_crf", str(use_crf).lower()]
     if system.startswith("minilm"):
-        flags += ["--model_name_or_path", str(common.minilm_dir()), "--num_train_epochs", "1" if smoke else "3",
+        flags += ["--model_name_or_path", str(common.minilm_dir()), "--num_train_epochs", "1" if smoke else str(EPOCHS["minilm"]),
                   "--learning_rate", "1e-4", "--crf_learning_rate", "1e-3"]
     else:
         overrides = "dim=64,n_layers=1,n_heads=2,hidden_dim=128,max_position_embeddings=512" if smoke \
@@ -68,7 +71,7 @@ def system_flags(system: str, smoke: bool = False) -> list[str]:
         flags += ["--config_name", str(common.REPO_DIR / "configs" / "architectures" / "distilbert-base-cased.json"),
                   "--config_overrides", overrides, "--train_tokenizer", "true",
                   "--tokenizer_vocab_size", "2000" if smoke else "8000",
-                  "--num_train_epochs", "2" if smoke else "8", "--learning_rate", "5e-4", "--crf_learning_rate", "5e-3"]
+                  "--num_train_epochs", "2" if smoke else str(EPOCHS["transformer"]), "--learning_rate", "5e-4", "--crf_learning_rate", "5e-3"]
     return flags
 
 

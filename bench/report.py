@@ -98,14 +98,14 @@ def targets(results, corpus) -> list[str]:
         points = gap[0]
         out.append(f"- {name} vs feature CRF (micro-F1): {points:+.1f} points (target ≥ {shown}): "
                    f"**{'met' if points >= target else 'MISSED by %.1f' % (target - points)}**")
-    for encoder in ("minilm", "transformer"):
+    for encoder, name in (("minilm", "MiniLM"), ("transformer", "Transformer (scratch)")):
         crf, apt = f1(f"{encoder}-crf", "test_macro_f1"), f1(f"{encoder}-apt", "test_macro_f1")
         if crf is not None and apt is not None:
             gap = (crf - apt) * 100
-            out.append(f"- {encoder} CRF vs Apt (macro-F1): {gap:+.1f} points (target ≥ 0): "
+            out.append(f"- {name}: CRF vs Apt (macro-F1): {gap:+.1f} points (target ≥ 0): "
                        f"**{'met' if gap >= 0 else 'MISSED by %.1f' % -gap}**")
         else:
-            out.append(f"- {encoder} CRF vs Apt (macro-F1): pending")
+            out.append(f"- {name}: CRF vs Apt (macro-F1): pending")
     return out
 
 
@@ -117,9 +117,13 @@ def _gap(results, corpus, system, key="test_micro_f1") -> tuple[float, int] | No
     return (_mean([r[key] for r in runs]) - _mean([r[key] for r in peer])) * 100, len(runs)
 
 
-def _diagnostic(results, corpus, system) -> dict[str, Any] | None:
+def _diagnostic(results, corpus, system, change="epochs") -> dict[str, Any] | None:
+    """A diagnostic run (``change``: "epochs" or "lowercase") with its deltas against the queue run of
+    the same corpus, system and seed, in points."""
     for path in sorted((common.RESULTS_DIR / "diagnostics").glob(f"{corpus}__{system}__*.json")):
         d = common.read_json(path)
+        if (change == "lowercase") != bool(d.get("change")):
+            continue
         base = [r for r in group(results, corpus, system) if r["seed"] == d["seed"]]
         if base:
             return d | {"delta_micro": (d["test_micro_f1"] - base[0]["test_micro_f1"]) * 100,
@@ -127,12 +131,34 @@ def _diagnostic(results, corpus, system) -> dict[str, Any] | None:
     return None
 
 
+def _change(d: dict[str, Any]) -> str:
+    """What a diagnostic run changed against its queue run, in words."""
+    if d.get("change"):
+        return d["change"]
+    return f"{d['epochs_override']} epochs (queue: {quality.EPOCHS[d['system'].split('-')[0]]})"
+
+
+CURVE_SYSTEMS = ("minilm-crf", "transformer-crf")
+
+
+def curve_runs(results, corpus) -> tuple[list[dict[str, Any]], list[int]]:
+    """The learning-curve runs of one corpus, kept to the seeds finished at every fraction for both
+    systems, so that each point averages the same seeds (a 3-seed 100% point beside 1-seed fractions
+    would bend the curve with seed noise)."""
+    runs = [r for r in results if r["corpus"] == corpus and r["system"] in CURVE_SYSTEMS
+            and r["train_split"] == "train" and "flat_metrics" in r]
+    cells = {(r["system"], float(r["train_fraction"])) for r in runs}
+    seeds = sorted(seed for seed in {r["seed"] for r in runs}
+                   if cells <= {(r["system"], float(r["train_fraction"])) for r in runs if r["seed"] == seed})
+    return [r for r in runs if r["seed"] in seeds], seeds
+
+
 def _curve(results, corpus, system) -> str | None:
-    points = sorted({float(r["train_fraction"]) for r in results if r["corpus"] == corpus and r["system"] == system
-                     and r["train_split"] == "train"})
+    runs, _ = curve_runs(results, corpus)
+    points = sorted({float(r["train_fraction"]) for r in runs if r["system"] == system})
     if len(points) < 2:
         return None
-    values = [(f, _mean([r["test_micro_f1"] for r in group(results, corpus, system, "train", f)]) * 100) for f in points]
+    values = [(f, _mean([r["test_micro_f1"] for r in group(runs, corpus, system, "train", f)]) * 100) for f in points]
     return " → ".join(f"{v:.1f} ({f:.0%})" for f, v in values)
 
 
@@ -146,13 +172,13 @@ def misses_section(results) -> list[str]:
     scratch = {c: _gap(results, c, "transformer-crf") for c in CORPUS_ORDER}
     missed = [f"{common.CORPORA[c]['title']} by {-g:.1f} (n={n})" for c, v in scratch.items() if v for g, n in [v] if g < 0]
     if missed:
-        d = _diagnostic(results, "phee", "transformer-crf")
+        d = _diagnostic(results, "phee", "transformer-crf")  # one corpus shows it: PHEE, the smallest
         curves = [f"{common.CORPORA[c]['title']} {curve}" for c in ("phee", "ncbi")
                   if (curve := _curve(results, c, "transformer-crf"))]
         out += [f"- **TransformerCRF from scratch vs the feature CRF**, missed on {', '.join(missed)} micro-F1 "
                 f"points. {_flat(SCRATCH_CAUSE)}"
                 + (f" Training budget is not the cause: the diagnostic row (same model and seed, "
-                   f"{d['epochs_override']} epochs instead of 8) changes micro-F1 by {d['delta_micro']:+.1f} points: "
+                   f"{_change(d)}) changes micro-F1 by {d['delta_micro']:+.1f} points: "
                    f"it over-fits rather than catching up." if d and d["delta_micro"] < 1 else "")
                 + (f" Data is: its strict micro-F1 by share of training sentences: {'; '.join(curves)} (learning "
                    f"curves below)." if curves else " The learning curves (pending) measure how it grows with data.")
@@ -160,14 +186,32 @@ def misses_section(results) -> list[str]:
     minilm = {c: _gap(results, c, "minilm-crf") for c in CORPUS_ORDER}
     status = [f"{common.CORPORA[c]['title']} {g:+.1f} (n={n})" for c, v in minilm.items() if v for g, n in [v]]
     if status:
-        d = _diagnostic(results, "phee", "minilm-crf")
         short = [c for c, v in minilm.items() if v and v[0] < 5]
+        budget = [f"{d['delta_micro']:+.1f} micro- / {d['delta_macro']:+.1f} macro-F1 points on {common.CORPORA[c]['title']}"
+                  for c in CORPUS_ORDER if (d := _diagnostic(results, c, "minilm-crf"))]
+        case = {c: d for c in CORPUS_ORDER if (d := _diagnostic(results, c, "feature-crf", "lowercase"))}
         out += [f"- **MiniLM-CRF vs the feature CRF** (target +5 micro-F1 points): {', '.join(status)}."
-                + (f" Where it falls short, the fine-tuning budget binds: on PHEE the diagnostic row (same seed, "
-                   f"{d['epochs_override']} epochs instead of 3) gains {d['delta_micro']:+.1f} micro / "
-                   f"{d['delta_macro']:+.1f} macro-F1 points." if short and d else "")
-                + " " + _flat(MINILM_CAUSE)]
+                + (f" Where it falls short, the fine-tuning budget binds: the diagnostic rows (same seed, "
+                   f"{quality.EPOCHS['minilm'] * 2} epochs instead of {quality.EPOCHS['minilm']}) gain "
+                   f"{'; '.join(budget)}." if short and budget else "")
+                + " " + _flat(MINILM_CAUSE)
+                + (" Case is the other measured cause: MiniLM is uncased, and the feature CRF with every word "
+                   "lower-cased first (its diagnostic rows, the view an uncased encoder has) loses "
+                   + ", ".join(f"{-d['delta_micro']:.1f} micro-F1 points on {common.CORPORA[c]['title']}"
+                               for c, d in case.items())
+                   + _case_conclusion(case, minilm) if case else "")]
     return out or ["No quality target is missed in the rows measured so far."]
+
+
+def _case_conclusion(case: dict[str, dict], minilm: dict[str, tuple[float, int] | None]) -> str:
+    """Whether the corpus where case helps the peer most is the one where MiniLM's lead is smallest."""
+    most = min(case, key=lambda c: case[c]["delta_micro"])  # the largest loss when lower-cased
+    gaps = {c: v[0] for c, v in minilm.items() if v}
+    title = common.CORPORA[most]["title"]
+    if gaps and min(gaps, key=gaps.get) == most and len(gaps) > 1:
+        return (f". Case is worth most on {title}, the corpus where MiniLM's lead is smallest: a cased encoder "
+                f"would see what the peer sees there.")
+    return f". Case is worth most on {title}."
 
 
 def diagnostics_section(results) -> list[str]:
@@ -176,17 +220,17 @@ def diagnostics_section(results) -> list[str]:
     if not paths:
         return []
     lines = ["### Diagnostics (one variable changed against the queue run)", "",
-             "| Run | Epochs | strict micro-F1 | strict macro-F1 | train time (s) | vs queue run (micro / macro) |",
-             "|---|---:|---:|---:|---:|---|"]
+             "| Run | Change | strict micro-F1 | strict macro-F1 | train time (s) | vs queue run (micro / macro) |",
+             "|---|---|---:|---:|---:|---|"]
     for path in paths:
         d = common.read_json(path)
         base = group(results, d["corpus"], d["system"], d["train_split"], float(d["train_fraction"]))
         base = [r for r in base if r["seed"] == d["seed"]]
         versus = (f"{(d['test_micro_f1'] - base[0]['test_micro_f1']) * 100:+.1f} / "
                   f"{(d['test_macro_f1'] - base[0]['test_macro_f1']) * 100:+.1f} points" if base else "queue run pending")
-        lines.append(f"| {d['corpus']} {SYSTEM_NAMES[d['system']]} seed {d['seed']} | {d['epochs_override']} | "
-                     f"{d['test_micro_f1'] * 100:.1f} | {d['test_macro_f1'] * 100:.1f} | "
-                     f"{d.get('train_wall_seconds', 0):.0f} | {versus} |")
+        seconds = d.get("train_wall_seconds", d.get("train_seconds", 0))
+        lines.append(f"| {d['corpus']} {SYSTEM_NAMES[d['system']]} seed {d['seed']} | {_change(d)} | "
+                     f"{d['test_micro_f1'] * 100:.1f} | {d['test_macro_f1'] * 100:.1f} | {seconds:.0f} | {versus} |")
     return lines + [""]
 
 
@@ -247,7 +291,9 @@ def efficient_table(results) -> list[str]:
             losses.append((f"{corpus} {SYSTEM_NAMES[system]}", mf - md))
             lines.append(f"| {corpus} | {SYSTEM_NAMES[system]} | {len(paired)} | {kept:.2f} | {words_kept} | {tf:.0f}{star} | "
                          f"{td:.0f}{star} | {td / tf:.2f}{star} | {mf:.3f} | {md:.3f} | {mf - md:+.3f} |")
-    lines += ["", "\\* timed while other jobs shared the cores (see the notes under the quality tables).", ""]
+    if any("*" in line for line in lines[2:]):
+        lines += ["", "\\* timed while other jobs shared the cores (see the notes under the quality tables)."]
+    lines.append("")
     if losses:
         over = [f"{name} ({loss:+.3f})" for name, loss in losses if loss > 0.02]
         lines.append(f"- macro-F1 loss ≤ 0.02 (the paper's claim): {len(losses) - len(over)} of {len(losses)} rows "
@@ -260,8 +306,7 @@ def learning_curves(results) -> list[str]:
 
     out = []
     for corpus in ("phee", "ncbi"):
-        runs = [r for r in results if r["corpus"] == corpus and r["system"] in ("minilm-crf", "transformer-crf")
-                and r["train_split"] == "train" and "flat_metrics" in r]
+        runs, seeds = curve_runs(results, corpus)
         groups = aggregate_runs([{"name": r["key"], "run_info": r["run_info"], "metrics": r["flat_metrics"]}
                                  for r in runs])
         curve = learning_curve(groups)
@@ -270,10 +315,10 @@ def learning_curves(results) -> list[str]:
             continue
         png = common.RESULTS_DIR / f"learning_curve_{corpus}.png"
         plot_learning_curve(curve, png)
-        out += [f"**{corpus}** (entity strict micro-F1, mean over seeds):", "",
-                "| series | " + " | ".join(f"{p['x']:.0f} sent." for p in next(iter(curve['series'].values()))) + " |"]
         xs = sorted({p["x"] for points in curve["series"].values() for p in points})
-        out[-1] = "| series | " + " | ".join(f"{x:.0f}" for x in xs) + " |"
+        out += [f"**{corpus}** (entity strict micro-F1; mean over seed{'s' * (len(seeds) > 1)} "
+                f"{', '.join(map(str, seeds))}, the seeds finished at every size; x = training sentences):", "",
+                "| series | " + " | ".join(f"{x:.0f}" for x in xs) + " |"]
         out.append("|---|" + "---:|" * len(xs))
         by_series = {}
         for series, points in curve["series"].items():
@@ -579,10 +624,8 @@ tuned for sentence similarity, not a biomedical masked-LM), the only pre-trained
 encoder installable offline here, fine-tuned for 3 epochs without model selection to fit the
 CPU budget. The feature CRF is a strong peer on NCBI-disease (close to the published
 BANNER-style CRFs): disease names carry telling affixes (-itis, -oma, -emia) that its affix
-features see directly. On BC2GM, gene names are marked by case and shape (IL-2, p53, BRCA1):
-the feature CRF sees both, while the uncased MiniLM tokenizer lowercases every word, which is
-the likely reason its gap is smallest there (one seed so far). The paper-size cased biomedical
-encoders (`--device cuda --bf16`) are the configuration the 5-point target is meant for.
+features see directly. The paper-size cased biomedical encoders (`--device cuda --bf16`) are
+the configuration the 5-point target is meant for.
 """
 
 EFFICIENT_NOTES = """
@@ -621,6 +664,9 @@ nohup nice -n 10 .venv/bin/python bench/quality.py > bench/cache/quality_queue.l
 .venv/bin/python bench/report.py             # rebuild this README and the plots from bench/results/
 # one row, e.g. PHEE MiniLM-CRF seed 43:
 .venv/bin/python bench/quality.py --corpora phee --systems minilm-crf --seeds 43 --max_runs 1 --no_feature_crf
+# the diagnostic rows: more epochs for one queue run; the peer with every word lower-cased
+.venv/bin/python bench/quality.py --corpora ncbi --systems minilm-crf --seeds 42 --diagnostic_epochs 6 --no_feature_crf
+.venv/bin/python bench/feature_crf.py --lowercase --seeds 42 --train_splits train
 # the full paper-style report of any finished runs (predictions stay in the git-ignored bench/runs/):
 .venv/bin/python evaluate_ablations.py --predictions bench/runs/phee__*__train__f1 --output_dir bench/cache/report_phee
 # on a GPU, the same scripts with bf16:

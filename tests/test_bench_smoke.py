@@ -77,3 +77,40 @@ def test_padded_positions_counts_each_batch_at_its_longest_row():
     assert speed.padded_positions([3, 1, 2, 5], 2, sort=False) == 2 * 3 + 2 * 5
     assert speed.padded_positions([3, 1, 2, 5], 2, sort=True) == 2 * 5 + 2 * 2
     assert speed.padded_positions([3, 1, 2, 5], 1, sort=False) == 11  # batch 1: no padding at all
+
+
+def test_feature_crf_lowercase_diagnostic_hides_case(synthetic_dataset, tmp_path):
+    import feature_crf
+
+    cased = feature_crf.sentence_features(["Took", "ASPIRIN", "81", "mg"])
+    blind = feature_crf.sentence_features(["Took", "ASPIRIN", "81", "mg"], lowercase=True)
+    assert cased[1]["upper"] and cased[0]["title"] and "X" in cased[1]["shape"]
+    # the uncased view: no feature of any word (or its window) reveals a capital
+    assert not any(value is True and name.endswith(("upper", "title")) for word in blind for name, value in word.items())
+    assert not any("X" in str(value) for word in blind for name, value in word.items() if "shape" in name)
+    assert blind[2]["shape"] == cased[2]["shape"] == "dd"  # digits and the rest of the shape stay
+    output = tmp_path / "lowercase.json"
+    assert feature_crf.main(["--dataset_path", str(synthetic_dataset), "--max_iterations", "10", "--lowercase",
+                             "--output", str(output)]) == 0
+    result = json.loads(output.read_text())
+    assert result["settings"]["lowercase"] is True and 0.0 <= result["test_micro_f1"] <= 1.0
+    assert feature_crf.result_path("ncbi", 42, "train", lowercase=True).parent.name == "diagnostics"
+
+
+def test_learning_curve_points_average_the_same_seeds():
+    import report
+
+    def run(system, seed, fraction):
+        return {"corpus": "phee", "system": system, "seed": seed, "train_split": "train",
+                "train_fraction": fraction, "flat_metrics": {}}
+
+    results = [run(system, 42, f) for system in report.CURVE_SYSTEMS for f in (0.1, 1.0)]
+    results += [run(system, 43, 1.0) for system in report.CURVE_SYSTEMS]  # seed 43: no 10% runs yet
+    results += [run("minilm-crf", 44, f) for f in (0.1, 1.0)]  # seed 44: one system only
+    results += [run("minilm-apt", 45, f) for f in (0.1, 1.0)]  # not a curve system
+    runs, seeds = report.curve_runs(results, "phee")
+    assert seeds == [42]
+    assert sorted((r["system"], r["train_fraction"]) for r in runs) == sorted(
+        (s, f) for s in report.CURVE_SYSTEMS for f in (0.1, 1.0))
+    results += [run(system, 43, 0.1) for system in report.CURVE_SYSTEMS]
+    assert report.curve_runs(results, "phee")[1] == [42, 43]
