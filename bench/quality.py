@@ -207,8 +207,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "with this many epochs; result in bench/results/diagnostics/")
     args = parser.parse_args(argv)
 
+    def past_stop_time() -> bool:
+        if args.stop_at and time.strftime("%H:%M", time.gmtime()) >= args.stop_at:
+            print(f"[quality] stop time {args.stop_at} UTC reached", flush=True)
+            return True
+        return False
+
     if args.diagnostic_epochs:
         corpus, system, seed = args.corpora[0], args.systems[0], args.seeds[0]
+        key = f"{run_key(corpus, system, seed, 'train', 1.0)}__e{args.diagnostic_epochs}"
+        if (common.RESULTS_DIR / "diagnostics" / f"{key}.json").is_file():
+            print(f"[quality] diagnostic {key}: done", flush=True)
+            return 0
+        if past_stop_time():
+            return 0
         result = run_one(corpus, system, seed, "train", 1.0, common.prepare_corpus(corpus),
                          results_dir=common.RESULTS_DIR / "diagnostics", epochs=args.diagnostic_epochs)
         print(f"[quality] diagnostic {result['key']}: strict micro-F1 {result['test_micro_f1']:.4f} "
@@ -250,8 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         if args.max_runs is not None and new_runs >= args.max_runs:
             break
-        if args.stop_at and time.strftime("%H:%M", time.gmtime()) >= args.stop_at:
-            print(f"[quality] stop time {args.stop_at} UTC reached", flush=True)
+        if past_stop_time():
             break
         if corpus not in datasets:
             datasets[corpus] = common.prepare_corpus(corpus)
