@@ -195,7 +195,7 @@ def misses_section(results) -> list[str]:
                   for c in CORPUS_ORDER if (d := _diagnostic(results, c, "minilm-crf"))]
         case = {c: d for c in CORPUS_ORDER if (d := _diagnostic(results, c, "feature-crf", "lowercase"))}
         out += [f"- **MiniLM-CRF vs the feature CRF** (target +5 micro-F1 points): {', '.join(status)}."
-                + (f" Where it falls short, the fine-tuning budget binds: the diagnostic rows (same seed, "
+                + (f" The fine-tuning budget, measured: the diagnostic rows (same seed, "
                    f"{quality.EPOCHS['minilm'] * 2} epochs instead of {quality.EPOCHS['minilm']}) gain "
                    f"{'; '.join(budget)}." if short and budget else "")
                 + " " + _flat(MINILM_CAUSE)
