@@ -201,8 +201,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     # (re-running it gives identical numbers, which the smoke test checks).
                     result = dict(first, seed=seed, reused_from_seed=first["seed"])
                 result["corpus"] = corpus
-                if args.lowercase:
-                    result |= {"change": "words lower-cased", "train_fraction": 1.0}
                 common.write_json(path, result)
                 print(f"[feature-crf] {corpus} {train_split} seed {seed}: strict micro-F1 "
                       f"{result['test_micro_f1']:.4f} macro-F1 {result['test_macro_f1']:.4f} "

@@ -63,7 +63,8 @@ def system_flags(system: str, smoke: bool = False) -> list[str]:
              "transformer-apt": "TransformerApt"}[system]
     flags = ["--model_label", label, "--use_crf", str(use_crf).lower()]
     if system.startswith("minilm"):
-        flags += ["--model_name_or_path", str(common.minilm_dir()), "--num_train_epochs", "1" if smoke else str(EPOCHS["minilm"]),
+        flags += ["--model_name_or_path", str(common.minilm_dir()),
+                  "--num_train_epochs", "1" if smoke else str(EPOCHS["minilm"]),
                   "--learning_rate", "1e-4", "--crf_learning_rate", "1e-3"]
     else:
         overrides = "dim=64,n_layers=1,n_heads=2,hidden_dim=128,max_position_embeddings=512" if smoke \
@@ -71,15 +72,17 @@ def system_flags(system: str, smoke: bool = False) -> list[str]:
         flags += ["--config_name", str(common.REPO_DIR / "configs" / "architectures" / "distilbert-base-cased.json"),
                   "--config_overrides", overrides, "--train_tokenizer", "true",
                   "--tokenizer_vocab_size", "2000" if smoke else "8000",
-                  "--num_train_epochs", "2" if smoke else str(EPOCHS["transformer"]), "--learning_rate", "5e-4", "--crf_learning_rate", "5e-3"]
+                  "--num_train_epochs", "2" if smoke else str(EPOCHS["transformer"]),
+                  "--learning_rate", "5e-4", "--crf_learning_rate", "5e-3"]
     return flags
 
 
 SYSTEMS = ["minilm-crf", "minilm-apt", "transformer-crf", "transformer-apt"]
 
 
-def run_key(corpus: str, system: str, seed: int, split: str, fraction: float) -> str:
-    return f"{corpus}__{system}__s{seed}__{split}__f{fraction:g}"
+def run_key(corpus: str, system: str, seed: int, split: str, fraction: float, epochs: int | None = None) -> str:
+    """Result name of one run; ``epochs`` marks a diagnostic run's epoch override."""
+    return f"{corpus}__{system}__s{seed}__{split}__f{fraction:g}" + (f"__e{epochs}" if epochs else "")
 
 
 def queue(corpora: Sequence[str], systems: Sequence[str], seeds: Sequence[int]) -> Iterator[tuple]:
@@ -153,7 +156,7 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
 def run_one(corpus: str, system: str, seed: int, split: str, fraction: float, dataset_path: Path,
             smoke: bool = False, results_dir: Path = QUALITY_DIR, runs_dir: Path = common.RUNS_DIR,
             keep_model: bool = False, epochs: int | None = None) -> dict[str, Any]:
-    key = run_key(corpus, system, seed, split, fraction) + (f"__e{epochs}" if epochs else "")
+    key = run_key(corpus, system, seed, split, fraction, epochs)
     run_dir = runs_dir / key
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a half-finished run restarts from scratch
@@ -215,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.diagnostic_epochs:
         corpus, system, seed = args.corpora[0], args.systems[0], args.seeds[0]
-        key = f"{run_key(corpus, system, seed, 'train', 1.0)}__e{args.diagnostic_epochs}"
+        key = run_key(corpus, system, seed, "train", 1.0, args.diagnostic_epochs)
         if (common.RESULTS_DIR / "diagnostics" / f"{key}.json").is_file():
             print(f"[quality] diagnostic {key}: done", flush=True)
             return 0
