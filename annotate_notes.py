@@ -1,32 +1,39 @@
 #!/usr/bin/env python
-"""Annotate clinical notes with a trained model: a folder of ``.txt`` in, brat ``.ann`` out.
+"""Annotate clinical notes with a trained model: text in, entities out, from Python or a folder.
 
-    python annotate_notes.py --model runs/bert_crf --input_dir notes/ --output_dir notes_annotated/
-    python annotate_notes.py --model ORG/clinical-ner-crf --trust_remote_code --input_dir notes/ \\
-        --output_dir out/ --device cuda --bf16 --batch_size 64 --min_confidence 0.5
+From Python, one call for a note or a list of notes (CRF or linear "Apt" models)::
 
-Every note is split into sentences and words with the very functions ``prepare_n2c2.py``
-uses (``split_sentences``, ``tokenize_words``), so offsets are exact to the character of
-the raw file (CRLF included). No text is dropped: a sentence longer than
-``--max_seq_length`` subwords is cut into overlapping windows (``--stride`` subwords of
-overlap); a word seen in several windows takes the prediction of the window where it has
-the most context on both sides (``run_ner_crf.merge_window_predictions``), so an entity
-that crosses a window edge comes out whole. Notes of any length work.
+    from annotate_notes import NoteAnnotator
+    annotator = NoteAnnotator.from_pretrained("runs/bert_crf")
+    annotator("Started metoprolol 25 mg PO BID.")      # [Entity(type, start, end, text, confidence, ...)]
+    annotator([note_1, note_2])                         # one list of entities per note
+
+From the command line, a folder of ``.txt`` in, brat ``.ann`` out::
+
+    python annotate_notes.py --model_name_or_path runs/bert_crf --input_dir notes/ --output_dir notes_annotated/
+    python annotate_notes.py --model_name_or_path ORG/clinical-ner-crf --trust_remote_code \\
+        --input_dir notes/ --output_dir out/ --device cuda --bf16 --batch_size 64 --min_confidence 0.5
+
+Both run the one inference path of ``windows.py`` (``predict_notes``), which the
+``pipeline("token-classification")`` of a saved CRF model also runs: sentences and words as in
+training (``tagging.py``), so offsets are exact to the character of the raw text (CRLF
+included). No text is dropped: a sentence longer than ``max_seq_length`` subwords is cut into
+overlapping windows (``stride`` subwords of overlap); a word seen in several windows takes the
+prediction of the window where it has the most context on both sides, so an entity that crosses
+a window edge comes out whole. Notes of any length work.
 
 Decoding and confidences
-    CRF models (``CRFForTokenClassification``, ``modeling_crf.py``) decode each sentence
-    window with Viterbi over the first subword of every word (every subword for models
-    trained with ``label_alignment="all_subwords"``). The confidence of a word is the CRF
-    marginal probability (forward-backward) of its decoded tag; the confidence of an
-    entity is the mean over its words (``run_ner_crf.entity_confidences``). Linear ("Apt")
-    models, stock ``AutoModelForTokenClassification``, tag each word with the argmax of the
-    softmax at its first subword, and the word confidence is that softmax probability.
-    Entities are read from the word tags with strict IOB2 decoding (an ``I-X`` that
-    continues nothing starts no entity). ``--min_confidence`` drops entities whose
-    confidence is below it (from the ``.ann`` and ``entities.jsonl``; the word-level
-    ``predictions.jsonl`` keeps the model's raw tags).
+    CRF models decode each window with Viterbi over the positions they were trained on (the
+    first subword of every word, or every subword for ``label_alignment="all_subwords"``). A
+    word's confidence is the CRF marginal probability (forward-backward) of its decoded tag; an
+    entity's confidence is the mean over its words. Linear ("Apt") models, stock
+    ``AutoModelForTokenClassification``, tag each word with the softmax argmax at its first
+    subword, and the word confidence is that softmax probability. Entities are read from the
+    word tags with strict IOB2 decoding (an ``I-X`` that continues nothing starts no entity).
+    ``min_confidence`` drops entities whose confidence is below it (from the ``.ann`` and
+    ``entities.jsonl``; the word-level ``predictions.jsonl`` keeps the model's raw tags).
 
-Outputs (``--output_dir``; it may be the input folder, brat keeps ``.ann`` beside ``.txt``)
+Outputs of the command line (``--output_dir``; it may be the input folder)
     ``NOTE.ann``        one per note: ``T`` lines with type, offsets and surface text; an
                         entity that crosses a line break is written as fragments split at
                         the break (n2c2 style). Written atomically; an existing ``.ann``
@@ -49,149 +56,48 @@ overwrite an ``.ann`` gets one message (file name and reason, never its text) an
 counted; the exit status is 1 when any note failed. A folder without ``.txt`` files is an
 error.
 
-From Python (the same code path as the command line)::
-
-    from annotate_notes import annotate_texts, load_model_and_tokenizer
-    model, tokenizer = load_model_and_tokenizer("runs/bert_crf")
-    entities = annotate_texts(model, tokenizer, {"note1": text})
-    # {"note1": [Entity(type, start, end, text, confidence, word_confidences), ...]}
-
-For raw text, ``pipeline("token-classification", model="runs/bert_crf", trust_remote_code=True,
-aggregation_strategy="first")`` gives the same CRF-decoded entities and scores on a sentence
-that fits in one window (the pipeline does not split sentences).
+Needs torch, transformers and the project's ``tagging.py``, ``windows.py``, ``corpus_io.py`` and
+``modeling_crf.py`` (no ``datasets``, no training script).
 """
 
 from __future__ import annotations
 
-import argparse
-import inspect
 import json
 import logging
-import math
-import os
 import sys
 import time
 from collections import Counter
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import torch
-from transformers import AutoModelForTokenClassification
+from transformers import AutoModelForTokenClassification, HfArgumentParser
 
-import modeling_crf  # noqa: F401  (registers the CRF model with the Auto classes)
-from prepare_n2c2 import (
-    BratFormatError, atomic_open, bio_to_spans, read_text, split_sentences, tokenize_words, write_brat_ann,
+import modeling_crf  # noqa: F401  (registers the CRF model with the Auto classes: no remote code needed)
+from corpus_io import (
+    ENTITIES_FILE, SUMMARY_FILE, WORD_PREDICTIONS_FILE, BratFormatError, atomic_open, prediction_record, read_text,
+    round_confidence, write_brat_ann, write_json_atomically,
 )
-from run_ner_crf import (
-    ModelArguments,
-    WindowCollator,
-    encode_word_windows,
-    entity_confidences,
-    load_tokenizer,
-    merge_window_predictions,
-    select_predictions,
-    tags_to_char_entities,
+from windows import (
+    DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_STRIDE, Entity, NotePrediction, is_crf_model, load_tokenizer,
+    max_input_length, model_labels, predict_notes, window_budget, word_tokenizer,
 )
 
 logger = logging.getLogger(__name__)
 
-ENTITIES_FILE = "entities.jsonl"
-WORD_PREDICTIONS_FILE = "predictions.jsonl"
-SUMMARY_FILE = "summary.json"
-CRF_MODEL_TYPE = "crf_token_classification"
 # The CLI predicts notes in groups of about this many words (length-grouped batches are formed
 # inside a group), writing each group's .ann files before it reads the next.
 WORDS_PER_GROUP = 50_000
 
 
 # ---------------------------------------------------------------------------
-# Results
+# The Python API
 # ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Entity:
-    """A predicted entity: ``text == note[start:end]``; ``confidence`` is the mean of ``word_confidences``."""
-
-    type: str
-    start: int
-    end: int
-    text: str
-    confidence: float
-    word_confidences: tuple[float, ...] = ()
-
-
-@dataclass
-class SentencePrediction:
-    """Word-level output for one sentence (offsets into the note)."""
-
-    sentence_index: int
-    tokens: list[str]
-    token_starts: list[int]
-    token_ends: list[int]
-    pred_tags: list[str]
-    confidences: list[float]
-    num_windows: int = 1
-
-
-@dataclass
-class NotePrediction:
-    """Everything predicted for one note. ``entities`` are after ``min_confidence``."""
-
-    document_id: str
-    sentences: list[SentencePrediction] = field(default_factory=list)
-    entities: list[Entity] = field(default_factory=list)
-    num_below_min_confidence: int = 0
-
-    @property
-    def num_windows(self) -> int:
-        return sum(sentence.num_windows for sentence in self.sentences)
-
-
-# ---------------------------------------------------------------------------
-# Model and tokenizer
-# ---------------------------------------------------------------------------
-
-
-def is_crf_model(model) -> bool:
-    """A CRF model (decoded with Viterbi), also when loaded from a Hub copy of modeling_crf.py."""
-    return getattr(model.config, "model_type", None) == CRF_MODEL_TYPE
-
-
-def model_labels(model) -> list[str]:
-    """The model's tags in id order; they must be IOB2 (``O``, ``B-X``, ``I-X``)."""
-    id2label = model.config.id2label
-    labels = [id2label[key] for key in sorted(id2label, key=int)]
-    bad = [label for label in labels if not (label == "O" or (len(label) > 2 and label[:2] in ("B-", "I-")))]
-    if bad:
-        raise ValueError(f"the model's labels are not IOB2 tags (O, B-X, I-X): {bad[:5]}")
-    return labels
-
-
-def max_input_length(model, tokenizer, requested: int) -> int:
-    """``requested`` capped at what the encoder's position embeddings and the tokenizer allow."""
-    limits = []
-    encoder_config = getattr(model.config, "encoder_config", None) or model.config
-    positions = getattr(encoder_config, "max_position_embeddings", None)
-    if isinstance(positions, int) and positions > 0:
-        # RoBERTa-style position ids start after the padding index.
-        offset = encoder_config.pad_token_id + 1 if getattr(encoder_config, "model_type", "") in (
-            "roberta", "xlm-roberta", "camembert", "longformer") and encoder_config.pad_token_id is not None else 0
-        limits.append(positions - offset)
-    model_max_length = getattr(tokenizer, "model_max_length", None)
-    if isinstance(model_max_length, int) and 0 < model_max_length < 1_000_000:
-        limits.append(model_max_length)
-    limit = min(limits, default=requested)
-    if requested > limit:
-        logger.warning("max_seq_length %d is more than the model takes; using %d", requested, limit)
-        return limit
-    return requested
 
 
 def load_model_and_tokenizer(
-    name_or_path: str,
+    model_name_or_path: str,
     *,
     device: str | torch.device | None = None,
     bf16: bool = False,
@@ -201,162 +107,74 @@ def load_model_and_tokenizer(
 ):
     """Model (eval mode, on ``device``) and fast tokenizer from a folder or Hub id.
 
-    CRF models load with this project's ``modeling_crf`` (imported above); with
-    ``trust_remote_code=True`` the code shipped with the model is used instead. ``bf16``
-    loads the weights in bfloat16 (the CRF itself stays float32).
+    CRF models load with this project's ``modeling_crf`` (imported above); only with
+    ``trust_remote_code=True`` is the code shipped with the model run instead. ``bf16`` loads
+    the weights in bfloat16 (the CRF itself stays float32).
     """
     kwargs: dict[str, Any] = {"revision": revision, "token": token, "trust_remote_code": trust_remote_code}
     if bf16:
         kwargs["dtype"] = torch.bfloat16
-    model = AutoModelForTokenClassification.from_pretrained(name_or_path, **kwargs)
+    model = AutoModelForTokenClassification.from_pretrained(model_name_or_path, **kwargs)
     model_labels(model)
-    tokenizer = load_tokenizer(
-        ModelArguments(model_name_or_path=name_or_path, model_revision=revision, token=token,
-                       trust_remote_code=trust_remote_code), None, "tokens")
+    tokenizer = load_tokenizer(model_name_or_path, revision=revision, token=token, trust_remote_code=trust_remote_code)
     if device is not None:
         model.to(device)
     return model.eval(), tokenizer
 
 
-# ---------------------------------------------------------------------------
-# Prediction
-# ---------------------------------------------------------------------------
+class NoteAnnotator:
+    """Entities of clinical notes, in one call: ``NoteAnnotator.from_pretrained(path)(text)``.
 
-
-def _forward_keys(model) -> set[str]:
-    """The inputs the model's forward names (DistilBERT takes no token_type_ids; stock heads no label_mask)."""
-    return set(inspect.signature(model.forward).parameters)
-
-
-def predict_notes(
-    model,
-    tokenizer,
-    texts: Mapping[str, str],
-    *,
-    batch_size: int = 32,
-    max_seq_length: int = 256,
-    stride: int = 32,
-    device: str | torch.device | None = None,
-    bf16: bool = False,
-    min_confidence: float = 0.0,
-    progress: bool | None = False,
-) -> dict[str, NotePrediction]:
-    """Word tags, confidences and entities for each note of ``texts`` (``{document_id: text}``).
-
-    Sentences and words come from ``prepare_n2c2`` (``split_sentences``, ``tokenize_words``);
-    long sentences become overlapping windows; windows are sorted by length into batches of
-    ``batch_size`` and padded per batch. CRF models are decoded with Viterbi and scored with
-    CRF marginals, Apt models with the softmax (see the module docstring). ``device``
-    defaults to where the model is; ``bf16`` runs the encoder under bfloat16 autocast on a
-    GPU. ``progress``: a tqdm bar over batches (``None``: only on a terminal).
+    Calls :func:`windows.predict_notes`, the same path as the command line and the saved CRF
+    model's pipeline. A string gives a list of :class:`windows.Entity` (``type``, ``start``,
+    ``end``, ``text``, ``confidence``, ``word_confidences``); a list of strings gives one list
+    per note; :meth:`predict` gives the word-level predictions too.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if stride < 0:
-        raise ValueError(f"stride must be at least 0, got {stride}")
-    labels = model_labels(model)
-    crf = is_crf_model(model)
-    label_all_tokens = crf and getattr(model.config, "label_alignment", "first_subword") == "all_subwords"
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.to(device).eval()
-    max_seq_length = max_input_length(model, tokenizer, max_seq_length)
-    budget = max_seq_length - tokenizer.num_special_tokens_to_add(pair=False)
-    if stride >= budget:
-        raise ValueError(f"stride {stride} must be smaller than the {budget} subwords of a window "
-                         f"(max_seq_length {max_seq_length})")
 
-    results = {document_id: NotePrediction(document_id) for document_id in texts}
-    sentence_words: list[list[tuple[str, int, int]]] = []
-    owners: list[tuple[str, int]] = []
-    for document_id, text in texts.items():
-        for sentence_index, (start, end) in enumerate(split_sentences(text)):
-            words = tokenize_words(text, start, end)
-            if words:
-                sentence_words.append(words)
-                owners.append((document_id, sentence_index))
-    if not sentence_words:
-        return results
+    def __init__(self, model, tokenizer, *, batch_size: int = DEFAULT_BATCH_SIZE,
+                 max_seq_length: int | None = None, stride: int = DEFAULT_STRIDE,
+                 device: str | torch.device | None = None, bf16: bool = False, min_confidence: float = 0.0):
+        if not 0.0 <= min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.model, self.tokenizer = model.eval(), word_tokenizer(tokenizer)
+        model_labels(model)
+        self.max_seq_length = max_input_length(model, self.tokenizer, max_seq_length)
+        window_budget(self.tokenizer, self.max_seq_length, stride)  # bad settings fail here, not mid-run
+        self.settings = {"batch_size": batch_size, "max_seq_length": self.max_seq_length, "stride": stride,
+                         "device": device, "bf16": bf16, "min_confidence": min_confidence}
 
-    rows = encode_word_windows([[w for w, _, _ in words] for words in sentence_words],
-                               tokenizer, max_seq_length, stride, label_all_tokens=label_all_tokens)
-    num_rows = len(rows["input_ids"])
-    keys = [key for key in ("input_ids", "attention_mask", "token_type_ids", "label_mask")
-            if key in rows and key in _forward_keys(model) and (crf or key != "label_mask")]
-    on_gpu = device.type == "cuda"
-    collator = WindowCollator(tokenizer, pad_to_multiple_of=8 if on_gpu else None)
-    # Longest first: batches of similar length, and an out-of-memory error shows at once.
-    order = sorted(range(num_rows), key=lambda row: len(rows["input_ids"][row]), reverse=True)
-    position_tags: list[list[int]] = [[] for _ in range(num_rows)]
-    position_confidences: list[list[float]] = [[] for _ in range(num_rows)]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 and on_gpu else nullcontext()
-    if bf16 and not on_gpu:
-        logger.warning("bf16 is for GPUs; running in the model's own precision on %s", device)
+    @classmethod
+    def from_pretrained(cls, model_name_or_path: str, *, device: str | torch.device | None = None,
+                        bf16: bool = False, trust_remote_code: bool = False, revision: str = "main",
+                        token: str | None = None, **settings) -> "NoteAnnotator":
+        """Load a model folder or Hub id (``settings``: batch_size, max_seq_length, stride, min_confidence)."""
+        model, tokenizer = load_model_and_tokenizer(model_name_or_path, device=device, bf16=bf16,
+                                                    trust_remote_code=trust_remote_code, revision=revision,
+                                                    token=token)
+        return cls(model, tokenizer, device=device, bf16=bf16, **settings)
 
-    from tqdm.auto import tqdm
+    @property
+    def is_crf(self) -> bool:
+        return is_crf_model(self.model)
 
-    batches = range(0, num_rows, batch_size)
-    with torch.inference_mode(), autocast:
-        for first in tqdm(batches, desc="annotating", unit="batch", disable=None if progress is None else not progress,
-                          leave=False):
-            batch_rows = order[first:first + batch_size]
-            batch = collator([{key: rows[key][row] for key in keys} for row in batch_rows])
-            batch = {key: value.to(device) for key, value in batch.items()}
-            outputs = model(**batch, return_marginals=True) if crf else model(**batch)
-            tag_ids, confidences = select_predictions(outputs)
-            tag_ids, confidences = tag_ids.cpu().tolist(), confidences.float().cpu().tolist()
-            for index, row in enumerate(batch_rows):
-                length = len(rows["input_ids"][row])
-                position_tags[row] = tag_ids[index][:length]
-                position_confidences[row] = confidences[index][:length]
+    def predict(self, texts: Mapping[str, str], progress: bool | None = False) -> dict[str, NotePrediction]:
+        """Word tags, confidences and entities of ``{document_id: text}``."""
+        return predict_notes(self.model, self.tokenizer, texts, progress=progress, **self.settings)
 
-    merged = merge_window_predictions(rows, position_tags, position_confidences,
-                                      [len(words) for words in sentence_words])
-    windows_per_sentence = Counter(rows["sentence_index"])
-    for sentence, ((document_id, sentence_index), words, (tag_ids, word_confidences)) in enumerate(
-            zip(owners, sentence_words, merged)):
-        note, text = results[document_id], texts[document_id]
-        tags = [labels[tag] for tag in tag_ids]
-        starts, ends = [start for _, start, _ in words], [end for _, _, end in words]
-        note.sentences.append(SentencePrediction(sentence_index, [word for word, _, _ in words], starts, ends, tags,
-                                                 word_confidences, windows_per_sentence[sentence]))
-        spans = zip(tags_to_char_entities(tags, starts, ends), entity_confidences(tags, word_confidences),
-                    bio_to_spans(tags))
-        for (entity_type, start, end), confidence, (_, first_word, end_word) in spans:
-            if confidence < min_confidence:
-                note.num_below_min_confidence += 1
-                continue
-            note.entities.append(Entity(entity_type, start, end, text[start:end], confidence,
-                                        tuple(word_confidences[first_word:end_word])))
-    return results
-
-
-def annotate_texts(
-    model,
-    tokenizer,
-    texts: Mapping[str, str],
-    *,
-    batch_size: int = 32,
-    max_seq_length: int = 256,
-    stride: int = 32,
-    device: str | torch.device | None = None,
-    bf16: bool = False,
-    min_confidence: float = 0.0,
-    progress: bool | None = False,
-) -> dict[str, list[Entity]]:
-    """Entities of each note of ``texts`` (``{document_id: text}``): :func:`predict_notes` without the words."""
-    predictions = predict_notes(model, tokenizer, texts, batch_size=batch_size, max_seq_length=max_seq_length,
-                                stride=stride, device=device, bf16=bf16, min_confidence=min_confidence,
-                                progress=progress)
-    return {document_id: note.entities for document_id, note in predictions.items()}
+    def __call__(self, notes: str | Sequence[str]) -> list[Entity] | list[list[Entity]]:
+        if isinstance(notes, str):
+            return self.predict({"note": notes})["note"].entities
+        if not all(isinstance(note, str) for note in notes):
+            raise TypeError("NoteAnnotator takes a string or a list of strings")
+        predictions = self.predict({str(index): note for index, note in enumerate(notes)})
+        return [predictions[str(index)].entities for index in range(len(notes))]
 
 
 # ---------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------
-
-
-def _round(value: float) -> float | None:
-    return None if math.isnan(value) else round(float(value), 6)
 
 
 def entity_records(note: NotePrediction) -> list[dict[str, Any]]:
@@ -368,24 +186,18 @@ def entity_records(note: NotePrediction) -> list[dict[str, Any]]:
         "start": entity.start,
         "end": entity.end,
         "text": entity.text,
-        "confidence": _round(entity.confidence),
-        "word_confidences": [_round(c) for c in entity.word_confidences],
+        "confidence": round_confidence(entity.confidence),
+        "word_confidences": [round_confidence(c) for c in entity.word_confidences],
     } for number, entity in enumerate(note.entities, start=1)]
 
 
 def word_prediction_records(note: NotePrediction) -> list[dict[str, Any]]:
-    """``predictions.jsonl`` objects of a note (docs/architecture.md, "Predictions"; no gold tags)."""
-    return [{
-        "id": f"{note.document_id}-{sentence.sentence_index}",
-        "document_id": note.document_id,
-        "sentence_index": sentence.sentence_index,
-        "tokens": sentence.tokens,
-        "token_starts": sentence.token_starts,
-        "token_ends": sentence.token_ends,
-        "gold_tags": None,
-        "pred_tags": sentence.pred_tags,
-        "confidences": [_round(c) for c in sentence.confidences],
-    } for sentence in note.sentences]
+    """``predictions.jsonl`` records of a note (docs/architecture.md, "Predictions"; no gold tags)."""
+    return [prediction_record(document_id=note.document_id, sentence_index=sentence.sentence_index,
+                              tokens=sentence.tokens, token_starts=sentence.token_starts,
+                              token_ends=sentence.token_ends, pred_tags=sentence.pred_tags,
+                              confidences=sentence.confidences)
+            for sentence in note.sentences]
 
 
 class JsonlUpdate:
@@ -426,12 +238,6 @@ class JsonlUpdate:
         self._writer.__exit__(type(error), error, None)  # removes the temporary file
 
 
-def _write_json_atomically(path: Path, data: Any) -> None:
-    with atomic_open(path) as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-
-
 class InputError(Exception):
     """A problem with the input folder as a whole (the run cannot start)."""
 
@@ -448,7 +254,7 @@ def list_notes(input_dir) -> list[Path]:
 
 
 def _read_note(path: Path) -> str:
-    """A note's text exactly as stored (prepare_n2c2.read_text); errors name the file and the reason only."""
+    """A note's text exactly as stored (corpus_io.read_text); errors name the file and the reason only."""
     try:
         return read_text(path)
     except BratFormatError as error:
@@ -470,61 +276,63 @@ class _NoteError(Exception):
 # ---------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="annotate_notes.py",
-        description="Annotate a folder of clinical notes (.txt) with a trained token-classification model: one brat "
-                    ".ann per note, entities.jsonl with confidences and summary.json (counts only).",
-        epilog="Confidences: for CRF models the word confidence is the CRF marginal probability of its Viterbi tag "
-               "and an entity's confidence is the mean over its words (run_ner_crf.entity_confidences); for linear "
-               "(Apt) models it is the softmax probability of the argmax tag, averaged the same way. Sentences and "
-               "words come from prepare_n2c2.py; sentences longer than --max_seq_length subwords are processed in "
-               "overlapping windows, so notes of any length are covered character for character.",
-    )
-    parser.add_argument("--model", required=True, help="Model folder (run_ner_crf.py output) or Hub id.")
-    parser.add_argument("--input_dir", required=True, help="Folder of .txt notes (UTF-8; not recursive).")
-    parser.add_argument("--output_dir", required=True,
-                        help="Where the .ann files, entities.jsonl and summary.json go (may be --input_dir).")
-    parser.add_argument("--batch_size", type=int, default=32, help="Windows per batch (grouped by length).")
-    parser.add_argument("--max_seq_length", type=int, default=256,
-                        help="Subwords per window, special tokens included (capped at what the model takes).")
-    parser.add_argument("--stride", type=int, default=32, help="Subwords of overlap between consecutive windows.")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available).")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 weights and autocast (GPU only; the CRF stays "
-                                                             "float32).")
-    parser.add_argument("--min_confidence", type=float, default=0.0,
-                        help="Drop entities whose confidence (mean CRF marginal, or softmax probability, over their "
-                             "words) is below this, in [0, 1].")
-    parser.add_argument("--overwrite", action="store_true", help="Replace existing .ann files.")
-    parser.add_argument("--word_predictions", action="store_true",
-                        help="Also write predictions.jsonl: word-level tags and confidences per sentence "
-                             "(docs/architecture.md format, gold_tags null).")
-    parser.add_argument("--trust_remote_code", action="store_true",
-                        help="Run the code shipped with the model (its modeling_crf.py, which you should read first) "
-                             "instead of this project's copy; needed for Hub models with custom code that this "
-                             "project does not have.")
-    parser.add_argument("--revision", default="main", help="Model version on the Hub (branch, tag or commit).")
-    parser.add_argument("--token", default=None, help="Hub token for private models (default: the cached login).")
-    return parser
+@dataclass
+class AnnotationArguments:
+    """Arguments of ``annotate_notes.py``: a model, a folder of notes, where the annotations go."""
+
+    model_name_or_path: str = field(metadata={"help": "Model folder (run_ner_crf.py output) or Hub id."})
+    input_dir: str = field(metadata={"help": "Folder of .txt notes (UTF-8; not recursive)."})
+    output_dir: str = field(metadata={"help": "Where the .ann files, entities.jsonl and summary.json go "
+                                              "(may be --input_dir)."})
+    batch_size: int = field(default=DEFAULT_BATCH_SIZE, metadata={"help": "Windows per batch (grouped by length)."})
+    max_seq_length: Optional[int] = field(default=None, metadata={
+        "help": f"Subwords per window, special tokens included (default: {DEFAULT_MAX_SEQ_LENGTH}, or what the model "
+                "takes if less; a larger value is capped)."})
+    stride: int = field(default=DEFAULT_STRIDE, metadata={"help": "Subwords of overlap between consecutive windows."})
+    device: Optional[str] = field(default=None, metadata={"help": "cpu, cuda or cuda:N (default: cuda when available)."})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 weights and autocast (GPU only; the CRF stays float32)."})
+    min_confidence: float = field(default=0.0, metadata={
+        "help": "Drop entities whose confidence (mean CRF marginal, or softmax probability, over their words) is "
+                "below this, in [0, 1]."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace existing .ann files."})
+    word_predictions: bool = field(default=False, metadata={
+        "help": "Also write predictions.jsonl: word-level tags and confidences per sentence (docs/architecture.md "
+                "format, gold_tags null)."})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "Run the code shipped with the model (its modeling_crf.py, which you should read first) instead of "
+                "this project's copy; needed for Hub models with custom code that this project does not have."})
+    model_revision: str = field(default="main", metadata={"help": "Model version on the Hub (branch, tag or commit)."})
+    token: Optional[str] = field(default=None, metadata={"help": "Hub token for private models (default: the cached login)."})
 
 
-def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def build_parser() -> HfArgumentParser:
+    return HfArgumentParser(AnnotationArguments, prog="annotate_notes.py", description=__doc__.split("\n\n")[0])
+
+
+def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
+    parser = build_parser()
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    problems = []
     if args.batch_size < 1:
-        parser.error("--batch_size must be at least 1")
+        problems.append("--batch_size must be at least 1")
     if args.stride < 0:
-        parser.error("--stride must be at least 0")
+        problems.append("--stride must be at least 0")
     if not 0.0 <= args.min_confidence <= 1.0:
-        parser.error("--min_confidence must be in [0, 1]")
+        problems.append("--min_confidence must be in [0, 1]")
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(args.device)
     except RuntimeError:
-        parser.error(f"--device {args.device!r} is not a device (cpu, cuda, cuda:N)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA GPU is available")
-    if args.bf16 and device.type != "cuda":
-        parser.error("--bf16 needs a GPU (--device cuda)")
+        problems.append(f"--device {args.device!r} is not a device (cpu, cuda, cuda:N)")
+    else:
+        if device.type == "cuda" and not torch.cuda.is_available():
+            problems.append("--device cuda: no CUDA GPU is available")
+        if args.bf16 and device.type != "cuda":
+            problems.append("--bf16 needs a GPU (--device cuda)")
+    if problems:
+        parser.error("; ".join(problems))
+    return args
 
 
 def _note_groups(paths: Sequence[Path], words_per_group: int) -> Iterator[list[tuple[Path, str | _NoteError]]]:
@@ -545,17 +353,10 @@ def _note_groups(paths: Sequence[Path], words_per_group: int) -> Iterator[list[t
 
 
 def annotate_folder(
-    model,
-    tokenizer,
+    annotator: NoteAnnotator,
     input_dir,
     output_dir,
     *,
-    batch_size: int = 32,
-    max_seq_length: int = 256,
-    stride: int = 32,
-    device: str | torch.device | None = None,
-    bf16: bool = False,
-    min_confidence: float = 0.0,
     overwrite: bool = False,
     word_predictions: bool = False,
     progress: bool | None = None,
@@ -563,7 +364,6 @@ def annotate_folder(
     """Annotate every ``.txt`` of ``input_dir`` into ``output_dir`` (see the module docstring); returns the summary."""
     started = time.perf_counter()
     paths = list_notes(input_dir)
-    max_seq_length = max_input_length(model, tokenizer, max_seq_length)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     failures: list[dict[str, str]] = []
@@ -599,9 +399,7 @@ def annotate_folder(
                     texts[path.stem] = text
                 else:
                     texts[path.stem] = text
-            predictions = predict_notes(model, tokenizer, texts, batch_size=batch_size, max_seq_length=max_seq_length,
-                                        stride=stride, device=device, bf16=bf16, min_confidence=min_confidence,
-                                        progress=progress)
+            predictions = annotator.predict(texts, progress=progress)
             for document_id, note in predictions.items():
                 text = texts[document_id]
                 try:
@@ -636,7 +434,7 @@ def annotate_folder(
 
     seconds = time.perf_counter() - started
     summary = {
-        "model_type": "crf" if is_crf_model(model) else "linear",
+        "model_type": "crf" if annotator.is_crf else "linear",
         "notes_found": len(paths),
         "notes_annotated": counts["notes_annotated"],
         "empty_notes": counts["empty_notes"],
@@ -651,13 +449,12 @@ def annotate_folder(
         "entities": sum(entity_types.values()),
         "entities_by_type": dict(sorted(entity_types.items())),
         "entities_below_min_confidence": counts["entities_below_min_confidence"],
-        "settings": {"batch_size": batch_size, "max_seq_length": max_seq_length,
-                     "stride": stride, "device": str(device if device is not None else next(model.parameters()).device),
-                     "bf16": bf16, "min_confidence": min_confidence},
+        "settings": {**annotator.settings, "device": str(annotator.settings["device"] if annotator.settings["device"]
+                                                          is not None else next(annotator.model.parameters()).device)},
         "seconds": round(seconds, 3),
         "characters_per_second": round(counts["characters"] / seconds, 1) if seconds > 0 else None,
     }
-    _write_json_atomically(output_dir / SUMMARY_FILE, summary)
+    write_json_atomically(output_dir / SUMMARY_FILE, summary)
     return summary
 
 
@@ -681,20 +478,17 @@ def format_summary(summary: Mapping[str, Any], output_dir) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _check_args(parser, args)
+    args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
                         level=logging.INFO)
     logger.setLevel(logging.INFO)
     try:
         list_notes(args.input_dir)  # fail on the input before loading a model
-        model, tokenizer = load_model_and_tokenizer(args.model, device=args.device, bf16=args.bf16,
-                                                    trust_remote_code=args.trust_remote_code,
-                                                    revision=args.revision, token=args.token)
-        summary = annotate_folder(model, tokenizer, args.input_dir, args.output_dir, batch_size=args.batch_size,
-                                  max_seq_length=args.max_seq_length, stride=args.stride, device=args.device,
-                                  bf16=args.bf16, min_confidence=args.min_confidence, overwrite=args.overwrite,
+        annotator = NoteAnnotator.from_pretrained(
+            args.model_name_or_path, device=args.device, bf16=args.bf16, trust_remote_code=args.trust_remote_code,
+            revision=args.model_revision, token=args.token, batch_size=args.batch_size,
+            max_seq_length=args.max_seq_length, stride=args.stride, min_confidence=args.min_confidence)
+        summary = annotate_folder(annotator, args.input_dir, args.output_dir, overwrite=args.overwrite,
                                   word_predictions=args.word_predictions, progress=None)
     except (InputError, OSError, ValueError) as error:
         print(f"annotate_notes.py: error: {error}", file=sys.stderr)

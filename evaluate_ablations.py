@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Score NER predictions the way the paper and the n2c2-2018 shared task do.
 
-This file is the single home of the project's metrics: ``run_ner_crf.py`` imports
-:func:`ner_metrics` for ``compute_metrics``. As a script it turns the word-level
-predictions of one or more runs into the paper's tables (BIO-strict and token-level tag
-scores, the Table IV ablations, the confusion matrix), entity-level strict and lenient
-scores, a comparison across runs and a learning curve; or it scores brat folders the way
-the n2c2-2018 Track 2 official script does.
+This file is the single home of the project's metrics and of their names (:func:`metric_name`,
+one table of views, :data:`TAG_VIEWS` and :data:`ENTITY_MODES`): ``run_ner_crf.py`` imports
+:func:`ner_metrics` for ``compute_metrics``. As a script it turns the word-level predictions of
+one or more runs into the paper's tables (BIO-strict and token-level tag scores, the Table IV
+ablations, the confusion matrix), entity-level strict and lenient scores, a comparison across
+runs and a learning curve; or it scores brat folders the way the n2c2-2018 Track 2 official
+script does.
 
     python evaluate_ablations.py --predictions outputs/bert-crf --output_dir reports/bert-crf
     python evaluate_ablations.py --predictions outputs/*-seed* --output_dir reports/compare
@@ -30,14 +31,78 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from prepare_n2c2 import N2C2_ENTITY_TYPES, bio_to_spans, tag_type
+from corpus_io import (
+    PREDICTIONS_DIRNAME,
+    REPORT_JSON_FILE,
+    REPORT_MARKDOWN_FILE,
+    RUN_INFO_FILE,
+    TEST_PREDICTIONS_FILE,
+    read_brat_document,
+    read_predictions,
+    run_predictions_path,
+)
+from tagging import N2C2_ENTITY_TYPES, bio_to_spans, entity_types_of, is_tag, parse_tag, tag_type
 
 logger = logging.getLogger(__name__)
 
-PREDICTIONS_FILE = Path("predictions") / "test_predictions.jsonl"
-RUN_INFO_FILE = "run_info.json"
 AVERAGES = ("micro", "macro", "weighted")
-_TAG_PATTERN = re.compile(r"^(O|[BI]-.+)$")
+# Score row key -> the stat's short name in flat metric names.
+STATS = (("precision", "p"), ("recall", "r"), ("f1", "f1"))
+
+
+# ---------------------------------------------------------------------------
+# Views and metric names (the one table of both)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TagView:
+    """One tag-level view of a run: its key in ``report["tag"]``, how it is scored, its title."""
+
+    name: str
+    level: str  # "bio" keeps B-/I- prefixes, "token" strips them
+    exclude_labels: tuple[str, ...]
+    title: str
+
+    @property
+    def accuracy_name(self) -> str:
+        return f"{self.name}_accuracy"
+
+
+BIO_VIEW = TagView("bio", "bio", (), "BIO-strict, per tag (paper Tables II-III)")
+BIO_WITHOUT_O_VIEW = TagView("bio_without_O", "bio", ("O",), "BIO-strict without O")
+TOKEN_VIEW = TagView("token", "token", (), "Token level, prefix stripped (paper Figures 6-7)")
+TOKEN_WITHOUT_O_VIEW = TagView("token_without_O", "token", ("O",), "Token level without O")
+TAG_VIEWS = (BIO_VIEW, BIO_WITHOUT_O_VIEW, TOKEN_VIEW, TOKEN_WITHOUT_O_VIEW)
+
+# Entity matching modes, keys of report["entity"], with their Markdown titles.
+ENTITY_MODES = (("strict", "Entity level, strict (seqeval mode=strict, scheme=IOB2)"),
+                ("lenient", "Entity level, lenient (same type, any overlap)"))
+
+
+def entity_view(mode: str) -> str:
+    """The view name of an entity mode in metric names: ``"strict"`` -> ``"entity_strict"``."""
+    return f"entity_{mode}"
+
+
+def metric_name(view: str, average: str, stat: str = "f1") -> str:
+    """The flat name of one number: ``metric_name("entity_strict", "micro")`` -> ``"entity_strict_micro_f1"``.
+
+    ``view`` is a tag view, :func:`entity_view` or an ablation name; ``stat`` is p, r or f1.
+    """
+    if average not in AVERAGES or stat not in dict(STATS).values():
+        raise ValueError(f"no metric {view!r} {average!r} {stat!r}: average is one of {AVERAGES}, stat p, r or f1")
+    return f"{view}_{average}_{stat}"
+
+
+def type_metric_name(entity_type: str) -> str:
+    """The strict entity F1 of one type: ``"Drug"`` -> ``"entity_strict_Drug_f1"``."""
+    return f"{entity_view('strict')}_{entity_type}_f1"
+
+
+STRICT_MICRO_F1 = metric_name(entity_view("strict"), "micro")
+STRICT_MACRO_F1 = metric_name(entity_view("strict"), "macro")
+LENIENT_MICRO_F1 = metric_name(entity_view("lenient"), "micro")
 
 WORD_LEVEL_NOTE = (
     "The paper scored subword tokens (continuation pieces of a B-X word carried I-X); these "
@@ -148,7 +213,7 @@ def _check_sequences(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]
         distinct.update(pred_tags)
     # Checking the distinct tags only keeps this cheap inside Trainer.compute_metrics.
     for tag in distinct:
-        if not isinstance(tag, str) or not _TAG_PATTERN.match(tag):
+        if not is_tag(tag):
             raise ValueError(f"{tag!r} is not an IOB2 tag (O, B-X or I-X)")
 
 
@@ -179,7 +244,7 @@ def match_counts(
       One corner case is kept as the script has it: a system span that matches a new
       gold span *and* an already matched one is dropped, and the new one stays unfound.
     """
-    if mode not in ("strict", "lenient"):
+    if mode not in dict(ENTITY_MODES):
         raise ValueError(f"mode must be 'strict' or 'lenient', not {mode!r}")
     counts: dict[str, dict[str, int]] = defaultdict(lambda: {"tp": 0, "fp": 0, "fn": 0})
     gold_by_type: dict[str, list[tuple[int, int]]] = defaultdict(list)
@@ -267,12 +332,12 @@ def _seqeval_strict(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
 
 
 def _map_tag(tag: str, level: str, merge: Mapping[str, str] | None) -> str:
-    if tag == "O":
+    prefix, entity_type = parse_tag(tag)
+    if entity_type is None:
         return tag
-    prefix, entity_type = tag[:2], tag[2:]
     if merge:
         entity_type = merge.get(entity_type, entity_type)
-    return entity_type if level == "token" else prefix + entity_type
+    return entity_type if level == "token" else f"{prefix}-{entity_type}"
 
 
 def _encode(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], level: str,
@@ -385,67 +450,33 @@ def paper_ablations(entity_types: Iterable[str]) -> list[tuple[str, tuple[str, .
     return ablations
 
 
+def headline_metrics(strict: Mapping[str, Any], lenient: Mapping[str, Any]) -> dict[str, float]:
+    """Strict entity micro P/R/F1 and macro F1 and lenient micro F1, from :func:`entity_scores`
+    results: the numbers every table leads with (the benchmark's result files hold these)."""
+    strict_view = entity_view("strict")
+    metrics = {metric_name(strict_view, "micro", short): strict["micro"][key] for key, short in STATS}
+    metrics[STRICT_MACRO_F1] = strict["macro"]["f1"]
+    metrics[LENIENT_MICRO_F1] = lenient["micro"]["f1"]
+    return metrics
+
+
 def ner_metrics(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, float]:
-    """Flat metrics for ``Trainer`` ``compute_metrics``: strict entity micro P/R/F (``precision``,
-    ``recall``, ``f1``), ``macro_f1``, ``weighted_f1``, ``lenient_f1`` (micro),
-    ``token_macro_f1`` (token level, O included as in the paper) and ``f1_{Type}`` (strict)."""
+    """Flat metrics for ``Trainer`` ``compute_metrics``, named as in :func:`flat_metrics`:
+    :func:`headline_metrics`, strict weighted F1, token-level macro F1 (O included, as in the
+    paper) and strict F1 per type (:func:`type_metric_name`)."""
     strict = entity_scores(gold, pred, "strict")
-    metrics = {
-        "precision": strict["micro"]["precision"],
-        "recall": strict["micro"]["recall"],
-        "f1": strict["micro"]["f1"],
-        "macro_f1": strict["macro"]["f1"],
-        "weighted_f1": strict["weighted"]["f1"],
-        "lenient_f1": entity_scores(gold, pred, "lenient")["micro"]["f1"],
-        "token_macro_f1": tag_scores(gold, pred, level="token")["macro"]["f1"],
-    }
+    metrics = headline_metrics(strict, entity_scores(gold, pred, "lenient"))
+    metrics[metric_name(entity_view("strict"), "weighted")] = strict["weighted"]["f1"]
+    metrics[metric_name(TOKEN_VIEW.name, "macro")] = tag_scores(
+        gold, pred, TOKEN_VIEW.level, TOKEN_VIEW.exclude_labels)["macro"]["f1"]
     for entity_type, row in strict["per_type"].items():
-        metrics[f"f1_{entity_type}"] = row["f1"]
+        metrics[type_metric_name(entity_type)] = row["f1"]
     return {key: float(value) for key, value in metrics.items()}
 
 
 # ---------------------------------------------------------------------------
-# One run: reading predictions and the full report
+# One run: the full report
 # ---------------------------------------------------------------------------
-
-
-class PredictionFormatError(ValueError):
-    """A prediction JSONL file that does not follow docs/architecture.md ("Predictions")."""
-
-
-def read_predictions(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a ``test_predictions.jsonl``, checked: errors name the file and line."""
-    path = Path(path)
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise PredictionFormatError(f"{where}: not valid JSON ({error.msg}, column {error.colno})") from None
-            if not isinstance(row, dict):
-                raise PredictionFormatError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            for key in ("tokens", "pred_tags"):
-                if not isinstance(row.get(key), list):
-                    raise PredictionFormatError(f"{where}: '{key}' is missing or not a list")
-            num_words = len(row["tokens"])
-            for key in ("pred_tags", "gold_tags", "token_starts", "token_ends", "confidences"):
-                value = row.get(key)
-                if value is None:
-                    continue
-                if not isinstance(value, list) or len(value) != num_words:
-                    length = len(value) if isinstance(value, list) else type(value).__name__
-                    raise PredictionFormatError(
-                        f"{where}: '{key}' has {length} items but 'tokens' has {num_words} (id={row.get('id')!r})")
-            for key in ("gold_tags", "pred_tags"):
-                for tag in row.get(key) or ():
-                    if not isinstance(tag, str) or not _TAG_PATTERN.match(tag):
-                        raise PredictionFormatError(f"{where}: '{key}' holds {tag!r}, not an IOB2 tag")
-            rows.append(row)
-    return rows
 
 
 def evaluate_run(
@@ -464,9 +495,8 @@ def evaluate_run(
     gold = [list(row["gold_tags"]) for row in labelled]
     pred = [list(row["pred_tags"]) for row in labelled]
     _check_sequences(gold, pred)
-    types = {tag[2:] for sentence in gold + pred for tag in sentence if tag != "O"}
     if ablations is None:
-        ablations = paper_ablations(types)
+        ablations = paper_ablations(entity_types_of(tag for sentence in gold + pred for tag in sentence))
 
     confusion = tag_confusion(gold, pred, level="bio")
     confusion["top"] = top_confusions(confusion, top_k)
@@ -475,13 +505,8 @@ def evaluate_run(
         "num_sentences": len(gold),
         "num_words": sum(len(tags) for tags in gold),
         "num_unlabelled_sentences_skipped": len(pred_rows) - len(labelled),
-        "entity": {"strict": entity_scores(gold, pred, "strict"), "lenient": entity_scores(gold, pred, "lenient")},
-        "tag": {
-            "bio": tag_scores(gold, pred, "bio"),
-            "bio_without_O": tag_scores(gold, pred, "bio", exclude_labels=("O",)),
-            "token": tag_scores(gold, pred, "token"),
-            "token_without_O": tag_scores(gold, pred, "token", exclude_labels=("O",)),
-        },
+        "entity": {mode: entity_scores(gold, pred, mode) for mode, _ in ENTITY_MODES},
+        "tag": {view.name: tag_scores(gold, pred, view.level, view.exclude_labels) for view in TAG_VIEWS},
         "ablations": {
             name: {"level": "token", "exclude_labels": list(exclude), "merge": dict(merge or {}),
                    "scores": tag_scores(gold, pred, "token", exclude_labels=exclude, merge=merge)}
@@ -508,8 +533,6 @@ def _ann_types(ann_path: Path) -> set[str]:
 
 
 def _read_brat(txt: Path, ann: Path, problems: list | None = None):
-    from prepare_n2c2 import read_brat_document
-
     # read_brat_document accepts only the nine n2c2 types unless told otherwise (entity_types=None
     # means n2c2, not "any"); a system may write other types, which must count as false
     # positives rather than fail, so name every type the file uses.
@@ -545,7 +568,7 @@ def score_brat_folders(
     if not gold_files:
         raise FileNotFoundError(f"no .ann files in {gold_dir}")
     keep = set(entity_types) if entity_types is not None else None
-    totals = {"strict": defaultdict(Counter), "lenient": defaultdict(Counter)}
+    totals = {mode: defaultdict(Counter) for mode, _ in ENTITY_MODES}
     missing, skipped, num_gold, num_pred = [], [], 0, 0
     for gold_ann in gold_files:
         doc_id = gold_ann.stem
@@ -586,8 +609,7 @@ def score_brat_folders(
         "missing_predictions": missing,
         "unmatched_predictions": unmatched,
         "skipped_prediction_lines": skipped,
-        "strict": summarize_counts(totals["strict"], with_counts=True),
-        "lenient": summarize_counts(totals["lenient"], with_counts=True),
+        **{mode: summarize_counts(total, with_counts=True) for mode, total in totals.items()},
         "notes": [
             "n2c2-2018 official-style scoring: strict = same type, same start and end; lenient = same "
             "type, any overlap; discontinuous spans collapse to first start..last end; micro sums "
@@ -607,23 +629,20 @@ _GROUP_FIELDS = ("model_label", "model_name_or_path", "config_name", "use_crf", 
                  "efficient_training")
 
 
+def _flat_scores(view: str, scores: Mapping[str, Any]) -> dict[str, float]:
+    return {metric_name(view, average, short): scores[average][key] for average in AVERAGES for key, short in STATS}
+
+
 def flat_metrics(report: Mapping[str, Any]) -> dict[str, float]:
-    """One run's headline numbers as a flat ``{column: value}`` row (the comparison tables)."""
-    tag, entity = report["tag"], report["entity"]
+    """One run's headline numbers as a flat ``{metric_name: value}`` row (the comparison tables)."""
     row = {}
-    for view in ("bio", "bio_without_O", "token", "token_without_O"):
-        for average in AVERAGES:
-            for key, short in (("precision", "p"), ("recall", "r"), ("f1", "f1")):
-                row[f"{view}_{average}_{short}"] = tag[view][average][key]
-        row[f"{view}_accuracy"] = tag[view]["accuracy"]
-    for mode in ("strict", "lenient"):
-        for average in AVERAGES:
-            for key, short in (("precision", "p"), ("recall", "r"), ("f1", "f1")):
-                row[f"entity_{mode}_{average}_{short}"] = entity[mode][average][key]
+    for view in TAG_VIEWS:
+        row |= _flat_scores(view.name, report["tag"][view.name])
+        row[view.accuracy_name] = report["tag"][view.name]["accuracy"]
+    for mode, _ in ENTITY_MODES:
+        row |= _flat_scores(entity_view(mode), report["entity"][mode])
     for name, ablation in report["ablations"].items():
-        for average in AVERAGES:
-            for key, short in (("precision", "p"), ("recall", "r"), ("f1", "f1")):
-                row[f"{name}_{average}_{short}"] = ablation["scores"][average][key]
+        row |= _flat_scores(name, ablation["scores"])
     return row
 
 
@@ -678,7 +697,8 @@ def aggregate_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return result
 
 
-LEARNING_CURVE_METRICS = (("bio_macro_f1", "BIO-strict macro F1"), ("entity_strict_micro_f1", "entity strict micro F1"))
+LEARNING_CURVE_METRICS = ((metric_name(BIO_VIEW.name, "macro"), "BIO-strict macro F1"),
+                          (STRICT_MICRO_F1, "entity strict micro F1"))
 
 
 def learning_curve(groups: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
@@ -758,16 +778,10 @@ def render_run_markdown(name: str, report: Mapping[str, Any], run_info: Mapping[
                                 "num_train_sentences", "efficient_training") if key in info))
         parts.append("")
     parts += [f"{report['num_sentences']} sentences, {report['num_words']} words scored.", ""]
-    parts += ["### Entity level, strict (seqeval mode=strict, scheme=IOB2)", "",
-              _scores_table(report["entity"]["strict"], digits=digits), "",
-              "### Entity level, lenient (same type, any overlap)", "",
-              _scores_table(report["entity"]["lenient"], digits=digits), ""]
-    views = (("bio", "BIO-strict, per tag (paper Tables II-III)"),
-             ("bio_without_O", "BIO-strict without O"),
-             ("token", "Token level, prefix stripped (paper Figures 6-7)"),
-             ("token_without_O", "Token level without O"))
-    for view, title in views:
-        parts += [f"### {title}", "", _scores_table(report["tag"][view], "Tag", digits), ""]
+    for mode, title in ENTITY_MODES:
+        parts += [f"### {title}", "", _scores_table(report["entity"][mode], digits=digits), ""]
+    for view in TAG_VIEWS:
+        parts += [f"### {view.title}", "", _scores_table(report["tag"][view.name], "Tag", digits), ""]
     parts += ["### Ablations at token level (paper Table IV)", "",
               _averages_table([(n, a["scores"]) for n, a in report["ablations"].items()], digits), ""]
     parts += ["### Most frequent confusions (BIO tags; gold -> predicted)", ""]
@@ -805,7 +819,7 @@ def render_brat_markdown(report: Mapping[str, Any], digits: int = 4) -> str:
         parts += [f"Documents without a prediction file (scored as empty): {len(report['missing_predictions'])}.", ""]
     if report["skipped_prediction_lines"]:
         parts += [f"Malformed prediction lines skipped: {len(report['skipped_prediction_lines'])} "
-                  "(see report.json).", ""]
+                  f"(see {REPORT_JSON_FILE}).", ""]
     parts += [f"> {note}" for note in report["notes"]] + [""]
     return "\n".join(parts)
 
@@ -827,22 +841,25 @@ def render_comparison_markdown(groups: Sequence[Mapping[str, Any]], ablation_nam
                  str(g["n"])] + [_mean_std(g, column, digits) for column, _ in columns] for g in groups]
         return [f"### {title}", "", _md_table(headers, rows, digits), ""]
 
-    prf = (("p", "P"), ("r", "R"), ("f1", "F1"))
+    prf = [(short, short.upper()) for _, short in STATS]
+    bio, token, strict = BIO_VIEW.name, TOKEN_VIEW.name, entity_view("strict")
     parts = ["## Comparison across runs", "",
              "Mean ± sample standard deviation over runs that differ only by seed.", ""]
-    parts += table("BIO-strict macro average (paper Table II)", [(f"bio_macro_{k}", h) for k, h in prf])
+    parts += table("BIO-strict macro average (paper Table II)", [(metric_name(bio, "macro", k), h) for k, h in prf])
     parts += table("BIO-strict weighted average (paper Table III)",
-                   [(f"bio_weighted_{k}", h) for k, h in prf] + [("bio_accuracy", "Accuracy (micro F1)")])
+                   [(metric_name(bio, "weighted", k), h) for k, h in prf]
+                   + [(BIO_VIEW.accuracy_name, "Accuracy (micro F1)")])
     parts += table("Token level (paper Figures 6-7)",
-                   [("token_macro_f1", "Macro F1"), ("token_weighted_f1", "Weighted F1"),
-                    ("token_accuracy", "Accuracy"), ("token_without_O_macro_f1", "Macro F1 without O")])
+                   [(metric_name(token, "macro"), "Macro F1"), (metric_name(token, "weighted"), "Weighted F1"),
+                    (TOKEN_VIEW.accuracy_name, "Accuracy"),
+                    (metric_name(TOKEN_WITHOUT_O_VIEW.name, "macro"), "Macro F1 without O")])
     for name in ablation_names:
         parts += table(f"{ABLATION_TITLES.get(name, name)} (token level, paper Table IV)",
-                       [(f"{name}_{a}_{k}", f"{a} {h}") for a in AVERAGES for k, h in prf])
+                       [(metric_name(name, a, k), f"{a} {h}") for a in AVERAGES for k, h in prf])
     parts += table("Entity level",
-                   [("entity_strict_micro_p", "Strict P"), ("entity_strict_micro_r", "Strict R"),
-                    ("entity_strict_micro_f1", "Strict F1"), ("entity_strict_macro_f1", "Strict macro F1"),
-                    ("entity_lenient_micro_f1", "Lenient F1")])
+                   [(metric_name(strict, "micro", "p"), "Strict P"), (metric_name(strict, "micro", "r"), "Strict R"),
+                    (STRICT_MICRO_F1, "Strict F1"), (STRICT_MACRO_F1, "Strict macro F1"),
+                    (LENIENT_MICRO_F1, "Lenient F1")])
     return "\n".join(parts)
 
 
@@ -972,9 +989,10 @@ def write_learning_curve_csv(curve: Mapping[str, Any], path: Path) -> None:
 class EvaluationArguments:
     """What to score and where the report goes."""
 
-    output_dir: str = field(metadata={"help": "Folder for report.json, report.md, CSV tables and PNG figures."})
+    output_dir: str = field(metadata={
+        "help": f"Folder for {REPORT_JSON_FILE}, {REPORT_MARKDOWN_FILE}, CSV tables and PNG figures."})
     predictions: Optional[list[str]] = field(default=None, metadata={
-        "help": "Run folders (RUN_DIR/predictions/test_predictions.jsonl + RUN_DIR/run_info.json) or "
+        "help": f"Run folders (RUN_DIR/{PREDICTIONS_DIRNAME}/{TEST_PREDICTIONS_FILE} + RUN_DIR/{RUN_INFO_FILE}) or "
                 "prediction JSONL files; several give a comparison table and, across train fractions, "
                 "a learning curve."})
     gold_brat: Optional[str] = field(default=None, metadata={"help": "Gold brat folder (.txt + .ann)."})
@@ -1005,15 +1023,16 @@ def resolve_run(path: str | Path) -> tuple[Path, dict[str, Any] | None, str]:
     """``(predictions file, run_info or None, run name)`` for a run folder or a JSONL file."""
     path = Path(path)
     if path.is_dir():
-        candidates = [path / PREDICTIONS_FILE, path / PREDICTIONS_FILE.name]
+        candidates = [run_predictions_path(path), path / TEST_PREDICTIONS_FILE]
         predictions = next((c for c in candidates if c.is_file()), None)
         if predictions is None:
-            raise FileNotFoundError(f"{path}: no {PREDICTIONS_FILE} (nor {PREDICTIONS_FILE.name})")
+            raise FileNotFoundError(f"{path}: no {PREDICTIONS_DIRNAME}/{TEST_PREDICTIONS_FILE} "
+                                    f"(nor {TEST_PREDICTIONS_FILE})")
     elif path.is_file():
         predictions = path
     else:
         raise FileNotFoundError(f"{path}: no such run folder or predictions file")
-    run_dir = predictions.parent.parent if predictions.parent.name == "predictions" else predictions.parent
+    run_dir = predictions.parent.parent if predictions.parent.name == PREDICTIONS_DIRNAME else predictions.parent
     run_info = None
     for candidate in (run_dir / RUN_INFO_FILE, predictions.parent / RUN_INFO_FILE):
         if candidate.is_file():
@@ -1021,7 +1040,7 @@ def resolve_run(path: str | Path) -> tuple[Path, dict[str, Any] | None, str]:
             break
     if run_info is None:
         logger.warning("%s: no %s; the run is compared by its folder name only", path, RUN_INFO_FILE)
-    name = run_dir.resolve().name if path.is_dir() or predictions.parent.name == "predictions" else predictions.stem
+    name = run_dir.resolve().name if path.is_dir() or predictions.parent.name == PREDICTIONS_DIRNAME else predictions.stem
     return predictions, run_info, name
 
 
@@ -1047,7 +1066,7 @@ def evaluate_predictions(args: EvaluationArguments, output_dir: Path) -> dict[st
         predictions, run_info, name = resolve_run(path)
         name = _unique(name, taken)
         rows = read_predictions(predictions)
-        types = {tag[2:] for row in rows for key in ("gold_tags", "pred_tags") for tag in row.get(key) or () if tag != "O"}
+        types = entity_types_of(tag for row in rows for key in ("gold_tags", "pred_tags") for tag in row.get(key) or ())
         ablations = [] if args.no_paper_ablations else paper_ablations(types)
         if custom:
             ablations.append(custom)
@@ -1060,11 +1079,11 @@ def evaluate_predictions(args: EvaluationArguments, output_dir: Path) -> dict[st
         plot_confusion_matrix(report["confusion"], run_dir / "confusion_matrix.png",
                               f"{name}: BIO tags, words (rows gold, columns predicted)")
         markdown = render_run_markdown(name, report, run_info, args.digits, "confusion_matrix.png")
-        (run_dir / "report.md").write_text(markdown, encoding="utf-8")
+        (run_dir / REPORT_MARKDOWN_FILE).write_text(markdown, encoding="utf-8")
         runs.append({"name": name, "run_info": run_info, "report": report, "metrics": flat_metrics(report),
                      "markdown": markdown})
         logger.info("%s: entity strict micro F1 %.4f, BIO-strict macro F1 %.4f", name,
-                    report["entity"]["strict"]["micro"]["f1"], report["tag"]["bio"]["macro"]["f1"])
+                    report["entity"]["strict"]["micro"]["f1"], report["tag"][BIO_VIEW.name]["macro"]["f1"])
 
     groups = aggregate_runs(runs)
     ablation_names = list(dict.fromkeys(n for run in runs for n in run["report"]["ablations"]))
@@ -1081,7 +1100,7 @@ def evaluate_predictions(args: EvaluationArguments, output_dir: Path) -> dict[st
         markdown += [render_learning_curve_markdown(curve, args.digits), "![learning curve](learning_curve.png)", ""]
     for run in runs:
         markdown += [run["markdown"].replace("](confusion_matrix.png)", f"](runs/{run['name']}/confusion_matrix.png)"), ""]
-    (output_dir / "report.md").write_text("\n".join(markdown), encoding="utf-8")
+    (output_dir / REPORT_MARKDOWN_FILE).write_text("\n".join(markdown), encoding="utf-8")
     return {
         "mode": "predictions",
         "runs": {run["name"]: run["report"] for run in runs},
@@ -1105,12 +1124,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     if brat:
         report = score_brat_folders(args.gold_brat, args.pred_brat, entity_types=args.brat_entity_types)
-        (output_dir / "report.md").write_text(render_brat_markdown(report, max(args.digits, 4)), encoding="utf-8")
+        (output_dir / REPORT_MARKDOWN_FILE).write_text(render_brat_markdown(report, max(args.digits, 4)),
+                                                       encoding="utf-8")
         logger.info("strict micro F1 %.4f, lenient micro F1 %.4f over %d documents",
                     report["strict"]["micro"]["f1"], report["lenient"]["micro"]["f1"], report["num_documents"])
     else:
         report = evaluate_predictions(args, output_dir)
-    with (output_dir / "report.json").open("w", encoding="utf-8") as handle:
+    with (output_dir / REPORT_JSON_FILE).open("w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2)
     logger.info("Report written to %s", output_dir)
     return report

@@ -6,18 +6,23 @@
 BioBERT-CRF, ClinicalBERT-CRF (pre-trained encoders) and TransformerCRF (random encoder).
 
 This file is self-contained (torch, transformers >= 5, and pytorch-crf: `pip install pytorch-crf`,
-imported as `torchcrf`) so that it travels to the Hub beside the weights. A saved model or Hub repo is custom code: load it with
-``trust_remote_code=True``::
+imported as `torchcrf`) so that it travels to the Hub beside the weights. A saved model or Hub
+repo is custom code: load it with ``trust_remote_code=True``::
 
     AutoModelForTokenClassification.from_pretrained(path_or_repo, trust_remote_code=True)
-    pipeline("token-classification", model=path_or_repo, trust_remote_code=True, aggregation_strategy="first")
 
 Decode positions: the CRF runs over the positions that carry a tag. In `forward` they are
-``labels != -100`` when labels are given, else ``label_mask`` (first subword of each word), else
-every attended token (special tokens included: pass `label_mask` at inference). The positions
-are packed to the left before the CRF (pytorch-crf silently computes a wrong loss on a mask with
-gaps). `config.label_alignment` records which positions training used ("first_subword" or
-"all_subwords") so that the pipeline decodes over the same kind.
+``labels != -100`` when labels are given, else ``label_mask``, else the positions that the
+model's token table (`subword_kinds`, filled from the tokenizer by `set_subword_kinds` when the
+model is trained) marks as the first subword of a word (every non-special subword for a model
+trained with `label_alignment="all_subwords"`). The positions are packed to the left before the
+CRF (pytorch-crf silently computes a wrong loss on a mask with gaps).
+
+Any caller gets the CRF's answer: when the model decodes, `logits` are log-probabilities whose
+argmax is the Viterbi path on every decode position, and continuation subwords follow their
+word (B-X becomes I-X), so the stock `pipeline("token-classification", model=model_object)`,
+`Trainer` argmax metrics and `run_ner.py`-style scripts all see the decoded path. The raw scores
+stay available as `emissions`.
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification,
 from transformers import initialization as init
 from transformers.configuration_utils import SubConfigSpec
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
 from transformers.utils import ModelOutput, logging
 
 logger = logging.get_logger(__name__)
@@ -43,7 +47,6 @@ __all__ = [
     "CRFTokenClassificationConfig",
     "CRFForTokenClassification",
     "CRFTokenClassifierOutput",
-    "CRFTokenClassificationPipeline",
     "bio_transition_mask",
     "crf_log_marginals",
     "crf_log_partition",
@@ -55,19 +58,9 @@ __all__ = [
 # Score of a transition that IOB2 forbids: large and finite (−inf gives NaN gradients in logsumexp).
 IMPOSSIBLE_SCORE = -10000.0
 LABEL_ALIGNMENTS = ("first_subword", "all_subwords")
+# `subword_kinds` values: what a token id is in a text (0 also means "unknown": a model saved without the table).
+WORD_START, CONTINUATION, SPECIAL = 0, 1, 2
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
-
-
-def _default_custom_pipelines() -> dict:
-    # Read by `transformers.pipeline` (config.custom_pipelines): with trust_remote_code=True the
-    # "token-classification" task of a saved CRF model resolves to the pipeline class below.
-    return {
-        "token-classification": {
-            "impl": "modeling_crf.CRFTokenClassificationPipeline",
-            "pt": ["AutoModelForTokenClassification"],
-            "type": "text",
-        }
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,6 +110,13 @@ def _inside_to_begin(id2label) -> torch.Tensor:
     labels = _label_list(id2label)
     ids = {label: i for i, label in enumerate(labels)}
     return torch.tensor([ids.get("B-" + label[2:], i) if label.startswith("I-") else i for i, label in enumerate(labels)])
+
+
+def _begin_to_inside(id2label) -> torch.Tensor:
+    """Tag id map sending B-X to I-X (when I-X exists), every other tag to itself."""
+    labels = _label_list(id2label)
+    ids = {label: i for i, label in enumerate(labels)}
+    return torch.tensor([ids.get("I-" + label[2:], i) if label.startswith("B-") else i for i, label in enumerate(labels)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,12 +269,9 @@ class CRFTokenClassificationConfig(PreTrainedConfig):
     classifier_dropout: float = 0.2
     use_bio_constraints: bool = True
     label_alignment: str = "first_subword"
-    custom_pipelines: dict | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        if self.custom_pipelines is None:
-            self.custom_pipelines = _default_custom_pipelines()
         if self.label_alignment not in LABEL_ALIGNMENTS:
             raise ValueError(f"label_alignment must be one of {LABEL_ALIGNMENTS}, got {self.label_alignment!r}")
         if self.label2id is None or len(self.label2id) != len(self.id2label):
@@ -302,7 +299,17 @@ class CRFTokenClassifierOutput(ModelOutput):
         loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
             CRF negative log-likelihood averaged over the rows of the batch, in float32.
         logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, num_labels)`):
-            Emission scores (not probabilities: the tags come from the CRF, see `decoded_tags`).
+            When the model decodes (always, except while training with labels): log-probabilities
+            built from the CRF so that `logits.argmax(-1)` is the Viterbi path. At a decode position
+            they are the log CRF marginals; where another tag has a larger marginal than the
+            Viterbi tag (rare), the Viterbi tag keeps its marginal and the rest is spread evenly
+            over the other tags (if that still leaves it below them, it gets 1e-6 more). At a
+            continuation subword they are those of its word with each B-X folded into I-X, so
+            the subword follows its word. Elsewhere (special tokens, padding) 0. So
+            `logits.softmax(-1)` at the decoded tag is its marginal probability. While training
+            with labels: the emissions.
+        emissions (`torch.FloatTensor` of shape `(batch_size, sequence_length, num_labels)`):
+            The emission scores of the linear layer, as the CRF sees them.
         decoded_tags (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
             Viterbi tag ids at the decode positions, -100 elsewhere. Skipped while training with labels.
         marginals (`torch.FloatTensor` of shape `(batch_size, sequence_length, num_labels)`, *optional*):
@@ -313,6 +320,7 @@ class CRFTokenClassifierOutput(ModelOutput):
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    emissions: torch.FloatTensor | None = None
     decoded_tags: torch.LongTensor | None = None
     marginals: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
@@ -363,6 +371,9 @@ class CRFPreTrainedModel(PreTrainedModel):
                 start_ok, trans_ok, end_ok = bio_transition_mask(self.config.id2label)
                 module.start_transitions.masked_fill_(~start_ok.to(module.start_transitions.device), IMPOSSIBLE_SCORE)
                 module.transitions.masked_fill_(~trans_ok.to(module.transitions.device), IMPOSSIBLE_SCORE)
+        elif isinstance(module, CRFForTokenClassification):
+            # A checkpoint without the table (saved before it existed): every token decodes.
+            init.zeros_(module.subword_kinds)
 
 
 class CRFForTokenClassification(CRFPreTrainedModel):
@@ -387,6 +398,10 @@ class CRFForTokenClassification(CRFPreTrainedModel):
         self.crf = CRF(config.num_labels, batch_first=True)
         self._encoder_takes_token_type_ids = "token_type_ids" in inspect.signature(self.encoder.forward).parameters
         self._allowed_cache: dict = {}
+        # What each token id is in a text (WORD_START, CONTINUATION, SPECIAL), so that a forward without
+        # `label_mask` (the stock pipeline) decodes the positions training used. Saved with the weights.
+        vocab_size = self.encoder.get_input_embeddings().num_embeddings
+        self.register_buffer("subword_kinds", torch.zeros(vocab_size, dtype=torch.int8), persistent=True)
         self.post_init()
 
     # -- construction ------------------------------------------------------------------------
@@ -433,6 +448,33 @@ class CRFForTokenClassification(CRFPreTrainedModel):
         model = cls(config, encoder=encoder)
         model.classifier.to(next(encoder.parameters()).dtype)  # the CRF stays float32
         return model
+
+    def set_subword_kinds(self, tokenizer) -> None:
+        """Fill `subword_kinds` from a fast `tokenizer`: special tokens (not the unknown token, which
+        stands for a word), continuation subwords (those with the WordPiece continuation prefix,
+        e.g. "##"), and word starts (everything else).
+
+        Then a forward without `label_mask` (e.g. the stock token-classification pipeline) decodes
+        the first subword of every word, as in training. Exact for WordPiece tokenizers (BERT,
+        DistilBERT, MiniLM, ...); for tokenizers without a continuation prefix (byte-level BPE,
+        SentencePiece) every non-special token is decoded: pass `label_mask` for those.
+        """
+        import json
+
+        prefix = None
+        if getattr(tokenizer, "is_fast", False):
+            prefix = json.loads(tokenizer.backend_tokenizer.to_str()).get("model", {}).get("continuing_subword_prefix")
+        kinds = torch.full_like(self.subword_kinds, WORD_START, device="cpu")
+        size = kinds.numel()
+        if prefix:
+            for token, index in tokenizer.get_vocab().items():
+                if index < size and token.startswith(prefix):
+                    kinds[index] = CONTINUATION
+        for index in tokenizer.all_special_ids:
+            # The unknown token stands for a whole word: it starts one.
+            if index is not None and 0 <= index < size and index != tokenizer.unk_token_id:
+                kinds[index] = SPECIAL
+        self.subword_kinds.copy_(kinds.to(self.subword_kinds.device))
 
     # -- CRF scores --------------------------------------------------------------------------
 
@@ -502,6 +544,47 @@ class CRFForTokenClassification(CRFPreTrainedModel):
             if key in groups
         ]
 
+    # -- decode positions and path-consistent logits ----------------------------------------
+
+    def _subword_kinds_of(self, input_ids, batch: int, seq_len: int, device) -> torch.Tensor:
+        """`subword_kinds` of each input token (all WORD_START without `input_ids` or without a table)."""
+        if input_ids is None:
+            return torch.full((batch, seq_len), WORD_START, dtype=torch.int8, device=device)
+        table = self.subword_kinds
+        return table[input_ids.clamp(0, table.numel() - 1)].masked_fill(input_ids >= table.numel(), WORD_START)
+
+    def _path_logits(self, decoded, marginals, positions, continuation) -> torch.Tensor:
+        """Log-probabilities whose argmax is the decoded path (see `CRFTokenClassifierOutput.logits`)."""
+        num_labels = self.num_labels
+        probabilities = marginals
+        tags = decoded.clamp(min=0)
+        tag_probability = probabilities.gather(-1, tags[..., None]).squeeze(-1)
+        disagree = positions & (probabilities.argmax(-1) != tags)
+        if disagree.any():
+            rest = ((1.0 - tag_probability) / max(num_labels - 1, 1)).clamp(min=0.0)
+            spread = rest[..., None].expand_as(probabilities).clone()
+            spread.scatter_(-1, tags[..., None], torch.maximum(tag_probability, rest * (1 + 1e-6))[..., None])
+            probabilities = torch.where(disagree[..., None], spread, probabilities)
+        # A continuation subword takes the probabilities of the last decoded position before it
+        # (its word's first subword), with each B-X folded into I-X.
+        seq_index = torch.arange(positions.size(1), device=positions.device).expand_as(positions)
+        word_position = torch.where(positions, seq_index, -1).cummax(dim=1).values
+        continuation = continuation & (word_position >= 0)
+        if continuation.any():
+            word_probabilities = probabilities.gather(
+                1, word_position.clamp(min=0)[..., None].expand(-1, -1, num_labels))
+            folded = torch.zeros_like(word_probabilities).index_add_(
+                2, self._begin_to_inside(word_probabilities.device), word_probabilities)
+            probabilities = torch.where(continuation[..., None], folded, probabilities)
+        logits = probabilities.clamp(min=torch.finfo(probabilities.dtype).tiny).log()
+        return torch.where((positions | continuation)[..., None], logits, 0.0)
+
+    def _begin_to_inside(self, device) -> torch.Tensor:
+        key = ("begin_to_inside", device)
+        if key not in self._allowed_cache:
+            self._allowed_cache[key] = _begin_to_inside(self.config.id2label).to(device)
+        return self._allowed_cache[key]
+
     # -- forward -----------------------------------------------------------------------------
 
     def forward(
@@ -525,16 +608,17 @@ class CRFForTokenClassification(CRFPreTrainedModel):
             label_mask (`torch.BoolTensor` of shape `(batch_size, sequence_length)`, *optional*):
                 Positions to decode when no labels are given: the first subword of each word
                 (or every subword of a model trained with `label_alignment="all_subwords"`).
-                Without labels and label_mask every attended token is decoded, special tokens
-                included.
+                Without labels and label_mask the model finds them from `input_ids` with its
+                token table (`subword_kinds`, see `set_subword_kinds`); a model without the table
+                decodes every attended token.
             return_marginals (`bool`, defaults to `False`):
-                Also return CRF marginal probabilities (forward-backward).
+                Also return the CRF marginal probabilities (forward-backward) as `marginals`.
 
-        Returns: [`CRFTokenClassifierOutput`]. The Viterbi path (`decoded_tags`) is computed
-        unless the model is training with labels.
+        Returns: [`CRFTokenClassifierOutput`]. The Viterbi path (`decoded_tags`) and the
+        path-consistent `logits` are computed unless the model is training with labels.
 
         Trainer note: `label_mask` contains "label", so set `TrainingArguments(label_names=["labels"])`;
-        `EvalPrediction.predictions` is then `(logits, decoded_tags)`.
+        `EvalPrediction.predictions` then starts with `logits`, whose argmax is the decoded path.
         """
         return_dict = kwargs.pop("return_dict", None)
         kwargs.pop("num_items_in_batch", None)
@@ -545,6 +629,7 @@ class CRFForTokenClassification(CRFPreTrainedModel):
         emissions = self.classifier(self.dropout(outputs[0]))
 
         batch, seq_len = emissions.shape[:2]
+        kinds = self._subword_kinds_of(input_ids, batch, seq_len, emissions.device)
         attended = (
             attention_mask.bool() if attention_mask is not None
             else torch.ones(batch, seq_len, dtype=torch.bool, device=emissions.device)
@@ -554,7 +639,7 @@ class CRFForTokenClassification(CRFPreTrainedModel):
         elif label_mask is not None:
             positions = label_mask.bool() & attended
         else:
-            positions = attended
+            positions = attended & (kinds != CONTINUATION) & (kinds != SPECIAL)
 
         loss = decoded = marginals = None
         index, packed_mask = pack_positions(positions)
@@ -580,193 +665,30 @@ class CRFForTokenClassification(CRFPreTrainedModel):
             # Empty rows are harmless below: their junk path / zero marginals are masked out.
             crf_inputs = (packed.detach(), packed_mask, start.detach(), trans.detach(), end.detach())
             # Viterbi unless training with labels (the Trainer's eval/predict run in eval mode).
+            logits = emissions
             if not (self.training and labels is not None):
                 decoded = positions.new_full((batch, seq_len), -100, dtype=torch.long)
+                marginals = packed.new_zeros(batch, seq_len, self.num_labels)
                 if packed.size(1):
                     decoded.scatter_(1, index, crf_viterbi(*crf_inputs).masked_fill(~packed_mask, -100))
-            if return_marginals:
+                    marginals.scatter_(1, index[:, :, None].expand_as(packed), crf_marginals(*crf_inputs))
+                continuation = attended & ~positions & (kinds != SPECIAL)
+                logits = self._path_logits(decoded, marginals, positions, continuation)
+            elif return_marginals:
                 marginals = packed.new_zeros(batch, seq_len, self.num_labels)
                 if packed.size(1):
                     marginals.scatter_(1, index[:, :, None].expand_as(packed), crf_marginals(*crf_inputs))
 
         output = CRFTokenClassifierOutput(
             loss=loss,
-            logits=emissions,
+            logits=logits,
+            emissions=emissions,
             decoded_tags=decoded,
-            marginals=marginals,
+            marginals=marginals if return_marginals else None,
             hidden_states=getattr(outputs, "hidden_states", None),
             attentions=getattr(outputs, "attentions", None),
         )
         return output.to_tuple() if return_dict is False else output
-
-
-# ---------------------------------------------------------------------------------------------
-# Pipeline
-# ---------------------------------------------------------------------------------------------
-
-
-class CRFTokenClassificationPipeline(TokenClassificationPipeline):
-    """`token-classification` pipeline that returns the CRF's Viterbi path, word by word.
-
-    `pipeline("token-classification", model=saved_dir_or_repo, trust_remote_code=True)` builds it
-    (via `config.custom_pipelines`). For a model object in memory build it directly:
-    ``CRFTokenClassificationPipeline(model=model, tokenizer=tokenizer)``.
-
-    Needs a fast tokenizer: words are the tokenizer's pre-tokenizer words (`word_ids()`; for BERT
-    tokenizers `\\w+|[^\\w\\s]`). The model decodes over the first subword of every word (or every
-    subword when `config.label_alignment == "all_subwords"`); each word takes the tag at its first
-    subword, scored by the CRF marginal of that tag. Results:
-
-    - `aggregation_strategy="none"`: one entry per word (`entity`, `score`, `index` of the first
-      subword, `word`, `start`, `end`).
-    - `"simple"`, `"first"`, `"average"`, `"max"` (all the same here: the CRF tags whole words):
-      entities grouped by IOB2 (`entity_group`, `score` = mean of its words' marginals, `word` = the
-      exact text `sentence[start:end]`, character `start`, `end`).
-
-    Long texts are truncated at the tokenizer's `model_max_length` unless `stride=` is given, which
-    runs overlapping windows (transformers' chunking) and keeps the longer of overlapping entities.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # transformers.pipeline() replaces the class names in config.custom_pipelines by classes;
-        # restore them so that the model can still be saved (JSON) after building a pipeline.
-        if getattr(self.model.config, "custom_pipelines", None):
-            self.model.config.custom_pipelines = _default_custom_pipelines()
-
-    def check_model_type(self, supported_models):
-        if not isinstance(self.model, CRFPreTrainedModel) and type(self.model).__name__ != "CRFForTokenClassification":
-            super().check_model_type(supported_models)
-
-    def _sanitize_parameters(self, *args, offset_mapping=None, **kwargs):
-        if offset_mapping is not None:
-            raise ValueError("CRFTokenClassificationPipeline takes words from a fast tokenizer, not `offset_mapping`")
-        return super()._sanitize_parameters(*args, **kwargs)
-
-    def preprocess(self, sentence, offset_mapping=None, **preprocess_params):
-        if not self.tokenizer.is_fast:
-            raise ValueError("CRFTokenClassificationPipeline needs a fast tokenizer (word_ids)")
-        tokenizer_params = dict(preprocess_params.pop("tokenizer_params", {}))
-        truncation = bool(self.tokenizer.model_max_length and self.tokenizer.model_max_length > 0)
-        word_chars = None
-        if preprocess_params["is_split_into_words"]:
-            if not isinstance(sentence, list):
-                raise ValueError("When `is_split_into_words=True`, `sentence` must be a list of words.")
-            delimiter = preprocess_params["delimiter"]
-            word_chars, position = [], 0
-            for word in sentence:
-                word_chars.append((position, position + len(word)))
-                position += len(word) + len(delimiter)
-            text, sentence = sentence, delimiter.join(sentence)
-            tokenizer_params["is_split_into_words"] = True
-        else:
-            if not isinstance(sentence, str):
-                raise ValueError("When `is_split_into_words=False`, `sentence` must be an untokenized string.")
-            text = sentence
-        inputs = self.tokenizer(
-            text, return_tensors="pt", truncation=truncation, return_special_tokens_mask=True,
-            return_offsets_mapping=True, **tokenizer_params,
-        )
-        inputs.pop("overflow_to_sample_mapping", None)
-        offsets = inputs.pop("offset_mapping")
-        if word_chars is None:
-            # Word spans from one untruncated encoding: with `stride`, a chunk may hold only part
-            # of a word (word ids are global across chunks).
-            full = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-            word_chars = {}
-            for w, (start, end) in zip(full.word_ids(), full["offset_mapping"]):
-                if w is not None:
-                    first, last = word_chars.get(w, (start, end))
-                    word_chars[w] = (min(first, start), max(last, end))
-            relative_offsets = False
-        else:
-            relative_offsets = True  # offsets count from the start of each pre-split word
-        all_subwords = getattr(self.model.config, "label_alignment", "first_subword") == "all_subwords"
-        num_chunks = len(inputs["input_ids"])
-        for i in range(num_chunks):
-            word_ids = inputs.word_ids(i)
-            seq_len = len(word_ids)
-            label_mask = torch.zeros(1, seq_len, dtype=torch.bool)
-            spans = torch.full((1, seq_len, 2), -1, dtype=torch.long)
-            first_content = next((t for t, w in enumerate(word_ids) if w is not None), None)
-            for t, w in enumerate(word_ids):
-                if w is None:
-                    continue
-                if all_subwords:
-                    label_mask[0, t] = True
-                if t > 0 and word_ids[t - 1] == w:
-                    continue  # continuation subword
-                word_start, word_end = word_chars[w]
-                token_start = int(offsets[i, t, 0]) + (word_start if relative_offsets else 0)
-                if i > 0 and t == first_content and token_start > word_start:
-                    continue  # a window starts inside this word: the previous window tags it
-                label_mask[0, t] = True
-                spans[0, t, 0], spans[0, t, 1] = token_start, word_end
-            model_inputs = {k: v[i].unsqueeze(0) for k, v in inputs.items()}
-            model_inputs.update(
-                label_mask=label_mask, word_spans=spans, sentence=sentence if i == 0 else None,
-                is_last=i == num_chunks - 1,
-            )
-            yield model_inputs
-
-    def _forward(self, model_inputs):
-        word_spans = model_inputs.pop("word_spans")
-        sentence = model_inputs.pop("sentence")
-        is_last = model_inputs.pop("is_last")
-        model_inputs.pop("special_tokens_mask", None)
-        output = self.model(**model_inputs, return_marginals=True)
-        return {
-            "decoded_tags": output["decoded_tags"],
-            "marginals": output["marginals"],
-            "word_spans": word_spans,
-            "sentence": sentence,
-            "is_last": is_last,
-        }
-
-    def postprocess(self, all_outputs, aggregation_strategy=AggregationStrategy.NONE, ignore_labels=None):
-        ignore_labels = ["O"] if ignore_labels is None else ignore_labels
-        id2label = self.model.config.id2label
-        sentence = all_outputs[0]["sentence"]
-        results = []
-        for output in all_outputs:
-            tags, marginals, spans = output["decoded_tags"][0], output["marginals"][0], output["word_spans"][0]
-            words = []
-            for t in range(tags.size(0)):
-                start, end = int(spans[t, 0]), int(spans[t, 1])
-                tag = int(tags[t])
-                if start < 0 or tag < 0:
-                    continue
-                words.append({
-                    "entity": id2label[tag], "score": min(1.0, max(0.0, float(marginals[t, tag]))), "index": t,
-                    "word": sentence[start:end], "start": start, "end": end,
-                })
-            items = words if aggregation_strategy == AggregationStrategy.NONE else self._group_words(words, sentence)
-            results.extend(
-                item for item in items
-                if item.get("entity") not in ignore_labels and item.get("entity_group") not in ignore_labels
-            )
-        if len(all_outputs) > 1:
-            results = self.aggregate_overlapping_entities(results)
-        return results
-
-    def _group_words(self, words: list[dict], sentence: str) -> list[dict]:
-        groups: list[list[dict]] = []
-        for word in words:
-            prefix, tag = self.get_tag(word["entity"])
-            if groups and prefix != "B" and tag == self.get_tag(groups[-1][-1]["entity"])[1]:
-                groups[-1].append(word)
-            else:
-                groups.append([word])
-        return [
-            {
-                "entity_group": self.get_tag(group[0]["entity"])[1],
-                "score": sum(w["score"] for w in group) / len(group),
-                "word": sentence[group[0]["start"]:group[-1]["end"]],
-                "start": group[0]["start"],
-                "end": group[-1]["end"],
-            }
-            for group in groups
-        ]
 
 
 # ---------------------------------------------------------------------------------------------

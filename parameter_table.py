@@ -93,7 +93,7 @@ def count_parameters(encoder_config, labels: list[str]) -> dict:
 
 
 def build_rows(paths, num_labels: int | None = None) -> list[dict]:
-    from prepare_n2c2 import N2C2_LABELS
+    from tagging import N2C2_LABELS
 
     rows = []
     for path in paths:

@@ -14,8 +14,8 @@ scratch with random weights, optionally with a WordPiece tokenizer trained on th
 split only (``--train_tokenizer``).
 
 Sentences longer than ``--max_seq_length`` subwords are cut into overlapping word windows
-(``--stride`` subwords of overlap), in training, evaluation and prediction, so no word is
-dropped. Metrics are word level (the first subword of each word carries its label) and come
+(``--stride`` subwords of overlap; ``windows.py``, the same code as at inference), in training,
+evaluation and prediction, so no word is dropped. Metrics are word level (the first subword of each word carries its label) and come
 from ``evaluate_ablations.py``. Predictions (JSONL + brat) go to ``OUTPUT_DIR/predictions``,
 which ``--push_to_hub`` never uploads.
 """
@@ -24,18 +24,15 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
 import random
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import datasets
-import numpy as np
 import torch
 import transformers
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset, load_from_disk
@@ -52,14 +49,21 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
-import modeling_crf  # noqa: F401  (registers the CRF model with the Auto classes)
-from evaluate_ablations import ner_metrics
+from corpus_io import (
+    ALL_RESULTS_FILE, BRAT_DIRNAME, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, RUN_INFO_FILE, STATS_FILE,
+    TEST_PREDICTIONS_FILE, prediction_record, write_brat_ann, write_json_atomically, write_predictions_file,
+)
+from evaluate_ablations import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, ner_metrics, type_metric_name
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
-from prepare_n2c2 import atomic_open, bio_to_spans, write_brat_ann
+from tagging import begin_to_inside, bio_to_char_spans, entity_types_of
+from windows import (
+    WindowCollator, copy_pipeline_files, encode_word_windows, encoder_max_positions, max_input_length,
+    merge_window_predictions, pipeline_config_entry, select_predictions,
+)
+from windows import load_tokenizer as load_word_tokenizer
 
 logger = logging.getLogger(__name__)
 
-PREDICTIONS_DIRNAME = "predictions"
 # Files `--push_to_hub` uploads: model, tokenizer, config, modeling file and card. Nothing else
 # (no predictions, datasets, logs or training state: they may hold corpus text).
 HUB_UPLOAD_PATTERNS = [
@@ -68,6 +72,8 @@ HUB_UPLOAD_PATTERNS = [
     "model-*.safetensors",
     "model.safetensors.index.json",
     "modeling_crf.py",
+    "windows.py",  # the CRF pipeline (windows.NerPipeline) and the tag scheme it imports
+    "tagging.py",
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
@@ -151,8 +157,9 @@ class DataTrainingArguments:
     )
     text_column_name: str = field(default="tokens", metadata={"help": "Column of word lists."})
     label_column_name: str = field(default="ner_tags", metadata={"help": "Column of ClassLabel tag ids."})
-    max_seq_length: int = field(
-        default=256, metadata={"help": "Subwords per model input; longer sentences become overlapping windows."}
+    max_seq_length: int | None = field(
+        default=None, metadata={"help": "Subwords per model input, special tokens included; longer sentences become "
+                                        "overlapping windows (default: 256, or what the encoder takes if less)."}
     )
     stride: int = field(default=32, metadata={"help": "Subwords of overlap between consecutive windows."})
     label_all_tokens: bool = field(
@@ -168,203 +175,6 @@ class DataTrainingArguments:
     max_predict_samples: int | None = field(default=None, metadata={"help": "Truncate the test split (debugging)."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     write_brat: bool = field(default=True, metadata={"help": "Write one brat .ann per test document."})
-
-
-# ---------------------------------------------------------------------------
-# Subword alignment and sentence windows (shared with annotate_notes.py)
-# ---------------------------------------------------------------------------
-
-
-def word_windows(subword_counts: Sequence[int], budget: int, stride: int) -> list[tuple[int, int]]:
-    """Cut a sentence into word windows of at most ``budget`` subwords, overlapping by up to
-    ``stride`` subwords, so that every word is in at least one window.
-
-    A single word longer than the budget gets a window of its own (its first subword still
-    carries its label; the tokenizer truncates the rest).
-    """
-    num_words = len(subword_counts)
-    if num_words == 0:
-        return []
-    windows, start = [], 0
-    while True:
-        end, used = start, 0
-        while end < num_words and used + subword_counts[end] <= budget:
-            used += subword_counts[end]
-            end += 1
-        end = max(end, start + 1)
-        windows.append((start, end))
-        if end >= num_words:
-            return windows
-        # Step back over up to `stride` subwords of context, but always move forward.
-        next_start, overlap = end, 0
-        while next_start - 1 > start and overlap + subword_counts[next_start - 1] <= stride:
-            next_start -= 1
-            overlap += subword_counts[next_start]
-        start = next_start
-
-
-def encode_word_windows(
-    sentences: Sequence[Sequence[str]],
-    tokenizer,
-    max_seq_length: int,
-    stride: int,
-    tag_ids: Sequence[Sequence[int]] | None = None,
-    label_all_tokens: bool = False,
-    b_to_i: Sequence[int] | None = None,
-) -> dict[str, list]:
-    """Tokenize word lists into model inputs, one row per window.
-
-    Each row has ``input_ids``, ``attention_mask`` (and ``token_type_ids`` if the tokenizer
-    makes them), ``label_mask`` (the positions the model labels: first subwords, or every
-    subword with ``label_all_tokens``), ``word_index`` (the sentence word each position
-    belongs to, -1 for special tokens), ``labels`` (when ``tag_ids`` is given; -100 off the
-    labelled positions) and ``sentence_index``/``window_start``/``window_end``.
-    """
-    budget = max_seq_length - tokenizer.num_special_tokens_to_add(pair=False)
-    if budget < 1:
-        raise ValueError(f"--max_seq_length {max_seq_length} leaves no room for words")
-    counts_encoding = tokenizer(list(map(list, sentences)), is_split_into_words=True, add_special_tokens=False,
-                                verbose=False)
-    rows: dict[str, list] = {
-        key: [] for key in ("input_ids", "attention_mask", "label_mask", "word_index", "sentence_index",
-                            "window_start", "window_end")
-    }
-    if tag_ids is not None:
-        rows["labels"] = []
-    window_words, window_origin = [], []
-    for sentence_index, words in enumerate(sentences):
-        counts = [0] * len(words)
-        for word_id in counts_encoding.word_ids(sentence_index):
-            if word_id is not None:
-                counts[word_id] += 1
-        # A word the tokenizer drops entirely (a control character, say) stands in as the unknown
-        # token, so that every word keeps a position and a prediction.
-        if 0 in counts and tokenizer.unk_token is None:
-            raise ValueError(f"the tokenizer drops a word of sentence {sentence_index} and has no unknown token")
-        words = [word if count else tokenizer.unk_token for word, count in zip(words, counts)]
-        counts = [max(count, 1) for count in counts]
-        for start, end in word_windows(counts, budget, stride):
-            window_words.append(words[start:end])
-            window_origin.append((sentence_index, start, end))
-    encoding = tokenizer(window_words, is_split_into_words=True, truncation=True, max_length=max_seq_length)
-    for row, (sentence_index, start, end) in enumerate(window_origin):
-        word_ids = encoding.word_ids(row)
-        label_mask, word_index, labels, previous = [], [], [], None
-        for word_id in word_ids:
-            first_subword = word_id is not None and word_id != previous
-            labelled = first_subword or (word_id is not None and label_all_tokens)
-            label_mask.append(labelled)
-            word_index.append(-1 if word_id is None else start + word_id)
-            if tag_ids is not None:
-                if not labelled:
-                    labels.append(-100)
-                else:
-                    tag = tag_ids[sentence_index][start + word_id]
-                    labels.append(tag if first_subword or b_to_i is None else b_to_i[tag])
-            previous = word_id
-        rows["input_ids"].append(encoding["input_ids"][row])
-        rows["attention_mask"].append(encoding["attention_mask"][row])
-        if "token_type_ids" in encoding:
-            rows.setdefault("token_type_ids", []).append(encoding["token_type_ids"][row])
-        rows["label_mask"].append(label_mask)
-        rows["word_index"].append(word_index)
-        rows["sentence_index"].append(sentence_index)
-        rows["window_start"].append(start)
-        rows["window_end"].append(end)
-        if tag_ids is not None:
-            rows["labels"].append(labels)
-    return rows
-
-
-def select_predictions(outputs) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-position predicted tag ids and their probabilities from a model's outputs.
-
-    CRF models give the Viterbi path (``decoded_tags``) and, when asked, marginals; the
-    confidence is the marginal probability of the decoded tag. Linear models give the
-    argmax of the softmax and its probability.
-    """
-    decoded = getattr(outputs, "decoded_tags", None)
-    if decoded is not None:
-        marginals = getattr(outputs, "marginals", None)
-        if marginals is None:
-            confidences = torch.full(decoded.shape, float("nan"), device=decoded.device)
-        else:
-            confidences = marginals.float().gather(-1, decoded.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        # Forward-backward in float32 can overshoot 1 by a rounding error.
-        return decoded, confidences.clamp(0.0, 1.0)
-    probabilities = outputs.logits.float().softmax(-1)
-    confidences, tag_ids = probabilities.max(-1)
-    return tag_ids, confidences
-
-
-def merge_window_predictions(
-    window_rows: Dataset | dict[str, list],
-    position_tags: Sequence[Sequence[int]],
-    position_confidences: Sequence[Sequence[float]],
-    sentence_lengths: Sequence[int],
-) -> list[tuple[list[int], list[float]]]:
-    """Word-level tag ids and confidences for each sentence from per-window, per-position output.
-
-    A word seen in several windows takes the prediction of the window where it sits farthest
-    from an edge (most context on both sides). Where windows hand over, an ``I-X`` that no
-    longer continues an entity is left to the caller's IOB2 decoding (strict decoding drops it).
-    """
-    tags = [[-1] * length for length in sentence_lengths]
-    confidences = [[float("nan")] * length for length in sentence_lengths]
-    margins = [[-1] * length for length in sentence_lengths]
-    columns = window_rows if isinstance(window_rows, dict) else window_rows.to_dict()
-    for row in range(len(columns["sentence_index"])):
-        sentence = columns["sentence_index"][row]
-        start, end = columns["window_start"][row], columns["window_end"][row]
-        previous_word = None
-        for position, word in enumerate(columns["word_index"][row]):
-            # Only the first subword of a word carries the word's prediction.
-            if word < 0 or word == previous_word:
-                previous_word = word if word >= 0 else previous_word
-                continue
-            previous_word = word
-            margin = min(word - start, end - 1 - word)
-            if margin > margins[sentence][word]:
-                margins[sentence][word] = margin
-                tags[sentence][word] = int(position_tags[row][position])
-                confidences[sentence][word] = float(position_confidences[row][position])
-    for sentence, sentence_tags in enumerate(tags):
-        if any(tag < 0 for tag in sentence_tags):
-            raise RuntimeError(f"sentence {sentence}: some words received no prediction")
-    return list(zip(tags, confidences))
-
-
-def tags_to_char_entities(
-    tags: Sequence[str], token_starts: Sequence[int], token_ends: Sequence[int]
-) -> list[tuple[str, int, int]]:
-    """Entities of an IOB2 word tag sequence as ``(type, char_start, char_end)`` (strict decoding)."""
-    return [(entity_type, token_starts[start], token_ends[end - 1]) for entity_type, start, end in bio_to_spans(tags)]
-
-
-def entity_confidences(tags: Sequence[str], confidences: Sequence[float]) -> list[float]:
-    """Confidence of each entity of :func:`bio_to_spans`: the mean over its words."""
-    return [float(np.mean(confidences[start:end])) for _, start, end in bio_to_spans(tags)]
-
-
-class WindowCollator:
-    """Dynamic padding for window rows: pads to the longest row of the batch."""
-
-    def __init__(self, tokenizer, pad_to_multiple_of: int | None = None):
-        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.pad_to_multiple_of = pad_to_multiple_of
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        length = max(len(feature["input_ids"]) for feature in features)
-        if self.pad_to_multiple_of:
-            length = math.ceil(length / self.pad_to_multiple_of) * self.pad_to_multiple_of
-        padding = {"input_ids": self.pad_token_id, "attention_mask": 0, "token_type_ids": 0, "labels": -100,
-                   "label_mask": False}
-        batch = {}
-        for key, value in padding.items():
-            if key in features[0]:
-                rows = [list(feature[key]) + [value] * (length - len(feature[key])) for feature in features]
-                batch[key] = torch.tensor(rows, dtype=torch.bool if key == "label_mask" else torch.long)
-        return batch
 
 
 # ---------------------------------------------------------------------------
@@ -465,6 +275,7 @@ def parse_config_overrides(overrides: str | None) -> dict[str, Any]:
 
 def load_tokenizer(model_args: ModelArguments, train_dataset: Dataset | None, text_column: str,
                    resume_checkpoint: str | None = None):
+    """The tokenizer to train with: trained on the training split, or the model's (``windows.load_tokenizer``)."""
     if model_args.train_tokenizer and resume_checkpoint:
         # A resumed run keeps the vocabulary its weights were trained with.
         return AutoTokenizer.from_pretrained(resume_checkpoint)
@@ -477,23 +288,8 @@ def load_tokenizer(model_args: ModelArguments, train_dataset: Dataset | None, te
     name = model_args.tokenizer_name or model_args.model_name_or_path
     if name is None:
         raise ValueError("No tokenizer: give --tokenizer_name, --model_name_or_path or --train_tokenizer")
-    kwargs = dict(cache_dir=model_args.cache_dir, token=model_args.token, revision=model_args.model_revision,
-                  trust_remote_code=model_args.trust_remote_code)
-    tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
-    if needs_prefix_space(tokenizer):
-        # Byte-level BPE (RoBERTa, GPT-2, ...) takes pre-split words only with a prefix space;
-        # without it, it tokenizes them wrongly and says nothing.
-        tokenizer = AutoTokenizer.from_pretrained(name, add_prefix_space=True, **kwargs)
-    if not tokenizer.is_fast:
-        raise ValueError(f"{name}: a fast tokenizer is needed (word alignment uses word_ids())")
-    return tokenizer
-
-
-def needs_prefix_space(tokenizer) -> bool:
-    """Whether a fast byte-level BPE tokenizer was loaded without ``add_prefix_space``."""
-    if getattr(tokenizer, "add_prefix_space", None) is not False or not getattr(tokenizer, "is_fast", False):
-        return False
-    return "ByteLevel" in json.dumps(json.loads(tokenizer.backend_tokenizer.to_str()).get("pre_tokenizer"))
+    return load_word_tokenizer(name, revision=model_args.model_revision, token=model_args.token,
+                               trust_remote_code=model_args.trust_remote_code, cache_dir=model_args.cache_dir)
 
 
 def build_model(model_args: ModelArguments, labels: list[str], tokenizer, label_all_tokens: bool):
@@ -543,6 +339,9 @@ def build_model(model_args: ModelArguments, labels: list[str], tokenizer, label_
     else:
         raise ValueError("Give --model_name_or_path (fine-tune) or --config_name (train from scratch).")
     model.config.label_alignment = label_alignment
+    if isinstance(model, CRFForTokenClassification):
+        # So that a forward without label_mask (e.g. the stock pipeline) decodes word starts, as here.
+        model.set_subword_kinds(tokenizer)
     return model
 
 
@@ -631,32 +430,24 @@ def write_predictions(
     output_dir: Path, test_dataset: Dataset, word_predictions, labels: list[str], text_column: str,
     label_column: str, documents: Dataset | None,
 ) -> Path:
-    """Word-level JSONL (and brat .ann per document) under ``output_dir/predictions``."""
+    """Word-level prediction records (and brat .ann per document) under ``output_dir/predictions``."""
     predictions_dir = output_dir / PREDICTIONS_DIRNAME
-    predictions_dir.mkdir(parents=True, exist_ok=True)
-    jsonl_path = predictions_dir / "test_predictions.jsonl"
     entities_by_document: dict[str, list[tuple[str, int, int]]] = {}
     has_offsets = "token_starts" in test_dataset.column_names
-    with atomic_open(jsonl_path) as handle:
-        for row, (tag_ids, confidences) in zip(test_dataset, word_predictions):
-            pred_tags = [labels[i] for i in tag_ids]
-            record = {
-                "id": row.get("id"),
-                "document_id": row.get("document_id"),
-                "sentence_index": row.get("sentence_index"),
-                "tokens": row[text_column],
-                "token_starts": row.get("token_starts"),
-                "token_ends": row.get("token_ends"),
-                "gold_tags": [labels[i] for i in row[label_column]] if label_column in row else None,
-                "pred_tags": pred_tags,
-                "confidences": [None if math.isnan(c) else round(c, 6) for c in confidences],
-            }
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            if has_offsets and row.get("document_id") is not None:
-                entities_by_document.setdefault(row["document_id"], []).extend(
-                    tags_to_char_entities(pred_tags, row["token_starts"], row["token_ends"]))
+    records = []
+    for row, (tag_ids, confidences) in zip(test_dataset, word_predictions):
+        pred_tags = [labels[i] for i in tag_ids]
+        records.append(prediction_record(
+            id=row.get("id"), document_id=row.get("document_id"), sentence_index=row.get("sentence_index"),
+            tokens=row[text_column], token_starts=row.get("token_starts"), token_ends=row.get("token_ends"),
+            gold_tags=[labels[i] for i in row[label_column]] if label_column in row else None,
+            pred_tags=pred_tags, confidences=confidences))
+        if has_offsets and row.get("document_id") is not None:
+            entities_by_document.setdefault(row["document_id"], []).extend(
+                bio_to_char_spans(pred_tags, row["token_starts"], row["token_ends"]))
+    jsonl_path = write_predictions_file(predictions_dir / TEST_PREDICTIONS_FILE, records)
     if documents is not None and has_offsets:
-        brat_dir = predictions_dir / "brat"
+        brat_dir = predictions_dir / BRAT_DIRNAME
         brat_dir.mkdir(exist_ok=True)
         texts = {doc: text for doc, text in zip(documents["document_id"], documents["text"])}
         for document_id in sorted(set(test_dataset["document_id"])):
@@ -680,7 +471,8 @@ def write_model_card(
                    dataset_split=data_args.test_split, metric_type=metric_type, metric_name=metric_name,
                    metric_value=round(float(results[key]), 4))
         for key, metric_type, metric_name in (
-            ("test_f1", "f1", "Strict entity micro-F1"), ("test_macro_f1", "f1", "Strict entity macro-F1"))
+            (f"test_{STRICT_MICRO_F1}", "f1", "Strict entity micro-F1"),
+            (f"test_{STRICT_MACRO_F1}", "f1", "Strict entity macro-F1"))
         if key in results
     ]
     card_data = ModelCardData(
@@ -691,8 +483,8 @@ def write_model_card(
         eval_results=eval_results or None,
     )
     per_type_rows = "\n".join(
-        f"| {entity_type} | {results.get(f'test_f1_{entity_type}', float('nan')):.4f} |"
-        for entity_type in dict.fromkeys(label[2:] for label in labels if label != "O")
+        f"| {entity_type} | {results.get('test_' + type_metric_name(entity_type), float('nan')):.4f} |"
+        for entity_type in entity_types_of(labels)
     )
     hyper = {key: getattr(training_args, key) for key in (
         "learning_rate", "per_device_train_batch_size", "num_train_epochs", "lr_scheduler_type", "warmup_steps",
@@ -712,9 +504,9 @@ Clinical named-entity recogniser for drugs and their attributes, trained with `r
 
 | metric | value |
 |---|---|
-| strict entity micro-F1 | {results.get('test_f1', float('nan')):.4f} |
-| strict entity macro-F1 | {results.get('test_macro_f1', float('nan')):.4f} |
-| lenient entity micro-F1 | {results.get('test_lenient_f1', float('nan')):.4f} |
+| strict entity micro-F1 | {results.get('test_' + STRICT_MICRO_F1, float('nan')):.4f} |
+| strict entity macro-F1 | {results.get('test_' + STRICT_MACRO_F1, float('nan')):.4f} |
+| lenient entity micro-F1 | {results.get('test_' + LENIENT_MICRO_F1, float('nan')):.4f} |
 
 | entity type | strict F1 |
 |---|---|
@@ -737,7 +529,7 @@ model = AutoModelForTokenClassification.from_pretrained("REPO_OR_PATH"{load_kwar
 tokenizer = AutoTokenizer.from_pretrained("REPO_OR_PATH")
 ner = pipeline("token-classification", model="REPO_OR_PATH"{load_kwargs}, aggregation_strategy="first")
 ```
-{"CRF models ship their own code (`modeling_crf.py`): loading them needs `trust_remote_code=True`, which runs that file. Read it first; it depends only on torch, transformers and pytorch-crf. The pipeline then returns the CRF's Viterbi path with marginal-probability scores." if model_args.use_crf else "A stock transformers token-classification model: no custom code needed."}
+{"CRF models ship their own code: `modeling_crf.py` (the model) and `windows.py` + `tagging.py` (the pipeline: sentences, words and windows, so that a text of any length is tagged to its last character). Loading them needs `trust_remote_code=True`, which runs those files: read them first; they depend only on torch, transformers, tokenizers and pytorch-crf. The pipeline returns the CRF's Viterbi path with marginal-probability scores; a model object in the stock pipeline gives the same path (its `logits` are built from it)." if model_args.use_crf else "A stock transformers token-classification model: no custom code needed. The stock pipeline truncates long texts unless given `stride=`."}
 
 ## Intended use and limitations
 For research on clinical information extraction. **Not for clinical decisions** and not validated
@@ -831,7 +623,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     raw = load_raw_datasets(data_args, model_args)
     any_split = next(iter(raw.values()))
     labels = list(any_split.features[data_args.label_column_name].feature.names)
-    b_to_i = [labels.index("I-" + label[2:]) if label.startswith("B-") else i for i, label in enumerate(labels)]
+    b_to_i = begin_to_inside(labels)
 
     train_dataset = eval_dataset = test_dataset = None
     if training_args.do_train:
@@ -851,6 +643,11 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     resume_checkpoint = training_args.resume_from_checkpoint or last_checkpoint if training_args.do_train else None
     tokenizer = load_tokenizer(model_args, train_dataset, data_args.text_column_name, resume_checkpoint)
     model = build_model(model_args, labels, tokenizer, data_args.label_all_tokens)
+    # A saved tokenizer says how many tokens the encoder takes, so that no caller overruns it.
+    encoder_positions = encoder_max_positions(model.config)
+    if encoder_positions is not None:
+        tokenizer.model_max_length = encoder_positions
+    data_args.max_seq_length = max_input_length(model, tokenizer, data_args.max_seq_length)
     num_parameters = sum(p.numel() for p in model.parameters())
     logger.info(f"Model: {type(model).__name__}, {num_parameters:,} parameters, {len(labels)} labels")
 
@@ -903,7 +700,12 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         started = time.perf_counter()
         train_result = trainer.train(resume_from_checkpoint=resume_checkpoint)
         train_seconds = time.perf_counter() - started
+        if isinstance(model, CRFForTokenClassification):
+            # pipeline(model=OUTPUT_DIR, trust_remote_code=True) runs windows.NerPipeline, saved beside the model.
+            model.config.custom_pipelines = pipeline_config_entry()
         trainer.save_model()  # model, config (auto_map for CRF), modeling file, tokenizer
+        if isinstance(model, CRFForTokenClassification) and trainer.is_world_process_zero():
+            copy_pipeline_files(output_dir)
         metrics = dict(train_result.metrics)
         epochs = training_args.num_train_epochs
         num_words = sum(len(tokens) for tokens in train_dataset[data_args.text_column_name])
@@ -945,7 +747,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         all_results.update(metrics)
         if trainer.is_world_process_zero():
             documents = None
-            documents_path = Path(data_args.dataset_path or "") / "documents"
+            documents_path = Path(data_args.dataset_path or "") / DOCUMENTS_DIRNAME
             if data_args.write_brat and data_args.dataset_path and documents_path.is_dir():
                 documents = load_from_disk(str(documents_path))
             path = write_predictions(output_dir, test_dataset, word_predictions, labels, data_args.text_column_name,
@@ -953,7 +755,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
             logger.info(f"Predictions written to {path.parent}")
 
     if trainer.is_world_process_zero():
-        stats_path = Path(data_args.dataset_path or "") / "stats.json"
+        stats_path = Path(data_args.dataset_path or "") / STATS_FILE
         dataset_stats = json.loads(stats_path.read_text()) if data_args.dataset_path and stats_path.is_file() else {}
         run_info = {
             "model_label": default_model_label(model_args),
@@ -970,9 +772,8 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
             "num_parameters": num_parameters,
             "synthetic": bool(dataset_stats.get("synthetic", False)),
         }
-        (output_dir / "run_info.json").write_text(json.dumps(run_info, indent=2) + "\n")
-        with open(output_dir / "all_results.json", "w") as handle:
-            json.dump(all_results, handle, indent=2, default=float)
+        write_json_atomically(output_dir / RUN_INFO_FILE, run_info)
+        write_json_atomically(output_dir / ALL_RESULTS_FILE, all_results)
         if training_args.do_train:
             tokenizer.save_pretrained(output_dir)
             card = write_model_card(output_dir, model_args, data_args, training_args, labels, all_results, run_info)
@@ -990,12 +791,14 @@ def print_outputs(output_dir: Path, results: dict[str, Any]) -> None:
     """Where everything is, and the headline numbers (no corpus text)."""
     lines = [f"\nOutputs in {output_dir}/"]
     for name, what in (("model.safetensors", "model (+ config.json, tokenizer)"), ("README.md", "model card"),
-                       ("all_results.json", "metrics"), (f"{PREDICTIONS_DIRNAME}/test_predictions.jsonl",
-                       "word-level test predictions (never uploaded)"), (f"{PREDICTIONS_DIRNAME}/brat", "brat .ann per test note")):
+                       (ALL_RESULTS_FILE, "metrics"), (f"{PREDICTIONS_DIRNAME}/{TEST_PREDICTIONS_FILE}",
+                       "word-level test predictions (never uploaded)"),
+                       (f"{PREDICTIONS_DIRNAME}/{BRAT_DIRNAME}", "brat .ann per test note")):
         if (output_dir / name).exists():
             lines.append(f"  {name:<42} {what}")
-    for key, label in (("test_f1", "test strict entity micro-F1"), ("test_macro_f1", "test strict entity macro-F1"),
-                       ("eval_f1", "validation strict entity micro-F1")):
+    for key, label in ((f"test_{STRICT_MICRO_F1}", "test strict entity micro-F1"),
+                       (f"test_{STRICT_MACRO_F1}", "test strict entity macro-F1"),
+                       (f"eval_{STRICT_MICRO_F1}", "validation strict entity micro-F1")):
         if key in results:
             lines.append(f"  {label:<42} {results[key]:.4f}")
     print("\n".join(lines), flush=True)

@@ -22,6 +22,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from corpus_io import split_at_line_breaks, write_brat_entities
+
 SYNTHETIC_HEADER = "SYNTHETIC NOTE - not real patient data"
 
 # name variants | strengths | forms | routes | reasons (indications)
@@ -400,8 +402,6 @@ class _Generator:
 
 def _render(sections, rng: random.Random) -> tuple[str, list[tuple[str, tuple[tuple[int, int], ...]]]]:
     """Lay out ``(title, sentences, layout)`` sections; wrap paragraphs; return text and entities."""
-    from prepare_n2c2 import split_at_line_breaks
-
     text = ""
     entities: list[tuple[str, list[tuple[int, int]]]] = []
 
@@ -521,8 +521,6 @@ def generate_notes(count: int, seed: int = 42, split: str = "train") -> list[Syn
 
 def write_notes(notes: list[SyntheticNote], folder, overwrite: bool = False) -> Path:
     """Write ``.txt``/``.ann`` pairs into ``folder`` (created)."""
-    from prepare_n2c2 import write_brat_entities
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for note in notes:

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (sets sys.path to the repository)
+from evaluate_ablations import STRICT_MACRO_F1, STRICT_MICRO_F1, entity_scores, headline_metrics  # noqa: E402
 
 SYSTEM = "feature-crf"
 
@@ -106,8 +107,6 @@ def train_and_score(dataset_path: Path, train_split: str = "train", seed: int = 
     import psutil
     import sklearn_crfsuite
 
-    from evaluate_ablations import entity_scores
-
     process = psutil.Process()
     train_words, train_tags, _ = load_split(dataset_path, train_split)
     test_words, test_tags, _ = load_split(dataset_path, "test")
@@ -142,11 +141,7 @@ def train_and_score(dataset_path: Path, train_split: str = "train", seed: int = 
         "settings": {"algorithm": "lbfgs", "c1": c1, "c2": c2, "max_iterations": max_iterations,
                      "window": 2, "features": "word, affixes 2-3, shape, flags, +-2 window, bigrams +-1",
                      "lowercase": lowercase},
-        "test_micro_f1": strict["micro"]["f1"],
-        "test_macro_f1": strict["macro"]["f1"],
-        "test_micro_precision": strict["micro"]["precision"],
-        "test_micro_recall": strict["micro"]["recall"],
-        "test_lenient_micro_f1": lenient["micro"]["f1"],
+        **headline_metrics(strict, lenient),
         "per_type": {t: {k: row[k] for k in ("precision", "recall", "f1", "support")}
                      for t, row in strict["per_type"].items()},
     }
@@ -177,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  lowercase=args.lowercase)
         if args.output:
             common.write_json(Path(args.output), result)
-        print(f"strict micro-F1 {result['test_micro_f1']:.4f}  macro-F1 {result['test_macro_f1']:.4f}  "
+        print(f"strict micro-F1 {result[STRICT_MICRO_F1]:.4f}  macro-F1 {result[STRICT_MACRO_F1]:.4f}  "
               f"train {result['train_seconds']:.1f}s")
         return 0
 
@@ -203,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result["corpus"] = corpus
                 common.write_json(path, result)
                 print(f"[feature-crf] {corpus} {train_split} seed {seed}: strict micro-F1 "
-                      f"{result['test_micro_f1']:.4f} macro-F1 {result['test_macro_f1']:.4f} "
+                      f"{result[STRICT_MICRO_F1]:.4f} macro-F1 {result[STRICT_MACRO_F1]:.4f} "
                       f"({result['train_seconds']:.0f}s train)", flush=True)
     return 0
 

@@ -38,6 +38,9 @@ from typing import Any, Iterator, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+from corpus_io import ALL_RESULTS_FILE, RUN_INFO_FILE, read_predictions, run_predictions_path  # noqa: E402
+from evaluate_ablations import (  # noqa: E402
+    STRICT_MACRO_F1, STRICT_MICRO_F1, evaluate_run, flat_metrics, headline_metrics)
 
 QUALITY_DIR = common.RESULTS_DIR / "quality"
 
@@ -126,26 +129,17 @@ def queue(corpora: Sequence[str], systems: Sequence[str], seeds: Sequence[int]) 
 
 def summarize_run(run_dir: Path) -> dict[str, Any]:
     """Numbers from a finished run folder: metrics recomputed from the predictions (no text kept)."""
-    from evaluate_ablations import entity_scores, evaluate_run, flat_metrics, read_predictions
-
-    results = common.read_json(run_dir / "all_results.json")
-    run_info = common.read_json(run_dir / "run_info.json")
-    rows = read_predictions(run_dir / "predictions" / "test_predictions.jsonl")
-    report = evaluate_run(rows, ablations=[])
-    gold = [row["gold_tags"] for row in rows]
-    pred = [row["pred_tags"] for row in rows]
-    strict = entity_scores(gold, pred, "strict")
+    results = common.read_json(run_dir / ALL_RESULTS_FILE)
+    run_info = common.read_json(run_dir / RUN_INFO_FILE)
+    report = evaluate_run(read_predictions(run_predictions_path(run_dir)), ablations=[])
+    strict = report["entity"]["strict"]
     keep = ("train_wall_seconds", "train_words_per_second", "train_subwords_per_second", "train_runtime",
             "train_sentences", "train_documents", "test_predict_seconds", "test_sentences", "num_parameters",
             "train_loss", "test_windowed_sentences", "train_windowed_sentences")
     return {
         "run_info": {k: v for k, v in run_info.items() if k != "model_name_or_path"}
         | {"model_name_or_path": Path(run_info["model_name_or_path"]).name if run_info.get("model_name_or_path") else None},
-        "test_micro_f1": strict["micro"]["f1"],
-        "test_macro_f1": strict["macro"]["f1"],
-        "test_micro_precision": strict["micro"]["precision"],
-        "test_micro_recall": strict["micro"]["recall"],
-        "test_lenient_micro_f1": report["entity"]["lenient"]["micro"]["f1"],
+        **headline_metrics(strict, report["entity"]["lenient"]),
         "per_type": {t: {k: row[k] for k in ("precision", "recall", "f1", "support")}
                      for t, row in strict["per_type"].items()},
         "flat_metrics": flat_metrics(report),
@@ -226,8 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         result = run_one(corpus, system, seed, "train", 1.0, common.prepare_corpus(corpus),
                          results_dir=common.RESULTS_DIR / "diagnostics", epochs=args.diagnostic_epochs)
-        print(f"[quality] diagnostic {result['key']}: strict micro-F1 {result['test_micro_f1']:.4f} "
-              f"macro-F1 {result['test_macro_f1']:.4f} ({result['wall_seconds']:.0f}s)", flush=True)
+        print(f"[quality] diagnostic {result['key']}: strict micro-F1 {result[STRICT_MICRO_F1]:.4f} "
+              f"macro-F1 {result[STRICT_MACRO_F1]:.4f} ({result['wall_seconds']:.0f}s)", flush=True)
         return 0
 
     if args.smoke:
@@ -239,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for system in ("minilm-crf", "transformer-crf"):
             result = run_one("smoke", system, 42, "train", 1.0, data, smoke=True,
                              results_dir=common.CACHE_DIR / "smoke_results", runs_dir=common.CACHE_DIR / "smoke_runs")
-            print(f"[quality] smoke {system}: micro-F1 {result['test_micro_f1']:.3f} in {result['wall_seconds']:.0f}s")
+            print(f"[quality] smoke {system}: micro-F1 {result[STRICT_MICRO_F1]:.3f} in {result['wall_seconds']:.0f}s")
         return 0
 
     if not args.no_feature_crf and not args.list:
@@ -279,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         new_runs += 1
         print(f"[quality] {time.strftime('%H:%M:%S', time.gmtime())} done {key}: strict micro-F1 "
-              f"{result['test_micro_f1']:.4f} macro-F1 {result['test_macro_f1']:.4f} ({result['wall_seconds']:.0f}s)",
+              f"{result[STRICT_MICRO_F1]:.4f} macro-F1 {result[STRICT_MACRO_F1]:.4f} ({result['wall_seconds']:.0f}s)",
               flush=True)
     return 0
 

@@ -23,6 +23,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import quality  # noqa: E402
+from evaluate_ablations import (  # noqa: E402
+    LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, aggregate_runs, learning_curve, plot_learning_curve)
 
 SYSTEM_NAMES = {
     "feature-crf": "Feature CRF (sklearn-crfsuite, peer)",
@@ -77,8 +79,8 @@ def quality_table(results, corpus) -> list[str]:
             times = [r[time_key] for r in timed if r.get(time_key) is not None]
             rss = [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb")]
             lines.append(
-                f"| {SYSTEM_NAMES[system]} | {split} | {mean_sd([r['test_micro_f1'] for r in runs])} | "
-                f"{mean_sd([r['test_macro_f1'] for r in runs])} | {mean_sd([r['test_lenient_micro_f1'] for r in runs])} | "
+                f"| {SYSTEM_NAMES[system]} | {split} | {mean_sd([r[STRICT_MICRO_F1] for r in runs])} | "
+                f"{mean_sd([r[STRICT_MACRO_F1] for r in runs])} | {mean_sd([r[LENIENT_MICRO_F1] for r in runs])} | "
                 f"{f'{_mean(times):.0f}' if times else ''}{'*' if any(r.get('timing_note') for r in timed) else ''} | "
                 f"{f'{max(rss):.0f}' if rss else ''} |")
             notes += [r["timing_note"] + ("" if r in timed else "; its time is left out of the train-time mean")
@@ -89,7 +91,7 @@ def quality_table(results, corpus) -> list[str]:
 
 
 def targets(results, corpus) -> list[str]:
-    def f1(system, key="test_micro_f1", split="train"):
+    def f1(system, key=STRICT_MICRO_F1, split="train"):
         return _mean([r[key] for r in group(results, corpus, system, split)])
 
     out = []
@@ -103,7 +105,7 @@ def targets(results, corpus) -> list[str]:
         out.append(f"- {name} vs feature CRF (micro-F1): {points:+.1f} points (target ≥ {shown}): "
                    f"**{'met' if points >= target else 'MISSED by %.1f' % (target - points)}**")
     for encoder, name in (("minilm", "MiniLM"), ("transformer", "Transformer (scratch)")):
-        crf, apt = f1(f"{encoder}-crf", "test_macro_f1"), f1(f"{encoder}-apt", "test_macro_f1")
+        crf, apt = f1(f"{encoder}-crf", STRICT_MACRO_F1), f1(f"{encoder}-apt", STRICT_MACRO_F1)
         if crf is not None and apt is not None:
             gap = (crf - apt) * 100
             out.append(f"- {name}: CRF vs Apt (macro-F1): {gap:+.1f} points (target ≥ 0): "
@@ -113,7 +115,7 @@ def targets(results, corpus) -> list[str]:
     return out
 
 
-def _gap(results, corpus, system, key="test_micro_f1") -> tuple[float, int] | None:
+def _gap(results, corpus, system, key=STRICT_MICRO_F1) -> tuple[float, int] | None:
     """(system - feature CRF) in points on one corpus, and the system's seed count."""
     runs, peer = group(results, corpus, system), group(results, corpus, "feature-crf")
     if not runs or not peer:
@@ -128,8 +130,8 @@ def _diagnostic(results, corpus, system) -> dict[str, Any] | None:
         d = common.read_json(path)
         base = [r for r in group(results, corpus, system) if r["seed"] == d["seed"]]
         if base:
-            return d | {"delta_micro": (d["test_micro_f1"] - base[0]["test_micro_f1"]) * 100,
-                        "delta_macro": (d["test_macro_f1"] - base[0]["test_macro_f1"]) * 100}
+            return d | {"delta_micro": (d[STRICT_MICRO_F1] - base[0][STRICT_MICRO_F1]) * 100,
+                        "delta_macro": (d[STRICT_MACRO_F1] - base[0][STRICT_MACRO_F1]) * 100}
     return None
 
 
@@ -160,7 +162,7 @@ def _curve(results, corpus, system) -> str | None:
     points = sorted({float(r["train_fraction"]) for r in runs if r["system"] == system})
     if len(points) < 2:
         return None
-    values = [(f, _mean([r["test_micro_f1"] for r in group(runs, corpus, system, "train", f)]) * 100) for f in points]
+    values = [(f, _mean([r[STRICT_MICRO_F1] for r in group(runs, corpus, system, "train", f)]) * 100) for f in points]
     return " → ".join(f"{v:.1f} ({f:.0%})" for f, v in values)
 
 
@@ -230,11 +232,11 @@ def diagnostics_section(results) -> list[str]:
         d = common.read_json(path)
         base = group(results, d["corpus"], d["system"], d["train_split"], float(d["train_fraction"]))
         base = [r for r in base if r["seed"] == d["seed"]]
-        versus = (f"{(d['test_micro_f1'] - base[0]['test_micro_f1']) * 100:+.1f} / "
-                  f"{(d['test_macro_f1'] - base[0]['test_macro_f1']) * 100:+.1f} points" if base else "queue run pending")
+        versus = (f"{(d[STRICT_MICRO_F1] - base[0][STRICT_MICRO_F1]) * 100:+.1f} / "
+                  f"{(d[STRICT_MACRO_F1] - base[0][STRICT_MACRO_F1]) * 100:+.1f} points" if base else "queue run pending")
         seconds = d.get("train_wall_seconds", d.get("train_seconds", 0))
         lines.append(f"| {d['corpus']} {SYSTEM_NAMES[d['system']]} seed {d['seed']} | {_change(d)} | "
-                     f"{d['test_micro_f1'] * 100:.1f} | {d['test_macro_f1'] * 100:.1f} | {seconds:.0f} | {versus} |")
+                     f"{d[STRICT_MICRO_F1] * 100:.1f} | {d[STRICT_MACRO_F1] * 100:.1f} | {seconds:.0f} | {versus} |")
     return lines + [""]
 
 
@@ -287,7 +289,7 @@ def efficient_table(results) -> list[str]:
             key = "train_seconds" if system == "feature-crf" else "train_wall_seconds"
             sentences = "num_train_sentences" if system == "feature-crf" else "train_sentences"
             tf, td = _mean([r[key] for r in full]), _mean([r[key] for r in down])
-            mf, md = _mean([r["test_macro_f1"] for r in full]), _mean([r["test_macro_f1"] for r in down])
+            mf, md = _mean([r[STRICT_MACRO_F1] for r in full]), _mean([r[STRICT_MACRO_F1] for r in down])
             kept = down[0][sentences] / full[0][sentences]
             words = [_train_words(r) for r in (full[0], down[0])]
             words_kept = f"{words[1] / words[0]:.2f}" if None not in words else "–"
@@ -314,8 +316,6 @@ def efficient_table(results) -> list[str]:
 
 
 def learning_curves(results) -> list[str]:
-    from evaluate_ablations import aggregate_runs, learning_curve, plot_learning_curve
-
     out = []
     for corpus in ("phee", "ncbi"):
         runs, seeds = curve_runs(results, corpus)
@@ -334,7 +334,7 @@ def learning_curves(results) -> list[str]:
         out.append("|---|" + "---:|" * len(xs))
         by_series = {}
         for series, points in curve["series"].items():
-            values = {p["x"]: p["entity_strict_micro_f1"] for p in points}
+            values = {p["x"]: p[STRICT_MICRO_F1] for p in points}
             by_series[series] = values
             out.append(f"| {series} | " + " | ".join(f"{values[x] * 100:.1f}" if x in values else "pending" for x in xs) + " |")
         out += ["", f"![learning curve {corpus}](results/{png.name})", ""]

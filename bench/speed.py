@@ -20,7 +20,7 @@ so that background load hits both sides alike; the ratio of the summed times is 
    Decoding share at inference: 1 - (Apt forward time / CRF forward time with Viterbi and
    marginals), the same batches in eval mode.
 3. Inference, sentences/s on the same notes: our batched annotator
-   (annotate_notes.predict_notes: sentence split, windows, length-sorted batches, CRF Viterbi
+   (windows.predict_notes: sentence split, windows, length-sorted batches, CRF Viterbi
    and marginal confidences) at its best batch size among ``--annotator_batch_sizes`` vs the
    stock pipeline("token-classification", aggregation_strategy="first") with the Apt model at
    its best batch size among ``--pipeline_batch_sizes`` (the pipeline is given the annotator's
@@ -37,7 +37,6 @@ Output: ``bench/results/speed.json`` (numbers and settings only; ``--output`` to
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics
@@ -129,9 +128,10 @@ def build_models(encoder_dir: Path, labels: list[str], seed: int):
 
 def our_batches(words, tags, tokenizer, labels, batch_size: int, seed: int, max_seq_length: int = 128):
     """Our pipeline: word windows, first-subword labels, length-grouped, dynamically padded."""
-    from run_ner_crf import WindowCollator, encode_word_windows
+    from tagging import begin_to_inside
+    from windows import WindowCollator, encode_word_windows
 
-    b_to_i = [labels.index("I-" + l[2:]) if l.startswith("B-") else i for i, l in enumerate(labels)]
+    b_to_i = begin_to_inside(labels)
     rows = encode_word_windows(words, tokenizer, max_seq_length, 32, tags, False, b_to_i)
     num_rows = len(rows["input_ids"])
     # transformers' group_by_length: random megabatches of 50 batches, each sorted by length.
@@ -157,7 +157,9 @@ def paper_batches(words, tags, tokenizer, labels, batch_size: int, seed: int):
     """Paper style: pad every sentence to 180 subwords, cut the rest, label every subword."""
     import torch
 
-    b_to_i = [labels.index("I-" + l[2:]) if l.startswith("B-") else i for i, l in enumerate(labels)]
+    from tagging import begin_to_inside
+
+    b_to_i = begin_to_inside(labels)
     order = list(range(len(words)))
     random.Random(seed).shuffle(order)
     batches = []
@@ -273,7 +275,8 @@ def annotator_vs_pipeline(crf_dir: Path, apt_dir: Path, texts: list[str], batch_
     from transformers import pipeline
 
     import annotate_notes
-    from prepare_n2c2 import split_sentences
+    import windows
+    from tagging import split_sentences
 
     notes = {f"n{i}": text for i, text in enumerate(texts)}
     sentences = [text[s:e] for text in texts for s, e in split_sentences(text) if text[s:e].strip()]
@@ -287,15 +290,15 @@ def annotator_vs_pipeline(crf_dir: Path, apt_dir: Path, texts: list[str], batch_
 
     annotator_times = {}
     for batch_size in annotator_batch_sizes:
-        annotator_times[batch_size] = best_of(lambda: annotate_notes.predict_notes(
+        annotator_times[batch_size] = best_of(lambda: windows.predict_notes(
             crf, crf_tok, notes, batch_size=batch_size, max_seq_length=128))
     annotator_batch = min(annotator_times, key=annotator_times.get)
     result["annotator_crf_seconds_by_batch_size"] = {str(k): v for k, v in annotator_times.items()}
     result["annotator_best_batch_size"] = annotator_batch
 
     def preprocess():  # what predict_notes does before the model: sentences, words, windows
-        from prepare_n2c2 import tokenize_words
-        from run_ner_crf import encode_word_windows
+        from tagging import tokenize_words
+        from windows import encode_word_windows
 
         sentence_words = [[w for w, _, _ in tokenize_words(text, s, e)] for text in notes.values()
                           for s, e in split_sentences(text)]
@@ -317,9 +320,9 @@ def annotator_vs_pipeline(crf_dir: Path, apt_dir: Path, texts: list[str], batch_
     ner = pipeline("token-classification", model=apt, tokenizer=apt_tok, aggregation_strategy="first",
                    device=device, batch_size=best_batch)
     contenders = {
-        "annotator_crf": lambda: annotate_notes.predict_notes(crf, crf_tok, notes, batch_size=annotator_batch,
+        "annotator_crf": lambda: windows.predict_notes(crf, crf_tok, notes, batch_size=annotator_batch,
                                                               max_seq_length=128),
-        "annotator_apt": lambda: annotate_notes.predict_notes(apt, apt_tok, notes, batch_size=annotator_batch,
+        "annotator_apt": lambda: windows.predict_notes(apt, apt_tok, notes, batch_size=annotator_batch,
                                                               max_seq_length=128),
         "pipeline": lambda: ner(sentences),
     }
@@ -390,9 +393,10 @@ def run_rss_child(args: argparse.Namespace) -> None:
         alternate_training({"ours": (crf.to(device), batches)}, args.steps, device, args.bf16)
     else:
         import annotate_notes
+        import windows
 
         model, tokenizer = annotate_notes.load_model_and_tokenizer(args.crf_dir, device=device)
-        annotate_notes.predict_notes(model, tokenizer, {f"n{i}": t for i, t in enumerate(texts)}, batch_size=32,
+        windows.predict_notes(model, tokenizer, {f"n{i}": t for i, t in enumerate(texts)}, batch_size=32,
                                      max_seq_length=128)
     print(f"PEAK_RSS_MB {common.peak_rss_mb():.1f}", flush=True)
 

@@ -31,7 +31,7 @@ cream, injection, suspension. Allergies: penicillin. Vitals: BP 120/80 HR 72.
 
 def build_wordpiece_tokenizer(texts=(_TOKENIZER_TEXT,), vocab_size=400, lowercase=False):
     """A BERT-style fast tokenizer built here (no download), with the project's own builder."""
-    from prepare_n2c2 import tokenize_words
+    from tagging import tokenize_words
     from run_ner_crf import train_wordpiece_tokenizer
 
     words = [[word for word, _, _ in tokenize_words(text)] for text in texts]

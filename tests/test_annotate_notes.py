@@ -10,20 +10,18 @@ import pytest
 import torch
 
 import annotate_notes
-from annotate_notes import annotate_texts, load_model_and_tokenizer, main, predict_notes
+from annotate_notes import NoteAnnotator, load_model_and_tokenizer, main
 from conftest import tiny_encoder_config
+from corpus_io import BratDocument, BratEntity, read_brat_document, read_predictions, write_brat_ann
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
-from prepare_n2c2 import (
-    N2C2_ENTITY_TYPES,
-    N2C2_LABELS,
-    document_to_examples,
-    read_brat_document,
-    split_sentences,
-    tokenize_words,
-    write_brat_ann,
-)
-from run_ner_crf import WindowCollator, encode_word_windows, needs_prefix_space, tags_to_char_entities, train_wordpiece_tokenizer
+from prepare_n2c2 import document_to_examples
+from run_ner_crf import train_wordpiece_tokenizer
 from synthetic_n2c2 import generate_notes, write_notes
+from tagging import N2C2_ENTITY_TYPES, N2C2_LABELS, bio_to_char_spans, split_sentences, tokenize_words
+from windows import (
+    WindowCollator, copy_pipeline_files, encode_word_windows, max_input_length, needs_prefix_space,
+    pipeline_config_entry, predict_notes,
+)
 
 SECRET = "Zyxolimab"  # a word that must never reach logs or summaries
 
@@ -35,8 +33,6 @@ SECRET = "Zyxolimab"  # a word that must never reach logs or summaries
 
 def train_tiny_crf(output_dir: Path, steps: int = 100, seed: int = 0) -> Path:
     """A 2-layer BERT-CRF trained on synthetic notes (enough to predict every common type)."""
-    from prepare_n2c2 import BratDocument, BratEntity
-
     notes = generate_notes(30, seed=1, split="train")
     rows = []
     for note in notes:
@@ -61,7 +57,10 @@ def train_tiny_crf(output_dir: Path, steps: int = 100, seed: int = 0) -> Path:
         model(**batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+    model.set_subword_kinds(tokenizer)
+    model.config.custom_pipelines = pipeline_config_entry()  # as run_ner_crf.py saves a CRF model
     model.eval().save_pretrained(output_dir)
+    copy_pipeline_files(output_dir)
     tokenizer.save_pretrained(output_dir)
     return output_dir
 
@@ -127,7 +126,7 @@ def assert_ann_matches(txt: Path, ann: Path, records: list[dict]) -> None:
 
 
 def test_round_trip_brat_score_equals_word_level_score(crf_dir, tmp_path, caplog):
-    from evaluate_ablations import entity_scores, read_predictions
+    from evaluate_ablations import entity_scores
     from evaluate_ablations import main as evaluate_main
 
     synthetic_dir, notes_dir, gold_dir, out = (tmp_path / name for name in ("synthetic", "notes", "gold", "out"))
@@ -141,10 +140,10 @@ def test_round_trip_brat_score_equals_word_level_score(crf_dir, tmp_path, caplog
         document = read_brat_document(synthetic_dir / f"{note.doc_id}.txt", validate_text=True)
         rows, _ = document_to_examples(document, N2C2_LABELS)
         gold_rows[note.doc_id] = rows
-        write_brat_ann(gold_dir / f"{note.doc_id}.ann", [entity for row in rows for entity in tags_to_char_entities(
+        write_brat_ann(gold_dir / f"{note.doc_id}.ann", [entity for row in rows for entity in bio_to_char_spans(
             row["ner_tags"], row["token_starts"], row["token_ends"])], text)
 
-    assert main(["--model", str(crf_dir), "--input_dir", str(notes_dir), "--output_dir", str(out),
+    assert main(["--model_name_or_path", str(crf_dir), "--input_dir", str(notes_dir), "--output_dir", str(out),
                  "--word_predictions", "--max_seq_length", "32", "--stride", "8", "--batch_size", "16"]) == 0
 
     # Every .ann validates against its .txt and matches entities.jsonl, character for character.
@@ -203,14 +202,13 @@ def test_pipeline_and_command_line_agree(crf_dir, tmp_path):
         "course": "Vancomycin 1 g IV q12h for MRSA bacteremia, furosemide 40 mg PO daily for edema.",
     }
     for document_id, text in texts.items():
-        assert len(split_sentences(text)) == 1  # the pipeline does not split sentences
         write_txt(tmp_path / "notes" / f"{document_id}.txt", text)
-    assert main(["--model", str(crf_dir), "--input_dir", str(tmp_path / "notes"),
+    assert main(["--model_name_or_path", str(crf_dir), "--input_dir", str(tmp_path / "notes"),
                  "--output_dir", str(tmp_path / "out")]) == 0
     records = read_jsonl(tmp_path / "out" / "entities.jsonl")
 
     ner = pipeline("token-classification", model=str(crf_dir), trust_remote_code=True, aggregation_strategy="first")
-    assert type(ner).__name__ == "CRFTokenClassificationPipeline"
+    assert type(ner).__name__ == "NerPipeline"
     found = 0
     for document_id, text in texts.items():
         from_pipeline = ner(text)
@@ -305,11 +303,11 @@ def test_crf_confidences_are_marginals_and_min_confidence_filters(crf):
     assert all(e.confidence == pytest.approx(statistics.mean(e.word_confidences)) for e in note.entities)
 
     texts = {f"n{i}": note.text for i, note in enumerate(generate_notes(2, seed=5, split="conf"))}
-    everything = annotate_texts(model, tokenizer, texts)
-    threshold = statistics.median(e.confidence for entities in everything.values() for e in entities)
-    filtered = annotate_texts(model, tokenizer, texts, min_confidence=threshold)
-    assert filtered == {d: [e for e in entities if e.confidence >= threshold] for d, entities in everything.items()}
-    assert 0 < sum(map(len, filtered.values())) < sum(map(len, everything.values()))
+    everything = NoteAnnotator(model, tokenizer)(list(texts.values()))
+    threshold = statistics.median(e.confidence for entities in everything for e in entities)
+    filtered = NoteAnnotator(model, tokenizer, min_confidence=threshold)(list(texts.values()))
+    assert filtered == [[e for e in entities if e.confidence >= threshold] for entities in everything]
+    assert 0 < sum(map(len, filtered)) < sum(map(len, everything))
 
 
 def test_linear_apt_model_gets_softmax_confidences(tmp_path, wordpiece_tokenizer):
@@ -322,7 +320,7 @@ def test_linear_apt_model_gets_softmax_confidences(tmp_path, wordpiece_tokenizer
     AutoModelForTokenClassification.from_config(config).save_pretrained(tmp_path)
     wordpiece_tokenizer.save_pretrained(tmp_path)
     model, tokenizer = load_model_and_tokenizer(str(tmp_path))
-    assert not annotate_notes.is_crf_model(model)
+    assert not NoteAnnotator(model, tokenizer).is_crf
     text = "Aspirin 81 mg PO daily, metoprolol tartrate 25 mg."
     sentence = predict_notes(model, tokenizer, {"d": text})["d"].sentences[0]
     encoding = tokenizer([sentence.tokens], is_split_into_words=True, return_tensors="pt")
@@ -345,7 +343,7 @@ def test_clinical_style_notes_not_from_the_sample(crf_dir, tmp_path):
     for document_id, text in notes.items():
         write_txt(tmp_path / "notes" / f"{document_id}.txt", text)
     # Output beside the notes, as brat keeps them.
-    assert main(["--model", str(crf_dir), "--input_dir", str(tmp_path / "notes"),
+    assert main(["--model_name_or_path", str(crf_dir), "--input_dir", str(tmp_path / "notes"),
                  "--output_dir", str(tmp_path / "notes"), "--word_predictions"]) == 0
     records = read_jsonl(tmp_path / "notes" / "entities.jsonl")
     for document_id, text in notes.items():
@@ -374,7 +372,7 @@ def test_bad_input_is_reported_per_file_and_counted(crf_dir, tmp_path, caplog, c
     write_txt(notes / "readme.md", "not a note")
     write_txt(out / "kept.ann", "T1\tDrug 0 7\tHeparin\n")
 
-    assert main(["--model", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out)]) == 1
+    assert main(["--model_name_or_path", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out)]) == 1
     summary = json.loads((out / "summary.json").read_text())
     assert summary["notes_found"] == 7
     assert summary["failures_by_kind"] == {"ann_exists": 1, "not_utf8": 1, "unreadable": 2}
@@ -393,14 +391,14 @@ def test_bad_input_is_reported_per_file_and_counted(crf_dir, tmp_path, caplog, c
     good_records = [r for r in read_jsonl(out / "entities.jsonl") if r["document_id"] == "good"]
 
     # --overwrite replaces kept.ann; entities.jsonl holds each note once.
-    assert main(["--model", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out), "--overwrite"]) == 1
+    assert main(["--model_name_or_path", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out), "--overwrite"]) == 1
     assert (out / "kept.ann").read_text() != "T1\tDrug 0 7\tHeparin\n"
     records = read_jsonl(out / "entities.jsonl")
     assert [r for r in records if r["document_id"] == "good"] == good_records
     assert json.loads((out / "summary.json").read_text())["failures_by_kind"] == {"not_utf8": 1, "unreadable": 2}
 
     # A third run without --overwrite annotates nothing new and keeps the JSONL records.
-    assert main(["--model", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out)]) == 1
+    assert main(["--model_name_or_path", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out)]) == 1
     assert read_jsonl(out / "entities.jsonl") == records
     assert not list(out.glob(".*.tmp"))
 
@@ -409,7 +407,7 @@ def test_folder_without_notes_is_an_error(crf_dir, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     write_txt(tmp_path / "empty" / "note.ann", "")
     def run(input_dir):
-        return main(["--model", str(crf_dir), "--input_dir", str(input_dir), "--output_dir", str(tmp_path / "o")])
+        return main(["--model_name_or_path", str(crf_dir), "--input_dir", str(input_dir), "--output_dir", str(tmp_path / "o")])
 
     assert run(tmp_path / "empty") == 1
     assert "no .txt files in" in capsys.readouterr().err
@@ -434,23 +432,24 @@ def test_interrupted_run_leaves_no_truncated_output(crf_dir, tmp_path, monkeypat
 
     monkeypatch.setattr(annotate_notes, "write_brat_ann", write_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        main(["--model", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out)])
+        main(["--model_name_or_path", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out)])
     assert [p.name for p in out.iterdir()] == ["n0.ann"]  # complete; no JSONL, summary or temp files
     read_brat_document(notes / "n0.txt", out / "n0.ann", validate_text=True)
 
 
 def test_help_and_argument_checks(capsys, crf_dir, tmp_path):
     help_text = annotate_notes.build_parser().format_help()
-    for phrase in ("marginal", "mean over its words", "--min_confidence", "--stride", "--trust_remote_code"):
+    for phrase in ("marginal", "over their words", "--min_confidence", "--stride", "--trust_remote_code",
+                   "--model_name_or_path"):
         assert phrase in " ".join(help_text.split())
     write_txt(tmp_path / "n" / "a.txt", "Aspirin")
     for bad in (["--bf16", "--device", "cpu"], ["--min_confidence", "2"], ["--batch_size", "0"]):
         with pytest.raises(SystemExit):
-            main(["--model", str(crf_dir), "--input_dir", str(tmp_path / "n"), "--output_dir", str(tmp_path / "o"),
+            main(["--model_name_or_path", str(crf_dir), "--input_dir", str(tmp_path / "n"), "--output_dir", str(tmp_path / "o"),
                   *bad])
     assert "--bf16 needs a GPU" in capsys.readouterr().err
     model, tokenizer = load_model_and_tokenizer(str(crf_dir))
-    assert annotate_notes.max_input_length(model, tokenizer, 512) == 128  # the tiny encoder's positions
+    assert max_input_length(model, tokenizer, 512) == 128  # the tiny encoder's positions
     with pytest.raises(ValueError, match="stride"):
         predict_notes(model, tokenizer, {"a": "Aspirin"}, max_seq_length=16, stride=14)
 
@@ -474,7 +473,7 @@ def test_byte_level_bpe_model_gets_a_prefix_space(tmp_path):
     CRFForTokenClassification(config).save_pretrained(tmp_path)
     model, tokenizer = load_model_and_tokenizer(str(tmp_path))
     assert tokenizer.add_prefix_space and not needs_prefix_space(tokenizer)
-    assert annotate_notes.max_input_length(model, tokenizer, 512) == 128  # 130 positions after the padding index
+    assert max_input_length(model, tokenizer, 512) == 128  # 130 positions after the padding index
     text = "Aspirin 81 mg PO daily for chest pain. " * 30
     note = predict_notes(model, tokenizer, {"d": text}, max_seq_length=32, stride=8)["d"]
     assert [(s, e) for x in note.sentences for s, e in zip(x.token_starts, x.token_ends)] == \

@@ -8,23 +8,43 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import prepare_n2c2
-from evaluate_ablations import (
+from corpus_io import (
+    PREDICTIONS_DIRNAME,
+    REPORT_JSON_FILE,
+    REPORT_MARKDOWN_FILE,
+    RUN_INFO_FILE,
+    BratFormatError,
     PredictionFormatError,
+    read_predictions,
+    run_predictions_path,
+    write_brat_ann,
+)
+from evaluate_ablations import (
+    ENTITY_MODES,
+    LENIENT_MICRO_F1,
+    STRICT_MACRO_F1,
+    STRICT_MICRO_F1,
+    TAG_VIEWS,
+    aggregate_runs,
     entity_scores,
+    entity_view,
     evaluate_run,
+    flat_metrics,
     main,
     match_counts,
+    metric_name,
     ner_metrics,
     paper_ablations,
-    read_predictions,
+    render_comparison_markdown,
+    render_run_markdown,
     score_brat_folders,
     summarize_counts,
     tag_confusion,
     tag_scores,
     top_confusions,
+    type_metric_name,
 )
-from prepare_n2c2 import bio_to_char_spans, bio_to_spans, tokenize_words, write_brat_ann
+from tagging import N2C2_ENTITY_TYPES, bio_to_char_spans, bio_to_spans, tokenize_words
 
 
 def approx(value):
@@ -206,7 +226,7 @@ def test_token_level_strips_prefixes():
 
 
 def test_paper_ablations_by_hand():
-    ablations = {name: (exclude, merge) for name, exclude, merge in paper_ablations(prepare_n2c2.N2C2_ENTITY_TYPES)}
+    ablations = {name: (exclude, merge) for name, exclude, merge in paper_ablations(N2C2_ENTITY_TYPES)}
     assert list(ablations) == ["remove_O", "remove_ADE_Reason", "remove_O_ADE_Reason", "merge_ADE_into_Reason"]
 
     def run(name):
@@ -276,19 +296,66 @@ def test_confusion_matrix_and_top_confusions():
     assert top == [{"gold": "O", "pred": "B-Drug", "count": 2}, {"gold": "I-Drug", "pred": "O", "count": 1}]
 
 
+def test_metric_names():
+    assert STRICT_MICRO_F1 == metric_name(entity_view("strict"), "micro") == "entity_strict_micro_f1"
+    assert STRICT_MACRO_F1 == "entity_strict_macro_f1"
+    assert LENIENT_MICRO_F1 == "entity_lenient_micro_f1"
+    assert metric_name("entity_strict", "micro", "p") == "entity_strict_micro_p"
+    assert metric_name("bio", "macro") == "bio_macro_f1"
+    assert type_metric_name("Drug") == "entity_strict_Drug_f1"
+    for view, average, stat in (("bio", "mean", "f1"), ("bio", "macro", "precision")):
+        with pytest.raises(ValueError, match="no metric"):
+            metric_name(view, average, stat)
+
+
 def test_ner_metrics_flat_plain_floats():
     metrics = ner_metrics(ABLATION_GOLD, ABLATION_PRED)
-    expected = {"precision", "recall", "f1", "macro_f1", "weighted_f1", "lenient_f1", "token_macro_f1"}
-    assert expected <= set(metrics)
-    assert {key for key in metrics if key.startswith("f1_")} == {"f1_Drug", "f1_Reason", "f1_ADE"}
+    assert set(metrics) == {
+        "entity_strict_micro_p", "entity_strict_micro_r", "entity_strict_micro_f1", "entity_strict_macro_f1",
+        "entity_strict_weighted_f1", "entity_lenient_micro_f1", "token_macro_f1",
+        "entity_strict_Drug_f1", "entity_strict_Reason_f1", "entity_strict_ADE_f1"}
     assert all(type(value) is float for value in metrics.values())
     # Strict entities: gold Drug(0-2), ADE(3), Reason(4); predicted Drug(0), Drug(2), Reason(3), Reason(4), Drug(5).
-    assert metrics["precision"] == approx(1 / 5)
-    assert metrics["recall"] == approx(1 / 3)
-    assert metrics["f1_Reason"] == approx(2 / 3)
+    assert metrics["entity_strict_micro_p"] == approx(1 / 5)
+    assert metrics["entity_strict_micro_r"] == approx(1 / 3)
+    assert metrics[type_metric_name("Reason")] == approx(2 / 3)
     # Lenient: Drug(0) overlaps gold Drug; Reason(4) matches; 2 right of 5 kept, 2 of 3 found.
-    assert metrics["lenient_f1"] == approx(2 * 0.4 * (2 / 3) / (0.4 + 2 / 3))
+    assert metrics[LENIENT_MICRO_F1] == approx(2 * 0.4 * (2 / 3) / (0.4 + 2 / 3))
     assert metrics["token_macro_f1"] == approx((0.4 + 2 / 3) / 4)
+
+
+def test_ner_metrics_names_are_those_of_the_reports():
+    """compute_metrics and the reports name a number alike: ner_metrics' keys are flat_metrics'
+    keys of the same predictions, plus the per-type strict F1."""
+    rows = [{"tokens": ["w"] * 6, "gold_tags": ABLATION_GOLD[0], "pred_tags": ABLATION_PRED[0]}]
+    metrics, flat = ner_metrics(ABLATION_GOLD, ABLATION_PRED), flat_metrics(evaluate_run(rows))
+    per_type = {type_metric_name(t) for t in ("Drug", "Reason", "ADE")}
+    assert set(metrics) <= set(flat) | per_type
+    for name in set(metrics) - per_type:
+        assert metrics[name] == approx(flat[name]), name
+
+
+def test_view_table_drives_report_metrics_and_markdown():
+    rows = [{"tokens": ["w"] * 6, "gold_tags": ABLATION_GOLD[0], "pred_tags": ABLATION_PRED[0]}]
+    report = evaluate_run(rows)
+    flat = flat_metrics(report)
+    run_md = render_run_markdown("run", report)
+    groups = aggregate_runs([{"name": "run", "run_info": None, "metrics": flat}])
+    comparison_md = render_comparison_markdown(groups, list(report["ablations"]))
+    assert list(report["tag"]) == [view.name for view in TAG_VIEWS]
+    assert list(report["entity"]) == [mode for mode, _ in ENTITY_MODES]
+    for view in TAG_VIEWS:
+        assert report["tag"][view.name] == tag_scores(ABLATION_GOLD, ABLATION_PRED, view.level, view.exclude_labels)
+        assert view.accuracy_name in flat
+        assert {metric_name(view.name, average, stat) for average in ("micro", "macro", "weighted")
+                for stat in ("p", "r", "f1")} <= set(flat)
+        assert f"### {view.title}\n" in run_md
+    for mode, title in ENTITY_MODES:
+        assert metric_name(entity_view(mode), "micro") in flat
+        assert f"### {title}\n" in run_md
+    # Every number of the comparison tables is a flat metric: no cell after Model, sentences, runs is blank.
+    rows = [line.strip("|").split("|")[3:] for line in comparison_md.splitlines() if line.startswith("| run |")]
+    assert rows and all(cell.strip() for row in rows for cell in row)
 
 
 def test_evaluate_run_report_shape():
@@ -411,7 +478,7 @@ def test_brat_malformed_prediction_lines_are_skipped_and_listed(brat_folders):
     assert report["strict"]["micro"]["tp"] == 4 and report["strict"]["micro"]["fp"] == 4
     assert "reversed" not in json.dumps(report)
     (gold / "doc1.ann").write_text(DOC1_GOLD + "T9 broken\n")
-    with pytest.raises(prepare_n2c2.BratFormatError, match="doc1.ann:8"):
+    with pytest.raises(BratFormatError, match="doc1.ann:8"):
         score_brat_folders(gold, pred)
 
 
@@ -479,14 +546,14 @@ SECRET = "Zyxwvutsrq"  # a corpus word that must never reach a report
 def _make_run(root, name, info, quality, seed):
     rng = random.Random(seed)
     run_dir = root / name
-    (run_dir / "predictions").mkdir(parents=True)
-    (run_dir / "run_info.json").write_text(json.dumps(info))
+    (run_dir / PREDICTIONS_DIRNAME).mkdir(parents=True)
+    (run_dir / RUN_INFO_FILE).write_text(json.dumps(info))
     lines = []
     for index in range(12):
         gold = ["B-Drug", "I-Drug", "O", "B-Strength", "I-Strength", "O", "B-ADE", "O", "B-Reason", "I-Reason"]
         pred = [tag if rng.random() < quality else rng.choice(["O", "B-Drug", "I-Reason", "B-ADE"]) for tag in gold]
         lines.append(json.dumps(_row([SECRET] * len(gold), gold, pred, id=f"d-{index}", sentence_index=index)))
-    (run_dir / "predictions" / "test_predictions.jsonl").write_text("\n".join(lines) + "\n")
+    run_predictions_path(run_dir).write_text("\n".join(lines) + "\n")
     return run_dir
 
 
@@ -507,12 +574,12 @@ def test_cli_predictions_report_comparison_and_learning_curve(tmp_path):
     ]
     report = main(["--predictions", *map(str, run_dirs), "--output_dir", str(out),
                    "--exclude_labels", "O", "Drug", "--merge", "ADE=Reason"])
-    for name in ("report.json", "report.md", "comparison.md", "comparison.csv", "learning_curve.png",
+    for name in (REPORT_JSON_FILE, REPORT_MARKDOWN_FILE, "comparison.md", "comparison.csv", "learning_curve.png",
                  "learning_curve.csv", "runs/bert-s1/confusion_matrix.png", "runs/bert-s1/confusion_matrix.csv",
-                 "runs/bert-s1/report.md"):
+                 f"runs/bert-s1/{REPORT_MARKDOWN_FILE}"):
         assert (out / name).is_file(), name
     assert (out / "runs/bert-s1/confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    saved = json.loads((out / "report.json").read_text())
+    saved = json.loads((out / REPORT_JSON_FILE).read_text())
     assert set(saved["runs"]) == {d.name for d in run_dirs}
     ablations = saved["runs"]["bert-s1"]["ablations"]
     assert list(ablations)[:4] == ["remove_O", "remove_ADE_Reason", "remove_O_ADE_Reason", "merge_ADE_into_Reason"]
@@ -530,7 +597,7 @@ def test_cli_predictions_report_comparison_and_learning_curve(tmp_path):
     assert curve["x"] == "num_train_sentences"
     assert [p["x"] for p in curve["series"]["BERT-CRF"]] == [50.0, 100.0]
 
-    assert "## Learning curve" in (out / "report.md").read_text()
+    assert "## Learning curve" in (out / REPORT_MARKDOWN_FILE).read_text()
     comparison_md = (out / "comparison.md").read_text()
     assert "±" in comparison_md and "Table II" in comparison_md and "Table IV" in comparison_md
     assert len((out / "comparison.csv").read_text().strip().splitlines()) == 1 + 4
@@ -554,12 +621,12 @@ def test_cli_brat_mode(brat_folders, tmp_path):
     gold, pred = brat_folders
     out = tmp_path / "brat_report"
     main(["--gold_brat", str(gold), "--pred_brat", str(pred), "--output_dir", str(out)])
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads((out / REPORT_JSON_FILE).read_text())
     assert report["strict"]["micro"]["f1"] == 0.5
     assert report["lenient"]["micro"]["f1"] == approx(2 / 3)
     assert report["lenient"]["micro"]["precision"] == approx(5 / 7)
     assert report["strict"]["per_type"]["Frequency"]["f1"] == 1.0
-    markdown = (out / "report.md").read_text()
+    markdown = (out / REPORT_MARKDOWN_FILE).read_text()
     assert "Overall (micro)" in markdown and "Strict F1" in markdown
     for word in ("aspirin", "morphine", "nausea"):
         assert word not in markdown and word not in json.dumps(report)

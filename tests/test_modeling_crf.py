@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from conftest import build_wordpiece_tokenizer, tiny_encoder_config
+from windows import copy_pipeline_files, pipeline_config_entry
 from modeling_crf import (
     IMPOSSIBLE_SCORE,
     CRFForTokenClassification,
     CRFTokenClassificationConfig,
-    CRFTokenClassificationPipeline,
     bio_transition_mask,
     crf_log_marginals,
     crf_log_partition,
@@ -111,7 +111,11 @@ def test_config_validates_labels_and_round_trips(tmp_path):
     config.save_pretrained(tmp_path)
     loaded = CRFTokenClassificationConfig.from_pretrained(tmp_path)
     assert loaded.encoder_config.model_type == "distilbert" and loaded.encoder_config.dim == 32
-    assert loaded.id2label == config.id2label and loaded.custom_pipelines == config.custom_pipelines
+    assert loaded.id2label == config.id2label
+    assert not hasattr(loaded, "custom_pipelines")  # only a model saved with its pipeline files names one
+    config.custom_pipelines = pipeline_config_entry()
+    config.save_pretrained(tmp_path)
+    assert CRFTokenClassificationConfig.from_pretrained(tmp_path).custom_pipelines == pipeline_config_entry()
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,7 +146,7 @@ def test_loss_viterbi_marginals_equal_brute_force(constrained):
         if not positions.any():
             assert (out.decoded_tags[b] == -100).all() and (out.marginals[b] == 0).all()
             continue
-        paths, scores = brute_force(out.logits[b, positions].double(), start, trans, end)
+        paths, scores = brute_force(out.emissions[b, positions].double(), start, trans, end)
         log_z = torch.logsumexp(scores, 0)
         gold = (paths == labels[b, positions]).all(1)
         expected_loss += float(log_z - scores[gold][0])
@@ -287,8 +291,9 @@ def test_decode_positions_label_mask_and_fallback():
     assert out.loss is None
     assert ((out.decoded_tags != -100) == (label_mask & attention_mask.bool())).all()
     start, trans, end = model.crf_scores()
-    packed = out.logits[0, label_mask[0]][None]
+    packed = out.emissions[0, label_mask[0]][None]
     assert out.decoded_tags[0, label_mask[0]].tolist() == crf_viterbi(packed, torch.ones(1, 3, dtype=torch.bool), start, trans, end)[0].tolist()
+    # Without a label_mask or a token table (set_subword_kinds), every attended token decodes.
     fallback = model(input_ids=input_ids, attention_mask=attention_mask)
     assert ((fallback.decoded_tags != -100) == attention_mask.bool()).all()
     empty = model(input_ids=input_ids, label_mask=torch.zeros(2, 6, dtype=torch.bool), return_marginals=True)
@@ -319,7 +324,7 @@ def test_bf16_autocast_gives_the_float32_path():
     reference = model(input_ids=input_ids, labels=labels)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = model(input_ids=input_ids, labels=labels, return_marginals=True)
-    assert mixed.logits.dtype == torch.bfloat16
+    assert mixed.emissions.dtype == torch.bfloat16 and mixed.logits.dtype == torch.float32
     assert mixed.loss.dtype == torch.float32 and mixed.marginals.dtype == torch.float32
     assert torch.equal(mixed.decoded_tags, reference.decoded_tags)
     torch.testing.assert_close(mixed.loss, reference.loss, rtol=2e-2, atol=1e-2)
@@ -367,14 +372,17 @@ def test_trainer_predict_returns_the_decoded_path(tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=3, use_cpu=True,
                              report_to=[], label_names=["labels"])
     result = Trainer(model=model, args=args).predict(Dataset.from_dict(rows))
-    logits, decoded = result.predictions
+    logits, emissions, decoded = result.predictions
     expected = model(input_ids=torch.tensor(rows["input_ids"]), labels=torch.tensor(rows["labels"])).decoded_tags
-    assert logits.shape == (4, 8, 5) and (decoded == expected.numpy()).all()
+    assert logits.shape == emissions.shape == (4, 8, 5) and (decoded == expected.numpy()).all()
+    # A stock compute_metrics (argmax of the logits, as in run_ner.py) sees the Viterbi path.
+    positions = decoded != -100
+    assert (logits.argmax(-1)[positions] == decoded[positions]).all()
     assert result.label_ids.shape == (4, 8) and "test_loss" in result.metrics
 
 
 # --------------------------------------------------------------------------------------------
-# Pipeline (in this process)
+# Any caller gets the CRF's path: word starts from the token table, path-consistent logits
 # --------------------------------------------------------------------------------------------
 
 
@@ -383,54 +391,83 @@ def tokenizer():
     return build_wordpiece_tokenizer()
 
 
-def crf_pipeline(model, tokenizer, **kwargs):
-    return CRFTokenClassificationPipeline(model=model, tokenizer=tokenizer, **kwargs)
+def first_subwords(encoding, row=0):
+    word_ids = encoding.word_ids(row)
+    return torch.tensor([w is not None and (t == 0 or word_ids[t - 1] != w) for t, w in enumerate(word_ids)])
 
 
-def test_pipeline_groups_words_into_entities(tokenizer):
-    # Emissions favour I-Dose everywhere; a valid path must open with B-Dose.
-    model = handcrafted(make_model("bert"), bias=[0.0, 0.0, 0.0, 0.5, 1.0])
-    entities = crf_pipeline(model, tokenizer)(SENTENCE, aggregation_strategy="first")
-    for strategy in ("simple", "average", "max"):  # the CRF tags whole words: all the same here
-        assert crf_pipeline(model, tokenizer)(SENTENCE, aggregation_strategy=strategy) == entities
-    assert len(entities) == 1
-    entity = entities[0]
-    assert (entity["entity_group"], entity["start"], entity["end"]) == ("Dose", 0, len(SENTENCE))
-    assert entity["word"] == SENTENCE
-    words = crf_pipeline(model, tokenizer)(SENTENCE, aggregation_strategy="none")
-    assert [(w["word"], w["start"], w["end"]) for w in words] == regex_words(SENTENCE)
-    assert [w["entity"] for w in words] == ["B-Dose"] + ["I-Dose"] * (len(words) - 1)
-    assert entity["score"] == pytest.approx(sum(w["score"] for w in words) / len(words))  # mean of word marginals
-    assert all(0.0 < w["score"] <= 1.0 for w in words)
+def test_subword_kinds_give_the_first_subword_of_each_word(tokenizer):
+    model = make_model("bert")
+    randomize_crf(model)
+    encoding = tokenizer(["Aspirin 81 mg PO daily, metoprolol tartrate and Zyxolimab."], return_tensors="pt")
+    first = first_subwords(encoding)
+    assert int(first.sum()) < len(first) - 2  # some words have several subwords
+    with_mask = model(**encoding, label_mask=first[None], return_marginals=True)
+    model.set_subword_kinds(tokenizer)
+    kinds = model.subword_kinds[encoding["input_ids"][0]].tolist()
+    assert kinds[0] == kinds[-1] == 2  # [CLS], [SEP]
+    without_mask = model(**encoding, return_marginals=True)
+    assert torch.equal(without_mask.decoded_tags, with_mask.decoded_tags)
+    assert torch.equal(without_mask.marginals, with_mask.marginals)
 
 
-def test_pipeline_stride_batches_and_pre_split_words(tokenizer):
-    # B-Drug for every word (see test_pipeline_returns_crf_path_in_a_fresh_process).
+def test_subword_kinds_are_saved_and_missing_ones_decode_everything(tmp_path, tokenizer):
+    from safetensors.torch import load_file, save_file
+
+    model = make_model("distilbert")
+    model.set_subword_kinds(tokenizer)
+    model.save_pretrained(tmp_path / "with")
+    reloaded = CRFForTokenClassification.from_pretrained(tmp_path / "with")
+    assert torch.equal(reloaded.subword_kinds, model.subword_kinds) and reloaded.subword_kinds.any()
+    # A checkpoint saved before the table existed: all zeros, i.e. every attended token decodes.
+    state = load_file(tmp_path / "with" / "model.safetensors")
+    del state["subword_kinds"]
+    model.save_pretrained(tmp_path / "without")
+    save_file(state, tmp_path / "without" / "model.safetensors", metadata={"format": "pt"})
+    old = CRFForTokenClassification.from_pretrained(tmp_path / "without")
+    assert not old.subword_kinds.any()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_logits_argmax_is_the_decoded_path_and_continuations_follow_their_word(tokenizer, seed):
+    model = make_model("bert", seed=seed)
+    randomize_crf(model, seed=seed)
+    with torch.no_grad():
+        model.classifier.weight.mul_(30.0)  # spread-out emissions: Viterbi and marginal argmax disagree sometimes
+    model.set_subword_kinds(tokenizer)
+    encoding = tokenizer([SENTENCE + " Zyxolimab glargine q12h.", "Heparin"], padding=True, return_tensors="pt")
+    out = model(**encoding, return_marginals=True)
+    for row in range(2):
+        first = first_subwords(encoding, row)
+        decoded, logits = out.decoded_tags[row], out.logits[row]
+        assert ((decoded != -100) == first).all()
+        assert torch.equal(logits.argmax(-1)[first], decoded[first])
+        # softmax of the logits at the decoded tag is its CRF marginal
+        tag_probability = logits.softmax(-1)[first].gather(1, decoded[first][:, None])[:, 0]
+        torch.testing.assert_close(tag_probability, out.marginals[row][first].gather(1, decoded[first][:, None])[:, 0])
+        word_ids = encoding.word_ids(row)
+        tags = logits.argmax(-1).tolist()
+        for t, word in enumerate(word_ids):
+            if word is not None and not first[t]:  # a continuation subword: I-X of its word's type, or O
+                word_tag = LABELS[tags[word_ids.index(word)]]
+                assert LABELS[tags[t]] == ("O" if word_tag == "O" else "I-" + word_tag[2:])
+        assert is_valid_iob2([tags[t] for t, w in enumerate(word_ids) if w is not None], LABELS)
+
+
+def test_stock_pipeline_with_a_model_object_gets_the_crf_path(tokenizer):
+    from transformers import pipeline
+
+    # Emissions favour I-Dose (argmax: one invalid I-Dose run); B-Dose -> I-Dose is made too costly,
+    # so the CRF's best path tags every word B-Drug.
     model = handcrafted(make_model("bert"), bias=[0.0, 0.5, 0.0, 0.0, 1.0], transitions=[((B_DOSE, I_DOSE), -100.0)])
-    text = " ".join([SENTENCE] * 6)
-    expected = [(word, s, e) for word, s, e in regex_words(text)]
-    short = build_wordpiece_tokenizer()
-    short.model_max_length = 16
-    windows = crf_pipeline(model, short)(text, aggregation_strategy="first", stride=5)
-    assert [(e["word"], e["start"], e["end"]) for e in windows] == expected
-    assert {e["entity_group"] for e in windows} == {"Drug"}
-
-    pipe = crf_pipeline(model, tokenizer)
-    texts = [SENTENCE, "Heparin 5000 units SC q8h.", "Lisinopril"]
-    one_by_one = [pipe(t, aggregation_strategy="simple") for t in texts]
-    assert pipe(texts, aggregation_strategy="simple", batch_size=2) == one_by_one
-    assert [(e["word"], e["start"], e["end"]) for e in one_by_one[2]] == [("Lisinopril", 0, 10)]
-
-    words = ["Aspirin", "81", "mg", "PO"]
-    split = pipe(words, is_split_into_words=True, aggregation_strategy="first")[0]  # a list, as in transformers
-    assert [(e["word"], e["start"], e["end"]) for e in split] == [("Aspirin", 0, 7), ("81", 8, 10), ("mg", 11, 13), ("PO", 14, 16)]
-
-
-def test_pipeline_all_subwords_alignment(tokenizer):
-    model = handcrafted(make_model("bert", label_alignment="all_subwords"), bias=[0.0, 0.0, 0.0, 0.5, 1.0])
-    words = crf_pipeline(model, tokenizer)(SENTENCE, aggregation_strategy="none")
-    assert [(w["word"], w["start"], w["end"]) for w in words] == regex_words(SENTENCE)
-    assert [w["entity"] for w in words] == ["B-Dose"] + ["I-Dose"] * (len(words) - 1)
+    model.set_subword_kinds(tokenizer)
+    words = pipeline("token-classification", model=model, tokenizer=tokenizer)(SENTENCE)
+    tags = [w["entity"] for w in words]
+    assert set(tags) <= {"B-Drug", "I-Drug"} and tags.count("B-Drug") == len(regex_words(SENTENCE))
+    assert is_valid_iob2([LABELS.index(tag) for tag in tags], LABELS)
+    entities = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple")(SENTENCE)
+    assert [(e["entity_group"], e["start"], e["end"]) for e in entities] == [
+        ("Drug", start, end) for _, start, end in regex_words(SENTENCE)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,7 +479,8 @@ FRESH_PROCESS_SCRIPT = textwrap.dedent(
     import importlib.util, json, sys
     import torch
     # A clean process: the project is not importable, only the copy saved beside the weights.
-    assert importlib.util.find_spec("modeling_crf") is None, sys.path
+    for module in ("modeling_crf", "windows", "tagging"):
+        assert importlib.util.find_spec(module) is None, sys.path
     from transformers import AutoModelForTokenClassification, AutoTokenizer, TokenClassificationPipeline, pipeline
 
     root = sys.argv[1]
@@ -452,7 +490,7 @@ FRESH_PROCESS_SCRIPT = textwrap.dedent(
         inputs = torch.load(f"{root}/{arch}/inputs.pt")
         with torch.no_grad():
             out = model(**inputs, return_marginals=True)
-        torch.save({"logits": out.logits, "decoded_tags": out.decoded_tags, "marginals": out.marginals},
+        torch.save({"logits": out.logits, "emissions": out.emissions, "decoded_tags": out.decoded_tags, "marginals": out.marginals},
                    f"{root}/{arch}/reloaded.pt")
         result[arch] = type(model).__module__
     assert "modeling_crf" not in sys.modules  # only the copy saved beside the weights was used
@@ -469,7 +507,8 @@ FRESH_PROCESS_SCRIPT = textwrap.dedent(
     tags = out.decoded_tags[0][first[0]]
     result["marginals"] = out.marginals[0][first[0]].gather(1, tags[:, None])[:, 0].tolist()
     stock = TokenClassificationPipeline(model=pipe.model, tokenizer=pipe.tokenizer, aggregation_strategy="first")
-    result["argmax_entities"] = [{k: e[k] for k in ("entity_group", "start", "end")} for e in stock(sys.argv[2])]
+    result["stock_entities"] = [{k: e[k] for k in ("entity_group", "start", "end")} for e in stock(sys.argv[2])]
+    result["argmax_of_emissions"] = [pipe.model.config.id2label[int(t)] for t in out.emissions[0][first[0]].argmax(-1)]
     pipe.model.save_pretrained(f"{root}/resaved")  # config.custom_pipelines is still JSON after pipeline()
     print(json.dumps(result))
     """
@@ -495,7 +534,10 @@ def fresh_process(tmp_path_factory, tokenizer):
     # Emissions favour I-Dose (argmax: one invalid I-Dose run); B-Dose -> I-Dose is made too costly,
     # so the CRF's best path tags every word B-Drug.
     model = handcrafted(make_model("distilbert"), bias=[0.0, 0.5, 0.0, 0.0, 1.0], transitions=[((B_DOSE, I_DOSE), -100.0)])
+    model.set_subword_kinds(tokenizer)
+    model.config.custom_pipelines = pipeline_config_entry()  # as run_ner_crf.py saves a CRF model
     model.save_pretrained(root / "pipeline")
+    copy_pipeline_files(root / "pipeline")
     tokenizer.save_pretrained(root / "pipeline")
     script = root / "check.py"
     script.write_text(FRESH_PROCESS_SCRIPT)
@@ -517,17 +559,20 @@ def test_save_load_in_fresh_process_gives_identical_outputs(fresh_process, arch)
     assert config["auto_map"]["AutoModelForTokenClassification"] == "modeling_crf.CRFForTokenClassification"
     reloaded = torch.load(root / arch / "reloaded.pt")
     assert torch.equal(reloaded["logits"], references[arch].logits)
+    assert torch.equal(reloaded["emissions"], references[arch].emissions)
     assert torch.equal(reloaded["decoded_tags"], references[arch].decoded_tags)
     assert torch.equal(reloaded["marginals"], references[arch].marginals)
 
 
 def test_pipeline_returns_crf_path_in_a_fresh_process(fresh_process):
     _, _, result = fresh_process
-    assert result["pipeline_class"] == "CRFTokenClassificationPipeline"
+    assert result["pipeline_class"] == "NerPipeline"
     entities = result["entities"]
     assert [(e["entity_group"], e["word"], e["start"], e["end"]) for e in entities] == [
         ("Drug", word, start, end) for word, start, end in regex_words(SENTENCE)
     ]
     assert [e["score"] for e in entities] == pytest.approx(result["marginals"])
-    # The stock pipeline (argmax of emissions) would say something else entirely.
-    assert {e["entity_group"] for e in result["argmax_entities"]} == {"Dose"}
+    # The argmax of the emissions says something else entirely; the stock pipeline on the loaded
+    # model object reads the logits, which follow the CRF path.
+    assert set(result["argmax_of_emissions"]) == {"I-Dose"}
+    assert result["stock_entities"] == [{k: e[k] for k in ("entity_group", "start", "end")} for e in entities]

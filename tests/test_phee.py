@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import prepare_n2c2 as p
+import tagging
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LABEL_MAP = REPO_ROOT / "configs" / "label_maps" / "phee_to_n2c2.json"
@@ -47,7 +48,7 @@ def test_label_map_file_is_the_documented_one():
     assert json.loads(LABEL_MAP.read_text()) == {
         "Drug": "Drug", "Dosage": "Dosage", "Route": "Route", "Freq": "Frequency", "Duration": "Duration",
         "Treat-Disorder": "Reason", "Effect": "ADE"}
-    assert p.resolve_labels(json.loads(LABEL_MAP.read_text())) == p.N2C2_LABELS
+    assert p.resolve_labels(json.loads(LABEL_MAP.read_text())) == tagging.N2C2_LABELS
 
 
 def test_b_tags_equal_ann_entities_minus_dropped(phee_dir, phee_build):

@@ -12,22 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import corpus_io
 import prepare_n2c2 as p
-from prepare_n2c2 import (
-    N2C2_LABELS,
-    BratDocument,
-    BratEntity,
-    BratFormatError,
-    bio_to_char_spans,
-    document_to_examples,
-    downsample_plain,
-    read_brat_document,
-    read_brat_folder,
-    read_conll_file,
-    split_sentences,
-    tokenize_words,
-    write_brat_ann,
-)
+import tagging
+from tagging import N2C2_LABELS, bio_to_char_spans, split_sentences, tokenize_words
+from corpus_io import BratDocument, BratEntity, BratFormatError, read_brat_document, read_brat_folder, read_conll_file, write_brat_ann
+from prepare_n2c2 import document_to_examples, downsample_plain
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,16 +50,16 @@ def test_n2c2_labels_follow_the_paper_order():
     assert len(N2C2_LABELS) == 19
     assert N2C2_LABELS[:5] == ["O", "B-Drug", "I-Drug", "B-Reason", "I-Reason"]
     assert N2C2_LABELS[-2:] == ["B-ADE", "I-ADE"]
-    assert p.entity_types_of(N2C2_LABELS) == list(p.N2C2_ENTITY_TYPES)
+    assert tagging.entity_types_of(N2C2_LABELS) == list(tagging.N2C2_ENTITY_TYPES)
 
 
 def test_bio_helpers_round_trip_and_char_spans():
     tags = ["B-Drug", "I-Drug", "O", "B-Strength", "I-Strength", "B-Route"]
-    spans = p.bio_to_spans(tags)
+    spans = tagging.bio_to_spans(tags)
     assert spans == [("Drug", 0, 2), ("Strength", 3, 5), ("Route", 5, 6)]
-    assert p.spans_to_bio(6, spans) == tags
-    assert p.bio_to_spans(["I-Drug", "I-Drug"], strict=True) == []
-    assert p.bio_to_spans(["I-Drug", "I-Drug"], strict=False) == [("Drug", 0, 2)]
+    assert tagging.spans_to_bio(6, spans) == tags
+    assert tagging.bio_to_spans(["I-Drug", "I-Drug"], strict=True) == []
+    assert tagging.bio_to_spans(["I-Drug", "I-Drug"], strict=False) == [("Drug", 0, 2)]
     assert bio_to_char_spans(tags, [0, 6, 10, 12, 15, 18], [5, 9, 11, 14, 17, 20]) == [
         ("Drug", 0, 9), ("Strength", 12, 17), ("Route", 18, 20)]
 
@@ -455,7 +445,7 @@ def documents_with_entities(draw):
     entities = []
     for first, last in zip(cuts[::2], cuts[1::2]):
         if first < last and draw(st.booleans()):
-            entity_type = draw(st.sampled_from(p.N2C2_ENTITY_TYPES))
+            entity_type = draw(st.sampled_from(tagging.N2C2_ENTITY_TYPES))
             entities.append((entity_type, piece_spans[first][0], piece_spans[last - 1][1]))
     return text, entities
 
@@ -501,7 +491,7 @@ def test_downsample_plain_reaches_the_ratio_keeping_entity_sentences(plain_ratio
     rows = make_rows(300, 900)
     sampled = downsample_plain(rows, plain_ratio, seed=1)
     assert abs(p.all_o_share(sampled) - plain_ratio) <= 0.005
-    assert sum(not p.is_all_o(r["ner_tags"]) for r in sampled) == 300
+    assert sum(not tagging.is_all_o(r["ner_tags"]) for r in sampled) == 300
     assert [int(r["id"]) for r in sampled] == sorted(int(r["id"]) for r in sampled)  # order kept
     assert downsample_plain(rows, plain_ratio, seed=1) == sampled
 
@@ -554,9 +544,9 @@ def test_conll_documents_text_and_entities(tmp_path):
     assert [(e.type, e.start, e.end, e.text) for e in documents[0].entities] == [
         ("GENE", 0, 5, "BRCA1"), ("GENE", 17, 21, "TP53")]
     assert documents[0].repaired_tags == Counter({"GENE": 1})
-    rows, _ = document_to_examples(documents[0], p.bio_labels(["GENE"]))
+    rows, _ = document_to_examples(documents[0], tagging.bio_labels(["GENE"]))
     assert [row["ner_tags"] for row in rows] == [["B-GENE", "O", "O"], ["B-GENE", "O"]]
-    assert p.conll_entity_types([path]) == ["GENE"]
+    assert corpus_io.conll_entity_types([path]) == ["GENE"]
 
 
 def test_conll_without_docstart_and_bad_lines(tmp_path):
@@ -778,7 +768,7 @@ def test_cli_reports_bad_input_with_file_and_line(tmp_path):
 
 
 def test_atomic_writes_get_the_usual_permissions_and_leave_nothing_on_failure(tmp_path):
-    from prepare_n2c2 import atomic_open
+    from corpus_io import atomic_open
 
     umask = os.umask(0o022)
     try:

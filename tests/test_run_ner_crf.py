@@ -12,6 +12,9 @@ from datasets import load_from_disk
 
 import run_ner_crf
 from conftest import REPO_ROOT
+from evaluate_ablations import STRICT_MACRO_F1, STRICT_MICRO_F1
+
+TEST_F1 = f"test_{STRICT_MICRO_F1}"
 
 TINY_MODEL_ARGS = [
     "--config_name", "configs/architectures/distilbert-base-cased.json",
@@ -79,14 +82,19 @@ def test_crf_run_learns_and_writes_its_outputs(synthetic_dataset, tmp_path):
     results = run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir",
                    tmp_path / "crf", "--train_split", "train_downsampled", "--num_train_epochs", "8"])
     # A trained model is far above an untrained one on the sample's test split.
-    assert results["test_f1"] > 0.6
-    assert results["test_f1"] > untrained["test_f1"] + 0.4
+    assert results[TEST_F1] > 0.6
+    assert results[TEST_F1] > untrained[TEST_F1] + 0.4
 
     output_dir = tmp_path / "crf"
     config = json.loads((output_dir / "config.json").read_text())
     assert config["model_type"] == "crf_token_classification"
     assert "AutoModelForTokenClassification" in config["auto_map"]
     assert (output_dir / "modeling_crf.py").is_file()
+    # The pipeline of pipeline(model=output_dir, trust_remote_code=True) travels beside the model.
+    assert config["custom_pipelines"]["token-classification"]["impl"] == "windows.NerPipeline"
+    assert (output_dir / "windows.py").is_file() and (output_dir / "tagging.py").is_file()
+    # The saved tokenizer says what the encoder takes (max_position_embeddings=256), not its default 512.
+    assert json.loads((output_dir / "tokenizer_config.json").read_text())["model_max_length"] == 256
     for name in ("all_results.json", "train_results.json", "eval_results.json", "test_results.json", "README.md",
                  "run_info.json", "tokenizer.json"):
         assert (output_dir / name).is_file(), name
@@ -107,17 +115,17 @@ def test_crf_run_learns_and_writes_its_outputs(synthetic_dataset, tmp_path):
 
     card = (output_dir / "README.md").read_text()
     assert "trust_remote_code=True" in card and "Not for clinical decisions" in card
-    assert f"{results['test_f1']:.4f}" in card
+    assert f"{results[TEST_F1]:.4f}" in card
 
 
 def test_apt_run_uses_the_stock_head(synthetic_dataset, tmp_path):
     results = run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir",
                    tmp_path / "apt", "--use_crf", "false", "--train_split", "train_downsampled",
                    "--num_train_epochs", "8"])
-    assert results["test_f1"] > 0.5
+    assert results[TEST_F1] > 0.5
     config = json.loads((tmp_path / "apt" / "config.json").read_text())
-    assert config["model_type"] == "distilbert" and "auto_map" not in config
-    assert not (tmp_path / "apt" / "modeling_crf.py").exists()
+    assert config["model_type"] == "distilbert" and "auto_map" not in config and "custom_pipelines" not in config
+    assert not [name for name in ("modeling_crf.py", "windows.py", "tagging.py") if (tmp_path / "apt" / name).exists()]
     rows = read_jsonl(tmp_path / "apt" / "predictions" / "test_predictions.jsonl")
     assert all(0.0 < c <= 1.0 for row in rows for c in row["confidences"])
 
@@ -137,10 +145,10 @@ def test_early_stopping_ends_training_when_validation_stops_improving(synthetic_
     run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir", tmp_path / "early",
          "--max_train_samples", "64", "--num_train_epochs", "10", "--learning_rate", "1e-12",
          "--crf_learning_rate", "1e-12", "--eval_strategy", "epoch", "--save_strategy", "epoch",
-         "--load_best_model_at_end", "true", "--metric_for_best_model", "macro_f1",
+         "--load_best_model_at_end", "true", "--metric_for_best_model", STRICT_MACRO_F1,
          "--early_stopping_patience", "1", "--do_predict", "false"])
     state = json.loads((tmp_path / "early" / "trainer_state.json").read_text())
-    evaluations = [entry for entry in state["log_history"] if "eval_macro_f1" in entry]
+    evaluations = [entry for entry in state["log_history"] if f"eval_{STRICT_MACRO_F1}" in entry]
     assert len(evaluations) == 2 and state["global_step"] == 8
 
 
@@ -186,7 +194,8 @@ def test_push_to_hub_uploads_no_corpus_text(synthetic_dataset, tmp_path, monkeyp
     uploaded = sorted(filter_repo_objects(everything, allow_patterns=uploads[0]["allow_patterns"],
                                           ignore_patterns=uploads[0].get("ignore_patterns")))
     assert uploaded == run_ner_crf.hub_upload_files(output_dir)
-    assert {"config.json", "model.safetensors", "modeling_crf.py", "README.md", "tokenizer.json"} <= set(uploaded)
+    assert {"config.json", "model.safetensors", "modeling_crf.py", "windows.py", "tagging.py", "README.md",
+            "tokenizer.json"} <= set(uploaded)
     assert not [name for name in uploaded if name.startswith(("predictions/", "checkpoint-"))]
     assert any(name.startswith("predictions/") for name in everything), "predictions exist but stay local"
 

@@ -5,7 +5,9 @@ from collections import Counter
 
 import pytest
 
+import corpus_io
 import prepare_n2c2 as p
+import tagging
 from synthetic_n2c2 import SYNTHETIC_HEADER, generate_notes, write_notes, write_synthetic_corpus
 
 
@@ -18,10 +20,10 @@ def notes():
 def converted(notes, tmp_path_factory):
     """The notes written as brat, read back with text validation, and converted."""
     folder = write_notes(notes, tmp_path_factory.mktemp("synthetic") / "train")
-    documents, problems = p.read_brat_folder(folder)
+    documents, problems = corpus_io.read_brat_folder(folder)
     rows, counts = [], Counter()
     for doc in documents:
-        doc_rows, doc_counts = p.document_to_examples(doc, p.N2C2_LABELS)
+        doc_rows, doc_counts = p.document_to_examples(doc, tagging.N2C2_LABELS)
         rows += doc_rows
         counts.update(doc_counts)
     return documents, problems, rows, counts
@@ -50,7 +52,7 @@ def test_brat_round_trip_is_exact(notes, converted):
 
 def test_all_nine_types_multiword_discontinuous_and_overlapping(notes, converted):
     types = Counter(entity_type for note in notes for entity_type, _ in note.entities)
-    assert set(types) == set(p.N2C2_ENTITY_TYPES)
+    assert set(types) == set(tagging.N2C2_ENTITY_TYPES)
     assert types["Drug"] > types["Strength"] > types["ADE"] > 0 and types["Duration"] > 0
     documents, _, rows, counts = converted
     entities = [e for doc in documents for e in doc.entities]
@@ -59,7 +61,7 @@ def test_all_nine_types_multiword_discontinuous_and_overlapping(notes, converted
     assert 3 <= len(discontinuous) <= 0.05 * len(entities)
     assert sum(counts[c, t] for c, t in counts if c == "dropped_overlap") >= 2  # drug inside "X toxicity", coordinations
     # Every entity is either a B- tag or counted.
-    for entity_type in p.N2C2_ENTITY_TYPES:
+    for entity_type in tagging.N2C2_ENTITY_TYPES:
         dropped = sum(counts[c, entity_type] for c in p.DROP_CATEGORIES)
         assert counts["kept", entity_type] + dropped == counts["source", entity_type]
 

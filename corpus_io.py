@@ -1,0 +1,696 @@
+"""Corpus I/O: documents and entities, brat and CoNLL in, brat and prediction records out.
+
+The one home of how the project reads and writes files (standard library only, beside
+``tagging.py``):
+
+- documents (:class:`BratDocument`, :class:`BratEntity`) and the readers of each input format,
+  behind one table (:data:`CORPUS_FORMATS`): brat standoff folders and CoNLL ``token<TAB>tag``
+  files; errors name the file, the line and the reason (:class:`BratFormatError`);
+- the brat writer (:func:`write_brat_ann`), exact to the character;
+- the one atomic writer (:func:`atomic_open`; :func:`write_json_atomically` and
+  :func:`write_folder_atomically` are built the same way): an interrupted run never leaves a
+  truncated file;
+- the word-level prediction records (:func:`prediction_record`, :func:`read_predictions`);
+- the names of the files the scripts write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+
+from tagging import N2C2_ENTITY_TYPES, bio_to_spans, is_tag
+
+# ---------------------------------------------------------------------------
+# File names (one home; every script imports them)
+# ---------------------------------------------------------------------------
+
+# prepare_n2c2.py output, beside the DatasetDict splits
+DOCUMENTS_DIRNAME = "documents"
+STATS_FILE = "stats.json"
+LABEL_DISTRIBUTION_FILE = "label_distribution.png"
+# run_ner_crf.py output (a run folder)
+RUN_INFO_FILE = "run_info.json"
+ALL_RESULTS_FILE = "all_results.json"
+PREDICTIONS_DIRNAME = "predictions"  # never uploaded: it holds note text
+TEST_PREDICTIONS_FILE = "test_predictions.jsonl"
+BRAT_DIRNAME = "brat"
+# annotate_notes.py output
+ENTITIES_FILE = "entities.jsonl"
+WORD_PREDICTIONS_FILE = "predictions.jsonl"
+SUMMARY_FILE = "summary.json"
+# evaluate_ablations.py output
+REPORT_JSON_FILE = "report.json"
+REPORT_MARKDOWN_FILE = "report.md"
+
+
+def run_predictions_path(run_dir) -> Path:
+    """Where a run folder keeps its word-level test predictions."""
+    return Path(run_dir) / PREDICTIONS_DIRNAME / TEST_PREDICTIONS_FILE
+
+
+# ---------------------------------------------------------------------------
+# Documents and the brat reader
+# ---------------------------------------------------------------------------
+
+
+class BratFormatError(ValueError):
+    """Bad input, naming the file, the 1-based line (``None`` for a whole file) and the reason.
+
+    ``kind`` is a short machine-readable reason (``missing_txt``, ``missing_ann``,
+    ``not_utf8``, ``offsets_out_of_range``, ``text_mismatch``, ``malformed_line``,
+    ``unknown_type``, ``duplicate_id``, ``empty_folder``, ``not_a_folder``); ``skipped``
+    says what ``--skip_invalid`` skipped (``"document"`` or ``"annotation"``).
+    """
+
+    def __init__(self, path, line: int | None, reason: str, kind: str = "invalid", skipped: str | None = None):
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+        self.kind = kind
+        self.skipped = skipped
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        location = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{location}: {self.reason}"
+
+    def __reduce__(self):  # picklable for multiprocessing
+        return (self.__class__, (self.path, self.line, self.reason, self.kind, self.skipped))
+
+
+@dataclass(frozen=True)
+class BratEntity:
+    """One ``T`` line: ``spans`` are the ``(start, end)`` fragments in file order."""
+
+    id: str
+    type: str
+    spans: tuple[tuple[int, int], ...]
+    text: str
+    line: int
+
+    @property
+    def start(self) -> int:
+        """First start (the smallest: a few corpora list fragments out of order)."""
+        return min(start for start, _ in self.spans)
+
+    @property
+    def end(self) -> int:
+        """Last end."""
+        return max(end for _, end in self.spans)
+
+    @property
+    def is_discontinuous(self) -> bool:
+        return len(self.spans) > 1
+
+
+@dataclass
+class BratDocument:
+    """A document's raw text and its entities (types already mapped).
+
+    ``unmapped_types`` counts the source types a label map ignored; ``sentence_spans`` is
+    set when the input fixes the sentences (CoNLL); ``repaired_tags`` counts CoNLL ``I-X``
+    tags that started an entity (read as ``B-X``).
+    """
+
+    doc_id: str
+    text: str
+    entities: list[BratEntity]
+    unmapped_types: Counter = field(default_factory=Counter)
+    sentence_spans: Optional[list[tuple[int, int]]] = None
+    repaired_tags: Counter = field(default_factory=Counter)
+
+
+_IGNORED_LINE_PREFIXES = ("R", "E", "A", "M", "N", "*", "#")
+_SPANS_PATTERN = re.compile(r"(\S+) (\d+ \d+(?:;\d+ \d+)*)")
+
+
+def _decode_utf8(path: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise BratFormatError(
+            path, line, f"not valid UTF-8 (byte 0x{raw[error.start]:02x} at byte offset {error.start})", "not_utf8"
+        ) from None
+
+
+def read_text(path) -> str:
+    """A document's text exactly as stored: UTF-8, newlines untranslated (CRLF stays two characters)."""
+    path = Path(path)
+    # newline="" semantics: decode the bytes ourselves so no newline translation happens.
+    return _decode_utf8(path, path.read_bytes())
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_types(label_map: dict | None, entity_types: Sequence[str] | None) -> tuple[dict | None, set[str]]:
+    """The allowed target types: ``entity_types``, else the label map's targets, else the n2c2 types."""
+    if label_map is not None:
+        targets = {target for target in label_map.values() if target is not None}
+        if entity_types is not None:
+            missing = sorted(targets - set(entity_types))
+            if missing:
+                raise ValueError(f"label map targets {missing} are not in the entity types {list(entity_types)}")
+        return label_map, set(entity_types) if entity_types is not None else targets
+    return None, set(entity_types) if entity_types is not None else set(N2C2_ENTITY_TYPES)
+
+
+def _resolve_type(source_type: str, label_map: dict | None, allowed_types, unmapped: Counter
+                  ) -> tuple[str | None, str | None]:
+    """The dataset type of a source entity type, as ``(target_type, error)``.
+
+    With a label map, an unmapped type is counted in ``unmapped`` and gives ``(None, None)``
+    (ignored). Without one, a type outside ``allowed_types`` (``None``: any) is an error.
+    """
+    if label_map is not None:
+        target_type = label_map.get(source_type)
+        if target_type is None:
+            unmapped[source_type] += 1
+        return target_type, None
+    if allowed_types is not None and source_type not in allowed_types:
+        return None, (f"unknown entity type {source_type!r} (expected one of {', '.join(sorted(allowed_types))}; "
+                      f"use --label_map or --entity_types for other corpora)")
+    return source_type, None
+
+
+def read_brat_document(
+    txt_path,
+    ann_path=None,
+    *,
+    label_map: dict[str, str | None] | None = None,
+    entity_types: Sequence[str] | None = None,
+    validate_text: bool = True,
+    problems: list[BratFormatError] | None = None,
+) -> BratDocument:
+    """Read one ``.txt``/``.ann`` pair.
+
+    ``label_map`` maps source types to target types; types it does not map (or maps to
+    ``None``) are ignored and counted in ``unmapped_types``. Without a label map every type
+    must be in ``entity_types`` (default: the nine n2c2 types). With ``validate_text`` each
+    span's surface text must match the ``.txt`` (whitespace runs compare equal, since brat
+    writes fragments joined by a space). Problems raise :class:`BratFormatError`; when a
+    ``problems`` list is given, bad lines are recorded there and skipped instead.
+    """
+    txt_path = Path(txt_path)
+    ann_path = txt_path.with_suffix(".ann") if ann_path is None else Path(ann_path)
+    label_map, allowed_types = _check_types(label_map, entity_types)
+    if not txt_path.is_file():
+        raise BratFormatError(ann_path, None, f"no matching .txt file (expected {txt_path.name})", "missing_txt")
+    if not ann_path.is_file():
+        raise BratFormatError(txt_path, None, f"no matching .ann file (expected {ann_path.name})", "missing_ann")
+    text = read_text(txt_path)
+    ann_text = _decode_utf8(ann_path, ann_path.read_bytes())
+
+    entities: list[BratEntity] = []
+    unmapped: Counter = Counter()
+    first_line_of_id: dict[str, int] = {}
+
+    def problem(line_number: int, reason: str, kind: str) -> None:
+        error = BratFormatError(ann_path, line_number, reason, kind, skipped="annotation")
+        if problems is None:
+            error.skipped = None
+            raise error
+        problems.append(error)
+
+    for line_number, line in enumerate(ann_text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        if line.startswith(_IGNORED_LINE_PREFIXES):
+            continue
+        if not line.startswith("T"):
+            problem(line_number, f"malformed line: expected an annotation id such as T1, R1, E1, A1 or #1, "
+                                 f"got {_short(line)!r}", "malformed_line")
+            continue
+        fields = line.split("\t", 2)
+        match = _SPANS_PATTERN.fullmatch(fields[1]) if len(fields) >= 2 else None
+        if match is None or (validate_text and len(fields) < 3) or not fields[0].strip():
+            problem(line_number, f"malformed T line: expected 'ID<TAB>TYPE START END[;START END...]<TAB>TEXT', "
+                                 f"got {_short(line)!r}", "malformed_line")
+            continue
+        entity_id, source_type, offsets = fields[0], match.group(1), match.group(2)
+        surface = fields[2] if len(fields) > 2 else ""
+        if entity_id in first_line_of_id:
+            problem(line_number, f"duplicate id {entity_id} (first on line {first_line_of_id[entity_id]})",
+                    "duplicate_id")
+            continue
+        first_line_of_id[entity_id] = line_number
+        spans = tuple(tuple(int(number) for number in pair.split()) for pair in offsets.split(";"))
+        if any(start >= end for start, end in spans):
+            problem(line_number, f"empty or reversed span {offsets.replace(' ', '-')}", "malformed_line")
+            continue
+        if max(end for _, end in spans) > len(text):
+            problem(line_number, f"offsets {offsets.replace(' ', '-')} are outside the text "
+                                 f"({txt_path.name} has {len(text)} characters)", "offsets_out_of_range")
+            continue
+        actual = " ".join(text[start:end] for start, end in spans)
+        if validate_text and actual.split() != surface.split():
+            problem(line_number, f"span text {surface!r} does not match the .txt at "
+                                 f"{offsets.replace(' ', '-')} ({actual!r})", "text_mismatch")
+            continue
+        target_type, error = _resolve_type(source_type, label_map, allowed_types, unmapped)
+        if error:
+            problem(line_number, error, "unknown_type")
+        if target_type is None:
+            continue
+        entities.append(BratEntity(entity_id, target_type, spans, surface or actual, line_number))
+    return BratDocument(txt_path.stem, text, entities, unmapped_types=unmapped)
+
+
+def read_brat_folder(
+    folder,
+    *,
+    label_map: dict[str, str | None] | None = None,
+    entity_types: Sequence[str] | None = None,
+    skip_invalid: bool = False,
+    validate_text: bool = True,
+    require_ann: bool = True,
+    progress: bool | None = False,
+) -> tuple[list[BratDocument], list[BratFormatError]]:
+    """Read every ``.txt``/``.ann`` pair of a folder (not recursive), sorted by file name.
+
+    Returns ``(documents, problems)``. ``problems`` is empty unless ``skip_invalid``: then
+    each bad document or annotation line is skipped and reported there as a
+    :class:`BratFormatError` whose ``skipped`` is ``"document"`` or ``"annotation"``.
+    With ``require_ann=False`` a ``.txt`` without ``.ann`` is an unannotated document.
+    ``progress=None`` shows a tqdm bar on a terminal.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BratFormatError(folder, None, "not a folder (expected brat .txt/.ann files)", "not_a_folder")
+    txt_stems = {path.stem for path in folder.glob("*.txt")}
+    ann_stems = {path.stem for path in folder.glob("*.ann")}
+    if not txt_stems and not ann_stems:
+        raise BratFormatError(folder, None, "no .txt or .ann files found", "empty_folder")
+    _check_types(label_map, entity_types)  # fail on a bad label map before reading anything
+
+    documents: list[BratDocument] = []
+    problems: list[BratFormatError] = []
+    stems = sorted(txt_stems | ann_stems)
+    from tqdm.auto import tqdm
+
+    for stem in tqdm(stems, desc=f"reading {folder.name}", unit="doc", disable=None if progress is None else not progress):
+        txt_path, ann_path = folder / f"{stem}.txt", folder / f"{stem}.ann"
+        try:
+            if stem not in txt_stems:
+                raise BratFormatError(ann_path, None, f"no matching .txt file (expected {txt_path.name})", "missing_txt")
+            if stem not in ann_stems and not require_ann:
+                documents.append(BratDocument(stem, read_text(txt_path), []))
+                continue
+            documents.append(read_brat_document(
+                txt_path, ann_path, label_map=label_map, entity_types=entity_types,
+                validate_text=validate_text, problems=problems if skip_invalid else None,
+            ))
+        except BratFormatError as error:
+            if not skip_invalid:
+                raise
+            error.skipped = "document"
+            problems.append(error)
+    if not documents:
+        raise BratFormatError(folder, None, "no valid documents (all were skipped)", "empty_folder")
+    return documents, problems
+
+
+def split_at_line_breaks(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Fragments of ``text[start:end]`` between line breaks, whitespace-trimmed and non-empty."""
+    fragments = []
+    for piece in re.finditer(r"[^\r\n]+", text[start:end]):
+        fragment_start = start + piece.start() + (len(piece.group()) - len(piece.group().lstrip()))
+        fragment_end = start + piece.start() + len(piece.group().rstrip())
+        if fragment_start < fragment_end:
+            fragments.append((fragment_start, fragment_end))
+    return fragments
+
+
+def write_brat_entities(
+    path, entities: Iterable[tuple[str, Sequence[tuple[int, int]]]], text: str, *, overwrite: bool = False
+) -> Path:
+    """Write ``T1..Tn`` lines for ``(type, fragments)`` pairs; atomic, refusing to overwrite by default."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
+    lines = []
+    for number, (entity_type, fragments) in enumerate(entities, start=1):
+        fragments = [(int(start), int(end)) for start, end in fragments]
+        if not fragments or any(not 0 <= start < end <= len(text) for start, end in fragments):
+            raise ValueError(f"entity {number} ({entity_type}) has spans {fragments} outside the text "
+                             f"({len(text)} characters)")
+        offsets = ";".join(f"{start} {end}" for start, end in fragments)
+        # Brat's surface field is one line without tabs; the reader compares whitespace-normalised.
+        surface = " ".join(" ".join(text[start:end].split()) for start, end in fragments)
+        lines.append(f"T{number}\t{entity_type} {offsets}\t{surface}\n")
+    with atomic_open(path, newline="\n") as handle:
+        handle.writelines(lines)
+    return path
+
+
+@contextmanager
+def atomic_open(path, encoding: str = "utf-8", newline: str | None = None):
+    """Open ``path`` for writing text through a temporary sibling file that replaces it only when
+    the block succeeds: an interrupted run never leaves a truncated file. The result gets the
+    usual permissions (0666 less the umask), not the owner-only ones of a temporary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding=encoding, newline=newline) as handle:
+            yield handle
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomically(path, data: Any) -> Path:
+    """``data`` as indented JSON through :func:`atomic_open`."""
+    with atomic_open(path) as handle:
+        json.dump(data, handle, indent=2, default=float)
+        handle.write("\n")
+    return Path(path)
+
+
+def write_brat_ann(path, entities: Iterable[tuple[str, int, int]], text: str, *, overwrite: bool = False) -> Path:
+    """Write ``(type, start, end)`` entities as a brat ``.ann`` next to its text.
+
+    A span that crosses line breaks is written as discontinuous fragments split at the
+    breaks (``s1 e1;s2 e2``, surface fragments joined by a space), as n2c2 does. The file
+    is written to a temporary file in the same folder and moved into place; an existing
+    file is only replaced with ``overwrite=True``.
+    """
+    pairs = []
+    for entity_type, start, end in entities:
+        if not 0 <= start < end <= len(text):
+            raise ValueError(f"{entity_type} span {start}-{end} is outside the text ({len(text)} characters)")
+        fragments = split_at_line_breaks(text, start, end)
+        if not fragments:
+            raise ValueError(f"{entity_type} span {start}-{end} holds only whitespace")
+        pairs.append((entity_type, fragments))
+    return write_brat_entities(path, pairs, text, overwrite=overwrite)
+
+
+# ---------------------------------------------------------------------------
+# CoNLL token<TAB>tag input
+# ---------------------------------------------------------------------------
+
+
+def read_conll_file(
+    path,
+    *,
+    label_map: dict[str, str | None] | None = None,
+    entity_types: Sequence[str] | None = None,
+) -> list[BratDocument]:
+    """Read a CoNLL-style file (``token<TAB>tag``, or whitespace columns with the tag last).
+
+    Blank lines end sentences; ``-DOCSTART-`` lines end documents. Without them each
+    sentence is its own document. Document text is the tokens joined by single spaces and
+    the sentences joined by newlines; ids are ``{file_stem}-{n:06d}``. An ``I-X`` that
+    continues nothing starts an entity (conlleval reading) and is counted in
+    ``repaired_tags``. Without ``label_map`` and ``entity_types`` every type is accepted.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BratFormatError(path, None, "no such file", "missing_file")
+    label_map, allowed_types = _check_types(label_map, entity_types) if (label_map or entity_types) else (None, None)
+    lines = _decode_utf8(path, path.read_bytes()).split("\n")
+
+    # Group (token, tag, line) rows into sentences and sentences into documents.
+    documents_rows: list[list[list[tuple[str, str, int]]]] = []
+    sentences: list[list[tuple[str, str, int]]] = []
+    sentence: list[tuple[str, str, int]] = []
+    has_docstart = any(line.startswith("-DOCSTART-") for line in lines)
+    for line_number, line in enumerate(lines, start=1):
+        line = line.rstrip("\r")
+        if line.startswith("-DOCSTART-") or not line.strip():
+            if sentence:
+                sentences.append(sentence)
+                sentence = []
+            if line.startswith("-DOCSTART-") or not has_docstart:
+                if sentences:
+                    documents_rows.append(sentences)
+                sentences = []
+            continue
+        columns = line.split("\t") if "\t" in line else line.split()
+        if len(columns) < 2 or not columns[0].strip():
+            raise BratFormatError(path, line_number, f"malformed line: expected 'TOKEN<TAB>TAG', got {_short(line)!r}",
+                                  "malformed_line")
+        tag = columns[-1].strip()
+        if not is_tag(tag):
+            raise BratFormatError(path, line_number, f"malformed tag {tag!r} (expected O, B-TYPE or I-TYPE)",
+                                  "malformed_line")
+        sentence.append((columns[0].strip(), tag, line_number))
+    if sentence:
+        sentences.append(sentence)
+    if sentences:
+        documents_rows.append(sentences)
+    if not documents_rows:
+        raise BratFormatError(path, None, "no tokens found", "empty_folder")
+
+    documents = []
+    for document_number, document_sentences in enumerate(documents_rows):
+        text_parts: list[str] = []
+        sentence_spans: list[tuple[int, int]] = []
+        entities: list[BratEntity] = []
+        unmapped: Counter = Counter()
+        repaired: Counter = Counter()
+        offset = 0
+        for sentence_rows in document_sentences:
+            if text_parts:
+                text_parts.append("\n")
+                offset += 1
+            token_starts, token_ends = [], []
+            for index, (token, _, _) in enumerate(sentence_rows):
+                if index:
+                    text_parts.append(" ")
+                    offset += 1
+                token_starts.append(offset)
+                text_parts.append(token)
+                offset += len(token)
+                token_ends.append(offset)
+            sentence_spans.append((token_starts[0], token_ends[-1]))
+            tags = [tag for _, tag, _ in sentence_rows]
+            strict_starts = {first for _, first, _ in bio_to_spans(tags, strict=True)}
+            for source_type, first, last in bio_to_spans(tags, strict=False):
+                line_number = sentence_rows[first][2]
+                if first not in strict_starts:
+                    repaired[source_type] += 1
+                target_type, error = _resolve_type(source_type, label_map, allowed_types, unmapped)
+                if error:
+                    raise BratFormatError(path, line_number, error, "unknown_type")
+                if target_type is None:
+                    continue
+                start, end = token_starts[first], token_ends[last - 1]
+                entities.append(BratEntity(f"T{len(entities) + 1}", target_type, ((start, end),), "", line_number))
+        text = "".join(text_parts)
+        entities = [BratEntity(e.id, e.type, e.spans, text[e.start:e.end], e.line) for e in entities]
+        documents.append(BratDocument(f"{path.stem}-{document_number:06d}", text, entities, unmapped, sentence_spans,
+                                      repaired))
+    return documents
+
+
+def conll_entity_types(paths: Iterable) -> list[str]:
+    """The entity types of the tags in CoNLL files, sorted."""
+    types = set()
+    for path in paths:
+        for line in _decode_utf8(Path(path), Path(path).read_bytes()).split("\n"):
+            columns = line.rstrip("\r").split("\t") if "\t" in line else line.split()
+            if len(columns) >= 2 and is_tag(columns[-1].strip()) and columns[-1].strip() != "O":
+                types.add(columns[-1].strip()[2:])
+    return sorted(types)
+
+
+
+def load_label_map(path) -> dict[str, str | None]:
+    """A label map JSON object ``{source_type: target_type or null}``."""
+    path = Path(path)
+    try:
+        label_map = json.loads(_decode_utf8(path, path.read_bytes()))
+    except FileNotFoundError:
+        raise BratFormatError(path, None, "label map file not found", "missing_file") from None
+    except json.JSONDecodeError as error:
+        raise BratFormatError(path, error.lineno, f"invalid JSON: {error.msg}", "malformed_line") from None
+    if not isinstance(label_map, dict) or not all(
+        isinstance(key, str) and (value is None or isinstance(value, str)) for key, value in label_map.items()
+    ):
+        raise BratFormatError(path, None, "a label map must be a JSON object of source type -> target type (or null)",
+                              "malformed_line")
+    return label_map
+
+
+
+def check_output_dir(output_dir: Path, overwrite: bool) -> None:
+    """Refuse an output folder that exists and is not empty unless ``overwrite``."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise FileExistsError(f"{output_dir} exists and is not a folder")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"output folder {output_dir} exists and is not empty (pass --overwrite to replace it)")
+
+
+def write_folder_atomically(output_dir, overwrite: bool, write) -> None:
+    """Call ``write(tmp_dir)`` on a fresh sibling folder, then move it into place.
+
+    A failure leaves nothing behind; an existing ``output_dir`` is only replaced with
+    ``overwrite`` (the old one is removed after the new one is in place).
+    """
+    output_dir = Path(output_dir)
+    check_output_dir(output_dir, overwrite)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    old_dir = None
+    try:
+        write(tmp_dir)
+        check_output_dir(output_dir, overwrite)  # again: it may have appeared meanwhile
+        if output_dir.exists():
+            old_dir = output_dir.parent / f".{output_dir.name}.old-{os.getpid()}"
+            os.replace(output_dir, old_dir)
+        try:
+            os.replace(tmp_dir, output_dir)
+        except BaseException:
+            if old_dir is not None:
+                os.replace(old_dir, output_dir)
+                old_dir = None
+            raise
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    if old_dir is not None:
+        shutil.rmtree(old_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# Input formats: one table
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CorpusFormat:
+    """How one input format is read: ``read(path, label_map=, entity_types=, skip_invalid=,
+    validate_text=)`` returns ``(documents, problems)``."""
+
+    name: str
+    what: str
+    read: Callable[..., tuple[list[BratDocument], list[BratFormatError]]]
+
+
+def _read_brat(path, *, label_map=None, entity_types=None, skip_invalid=False, validate_text=True):
+    return read_brat_folder(path, label_map=label_map, entity_types=entity_types, skip_invalid=skip_invalid,
+                            validate_text=validate_text)
+
+
+def _read_conll(path, *, label_map=None, entity_types=None, skip_invalid=False, validate_text=True):
+    # A CoNLL file has no separate text to validate against, and a bad line is always an error.
+    return read_conll_file(path, label_map=label_map, entity_types=entity_types), []
+
+
+CORPUS_FORMATS: dict[str, CorpusFormat] = {
+    "brat": CorpusFormat("brat", "a folder of .txt notes with .ann standoff annotations", _read_brat),
+    "conll": CorpusFormat("conll", "a token<TAB>tag file (blank lines end sentences)", _read_conll),
+}
+
+
+def read_corpus(format_name: str, path, **options) -> tuple[list[BratDocument], list[BratFormatError]]:
+    """Documents of one split in ``format_name`` (a key of :data:`CORPUS_FORMATS`), and what was skipped."""
+    if format_name not in CORPUS_FORMATS:
+        raise ValueError(f"unknown input format {format_name!r} (known: {', '.join(CORPUS_FORMATS)})")
+    return CORPUS_FORMATS[format_name].read(path, **options)
+
+
+# ---------------------------------------------------------------------------
+# Word-level prediction records (docs/architecture.md, "Predictions")
+# ---------------------------------------------------------------------------
+
+# The fields of a record, in file order. `gold_tags` is null for unlabelled text; `confidences`
+# is the probability of each predicted tag (CRF marginal or softmax), null where unknown.
+PREDICTION_FIELDS = ("id", "document_id", "sentence_index", "tokens", "token_starts", "token_ends",
+                     "gold_tags", "pred_tags", "confidences")
+_PER_WORD_FIELDS = ("pred_tags", "gold_tags", "token_starts", "token_ends", "confidences")
+
+
+class PredictionFormatError(ValueError):
+    """A prediction JSONL file that does not follow docs/architecture.md ("Predictions")."""
+
+
+def prediction_record(
+    *, document_id: str | None, sentence_index: int | None, tokens: Sequence[str], pred_tags: Sequence[str],
+    confidences: Sequence[float | None], token_starts: Sequence[int] | None = None,
+    token_ends: Sequence[int] | None = None, gold_tags: Sequence[str] | None = None, id: str | None = None,
+) -> dict[str, Any]:
+    """One sentence's record; ``id`` defaults to ``"{document_id}-{sentence_index}"``."""
+    if id is None and document_id is not None and sentence_index is not None:
+        id = f"{document_id}-{sentence_index}"
+    return {
+        "id": id,
+        "document_id": document_id,
+        "sentence_index": sentence_index,
+        "tokens": list(tokens),
+        "token_starts": None if token_starts is None else list(token_starts),
+        "token_ends": None if token_ends is None else list(token_ends),
+        "gold_tags": None if gold_tags is None else list(gold_tags),
+        "pred_tags": list(pred_tags),
+        "confidences": [round_confidence(c) for c in confidences],
+    }
+
+
+def round_confidence(value: float | None) -> float | None:
+    """A probability for a JSON file: 6 decimals, NaN (unknown) as null."""
+    return None if value is None or value != value else round(float(value), 6)  # NaN -> null
+
+
+def prediction_line(record: Mapping[str, Any]) -> str:
+    """A record as one JSONL line (UTF-8 text kept as is)."""
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def write_predictions_file(path, records: Iterable[Mapping[str, Any]]) -> Path:
+    """Prediction records as JSONL, atomically."""
+    with atomic_open(path) as handle:
+        handle.writelines(prediction_line(record) for record in records)
+    return Path(path)
+
+
+def read_predictions(path) -> list[dict[str, Any]]:
+    """Records of a prediction JSONL file, checked: errors name the file and line."""
+    path = Path(path)
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise PredictionFormatError(f"{where}: not valid JSON ({error.msg}, column {error.colno})") from None
+            if not isinstance(row, dict):
+                raise PredictionFormatError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            for key in ("tokens", "pred_tags"):
+                if not isinstance(row.get(key), list):
+                    raise PredictionFormatError(f"{where}: '{key}' is missing or not a list")
+            num_words = len(row["tokens"])
+            for key in _PER_WORD_FIELDS:
+                value = row.get(key)
+                if value is None:
+                    continue
+                if not isinstance(value, list) or len(value) != num_words:
+                    length = len(value) if isinstance(value, list) else type(value).__name__
+                    raise PredictionFormatError(
+                        f"{where}: '{key}' has {length} items but 'tokens' has {num_words} (id={row.get('id')!r})")
+            for key in ("gold_tags", "pred_tags"):
+                for tag in row.get(key) or ():
+                    if not is_tag(tag):
+                        raise PredictionFormatError(f"{where}: '{key}' holds {tag!r}, not an IOB2 tag")
+            rows.append(row)
+    return rows
