@@ -1,6 +1,6 @@
 """Corpus I/O: documents and entities, brat and CoNLL in, brat and prediction records out.
 
-The one home of how the project reads and writes files (standard library only, beside
+The one home of how the project reads and writes files (standard library and tqdm, beside
 ``tagging.py``):
 
 - documents (:class:`BratDocument`, :class:`BratEntity`) and the readers of each input format,

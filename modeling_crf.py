@@ -228,6 +228,20 @@ def crf_log_marginals(emissions, mask, start, transitions, end) -> torch.Tensor:
     return log_marg.exp() * mask[:, :, None]
 
 
+def _with_argmax(probabilities, tags, where, num_labels: int) -> torch.Tensor:
+    """`probabilities` [B, T, C] changed, at the `where` positions whose argmax is not `tags` [B, T], so that it
+    is: the tag keeps its probability and the rest is spread evenly over the other tags (plus 1e-6 for the tag
+    when even that leaves it behind). Elsewhere unchanged."""
+    tag_probability = probabilities.gather(-1, tags[..., None]).squeeze(-1)
+    disagree = where & (probabilities.argmax(-1) != tags)
+    if not disagree.any():
+        return probabilities
+    rest = ((1.0 - tag_probability) / max(num_labels - 1, 1)).clamp(min=0.0)
+    spread = rest[..., None].expand_as(probabilities).clone()
+    spread.scatter_(-1, tags[..., None], torch.maximum(tag_probability, rest * (1 + 1e-6))[..., None])
+    return torch.where(disagree[..., None], spread, probabilities)
+
+
 # ---------------------------------------------------------------------------------------------
 # Config
 # ---------------------------------------------------------------------------------------------
@@ -304,8 +318,9 @@ class CRFTokenClassifierOutput(ModelOutput):
             they are the log CRF marginals; where another tag has a larger marginal than the
             Viterbi tag (rare), the Viterbi tag keeps its marginal and the rest is spread evenly
             over the other tags (if that still leaves it below them, it gets 1e-6 more). At a
-            continuation subword they are those of its word with each B-X folded into I-X, so
-            the subword follows its word. Elsewhere (special tokens, padding) 0. So
+            continuation subword they are those of its word with each B-X folded into I-X, made
+            the same way to have the word's tag (B-X as I-X) as argmax: the subword follows its
+            word. Elsewhere (special tokens, padding) 0. So
             `logits.softmax(-1)` at the decoded tag is its marginal probability. While training
             with labels: the emissions.
         emissions (`torch.FloatTensor` of shape `(batch_size, sequence_length, num_labels)`):
@@ -556,25 +571,19 @@ class CRFForTokenClassification(CRFPreTrainedModel):
     def _path_logits(self, decoded, marginals, positions, continuation) -> torch.Tensor:
         """Log-probabilities whose argmax is the decoded path (see `CRFTokenClassifierOutput.logits`)."""
         num_labels = self.num_labels
-        probabilities = marginals
         tags = decoded.clamp(min=0)
-        tag_probability = probabilities.gather(-1, tags[..., None]).squeeze(-1)
-        disagree = positions & (probabilities.argmax(-1) != tags)
-        if disagree.any():
-            rest = ((1.0 - tag_probability) / max(num_labels - 1, 1)).clamp(min=0.0)
-            spread = rest[..., None].expand_as(probabilities).clone()
-            spread.scatter_(-1, tags[..., None], torch.maximum(tag_probability, rest * (1 + 1e-6))[..., None])
-            probabilities = torch.where(disagree[..., None], spread, probabilities)
+        probabilities = _with_argmax(marginals, tags, positions, num_labels)
         # A continuation subword takes the probabilities of the last decoded position before it
-        # (its word's first subword), with each B-X folded into I-X.
+        # (its word's first subword), with each B-X folded into I-X; its tag is the word's, B-X as I-X.
         seq_index = torch.arange(positions.size(1), device=positions.device).expand_as(positions)
         word_position = torch.where(positions, seq_index, -1).cummax(dim=1).values
         continuation = continuation & (word_position >= 0)
         if continuation.any():
-            word_probabilities = probabilities.gather(
-                1, word_position.clamp(min=0)[..., None].expand(-1, -1, num_labels))
-            folded = torch.zeros_like(word_probabilities).index_add_(
-                2, self._begin_to_inside(word_probabilities.device), word_probabilities)
+            begin_to_inside = self._begin_to_inside(probabilities.device)
+            word_position = word_position.clamp(min=0)
+            word_probabilities = probabilities.gather(1, word_position[..., None].expand(-1, -1, num_labels))
+            folded = torch.zeros_like(word_probabilities).index_add_(2, begin_to_inside, word_probabilities)
+            folded = _with_argmax(folded, begin_to_inside[tags.gather(1, word_position)], continuation, num_labels)
             probabilities = torch.where(continuation[..., None], folded, probabilities)
         logits = probabilities.clamp(min=torch.finfo(probabilities.dtype).tiny).log()
         return torch.where((positions | continuation)[..., None], logits, 0.0)

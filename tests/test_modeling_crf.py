@@ -454,6 +454,26 @@ def test_logits_argmax_is_the_decoded_path_and_continuations_follow_their_word(t
         assert is_valid_iob2([tags[t] for t, w in enumerate(word_ids) if w is not None], LABELS)
 
 
+def test_path_logits_when_marginals_disagree_with_the_path():
+    """A word decoded O whose B-Dose + I-Dose marginals outweigh O: its continuation must still be O."""
+    model = make_model("bert")
+    #            O     B-Drug I-Drug B-Dose I-Dose
+    marginals = torch.tensor([[[0.0] * 5,
+                               [0.30, 0.10, 0.02, 0.28, 0.30],   # decoded O, though I-Dose ties it
+                               [0.0] * 5,                        # continuation of that word
+                               [0.10, 0.05, 0.05, 0.60, 0.20],   # decoded B-Dose, agrees
+                               [0.0] * 5]])                      # continuation: I-Dose
+    decoded = torch.tensor([[-100, O, -100, B_DOSE, -100]])
+    positions = decoded != -100
+    continuation = torch.tensor([[False, False, True, False, True]])
+    logits = model._path_logits(decoded, marginals, positions, continuation)
+    assert logits.argmax(-1)[0, 1:].tolist() == [O, O, B_DOSE, I_DOSE]
+    probabilities = logits.softmax(-1)[0]
+    assert probabilities[1, O] == pytest.approx(0.30) and probabilities[3, B_DOSE] == pytest.approx(0.60)
+    assert probabilities[4, I_DOSE] == pytest.approx(0.80)  # B-Dose folded into I-Dose
+    assert (logits[0, 0] == 0).all()  # neither decoded nor a continuation
+
+
 def test_stock_pipeline_with_a_model_object_gets_the_crf_path(tokenizer):
     from transformers import pipeline
 
