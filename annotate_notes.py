@@ -76,8 +76,8 @@ from transformers import AutoModelForTokenClassification, HfArgumentParser
 
 import modeling_crf  # noqa: F401  (registers the CRF model with the Auto classes: no remote code needed)
 from corpus_io import (
-    ENTITIES_FILE, SUMMARY_FILE, WORD_PREDICTIONS_FILE, BratFormatError, atomic_open, prediction_record, read_text,
-    round_confidence, write_brat_ann, write_json_atomically,
+    ENTITIES_FILE, SUMMARY_FILE, WORD_PREDICTIONS_FILE, BratFormatError, atomic_open, jsonl_line, prediction_record,
+    read_text, round_confidence, write_brat_ann, write_json_atomically,
 )
 from windows import (
     DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_STRIDE, Entity, NotePrediction, is_crf_model, load_tokenizer,
@@ -136,12 +136,10 @@ class NoteAnnotator:
                  device: str | torch.device | None = None, bf16: bool = False, min_confidence: float = 0.0):
         if not 0.0 <= min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model, self.tokenizer = model.eval(), word_tokenizer(tokenizer)
         model_labels(model)
         self.max_seq_length = max_input_length(model, self.tokenizer, max_seq_length)
-        window_budget(self.tokenizer, self.max_seq_length, stride)  # bad settings fail here, not mid-run
+        window_budget(self.tokenizer, self.max_seq_length, stride)  # bad window settings fail here, not mid-run
         self.settings = {"batch_size": batch_size, "max_seq_length": self.max_seq_length, "stride": stride,
                          "device": device, "bf16": bf16, "min_confidence": min_confidence}
 
@@ -215,7 +213,7 @@ class JsonlUpdate:
     def write(self, document_id: str, records: Iterable[dict[str, Any]]) -> None:
         self.documents.add(document_id)
         for record in records:
-            self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.handle.write(jsonl_line(record))
 
     def commit(self) -> None:
         if self.path.is_file():
@@ -312,13 +310,8 @@ def build_parser() -> HfArgumentParser:
 def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
     parser = build_parser()
     (args,) = parser.parse_args_into_dataclasses(args=argv)
+    # The window, batch and confidence settings are checked where they are used (windows.py, NoteAnnotator).
     problems = []
-    if args.batch_size < 1:
-        problems.append("--batch_size must be at least 1")
-    if args.stride < 0:
-        problems.append("--stride must be at least 0")
-    if not 0.0 <= args.min_confidence <= 1.0:
-        problems.append("--min_confidence must be in [0, 1]")
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     try:

@@ -649,7 +649,7 @@ def round_confidence(value: float | None) -> float | None:
     return None if value is None or value != value else round(float(value), 6)  # NaN -> null
 
 
-def prediction_line(record: Mapping[str, Any]) -> str:
+def jsonl_line(record: Mapping[str, Any]) -> str:
     """A record as one JSONL line (UTF-8 text kept as is)."""
     return json.dumps(record, ensure_ascii=False) + "\n"
 
@@ -657,7 +657,7 @@ def prediction_line(record: Mapping[str, Any]) -> str:
 def write_predictions_file(path, records: Iterable[Mapping[str, Any]]) -> Path:
     """Prediction records as JSONL, atomically."""
     with atomic_open(path) as handle:
-        handle.writelines(prediction_line(record) for record in records)
+        handle.writelines(jsonl_line(record) for record in records)
     return Path(path)
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Print the paper's Table I (parameter counts) as Markdown for any set of encoder configs.
 
-    python parameter_table.py configs/architectures/*.json
-    python parameter_table.py path/to/saved_crf_model/config.json --num-labels 19
+    python parameter_table.py --config_names configs/architectures/*.json
+    python parameter_table.py --config_names path/to/saved_crf_model/config.json --num_labels 19
 
 Each JSON is an encoder's `config.json` (as on the Hub; `_name_or_path` names the Hub id) or a
 saved `CRFForTokenClassification` config (its encoder sub-config and labels are used). Models are
@@ -20,11 +20,12 @@ paper's figures (pooler included), which is why the two differ slightly.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -71,6 +72,7 @@ def count_parameters(encoder_config, labels: list[str]) -> dict:
     from transformers import AutoModel, AutoModelForTokenClassification
 
     from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig, _encoder_init_kwargs
+    from tagging import is_tag
 
     id2label = dict(enumerate(labels))
     label2id = {label: i for i, label in id2label.items()}
@@ -79,7 +81,7 @@ def count_parameters(encoder_config, labels: list[str]) -> dict:
     )
     crf_config = CRFTokenClassificationConfig(
         encoder_config=encoder_config, id2label=id2label, label2id=label2id,
-        use_bio_constraints=all(label == "O" or label[:2] in ("B-", "I-") for label in labels),
+        use_bio_constraints=all(is_tag(label) for label in labels),
     )
     with torch.device("meta"):
         crf = _count(CRFForTokenClassification(crf_config))
@@ -154,15 +156,24 @@ def format_table(rows) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class TableArguments:
+    """Arguments of ``parameter_table.py``."""
+
+    config_names: list[str] = field(metadata={
+        "help": "Encoder config.json files, or saved CRF model configs (e.g. configs/architectures/*.json)."})
+    num_labels: Optional[int] = field(default=None, metadata={
+        "help": "Number of tags (default: the config's labels, else the paper's 19)."})
+    json: bool = field(default=False, metadata={"help": "Print the rows as JSON instead of Markdown."})
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("configs", nargs="+", help="encoder config.json files (e.g. configs/architectures/*.json)")
-    parser.add_argument("--num-labels", type=int, default=None,
-                        help="number of tags (default: the config's labels, else the paper's 19)")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of Markdown")
-    args = parser.parse_args(argv)
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(TableArguments, description=__doc__.split("\n\n")[0]).parse_args_into_dataclasses(
+        args=argv)
     sys.path.insert(0, str(HERE))
-    rows = build_rows(args.configs, args.num_labels)
+    rows = build_rows(args.config_names, args.num_labels)
     print(json.dumps(rows, indent=2) if args.json else format_table(rows))
     return 0
 

@@ -192,8 +192,8 @@ def encode_word_windows(
     subword with ``label_all_tokens``), ``word_index`` (the sentence word each position
     belongs to, -1 for special tokens), ``labels`` (when ``tag_ids`` is given; -100 off the
     labelled positions; continuation subwords get ``b_to_i`` of their word's tag) and
-    ``sentence_index``/``window_start``/``window_end``. Windows that start inside an entity
-    are counted in ``windows_inside_entity`` (one number for the whole call).
+    ``sentence_index``/``window_start``/``window_end``. ``max_seq_length`` and ``stride`` are
+    checked here (:func:`window_budget`), for training and inference alike.
     """
     budget = window_budget(tokenizer, max_seq_length, stride)
     counts_encoding = tokenizer(list(map(list, sentences)), is_split_into_words=True, add_special_tokens=False,
@@ -425,12 +425,12 @@ def model_input_keys(model, rows: Mapping[str, list]) -> list[str]:
 def window_batches(encoded: EncodedNotes, tokenizer, keys: Sequence[str], batch_size: int,
                    pad_to_multiple_of: int | None = None) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
     """``(window rows, padded tensors)`` for batches of ``batch_size`` windows, longest first."""
-    if batch_size < 1:
+    if batch_size < 1:  # checked now, not when the first batch is asked for
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     collator = WindowCollator(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
-    for first in range(0, len(encoded.order), batch_size):
-        batch_rows = encoded.order[first:first + batch_size]
-        yield batch_rows, collator([{key: encoded.rows[key][row] for key in keys} for row in batch_rows])
+    return ((encoded.order[first:first + batch_size],
+             collator([{key: encoded.rows[key][row] for key in keys} for row in encoded.order[first:first + batch_size]]))
+            for first in range(0, len(encoded.order), batch_size))
 
 
 def predict_batch(model, batch: Mapping[str, torch.Tensor], batch_rows: Sequence[int],

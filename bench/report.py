@@ -371,7 +371,7 @@ def learning_curves(results) -> list[str]:
 
 def parameter_rows() -> list[str]:
     configs = sorted(str(p) for p in (common.REPO_DIR / "configs" / "architectures").glob("*.json"))
-    completed = subprocess.run([sys.executable, str(common.REPO_DIR / "parameter_table.py"), *configs],
+    completed = subprocess.run([sys.executable, str(common.REPO_DIR / "parameter_table.py"), "--config_names", *configs],
                                capture_output=True, text=True, cwd=common.REPO_DIR)
     if completed.returncode != 0:
         return ["parameter_table.py failed: " + completed.stderr.strip().splitlines()[-1]]
@@ -488,6 +488,28 @@ def _contention_note() -> list[str]:
             f"`OMP_NUM_THREADS`/`torch.set_num_threads` so that processes do not share cores)."]
 
 
+def entry_points_section() -> list[str]:
+    """Do the ways of calling a model agree (bench/entry_points.py on the quickstart model)?"""
+    path = common.RESULTS_DIR / "entry_points.json"
+    if not path.is_file():
+        return ["Not measured yet: `make quickstart && .venv/bin/python bench/entry_points.py`."]
+    r = common.read_json(path)
+    rows = ["| entry point | entities | identical to annotate_notes.py | last entity ends at |", "|---|---:|---|---:|"]
+    for name, count in r["entities"].items():
+        rows.append(f"| `{name}` | {count} | {'yes' if r['identical_to_annotate_notes'][name] else '**no**'} | "
+                    f"{r['last_entity_end'][name]} |")
+    stock = r["stock_pipeline_model_object"]
+    return [f"On the quickstart model ({r['model_type']}; its tokenizer says `model_max_length` "
+            f"{r['tokenizer_model_max_length']}, what the encoder takes) and a {r['note_characters']:,}-character note "
+            "made of synthetic test notes:", "", *rows, "",
+            f"The stock `pipeline(\"token-classification\", model=<loaded model object>)` on {stock['sentences']} "
+            f"medication sentences tags {stock['subwords_tagged']} subwords ({stock['non_O_subwords']} not O) with "
+            f"{stock['invalid_continuations']} invalid IOB2 continuations: the CRF model's `logits` carry its Viterbi "
+            "path. Before (commit d2b2c17, its own quickstart model, the same sentences and note): the stock pipeline "
+            "took the argmax of the emissions, 51 invalid continuations among 72 subwords not O; "
+            "`pipeline(model=path)` crashed on the note (its tokenizer said 512 tokens, the encoder takes 256)."]
+
+
 def pending_runs(results) -> list[str]:
     todo = list(dict.fromkeys(quality.queue(["phee", "ncbi", "bc2gm"], quality.SYSTEMS, [42, 43, 44])))
     done = {p.stem for p in (common.RESULTS_DIR / "quality").glob("*.json")}
@@ -543,7 +565,7 @@ def main() -> int:
                  "files carry no abstract boundaries (no -DOCSTART-), so on both corpora a document fraction is "
                  "a sentence fraction.", ""]
     sections += learning_curves(results) + [""]
-    sections += ["## Parameters (Table I), printed by `python parameter_table.py configs/architectures/*.json`", ""]
+    sections += ["## Parameters (Table I), printed by `python parameter_table.py --config_names configs/architectures/*.json`", ""]
     sections += parameter_rows() + [""]
     bench_params = {}
     for r in results:
@@ -557,6 +579,7 @@ def main() -> int:
                 sections.append(f"- {SYSTEM_NAMES[system]}: " + ", ".join(f"{v:,}" for v in values))
         sections.append("")
     sections += ["## Speed and memory (ratios measured side by side in one run)", ""] + speed_section() + [""]
+    sections += ["## One inference path: every entry point gives the same entities", ""] + entry_points_section() + [""]
     sections += ["## Status", ""] + pending_runs(results) + [""] + [STATUS_NOTES.strip(), ""]
     sections += ["## Commands", "", COMMANDS.strip(), ""]
     (common.BENCH_DIR / "README.md").write_text("\n".join(sections) + "\n", encoding="utf-8")
@@ -674,6 +697,7 @@ make bench                                   # sets up .venv (feature CRF includ
 .venv/bin/python bench/quality.py --list     # done / pending runs
 nohup nice -n 10 .venv/bin/python bench/quality.py > bench/cache/quality_queue.log 2>&1 &   # resumable queue
 .venv/bin/python bench/report.py             # rebuild this README and the plots from bench/results/
+.venv/bin/python bench/entry_points.py       # after `make quickstart`: do all the ways of calling the model agree?
 # one row, e.g. PHEE MiniLM-CRF seed 43:
 .venv/bin/python bench/quality.py --corpora phee --systems minilm-crf --seeds 43 --max_runs 1 --no_feature_crf
 # the diagnostic rows: more epochs for one queue run; the peer with every word lower-cased

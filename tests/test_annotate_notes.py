@@ -443,11 +443,19 @@ def test_help_and_argument_checks(capsys, crf_dir, tmp_path):
                    "--model_name_or_path"):
         assert phrase in " ".join(help_text.split())
     write_txt(tmp_path / "n" / "a.txt", "Aspirin")
-    for bad in (["--bf16", "--device", "cpu"], ["--min_confidence", "2"], ["--batch_size", "0"]):
-        with pytest.raises(SystemExit):
-            main(["--model_name_or_path", str(crf_dir), "--input_dir", str(tmp_path / "n"), "--output_dir", str(tmp_path / "o"),
-                  *bad])
+    arguments = ["--model_name_or_path", str(crf_dir), "--input_dir", str(tmp_path / "n"), "--output_dir",
+                 str(tmp_path / "o")]
+    with pytest.raises(SystemExit):
+        main([*arguments, "--bf16", "--device", "cpu"])
     assert "--bf16 needs a GPU" in capsys.readouterr().err
+    # Settings are checked where they are used, with one clear line and exit status 1; nothing is written.
+    for bad, message in ((["--min_confidence", "2"], "min_confidence must be in [0, 1]"),
+                         (["--batch_size", "0"], "batch_size must be at least 1"),
+                         (["--stride", "-1"], "stride must be at least 0"),
+                         (["--max_seq_length", "16", "--stride", "14"], "stride must be at least 0 and smaller")):
+        assert main([*arguments, *bad]) == 1
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "o" / "entities.jsonl").exists() and not (tmp_path / "o" / "a.ann").exists()
     model, tokenizer = load_model_and_tokenizer(str(crf_dir))
     assert max_input_length(model, tokenizer, 512) == 128  # the tiny encoder's positions
     with pytest.raises(ValueError, match="stride"):

@@ -88,3 +88,28 @@ def test_preparing_data_does_not_import_the_deep_learning_stack():
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
 
+
+
+def test_readme_says_which_files_each_script_needs():
+    """The README's table equals what each script imports, directly or through another project file."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| script | needs |"):].split("\n\n")[0].splitlines()[2:]
+    stated = {}
+    for row in table:
+        script, needs = (cell.strip() for cell in row.strip("|").split("|"))
+        stated[script.strip("`").removesuffix(".py")] = {name.strip(" `").removesuffix(".py")
+                                                         for name in needs.split(",")}
+    graph = project_graph()
+
+    def closure(name, seen=None):
+        seen = set() if seen is None else seen
+        for dependency in graph[name]:
+            if dependency not in seen:
+                seen.add(dependency)
+                closure(dependency, seen)
+        return seen
+
+    scripts = {"prepare_n2c2", "run_ner_crf", "evaluate_ablations", "annotate_notes", "parameter_table", "synthetic_n2c2"}
+    assert set(stated) == scripts
+    for script in scripts:
+        assert stated[script] == closure(script), script
