@@ -277,12 +277,18 @@ def test_tokenize_words_offsets_and_punctuation():
     assert tokenize_words(text, 8, 13) == [("650mg", 8, 13)]
 
 
-def test_words_match_bert_pre_tokenizer():
-    from tokenizers.pre_tokenizers import BertPreTokenizer
+def test_words_are_the_words_a_fast_bert_tokenizer_finds_in_raw_text():
+    """The pipeline tokenizes raw text: its words (word_ids + offsets) must be ours, offsets included."""
+    from conftest import build_wordpiece_tokenizer
 
-    text = "Metoprolol 25mg PO BID; K-Dur 20 mEq x1. Café-au-lait, naïve: 1.5 mg/kg (q8h)!"
-    expected = [(w, s, e) for w, (s, e) in BertPreTokenizer().pre_tokenize_str(text)]
-    assert tokenize_words(text) == expected
+    tokenizer = build_wordpiece_tokenizer()
+    text = ("Metoprolol 25mg PO BID; K-Dur 20 mEq x1. Café-au-lait, naïve: 1.5 mg/kg (q8h)!\r\n"
+            "T 38.2°C, SpO2 94%\t±2 — pt_id #42 $5 “quoted” x\u00a0y")
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    spans: dict[int, list[int]] = {}
+    for word, (start, end) in zip(encoding.word_ids(), encoding["offset_mapping"]):
+        spans.setdefault(word, [start, end])[1] = end
+    assert [tuple(span) for span in spans.values()] == [(s, e) for _, s, e in tokenize_words(text)]
 
 
 SUMMARY = """Discharge Medications:
