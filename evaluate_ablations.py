@@ -119,6 +119,8 @@ LENIENT_NOTE = (
     "of several predicted spans that match one gold span only the first is kept, the others "
     "are dropped (neither true nor false positive); recall counts kept matching predictions."
 )
+# What the reports say of runs whose run_info has "synthetic": true (synthetic_n2c2.py notes).
+SYNTHETIC_SAMPLE = "the SYNTHETIC sample (synthetic_n2c2.py), not real patient notes"
 
 
 # ---------------------------------------------------------------------------
@@ -657,12 +659,23 @@ def _group_label(info: Mapping[str, Any], fallback: str) -> str:
     return f"{label} ({', '.join(extras)})" if extras else label
 
 
+def run_title(name: str, run_info: Mapping[str, Any] | None) -> str:
+    """How a figure names a run: model label (and training extras) and seed, else its folder name."""
+    if not run_info:
+        return name
+    seed = run_info.get("seed")
+    return _group_label(run_info, name) + ("" if seed is None else f", seed {seed}")
+
+
 def aggregate_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Group runs that differ only by seed; mean and sample standard deviation of each metric.
 
     ``runs``: ``[{"name", "run_info", "metrics"}]``. Returns one dict per group, in first-seen
     order: ``label``, ``series`` (the learning-curve line), ``config``, ``runs``, ``seeds``,
-    ``n``, ``num_train_sentences`` (mean), ``mean``, ``std`` (None for a single run).
+    ``n``, ``num_train_sentences`` (mean), ``mean``, ``std`` (None for a single run) and
+    ``left_out``: runs that repeat a seed of their group (``{"run", "seed", "same_seed_as",
+    "reason"}``). A repeated seed is the same sample twice, not a second one, so only the first
+    run given with each seed counts, and ``n`` is the number of distinct seeds.
     """
     groups: dict[tuple, dict[str, Any]] = {}
     for run in runs:
@@ -672,8 +685,15 @@ def aggregate_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "label": _group_label(info, run["name"]),
             "series": (info.get("model_label") or run["name"]) + (" (efficient)" if info.get("efficient_training") else ""),
             "config": {name: info.get(name) for name in _GROUP_FIELDS},
-            "runs": [], "seeds": [], "_metrics": [], "_train": [],
+            "runs": [], "seeds": [], "left_out": [], "_metrics": [], "_train": [],
         })
+        seed = info.get("seed")
+        if seed is not None and seed in group["seeds"]:
+            kept = group["runs"][group["seeds"].index(seed)]
+            group["left_out"].append({"run": run["name"], "seed": seed, "same_seed_as": kept,
+                                      "reason": f"same seed ({seed}) as {kept}: not an independent sample"})
+            logger.warning("%s left out of the comparison: same seed as %s", run["name"], kept)
+            continue
         group["runs"].append(run["name"])
         group["seeds"].append(info.get("seed"))
         group["_metrics"].append(run["metrics"])
@@ -772,6 +792,8 @@ def render_run_markdown(name: str, report: Mapping[str, Any], run_info: Mapping[
                         digits: int = 3, confusion_png: str | None = None) -> str:
     info = run_info or {}
     parts = [f"## {name}", ""]
+    if info.get("synthetic"):
+        parts += [f"**Scored on {SYNTHETIC_SAMPLE}.**", ""]
     if info:
         parts.append(", ".join(f"{key}: {info[key]}" for key in
                                ("model_label", "model_name_or_path", "seed", "train_fraction",
@@ -845,6 +867,10 @@ def render_comparison_markdown(groups: Sequence[Mapping[str, Any]], ablation_nam
     bio, token, strict = BIO_VIEW.name, TOKEN_VIEW.name, entity_view("strict")
     parts = ["## Comparison across runs", "",
              "Mean ± sample standard deviation over runs that differ only by seed.", ""]
+    left_out = [item for g in groups for item in g["left_out"]]
+    if left_out:
+        parts += ["Left out of the means (only the first run given with a seed counts):", ""]
+        parts += [f"- {item['run']}: {item['reason']}" for item in left_out] + [""]
     parts += table("BIO-strict macro average (paper Table II)", [(metric_name(bio, "macro", k), h) for k, h in prf])
     parts += table("BIO-strict weighted average (paper Table III)",
                    [(metric_name(bio, "weighted", k), h) for k, h in prf]
@@ -1026,12 +1052,13 @@ def resolve_run(path: str | Path) -> tuple[Path, dict[str, Any] | None, str]:
         candidates = [run_predictions_path(path), path / TEST_PREDICTIONS_FILE]
         predictions = next((c for c in candidates if c.is_file()), None)
         if predictions is None:
-            raise FileNotFoundError(f"{path}: no {PREDICTIONS_DIRNAME}/{TEST_PREDICTIONS_FILE} "
-                                    f"(nor {TEST_PREDICTIONS_FILE})")
+            raise FileNotFoundError(f"{path}: run folder without {PREDICTIONS_DIRNAME}/{TEST_PREDICTIONS_FILE} "
+                                    f"(nor {TEST_PREDICTIONS_FILE}); run_ner_crf.py --do_predict writes it")
     elif path.is_file():
         predictions = path
     else:
-        raise FileNotFoundError(f"{path}: no such run folder or predictions file")
+        raise FileNotFoundError(f"{path}: does not exist (expected a run folder with "
+                                f"{PREDICTIONS_DIRNAME}/{TEST_PREDICTIONS_FILE}, or a predictions JSONL file)")
     run_dir = predictions.parent.parent if predictions.parent.name == PREDICTIONS_DIRNAME else predictions.parent
     run_info = None
     for candidate in (run_dir / RUN_INFO_FILE, predictions.parent / RUN_INFO_FILE):
@@ -1044,6 +1071,37 @@ def resolve_run(path: str | Path) -> tuple[Path, dict[str, Any] | None, str]:
     return predictions, run_info, name
 
 
+def resolve_runs(paths: Sequence[str | Path]) -> list[tuple[Path, dict[str, Any] | None, str]]:
+    """:func:`resolve_run` of every path; one ``FileNotFoundError`` naming all the missing ones."""
+    resolved, missing = [], []
+    for path in paths:
+        try:
+            resolved.append(resolve_run(path))
+        except FileNotFoundError as error:
+            missing.append(str(error))
+    if missing:
+        raise FileNotFoundError("; ".join(missing))
+    return resolved
+
+
+def synthetic_status(run_infos: Iterable[Mapping[str, Any] | None]) -> bool | str:
+    """``True`` when every run says ``"synthetic": true``, ``"mixed"`` when some do, else ``False``
+    (a run without run_info counts as not synthetic: nothing says it is)."""
+    flags = [bool((info or {}).get("synthetic")) for info in run_infos]
+    return "mixed" if any(flags) and not all(flags) else any(flags)
+
+
+def synthetic_banner(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The opening lines of a multi-run report: what of it comes from synthetic notes, if anything."""
+    status = synthetic_status(run["run_info"] for run in runs)
+    if status is True:
+        return [f"**SYNTHETIC DATA: every number in this report comes from {SYNTHETIC_SAMPLE}.**", ""]
+    if status == "mixed":
+        names = ", ".join(run["name"] for run in runs if (run["run_info"] or {}).get("synthetic"))
+        return [f"**SYNTHETIC DATA in part: the numbers of {names} come from {SYNTHETIC_SAMPLE}.**", ""]
+    return []
+
+
 def _unique(name: str, taken: set[str]) -> str:
     candidate, index = name, 2
     while candidate in taken:
@@ -1052,7 +1110,9 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def evaluate_predictions(args: EvaluationArguments, output_dir: Path) -> dict[str, Any]:
+def evaluate_predictions(args: EvaluationArguments, output_dir: Path,
+                         resolved: Sequence[tuple[Path, dict[str, Any] | None, str]]) -> dict[str, Any]:
+    """Score the runs of :func:`resolve_runs` and write the report into ``output_dir``."""
     custom = None
     if args.exclude_labels or args.merge:
         merge = _parse_merge(args.merge)
@@ -1062,8 +1122,7 @@ def evaluate_predictions(args: EvaluationArguments, output_dir: Path) -> dict[st
         custom = (name, tuple(args.exclude_labels), merge or None)
 
     runs, taken = [], set()
-    for path in args.predictions:
-        predictions, run_info, name = resolve_run(path)
+    for predictions, run_info, name in resolved:
         name = _unique(name, taken)
         rows = read_predictions(predictions)
         types = entity_types_of(tag for row in rows for key in ("gold_tags", "pred_tags") for tag in row.get(key) or ())
@@ -1077,7 +1136,7 @@ def evaluate_predictions(args: EvaluationArguments, output_dir: Path) -> dict[st
         run_dir.mkdir(parents=True, exist_ok=True)
         write_confusion_csv(report["confusion"], run_dir / "confusion_matrix.csv")
         plot_confusion_matrix(report["confusion"], run_dir / "confusion_matrix.png",
-                              f"{name}: BIO tags, words (rows gold, columns predicted)")
+                              f"{run_title(name, run_info)}: BIO tags, words (rows gold, columns predicted)")
         markdown = render_run_markdown(name, report, run_info, args.digits, "confusion_matrix.png")
         (run_dir / REPORT_MARKDOWN_FILE).write_text(markdown, encoding="utf-8")
         runs.append({"name": name, "run_info": run_info, "report": report, "metrics": flat_metrics(report),
@@ -1088,14 +1147,15 @@ def evaluate_predictions(args: EvaluationArguments, output_dir: Path) -> dict[st
     groups = aggregate_runs(runs)
     ablation_names = list(dict.fromkeys(n for run in runs for n in run["report"]["ablations"]))
     comparison_md = render_comparison_markdown(groups, ablation_names, args.digits)
-    (output_dir / "comparison.md").write_text(comparison_md + "\n", encoding="utf-8")
+    banner = synthetic_banner(runs)
+    (output_dir / "comparison.md").write_text("\n".join(banner + [comparison_md, ""]), encoding="utf-8")
     write_comparison_csv(groups, output_dir / "comparison.csv")
     curve = learning_curve(groups)
     if curve:
         plot_learning_curve(curve, output_dir / "learning_curve.png")
         write_learning_curve_csv(curve, output_dir / "learning_curve.csv")
 
-    markdown = ["# Evaluation report", "", comparison_md, ""]
+    markdown = banner + ["# Evaluation report", "", comparison_md, ""]
     if curve:
         markdown += [render_learning_curve_markdown(curve, args.digits), "![learning curve](learning_curve.png)", ""]
     for run in runs:
@@ -1103,6 +1163,7 @@ def evaluate_predictions(args: EvaluationArguments, output_dir: Path) -> dict[st
     (output_dir / REPORT_MARKDOWN_FILE).write_text("\n".join(markdown), encoding="utf-8")
     return {
         "mode": "predictions",
+        "synthetic": synthetic_status(run["run_info"] for run in runs),
         "runs": {run["name"]: run["report"] for run in runs},
         "comparison": list(groups),
         "learning_curve": curve,
@@ -1113,12 +1174,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from transformers import HfArgumentParser
 
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    (args,) = HfArgumentParser(EvaluationArguments).parse_args_into_dataclasses(args=argv)
+    parser = HfArgumentParser(EvaluationArguments)
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
     brat = args.gold_brat is not None or args.pred_brat is not None
     if brat and (args.gold_brat is None or args.pred_brat is None):
         raise SystemExit("--gold_brat and --pred_brat go together")
     if brat == bool(args.predictions):
         raise SystemExit("give either --predictions or --gold_brat/--pred_brat")
+    if not brat:
+        # Every path first: a typo in the last run folder must not cost the scoring of the others
+        # nor leave half a report behind. One line, status 2, as argparse reports a bad argument.
+        try:
+            resolved = resolve_runs(args.predictions)
+        except FileNotFoundError as error:
+            parser.exit(2, f"{parser.prog}: error: --predictions {error}\n")
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
@@ -1129,7 +1198,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         logger.info("strict micro F1 %.4f, lenient micro F1 %.4f over %d documents",
                     report["strict"]["micro"]["f1"], report["lenient"]["micro"]["f1"], report["num_documents"])
     else:
-        report = evaluate_predictions(args, output_dir)
+        report = evaluate_predictions(args, output_dir, resolved)
     with (output_dir / REPORT_JSON_FILE).open("w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2)
     logger.info("Report written to %s", output_dir)

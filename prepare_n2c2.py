@@ -17,7 +17,8 @@ Input
     ``start end;start end`` spans); ``R``, ``E``, ``A``, ``M``, ``N``, ``*`` and ``#`` lines
     are ignored. Text is read with ``newline=""`` so offsets are character offsets of the
     raw file (CRLF files included). ``--label_map FILE.json`` maps source types to target
-    types; unmapped types are ignored and counted. CoNLL ``token<TAB>tag`` files become
+    types; unmapped types are ignored and counted. The tag set holds the types that occur in the
+    data (``--entity_types`` fixes it instead); ``stats.json`` lists those left out. CoNLL ``token<TAB>tag`` files become
     documents whose text is the tokens joined by single spaces and the sentences joined by
     newlines (documents split at ``-DOCSTART-``, else one document per sentence).
 
@@ -66,7 +67,7 @@ from corpus_io import (
     conll_entity_types, load_label_map, read_corpus, write_folder_atomically,
 )
 from tagging import (
-    N2C2_ENTITY_TYPES, N2C2_LABELS, bio_labels, entity_types_of, is_all_o, split_sentences, spans_to_bio,
+    N2C2_ENTITY_TYPES, N2C2_LABELS, bio_labels, entity_types_of, is_all_o, split_sentences, spans_to_bio, tag_type,
     tokenize_words,
 )
 
@@ -484,6 +485,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                    overwrite=args.overwrite)
         documents, problems = _read_inputs(args, label_map, entity_types, synthetic_dir)
 
+    # The tag set: only the types that occur (a model must not learn, or a card report, types the data lacks),
+    # unless --entity_types names them.
+    absent_types: list[str] = []
+    if not requested_types:
+        present = {entity.type for split_documents in documents.values() for doc in split_documents
+                   for entity in doc.entities}
+        absent_types = [t for t in entity_types if t not in present]
+        if absent_types:
+            logger.info("entity types absent from the data, left out of the tags: %s", ", ".join(absent_types))
+            labels = [label for label in labels if tag_type(label) not in absent_types]
+            entity_types = entity_types_of(labels)
+
     if "validation" not in documents:
         documents["train"], documents["validation"] = split_validation(
             documents["train"], args.validation_ratio, args.seed)
@@ -510,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for split in ("train", "validation"):
         rows[f"{split}_downsampled"] = downsample_plain(rows[split], args.plain_ratio, args.seed)
 
-    stats = _build_stats(args, labels, documents, rows, counts, problems, validation_source)
+    stats = _build_stats(args, labels, documents, rows, counts, problems, validation_source, absent_types)
 
     def write(tmp_dir: Path) -> None:
         from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as DatasetSequence, Value
@@ -545,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     return stats
 
 
-def _build_stats(args, labels, documents, rows, counts, problems, validation_source) -> dict:
+def _build_stats(args, labels, documents, rows, counts, problems, validation_source, absent_types) -> dict:
     entity_types = entity_types_of(labels)
     splits = {name: _split_stats(split_rows, labels, len(documents[name]) if name in documents else None)
               for name, split_rows in rows.items()}
@@ -604,6 +617,8 @@ def _build_stats(args, labels, documents, rows, counts, problems, validation_sou
         },
         "labels": list(labels),
         "entity_types": entity_types,
+        "entity_types_source": "--entity_types" if args.entity_types else "the types that occur in the data",
+        "entity_types_absent": absent_types,
         "seed": args.seed,
         "validation": validation_source,
         "plain_ratio": args.plain_ratio,

@@ -5,7 +5,8 @@ In the style of transformers' ``examples/pytorch/token-classification/run_ner.py
 
     python run_ner_crf.py configs/quickstart.json
     python run_ner_crf.py configs/bert_crf.json --train_split train_downsampled --output_dir runs/bert_crf_sambd
-    accelerate launch run_ner_crf.py --model_name_or_path emilyalsentzer/Bio_ClinicalBERT \\
+    accelerate launch --config_file configs/accelerate/single_gpu.yaml run_ner_crf.py \\
+        --model_name_or_path emilyalsentzer/Bio_ClinicalBERT \\
         --dataset_path data/n2c2 --use_crf --output_dir runs/clinicalbert_crf --do_train --do_eval --do_predict
 
 Pre-trained encoders are fine-tuned with ``--model_name_or_path``; ``--config_name`` (an
@@ -24,7 +25,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import re
+import shutil
 import sys
 import time
 from collections import Counter
@@ -35,7 +39,8 @@ from typing import Any, Iterable, Sequence
 import datasets
 import torch
 import transformers
-from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset, load_from_disk
+from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets, load_dataset, load_from_disk
+from datasets import Sequence as DatasetSequence
 from transformers import (
     AutoConfig,
     AutoModelForTokenClassification,
@@ -55,7 +60,7 @@ from corpus_io import (
 )
 from evaluate_ablations import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, ner_metrics, type_metric_name
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
-from tagging import begin_to_inside, bio_to_char_spans, entity_types_of
+from tagging import begin_to_inside, bio_to_char_spans, check_labels, entity_types_of, is_tag, labels_for_types
 from windows import (
     WindowCollator, copy_pipeline_files, encode_word_windows, encoder_max_positions, max_input_length,
     merge_window_predictions, pipeline_config_entry, select_predictions,
@@ -85,6 +90,8 @@ HUB_UPLOAD_PATTERNS = [
     "added_tokens.json",
     "README.md",
 ]
+# The example sentence of the card's snippet (ours, not from any corpus).
+CARD_EXAMPLE = "Started metoprolol 25 mg PO BID for hypertension."
 PAPER_CITATION = """@inproceedings{belkadi2023exploring,
   title     = {Exploring the Value of Pre-trained Language Models for Clinical Named Entity Recognition},
   author    = {Belkadi, Samuel and Han, Lifeng and Wu, Yuping and Nenadic, Goran},
@@ -127,13 +134,20 @@ class ModelArguments:
         default=None, metadata={"help": "Learning rate of the classifier and CRF (default: --learning_rate)."}
     )
     model_label: str | None = field(
-        default=None, metadata={"help": "Name of the system in reports, e.g. 'BERT-CRF' (default: derived)."}
+        default=None, metadata={"help": "Name of the system in reports and the model card, e.g. 'BERT-CRF' (default: "
+                                        "derived; a config file's label is dropped when the command line names "
+                                        "another model)."}
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
     model_revision: str = field(default="main", metadata={"help": "Model version (branch, tag or commit)."})
     token: str | None = field(default=None, metadata={"help": "Hub token (default: the cached login)."})
+    model_license: str | None = field(
+        default=None, metadata={"help": "Licence written into the model card (default: apache-2.0 for the synthetic "
+                                        "sample, else 'other': a model trained on notes inherits their terms)."}
+    )
     trust_remote_code: bool = field(
-        default=False, metadata={"help": "Allow custom code from the Hub for the encoder (not needed for our CRF)."}
+        default=False, metadata={"help": "Run custom code shipped with --model_name_or_path (read it first). Not "
+                                         "needed for this project's CRF checkpoints, which load with modeling_crf.py."}
     )
 
 
@@ -144,8 +158,13 @@ class DataTrainingArguments:
     dataset_path: str | None = field(
         default=None, metadata={"help": "A dataset saved by prepare_n2c2.py (datasets.load_from_disk)."}
     )
-    dataset_name: str | None = field(default=None, metadata={"help": "A dataset on the Hub with the same columns."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "A dataset on the Hub, or a local folder of data files, with word lists and "
+                                        "IOB2 tags (strings or a ClassLabel), as run_ner.py takes."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the Hub dataset."})
+    train_file: str | None = field(default=None, metadata={"help": "Training data, a JSON (lines) or CSV file, as run_ner.py takes."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation data (JSON or CSV)."})
+    test_file: str | None = field(default=None, metadata={"help": "Test data (JSON or CSV)."})
     train_split: str = field(
         default="train",
         metadata={"help": "'train', 'train_downsampled' (efficient training) or 'train+validation' (final retraining)."},
@@ -155,8 +174,11 @@ class DataTrainingArguments:
     train_fraction: float = field(
         default=1.0, metadata={"help": "Keep this fraction of training documents (seeded, by document): learning curves."}
     )
-    text_column_name: str = field(default="tokens", metadata={"help": "Column of word lists."})
-    label_column_name: str = field(default="ner_tags", metadata={"help": "Column of ClassLabel tag ids."})
+    text_column_name: str | None = field(
+        default=None, metadata={"help": "Column of word lists (default: 'tokens', else the first column)."})
+    label_column_name: str | None = field(
+        default=None, metadata={"help": "Column of IOB2 tags, strings or ClassLabel ids (default: 'ner_tags', else "
+                                        "the second column)."})
     max_seq_length: int | None = field(
         default=None, metadata={"help": "Subwords per model input, special tokens included; longer sentences become "
                                         "overlapping windows (default: 256, or what the encoder takes if less)."}
@@ -175,6 +197,10 @@ class DataTrainingArguments:
     max_predict_samples: int | None = field(default=None, metadata={"help": "Truncate the test split (debugging)."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     write_brat: bool = field(default=True, metadata={"help": "Write one brat .ann per test document."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Start afresh in an existing --output_dir: remove the earlier run's model, "
+                                         "checkpoints and predictions first (otherwise its last checkpoint is resumed)."}
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -182,17 +208,119 @@ class DataTrainingArguments:
 # ---------------------------------------------------------------------------
 
 
+class UsageError(ValueError):
+    """Bad arguments or input data: reported in one line (no traceback) by the command line."""
+
+
+def check_data_arguments(data_args: DataTrainingArguments) -> None:
+    """Fail at once, in one line, on data that cannot be loaded (before any model is built)."""
+    sources = [name for name, value in (("--dataset_path", data_args.dataset_path),
+                                         ("--dataset_name", data_args.dataset_name),
+                                         ("--train_file/--validation_file/--test_file",
+                                          data_args.train_file or data_args.validation_file or data_args.test_file))
+               if value]
+    if len(sources) != 1:
+        raise UsageError("give one data source: --dataset_path (a prepare_n2c2.py output folder), --dataset_name "
+                         "(a Hub dataset or a folder of data files) or --train_file/--validation_file/--test_file"
+                         + (f" (got {' and '.join(sources)})" if sources else ""))
+    if data_args.dataset_path:
+        path = Path(data_args.dataset_path)
+        if not (path / "dataset_dict.json").is_file():
+            raise UsageError(f"--dataset_path {path}: " + ("no such folder" if not path.exists() else
+                             "not a dataset saved by prepare_n2c2.py (no dataset_dict.json)"))
+    for flag, path in (("--train_file", data_args.train_file), ("--validation_file", data_args.validation_file),
+                       ("--test_file", data_args.test_file)):
+        if path and not Path(path).is_file():
+            raise UsageError(f"{flag} {path}: no such file")
+        if path and Path(path).suffix not in (".json", ".jsonl", ".csv"):
+            raise UsageError(f"{flag} {path}: expected a .json, .jsonl or .csv file")
+
+
 def load_raw_datasets(data_args: DataTrainingArguments, model_args: ModelArguments) -> DatasetDict:
+    """The splits, with the word and tag columns resolved and the tags as a ClassLabel of IOB2 names.
+
+    Takes what run_ner.py takes: a prepare_n2c2.py folder, a Hub dataset or a folder of data files
+    (``--dataset_name``), or JSON/CSV files; tags may be strings (the label list is built from the
+    data: the types that occur, n2c2 types in the paper's order) or a ClassLabel of IOB2 names.
+    """
     if data_args.dataset_path:
         raw = load_from_disk(data_args.dataset_path)
+        source = data_args.dataset_path
     elif data_args.dataset_name:
         raw = load_dataset(data_args.dataset_name, data_args.dataset_config_name, cache_dir=model_args.cache_dir,
                            token=model_args.token)
+        source = data_args.dataset_name
     else:
-        raise ValueError("Give --dataset_path (output of prepare_n2c2.py) or --dataset_name.")
+        data_files = {split: path for split, path in (("train", data_args.train_file),
+                                                       ("validation", data_args.validation_file),
+                                                       ("test", data_args.test_file)) if path}
+        extension = Path(next(iter(data_files.values()))).suffix.lstrip(".").replace("jsonl", "json")
+        raw = load_dataset(extension, data_files=data_files, cache_dir=model_args.cache_dir)
+        source = None
     if not isinstance(raw, DatasetDict):
-        raise ValueError(f"{data_args.dataset_path or data_args.dataset_name} is not a DatasetDict of splits")
-    return raw
+        raise UsageError(f"{source}: not a DatasetDict of splits")
+    columns = next(iter(raw.values())).column_names
+    if data_args.text_column_name is None:
+        data_args.text_column_name = "tokens" if "tokens" in columns else columns[0]
+    if data_args.label_column_name is None:
+        data_args.label_column_name = "ner_tags" if "ner_tags" in columns else columns[1]
+    for column in (data_args.text_column_name, data_args.label_column_name):
+        if column not in columns:
+            raise UsageError(f"{source or 'the data files'}: no column {column!r} (columns: {', '.join(columns)})")
+    return tags_to_class_labels(raw, data_args.label_column_name, data_args, source)
+
+
+def tags_to_class_labels(raw: DatasetDict, column: str, data_args: DataTrainingArguments, source: str | None
+                         ) -> DatasetDict:
+    """Tag columns as ``Sequence(ClassLabel)`` of IOB2 names; a tag that is not IOB2 is an error naming where it is."""
+    feature = next(iter(raw.values())).features[column]
+    inner = getattr(feature, "feature", None)
+    if isinstance(inner, ClassLabel):
+        try:
+            check_labels(inner.names)
+        except ValueError as error:
+            raise UsageError(f"{source}: {column}: {error}") from None
+        return raw
+    if getattr(inner, "dtype", None) != "string":
+        raise UsageError(f"{source or 'the data files'}: column {column!r} holds {feature}; give IOB2 tag strings, or "
+                         "integer ids with their names as a ClassLabel feature")
+    types = set()
+    for split, dataset in raw.items():
+        for row, tags in enumerate(dataset[column]):
+            for tag in tags:
+                if not is_tag(tag):
+                    raise UsageError(f"{_row_location(data_args, source, split, row)}: tag {tag!r} is not IOB2 "
+                                     "(expected O, B-TYPE or I-TYPE)")
+                if tag != "O":
+                    types.add(tag[2:])
+    labels = labels_for_types(types)
+    tag_ids = {label: index for index, label in enumerate(labels)}
+    features = {split: dataset.features.copy() for split, dataset in raw.items()}
+    converted = {}
+    for split, dataset in raw.items():
+        features[split][column] = DatasetSequence(ClassLabel(names=labels))
+        converted[split] = dataset.map(lambda batch: {column: [[tag_ids[tag] for tag in tags] for tags in batch[column]]},
+                                       batched=True, features=features[split], desc=f"Tags of {split} to ids")
+    logger.info(f"Tags read as strings: {len(labels)} IOB2 labels for the {len(types)} entity types in the data")
+    return DatasetDict(converted)
+
+
+def _is_json_lines(path: str) -> bool:
+    """A .jsonl file, or a .json file of one object per line (as run_ner.py's examples are)."""
+    if Path(path).suffix == ".jsonl":
+        return True
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return Path(path).suffix == ".json" and handle.read(4096).lstrip().startswith("{")
+
+
+def _row_location(data_args: DataTrainingArguments, source: str | None, split: str, row: int) -> str:
+    """file:line for JSON lines files, else the file (or dataset) and the row."""
+    path = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}.get(split)
+    if source is None and path and _is_json_lines(path):
+        return f"{path}:{row + 1}"
+    if source is None and path and Path(path).suffix == ".csv":
+        return f"{path}:{row + 2}"  # after the header line
+    return f"{path or source} ({split} split) row {row + 1}"
 
 
 def select_split(raw: DatasetDict, split_expression: str) -> Dataset:
@@ -200,7 +328,7 @@ def select_split(raw: DatasetDict, split_expression: str) -> Dataset:
     parts = []
     for name in split_expression.split("+"):
         if name not in raw:
-            raise ValueError(f"split {name!r} not in the dataset (has: {', '.join(raw)})")
+            raise UsageError(f"split {name!r} not in the dataset (has: {', '.join(raw)})")
         parts.append(raw[name])
     return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
 
@@ -208,7 +336,7 @@ def select_split(raw: DatasetDict, split_expression: str) -> Dataset:
 def sample_documents(dataset: Dataset, fraction: float, seed: int) -> Dataset:
     """Keep a seeded random ``fraction`` of the documents (all their sentences)."""
     if not 0 < fraction <= 1:
-        raise ValueError(f"--train_fraction must be in (0, 1], got {fraction}")
+        raise UsageError(f"--train_fraction must be in (0, 1], got {fraction}")
     if fraction == 1 or "document_id" not in dataset.column_names:
         return dataset
     documents = sorted(set(dataset["document_id"]))
@@ -281,13 +409,13 @@ def load_tokenizer(model_args: ModelArguments, train_dataset: Dataset | None, te
         return AutoTokenizer.from_pretrained(resume_checkpoint)
     if model_args.train_tokenizer:
         if train_dataset is None:
-            raise ValueError("--train_tokenizer needs a training split (--do_train)")
+            raise UsageError("--train_tokenizer needs a training split (--do_train)")
         logger.info("Training a WordPiece tokenizer (vocabulary %d) on the training split", model_args.tokenizer_vocab_size)
         return train_wordpiece_tokenizer(train_dataset[text_column], model_args.tokenizer_vocab_size,
                                          model_args.tokenizer_min_frequency, model_args.tokenizer_lowercase)
     name = model_args.tokenizer_name or model_args.model_name_or_path
     if name is None:
-        raise ValueError("No tokenizer: give --tokenizer_name, --model_name_or_path or --train_tokenizer")
+        raise UsageError("No tokenizer: give --tokenizer_name, --model_name_or_path or --train_tokenizer")
     return load_word_tokenizer(name, revision=model_args.model_revision, token=model_args.token,
                                trust_remote_code=model_args.trust_remote_code, cache_dir=model_args.cache_dir)
 
@@ -296,11 +424,20 @@ def build_model(model_args: ModelArguments, labels: list[str], tokenizer, label_
     """The model to train: pre-trained encoder or random architecture, CRF or linear head."""
     id2label = dict(enumerate(labels))
     label2id = {label: index for index, label in enumerate(labels)}
-    hub_kwargs = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
+    # Remote code runs only when the user says so: a CRF checkpoint is recognised by its model_type, which
+    # this process registers (modeling_crf), without running the copy of modeling_crf.py saved beside it.
+    hub_kwargs = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token,
+                      trust_remote_code=model_args.trust_remote_code)
     # Recorded in the config so that prediction decodes over the positions training used.
     label_alignment = "all_subwords" if label_all_tokens else "first_subword"
     if model_args.model_name_or_path:
-        source_config = AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=True, **hub_kwargs)
+        try:
+            source_config = AutoConfig.from_pretrained(model_args.model_name_or_path, **hub_kwargs)
+        except ValueError as error:
+            if "trust_remote_code" not in str(error):
+                raise
+            raise UsageError(f"{model_args.model_name_or_path} loads only with the custom code it ships: read that "
+                             "code, then pass --trust_remote_code to run it") from None
         if model_args.use_crf and source_config.model_type == CRFTokenClassificationConfig.model_type:
             model = CRFForTokenClassification.from_pretrained(model_args.model_name_or_path, **hub_kwargs)
         elif model_args.use_crf:
@@ -311,13 +448,11 @@ def build_model(model_args: ModelArguments, labels: list[str], tokenizer, label_
             )
         else:
             config = AutoConfig.from_pretrained(model_args.model_name_or_path, num_labels=len(labels),
-                                                id2label=id2label, label2id=label2id,
-                                                trust_remote_code=model_args.trust_remote_code, **hub_kwargs)
+                                                id2label=id2label, label2id=label2id, **hub_kwargs)
             if hasattr(config, "classifier_dropout"):
                 config.classifier_dropout = model_args.classifier_dropout
             model = AutoModelForTokenClassification.from_pretrained(
-                model_args.model_name_or_path, config=config, trust_remote_code=model_args.trust_remote_code,
-                **hub_kwargs,
+                model_args.model_name_or_path, config=config, **hub_kwargs,
             )
     elif model_args.config_name:
         encoder_config = AutoConfig.from_pretrained(model_args.config_name, **hub_kwargs)
@@ -337,7 +472,7 @@ def build_model(model_args: ModelArguments, labels: list[str], tokenizer, label_
                 encoder_config.classifier_dropout = model_args.classifier_dropout
             model = AutoModelForTokenClassification.from_config(encoder_config)
     else:
-        raise ValueError("Give --model_name_or_path (fine-tune) or --config_name (train from scratch).")
+        raise UsageError("Give --model_name_or_path (fine-tune) or --config_name (train from scratch).")
     model.config.label_alignment = label_alignment
     if isinstance(model, CRFForTokenClassification):
         # So that a forward without label_mask (e.g. the stock pipeline) decodes word starts, as here.
@@ -346,10 +481,44 @@ def build_model(model_args: ModelArguments, labels: list[str], tokenizer, label_
 
 
 def default_model_label(model_args: ModelArguments) -> str:
+    """``--model_label``, else the label of the run being fine-tuned further, else ``{encoder}-{CRF|Apt}``."""
     if model_args.model_label:
         return model_args.model_label
-    base = Path(model_args.model_name_or_path).name if model_args.model_name_or_path else "Transformer"
+    if model_args.model_name_or_path:
+        earlier = Path(model_args.model_name_or_path) / RUN_INFO_FILE
+        if earlier.is_file():
+            return json.loads(earlier.read_text(encoding="utf-8")).get("model_label") or earlier.parent.name
+    base = model_args.model_name_or_path.rstrip("/").split("/")[-1] if model_args.model_name_or_path else "Transformer"
     return f"{base}-{'CRF' if model_args.use_crf else 'Apt'}"
+
+
+# What a run writes into its output folder (--overwrite_output_dir removes these and nothing else).
+RUN_OUTPUT_PATTERNS = (
+    "checkpoint-*", PREDICTIONS_DIRNAME, "runs", "config.json", "generation_config.json", "model*.safetensors",
+    "model.safetensors.index.json", "pytorch_model*.bin", "training_args.bin", "modeling_crf.py", "windows.py",
+    "tagging.py", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
+    "merges.txt", "added_tokens.json", "chat_template.jinja", "README.md", "*_results.json", "trainer_state.json",
+    RUN_INFO_FILE,
+)
+
+
+def clear_run_outputs(output_dir: Path) -> int:
+    """Remove an earlier run's outputs (:data:`RUN_OUTPUT_PATTERNS`) from ``output_dir``; other files stay (logged)."""
+    removed = 0
+    for pattern in RUN_OUTPUT_PATTERNS:
+        for path in output_dir.glob(pattern):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed += 1
+    others = sorted(path.name for path in output_dir.iterdir())
+    if others:
+        logger.warning(f"{output_dir}: kept {len(others)} files that a run does not write: {', '.join(others[:5])}")
+    return removed
+
+
+def trainer_state_epoch(checkpoint: str | None) -> float:
+    """The epoch a checkpoint had reached (0 for a fresh start)."""
+    state = Path(checkpoint or "") / "trainer_state.json"
+    return float(json.loads(state.read_text()).get("epoch") or 0.0) if checkpoint and state.is_file() else 0.0
 
 
 class NerTrainer(Trainer):
@@ -456,57 +625,133 @@ def write_predictions(
     return jsonl_path
 
 
+def is_hub_id(name: str | None) -> bool:
+    """Whether ``name`` reads as a Hub model id (``org/name`` or ``name``), not a local path."""
+    return bool(name) and not Path(name).exists() and re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None
+
+
+def training_data_description(data_args: DataTrainingArguments, dataset_stats: dict[str, Any]) -> tuple[str, str]:
+    """``(name, type)`` of the data a run used, for the card's model-index (never corpus text)."""
+    if dataset_stats.get("synthetic"):
+        return "synthetic n2c2-format sample (SYNTHETIC: generated by synthetic_n2c2.py, not patient notes)", "synthetic"
+    if data_args.dataset_name:
+        return data_args.dataset_name, data_args.dataset_name
+    if data_args.dataset_path:
+        return f"{Path(data_args.dataset_path).name} (local, prepared with prepare_n2c2.py)", "local"
+    files = [Path(f).name for f in (data_args.train_file, data_args.validation_file, data_args.test_file) if f]
+    return f"local files ({', '.join(files)})", "local"
+
+
+def card_license(model_args: ModelArguments, dataset_stats: dict[str, Any]) -> tuple[str, str | None]:
+    """``(license, license_name)``: the user's choice, else apache-2.0 for the synthetic sample, else "other":
+    a model trained on notes inherits their terms (n2c2: a data-use agreement)."""
+    if model_args.model_license:
+        return model_args.model_license, None
+    if dataset_stats.get("synthetic"):
+        return "apache-2.0", None
+    return "other", "data-use-agreement"
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    """A metric for the card; "n/a" (never nan) when there is none."""
+    return "n/a" if value is None or value != value else f"{float(value):.{digits}f}"
+
+
+def training_results_table(log_history: Sequence[dict[str, Any]]) -> str:
+    """The Trainer card's "Training results": one row per evaluation (training loss: the last logged before it)."""
+    rows, train_loss = {}, None
+    for entry in log_history:
+        if "loss" in entry:
+            train_loss = entry["loss"]
+        if f"eval_{STRICT_MICRO_F1}" in entry:
+            # One row per step: a final evaluation after training repeats the last step (and may be another model).
+            rows.setdefault(entry.get("step"), (
+                f"| {_number(entry.get('epoch'), 2)} | {entry.get('step', '')} | "
+                f"{'No log' if train_loss is None else _number(train_loss)} | {_number(entry.get('eval_loss'))} | "
+                f"{_number(entry[f'eval_{STRICT_MICRO_F1}'])} | {_number(entry.get(f'eval_{STRICT_MACRO_F1}'))} |"))
+    if not rows:
+        return "No evaluation during training."
+    return "\n".join(["| Epoch | Step | Training loss | Validation loss | Strict micro-F1 | Strict macro-F1 |",
+                      "|---:|---:|---:|---:|---:|---:|", *rows.values()])
+
+
+def framework_versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    lines = []
+    for package in ("transformers", "torch", "tokenizers", "datasets", "accelerate", "pytorch-crf"):
+        try:
+            lines.append(f"- {package} {version(package)}")
+        except PackageNotFoundError:
+            pass
+    return "\n".join(lines + [f"- Python {sys.version.split()[0]}"])
+
+
 def write_model_card(
     output_dir: Path, model_args: ModelArguments, data_args: DataTrainingArguments, training_args: TrainingArguments,
-    labels: list[str], results: dict[str, Any], run_info: dict[str, Any],
+    labels: list[str], results: dict[str, Any], run_info: dict[str, Any], dataset_stats: dict[str, Any],
+    log_history: Sequence[dict[str, Any]] = (),
 ) -> Path:
-    """README.md with model-index metadata, built from numbers only: never any corpus text."""
+    """README.md with model-index metadata, built from numbers and settings only: never any corpus text."""
     from huggingface_hub import ModelCard, ModelCardData
     from huggingface_hub.repocard_data import EvalResult
 
     model_label = run_info["model_label"]
-    dataset_name = data_args.dataset_name or "n2c2-2018 Track 2 format (local, prepared with prepare_n2c2.py)"
+    dataset_name, dataset_type = training_data_description(data_args, dataset_stats)
+    license_id, license_name = card_license(model_args, dataset_stats)
     eval_results = [
-        EvalResult(task_type="token-classification", dataset_type="n2c2-2018-track2", dataset_name=dataset_name,
-                   dataset_split=data_args.test_split, metric_type=metric_type, metric_name=metric_name,
+        EvalResult(task_type="token-classification", dataset_type=dataset_type, dataset_name=dataset_name,
+                   dataset_split=data_args.test_split, metric_type="f1", metric_name=metric_title,
                    metric_value=round(float(results[key]), 4))
-        for key, metric_type, metric_name in (
-            (f"test_{STRICT_MICRO_F1}", "f1", "Strict entity micro-F1"),
-            (f"test_{STRICT_MACRO_F1}", "f1", "Strict entity macro-F1"))
-        if key in results
+        for key, metric_title in ((f"test_{STRICT_MICRO_F1}", "Strict entity micro-F1"),
+                                  (f"test_{STRICT_MACRO_F1}", "Strict entity macro-F1"))
+        if results.get(key) is not None
     ]
+    base_model = model_args.model_name_or_path if is_hub_id(model_args.model_name_or_path) else None
     card_data = ModelCardData(
-        license="apache-2.0" if model_args.config_name and not model_args.model_name_or_path else "other",
+        license=license_id, license_name=license_name,
         library_name="transformers", pipeline_tag="token-classification",
-        tags=["token-classification", "ner", "clinical", "crf" if model_args.use_crf else "linear-head"],
-        base_model=model_args.model_name_or_path, model_name=model_label,
-        eval_results=eval_results or None,
+        tags=["token-classification", "ner", "clinical", "crf" if model_args.use_crf else "linear-head"]
+        + (["synthetic-data"] if dataset_stats.get("synthetic") else []),
+        base_model=base_model, model_name=model_label, eval_results=eval_results or None,
     )
-    per_type_rows = "\n".join(
-        f"| {entity_type} | {results.get('test_' + type_metric_name(entity_type), float('nan')):.4f} |"
-        for entity_type in entity_types_of(labels)
-    )
+    type_scores = {entity_type: results.get("test_" + type_metric_name(entity_type))
+                   for entity_type in entity_types_of(labels)}
+    per_type_rows = "\n".join(f"| {entity_type} | {_number(score)} |" for entity_type, score in type_scores.items())
+    scored = sorted((score, entity_type) for entity_type, score in type_scores.items() if score is not None)
+    hardest = (f"On this run's test split the lowest strict F1 is for {scored[0][1]} ({scored[0][0]:.2f})"
+               + (f" and {scored[1][1]} ({scored[1][0]:.2f})" if len(scored) > 1 else "") + ". "
+               if scored else "")
     hyper = {key: getattr(training_args, key) for key in (
-        "learning_rate", "per_device_train_batch_size", "num_train_epochs", "lr_scheduler_type", "warmup_steps",
-        "weight_decay", "seed", "bf16", "fp16")}
+        "learning_rate", "per_device_train_batch_size", "num_train_epochs", "max_steps", "lr_scheduler_type",
+        "warmup_steps", "weight_decay", "seed", "bf16", "fp16")}
     hyper.update(crf_learning_rate=model_args.crf_learning_rate, classifier_dropout=model_args.classifier_dropout,
                  max_seq_length=data_args.max_seq_length, stride=data_args.stride,
-                 label_all_tokens=data_args.label_all_tokens)
-    load_kwargs = ", trust_remote_code=True" if model_args.use_crf else ""
+                 label_all_tokens=data_args.label_all_tokens, world_size=training_args.world_size)
+    remote = ", trust_remote_code=True" if model_args.use_crf else ""
+    if model_args.model_name_or_path:
+        encoder = f"`{model_args.model_name_or_path}`" if base_model else "a local pre-trained encoder"
+    else:
+        encoder = f"a Transformer trained from scratch (`{Path(str(model_args.config_name)).name}` architecture)"
+    licence_note = (
+        f"This card says `license: {license_id}`. " + (
+            "The model was trained on data under its own terms (n2c2-2018 is under a data-use agreement; for data "
+            "of unknown licence, check before publishing): a model trained on such data inherits them. Pass "
+            "`--model_license` to state the licence that applies." if license_name else "")
+    )
     body = f"""
 # {model_label}
 
 Clinical named-entity recogniser for drugs and their attributes, trained with `run_ner_crf.py`
-(a {"CRF" if model_args.use_crf else "linear (Apt)"} head on
-{"`" + model_args.model_name_or_path + "`" if model_args.model_name_or_path else "a Transformer trained from scratch (`" + str(model_args.config_name) + "` architecture)"}).
+(a {"CRF" if model_args.use_crf else "linear (Apt)"} head on {encoder}) on {dataset_name}.
 
 ## Results (test split `{data_args.test_split}`, word level)
 
 | metric | value |
 |---|---|
-| strict entity micro-F1 | {results.get('test_' + STRICT_MICRO_F1, float('nan')):.4f} |
-| strict entity macro-F1 | {results.get('test_' + STRICT_MACRO_F1, float('nan')):.4f} |
-| lenient entity micro-F1 | {results.get('test_' + LENIENT_MICRO_F1, float('nan')):.4f} |
+| strict entity micro-F1 | {_number(results.get('test_' + STRICT_MICRO_F1))} |
+| strict entity macro-F1 | {_number(results.get('test_' + STRICT_MACRO_F1))} |
+| lenient entity micro-F1 | {_number(results.get('test_' + LENIENT_MICRO_F1))} |
 
 | entity type | strict F1 |
 |---|---|
@@ -516,26 +761,33 @@ Clinical named-entity recogniser for drugs and their attributes, trained with `r
 {len(labels)} IOB2 tags: {", ".join(f"`{label}`" for label in labels)}
 
 ## Training
-- Base model: {model_args.model_name_or_path or "none (trained from scratch)"}
+- Base model: {base_model or ("a local encoder" if model_args.model_name_or_path else "none (trained from scratch)")}
 - Parameters: {run_info["num_parameters"]:,}
-- Training split: `{data_args.train_split}` ({run_info["num_train_sentences"]:,} sentences from {run_info["num_train_documents"]:,} documents; train_fraction {data_args.train_fraction}); efficient training (down-sampled all-O sentences): {"yes" if run_info["efficient_training"] else "no"}
+- Training data: {dataset_name}; split `{data_args.train_split}` ({run_info["num_train_sentences"]:,} sentences from {run_info["num_train_documents"]:,} documents; train_fraction {data_args.train_fraction}); efficient training (down-sampled all-O sentences): {"yes" if run_info["efficient_training"] else "no"}
 - Hyper-parameters: `{json.dumps(hyper, default=str)}`
+
+### Training results
+
+{training_results_table(log_history)}
 
 ## How to use
 ```python
 from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
 
-model = AutoModelForTokenClassification.from_pretrained("REPO_OR_PATH"{load_kwargs})
-tokenizer = AutoTokenizer.from_pretrained("REPO_OR_PATH")
-ner = pipeline("token-classification", model="REPO_OR_PATH"{load_kwargs}, aggregation_strategy="first")
+model = AutoModelForTokenClassification.from_pretrained("REPO_OR_PATH"{remote})
+tokenizer = AutoTokenizer.from_pretrained("REPO_OR_PATH"{remote})
+ner = pipeline("token-classification", model="REPO_OR_PATH"{remote}, aggregation_strategy="simple")
+print(ner("{CARD_EXAMPLE}"))
 ```
-{"CRF models ship their own code: `modeling_crf.py` (the model) and `windows.py` + `tagging.py` (the pipeline: sentences, words and windows, so that a text of any length is tagged to its last character). Loading them needs `trust_remote_code=True`, which runs those files: read them first; they depend only on torch, transformers, tokenizers and pytorch-crf. The pipeline returns the CRF's Viterbi path with marginal-probability scores; a model object in the stock pipeline gives the same path (its `logits` are built from it)." if model_args.use_crf else "A stock transformers token-classification model: no custom code needed. The stock pipeline truncates long texts unless given `stride=`."}
+{"CRF models ship their own code: `modeling_crf.py` (the model) and `windows.py` + `tagging.py` (the pipeline: sentences, words and windows, so that a text of any length is tagged to its last character). Loading them needs `trust_remote_code=True`, which runs those files (the tokenizer too, because it reads the model's config): read them first; they depend only on torch, transformers, tokenizers and pytorch-crf. The pipeline returns the CRF's Viterbi path with marginal-probability scores; a model object in the stock pipeline gives the same path (its `logits` are built from it)." if model_args.use_crf else "A stock transformers token-classification model: no custom code needed. The stock pipeline truncates long texts unless given `stride=`."}
 
 ## Intended use and limitations
 For research on clinical information extraction. **Not for clinical decisions** and not validated
-for patient care. Trained on {"a synthetic sample" if run_info.get("synthetic") else "the data described above"}; performance on notes from other institutions,
-specialties or note types will differ. Reason and ADE are the hardest types. Models trained on data under a
-data-use agreement (such as n2c2) inherit its terms; a tokenizer trained on such data has a vocabulary derived from it.
+for patient care. {"Trained on a SYNTHETIC sample, not patient notes: for trying the toolkit only. " if dataset_stats.get("synthetic") else ""}Performance on notes from other institutions, specialties or note types will differ.
+{hardest}{licence_note}{" Its tokenizer was trained on the training notes: its vocabulary is derived from them." if model_args.train_tokenizer else ""}
+
+## Framework versions
+{framework_versions()}
 
 ## Citation
 ```bibtex
@@ -571,10 +823,10 @@ def hub_upload_files(output_dir: Path) -> list[str]:
 # ---------------------------------------------------------------------------
 
 
-def json_config_to_argv(path: str) -> list[str]:
+def config_to_argv(config: dict[str, Any]) -> list[str]:
     """A JSON config as command-line flags, so that flags given after it override it."""
     argv = []
-    for key, value in json.loads(Path(path).read_text()).items():
+    for key, value in config.items():
         if isinstance(value, bool):
             argv += [f"--{key}", str(value).lower()]
         elif isinstance(value, list):
@@ -584,13 +836,40 @@ def json_config_to_argv(path: str) -> list[str]:
     return argv
 
 
+# Naming another model on the command line makes a config file's model_label wrong: it is dropped then.
+MODEL_IDENTITY_FLAGS = ("model_name_or_path", "config_name", "use_crf")
+
+
 def parse_args(args: list[str] | None = None):
     """``run_ner_crf.py [CONFIG.json] [--flag value ...]``: flags override the config file."""
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
     args = list(sys.argv[1:] if args is None else args)
     if args and args[0].endswith(".json"):
-        args = json_config_to_argv(args[0]) + args[1:]
+        config, args = json.loads(Path(args[0]).read_text()), args[1:]
+        given = {arg[2:].split("=")[0] for arg in args if arg.startswith("--")}
+        if "model_label" not in given and given & set(MODEL_IDENTITY_FLAGS):
+            config.pop("model_label", None)
+        args = config_to_argv(config) + args
+    # Launched as several processes on a machine without GPU, only --use_cpu joins them into one CPU run;
+    # without it each process trains the same model on its own. Checked before TrainingArguments, which
+    # already sets up the devices (and would wait for a process group).
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and not torch.cuda.is_available() and not flag_value(args, "use_cpu"):
+        raise UsageError(f"started as {launched} processes on a machine without GPU: pass --use_cpu so that they "
+                         "form one CPU run (torch.distributed over gloo)")
     return parser.parse_args_into_dataclasses(args=args)
+
+
+def flag_value(argv: Sequence[str], name: str) -> bool:
+    """The last value of a boolean ``--name [true|false]`` flag on a command line (False when absent)."""
+    value = False
+    for index, arg in enumerate(argv):
+        if arg == f"--{name}":
+            following = argv[index + 1] if index + 1 < len(argv) else ""
+            value = following.lower() not in ("false", "0", "no") if not following.startswith("--") else True
+        elif arg.startswith(f"--{name}="):
+            value = arg.split("=", 1)[1].lower() not in ("false", "0", "no")
+    return value
 
 
 def main(args: list[str] | None = None) -> dict[str, Any]:
@@ -600,22 +879,38 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     # The CRF's forward also takes `label_mask`, which is an input, not a target.
     training_args.label_names = training_args.label_names or ["labels"]
 
+    # Logging as in run_ner.py: INFO on the main process (counts, paths and settings; never corpus text).
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
                         handlers=[logging.StreamHandler(sys.stdout)])
+    if training_args.should_log:
+        transformers.utils.logging.set_verbosity_info()
     log_level = training_args.get_process_log_level()
     logger.setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
     logger.warning(f"Process rank: {training_args.process_index}, device: {training_args.device}, "
                    f"n_gpu: {training_args.n_gpu}, distributed: {training_args.parallel_mode.value}, "
-                   f"bf16: {training_args.bf16}, fp16: {training_args.fp16}")
+                   f"world size: {training_args.world_size}, bf16: {training_args.bf16}, fp16: {training_args.fp16}")
+    check_data_arguments(data_args)  # one line, before anything slow
+    if training_args.device.type == "cpu":
+        training_args.dataloader_pin_memory = False  # pinning is for GPU transfers (torch warns on CPU)
     output_dir = Path(training_args.output_dir)
 
+    # Detecting the last checkpoint: an existing run folder is resumed (loudly) unless told to start afresh.
     last_checkpoint = None
-    if output_dir.is_dir() and training_args.do_train and training_args.resume_from_checkpoint is None:
+    if data_args.overwrite_output_dir and training_args.do_train and output_dir.is_dir():
+        with training_args.main_process_first(desc="clearing the output folder"):
+            if training_args.process_index == 0:
+                removed = clear_run_outputs(output_dir)
+                logger.warning(f"--overwrite_output_dir: removed {removed} outputs of an earlier run from {output_dir}")
+    elif output_dir.is_dir() and training_args.do_train and training_args.resume_from_checkpoint is None:
         last_checkpoint = get_last_checkpoint(str(output_dir))
         if last_checkpoint is not None:
-            logger.info(f"Resuming from {last_checkpoint} (pass a new --output_dir to start afresh)")
+            logger.warning(f"RESUMING from {last_checkpoint}: the weights, optimizer and schedule saved there are "
+                           "continued, not retrained. Pass --overwrite_output_dir to start afresh (or another "
+                           "--output_dir).")
 
     # Seed before anything random: document sampling, tokenizer training, head initialisation.
     set_seed(training_args.seed)
@@ -666,7 +961,11 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
                                   num_proc=data_args.preprocessing_num_workers, desc=description)
         logger.info(f"{description}: {len(dataset)} sentences -> {len(windows)} model inputs "
                     f"(windows of at most {data_args.max_seq_length} subwords)")
-        return windows
+        inside = sum(windows["starts_inside_entity"])
+        if inside:
+            logger.info(f"{description}: {inside} windows start inside an entity; in each, that entity's first word "
+                        "is labelled B-X (IOB2 within the window; the gold data is unchanged)")
+        return windows.remove_columns("starts_inside_entity")
 
     train_windows = to_windows(train_dataset, "Tokenizing the training split") if train_dataset is not None else None
     eval_windows = to_windows(eval_dataset, "Tokenizing the validation split") if eval_dataset is not None else None
@@ -698,6 +997,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     all_results.update({f"{split}_windowed_sentences": count for split, count in window_counts.items()})
     if training_args.do_train:
         started = time.perf_counter()
+        resumed_epoch = trainer_state_epoch(resume_checkpoint)
         train_result = trainer.train(resume_from_checkpoint=resume_checkpoint)
         train_seconds = time.perf_counter() - started
         if isinstance(model, CRFForTokenClassification):
@@ -707,13 +1007,14 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         if isinstance(model, CRFForTokenClassification) and trainer.is_world_process_zero():
             copy_pipeline_files(output_dir)
         metrics = dict(train_result.metrics)
-        epochs = training_args.num_train_epochs
+        # The epochs this run trained (not --num_train_epochs: --max_steps and resuming change it).
+        epochs = trainer.state.epoch - resumed_epoch
         num_words = sum(len(tokens) for tokens in train_dataset[data_args.text_column_name])
         num_subwords = sum(len(ids) for ids in train_windows["input_ids"])
         metrics.update(
             train_sentences=len(train_dataset), train_documents=len(set(train_dataset["document_id"]))
             if "document_id" in train_dataset.column_names else len(train_dataset),
-            train_wall_seconds=round(train_seconds, 2),
+            train_wall_seconds=round(train_seconds, 2), train_epochs_run=round(epochs, 4),
             train_words_per_second=round(num_words * epochs / train_seconds, 2),
             train_subwords_per_second=round(num_subwords * epochs / train_seconds, 2),
         )
@@ -770,13 +1071,15 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
             if train_dataset is not None and "document_id" in train_dataset.column_names else 0,
             "efficient_training": "downsampled" in data_args.train_split,
             "num_parameters": num_parameters,
+            "world_size": training_args.world_size,
             "synthetic": bool(dataset_stats.get("synthetic", False)),
         }
         write_json_atomically(output_dir / RUN_INFO_FILE, run_info)
         write_json_atomically(output_dir / ALL_RESULTS_FILE, all_results)
         if training_args.do_train:
             tokenizer.save_pretrained(output_dir)
-            card = write_model_card(output_dir, model_args, data_args, training_args, labels, all_results, run_info)
+            card = write_model_card(output_dir, model_args, data_args, training_args, labels, all_results, run_info,
+                                    dataset_stats, trainer.state.log_history)
             logger.info(f"Model card written to {card}")
         if push_to_hub:
             repo_id = training_args.hub_model_id or output_dir.name
@@ -805,4 +1108,8 @@ def print_outputs(output_dir: Path, results: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UsageError as error:
+        print(f"run_ner_crf.py: error: {error}", file=sys.stderr)
+        sys.exit(2)

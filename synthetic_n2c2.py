@@ -7,18 +7,24 @@ by a seeded random generator, and its first line says so::
 
 The notes carry all nine n2c2 types (Drug, Strength, Form, Dosage, Frequency, Route,
 Duration, Reason, ADE), medication lists ("1. Metoprolol tartrate 25 mg tablet PO BID")
-and narrative sentences ("She was started on X for Y", "He developed Z after X"), about
+and narrative sentences ("She was started on X for Y", "Started X 25 mg PO BID for Y",
+"He developed Z after X"), about
 three quarters all-O sentences (exam, labs, instructions) as in n2c2, and a few
 discontinuous spans (coordinations such as "liver and kidney injury", and entities that a
 wrapped line breaks in two, written as brat fragments) and overlapping spans (a drug
-inside "digoxin toxicity"). The vocabulary is varied so a model has something to learn
-yet can generalise; 15% of the drugs and adverse events appear only in test notes, so the
-test split measures generalisation to unseen names. Used by ``prepare_n2c2.py --synthetic N`` and by the tests.
+inside "digoxin toxicity"). Case varies as in real notes: drug names are mostly lower case in
+running prose ("She was started on metoprolol"), capitalised at a sentence start, and lower case,
+capitalised or ALL CAPS in a medication list (one style per list); abbreviated routes and
+frequencies are "PO BID" or "po bid" by the note's habit; some notes have ALL CAPS section
+titles. The vocabulary is varied so a model has something to learn yet can generalise; 15% of
+the drugs and adverse events appear only in test notes, so the test split measures
+generalisation to unseen names. Used by ``prepare_n2c2.py --synthetic N`` and by the tests.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,6 +191,34 @@ COMPLAINTS = (
     "chest pain", "shortness of breath", "fevers", "abdominal pain", "a fall", "confusion", "weakness",
     "lower extremity swelling", "palpitations", "cough", "dysuria", "syncope", "melena", "back pain",
 )
+# Case, as real notes write it (only the case of a word changes, never the word). Names are
+# written capitalised in the table above; a list or a note draws its style from these tuples.
+PROSE_LOWER_SHARE = 0.75  # "started metoprolol": a drug name inside a sentence, lower case this often
+LIST_NAME_CASES = ("lower", "lower", "capitalised", "capitalised", "upper", "mixed")  # one per medication list
+ABBREVIATION_LOWER_SHARES = (0.1, 0.5, 0.9)  # a note's habit: "PO BID" or "po bid"
+UPPER_TITLES_SHARE = 0.3  # notes with "DISCHARGE MEDICATIONS:" rather than "Discharge Medications:"
+
+
+def _lower(text: str) -> str:
+    """Lower-case the capitalised words ("Metoprolol tartrate", "Solu-Medrol"); acronyms (HCTZ, KCl, XL) stay."""
+    return re.sub(r"\b[A-Z][a-z]+\b", lambda match: match.group().lower(), text)
+
+
+def _lower_abbreviations(text: str) -> str:
+    """"PO" -> "po", "Q4H PRN" -> "q4h prn"; the Sig: style with a gloss ("BID (2 times a day)") stays."""
+    return text if "(" in text else re.sub(r"\b[A-Z0-9]*[A-Z][A-Z0-9]*\b", lambda match: match.group().lower(), text)
+
+
+def _capitalise(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _sentence_start(sentence: list) -> list:
+    """Capitalise the first letter of a sentence, entity or not ("Metoprolol was started ...")."""
+    first = sentence[0]
+    return [_capitalise(first) if isinstance(first, str) else (*first[:2], _capitalise(first[2])), *sentence[1:]]
+
+
 NAMES = ("Smith", "Lee", "Garcia", "Patel", "Nguyen", "Brown", "Cohen", "Okafor", "Rossi", "Kim", "Silva", "Meyer")
 
 
@@ -224,6 +258,8 @@ class _Generator:
         self.rng = rng
         self.pronoun = rng.choice(("He", "She"))
         self.drugs, self.ades = _vocabulary(split)
+        self.abbreviations_lower = rng.choice(ABBREVIATION_LOWER_SHARES)
+        self.list_case = {False: rng.choice(LIST_NAME_CASES), True: rng.choice(LIST_NAME_CASES)}  # by `discharge`
 
     def choice(self, options):
         return self.rng.choice(options)
@@ -231,17 +267,36 @@ class _Generator:
     def chance(self, probability: float) -> bool:
         return self.rng.random() < probability
 
+    # --- case -------------------------------------------------------------------
+    def abbreviation(self, text: str) -> str:
+        """A route or frequency in this note's habit: "PO BID" or "po bid"."""
+        return _lower_abbreviations(text) if self.chance(self.abbreviations_lower) else text
+
+    def frequency(self, options=FREQUENCIES) -> str:
+        return self.abbreviation(self.choice(options))
+
+    def name_case(self, name: str, style: str) -> str:
+        """A drug name in a list's style ("lower", "capitalised", "upper") or in "prose" (mostly lower case)."""
+        if style == "prose":
+            style = "lower" if self.chance(PROSE_LOWER_SHARE) else "capitalised"
+        return {"lower": _lower, "upper": str.upper}.get(style, _capitalise)(name)
+
     # --- entity-bearing sentences -------------------------------------------------
-    def drug_parts(self):
+    def drug_parts(self, style: str = "prose"):
         drug = self.choice(self.drugs)
-        name = self.choice(drug.names)
+        name = self.name_case(self.choice(drug.names), style)
         route = self.choice(drug.routes)
         route = self.choice(ROUTE_VARIANTS.get(route, (route,)))
+        if style != "upper":  # an ALL CAPS list keeps "PO BID"
+            route = self.abbreviation(route)
         return drug, name, self.choice(drug.strengths), self.choice(drug.forms), route
 
     def med_list_item(self, number: int, discharge: bool) -> list:
-        drug, name, strength, form, route = self.drug_parts()
-        frequency = self.choice(FREQUENCIES)
+        case = self.list_case[discharge]
+        if case == "mixed":
+            case = self.choice(("lower", "capitalised", "upper"))
+        drug, name, strength, form, route = self.drug_parts(case)
+        frequency = self.choice(FREQUENCIES) if case == "upper" else self.frequency()
         style = self.rng.random()
         item: list = [f"{number}. ", _entity("Drug", name), " "]
         if style < 0.35:  # 1. Metoprolol tartrate 25 mg tablet PO BID
@@ -258,7 +313,7 @@ class _Generator:
             item.append(".")
         elif style < 0.85:  # with a reason
             item += [_entity("Strength", strength), " ", _entity("Route", route), " ",
-                     _entity("Frequency", self.choice(PRN_FREQUENCIES) if self.chance(0.5) else frequency),
+                     _entity("Frequency", self.frequency(PRN_FREQUENCIES) if self.chance(0.5) else frequency),
                      " for ", _entity("Reason", self.choice(drug.reasons))]
         else:  # take N tablets ... for N days
             item += [_entity("Strength", strength), " take ", _entity("Dosage", self.choice(DOSAGES)), " ",
@@ -272,9 +327,12 @@ class _Generator:
         pronoun = self.pronoun
         templates = (
             lambda: [f"{pronoun} was started on ", _entity("Drug", name), " ", _entity("Strength", strength), " ",
-                     _entity("Route", route), " ", _entity("Frequency", self.choice(FREQUENCIES)), " for ", reason,
+                     _entity("Route", route), " ", _entity("Frequency", self.frequency()), " for ", reason,
                      "."],
             lambda: [_entity("Drug", name), " was started for ", reason, "."],
+            lambda: [self.choice(("Started", "Restarted", "Resumed", "Continued")) + " ", _entity("Drug", name), " ",
+                     _entity("Strength", strength), " ", _entity("Route", route), " ",
+                     _entity("Frequency", self.frequency()), " for ", reason, "."],  # telegraphic, no subject
             lambda: [f"{pronoun} was given ", _entity("Drug", name), " ", _entity("Route", route), " for ", reason,
                      " with good effect."],
             lambda: [f"{pronoun} was treated with ", _entity("Drug", name), " ", _entity("Route", route), " ",
@@ -282,14 +340,14 @@ class _Generator:
             lambda: [f"{pronoun} completed a course of ", _entity("Drug", name), " for ", reason, "."],
             lambda: ["Home ", _entity("Drug", name), " was continued for ", reason, "."],
             lambda: [_entity("Drug", name), " was increased to ", _entity("Strength", strength), " ",
-                     _entity("Frequency", self.choice(FREQUENCIES)), " for better control of ", reason, "."],
+                     _entity("Frequency", self.frequency()), " for better control of ", reason, "."],
             lambda: [f"{pronoun} will continue ", _entity("Drug", name), " ", _entity("Strength", strength), " ",
-                     _entity("Frequency", self.choice(FREQUENCIES)), " ", _entity("Duration", self.choice(DURATIONS)),
+                     _entity("Frequency", self.frequency()), " ", _entity("Duration", self.choice(DURATIONS)),
                      " to treat ", reason, "."],
             lambda: ["For ", reason, f", {pronoun.lower()} received ", _entity("Drug", name), " ",
                      _entity("Strength", strength), " ", _entity("Route", route), "."],
         )
-        return self.choice(templates)()
+        return _sentence_start(self.choice(templates)())
 
     def ade_sentence(self) -> list:
         _, name, strength, _, route = self.drug_parts()
@@ -301,17 +359,18 @@ class _Generator:
             lambda: [f"{pronoun} developed ", ade, " after ", drug, " was started, so it was discontinued."],
             lambda: [f"{pronoun} developed ", ade, " after receiving ", drug, "."],
             lambda: [drug, " was stopped because of ", ade, "."],
+            lambda: [self.choice(("Stopped", "Held", "Discontinued")) + " ", drug, " due to ", ade, "."],
             lambda: [_entity("ADE", ade[2][0].upper() + ade[2][1:]), " was thought to be secondary to ", drug, "."],
             lambda: ["Hospital course was complicated by ", ade, " attributed to ", drug, "."],
             lambda: [f"{pronoun} was switched from ", drug, " to ", _entity("Drug", other), " ",
-                     _entity("Strength", other_strength), " ", _entity("Frequency", self.choice(FREQUENCIES)),
+                     _entity("Strength", other_strength), " ", _entity("Frequency", self.frequency()),
                      " because of ", ade, "."],
             lambda: ["Given ", ade, " on ", drug, ", the dose was reduced to ", _entity("Strength", strength), " ",
-                     _entity("Route", route), " ", _entity("Frequency", self.choice(FREQUENCIES)), "."],
+                     _entity("Route", route), " ", _entity("Frequency", self.frequency()), "."],
             lambda: [f"{pronoun} developed ", ("COORD", *self.choice(COORDINATED_ADES)), " after ", drug, "."],
             lambda: [f"{pronoun} presented with ", ("TOX", self.choice(TOXICITY_DRUGS)), " and it was held."],
         )
-        return self.choice(templates)()
+        return _sentence_start(self.choice(templates)())
 
     # --- all-O sentences ----------------------------------------------------------
     def exam_line(self) -> str:
@@ -469,7 +528,9 @@ def generate_note(rng: random.Random, doc_id: str, split: str = "train") -> Synt
     if rng.random() < 0.5:
         hpi.insert(rng.randint(1, len(hpi)), generator.reason_sentence())
     course = [generator.reason_sentence() for _ in range(rng.randint(2, 5))]
-    course += [generator.ade_sentence() for _ in range(rng.choice((0, 1, 1, 1, 2)))]
+    # 1.2 ADE sentences a note on average (ADEs about 2% of the entities): enough for a small model to tell
+    # an adverse event from a lower-case drug name by context.
+    course += [generator.ade_sentence() for _ in range(rng.choice((0, 1, 1, 2, 2)))]
     course += [generator.course_sentence() for _ in range(rng.randint(1, 3))]
     rng.shuffle(course)
     admission_meds = [generator.med_list_item(number, False) for number in range(1, rng.randint(3, 7))]
@@ -505,6 +566,8 @@ def generate_note(rng: random.Random, doc_id: str, split: str = "train") -> Synt
         ("Discharge Condition", [rng.choice(("Stable.", "Mental Status: Clear and coherent."))], "lines"),
         ("Discharge Instructions", [generator.instruction_sentence() for _ in range(instruction_count)], "lines"),
     ]
+    if rng.random() < UPPER_TITLES_SHARE:
+        sections = [(title and title.upper(), sentences, layout) for title, sentences, layout in sections]
     text, entities = _render(sections, rng)
     return SyntheticNote(doc_id, text, entities)
 

@@ -44,6 +44,13 @@ def bio_labels(entity_types: Iterable[str]) -> list[str]:
 N2C2_LABELS: list[str] = bio_labels(N2C2_ENTITY_TYPES)  # 19 tags
 
 
+def labels_for_types(entity_types: Iterable[str]) -> list[str]:
+    """IOB2 tags for a set of types: the n2c2 types in the paper's order first, any others sorted."""
+    entity_types = set(entity_types)
+    return bio_labels([t for t in N2C2_ENTITY_TYPES if t in entity_types]
+                      + sorted(entity_types - set(N2C2_ENTITY_TYPES)))
+
+
 def is_tag(tag) -> bool:
     """Whether ``tag`` is an IOB2 tag string (``O``, ``B-X`` or ``I-X``)."""
     return isinstance(tag, str) and TAG_PATTERN.fullmatch(tag) is not None

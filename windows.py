@@ -194,6 +194,10 @@ def encode_word_windows(
     labelled positions; continuation subwords get ``b_to_i`` of their word's tag) and
     ``sentence_index``/``window_start``/``window_end``. ``max_seq_length`` and ``stride`` are
     checked here (:func:`window_budget`), for training and inference alike.
+
+    A window that starts inside an entity (its first word tagged ``I-X``) gets ``B-X`` for that
+    word, since the window is a sequence of its own and IOB2 opens an entity with ``B-`` (the CRF
+    could not score the gold path otherwise); ``starts_inside_entity`` marks those windows.
     """
     budget = window_budget(tokenizer, max_seq_length, stride)
     counts_encoding = tokenizer(list(map(list, sentences)), is_split_into_words=True, add_special_tokens=False,
@@ -203,7 +207,8 @@ def encode_word_windows(
                             "window_start", "window_end")
     }
     if tag_ids is not None:
-        rows["labels"] = []
+        rows["labels"], rows["starts_inside_entity"] = [], []
+        inside_to_begin = {inside: begin for begin, inside in enumerate(b_to_i or ()) if inside != begin}
     window_words, window_origin = [], []
     for sentence_index, words in enumerate(sentences):
         counts = [0] * len(words)
@@ -245,7 +250,12 @@ def encode_word_windows(
         rows["window_start"].append(start)
         rows["window_end"].append(end)
         if tag_ids is not None:
+            first_tag = tag_ids[sentence_index][start]
+            inside = start > 0 and first_tag in inside_to_begin
+            if inside:
+                labels[labels.index(first_tag)] = inside_to_begin[first_tag]  # the window's first labelled position
             rows["labels"].append(labels)
+            rows["starts_inside_entity"].append(inside)
     return rows
 
 

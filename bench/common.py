@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -73,6 +74,29 @@ def prepare_corpus(name: str, data_dir: Path = DATA_DIR, cache_dir: Path = CACHE
     cache_dir.mkdir(parents=True, exist_ok=True)
     prepare_n2c2.main(args + ["--output_dir", str(out), "--seed", "42", "--overwrite"])
     return out
+
+
+def user_corpus(dataset_path: str | Path, corpus_name: str | None = None) -> tuple[str, Path]:
+    """``(name, folder)`` of a user's own corpus, a ``prepare_n2c2.py`` output folder, checked before
+    any work: a bad path or name stops the script with one line that names it and what is expected."""
+    path = Path(dataset_path).expanduser()
+    expected = "a prepare_n2c2.py output folder (dataset_dict.json, stats.json, train/ and test/)"
+    if not path.is_dir():
+        raise SystemExit(f"--dataset_path {path}: no such folder; expected {expected}")
+    missing = [part for part in ("dataset_dict.json", "stats.json", "train", "test") if not (path / part).exists()]
+    if missing:
+        raise SystemExit(f"--dataset_path {path}: {', '.join(missing)} missing; expected {expected}")
+    name = corpus_name or path.resolve().name
+    # The name goes into result keys joined by "__", and must not mix its rows with a built-in corpus.
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*(_[A-Za-z0-9.-]+)*", name) or name in CORPORA:
+        raise SystemExit(f"--corpus_name {name!r} (default: the folder name): expected letters, digits, '.', '-' "
+                         f"and single '_', not a built-in corpus ({', '.join(CORPORA)})")
+    return name, path
+
+
+def smoke_dir() -> Path:
+    """Where smoke runs put their data and outputs (``BENCH_SMOKE_DIR``, default the cache)."""
+    return Path(os.environ.get("BENCH_SMOKE_DIR", CACHE_DIR))
 
 
 def minilm_dir() -> Path:

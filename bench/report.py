@@ -6,13 +6,16 @@
 Reads ``bench/results/quality/*.json`` (one per corpus, system, seed, split, fraction),
 ``bench/results/speed.json`` and the Table I rows printed by ``parameter_table.py``, and
 writes ``bench/README.md`` plus ``bench/results/learning_curve_{corpus}.png`` (drawn by
-``evaluate_ablations.plot_learning_curve``). Missing results show as "pending".
+``evaluate_ablations.plot_learning_curve``). Missing results show as "pending". A corpus of
+the user's own (``quality.py --dataset_path``) gets a section of its own, titled with its name.
+The README is left untouched when only its rebuild time would change (it is tracked).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 import subprocess
 import sys
@@ -35,6 +38,9 @@ SYSTEM_NAMES = {
 }
 SYSTEM_ORDER = list(SYSTEM_NAMES)
 CORPUS_ORDER = ["phee", "ncbi", "bc2gm"]
+README_PATH = common.BENCH_DIR / "README.md"
+REBUILT = "Report rebuilt "
+REBUILT_TIME = re.compile(re.escape(REBUILT) + r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC")
 
 
 def load_results() -> list[dict[str, Any]]:
@@ -73,6 +79,8 @@ def quality_table(results, corpus) -> list[str]:
             if corpus == "phee" and split == "train_downsampled":
                 continue  # identical to train on PHEE (0.2% all-O sentences): nothing to drop
             runs = group(results, corpus, system, split)
+            if not runs and corpus not in common.CORPORA:
+                continue  # a user's corpus shows the runs made on it, not the built-in queue's pending rows
             time_key = "train_seconds" if system == "feature-crf" else "train_wall_seconds"
             # A run timed on a busy machine keeps its F1 but leaves the time mean when quiet seeds exist.
             timed = [r for r in runs if not r.get("timing_note")] or runs
@@ -113,6 +121,17 @@ def targets(results, corpus) -> list[str]:
         else:
             out.append(f"- {name}: CRF vs Apt (macro-F1): pending")
     return out
+
+
+def user_corpus_sections(results) -> list[str]:
+    """A section per corpus of the user's own (``quality.py --dataset_path``) found in the results."""
+    lines = []
+    for corpus in sorted({r["corpus"] for r in results} - set(common.CORPORA)):
+        comparisons = [line for line in targets(results, corpus) if not line.endswith("pending")]
+        lines += [f"### {corpus}", "", f"Your corpus: `bench/quality.py --dataset_path ... --corpus_name {corpus}` "
+                  "(a prepare_n2c2.py output folder), scored on its test split.", ""]
+        lines += quality_table(results, corpus) + [""] + (comparisons + [""] if comparisons else [])
+    return lines
 
 
 def _gap(results, corpus, system, key=STRICT_MICRO_F1) -> tuple[float, int] | None:
@@ -547,11 +566,12 @@ def main() -> int:
                 "tokenizers", "datasets", "sklearn_crfsuite", "pycrfsuite", "seqeval", "platform"):
         sections.append(f"| {key} | {speed_machine.get(key)} |")
     sections += ["", "The speed numbers come from the run dated above; quality rows carry their own finish time in "
-                 "their JSON. Report rebuilt " + machine["date_utc"] + ".", ""]
+                 "their JSON. " + REBUILT + machine["date_utc"] + ".", ""]
     sections += ["## Quality: strict entity F1 on each official test split (%)", "", QUALITY_NOTES.strip(), ""]
     for corpus in CORPUS_ORDER:
         sections += [f"### {common.CORPORA[corpus]['title']}", ""] + quality_table(results, corpus) + [""]
         sections += targets(results, corpus) + [""]
+    sections += user_corpus_sections(results)
     sections += diagnostics_section(results)
     sections += ["### PHEE per-type strict F1 (%, mean over seeds, full training split)", ""]
     sections += per_type_table(results) + [""]
@@ -582,9 +602,23 @@ def main() -> int:
     sections += ["## One inference path: every entry point gives the same entities", ""] + entry_points_section() + [""]
     sections += ["## Status", ""] + pending_runs(results) + [""] + [STATUS_NOTES.strip(), ""]
     sections += ["## Commands", "", COMMANDS.strip(), ""]
-    (common.BENCH_DIR / "README.md").write_text("\n".join(sections) + "\n", encoding="utf-8")
-    print(f"wrote {common.BENCH_DIR / 'README.md'} from {len(results)} quality results")
+    if write_readme("\n".join(sections) + "\n"):
+        print(f"wrote {README_PATH} from {len(results)} quality results")
+    else:
+        print(f"{README_PATH} left untouched: only its rebuild time would change ({len(results)} quality results)")
     return 0
+
+
+def write_readme(text: str, path: Path = README_PATH) -> bool:
+    """Write the report unless the file differs from it only in the rebuild time: the README is
+    tracked, and a new time alone is no change worth a diff. Returns whether it wrote."""
+    def timeless(report: str) -> str:
+        return REBUILT_TIME.sub(REBUILT, report)
+
+    if path.is_file() and timeless(path.read_text(encoding="utf-8")) == timeless(text):
+        return False
+    path.write_text(text, encoding="utf-8")
+    return True
 
 
 HEADER = """
@@ -698,6 +732,9 @@ make bench                                   # sets up .venv (feature CRF includ
 nohup nice -n 10 .venv/bin/python bench/quality.py > bench/cache/quality_queue.log 2>&1 &   # resumable queue
 .venv/bin/python bench/report.py             # rebuild this README and the plots from bench/results/
 .venv/bin/python bench/entry_points.py       # after `make quickstart`: do all the ways of calling the model agree?
+# your own corpus (a prepare_n2c2.py output folder): the peer and the queue, then this report
+.venv/bin/python bench/feature_crf.py --dataset_path data/mine --corpus_name mine
+.venv/bin/python bench/quality.py --dataset_path data/mine --corpus_name mine --no_feature_crf
 # one row, e.g. PHEE MiniLM-CRF seed 43:
 .venv/bin/python bench/quality.py --corpora phee --systems minilm-crf --seeds 43 --max_runs 1 --no_feature_crf
 # the diagnostic rows: more epochs for one queue run; the peer with every word lower-cased

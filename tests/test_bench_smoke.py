@@ -1,15 +1,17 @@
-"""Smoke test of the benchmark harness (bench/): the feature-CRF peer and speed.py in smoke mode.
+"""Smoke test of the benchmark harness (bench/): the feature-CRF peer, speed.py in smoke mode, the report.
 
 Tiny synthetic data and a tiny random encoder; no shared corpora, no MiniLM, well under a minute.
 Needs the feature-CRF packages of requirements-dev.txt (installed by `make test`).
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from corpus_io import RUN_INFO_FILE, read_predictions, run_predictions_path
 from evaluate_ablations import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, entity_view, metric_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -40,13 +42,59 @@ def test_feature_crf_scores_and_is_deterministic(synthetic_dataset, tmp_path):
     # L-BFGS is deterministic: the seed changes nothing (the report states sd 0 for this reason)
     assert first[STRICT_MICRO_F1] == second[STRICT_MICRO_F1]
     assert first["train_seconds"] > 0 and first["num_train_sentences"] > 0
-    # the CLI writes a numbers-only JSON
-    output = tmp_path / "result.json"
-    assert feature_crf.main(["--dataset_path", str(synthetic_dataset), "--max_iterations", "10",
-                             "--output", str(output)]) == 0
-    result = json.loads(output.read_text())
+    # the CLI writes a numbers-only JSON, named after the dataset folder
+    assert feature_crf.main(["--dataset_path", str(synthetic_dataset), "--max_iterations", "10", "--seeds", "1",
+                             "--train_splits", "train", "--results_dir", str(tmp_path),
+                             "--output_dir", str(tmp_path / "runs")]) == 0
+    result = json.loads((tmp_path / "quality" / "data__feature-crf__s1__train__f1.json").read_text())
     assert set(result) >= {STRICT_MICRO_F1, STRICT_MACRO_F1, "per_type", "train_seconds"}
     assert "tokens" not in json.dumps(result)
+
+
+def test_feature_crf_run_folder_gives_the_full_report(synthetic_dataset, tmp_path):
+    import evaluate_ablations
+    import feature_crf
+
+    assert feature_crf.main(["--dataset_path", str(synthetic_dataset), "--corpus_name", "notes",
+                             "--max_iterations", "10", "--seeds", "42", "43", "--train_splits", "train",
+                             "--results_dir", str(tmp_path / "results"), "--output_dir", str(tmp_path / "runs")]) == 0
+    result = json.loads((tmp_path / "results" / "quality" / "notes__feature-crf__s42__train__f1.json").read_text())
+    run_dir = tmp_path / "runs" / "notes__feature-crf__s42__train__f1"
+    run_info = json.loads((run_dir / RUN_INFO_FILE).read_text())
+    expected = {"model_label": "feature-CRF", "seed": 42, "train_split": "train", "train_fraction": 1.0,
+                "use_crf": False, "synthetic": True}
+    assert {k: run_info[k] for k in expected} == expected
+    assert run_info["num_train_sentences"] == result["num_train_sentences"]
+    records = read_predictions(run_predictions_path(run_dir))
+    assert len(records) == result["num_test_sentences"]
+    assert all(r["gold_tags"] and 0.0 < c <= 1.0 for r in records for c in r["confidences"])
+
+    report = evaluate_ablations.main(["--predictions", str(run_dir), "--output_dir", str(tmp_path / "report")])
+    strict = report["runs"][run_dir.name]["entity"]["strict"]
+    assert strict["micro"]["f1"] == result[STRICT_MICRO_F1] and strict["macro"]["f1"] == result[STRICT_MACRO_F1]
+    assert [strict["micro"][k] for k in ("precision", "recall")] == [
+        result[metric_name(entity_view("strict"), "micro", s)] for s in "pr"]
+    assert report["runs"][run_dir.name]["ablations"] and (tmp_path / "report" / "report.md").is_file()
+    # seed 43 is the same deterministic model: its own run folder, the same predictions
+    reused = tmp_path / "runs" / "notes__feature-crf__s43__train__f1"
+    assert json.loads((reused / RUN_INFO_FILE).read_text()) == run_info | {"seed": 43, "reused_from_seed": 42}
+    assert run_predictions_path(reused).read_bytes() == run_predictions_path(run_dir).read_bytes()
+
+
+def test_report_leaves_readme_alone_when_only_the_time_changes(tmp_path):
+    import common
+    import report
+
+    assert report.REBUILT_TIME.fullmatch(report.REBUILT + common.machine_info()["date_utc"])
+    path = tmp_path / "README.md"
+    text = "# Benchmarks\n\nQuality rows carry their own time. " + report.REBUILT + "{}.\n\n| row | 1 |\n"
+    assert report.write_readme(text.format("2026-12-02 06:43 UTC"), path)
+    os.utime(path, ns=(10**18, 10**18))  # an mtime that a rewrite could not keep
+    before = path.read_bytes(), path.stat().st_mtime_ns
+    assert not report.write_readme(text.format("2026-12-03 07:05 UTC"), path)
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+    changed = text.format("2026-12-03 07:05 UTC").replace("| 1 |", "| 2 |")
+    assert report.write_readme(changed, path) and path.read_text() == changed
 
 
 def test_speed_smoke_writes_ratios(tmp_path, monkeypatch):
@@ -92,10 +140,10 @@ def test_feature_crf_lowercase_diagnostic_hides_case(synthetic_dataset, tmp_path
     assert not any(value is True and name.endswith(("upper", "title")) for word in blind for name, value in word.items())
     assert not any("X" in str(value) for word in blind for name, value in word.items() if "shape" in name)
     assert blind[2]["shape"] == cased[2]["shape"] == "dd"  # digits and the rest of the shape stay
-    output = tmp_path / "lowercase.json"
     assert feature_crf.main(["--dataset_path", str(synthetic_dataset), "--max_iterations", "10", "--lowercase",
-                             "--output", str(output)]) == 0
-    result = json.loads(output.read_text())
+                             "--seeds", "42", "--train_splits", "train", "--results_dir", str(tmp_path),
+                             "--output_dir", str(tmp_path / "runs")]) == 0
+    result = json.loads((tmp_path / "diagnostics" / "data__feature-crf__s42__train__f1__lowercase.json").read_text())
     assert result["settings"]["lowercase"] is True and 0.0 <= result[STRICT_MICRO_F1] <= 1.0
     assert feature_crf.result_path("ncbi", 42, "train", lowercase=True).parent.name == "diagnostics"
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import evaluate_ablations
 from corpus_io import (
     PREDICTIONS_DIRNAME,
     REPORT_JSON_FILE,
@@ -15,9 +16,13 @@ from corpus_io import (
     RUN_INFO_FILE,
     BratFormatError,
     PredictionFormatError,
+    TEST_PREDICTIONS_FILE,
+    prediction_record,
     read_predictions,
     run_predictions_path,
     write_brat_ann,
+    write_json_atomically,
+    write_predictions_file,
 )
 from evaluate_ablations import (
     ENTITY_MODES,
@@ -544,23 +549,40 @@ SECRET = "Zyxwvutsrq"  # a corpus word that must never reach a report
 
 
 def _make_run(root, name, info, quality, seed):
+    """A run folder as run_ner_crf.py --do_predict leaves it: run_info.json and the prediction records
+    (``info=None``: no run_info.json, as for predictions made elsewhere)."""
     rng = random.Random(seed)
     run_dir = root / name
-    (run_dir / PREDICTIONS_DIRNAME).mkdir(parents=True)
-    (run_dir / RUN_INFO_FILE).write_text(json.dumps(info))
-    lines = []
+    run_dir.mkdir(parents=True)
+    if info is not None:
+        write_json_atomically(run_dir / RUN_INFO_FILE, info)
+    records = []
     for index in range(12):
         gold = ["B-Drug", "I-Drug", "O", "B-Strength", "I-Strength", "O", "B-ADE", "O", "B-Reason", "I-Reason"]
         pred = [tag if rng.random() < quality else rng.choice(["O", "B-Drug", "I-Reason", "B-ADE"]) for tag in gold]
-        lines.append(json.dumps(_row([SECRET] * len(gold), gold, pred, id=f"d-{index}", sentence_index=index)))
-    run_predictions_path(run_dir).write_text("\n".join(lines) + "\n")
+        records.append(prediction_record(
+            document_id="d", sentence_index=index, tokens=[SECRET] * len(gold), token_starts=list(range(len(gold))),
+            token_ends=list(range(1, len(gold) + 1)), gold_tags=gold, pred_tags=pred, confidences=[1.0] * len(gold)))
+    write_predictions_file(run_predictions_path(run_dir), records)
     return run_dir
 
 
-def _info(label, seed, fraction, sentences):
-    return {"model_label": label, "model_name_or_path": label.lower(), "use_crf": True, "seed": seed,
-            "train_split": "train", "train_fraction": fraction, "num_train_sentences": sentences,
-            "num_train_documents": 3, "efficient_training": False}
+def _info(label, seed, fraction, sentences, synthetic=False):
+    """Every field run_ner_crf.py writes to run_info.json."""
+    return {"model_label": label, "model_name_or_path": label.lower(), "config_name": None, "use_crf": True,
+            "seed": seed, "train_split": "train", "train_fraction": fraction, "num_train_sentences": sentences,
+            "num_train_documents": 3, "efficient_training": False, "num_parameters": 1000, "synthetic": synthetic}
+
+
+def _table_rows(markdown, label):
+    """The cells of every Markdown table row that starts with ``label``."""
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in markdown.splitlines() if line.startswith(f"| {label} |")]
+
+
+def _run_sections(markdown):
+    """``{heading: text}`` of the ``## `` sections of a report."""
+    return {part.split("\n", 1)[0]: part for part in markdown.split("\n## ")[1:]}
 
 
 def test_cli_predictions_report_comparison_and_learning_curve(tmp_path):
@@ -637,3 +659,125 @@ def test_cli_rejects_mixed_or_missing_inputs(tmp_path):
         main(["--output_dir", str(tmp_path)])
     with pytest.raises(SystemExit):
         main(["--gold_brat", str(tmp_path), "--output_dir", str(tmp_path)])
+
+
+def test_cli_runs_that_share_a_seed_count_once(tmp_path, caplog):
+    runs_root, out = tmp_path / "runs", tmp_path / "report"
+    run_dirs = [
+        _make_run(runs_root, "bert-s1", _info("BERT-CRF", 1, 1.0, 100), 0.9, 1),
+        _make_run(runs_root, "bert-s1-rerun", _info("BERT-CRF", 1, 1.0, 100), 0.5, 2),
+        _make_run(runs_root, "bert-s2", _info("BERT-CRF", 2, 1.0, 100), 0.8, 3),
+        _make_run(runs_root, "scratch-s1", _info("TransformerCRF", 1, 1.0, 100), 0.6, 4),
+        _make_run(runs_root, "scratch-s1-rerun", _info("TransformerCRF", 1, 1.0, 100), 0.7, 5),
+    ]
+    main(["--predictions", *map(str, run_dirs), "--output_dir", str(out), "--no_paper_ablations"])
+    saved = json.loads((out / REPORT_JSON_FILE).read_text())
+    groups = {g["label"]: g for g in saved["comparison"]}
+
+    # The first run given with a seed counts; the rerun is neither in the mean nor in the sd.
+    bert = groups["BERT-CRF"]
+    assert (bert["n"], bert["runs"], bert["seeds"]) == (2, ["bert-s1", "bert-s2"], [1, 2])
+    values = [saved["runs"][name]["tag"]["bio"]["macro"]["f1"] for name in ("bert-s1", "bert-s2")]
+    assert bert["mean"]["bio_macro_f1"] == approx(statistics.fmean(values))
+    assert bert["std"]["bio_macro_f1"] == approx(statistics.stdev(values))
+    assert [(item["run"], item["seed"], item["same_seed_as"]) for item in bert["left_out"]] == [
+        ("bert-s1-rerun", 1, "bert-s1")]
+    # Two runs of one seed are one run, with no spread to report (not "2 runs, sd 0.000").
+    scratch = groups["TransformerCRF"]
+    assert (scratch["n"], scratch["runs"]) == (1, ["scratch-s1"])
+    assert scratch["std"]["bio_macro_f1"] is None
+    assert scratch["mean"]["bio_macro_f1"] == approx(saved["runs"]["scratch-s1"]["tag"]["bio"]["macro"]["f1"])
+    assert set(saved["runs"]) == {d.name for d in run_dirs}  # left out of the means, still scored
+
+    markdown = (out / REPORT_MARKDOWN_FILE).read_text()
+    assert {row[2] for row in _table_rows(markdown, "BERT-CRF")} == {"2"}  # Runs column: distinct seeds
+    assert {row[2] for row in _table_rows(markdown, "TransformerCRF")} == {"1"}
+    assert not any("±" in cell for row in _table_rows(markdown, "TransformerCRF") for cell in row)
+    comparison = markdown.split("## Comparison across runs", 1)[1].split("\n## ", 1)[0]
+    for left_out, kept in (("bert-s1-rerun", "bert-s1"), ("scratch-s1-rerun", "scratch-s1")):
+        line = next(line for line in comparison.splitlines() if line.startswith(f"- {left_out}:"))
+        assert "same seed" in line and kept in line
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "same seed" in r.getMessage()]
+    assert len(warnings) == 2
+    assert "bert-s1-rerun" in warnings[0] and "scratch-s1-rerun" in warnings[1]
+    assert all(SECRET not in r.getMessage() for r in caplog.records)
+
+
+def test_cli_confusion_matrix_titles_name_the_model_and_seed(tmp_path, monkeypatch):
+    titles = {}
+    plot = evaluate_ablations.plot_confusion_matrix
+
+    def recording_plot(confusion, path, title=""):
+        titles[path.parent.name] = title
+        plot(confusion, path, title)
+
+    monkeypatch.setattr(evaluate_ablations, "plot_confusion_matrix", recording_plot)
+    runs_root, out = tmp_path / "runs", tmp_path / "report"
+    run_dirs = [_make_run(runs_root, "run-a", _info("BERT-CRF", 7, 1.0, 100), 0.9, 1),
+                _make_run(runs_root, "run-b", _info("TransformerCRF", 3, 0.5, 50), 0.8, 2),
+                _make_run(runs_root, "run-c", None, 0.7, 3)]
+    main(["--predictions", *map(str, run_dirs), "--output_dir", str(out), "--no_paper_ablations"])
+    assert titles["run-a"].startswith("BERT-CRF, seed 7:") and "run-a" not in titles["run-a"]
+    assert titles["run-b"].startswith("TransformerCRF (0.5 of train), seed 3:")
+    assert titles["run-c"].startswith("run-c:")  # no run_info: the folder name is all there is
+    for name in titles:
+        assert (out / "runs" / name / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_report_on_synthetic_runs_says_so(tmp_path):
+    runs_root = tmp_path / "runs"
+    synthetic = [_make_run(runs_root, f"synthetic-s{seed}", _info("TransformerCRF", seed, 1.0, 100, synthetic=True),
+                           0.8, seed) for seed in (1, 2)]
+    real = _make_run(runs_root, "real-s1", _info("BERT-CRF", 1, 1.0, 100), 0.9, 3)
+    bare = _make_run(runs_root, "bare", None, 0.9, 4)
+
+    def report(name, run_dirs):
+        out = tmp_path / name
+        main(["--predictions", *map(str, run_dirs), "--output_dir", str(out), "--no_paper_ablations"])
+        return out, json.loads((out / REPORT_JSON_FILE).read_text()), (out / REPORT_MARKDOWN_FILE).read_text()
+
+    out, saved, markdown = report("all-synthetic", synthetic)
+    assert saved["synthetic"] is True
+    first = markdown.splitlines()[0]
+    assert "SYNTHETIC sample" in first and "not real patient notes" in first
+    assert (out / "comparison.md").read_text().splitlines()[0] == first
+    sections = _run_sections(markdown)
+    for run_dir in synthetic:
+        assert "SYNTHETIC sample" in sections[run_dir.name]
+        assert "SYNTHETIC sample" in (out / "runs" / run_dir.name / REPORT_MARKDOWN_FILE).read_text()
+
+    out, saved, markdown = report("mixed", [synthetic[0], real])
+    assert saved["synthetic"] == "mixed"
+    first = markdown.splitlines()[0]
+    assert "SYNTHETIC" in first and "synthetic-s1" in first and "real-s1" not in first
+    sections = _run_sections(markdown)
+    assert "SYNTHETIC" in sections["synthetic-s1"] and "SYNTHETIC" not in sections["real-s1"]
+
+    for name, run_dirs in (("real", [real]), ("no-run-info", [bare])):
+        out, saved, markdown = report(name, run_dirs)
+        assert saved["synthetic"] is False
+        assert "SYNTHETIC" not in markdown and markdown.startswith("# Evaluation report")
+
+
+@pytest.mark.parametrize("bad", [("missing",), ("no-predictions",), ("missing", "no-predictions")])
+def test_cli_missing_inputs_fail_in_one_line_before_anything_is_scored(tmp_path, capsys, caplog, bad):
+    runs_root, out = tmp_path / "runs", tmp_path / "report"
+    good = _make_run(runs_root, "bert-s1", _info("BERT-CRF", 1, 1.0, 100), 0.9, 1)
+    paths = {"missing": runs_root / "bert-s2", "no-predictions": runs_root / "bert-s3"}
+    (runs_root / "bert-s3").mkdir()
+    write_json_atomically(runs_root / "bert-s3" / RUN_INFO_FILE, _info("BERT-CRF", 3, 1.0, 100))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as raised:
+        main(["--predictions", str(good), *(str(paths[b]) for b in bad), "--output_dir", str(out)])
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if "error:" in line]
+    for name in bad:
+        assert str(paths[name]) in line
+    if "missing" in bad:
+        assert "does not exist" in line
+    assert f"{PREDICTIONS_DIRNAME}/{TEST_PREDICTIONS_FILE}" in line  # what was expected
+    assert not out.exists()  # no report, not even half of one
+    assert not any("micro F1" in r.getMessage() for r in caplog.records)  # the good run was not scored

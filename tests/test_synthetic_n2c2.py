@@ -8,12 +8,26 @@ import pytest
 import corpus_io
 import prepare_n2c2 as p
 import tagging
-from synthetic_n2c2 import SYNTHETIC_HEADER, generate_notes, write_notes, write_synthetic_corpus
+from synthetic_n2c2 import (DRUGS, FREQUENCIES, ROUTE_VARIANTS, SYNTHETIC_HEADER, TOXICITY_DRUGS, _vocabulary,
+                            generate_notes, write_notes, write_synthetic_corpus)
 
 
 @pytest.fixture(scope="module")
 def notes():
     return generate_notes(40, seed=11)
+
+
+def surfaces(notes, entity_type) -> list[str]:
+    """Every mention of a type as written (a wrapped one with its line break as a space)."""
+    return [" ".join(note.text[f[0][0]:f[-1][1]].split()) for note in notes for t, f in note.entities
+            if t == entity_type]
+
+
+def case_shares(texts) -> dict[str, float]:
+    """Shares of lower case ("metoprolol", "po"), capitalised ("Metoprolol"), ALL CAPS ("METOPROLOL", "PO")."""
+    kinds = Counter("lower" if text == text.lower() else "upper" if text == text.upper()
+                    else "capitalised" if text[0].isupper() else "mixed" for text in texts)
+    return {kind: kinds[kind] / len(texts) for kind in ("lower", "capitalised", "upper", "mixed")}
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +48,8 @@ def test_deterministic_by_seed_and_split():
     assert [(n.doc_id, n.text, n.entities) for n in first] == [(n.doc_id, n.text, n.entities) for n in again]
     assert [n.text for n in generate_notes(5, seed=4)] != [n.text for n in first]
     assert [n.text for n in generate_notes(5, seed=3, split="test")] != [n.text for n in first]
+    test_notes, again = generate_notes(5, seed=3, split="test"), generate_notes(5, seed=3, split="test")
+    assert [(n.text, n.entities) for n in test_notes] == [(n.text, n.entities) for n in again]
 
 
 def test_clearly_marked_synthetic(notes):
@@ -78,6 +94,36 @@ def test_learnable_patterns_and_varied_vocabulary(notes):
     assert len(surfaces("Drug")) >= 60 and len(surfaces("Reason")) >= 40 and len(surfaces("Frequency")) >= 25
     text = "\n".join(note.text for note in notes)
     assert "started on" in text and "developed" in text and "\n1. " in text and "Sig:" in text
+
+
+def test_case_varies_as_in_real_notes(notes):
+    """Drug names, routes and frequencies in lower case and capitalised (or ALL CAPS), as real notes write them."""
+    drugs = surfaces(notes, "Drug")
+    shares = case_shares(drugs)
+    assert shares["lower"] >= 0.3 and shares["capitalised"] >= 0.1 and shares["upper"] > 0.02, shares
+    # Only the case changes: every mention is a name of the vocabulary.
+    names = {name.lower() for drug in DRUGS for name in drug.names} | set(TOXICITY_DRUGS)
+    assert {drug.lower() for drug in drugs} <= names
+    # Lower case in running prose and in medication lists, capitalised at a sentence start.
+    text = "\n".join(note.text for note in notes)
+    lower = [drug for drug in set(drugs) if drug == drug.lower()]
+    assert any(f"started on {drug} " in text for drug in lower) and any(f"\n1. {drug} " in text for drug in lower)
+    assert any(f". {drug} was " in text or f"\n{drug} was " in text for drug in set(drugs) if drug[0].isupper())
+
+    abbreviations = {variant for variants in ROUTE_VARIANTS.values() for variant in variants if variant.isupper()}
+    shares = case_shares([route for route in surfaces(notes, "Route") if route.upper() in abbreviations])
+    assert shares["lower"] >= 0.3 and shares["upper"] >= 0.1, shares  # "po" and "PO"
+    abbreviations = {frequency for frequency in FREQUENCIES if frequency.isupper() and "(" not in frequency}
+    shares = case_shares([written for written in surfaces(notes, "Frequency") if written.upper() in abbreviations])
+    assert shares["lower"] >= 0.3 and shares["upper"] >= 0.1, shares  # "bid" and "BID"
+
+
+def test_held_out_drugs_appear_only_in_test_notes_in_any_case(notes):
+    train_drugs, _ = _vocabulary("train")
+    seen = {name.lower() for drug in train_drugs for name in drug.names} | set(TOXICITY_DRUGS)
+    held_out = {name.lower() for drug in DRUGS if drug not in train_drugs for name in drug.names} - seen
+    assert held_out and not {drug.lower() for drug in surfaces(notes, "Drug")} & held_out
+    assert {drug.lower() for drug in surfaces(generate_notes(20, seed=11, split="test"), "Drug")} & held_out
 
 
 def test_write_synthetic_corpus_refuses_to_overwrite(tmp_path):

@@ -1,0 +1,106 @@
+"""The benchmark on a user's own corpus (bench/ --dataset_path): checks, queue, report and the whole path.
+
+Synthetic data and the smoke models only; the queue's real runs are never started here.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from evaluate_ablations import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+
+pytest.importorskip("sklearn_crfsuite", reason="feature-CRF packages missing (pip install -r requirements-dev.txt)")
+pytest.importorskip("psutil", reason="feature-CRF packages missing (pip install -r requirements-dev.txt)")
+
+
+@pytest.fixture(scope="module")
+def user_dataset(tmp_path_factory):
+    import prepare_n2c2
+
+    out = tmp_path_factory.mktemp("user") / "clinic_notes"
+    prepare_n2c2.main(["--synthetic", "12", "--seed", "7", "--output_dir", str(out)])
+    return out
+
+
+@pytest.mark.parametrize("script", ["quality", "feature_crf"])
+def test_a_bad_dataset_path_stops_with_one_line_before_any_work(script, user_dataset, tmp_path, capsys):
+    main = __import__(script).main
+    not_prepared = tmp_path / "raw_notes"
+    not_prepared.mkdir()
+    (not_prepared / "note.txt").write_text("Aspirin 81 mg daily.")
+    for argv, named, expected in (
+            (["--dataset_path", str(tmp_path / "missing")], str(tmp_path / "missing"), "no such folder"),
+            (["--dataset_path", str(not_prepared)], str(not_prepared),
+             "dataset_dict.json, stats.json, train, test missing"),
+            (["--dataset_path", str(user_dataset), "--corpus_name", "phee"], "'phee'", "not a built-in corpus"),
+            (["--dataset_path", str(user_dataset), "--corpus_name", "my__notes"], "'my__notes'", "single '_'")):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        message = str(stop.value.code)
+        assert "\n" not in message and named in message and expected in message
+        assert "prepare_n2c2.py output folder" in message or "--corpus_name" in message
+    assert capsys.readouterr().out == ""  # nothing ran
+
+
+def test_the_queue_lists_a_user_corpus_like_the_built_in_ones(user_dataset, capsys):
+    import quality
+
+    assert quality.drops_sentences(user_dataset)  # synthetic notes are 75% all-O: down-sampling drops some
+    assert quality.main(["--dataset_path", str(user_dataset), "--systems", "transformer-crf", "--seeds", "42",
+                         "--list"]) == 0
+    listed = [line.split()[1] for line in capsys.readouterr().out.splitlines()[:-1]]
+    assert listed == [f"clinic_notes__transformer-crf__s42__{split}" for split in
+                      ("train__f1", "train_downsampled__f1", "train__f0.1", "train__f0.25", "train__f0.5")]
+    # named, and beside a built-in corpus: after it at each step, as NCBI comes after PHEE
+    items = list(quality.queue(["phee", "mine"], ["minilm-crf"], [42], quality.EFFICIENT | {"mine": False}))
+    assert items[:2] == [("phee", "minilm-crf", 42, "train", 1.0), ("mine", "minilm-crf", 42, "train", 1.0)]
+    assert ("mine", "minilm-crf", 42, "train_downsampled", 1.0) not in items
+
+
+def test_report_gives_a_user_corpus_its_own_section():
+    import report
+
+    def run(corpus, system, f1, split="train"):
+        time_key = "train_seconds" if system == "feature-crf" else "train_wall_seconds"
+        return {"corpus": corpus, "system": system, "seed": 42, "train_split": split, "train_fraction": 1.0,
+                STRICT_MICRO_F1: f1, STRICT_MACRO_F1: f1, LENIENT_MICRO_F1: f1, time_key: 10.0, "peak_rss_mb": 500.0}
+
+    built_in = [run("phee", "feature-crf", 0.6)]
+    assert report.user_corpus_sections(built_in) == []  # the built-in report is unchanged
+    lines = report.user_corpus_sections(built_in + [run("clinic_notes", "feature-crf", 0.70),
+                                                    run("clinic_notes", "minilm-crf", 0.78)])
+    assert lines[0] == "### clinic_notes"
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| System")]
+    assert [row.split(" | ")[0] for row in rows] == ["| Feature CRF (sklearn-crfsuite, peer)", "| MiniLM-CRF"]
+    assert "| 78.0 (n=1) |" in rows[1]
+    assert any("MiniLM-CRF vs feature CRF (micro-F1): +8.0 points" in line for line in lines)
+    assert not any("pending" in line for line in lines)
+
+
+@pytest.mark.slow  # a run_ner_crf.py subprocess: 15-30 s on 2 shared cores
+def test_a_user_corpus_runs_end_to_end(user_dataset, tmp_path, monkeypatch):
+    """The user's path: prepare_n2c2.py output -> the feature CRF -> a smoke run of the queue on it."""
+    import feature_crf
+    import quality
+
+    assert feature_crf.main(["--dataset_path", str(user_dataset), "--seeds", "42", "--train_splits", "train",
+                             "--max_iterations", "10", "--results_dir", str(tmp_path / "results"),
+                             "--output_dir", str(tmp_path / "runs")]) == 0
+    peer = json.loads((tmp_path / "results" / "quality" / "clinic_notes__feature-crf__s42__train__f1.json").read_text())
+    assert peer["corpus"] == "clinic_notes" and 0.0 <= peer[STRICT_MICRO_F1] <= 1.0
+    assert (tmp_path / "runs" / "clinic_notes__feature-crf__s42__train__f1" / "run_info.json").is_file()
+
+    monkeypatch.setenv("BENCH_SMOKE_DIR", str(tmp_path / "smoke"))
+    assert quality.main(["--dataset_path", str(user_dataset), "--smoke", "--systems", "transformer-crf"]) == 0
+    key = "clinic_notes__transformer-crf__s42__train__f1"
+    result = json.loads((tmp_path / "smoke" / "smoke_results" / f"{key}.json").read_text())
+    assert result["key"] == key and result["corpus"] == "clinic_notes" and result["smoke"] is True
+    assert 0.0 <= result[STRICT_MICRO_F1] <= 1.0 and result["run_info"]["synthetic"] is True
+    assert (tmp_path / "smoke" / "smoke_runs" / key / "predictions" / "test_predictions.jsonl").is_file()
+    for saved in (peer, result):  # numbers and settings only
+        assert "tokens" not in json.dumps(saved) and str(user_dataset.parent) not in json.dumps(saved)
