@@ -27,7 +27,7 @@ quickstart: $(STAMP)
 	$(PY) prepare_n2c2.py --synthetic 120 --seed 42 --output_dir $(QUICKSTART_DIR)/data --overwrite
 	rm -rf $(QUICKSTART_DIR)/model
 	$(PY) run_ner_crf.py configs/quickstart.json
-	$(PY) evaluate_ablations.py --predictions $(QUICKSTART_DIR)/model --output_dir $(QUICKSTART_DIR)/report
+	$(PY) evaluate_ablations.py --predictions $(QUICKSTART_DIR)/model --output_dir $(QUICKSTART_DIR)/report --overwrite_output_dir
 	@echo "Report (paper Tables II-IV, confusion matrix): $(QUICKSTART_DIR)/report/report.md"
 
 # The suite CI runs: every test, the slow ones included.

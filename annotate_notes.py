@@ -36,25 +36,60 @@ Decoding and confidences
 Outputs of the command line (``--output_dir``; it may be the input folder)
     ``NOTE.ann``        one per note: ``T`` lines with type, offsets and surface text; an
                         entity that crosses a line break is written as fragments split at
-                        the break (n2c2 style). Written atomically; an existing ``.ann``
-                        is only replaced with ``--overwrite``. An empty note gets an empty
-                        ``.ann``.
+                        the break (n2c2 style). ``NOTE.ANN`` beside a ``NOTE.TXT``, so a brat
+                        pair keeps one style. Written atomically; an existing ``.ann`` is kept
+                        (the note counts as already annotated) unless ``--overwrite``. An empty
+                        note gets an empty ``.ann``.
     ``entities.jsonl``  one object per entity: ``document_id``, ``id`` (its ``T`` line),
                         ``type``, ``start``, ``end``, ``text`` (exactly ``text[start:end]``),
-                        ``confidence`` and ``word_confidences``. Records of notes that this
-                        run did not annotate are kept, so the file always matches the
-                        ``.ann`` files of the folder. Written to a temporary file and renamed.
+                        ``confidence`` and ``word_confidences``: the records of every ``.ann``
+                        of the folder (of earlier runs too), each note's once.
     ``predictions.jsonl`` (``--word_predictions``) one object per sentence in the word-level
                         format of docs/architecture.md (``gold_tags`` null), readable by
-                        ``evaluate_ablations.py``.
-    ``summary.json``    counts (notes, sentences, windows, entities per type, failures by
-                        kind), the names of the files that failed, settings and time: never
-                        note text.
+                        ``evaluate_ablations.py``; the notes annotated with the flag.
+    ``summary.json``    counts (files seen by kind, notes, sentences, windows, entities per
+                        type, failures by kind, repairs), the names of the files that failed,
+                        settings and time: never note text.
 
-Bad input does not stop the run: a file that cannot be read, is not UTF-8 or would
-overwrite an ``.ann`` gets one message (file name and reason, never its text) and is
-counted; the exit status is 1 when any note failed. A folder without ``.txt`` files is an
-error.
+Input
+    Notes are the files whose suffix is ``.txt`` in any case (``.TXT``, ``.Txt``), not in
+    subfolders. Hidden files (a name starting with ``.``), other files and folders are not read,
+    but counted (``files_seen``) and named in one INFO line per kind: names are not note text.
+
+Interruptions and re-runs
+    The invariant: a note's ``.ann`` exists only once its records are in ``entities.jsonl`` (and
+    ``predictions.jsonl``). Notes go in groups (``--words_per_group``): the group's records are
+    appended to the JSONL files and made durable (``fsync``), and only then are its ``.ann`` files
+    written; with ``--overwrite`` the group's old ``.ann`` are removed first, so an old ``.ann``
+    never stands beside new records. A run killed at any point leaves records without an ``.ann``
+    (that note is redone), a torn last line, or a hidden ``.NAME.*.tmp`` of an unfinished atomic
+    write, never an ``.ann`` without its records. So the same command run again finishes the job:
+    it annotates exactly the notes without an ``.ann`` (exit status 0 when none fails). Every run
+    starts by removing stale temporary files (they may hold note text) and ends, even when
+    interrupted (Ctrl-C), by compacting the JSONL files atomically: for each note only its last
+    block of records (a note written twice: ``--overwrite``, or redone), no records of notes
+    without an ``.ann``, no malformed lines (counted, never shown). It compacts at the start too
+    when a killed run left such lines, so appends always start on a clean line. One run at a time
+    per output folder.
+
+    Why append instead of writing each JSONL file once at the end: a file written at the end is
+    lost with any interruption, while the ``.ann`` files written before it stay, and a re-run skips
+    them. Why not write everything to a side folder and move it in at the end: the ``.ann`` files
+    live beside other files (often the notes), so a run cannot appear as one rename, and a long
+    run would lose all its work. The cost is a read of the JSONL files at the start and the end.
+    A folder damaged by an earlier version (``.ann`` files whose records were lost) is not
+    detected, since an ``.ann`` may be the user's own: re-run it with ``--overwrite``.
+
+Permissions
+    Files holding note text are no more readable than the notes they came from
+    (``corpus_io.note_file_mode``): each ``.ann`` like its note; ``entities.jsonl`` and
+    ``predictions.jsonl`` like the most restrictive note annotated into the folder so far (set
+    before a group's records are appended). ``summary.json`` (counts only) gets the usual mode.
+
+Bad input does not stop the run: a file that cannot be read, is not UTF-8, shares its name
+with another note (``a.txt`` and ``a.TXT``) or whose ``.ann`` appears during the run gets one
+message (file name and reason, never its text) and is counted; the exit status is 1 when any
+note failed, and 130 when the run was interrupted. A folder without notes is an error.
 
 Needs torch, transformers and the project's ``tagging.py``, ``windows.py``, ``corpus_io.py`` and
 ``modeling_crf.py`` (no ``datasets``, no training script).
@@ -64,8 +99,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,8 +113,9 @@ from transformers import AutoModelForTokenClassification, HfArgumentParser
 
 import modeling_crf  # noqa: F401  (registers the CRF model with the Auto classes: no remote code needed)
 from corpus_io import (
-    ENTITIES_FILE, SUMMARY_FILE, WORD_PREDICTIONS_FILE, BratFormatError, atomic_open, jsonl_line, prediction_record,
-    read_text, round_confidence, write_brat_ann, write_json_atomically,
+    ENTITIES_FILE, SUMMARY_FILE, WORD_PREDICTIONS_FILE, BratFormatError, atomic_open, jsonl_line, note_file_mode,
+    prediction_record, read_text, remove_stale_temporary_files, round_confidence, write_brat_ann,
+    write_json_atomically,
 )
 from windows import (
     DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_STRIDE, Entity, NotePrediction, is_crf_model, load_tokenizer,
@@ -87,7 +125,7 @@ from windows import (
 logger = logging.getLogger(__name__)
 
 # The CLI predicts notes in groups of about this many words (length-grouped batches are formed
-# inside a group), writing each group's .ann files before it reads the next.
+# inside a group), writing each group's records and .ann files before it reads the next.
 WORDS_PER_GROUP = 50_000
 
 
@@ -198,57 +236,196 @@ def word_prediction_records(note: NotePrediction) -> list[dict[str, Any]]:
             for sentence in note.sentences]
 
 
-class JsonlUpdate:
-    """A JSONL file rewritten atomically: this run's records go to a temporary file, and on
-    :meth:`commit` the records of documents this run did not write are carried over from the
-    existing file before the temporary file replaces it. Nothing changes if the run stops early."""
+def ann_name(note: Path) -> str:
+    """The ``.ann`` name of a note: ``NAME.ann``, or ``NAME.ANN`` beside a ``NAME.TXT`` (one style per brat pair)."""
+    return note.stem + (".ANN" if note.suffix == ".TXT" else ".ann")
+
+
+_MALFORMED, _BLANK = -1, -2
+
+
+def _record_position(record: Mapping[str, Any]) -> int | None:
+    """Where a record sits in its note (sentence index, or the number of its ``T`` line); None if unknown."""
+    if isinstance(record.get("sentence_index"), int):
+        return record["sentence_index"]
+    record_id = record.get("id")
+    if isinstance(record_id, str) and record_id[:1] == "T" and record_id[1:].isdigit():
+        return int(record_id[1:])
+    return None
+
+
+class JsonlScan:
+    """One pass over an ``entities.jsonl`` or ``predictions.jsonl``: the block of records of each line.
+
+    A block is one write of one note's records, in order (``T1, T2, ...`` or sentence 0, 1, ...), so a
+    note written again (``--overwrite``, or redone after an interruption) starts a new block even right
+    after its old one, and only its last block is current. A line that is not a JSON object with a
+    ``document_id`` (the torn last line of a killed run) is malformed and belongs to no block.
+    """
 
     def __init__(self, path: Path):
         self.path = path
-        self.documents: set[str] = set()
-        # Entered here and left in commit()/discard(): the file spans the whole run.
-        self._writer = atomic_open(path)
-        self.handle = self._writer.__enter__()
+        self.line_blocks = array("q")
+        self.block_documents: list[str] = []
+        self.last_block: dict[str, int] = {}
+        self.malformed = 0
+        self.ends_with_newline = True
+        if not path.is_file():
+            return
+        document, position = None, None
+        with path.open("rb") as handle:
+            for line in handle:
+                self.ends_with_newline = line.endswith(b"\n")
+                if not line.strip():
+                    self.line_blocks.append(_BLANK)
+                    continue
+                try:
+                    record = json.loads(line.decode("utf-8"))
+                    record_document = record["document_id"]
+                    if not isinstance(record_document, str):
+                        raise TypeError
+                except (ValueError, TypeError, KeyError, IndexError):
+                    self.malformed += 1
+                    self.line_blocks.append(_MALFORMED)
+                    continue
+                record_position = _record_position(record)
+                if record_document != document or (record_position is not None and position is not None
+                                                   and record_position <= position):
+                    self.block_documents.append(record_document)
+                document, position = record_document, record_position
+                self.last_block[document] = len(self.block_documents) - 1
+                self.line_blocks.append(len(self.block_documents) - 1)
 
-    def write(self, document_id: str, records: Iterable[dict[str, Any]]) -> None:
-        self.documents.add(document_id)
-        for record in records:
-            self.handle.write(jsonl_line(record))
+    @property
+    def documents(self) -> set[str]:
+        return set(self.last_block)
 
-    def commit(self) -> None:
-        if self.path.is_file():
-            kept = 0
-            with self.path.open(encoding="utf-8", errors="replace") as old:
-                for line in old:
-                    try:
-                        document_id = json.loads(line).get("document_id")
-                    except (json.JSONDecodeError, AttributeError):
-                        continue
-                    if document_id not in self.documents:
-                        self.handle.write(line if line.endswith("\n") else line + "\n")
-                        kept += 1
-            if kept:
-                logger.info("%s: kept %d records of notes not annotated in this run", self.path.name, kept)
-        self._writer.__exit__(None, None, None)
+    def compact(self, keep: Mapping[str, bool], mode: int) -> Counter:
+        """Keep the last block of each document that ``keep`` says; rewrite atomically only when a line
+        goes (or the last one lacks its newline), else just set ``mode``. Returns what was dropped."""
+        dropped = Counter()
+        if self.malformed:
+            dropped["malformed_lines"] = self.malformed
+        for block in self.line_blocks:
+            if block >= 0:
+                document = self.block_documents[block]
+                if not keep[document]:
+                    dropped["records_without_ann"] += 1
+                elif self.last_block[document] != block:
+                    dropped["superseded_records"] += 1
+        if not self.path.is_file():
+            return dropped
+        if not dropped and self.ends_with_newline:
+            os.chmod(self.path, mode)
+            return dropped
+        with self.path.open("rb") as old, atomic_open(self.path, newline="\n", mode=mode) as new:
+            for line, block in zip(old, self.line_blocks):
+                if block >= 0 and keep[self.block_documents[block]] and \
+                        self.last_block[self.block_documents[block]] == block:
+                    new.write(line.decode("utf-8").rstrip("\n") + "\n")
+            new.flush()
+            os.fsync(new.fileno())  # the compacted file is durable before it replaces the old one
+        if dropped["malformed_lines"]:
+            # A count only: a malformed line may hold note text.
+            logger.warning("%s: dropped %d malformed lines (an interrupted write)", self.path.name,
+                           dropped["malformed_lines"])
+        return dropped
 
-    def discard(self) -> None:
-        error = RuntimeError("annotation run stopped")
-        self._writer.__exit__(type(error), error, None)  # removes the temporary file
+
+class JsonlAppender:
+    """A JSONL output file open for appending: each group's records are durable before its ``.ann`` files."""
+
+    def __init__(self, path: Path, mode: int):
+        self.path = path
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+        self.handle = os.fdopen(descriptor, "a", encoding="utf-8", newline="\n")
+        self.mode = None
+        self.restrict(mode)
+
+    def restrict(self, mode: int) -> None:
+        """Set the file's mode (before records of a more private note go in)."""
+        if mode != self.mode:
+            os.fchmod(self.handle.fileno(), mode)
+            self.mode = mode
+
+    def append(self, records: Iterable[dict[str, Any]]) -> None:
+        self.handle.write("".join(jsonl_line(record) for record in records))
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make removals in ``folder`` durable before what follows them (not every system can open a folder)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _write_ann(path: Path, note: NotePrediction, text: str, *, overwrite: bool, mode: int) -> None:
+    write_brat_ann(path, [(e.type, e.start, e.end) for e in note.entities], text, overwrite=overwrite, mode=mode)
 
 
 class InputError(Exception):
     """A problem with the input folder as a whole (the run cannot start)."""
 
 
-def list_notes(input_dir) -> list[Path]:
-    """The ``.txt`` files of a folder (not recursive), sorted by name."""
+@dataclass
+class InputFolder:
+    """What an input folder holds: the notes (``.txt`` in any case, sorted by name) and the names of the rest."""
+
+    notes: list[Path] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)
+    other: list[str] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+
+    @property
+    def files_seen(self) -> dict[str, int]:
+        return {"notes": len(self.notes), "hidden": len(self.hidden), "other": len(self.other),
+                "folders": len(self.folders)}
+
+    def log_ignored(self) -> None:
+        """One INFO line per kind not read, with the names (file names, never note text)."""
+        for kind, names, why in (("hidden files", self.hidden, "name starts with '.'"),
+                                 ("other files", self.other, "not .txt"),
+                                 ("folders", self.folders, "notes are not searched in subfolders")):
+            if names:
+                logger.info("%d %s not read (%s): %s", len(names), kind, why, _some_names(names))
+
+
+def _some_names(names: Sequence[str], shown: int = 20) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def list_notes(input_dir) -> InputFolder:
+    """The notes of a folder (not recursive): every name with a ``.txt`` suffix in any case, hidden ones
+    aside. A folder or broken link named so is a note that fails later, with its reason."""
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
         raise InputError(f"{input_dir} is not a folder")
-    paths = sorted(path for path in input_dir.iterdir() if path.suffix == ".txt" and not path.name.startswith("."))
-    if not paths:
-        raise InputError(f"no .txt files in {input_dir}")
-    return paths
+    folder = InputFolder()
+    for path in sorted(input_dir.iterdir()):
+        if path.name.startswith("."):
+            folder.hidden.append(path.name)
+        elif path.suffix.lower() == ".txt":
+            folder.notes.append(path)
+        elif path.is_dir():
+            folder.folders.append(path.name)
+        else:
+            folder.other.append(path.name)
+    if not folder.notes:
+        seen = ", ".join(f"{count} {kind}" for kind, count in folder.files_seen.items() if count)
+        raise InputError(f"no .txt files in {input_dir} ({seen or 'it is empty'})")
+    return folder
 
 
 def _read_note(path: Path) -> str:
@@ -292,7 +469,12 @@ class AnnotationArguments:
     min_confidence: float = field(default=0.0, metadata={
         "help": "Drop entities whose confidence (mean CRF marginal, or softmax probability, over their words) is "
                 "below this, in [0, 1]."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace existing .ann files."})
+    overwrite: bool = field(default=False, metadata={
+        "help": "Annotate every note again, replacing existing .ann files (without it, notes that have an .ann "
+                "are kept: a re-run after an interruption annotates only the rest)."})
+    words_per_group: int = field(default=WORDS_PER_GROUP, metadata={
+        "help": "Notes are predicted and written in groups of about this many words: smaller groups hold less in "
+                "memory and lose less work to an interruption."})
     word_predictions: bool = field(default=False, metadata={
         "help": "Also write predictions.jsonl: word-level tags and confidences per sentence (docs/architecture.md "
                 "format, gold_tags null)."})
@@ -312,6 +494,8 @@ def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
     (args,) = parser.parse_args_into_dataclasses(args=argv)
     # The window, batch and confidence settings are checked where they are used (windows.py, NoteAnnotator).
     problems = []
+    if args.words_per_group < 1:
+        problems.append(f"--words_per_group must be at least 1, got {args.words_per_group}")
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -352,13 +536,21 @@ def annotate_folder(
     *,
     overwrite: bool = False,
     word_predictions: bool = False,
+    words_per_group: int = WORDS_PER_GROUP,
     progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Annotate every ``.txt`` of ``input_dir`` into ``output_dir`` (see the module docstring); returns the summary."""
+    """Annotate the notes of ``input_dir`` that have no ``.ann`` in ``output_dir`` (all of them with
+    ``overwrite``); see the module docstring. Returns the summary."""
     started = time.perf_counter()
-    paths = list_notes(input_dir)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    # Before listing: with the output in the input folder, stale temporary files are not input.
+    stale = remove_stale_temporary_files(output_dir)
+    if stale:
+        logger.info("%s: removed %d temporary files left by an interrupted run", output_dir, stale)
+    folder = list_notes(input_dir)
+    logger.info("%s: %d notes", input_dir, len(folder.notes))
+    folder.log_ignored()
     failures: list[dict[str, str]] = []
     counts: Counter = Counter()
     entity_types: Counter = Counter()
@@ -368,20 +560,55 @@ def annotate_folder(
         logger.error("%s: skipped: %s", path.name, reason)
         failures.append({"file": path.name, "kind": kind})
 
-    todo = []
-    for path in paths:
-        if (output_dir / f"{path.stem}.ann").exists() and not overwrite:
-            fail(path, "ann_exists", f"{path.stem}.ann exists in {output_dir} (pass --overwrite to replace it)")
+    notes: dict[str, Path] = {}  # document id -> note
+    todo, already_annotated = [], []
+    for path in folder.notes:
+        if path.stem in notes:
+            fail(path, "duplicate_name", f"{notes[path.stem].name} has the same name; rename one of them")
+            continue
+        notes[path.stem] = path
+        (todo if overwrite or not (output_dir / ann_name(path)).exists() else already_annotated).append(path)
+    if already_annotated:
+        logger.info("%d notes already have an .ann in %s: kept (pass --overwrite to replace them): %s",
+                    len(already_annotated), output_dir, _some_names([path.name for path in already_annotated]))
+
+    def ann_path(document_id: str) -> Path | None:
+        """The document's .ann if it exists (a document whose note is gone may have either style)."""
+        if document_id in notes:
+            candidates = [output_dir / ann_name(notes[document_id])]
         else:
-            todo.append(path)
+            candidates = [output_dir / f"{document_id}.ann", output_dir / f"{document_id}.ANN"]
+        return next((path for path in candidates if path.exists()), None)
+
+    repairs: dict[str, Counter] = {ENTITIES_FILE: Counter(), WORD_PREDICTIONS_FILE: Counter()}
+
+    def compact(excluded: set[str] = frozenset(), stale_predictions: set[str] = frozenset()) -> int:
+        """Compact both JSONL files (see JsonlScan); returns their mode, that of the notes they hold."""
+        paths = [output_dir / ENTITIES_FILE, output_dir / WORD_PREDICTIONS_FILE]
+        scans = [JsonlScan(path) for path in paths]
+        documents = set().union(*(scan.documents for scan in scans))
+        anns = {document_id: ann_path(document_id) for document_id in documents | set(notes)}
+        keep = {document_id: anns[document_id] is not None and document_id not in excluded
+                for document_id in documents}
+        sources = [notes.get(document_id, ann) for document_id, ann in anns.items() if ann is not None]
+        mode = note_file_mode(sources)
+        for scan, stale_documents in zip(scans, (frozenset(), stale_predictions)):
+            dropped = scan.compact({d: k and d not in stale_documents for d, k in keep.items()}, mode)
+            if dropped:
+                logger.info("%s: compacted (%s)", scan.path.name, ", ".join(f"{n} {k}" for k, n in dropped.items()))
+            repairs[scan.path.name].update(dropped)
+        return mode
+
+    jsonl_mode = compact()
+    appenders: list[JsonlAppender] = []  # opened with the first records: a run that fails at once writes nothing
+    excluded: set[str] = set()  # annotated in this run, but their .ann could not be written
+    annotated: set[str] = set()
 
     from tqdm.auto import tqdm
 
-    entities_file = JsonlUpdate(output_dir / ENTITIES_FILE)
-    words_file = JsonlUpdate(output_dir / WORD_PREDICTIONS_FILE) if word_predictions else None
     bar = tqdm(total=len(todo), desc="notes", unit="note", disable=None if progress is None else not progress)
     try:
-        for group in _note_groups(todo, WORDS_PER_GROUP):
+        for group in _note_groups(todo, words_per_group):
             texts = {}
             for path, text in group:
                 if isinstance(text, _NoteError):
@@ -393,18 +620,44 @@ def annotate_folder(
                 else:
                     texts[path.stem] = text
             predictions = annotator.predict(texts, progress=progress)
+            # 1. With --overwrite, the old .ann go first: an old .ann never stands beside new records.
+            #    Without it, an .ann that appeared during the run is not ours to pair with records.
+            removed = False
+            for document_id in list(predictions):
+                path = output_dir / ann_name(notes[document_id])
+                if path.exists():
+                    if overwrite:
+                        path.unlink()
+                        removed = True
+                    else:
+                        fail(notes[document_id], "ann_exists",
+                             f"{path.name} appeared in {output_dir} during the run (pass --overwrite)")
+                        del predictions[document_id]
+            if removed:
+                _sync_folder(output_dir)
+            # 2. The group's records, durable, in a file no more readable than any note in it.
+            jsonl_mode &= note_file_mode(notes[document_id] for document_id in predictions)
+            if not appenders:
+                appenders.append(JsonlAppender(output_dir / ENTITIES_FILE, jsonl_mode))
+                if word_predictions:
+                    appenders.append(JsonlAppender(output_dir / WORD_PREDICTIONS_FILE, jsonl_mode))
+            for appender in appenders:
+                appender.restrict(jsonl_mode)
+            appenders[0].append(record for note in predictions.values() for record in entity_records(note))
+            if word_predictions:
+                appenders[1].append(record for note in predictions.values() for record in word_prediction_records(note))
+            # 3. Only then the .ann files.
             for document_id, note in predictions.items():
                 text = texts[document_id]
                 try:
-                    write_brat_ann(output_dir / f"{document_id}.ann",
-                                   [(e.type, e.start, e.end) for e in note.entities], text, overwrite=overwrite)
+                    _write_ann(output_dir / ann_name(notes[document_id]), note, text, overwrite=overwrite,
+                               mode=note_file_mode([notes[document_id]]))
                 except FileExistsError:
-                    fail(Path(f"{document_id}.txt"), "ann_exists",
-                         f"{document_id}.ann appeared in {output_dir} during the run (pass --overwrite)")
+                    excluded.add(document_id)
+                    fail(notes[document_id], "ann_exists",
+                         f"{ann_name(notes[document_id])} appeared in {output_dir} during the run (pass --overwrite)")
                     continue
-                entities_file.write(document_id, entity_records(note))
-                if words_file is not None:
-                    words_file.write(document_id, word_prediction_records(note))
+                annotated.add(document_id)
                 counts["notes_annotated"] += 1
                 counts["characters"] += len(text)
                 counts["sentences"] += len(note.sentences)
@@ -414,22 +667,32 @@ def annotate_folder(
                 counts["entities_below_min_confidence"] += note.num_below_min_confidence
                 entity_types.update(entity.type for entity in note.entities)
             bar.update(len(group))
-        entities_file.commit()
-        if words_file is not None:
-            words_file.commit()
     except BaseException:
-        entities_file.discard()
-        if words_file is not None:
-            words_file.discard()
+        # Interrupted (Ctrl-C) or failed: leave the folder tidy if we can; the next run does it otherwise.
+        for appender in appenders:
+            appender.close()
+        try:
+            compact(excluded, set() if word_predictions else annotated)
+        except Exception as error:  # noqa: BLE001 (the first error is the one to report)
+            logger.warning("could not compact the JSONL files (%s); the next run will", type(error).__name__)
         raise
     finally:
         bar.close()
+    for appender in appenders:
+        appender.close()
+    if not appenders:  # nothing to annotate: the files still say so
+        for name in (ENTITIES_FILE, WORD_PREDICTIONS_FILE) if word_predictions else (ENTITIES_FILE,):
+            JsonlAppender(output_dir / name, jsonl_mode).close()
+    # Word predictions of notes re-annotated without --word_predictions are stale: dropped.
+    compact(excluded, set() if word_predictions else annotated)
 
     seconds = time.perf_counter() - started
     summary = {
         "model_type": "crf" if annotator.is_crf else "linear",
-        "notes_found": len(paths),
+        "files_seen": folder.files_seen,
+        "notes_found": len(folder.notes),
         "notes_annotated": counts["notes_annotated"],
+        "notes_already_annotated": len(already_annotated),
         "empty_notes": counts["empty_notes"],
         "notes_failed": len(failures),
         "failures_by_kind": dict(sorted(Counter(f["kind"] for f in failures).items())),
@@ -442,8 +705,11 @@ def annotate_folder(
         "entities": sum(entity_types.values()),
         "entities_by_type": dict(sorted(entity_types.items())),
         "entities_below_min_confidence": counts["entities_below_min_confidence"],
+        "stale_temporary_files_removed": stale,
+        "jsonl_records_dropped": {name: dict(sorted(dropped.items())) for name, dropped in repairs.items()},
         "settings": {**annotator.settings, "device": str(annotator.settings["device"] if annotator.settings["device"]
-                                                          is not None else next(annotator.model.parameters()).device)},
+                                                          is not None else next(annotator.model.parameters()).device),
+                     "words_per_group": words_per_group},
         "seconds": round(seconds, 3),
         "characters_per_second": round(counts["characters"] / seconds, 1) if seconds > 0 else None,
     }
@@ -462,6 +728,9 @@ def format_summary(summary: Mapping[str, Any], output_dir) -> str:
     if summary["entities_below_min_confidence"]:
         lines.append(f"{summary['entities_below_min_confidence']} entities below --min_confidence "
                      f"{summary['settings']['min_confidence']} were dropped")
+    if summary["notes_already_annotated"]:
+        lines.append(f"{summary['notes_already_annotated']} notes already had an .ann "
+                     "(kept; --overwrite replaces them)")
     if summary["empty_notes"]:
         lines.append(f"{summary['empty_notes']} empty notes (empty .ann written)")
     if summary["notes_failed"]:
@@ -482,10 +751,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             revision=args.model_revision, token=args.token, batch_size=args.batch_size,
             max_seq_length=args.max_seq_length, stride=args.stride, min_confidence=args.min_confidence)
         summary = annotate_folder(annotator, args.input_dir, args.output_dir, overwrite=args.overwrite,
-                                  word_predictions=args.word_predictions, progress=None)
+                                  word_predictions=args.word_predictions, words_per_group=args.words_per_group,
+                                  progress=None)
     except (InputError, OSError, ValueError) as error:
         print(f"annotate_notes.py: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("annotate_notes.py: interrupted: every .ann written has its records; run the same command again "
+              "to annotate the other notes", file=sys.stderr)
+        return 130
     print(format_summary(summary, args.output_dir))
     return 1 if summary["notes_failed"] else 0
 

@@ -16,7 +16,9 @@ The one home of how the project reads and writes files (standard library and tqd
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -29,6 +31,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from tagging import N2C2_ENTITY_TYPES, bio_to_spans, is_tag
 
+logger = logging.getLogger(__name__)
+
 # ---------------------------------------------------------------------------
 # File names (one home; every script imports them)
 # ---------------------------------------------------------------------------
@@ -39,6 +43,7 @@ STATS_FILE = "stats.json"
 LABEL_DISTRIBUTION_FILE = "label_distribution.png"
 # run_ner_crf.py output (a run folder)
 RUN_INFO_FILE = "run_info.json"
+RUN_ARGS_FILE = "run_args.json"  # in each checkpoint, written last: what the run was (and that it is complete)
 ALL_RESULTS_FILE = "all_results.json"
 PREDICTIONS_DIRNAME = "predictions"  # never uploaded: it holds note text
 TEST_PREDICTIONS_FILE = "test_predictions.jsonl"
@@ -137,7 +142,7 @@ def _decode_utf8(path: Path, raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
+        line = len(split_lines(raw[:error.start].decode("utf-8", errors="replace")))
         raise BratFormatError(
             path, line, f"not valid UTF-8 (byte 0x{raw[error.start]:02x} at byte offset {error.start})", "not_utf8"
         ) from None
@@ -150,8 +155,16 @@ def read_text(path) -> str:
     return _decode_utf8(path, path.read_bytes())
 
 
-def _short(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+# Messages about the user's files give offsets, lengths and a hash of any text, never the text itself,
+# unless a debug switch allows it (prepare_n2c2.py --show_text_in_messages).
+SHOW_TEXT_IN_MESSAGES = False
+
+
+def describe_text(text: str, limit: int = 80) -> str:
+    """Text for a message: its length and a short hash, or (debug switch on) the text itself."""
+    if SHOW_TEXT_IN_MESSAGES:
+        return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+    return f"<{len(text)} characters, sha256 {hashlib.sha256(text.encode('utf-8')).hexdigest()[:12]}>"
 
 
 def _check_types(label_map: dict | None, entity_types: Sequence[str] | None) -> tuple[dict | None, set[str]]:
@@ -223,21 +236,20 @@ def read_brat_document(
             raise error
         problems.append(error)
 
-    for line_number, line in enumerate(ann_text.split("\n"), start=1):
-        line = line.rstrip("\r")
+    for line_number, line in enumerate(split_lines(ann_text), start=1):
         if not line.strip():
             continue
         if line.startswith(_IGNORED_LINE_PREFIXES):
             continue
         if not line.startswith("T"):
             problem(line_number, f"malformed line: expected an annotation id such as T1, R1, E1, A1 or #1, "
-                                 f"got {_short(line)!r}", "malformed_line")
+                                 f"got {describe_text(line)}", "malformed_line")
             continue
         fields = line.split("\t", 2)
         match = _SPANS_PATTERN.fullmatch(fields[1]) if len(fields) >= 2 else None
         if match is None or (validate_text and len(fields) < 3) or not fields[0].strip():
             problem(line_number, f"malformed T line: expected 'ID<TAB>TYPE START END[;START END...]<TAB>TEXT', "
-                                 f"got {_short(line)!r}", "malformed_line")
+                                 f"got {describe_text(line)}", "malformed_line")
             continue
         entity_id, source_type, offsets = fields[0], match.group(1), match.group(2)
         surface = fields[2] if len(fields) > 2 else ""
@@ -256,8 +268,8 @@ def read_brat_document(
             continue
         actual = " ".join(text[start:end] for start, end in spans)
         if validate_text and actual.split() != surface.split():
-            problem(line_number, f"span text {surface!r} does not match the .txt at "
-                                 f"{offsets.replace(' ', '-')} ({actual!r})", "text_mismatch")
+            problem(line_number, f"span text {describe_text(surface)} does not match the .txt at "
+                                 f"{offsets.replace(' ', '-')}, which holds {describe_text(actual)}", "text_mismatch")
             continue
         target_type, error = _resolve_type(source_type, label_map, allowed_types, unmapped)
         if error:
@@ -266,6 +278,39 @@ def read_brat_document(
             continue
         entities.append(BratEntity(entity_id, target_type, spans, surface or actual, line_number))
     return BratDocument(txt_path.stem, text, entities, unmapped_types=unmapped)
+
+
+def _brat_files(folder: Path) -> tuple[dict[str, Path], dict[str, Path], Counter, list[BratFormatError]]:
+    """The ``.txt`` and ``.ann`` files of a folder by stem (suffixes in any case), what else was seen
+    (counts by kind), and the entries that look like notes but cannot be (reported, never dropped silently)."""
+    texts: dict[str, Path] = {}
+    annotations: dict[str, Path] = {}
+    seen: Counter = Counter()
+    problems: list[BratFormatError] = []
+    for path in sorted(folder.iterdir()):
+        suffix = path.suffix.lower()
+        if suffix not in (".txt", ".ann"):
+            seen["other"] += 1
+            continue
+        if path.name.startswith("."):
+            seen["hidden"] += 1  # e.g. editor backups and temporary files: not notes
+            continue
+        if path.is_symlink() and not path.exists():
+            problems.append(BratFormatError(path, None, "a symbolic link whose target does not exist", "dangling_link"))
+            continue
+        if path.is_dir():
+            problems.append(BratFormatError(path, None, f"a folder named like a {suffix} file, not a file", "not_a_file"))
+            continue
+        if path.is_symlink() and folder.resolve() not in path.resolve().parents:
+            seen["links_outside_folder"] += 1  # followed, and reported by count
+        files = texts if suffix == ".txt" else annotations
+        if path.stem in files:
+            problems.append(BratFormatError(path, None, f"a second {suffix} file for {path.stem} (also "
+                                                        f"{files[path.stem].name})", "duplicate_file"))
+            continue
+        files[path.stem] = path
+        seen[suffix[1:]] += 1
+    return texts, annotations, seen, problems
 
 
 def read_brat_folder(
@@ -280,38 +325,60 @@ def read_brat_folder(
 ) -> tuple[list[BratDocument], list[BratFormatError]]:
     """Read every ``.txt``/``.ann`` pair of a folder (not recursive), sorted by file name.
 
-    Returns ``(documents, problems)``. ``problems`` is empty unless ``skip_invalid``: then
-    each bad document or annotation line is skipped and reported there as a
-    :class:`BratFormatError` whose ``skipped`` is ``"document"`` or ``"annotation"``.
-    With ``require_ann=False`` a ``.txt`` without ``.ann`` is an unannotated document.
-    ``progress=None`` shows a tqdm bar on a terminal.
+    Suffixes match in any case (``NOTE.TXT`` + ``NOTE.ANN``). Hidden files and other files are
+    counted and logged, not read; a dangling link or a folder named ``x.txt`` is a problem naming
+    what it is; a link leading outside the folder is followed and counted. Returns
+    ``(documents, problems)``. ``problems`` is empty unless ``skip_invalid``: then each bad
+    document or annotation line (an unreadable file included) is skipped and reported there as a
+    :class:`BratFormatError` whose ``skipped`` is ``"document"`` or ``"annotation"``. With
+    ``require_ann=False`` a ``.txt`` without ``.ann`` is an unannotated document. ``progress=None``
+    shows a tqdm bar on a terminal.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise BratFormatError(folder, None, "not a folder (expected brat .txt/.ann files)", "not_a_folder")
-    txt_stems = {path.stem for path in folder.glob("*.txt")}
-    ann_stems = {path.stem for path in folder.glob("*.ann")}
-    if not txt_stems and not ann_stems:
+    texts, annotations, seen, entry_problems = _brat_files(folder)
+    if not texts and not annotations and not entry_problems:
         raise BratFormatError(folder, None, "no .txt or .ann files found", "empty_folder")
     _check_types(label_map, entity_types)  # fail on a bad label map before reading anything
+    if seen["hidden"] or seen["other"]:
+        logger.info("%s: %d hidden and %d other files are not notes and were not read", folder, seen["hidden"],
+                    seen["other"])
+    if seen["links_outside_folder"]:
+        logger.warning("%s: %d files are links to files outside the folder (followed)", folder,
+                       seen["links_outside_folder"])
 
     documents: list[BratDocument] = []
     problems: list[BratFormatError] = []
-    stems = sorted(txt_stems | ann_stems)
+    for error in entry_problems:
+        if not skip_invalid:
+            raise error
+        error.skipped = "document"
+        problems.append(error)
     from tqdm.auto import tqdm
 
+    stems = sorted(set(texts) | set(annotations))
     for stem in tqdm(stems, desc=f"reading {folder.name}", unit="doc", disable=None if progress is None else not progress):
-        txt_path, ann_path = folder / f"{stem}.txt", folder / f"{stem}.ann"
+        txt_path = texts.get(stem, folder / f"{stem}.txt")
+        ann_path = annotations.get(stem, folder / f"{stem}.ann")
         try:
-            if stem not in txt_stems:
+            if stem not in texts:
                 raise BratFormatError(ann_path, None, f"no matching .txt file (expected {txt_path.name})", "missing_txt")
-            if stem not in ann_stems and not require_ann:
+            if stem not in annotations and not require_ann:
                 documents.append(BratDocument(stem, read_text(txt_path), []))
                 continue
             documents.append(read_brat_document(
                 txt_path, ann_path, label_map=label_map, entity_types=entity_types,
                 validate_text=validate_text, problems=problems if skip_invalid else None,
             ))
+        except OSError as error:  # unreadable (permissions, I/O): a bad file like any other
+            failed = Path(error.filename) if error.filename else txt_path
+            error = BratFormatError(failed, None, f"cannot be read ({error.strerror or type(error).__name__})",
+                                    "unreadable")
+            if not skip_invalid:
+                raise error from None
+            error.skipped = "document"
+            problems.append(error)
         except BratFormatError as error:
             if not skip_invalid:
                 raise
@@ -334,9 +401,11 @@ def split_at_line_breaks(text: str, start: int, end: int) -> list[tuple[int, int
 
 
 def write_brat_entities(
-    path, entities: Iterable[tuple[str, Sequence[tuple[int, int]]]], text: str, *, overwrite: bool = False
+    path, entities: Iterable[tuple[str, Sequence[tuple[int, int]]]], text: str, *, overwrite: bool = False,
+    mode: int | None = None,
 ) -> Path:
-    """Write ``T1..Tn`` lines for ``(type, fragments)`` pairs; atomic, refusing to overwrite by default."""
+    """Write ``T1..Tn`` lines for ``(type, fragments)`` pairs; atomic, refusing to overwrite by default.
+    ``mode``: the file's permission bits (default: the usual ones; see :func:`note_file_mode`)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
@@ -350,29 +419,78 @@ def write_brat_entities(
         # Brat's surface field is one line without tabs; the reader compares whitespace-normalised.
         surface = " ".join(" ".join(text[start:end].split()) for start, end in fragments)
         lines.append(f"T{number}\t{entity_type} {offsets}\t{surface}\n")
-    with atomic_open(path, newline="\n") as handle:
+    with atomic_open(path, newline="\n", mode=mode) as handle:
         handle.writelines(lines)
     return path
 
 
+def usual_file_mode() -> int:
+    """0666 less the umask: what a new file gets."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def note_file_mode(sources: Iterable) -> int:
+    """Permission bits for a file holding text from the ``sources`` notes (the permissions policy,
+    docs/architecture.md): the usual mode, readable by no class of users (group, others) that cannot
+    read every source. The owner always keeps read and write."""
+    mode = usual_file_mode()
+    for source in sources:
+        readable = os.stat(source).st_mode & 0o444
+        mode &= readable | (readable >> 1) | 0o600  # r and w only for the classes that may read the source
+    return mode
+
+
+def folder_mode(file_mode: int) -> int:
+    """A folder's mode for files of ``file_mode``: searchable by those who may read them."""
+    return file_mode | ((file_mode & 0o444) >> 2)
+
+
+def set_tree_mode(folder, file_mode: int) -> None:
+    """Give every file under ``folder`` ``file_mode`` and every folder (``folder`` too) its :func:`folder_mode`."""
+    folder = Path(folder)
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, folder_mode(file_mode) if path.is_dir() else file_mode)
+
+
 @contextmanager
-def atomic_open(path, encoding: str = "utf-8", newline: str | None = None):
+def atomic_open(path, encoding: str = "utf-8", newline: str | None = None, mode: int | None = None):
     """Open ``path`` for writing text through a temporary sibling file that replaces it only when
-    the block succeeds: an interrupted run never leaves a truncated file. The result gets the
-    usual permissions (0666 less the umask), not the owner-only ones of a temporary file."""
+    the block succeeds: an interrupted run never leaves a truncated file (a killed one may leave the
+    hidden ``.NAME.*.tmp`` sibling, which :func:`remove_stale_temporary_files` clears). The result gets
+    ``mode``, by default the usual permissions (0666 less the umask), not the owner-only ones of a
+    temporary file; files holding note text pass :func:`note_file_mode`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    descriptor, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(descriptor, "w", encoding=encoding, newline=newline) as handle:
             yield handle
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
+        os.chmod(tmp_name, usual_file_mode() if mode is None else mode)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def remove_stale_temporary_files(folder) -> int:
+    """Remove the temporary files :func:`atomic_open` leaves when a run is killed (they may hold note text)."""
+    removed = 0
+    for path in Path(folder).glob(f".*{TEMPORARY_SUFFIX}"):
+        if path.is_file() and re.fullmatch(rf"\..+\.[^.]+{re.escape(TEMPORARY_SUFFIX)}", path.name):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines of a file's text, whatever its line endings: ``\\r\\n``, ``\\n`` or ``\\r`` alike (not the other
+    Unicode separators str.splitlines knows, which may sit inside a brat surface field)."""
+    return re.split(r"\r\n|\r|\n", text)
 
 
 def write_json_atomically(path, data: Any) -> Path:
@@ -383,7 +501,8 @@ def write_json_atomically(path, data: Any) -> Path:
     return Path(path)
 
 
-def write_brat_ann(path, entities: Iterable[tuple[str, int, int]], text: str, *, overwrite: bool = False) -> Path:
+def write_brat_ann(path, entities: Iterable[tuple[str, int, int]], text: str, *, overwrite: bool = False,
+                   mode: int | None = None) -> Path:
     """Write ``(type, start, end)`` entities as a brat ``.ann`` next to its text.
 
     A span that crosses line breaks is written as discontinuous fragments split at the
@@ -399,7 +518,7 @@ def write_brat_ann(path, entities: Iterable[tuple[str, int, int]], text: str, *,
         if not fragments:
             raise ValueError(f"{entity_type} span {start}-{end} holds only whitespace")
         pairs.append((entity_type, fragments))
-    return write_brat_entities(path, pairs, text, overwrite=overwrite)
+    return write_brat_entities(path, pairs, text, overwrite=overwrite, mode=mode)
 
 
 # ---------------------------------------------------------------------------
@@ -425,7 +544,7 @@ def read_conll_file(
     if not path.is_file():
         raise BratFormatError(path, None, "no such file", "missing_file")
     label_map, allowed_types = _check_types(label_map, entity_types) if (label_map or entity_types) else (None, None)
-    lines = _decode_utf8(path, path.read_bytes()).split("\n")
+    lines = split_lines(_decode_utf8(path, path.read_bytes()))
 
     # Group (token, tag, line) rows into sentences and sentences into documents.
     documents_rows: list[list[list[tuple[str, str, int]]]] = []
@@ -433,7 +552,6 @@ def read_conll_file(
     sentence: list[tuple[str, str, int]] = []
     has_docstart = any(line.startswith("-DOCSTART-") for line in lines)
     for line_number, line in enumerate(lines, start=1):
-        line = line.rstrip("\r")
         if line.startswith("-DOCSTART-") or not line.strip():
             if sentence:
                 sentences.append(sentence)
@@ -445,11 +563,11 @@ def read_conll_file(
             continue
         columns = line.split("\t") if "\t" in line else line.split()
         if len(columns) < 2 or not columns[0].strip():
-            raise BratFormatError(path, line_number, f"malformed line: expected 'TOKEN<TAB>TAG', got {_short(line)!r}",
+            raise BratFormatError(path, line_number, f"malformed line: expected 'TOKEN<TAB>TAG', got {describe_text(line)}",
                                   "malformed_line")
         tag = columns[-1].strip()
         if not is_tag(tag):
-            raise BratFormatError(path, line_number, f"malformed tag {tag!r} (expected O, B-TYPE or I-TYPE)",
+            raise BratFormatError(path, line_number, f"malformed tag {describe_text(tag)} (expected O, B-TYPE or I-TYPE)",
                                   "malformed_line")
         sentence.append((columns[0].strip(), tag, line_number))
     if sentence:
@@ -505,8 +623,8 @@ def conll_entity_types(paths: Iterable) -> list[str]:
     """The entity types of the tags in CoNLL files, sorted."""
     types = set()
     for path in paths:
-        for line in _decode_utf8(Path(path), Path(path).read_bytes()).split("\n"):
-            columns = line.rstrip("\r").split("\t") if "\t" in line else line.split()
+        for line in split_lines(_decode_utf8(Path(path), Path(path).read_bytes())):
+            columns = line.split("\t") if "\t" in line else line.split()
             if len(columns) >= 2 and is_tag(columns[-1].strip()) and columns[-1].strip() != "O":
                 types.add(columns[-1].strip()[2:])
     return sorted(types)

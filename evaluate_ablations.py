@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import re
+import shutil
 import statistics
 import warnings
 from collections import Counter, defaultdict
@@ -37,9 +38,14 @@ from corpus_io import (
     REPORT_MARKDOWN_FILE,
     RUN_INFO_FILE,
     TEST_PREDICTIONS_FILE,
+    BratFormatError,
+    PredictionFormatError,
+    check_output_dir,
     read_brat_document,
     read_predictions,
+    read_text,
     run_predictions_path,
+    split_lines,
 )
 from tagging import N2C2_ENTITY_TYPES, bio_to_spans, entity_types_of, is_tag, parse_tag, tag_type
 
@@ -524,23 +530,44 @@ def evaluate_run(
 # ---------------------------------------------------------------------------
 
 
-def _ann_types(ann_path: Path) -> set[str]:
-    """The entity types named on the ``T`` lines of an ``.ann`` (just the type field)."""
+def _ann_types(ann_text: str) -> set[str]:
+    """The entity types named on the ``T`` lines of an ``.ann``'s text (just the type field)."""
     types = set()
-    for line in ann_path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in split_lines(ann_text):  # \r, \n and \r\n alike: a CR-only file has lines too
         fields = line.split("\t")
         if line.startswith("T") and len(fields) >= 2 and fields[1].split():
             types.add(fields[1].split()[0])
     return types
 
 
+def _unreadable(path, error: OSError) -> BratFormatError:
+    """An ``OSError`` as a :class:`BratFormatError`: the file and the system's reason, nothing of its text."""
+    return BratFormatError(error.filename or path, None, f"cannot be read ({error.strerror or type(error).__name__})",
+                           "unreadable")
+
+
+def _read_ann_text(path: Path) -> str:
+    """An ``.ann``'s text; whatever stops it being read is a :class:`BratFormatError` with a kind."""
+    if path.is_symlink() and not path.exists():
+        raise BratFormatError(path, None, "dangling symbolic link (its target does not exist)", "dangling_symlink")
+    if not path.is_file():  # a folder named x.ann, or a pipe that would block the read
+        raise BratFormatError(path, None, "not a regular file", "not_a_file")
+    try:
+        return read_text(path)  # not UTF-8: BratFormatError(kind="not_utf8") with the line
+    except OSError as error:
+        raise _unreadable(path, error) from None
+
+
 def _read_brat(txt: Path, ann: Path, problems: list | None = None):
     # read_brat_document accepts only the nine n2c2 types unless told otherwise (entity_types=None
     # means n2c2, not "any"); a system may write other types, which must count as false
     # positives rather than fail, so name every type the file uses.
-    types = sorted(set(N2C2_ENTITY_TYPES) | _ann_types(ann))
-    # validate_text=False: scoring needs offsets only, and systems may normalise the surface text.
-    return read_brat_document(txt, ann, entity_types=types, validate_text=False, problems=problems)
+    types = sorted(set(N2C2_ENTITY_TYPES) | _ann_types(_read_ann_text(ann)))
+    try:
+        # validate_text=False: scoring needs offsets only, and systems may normalise the surface text.
+        return read_brat_document(txt, ann, entity_types=types, validate_text=False, problems=problems)
+    except OSError as error:  # the .txt, or a file that changed since it was first read
+        raise _unreadable(ann, error) from None
 
 
 def _brat_spans(document, entity_types: Optional[set[str]]) -> list[tuple[str, int, int]]:
@@ -556,44 +583,59 @@ def score_brat_folders(
 ) -> dict[str, Any]:
     """Strict and lenient P/R/F per type and micro over all documents of two brat folders.
 
-    Every gold ``.ann`` is scored; a missing prediction file counts as no predictions.
-    The text comes from the gold folder's ``.txt`` (else the prediction folder's). Every
-    entity type in the files is read, so a system's extra types count as false positives
-    in the micro figures, as in the official script; pass ``entity_types`` to score only
-    those. Malformed prediction lines are skipped and listed (document, line, kind); a
-    malformed gold file is an error. Matching is :func:`match_counts`.
+    Every gold ``.ann`` is scored; a missing prediction file counts as no predictions, and so
+    does one that cannot be read (not UTF-8, unreadable, not a file, a dangling link): it is
+    skipped with a warning and listed (document, line, kind). The text comes from the gold
+    folder's ``.txt`` (else the prediction folder's). Every entity type in the files is read,
+    so a system's extra types count as false positives in the micro figures, as in the
+    official script; pass ``entity_types`` to score only those. Malformed prediction lines
+    are skipped and listed (document, line, kind). Missing folders and a gold file that is
+    missing its text, cannot be read or is malformed raise :class:`BratFormatError`.
+    Matching is :func:`match_counts`.
     """
     gold_dir, pred_dir = Path(gold_dir), Path(pred_dir)
-    if not pred_dir.is_dir():
-        raise FileNotFoundError(f"prediction folder {pred_dir} does not exist")
+    for flag, folder in (("--gold_brat", gold_dir), ("--pred_brat", pred_dir)):
+        if not folder.is_dir():
+            reason = "not a folder" if folder.exists() else "no such folder"
+            raise BratFormatError(folder, None, f"{reason} ({flag})", "not_a_folder")
     gold_files = sorted(gold_dir.glob("*.ann"))
     if not gold_files:
-        raise FileNotFoundError(f"no .ann files in {gold_dir}")
+        raise BratFormatError(gold_dir, None, "no .ann files in the gold folder (--gold_brat)", "empty_folder")
     keep = set(entity_types) if entity_types is not None else None
     totals = {mode: defaultdict(Counter) for mode, _ in ENTITY_MODES}
-    missing, skipped, num_gold, num_pred = [], [], 0, 0
+    missing, skipped, unreadable, num_gold, num_pred = [], [], [], 0, 0
     for gold_ann in gold_files:
         doc_id = gold_ann.stem
-        txt = gold_ann.with_suffix(".txt")
-        if not txt.exists():
-            txt = pred_dir / f"{doc_id}.txt"
-        if not txt.exists():
-            raise FileNotFoundError(f"no text for {doc_id}: neither {gold_ann.with_suffix('.txt')} nor {txt}")
+        txt = next((path for path in (gold_ann.with_suffix(".txt"), pred_dir / f"{doc_id}.txt") if path.is_file()),
+                   None)
+        if txt is None:
+            raise BratFormatError(gold_ann, None, f"no matching .txt file (looked for {doc_id}.txt in the gold "
+                                                  f"folder, then in the prediction folder)", "missing_txt")
         gold_spans = _brat_spans(_read_brat(txt, gold_ann), keep)
         pred_ann = pred_dir / f"{doc_id}.ann"
-        if pred_ann.exists():
+        pred_spans = []
+        if pred_ann.is_symlink() or pred_ann.exists():  # a dangling link is there, just unreadable
             problems: list = []
-            pred_spans = _brat_spans(_read_brat(txt, pred_ann, problems), keep)
+            try:
+                pred_spans = _brat_spans(_read_brat(txt, pred_ann, problems), keep)
+            except BratFormatError as error:
+                # One bad system file must not cost the scoring of the others. str(error) is
+                # file:line: reason (no note text); kinds and line numbers go to the report.
+                logger.warning("%s; skipped: document %s is scored as no predictions (its %d gold entities count "
+                               "as false negatives)", error, doc_id, len(gold_spans))
+                unreadable.append({"document": doc_id, "line": error.line, "kind": error.kind})
             # Line numbers and kinds only: a problem's message may quote corpus text.
             skipped += [{"document": doc_id, "line": p.line, "kind": p.kind} for p in problems]
         else:
             missing.append(doc_id)
-            pred_spans = []
         num_gold, num_pred = num_gold + len(gold_spans), num_pred + len(pred_spans)
         for mode, total in totals.items():
             _add_counts(total, match_counts(gold_spans, pred_spans, mode))
     if missing:
         logger.warning("%d gold documents have no prediction file in %s (scored as empty)", len(missing), pred_dir)
+    if unreadable:
+        logger.warning("%d of %d prediction files could not be read and were skipped (their documents are scored "
+                       "as no predictions; listed in the report)", len(unreadable), len(gold_files) - len(missing))
     if skipped:
         logger.warning("%d malformed prediction lines skipped (listed in the report)", len(skipped))
     gold_ids = {path.stem for path in gold_files}
@@ -610,6 +652,7 @@ def score_brat_folders(
         "num_pred_entities": num_pred,
         "missing_predictions": missing,
         "unmatched_predictions": unmatched,
+        "skipped_prediction_files": unreadable,
         "skipped_prediction_lines": skipped,
         **{mode: summarize_counts(total, with_counts=True) for mode, total in totals.items()},
         "notes": [
@@ -839,6 +882,9 @@ def render_brat_markdown(report: Mapping[str, Any], digits: int = 4) -> str:
                                           "Lenient FP", "Lenient FN"], count_rows), ""]
     if report["missing_predictions"]:
         parts += [f"Documents without a prediction file (scored as empty): {len(report['missing_predictions'])}.", ""]
+    if report.get("skipped_prediction_files"):
+        parts += [f"Prediction files that could not be read, skipped (their documents scored as no predictions): "
+                  f"{len(report['skipped_prediction_files'])} (see {REPORT_JSON_FILE}).", ""]
     if report["skipped_prediction_lines"]:
         parts += [f"Malformed prediction lines skipped: {len(report['skipped_prediction_lines'])} "
                   f"(see {REPORT_JSON_FILE}).", ""]
@@ -1033,6 +1079,27 @@ class EvaluationArguments:
         "help": "Score only these types in brat mode (default: every type in the files)."})
     top_confusions: int = field(default=15, metadata={"help": "How many confusions to list."})
     digits: int = field(default=3, metadata={"help": "Decimals in Markdown tables."})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Replace the report in an existing, non-empty --output_dir: remove the earlier report's files "
+                "first (other files stay). Without it such a folder is refused."})
+
+
+# What a report writes into --output_dir (--overwrite_output_dir removes these and nothing else).
+REPORT_OUTPUT_PATTERNS = (REPORT_JSON_FILE, REPORT_MARKDOWN_FILE, "comparison.*", "learning_curve.*", "runs")
+
+
+def clear_report_outputs(output_dir: Path) -> int:
+    """Remove an earlier report's files (:data:`REPORT_OUTPUT_PATTERNS`) from ``output_dir``; others stay (logged)."""
+    removed = 0
+    for pattern in REPORT_OUTPUT_PATTERNS:
+        for path in output_dir.glob(pattern):
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            removed += 1
+    others = sorted(path.name for path in output_dir.iterdir())
+    if others:
+        logger.warning("%s: kept %d files that evaluate_ablations.py does not write: %s%s", output_dir, len(others),
+                       ", ".join(others[:5]), ", ..." if len(others) > 5 else "")
+    return removed
 
 
 def _parse_merge(items: Sequence[str]) -> dict[str, str]:
@@ -1174,31 +1241,55 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from transformers import HfArgumentParser
 
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    parser = HfArgumentParser(EvaluationArguments)
+    parser = HfArgumentParser(EvaluationArguments, prog=Path(__file__).name)
     (args,) = parser.parse_args_into_dataclasses(args=argv)
+
+    def fail(message: str):
+        # One line, status 2, as argparse reports a bad argument: no traceback for a user's input.
+        parser.exit(2, f"{parser.prog}: error: {message}\n")
+
     brat = args.gold_brat is not None or args.pred_brat is not None
     if brat and (args.gold_brat is None or args.pred_brat is None):
-        raise SystemExit("--gold_brat and --pred_brat go together")
+        fail("--gold_brat and --pred_brat go together")
     if brat == bool(args.predictions):
-        raise SystemExit("give either --predictions or --gold_brat/--pred_brat")
+        fail("give either --predictions or --gold_brat/--pred_brat")
     if not brat:
         # Every path first: a typo in the last run folder must not cost the scoring of the others
-        # nor leave half a report behind. One line, status 2, as argparse reports a bad argument.
+        # nor leave half a report behind.
         try:
             resolved = resolve_runs(args.predictions)
         except FileNotFoundError as error:
-            parser.exit(2, f"{parser.prog}: error: --predictions {error}\n")
+            fail(f"--predictions {error}")
+    # The same rule as training: an earlier report is replaced only when asked, checked before scoring.
     output_dir = Path(args.output_dir)
+    try:
+        check_output_dir(output_dir, args.overwrite_output_dir)
+    except FileExistsError as error:
+        fail(f"--output_dir {output_dir} exists and is not empty; pass --overwrite_output_dir to replace the earlier "
+             f"report, or give another folder" if output_dir.is_dir() else f"--output_dir {error}")
+
+    if brat:
+        # Scoring only reads, so every input problem surfaces here, before anything is removed or written.
+        try:
+            report = score_brat_folders(args.gold_brat, args.pred_brat, entity_types=args.brat_entity_types)
+        except BratFormatError as error:
+            fail(str(error))  # file:line: reason, never the note's text
+    if args.overwrite_output_dir and output_dir.is_dir():
+        removed = clear_report_outputs(output_dir)
+        logger.warning("--overwrite_output_dir: removed %d outputs of an earlier report from %s", removed, output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
     if brat:
-        report = score_brat_folders(args.gold_brat, args.pred_brat, entity_types=args.brat_entity_types)
         (output_dir / REPORT_MARKDOWN_FILE).write_text(render_brat_markdown(report, max(args.digits, 4)),
                                                        encoding="utf-8")
-        logger.info("strict micro F1 %.4f, lenient micro F1 %.4f over %d documents",
-                    report["strict"]["micro"]["f1"], report["lenient"]["micro"]["f1"], report["num_documents"])
+        logger.info("strict micro F1 %.4f, lenient micro F1 %.4f over %d documents (%d prediction files skipped)",
+                    report["strict"]["micro"]["f1"], report["lenient"]["micro"]["f1"], report["num_documents"],
+                    len(report["skipped_prediction_files"]))
     else:
-        report = evaluate_predictions(args, output_dir, resolved)
+        try:
+            report = evaluate_predictions(args, output_dir, resolved)
+        except PredictionFormatError as error:
+            fail(str(error))  # file:line: reason
     with (output_dir / REPORT_JSON_FILE).open("w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2)
     logger.info("Report written to %s", output_dir)

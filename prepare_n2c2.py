@@ -51,6 +51,7 @@ Output (``--output_dir``, written to a temporary directory and moved into place)
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import logging
 import random
@@ -62,9 +63,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
+import corpus_io
 from corpus_io import (
     DOCUMENTS_DIRNAME, LABEL_DISTRIBUTION_FILE, STATS_FILE, BratDocument, BratFormatError, check_output_dir,
-    conll_entity_types, load_label_map, read_corpus, write_folder_atomically,
+    conll_entity_types, load_label_map, note_file_mode, read_corpus, set_tree_mode, write_folder_atomically,
 )
 from tagging import (
     N2C2_ENTITY_TYPES, N2C2_LABELS, bio_labels, entity_types_of, is_all_o, split_sentences, spans_to_bio, tag_type,
@@ -308,6 +310,14 @@ class DataArguments:
         default=True, metadata={"help": "Check that each span's surface text matches the .txt."}
     )
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output_dir."})
+    allow_overlap: bool = field(
+        default=False, metadata={"help": "Allow the same note (same text) in more than one split (refused by default: "
+                                         "it leaks training notes into the test set)."}
+    )
+    show_text_in_messages: bool = field(
+        default=False, metadata={"help": "Debugging your own files: quote the offending text in error and warning "
+                                         "messages (by default they give offsets, lengths and a hash, never text)."}
+    )
 
 
 def resolve_labels(
@@ -421,7 +431,8 @@ def parse_args(argv: Sequence[str] | None = None) -> DataArguments:
 
 
 def _read_inputs(args: DataArguments, label_map, entity_types, synthetic_dir: Path | None):
-    """Documents per split (``train``, maybe ``validation``, maybe ``test``) and the skipped problems."""
+    """Documents per split (``train``, maybe ``validation``, maybe ``test``), the skipped problems, and the
+    user's files the text came from (none for the synthetic notes: the permissions policy follows them)."""
     if args.train_file:
         format_name = "conll"
         paths = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
@@ -440,12 +451,34 @@ def _read_inputs(args: DataArguments, label_map, entity_types, synthetic_dir: Pa
             format_name, path, label_map=label_map, entity_types=entity_types, skip_invalid=args.skip_invalid,
             validate_text=args.validate_text)
         problems.extend(split_problems)
-    return documents, problems
+    if synthetic_dir is not None:
+        return documents, problems, []
+    sources = [Path(path) for path in paths.values() if path and Path(path).is_file()]
+    sources += [file for path in paths.values() if path and Path(path).is_dir() for file in Path(path).iterdir()
+                if file.suffix.lower() == ".txt" and file.is_file() and not file.name.startswith(".")]
+    return documents, problems, sources
+
+
+def overlapping_documents(documents: dict[str, list[BratDocument]]) -> dict[str, int]:
+    """How many documents each pair of splits shares (same text, e.g. the same folder given twice)."""
+    digests = {split: {hashlib.sha256(doc.text.encode("utf-8")).hexdigest() for doc in docs}
+               for split, docs in documents.items()}
+    splits = list(digests)
+    return {f"{a}/{b}": len(digests[a] & digests[b]) for i, a in enumerate(splits) for b in splits[i + 1:]
+            if digests[a] & digests[b]}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Build the dataset and return the statistics written to ``stats.json``."""
     args = parse_args(argv)
+    corpus_io.SHOW_TEXT_IN_MESSAGES = args.show_text_in_messages
+    try:
+        return build_dataset(args)
+    finally:
+        corpus_io.SHOW_TEXT_IN_MESSAGES = False
+
+
+def build_dataset(args: DataArguments) -> dict:
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     modes = [bool(args.train_dir), bool(args.train_file), args.synthetic is not None]
@@ -483,7 +516,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
             synthetic_dir = Path(args.write_brat) if args.write_brat else Path(scratch)
             write_synthetic_corpus(synthetic_dir, args.synthetic - num_test, num_test, seed=args.seed,
                                    overwrite=args.overwrite)
-        documents, problems = _read_inputs(args, label_map, entity_types, synthetic_dir)
+        documents, problems, sources = _read_inputs(args, label_map, entity_types, synthetic_dir)
+
+    # Leakage: a note in two splits (the same folder twice, or copies) makes the test set lie.
+    overlap = overlapping_documents(documents)
+    if overlap and not args.allow_overlap:
+        raise ValueError("the same notes are in more than one split (" + ", ".join(
+            f"{pair}: {count} documents" for pair, count in overlap.items()) + "); pass --allow_overlap if you mean it")
+    if overlap:
+        logger.warning("--allow_overlap: documents shared by splits: %s", overlap)
 
     # The tag set: only the types that occur (a model must not learn, or a card report, types the data lacks),
     # unless --entity_types names them.
@@ -524,6 +565,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         rows[f"{split}_downsampled"] = downsample_plain(rows[split], args.plain_ratio, args.seed)
 
     stats = _build_stats(args, labels, documents, rows, counts, problems, validation_source, absent_types)
+    stats["overlapping_documents"] = overlap
 
     def write(tmp_dir: Path) -> None:
         from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as DatasetSequence, Value
@@ -552,6 +594,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         ).save_to_disk(str(tmp_dir / DOCUMENTS_DIRNAME))
         (tmp_dir / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
         plot_label_distribution(stats, tmp_dir / LABEL_DISTRIBUTION_FILE, synthetic=stats["synthetic"])
+        # The dataset holds the notes' text: no more readable than they are (docs/architecture.md).
+        set_tree_mode(tmp_dir, note_file_mode(sources))
 
     write_folder_atomically(output_dir, args.overwrite, write)
     print(format_summary(stats, output_dir))

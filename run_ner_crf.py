@@ -23,6 +23,7 @@ which ``--push_to_hub`` never uploads.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -49,14 +50,16 @@ from transformers import (
     HfArgumentParser,
     PreTrainedTokenizerFast,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from corpus_io import (
-    ALL_RESULTS_FILE, BRAT_DIRNAME, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, RUN_INFO_FILE, STATS_FILE,
-    TEST_PREDICTIONS_FILE, prediction_record, write_brat_ann, write_json_atomically, write_predictions_file,
+    ALL_RESULTS_FILE, BRAT_DIRNAME, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, RUN_ARGS_FILE, RUN_INFO_FILE, STATS_FILE,
+    TEST_PREDICTIONS_FILE, note_file_mode, prediction_record, set_tree_mode, usual_file_mode, write_brat_ann,
+    write_folder_atomically, write_json_atomically, write_predictions_file,
 )
 from evaluate_ablations import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, ner_metrics, type_metric_name
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
@@ -125,6 +128,10 @@ class ModelArguments:
         default=2, metadata={"help": "A word piece must occur this often in the training split to enter the vocabulary."}
     )
     tokenizer_lowercase: bool = field(default=False, metadata={"help": "Lower-case in a trained tokenizer."})
+    push_corpus_vocabulary: bool = field(
+        default=False, metadata={"help": "With --push_to_hub and a tokenizer trained on the notes: acknowledge that its "
+                                         "vocabulary is corpus-derived (it holds words of the notes) and upload it."}
+    )
     use_crf: bool = field(default=True, metadata={"help": "CRF head (True) or the stock linear head, 'Apt' (False)."})
     use_bio_constraints: bool = field(
         default=True, metadata={"help": "Forbid transitions that are invalid in IOB2 (CRF only)."}
@@ -494,7 +501,7 @@ def default_model_label(model_args: ModelArguments) -> str:
 
 # What a run writes into its output folder (--overwrite_output_dir removes these and nothing else).
 RUN_OUTPUT_PATTERNS = (
-    "checkpoint-*", PREDICTIONS_DIRNAME, "runs", "config.json", "generation_config.json", "model*.safetensors",
+    "checkpoint-*", ".final-model.partial", PREDICTIONS_DIRNAME, "runs", "config.json", "generation_config.json", "model*.safetensors",
     "model.safetensors.index.json", "pytorch_model*.bin", "training_args.bin", "modeling_crf.py", "windows.py",
     "tagging.py", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
     "merges.txt", "added_tokens.json", "chat_template.jinja", "README.md", "*_results.json", "trainer_state.json",
@@ -513,6 +520,134 @@ def clear_run_outputs(output_dir: Path) -> int:
     if others:
         logger.warning(f"{output_dir}: kept {len(others)} files that a run does not write: {', '.join(others[:5])}")
     return removed
+
+
+def complete_checkpoints(output_dir: Path) -> list[Path]:
+    """The checkpoints of a run folder that were saved to the end (their run_args.json is written last), newest
+    first; an incomplete one (a run killed while saving) is skipped with a warning naming it."""
+    checkpoints = sorted((path for path in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                          if path.is_dir() and path.name.split("-")[-1].isdigit()),
+                         key=lambda path: int(path.name.split("-")[-1]), reverse=True)
+    complete = []
+    for checkpoint in checkpoints:
+        if (checkpoint / RUN_ARGS_FILE).is_file():
+            complete.append(checkpoint)
+        else:
+            logger.warning(f"{checkpoint}: incomplete (no {RUN_ARGS_FILE}: the run stopped while saving it); skipped")
+    return complete
+
+
+def prepare_output_dir(output_dir: Path, training_args: TrainingArguments, overwrite: bool) -> str | None:
+    """The overwrite and resume rules (docs/architecture.md, "Output folders"); returns the checkpoint to resume.
+
+    A training run refuses an output folder that is not empty, unless ``--overwrite_output_dir`` (the
+    earlier run's outputs are removed) or ``--resume_from_checkpoint PATH`` (``true``/``last``: the
+    newest complete checkpoint of the output folder).
+    """
+    resume = training_args.resume_from_checkpoint
+    if overwrite and resume:
+        raise UsageError("--overwrite_output_dir starts afresh and --resume_from_checkpoint continues: pass one")
+    if resume:
+        if str(resume).lower() in ("true", "last"):
+            complete = complete_checkpoints(output_dir) if output_dir.is_dir() else []
+            if not complete:
+                raise UsageError(f"--resume_from_checkpoint {resume}: {output_dir} has no complete checkpoint")
+            resume = str(complete[0])
+        elif not (Path(resume) / RUN_ARGS_FILE).is_file():
+            raise UsageError(f"--resume_from_checkpoint {resume}: not a complete checkpoint of run_ner_crf.py "
+                             f"(no {RUN_ARGS_FILE})")
+        logger.warning(f"Resuming from {resume}: its weights, optimizer and schedule are continued")
+        return resume
+    if output_dir.is_dir() and any(output_dir.iterdir()):
+        if not overwrite:
+            held = sorted(path.name for path in output_dir.iterdir())
+            raise UsageError(f"--output_dir {output_dir} is not empty ({len(held)} entries, e.g. "
+                             f"{', '.join(held[:4])}): pass --overwrite_output_dir to start afresh (the earlier run's "
+                             "model, checkpoints and predictions are removed) or --resume_from_checkpoint true to "
+                             "continue its last checkpoint")
+        with training_args.main_process_first(desc="clearing the output folder"):
+            if training_args.process_index == 0:
+                removed = clear_run_outputs(output_dir)
+                logger.warning(f"--overwrite_output_dir: removed {removed} outputs of an earlier run from {output_dir}")
+    return None
+
+
+# What a resumed run must share with its checkpoint (the epochs may grow: that is what resuming is for).
+RESUME_MUST_MATCH = (
+    "model_name_or_path", "config_name", "config_overrides", "use_crf", "use_bio_constraints", "train_tokenizer",
+    "tokenizer_vocab_size", "label_all_tokens", "max_seq_length", "stride", "train_data", "train_split",
+    "train_fraction", "seed", "learning_rate", "crf_learning_rate", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "world_size",
+)
+
+
+def run_arguments(model_args: ModelArguments, data_args: DataTrainingArguments, training_args: TrainingArguments,
+                  train_dataset: Dataset | None) -> dict[str, Any]:
+    """What defines a run, as recorded in each checkpoint (numbers, names and a data fingerprint; no text)."""
+    return {
+        **{key: getattr(model_args, key) for key in ("model_name_or_path", "config_name", "config_overrides", "use_crf",
+                                                       "use_bio_constraints", "train_tokenizer", "tokenizer_vocab_size",
+                                                       "crf_learning_rate")},
+        **{key: getattr(data_args, key) for key in ("label_all_tokens", "max_seq_length", "stride", "train_split",
+                                                      "train_fraction")},
+        **{key: getattr(training_args, key) for key in ("seed", "learning_rate", "per_device_train_batch_size",
+                                                          "gradient_accumulation_steps", "world_size",
+                                                          "num_train_epochs", "max_steps")},
+        "train_data": rows_fingerprint(train_dataset, data_args) if train_dataset is not None else None,
+    }
+
+
+def rows_fingerprint(dataset: Dataset, data_args: DataTrainingArguments) -> str:
+    """A hash of the training rows (words and tags), the same in every process and run."""
+    digest = hashlib.sha256()
+    for tokens, tags in zip(dataset[data_args.text_column_name], dataset[data_args.label_column_name]):
+        digest.update(json.dumps([tokens, tags]).encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+def check_resume_matches(checkpoint: str, current: dict[str, Any]) -> None:
+    """Refuse to resume a checkpoint of another run: name every setting that differs."""
+    recorded = json.loads((Path(checkpoint) / RUN_ARGS_FILE).read_text(encoding="utf-8"))
+    different = [f"{key}: {recorded.get(key)!r} in the checkpoint, {current.get(key)!r} now"
+                 for key in RESUME_MUST_MATCH if recorded.get(key) != current.get(key)]
+    if different:
+        raise UsageError(f"{checkpoint} belongs to another run ({'; '.join(different)}): resume it with the same "
+                         "data and settings, or pass --overwrite_output_dir to start afresh")
+
+
+class RecordRunArguments(TrainerCallback):
+    """Writes run_args.json into each checkpoint once it is saved: a checkpoint without it is incomplete."""
+
+    def __init__(self, run_args: dict[str, Any]):
+        self.run_args = run_args
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if state.is_world_process_zero and checkpoint.is_dir():
+            write_json_atomically(checkpoint / RUN_ARGS_FILE, self.run_args)
+
+
+def save_final_model(trainer: Trainer, output_dir: Path) -> None:
+    """The model, config, code and tokenizer, written to a hidden folder and moved into place when complete,
+    with the usual file permissions (the Trainer's are owner-only for some files)."""
+    partial = output_dir / ".final-model.partial"
+    if trainer.is_world_process_zero():
+        shutil.rmtree(partial, ignore_errors=True)
+    trainer.save_model(str(partial))
+    if trainer.is_world_process_zero():
+        for path in sorted(partial.iterdir()):
+            os.chmod(path, usual_file_mode())
+            os.replace(path, output_dir / path.name)
+        partial.rmdir()
+
+
+def vocabulary_from_corpus(model_args: ModelArguments) -> bool:
+    """Whether the tokenizer's vocabulary was learned from training notes: now, or for the model fine-tuned."""
+    if model_args.train_tokenizer:
+        return True
+    earlier = Path(model_args.model_name_or_path or "") / RUN_INFO_FILE
+    return bool(model_args.model_name_or_path and earlier.is_file()
+                and json.loads(earlier.read_text(encoding="utf-8")).get("vocabulary_from_corpus"))
 
 
 def trainer_state_epoch(checkpoint: str | None) -> float:
@@ -597,10 +732,10 @@ def make_compute_metrics(labels: list[str]):
 
 def write_predictions(
     output_dir: Path, test_dataset: Dataset, word_predictions, labels: list[str], text_column: str,
-    label_column: str, documents: Dataset | None,
+    label_column: str, documents: Dataset | None, file_mode: int,
 ) -> Path:
-    """Word-level prediction records (and brat .ann per document) under ``output_dir/predictions``."""
-    predictions_dir = output_dir / PREDICTIONS_DIRNAME
+    """Word-level prediction records (and brat .ann per document) as ``output_dir/predictions``, which replaces an
+    earlier run's folder as a whole when complete; its files get ``file_mode`` (they hold note text)."""
     entities_by_document: dict[str, list[tuple[str, int, int]]] = {}
     has_offsets = "token_starts" in test_dataset.column_names
     records = []
@@ -614,15 +749,28 @@ def write_predictions(
         if has_offsets and row.get("document_id") is not None:
             entities_by_document.setdefault(row["document_id"], []).extend(
                 bio_to_char_spans(pred_tags, row["token_starts"], row["token_ends"]))
-    jsonl_path = write_predictions_file(predictions_dir / TEST_PREDICTIONS_FILE, records)
-    if documents is not None and has_offsets:
-        brat_dir = predictions_dir / BRAT_DIRNAME
-        brat_dir.mkdir(exist_ok=True)
-        texts = {doc: text for doc, text in zip(documents["document_id"], documents["text"])}
-        for document_id in sorted(set(test_dataset["document_id"])):
-            write_brat_ann(brat_dir / f"{document_id}.ann", entities_by_document.get(document_id, []),
-                           texts[document_id], overwrite=True)
-    return jsonl_path
+
+    def write(folder: Path) -> None:
+        write_predictions_file(folder / TEST_PREDICTIONS_FILE, records)
+        if documents is not None and has_offsets:
+            texts = {doc: text for doc, text in zip(documents["document_id"], documents["text"])}
+            for document_id in sorted(set(test_dataset["document_id"])):
+                write_brat_ann(folder / BRAT_DIRNAME / f"{document_id}.ann", entities_by_document.get(document_id, []),
+                               texts[document_id])
+        set_tree_mode(folder, file_mode)
+
+    write_folder_atomically(output_dir / PREDICTIONS_DIRNAME, overwrite=True, write=write)
+    return output_dir / PREDICTIONS_DIRNAME / TEST_PREDICTIONS_FILE
+
+
+def data_file_mode(data_args: DataTrainingArguments) -> int:
+    """The permission bits for files holding the data's text: no more readable than the data (the policy)."""
+    if data_args.dataset_path:
+        return note_file_mode([Path(data_args.dataset_path) / "dataset_dict.json"])
+    files = [Path(f) for f in (data_args.train_file, data_args.validation_file, data_args.test_file) if f]
+    if data_args.dataset_name and Path(data_args.dataset_name).is_dir():
+        files.append(Path(data_args.dataset_name))
+    return note_file_mode(files)
 
 
 def is_hub_id(name: str | None) -> bool:
@@ -894,23 +1042,17 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
                    f"n_gpu: {training_args.n_gpu}, distributed: {training_args.parallel_mode.value}, "
                    f"world size: {training_args.world_size}, bf16: {training_args.bf16}, fp16: {training_args.fp16}")
     check_data_arguments(data_args)  # one line, before anything slow
+    if push_to_hub and vocabulary_from_corpus(model_args) and not model_args.push_corpus_vocabulary:
+        raise UsageError("--push_to_hub: the tokenizer's vocabulary is learned from the training notes (--train_tokenizer"
+                         " now or in the model being fine-tuned), so its words are corpus text; pass "
+                         "--push_corpus_vocabulary to acknowledge that and upload it (check your data's terms first)")
     if training_args.device.type == "cpu":
         training_args.dataloader_pin_memory = False  # pinning is for GPU transfers (torch warns on CPU)
     output_dir = Path(training_args.output_dir)
 
-    # Detecting the last checkpoint: an existing run folder is resumed (loudly) unless told to start afresh.
-    last_checkpoint = None
-    if data_args.overwrite_output_dir and training_args.do_train and output_dir.is_dir():
-        with training_args.main_process_first(desc="clearing the output folder"):
-            if training_args.process_index == 0:
-                removed = clear_run_outputs(output_dir)
-                logger.warning(f"--overwrite_output_dir: removed {removed} outputs of an earlier run from {output_dir}")
-    elif output_dir.is_dir() and training_args.do_train and training_args.resume_from_checkpoint is None:
-        last_checkpoint = get_last_checkpoint(str(output_dir))
-        if last_checkpoint is not None:
-            logger.warning(f"RESUMING from {last_checkpoint}: the weights, optimizer and schedule saved there are "
-                           "continued, not retrained. Pass --overwrite_output_dir to start afresh (or another "
-                           "--output_dir).")
+    # The output folder: a fresh run needs an empty one, unless told to start afresh or to resume.
+    resume_checkpoint = prepare_output_dir(output_dir, training_args, data_args.overwrite_output_dir) \
+        if training_args.do_train else None
 
     # Seed before anything random: document sampling, tokenizer training, head initialisation.
     set_seed(training_args.seed)
@@ -935,7 +1077,6 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         if data_args.max_predict_samples is not None:
             test_dataset = test_dataset.select(range(min(len(test_dataset), data_args.max_predict_samples)))
 
-    resume_checkpoint = training_args.resume_from_checkpoint or last_checkpoint if training_args.do_train else None
     tokenizer = load_tokenizer(model_args, train_dataset, data_args.text_column_name, resume_checkpoint)
     model = build_model(model_args, labels, tokenizer, data_args.label_all_tokens)
     # A saved tokenizer says how many tokens the encoder takes, so that no caller overruns it.
@@ -943,6 +1084,9 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     if encoder_positions is not None:
         tokenizer.model_max_length = encoder_positions
     data_args.max_seq_length = max_input_length(model, tokenizer, data_args.max_seq_length)
+    run_args = run_arguments(model_args, data_args, training_args, train_dataset)
+    if resume_checkpoint is not None:
+        check_resume_matches(resume_checkpoint, run_args)
     num_parameters = sum(p.numel() for p in model.parameters())
     logger.info(f"Model: {type(model).__name__}, {num_parameters:,} parameters, {len(labels)} labels")
 
@@ -989,8 +1133,8 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
                                      else None),
         compute_metrics=make_compute_metrics(labels),
         crf_learning_rate=model_args.crf_learning_rate,
-        callbacks=[EarlyStoppingCallback(data_args.early_stopping_patience)]
-        if data_args.early_stopping_patience else None,
+        callbacks=[RecordRunArguments(run_args)]
+        + ([EarlyStoppingCallback(data_args.early_stopping_patience)] if data_args.early_stopping_patience else []),
     )
 
     all_results: dict[str, Any] = {"num_parameters": num_parameters}
@@ -1003,7 +1147,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         if isinstance(model, CRFForTokenClassification):
             # pipeline(model=OUTPUT_DIR, trust_remote_code=True) runs windows.NerPipeline, saved beside the model.
             model.config.custom_pipelines = pipeline_config_entry()
-        trainer.save_model()  # model, config (auto_map for CRF), modeling file, tokenizer
+        save_final_model(trainer, output_dir)  # model, config (auto_map for CRF), modeling file, tokenizer
         if isinstance(model, CRFForTokenClassification) and trainer.is_world_process_zero():
             copy_pipeline_files(output_dir)
         metrics = dict(train_result.metrics)
@@ -1052,13 +1196,19 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
             if data_args.write_brat and data_args.dataset_path and documents_path.is_dir():
                 documents = load_from_disk(str(documents_path))
             path = write_predictions(output_dir, test_dataset, word_predictions, labels, data_args.text_column_name,
-                                     data_args.label_column_name, documents)
+                                     data_args.label_column_name, documents, data_file_mode(data_args))
             logger.info(f"Predictions written to {path.parent}")
 
     if trainer.is_world_process_zero():
         stats_path = Path(data_args.dataset_path or "") / STATS_FILE
         dataset_stats = json.loads(stats_path.read_text()) if data_args.dataset_path and stats_path.is_file() else {}
-        run_info = {
+        model_run_info = Path(model_args.model_name_or_path or "") / RUN_INFO_FILE
+        if not training_args.do_train and model_args.model_name_or_path and model_run_info.is_file():
+            # Evaluation or prediction only: the run is the model's, whose predictions these are.
+            run_info = json.loads(model_run_info.read_text(encoding="utf-8"))
+        else:
+            run_info = None
+        run_info = run_info or {
             "model_label": default_model_label(model_args),
             "model_name_or_path": model_args.model_name_or_path,
             "config_name": model_args.config_name,
@@ -1073,11 +1223,11 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
             "num_parameters": num_parameters,
             "world_size": training_args.world_size,
             "synthetic": bool(dataset_stats.get("synthetic", False)),
+            "vocabulary_from_corpus": vocabulary_from_corpus(model_args),
         }
         write_json_atomically(output_dir / RUN_INFO_FILE, run_info)
         write_json_atomically(output_dir / ALL_RESULTS_FILE, all_results)
         if training_args.do_train:
-            tokenizer.save_pretrained(output_dir)
             card = write_model_card(output_dir, model_args, data_args, training_args, labels, all_results, run_info,
                                     dataset_stats, trainer.state.log_history)
             logger.info(f"Model card written to {card}")

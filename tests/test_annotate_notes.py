@@ -1,6 +1,7 @@
 """annotate_notes.py: notes in, brat out, exact offsets, long notes, CRF confidences, pipeline agreement, bad input."""
 
 import json
+import os
 import random
 import statistics
 import time
@@ -375,18 +376,20 @@ def test_bad_input_is_reported_per_file_and_counted(crf_dir, tmp_path, caplog, c
     assert main(["--model_name_or_path", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out)]) == 1
     summary = json.loads((out / "summary.json").read_text())
     assert summary["notes_found"] == 7
-    assert summary["failures_by_kind"] == {"ann_exists": 1, "not_utf8": 1, "unreadable": 2}
-    assert summary["notes_failed"] == 4 and summary["empty_notes"] == 2
+    assert summary["files_seen"] == {"notes": 7, "hidden": 0, "other": 1, "folders": 0}  # folder.txt is a (bad) note
+    assert summary["failures_by_kind"] == {"not_utf8": 1, "unreadable": 2}
+    assert summary["notes_failed"] == 3 and summary["empty_notes"] == 2
     assert summary["notes_annotated"] == 3  # good + the two empty notes
-    assert sorted(f["file"] for f in summary["failed_files"]) == ["folder.txt", "gone.txt", "kept.txt", "latin1.txt"]
-    for name in ("latin1.txt", "folder.txt", "gone.txt", "kept.txt", "empty.txt", "blank.txt"):
-        assert name in caplog.text  # one clear message per file
+    assert summary["notes_already_annotated"] == 1  # kept.txt: its .ann is kept, not a failure
+    assert sorted(f["file"] for f in summary["failed_files"]) == ["folder.txt", "gone.txt", "latin1.txt"]
+    for name in ("latin1.txt", "folder.txt", "gone.txt", "kept.txt", "empty.txt", "blank.txt", "readme.md"):
+        assert name in caplog.text  # one clear message per file (per kind for those not read)
     assert "UTF-8" in caplog.text and "--overwrite" in caplog.text
     assert (out / "kept.ann").read_text() == "T1\tDrug 0 7\tHeparin\n"  # not overwritten
     assert (out / "empty.ann").read_text() == "" and (out / "blank.ann").read_text() == ""
     assert not (out / "latin1.ann").exists() and (out / "good.ann").exists()
     stdout = capsys.readouterr().out
-    assert "4 notes failed" in stdout and "2 empty notes" in stdout
+    assert "3 notes failed" in stdout and "2 empty notes" in stdout and "1 notes already had an .ann" in stdout
     assert SECRET not in caplog.text + stdout + json.dumps(summary)
     good_records = [r for r in read_jsonl(out / "entities.jsonl") if r["document_id"] == "good"]
 
@@ -403,6 +406,72 @@ def test_bad_input_is_reported_per_file_and_counted(crf_dir, tmp_path, caplog, c
     assert not list(out.glob(".*.tmp"))
 
 
+def test_notes_in_any_case_and_every_file_seen_is_counted(crf_dir, tmp_path, caplog):
+    notes, out = tmp_path / "notes", tmp_path / "out"
+    write_txt(notes / "lower.txt", f"Started {SECRET} 5 mg PO daily.")
+    write_txt(notes / "UPPER.TXT", "Heparin 5000 units SC q8h.")
+    write_txt(notes / "mixed.Txt", "Aspirin 81 mg PO daily.")
+    write_txt(notes / "twin.TXT", "Aspirin 81 mg PO daily.")
+    write_txt(notes / "twin.txt", "Heparin 5000 units SC q8h.")  # the same document id as twin.TXT
+    write_txt(notes / ".hidden.txt", f"{SECRET} 5 mg")
+    write_txt(notes / ".notes.swp", "")
+    write_txt(notes / "gold.ANN", "")
+    write_txt(notes / "readme.md", "")
+    write_txt(notes / "sub" / "deep.txt", "Aspirin 81 mg PO daily.")
+    arguments = ["--model_name_or_path", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out)]
+
+    assert main(arguments) == 1  # twin.txt
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["files_seen"] == {"notes": 5, "hidden": 2, "other": 2, "folders": 1}
+    assert summary["notes_annotated"] == 4 and summary["failures_by_kind"] == {"duplicate_name": 1}
+    # NAME.ANN beside NAME.TXT (one style per brat pair), NAME.ann otherwise.
+    assert sorted(path.name for path in out.iterdir() if path.suffix.lower() == ".ann") == \
+           ["UPPER.ANN", "lower.ann", "mixed.ann", "twin.ANN"]
+    records = read_jsonl(out / "entities.jsonl")
+    assert {r["document_id"] for r in records} == {"lower", "UPPER", "mixed", "twin"}
+    assert_ann_matches(notes / "UPPER.TXT", out / "UPPER.ANN", [r for r in records if r["document_id"] == "UPPER"])
+    # One INFO line per kind not read, with names (never text); one error for the twin.
+    for phrase in ("5 notes", "2 hidden files not read", ".hidden.txt", ".notes.swp", "2 other files not read",
+                   "gold.ANN", "readme.md", "1 folders not read", "sub", "twin.txt: skipped", "twin.TXT has the same"):
+        assert phrase in caplog.text
+    assert SECRET not in caplog.text + json.dumps(summary)
+
+    # A plain re-run finds every .ann, whatever its case.
+    assert main(arguments) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["notes_annotated"] == 0 and summary["notes_already_annotated"] == 4
+    assert read_jsonl(out / "entities.jsonl") == records
+
+
+@pytest.mark.parametrize("note_mode", [0o600, 0o644], ids=oct)
+def test_outputs_are_no_more_readable_than_their_notes(crf_dir, tmp_path, note_mode):
+    notes, out = tmp_path / "notes", tmp_path / "out"
+    previous_umask = os.umask(0o022)
+    try:
+        for name, text in (("a", "Aspirin 81 mg PO daily."), ("b", "Heparin 5000 units SC q8h.")):
+            write_txt(notes / f"{name}.txt", text).chmod(note_mode)
+        arguments = ["--model_name_or_path", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out),
+                     "--word_predictions"]
+        assert main(arguments) == 0
+
+        def mode(name):
+            return (out / name).stat().st_mode & 0o777
+
+        for name in ("a.ann", "b.ann", "entities.jsonl", "predictions.jsonl"):
+            assert mode(name) == note_mode, name  # 0600 notes: group and others cannot read what holds their text
+        assert mode("summary.json") == 0o644  # counts only: the usual mode
+        assert read_jsonl(out / "entities.jsonl")
+
+        # A private note joins a readable folder: its .ann and the JSONL files (which now hold its text) close up.
+        write_txt(notes / "c.txt", "Metoprolol 25 mg PO BID.").chmod(0o600)
+        assert main(arguments) == 0
+        assert mode("c.ann") == 0o600 and mode("a.ann") == note_mode
+        assert mode("entities.jsonl") == mode("predictions.jsonl") == 0o600
+        assert "c" in {r["document_id"] for r in read_jsonl(out / "entities.jsonl")}
+    finally:
+        os.umask(previous_umask)
+
+
 def test_folder_without_notes_is_an_error(crf_dir, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     write_txt(tmp_path / "empty" / "note.ann", "")
@@ -410,17 +479,19 @@ def test_folder_without_notes_is_an_error(crf_dir, tmp_path, capsys):
         return main(["--model_name_or_path", str(crf_dir), "--input_dir", str(input_dir), "--output_dir", str(tmp_path / "o")])
 
     assert run(tmp_path / "empty") == 1
-    assert "no .txt files in" in capsys.readouterr().err
+    assert "no .txt files in" in capsys.readouterr().err  # note.ann: 1 other
     assert run(tmp_path / "nope") == 1
     assert "is not a folder" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
-def test_interrupted_run_leaves_no_truncated_output(crf_dir, tmp_path, monkeypatch):
+def test_interrupted_run_leaves_each_ann_with_its_records(crf_dir, tmp_path, monkeypatch, capsys):
+    """Ctrl-C after the second note's records are written but before its .ann: n0 is complete, n1 is not there."""
     notes, out = tmp_path / "notes", tmp_path / "out"
     for i, note in enumerate(generate_notes(3, seed=11, split="stop")):
         write_txt(notes / f"n{i}.txt", note.text)
-    monkeypatch.setattr(annotate_notes, "WORDS_PER_GROUP", 1)  # one note per group
+    arguments = ["--model_name_or_path", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out),
+                 "--words_per_group", "1", "--word_predictions"]  # one note per group
     written = []
     real_write = annotate_notes.write_brat_ann
 
@@ -431,16 +502,31 @@ def test_interrupted_run_leaves_no_truncated_output(crf_dir, tmp_path, monkeypat
         return real_write(path, *args, **kwargs)
 
     monkeypatch.setattr(annotate_notes, "write_brat_ann", write_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        main(["--model_name_or_path", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out)])
-    assert [p.name for p in out.iterdir()] == ["n0.ann"]  # complete; no JSONL, summary or temp files
-    read_brat_document(notes / "n0.txt", out / "n0.ann", validate_text=True)
+    assert main(arguments) == 130
+    assert "run the same command again" in capsys.readouterr().err
+    # n0 complete; n1's records (written before the interruption) dropped with no .ann; no summary or temp files.
+    assert sorted(p.name for p in out.iterdir()) == ["entities.jsonl", "n0.ann", "predictions.jsonl"]
+    records = read_jsonl(out / "entities.jsonl")
+    assert records and {r["document_id"] for r in records} == {"n0"}
+    assert {r["document_id"] for r in read_jsonl(out / "predictions.jsonl")} == {"n0"}
+    assert_ann_matches(notes / "n0.txt", out / "n0.ann", records)
+
+    # The same command again annotates exactly the rest.
+    monkeypatch.setattr(annotate_notes, "write_brat_ann", real_write)
+    assert main(arguments) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["notes_annotated"] == 2 and summary["notes_already_annotated"] == 1
+    records = read_jsonl(out / "entities.jsonl")
+    for i in range(3):
+        assert_ann_matches(notes / f"n{i}.txt", out / f"n{i}.ann", [r for r in records if r["document_id"] == f"n{i}"])
+    assert len({(r["document_id"], r["id"]) for r in records}) == len(records)
+    assert not list(out.glob(".*.tmp"))
 
 
 def test_help_and_argument_checks(capsys, crf_dir, tmp_path):
     help_text = annotate_notes.build_parser().format_help()
     for phrase in ("marginal", "over their words", "--min_confidence", "--stride", "--trust_remote_code",
-                   "--model_name_or_path"):
+                   "--model_name_or_path", "--words_per_group", "interruption"):
         assert phrase in " ".join(help_text.split())
     write_txt(tmp_path / "n" / "a.txt", "Aspirin")
     arguments = ["--model_name_or_path", str(crf_dir), "--input_dir", str(tmp_path / "n"), "--output_dir",
@@ -448,6 +534,9 @@ def test_help_and_argument_checks(capsys, crf_dir, tmp_path):
     with pytest.raises(SystemExit):
         main([*arguments, "--bf16", "--device", "cpu"])
     assert "--bf16 needs a GPU" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*arguments, "--words_per_group", "0"])
+    assert "--words_per_group must be at least 1" in capsys.readouterr().err
     # Settings are checked where they are used, with one clear line and exit status 1; nothing is written.
     for bad, message in ((["--min_confidence", "2"], "min_confidence must be in [0, 1]"),
                          (["--batch_size", "0"], "batch_size must be at least 1"),

@@ -1,8 +1,13 @@
 """Hand-computed checks of every number evaluate_ablations.py reports (issue 5)."""
 
 import json
+import os
 import random
+import shutil
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -781,3 +786,228 @@ def test_cli_missing_inputs_fail_in_one_line_before_anything_is_scored(tmp_path,
     assert f"{PREDICTIONS_DIRNAME}/{TEST_PREDICTIONS_FILE}" in line  # what was expected
     assert not out.exists()  # no report, not even half of one
     assert not any("micro F1" in r.getMessage() for r in caplog.records)  # the good run was not scored
+
+
+# ---------------------------------------------------------------------------
+# Brat mode on a user's files: unreadable predictions, line endings, input errors, an existing report
+# ---------------------------------------------------------------------------
+
+SCRIPT = Path(evaluate_ablations.__file__)
+
+
+def _brat_main(gold, pred, out, *extra):
+    return main(["--gold_brat", str(gold), "--pred_brat", str(pred), "--output_dir", str(out), *extra])
+
+
+def _error_line(err):
+    """The one error line of a usage failure (and proof there is no traceback)."""
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if "error:" in line]
+    assert line.startswith("evaluate_ablations.py: error: ")
+    return line
+
+
+def _make_unreadable(path, how):
+    if how == "not_utf8":
+        # A Latin-1 byte on line 2 (the surface text of T2 in DOC1_PRED).
+        path.write_bytes(DOC1_PRED.replace("81\n", "81 \xb5g\n").encode("latin-1"))
+    elif how == "folder":
+        path.mkdir()
+        (path / "inside.txt").write_text("x")
+    elif how == "dangling_symlink":
+        path.symlink_to(path.parent / "gone.ann")
+    elif how == "no_permission":
+        path.write_text(DOC1_PRED)
+        path.chmod(0)
+
+
+# (how the file is broken, the kind in report.json, its line, the reason in the warning)
+UNREADABLE = [("not_utf8", "not_utf8", 2, "not valid UTF-8"), ("folder", "not_a_file", None, "not a regular file"),
+              ("dangling_symlink", "dangling_symlink", None, "dangling symbolic link"),
+              pytest.param("no_permission", "unreadable", None, "Permission denied", marks=pytest.mark.skipif(
+                  os.geteuid() == 0, reason="root reads a file without permissions"))]
+
+
+@pytest.mark.parametrize("how, kind, line, reason", UNREADABLE)
+def test_cli_brat_unreadable_prediction_file_is_skipped_and_reported(brat_folders, tmp_path, caplog, how, kind, line,
+                                                                     reason):
+    gold, pred = brat_folders
+    out = tmp_path / "report"
+    (pred / "doc1.ann").unlink()
+    _make_unreadable(pred / "doc1.ann", how)
+    report = _brat_main(gold, pred, out)  # no traceback: the other documents are scored
+
+    # doc1 counts as no predictions: its 5 gold entities are false negatives; doc2 is scored as before.
+    strict = report["strict"]
+    assert (strict["micro"]["tp"], strict["micro"]["fp"], strict["micro"]["fn"]) == (2, 1, 6)
+    assert (strict["per_type"]["Drug"]["tp"], strict["per_type"]["Drug"]["fn"]) == (1, 2)
+    assert report["skipped_prediction_files"] == [{"document": "doc1", "line": line, "kind": kind}]
+    assert report["missing_predictions"] == ["doc3"]  # an unreadable file is not a missing one
+    saved = json.loads((out / REPORT_JSON_FILE).read_text())
+    assert saved["skipped_prediction_files"] == report["skipped_prediction_files"]
+    markdown = (out / REPORT_MARKDOWN_FILE).read_text()
+    assert "could not be read, skipped (their documents scored as no predictions): 1" in markdown
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    location = f"{pred / 'doc1.ann'}:{line}" if line else f"{pred / 'doc1.ann'}: "
+    (named,) = [w for w in warnings if location in w]
+    assert reason in named and "document doc1 is scored as no predictions" in named
+    assert any("1 of 2 prediction files could not be read and were skipped" in w for w in warnings)
+    for record in caplog.records:  # names and reasons only, never the note's words
+        assert "aspirin" not in record.getMessage() and "\xb5" not in record.getMessage()
+    assert "aspirin" not in markdown and "aspirin" not in json.dumps(saved)
+
+
+def _with_line_endings(folder, target, ending):
+    """A copy of a brat folder whose .ann files end their lines with ``ending`` (the .txt stay as they are)."""
+    target.mkdir()
+    for path in folder.iterdir():
+        data = path.read_bytes()
+        if path.suffix == ".ann":
+            data = data.replace(b"\n", ending.encode())
+        (target / path.name).write_bytes(data)
+    return target
+
+
+def test_cli_brat_cr_crlf_and_lf_files_score_alike(brat_folders, tmp_path):
+    gold, pred = brat_folders
+    reports = {}
+    for name, ending in (("lf", "\n"), ("crlf", "\r\n"), ("cr", "\r")):
+        gold_copy = _with_line_endings(gold, tmp_path / f"gold-{name}", ending)
+        pred_copy = _with_line_endings(pred, tmp_path / f"pred-{name}", ending)
+        report = _brat_main(gold_copy, pred_copy, tmp_path / f"report-{name}")
+        reports[name] = {key: report[key] for key in ("strict", "lenient", "num_gold_entities", "num_pred_entities",
+                                                      "skipped_prediction_lines", "missing_predictions")}
+    assert reports["lf"]["num_gold_entities"] == 8 and reports["lf"]["num_pred_entities"] == 9
+    assert reports["lf"]["strict"]["micro"]["f1"] == 0.5  # the hand-computed figures above
+    # A CR-only file is read line by line too: T2 onwards are not merged into T1's text field.
+    assert reports["crlf"] == reports["lf"]
+    assert reports["cr"] == reports["lf"]
+
+
+def _bad_gold_text(gold, pred):
+    (gold / "doc2.txt").unlink()
+    return gold / "doc2.ann", "no matching .txt file"
+
+
+def _bad_gold_utf8(gold, pred):
+    (gold / "doc2.ann").write_bytes(DOC2_GOLD.encode("utf-8") + b"T3\tDrug 0 7\tPatient \xff\n")
+    return f"{gold / 'doc2.ann'}:3", "not valid UTF-8"
+
+
+def _bad_gold_folder(gold, pred):
+    (gold / "doc4.ann").mkdir()
+    (gold / "doc4.txt").write_text("x\n")
+    return gold / "doc4.ann", "not a regular file"
+
+
+def _no_gold_folder(gold, pred):
+    shutil.rmtree(gold)
+    return gold, "no such folder (--gold_brat)"
+
+
+def _no_pred_folder(gold, pred):
+    shutil.rmtree(pred)
+    return pred, "no such folder (--pred_brat)"
+
+
+def _empty_gold_folder(gold, pred):
+    for path in gold.iterdir():
+        path.unlink()
+    return gold, "no .ann files"
+
+
+@pytest.mark.parametrize("breakage", [_bad_gold_text, _bad_gold_utf8, _bad_gold_folder, _no_gold_folder,
+                                      _no_pred_folder, _empty_gold_folder])
+def test_cli_brat_input_problems_are_one_line_and_status_2(brat_folders, tmp_path, capsys, breakage):
+    gold, pred = brat_folders
+    out = tmp_path / "report"
+    where, what = breakage(gold, pred)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as raised:
+        _brat_main(gold, pred, out)
+    assert raised.value.code == 2
+    line = _error_line(capsys.readouterr().err)
+    assert f"{where}: " in line and what in line
+    assert "aspirin" not in line and "Patient" not in line
+    assert not out.exists()  # inputs are checked before anything is written
+
+
+def test_cli_brat_gold_without_text_as_the_user_runs_it(brat_folders, tmp_path):
+    gold, pred = brat_folders
+    (gold / "doc2.txt").unlink()
+    out = tmp_path / "report"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--gold_brat", str(gold), "--pred_brat", str(pred),
+                             "--output_dir", str(out)], capture_output=True, text=True, cwd=SCRIPT.parent)
+    assert result.returncode == 2
+    line = _error_line(result.stderr)
+    assert line == f"evaluate_ablations.py: error: {gold / 'doc2.ann'}: no matching .txt file (looked for doc2.txt " \
+                   f"in the gold folder, then in the prediction folder)"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("given", [("--gold_brat",), ("--pred_brat",)])
+def test_cli_brat_needs_both_folders_one_line(brat_folders, tmp_path, capsys, given):
+    folders = dict(zip(("--gold_brat", "--pred_brat"), brat_folders))
+    with pytest.raises(SystemExit) as raised:
+        main([*(item for flag in given for item in (flag, str(folders[flag]))), "--output_dir", str(tmp_path / "r")])
+    assert raised.value.code == 2
+    assert "--gold_brat and --pred_brat go together" in _error_line(capsys.readouterr().err)
+
+
+def _earlier_report(out):
+    """A folder holding an earlier predictions-mode report and a file of the user's."""
+    for name in (REPORT_JSON_FILE, REPORT_MARKDOWN_FILE, "comparison.md", "comparison.csv", "learning_curve.png",
+                 "learning_curve.csv", "runs/bert-s1/confusion_matrix.csv", "runs/bert-s1/report.md"):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("earlier\n")
+    (out / "my_notes.md").write_text("mine\n")
+
+
+def test_cli_existing_report_folder_is_refused_unless_overwrite(brat_folders, tmp_path, capsys, caplog):
+    gold, pred = brat_folders
+    out = tmp_path / "report"
+    out.mkdir()
+    _brat_main(gold, pred, out)  # an existing empty folder is fine
+    _earlier_report(out)
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    capsys.readouterr()
+    caplog.clear()
+    with pytest.raises(SystemExit) as raised:
+        _brat_main(gold, pred, out)
+    assert raised.value.code == 2
+    line = _error_line(capsys.readouterr().err)
+    assert str(out) in line and "--overwrite_output_dir" in line
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before  # nothing touched
+    assert not any("micro F1" in r.getMessage() for r in caplog.records)  # refused before scoring
+
+    report = _brat_main(gold, pred, out, "--overwrite_output_dir")
+    assert sorted(path.relative_to(out).as_posix() for path in out.rglob("*")) == [
+        "my_notes.md", REPORT_JSON_FILE, REPORT_MARKDOWN_FILE]  # the earlier report is gone, the user's file kept
+    assert (out / "my_notes.md").read_text() == "mine\n"
+    assert json.loads((out / REPORT_JSON_FILE).read_text())["strict"] == report["strict"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("removed 7 outputs of an earlier report" in w for w in warnings)  # runs/ is one
+    assert any("kept 1 files that evaluate_ablations.py does not write: my_notes.md" in w for w in warnings)
+
+
+def test_cli_predictions_mode_existing_report_folder_is_refused_unless_overwrite(tmp_path, capsys, caplog):
+    run_dir = _make_run(tmp_path / "runs", "bert-s1", _info("BERT-CRF", 1, 1.0, 100), 0.9, 1)
+    out = tmp_path / "report"
+    args = ["--predictions", str(run_dir), "--output_dir", str(out), "--no_paper_ablations"]
+    out.mkdir()
+    (out / "my_notes.md").write_text("mine\n")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as raised:
+        main(args)
+    assert raised.value.code == 2
+    assert "--overwrite_output_dir" in _error_line(capsys.readouterr().err)
+    assert not any("micro F1" in r.getMessage() for r in caplog.records)
+    assert [path.name for path in out.iterdir()] == ["my_notes.md"]
+
+    main(args + ["--overwrite_output_dir"])
+    (out / "runs" / "stale-run").mkdir()  # a run of the earlier report that the new one does not have
+    main(args + ["--overwrite_output_dir"])
+    assert not (out / "runs" / "stale-run").exists()
+    assert (out / "my_notes.md").read_text() == "mine\n"
+    assert (out / "runs" / "bert-s1" / "confusion_matrix.png").is_file()

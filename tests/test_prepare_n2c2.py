@@ -166,7 +166,7 @@ def test_ann_without_txt_and_txt_without_ann(tmp_path):
     "ann, line, kind, fragment",
     [
         ("T1\tDrug 0 7\tAspirin\nT2\tDrug 30 99\tpain\n", 2, "offsets_out_of_range", "outside the text"),
-        ("T1\tDrug 0 7\tAspirn\n", 1, "text_mismatch", "span text 'Aspirn' does not match the .txt at 0-7 ('Aspirin')"),
+        ("T1\tDrug 0 7\tAspirn\n", 1, "text_mismatch", "span text <6 characters, sha256 "),
         ("T1\tReason 24 29;30 34\tchest pian\n", 1, "text_mismatch", "at 24-29;30-34"),
         ("T1\tDrug 0\tAspirin\n", 1, "malformed_line", "malformed T line"),
         ("T1 Drug 0 7 Aspirin\n", 1, "malformed_line", "malformed T line"),
@@ -185,6 +185,85 @@ def test_bad_ann_lines_name_file_line_and_reason(tmp_path, ann, line, kind, frag
     error = info.value
     assert error.path == str(tmp_path / "101.ann") and error.line == line and error.kind == kind
     assert str(error).startswith(f"{tmp_path / '101.ann'}:{line}: ") and fragment in str(error)
+
+
+def test_messages_give_lengths_and_hashes_not_text_unless_asked(tmp_path, monkeypatch):
+    txt = write_pair(tmp_path, "101", NOTE, "T1\tDrug 0 7\tAspirn\nT2\tDrug 30 99\tpain\n")
+    with pytest.raises(BratFormatError) as info:
+        read_brat_document(txt)
+    assert "Aspirn" not in str(info.value) and "Aspirin" not in str(info.value)
+    assert "does not match the .txt at 0-7, which holds <7 characters, sha256 " in str(info.value)
+    monkeypatch.setattr(corpus_io, "SHOW_TEXT_IN_MESSAGES", True)  # prepare_n2c2.py --show_text_in_messages
+    with pytest.raises(BratFormatError) as info:
+        read_brat_document(txt)
+    assert "'Aspirn'" in str(info.value) and "'Aspirin'" in str(info.value)
+
+
+def test_skip_invalid_warnings_hold_no_note_text(tmp_path, caplog):
+    folder = tmp_path / "notes"
+    write_pair(folder, "1", NOTE, "T1\tDrug 0 7\tAspirn\nT2\tDrug 0 7\tAspirin\n")
+    write_pair(folder, "2", NOTE, "T1 Drug 0 7 Aspirin\n")
+    stats = p.main(["--train_dir", str(folder), "--output_dir", str(tmp_path / "out"), "--skip_invalid",
+                    "--validation_ratio", "0"])
+    assert stats["skipped_invalid"]["annotations"] == 2
+    assert "text_mismatch" in caplog.text or "does not match" in caplog.text
+    for word in ("Aspirn", "Aspirin", "chest"):
+        assert word not in caplog.text
+
+
+def test_line_endings_cr_lf_and_crlf_read_alike(tmp_path):
+    ann = "T1\tDrug 0 7\tAspirin\nT2\tStrength 8 13\t81 mg\n"
+    entities = []
+    for name, ending in (("lf", "\n"), ("crlf", "\r\n"), ("cr", "\r")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "1.txt").write_text(NOTE, encoding="utf-8")
+        (folder / "1.ann").write_bytes(ann.replace("\n", ending).encode("utf-8"))
+        entities.append([(e.id, e.type, e.spans) for e in read_brat_document(folder / "1.txt").entities])
+    assert entities[0] == entities[1] == entities[2] and len(entities[0]) == 2
+
+
+def test_folder_entries_are_each_read_or_reported(tmp_path, caplog):
+    folder = tmp_path / "notes"
+    write_pair(folder, "a", NOTE, "T1\tDrug 0 7\tAspirin\n")
+    (folder / "B.TXT").write_text(NOTE, encoding="utf-8")  # upper-case suffixes pair up too
+    (folder / "B.ANN").write_text("T1\tDrug 0 7\tAspirin\n", encoding="utf-8")
+    (folder / ".c.txt").write_text(NOTE, encoding="utf-8")  # hidden: counted, not read
+    (folder / "readme.md").write_text("not a note")
+    (folder / "sub.txt").mkdir()
+    (folder / "gone.txt").symlink_to(folder / "missing")
+    outside = tmp_path / "elsewhere"
+    write_pair(outside, "d", NOTE, "T1\tDrug 0 7\tAspirin\n")
+    (folder / "d.txt").symlink_to(outside / "d.txt")
+    (folder / "d.ann").symlink_to(outside / "d.ann")
+    with pytest.raises(BratFormatError) as info:
+        read_brat_folder(folder)
+    assert info.value.kind in ("dangling_link", "not_a_file")
+    caplog.set_level("INFO")
+    documents, problems = read_brat_folder(folder, skip_invalid=True)
+    assert sorted(d.doc_id for d in documents) == ["B", "a", "d"]
+    assert {(Path(e.path).name, e.kind) for e in problems} == {("gone.txt", "dangling_link"), ("sub.txt", "not_a_file")}
+    assert "a symbolic link whose target does not exist" in str([str(e) for e in problems])
+    assert "1 hidden and 1 other files" in caplog.text and "2 files are links to files outside the folder" in caplog.text
+
+
+def test_an_unreadable_note_is_skipped_and_counted(tmp_path, monkeypatch):
+    folder = tmp_path / "notes"
+    write_pair(folder, "1", NOTE, "T1\tDrug 0 7\tAspirin\n")
+    write_pair(folder, "2", NOTE, "T1\tDrug 0 7\tAspirin\n")
+    real_read_bytes = Path.read_bytes
+
+    def read_bytes(path):  # as chmod 000 does for a user who is not root
+        if path.name == "2.txt":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    with pytest.raises(BratFormatError, match="2.txt: cannot be read"):
+        read_brat_folder(folder)
+    stats = p.main(["--train_dir", str(folder), "--output_dir", str(tmp_path / "out"), "--skip_invalid",
+                    "--validation_ratio", "0"])
+    assert stats["skipped_invalid"]["documents"] == 1 and stats["skipped_invalid"]["by_kind"] == {"unreadable": 1}
 
 
 def test_files_that_are_not_utf8(tmp_path):
@@ -607,6 +686,8 @@ CORPUS_NOTES = [
 def write_corpus(folder: Path, copies: int = 4) -> None:
     for copy in range(copies):
         for index, (text, entities) in enumerate(CORPUS_NOTES):
+            # Trailing spaces make each copy a different note (no train/test leakage), with the same words.
+            text += " " * (1 + copy + 10 * (folder.name == "test"))
             lines = []
             for number, (entity_type, surface) in enumerate(entities, start=1):
                 surface, occurrence = surface if isinstance(surface, tuple) else (surface, 0)
@@ -747,7 +828,7 @@ def test_cli_skip_invalid_counts_and_label_map(corpus, tmp_path):
     (folder / "999.ann").write_text("T1\tDrug 0 3\tabc\n")
     with (folder / "000.ann").open("a") as handle:
         handle.write("T99\tDrug 0 4\twrong\n")
-    with pytest.raises(BratFormatError, match="000.ann:9: span text 'wrong'"):
+    with pytest.raises(BratFormatError, match="000.ann:9: span text <5 characters, sha256 "):
         p.main(["--train_dir", str(folder), "--output_dir", str(tmp_path / "out")])
     stats = p.main(["--train_dir", str(folder), "--output_dir", str(tmp_path / "out"), "--skip_invalid"])
     assert stats["skipped_invalid"] == {"documents": 1, "annotations": 1,
@@ -769,8 +850,14 @@ def test_cli_reports_bad_input_with_file_and_line(tmp_path):
     result = subprocess.run([sys.executable, str(REPO_ROOT / "prepare_n2c2.py"), "--train_dir", str(folder),
                              "--output_dir", str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 1
-    assert f"{folder / '101.ann'}:2: span text 'aspirn' does not match the .txt at 0-7 ('Aspirin')" in result.stderr
+    assert f"{folder / '101.ann'}:2: span text <6 characters, sha256 " in result.stderr
+    assert "spirin" not in result.stderr + result.stdout and "spirn" not in result.stderr + result.stdout
     assert not (tmp_path / "out").exists()
+    # Debugging one's own files: the flag quotes the text.
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "prepare_n2c2.py"), "--train_dir", str(folder),
+                             "--output_dir", str(tmp_path / "out"), "--show_text_in_messages"], capture_output=True,
+                            text=True, cwd=tmp_path)
+    assert "span text 'aspirn' does not match the .txt at 0-7, which holds 'Aspirin'" in result.stderr
 
 
 def test_atomic_writes_get_the_usual_permissions_and_leave_nothing_on_failure(tmp_path):
@@ -787,3 +874,42 @@ def test_atomic_writes_get_the_usual_permissions_and_leave_nothing_on_failure(tm
         assert sorted(p.name for p in tmp_path.iterdir()) == ["note.ann"]
     finally:
         os.umask(umask)
+
+
+def test_the_same_notes_in_train_and_test_are_refused(corpus, tmp_path):
+    args = ["--train_dir", str(corpus / "train"), "--test_dir", str(corpus / "train"), "--output_dir",
+            str(tmp_path / "leak")]
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "prepare_n2c2.py"), *args], capture_output=True,
+                            text=True, cwd=tmp_path)
+    assert result.returncode == 1 and "the same notes are in more than one split (train/test: " in result.stderr
+    assert "--allow_overlap" in result.stderr and not (tmp_path / "leak").exists()
+    # A copy under another name is the same note too.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    source = sorted((corpus / "train").glob("*.txt"))[0]
+    (copy / "renamed.txt").write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    (copy / "renamed.ann").write_text(source.with_suffix(".ann").read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"train/test: 1 documents"):
+        p.main(["--train_dir", str(corpus / "train"), "--test_dir", str(copy), "--output_dir", str(tmp_path / "c")])
+    stats = p.main(["--train_dir", str(corpus / "train"), "--test_dir", str(copy), "--output_dir",
+                    str(tmp_path / "allowed"), "--allow_overlap"])
+    assert stats["overlapping_documents"] == {"train/test": 1}
+
+
+@pytest.mark.parametrize("note_mode, file_mode, folder_mode", [(0o600, 0o600, 0o700), (0o644, 0o644, 0o755)])
+def test_the_dataset_is_no_more_readable_than_the_notes(corpus, tmp_path, note_mode, file_mode, folder_mode):
+    import shutil
+
+    notes = tmp_path / "notes"
+    shutil.copytree(corpus / "train", notes)
+    for path in notes.iterdir():
+        path.chmod(note_mode)
+    previous = os.umask(0o022)
+    try:
+        p.main(["--train_dir", str(notes), "--output_dir", str(tmp_path / "out")])
+    finally:
+        os.umask(previous)
+    modes = {path.stat().st_mode & 0o777 for path in (tmp_path / "out").rglob("*") if path.is_file()}
+    folders = {path.stat().st_mode & 0o777 for path in [tmp_path / "out", *(tmp_path / "out").rglob("*")]
+               if path.is_dir()}
+    assert modes == {file_mode} and folders == {folder_mode}

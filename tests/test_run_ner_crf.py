@@ -167,7 +167,7 @@ def test_resume_from_last_checkpoint(synthetic_dataset, tmp_path):
             "--max_train_samples", "64", "--save_strategy", "epoch", "--do_eval", "false", "--do_predict", "false"]
     run([*args, "--num_train_epochs", "1"])
     assert (tmp_path / "resume" / "checkpoint-4").is_dir()
-    run([*args, "--num_train_epochs", "2"])
+    run([*args, "--num_train_epochs", "2", "--resume_from_checkpoint", "true"])
     state = json.loads((tmp_path / "resume" / "trainer_state.json").read_text())
     assert state["global_step"] == 8
     # Resumed: the second run did only the second epoch's steps.
@@ -184,7 +184,7 @@ def test_push_to_hub_uploads_no_corpus_text(synthetic_dataset, tmp_path, monkeyp
     output_dir = tmp_path / "pushed"
     run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir", output_dir,
          "--num_train_epochs", "1", "--max_train_samples", "100", "--save_strategy", "epoch",
-         "--push_to_hub", "--hub_model_id", "someone/tiny-crf"])
+         "--push_to_hub", "--hub_model_id", "someone/tiny-crf", "--push_corpus_vocabulary"])
     assert len(uploads) == 1 and uploads[0]["repo_id"] == "someone/tiny-crf"
     assert Path(uploads[0]["folder_path"]) == output_dir
 
