@@ -666,6 +666,9 @@ def write_folder_atomically(output_dir, overwrite: bool, write) -> None:
     output_dir = Path(output_dir)
     check_output_dir(output_dir, overwrite)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
+    # A run killed while writing leaves its partial folder (it may hold note text): remove it now.
+    for stale in output_dir.parent.glob(f".{output_dir.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
     old_dir = None
     try:

@@ -913,3 +913,11 @@ def test_the_dataset_is_no_more_readable_than_the_notes(corpus, tmp_path, note_m
     folders = {path.stat().st_mode & 0o777 for path in [tmp_path / "out", *(tmp_path / "out").rglob("*")]
                if path.is_dir()}
     assert modes == {file_mode} and folders == {folder_mode}
+
+
+def test_a_partial_dataset_left_by_a_killed_run_is_removed_by_the_next(corpus, tmp_path):
+    stale = tmp_path / ".out.partial-abc123"
+    stale.mkdir()
+    (stale / "notes.arrow").write_text("note text of a killed run")
+    build(corpus, tmp_path / "out")
+    assert not stale.exists() and (tmp_path / "out" / "dataset_dict.json").is_file()
