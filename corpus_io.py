@@ -43,7 +43,8 @@ STATS_FILE = "stats.json"
 LABEL_DISTRIBUTION_FILE = "label_distribution.png"
 # run_ner_crf.py output (a run folder)
 RUN_INFO_FILE = "run_info.json"
-RUN_ARGS_FILE = "run_args.json"  # in each checkpoint, written last: what the run was (and that it is complete)
+RUN_ARGS_FILE = "run_args.json"
+PRETRAINING_DATA_FILE = "pretraining_data.json"  # pretrain_mlm.py: counts and a hash of the text seen  # in each checkpoint, written last: what the run was (and that it is complete)
 ALL_RESULTS_FILE = "all_results.json"
 PREDICTIONS_DIRNAME = "predictions"  # never uploaded: it holds note text
 TEST_PREDICTIONS_FILE = "test_predictions.jsonl"

@@ -26,20 +26,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 import re
-import shutil
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
-import datasets
 import torch
-import transformers
 from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets, load_dataset, load_from_disk
 from datasets import Sequence as DatasetSequence
 from transformers import (
@@ -48,21 +44,23 @@ from transformers import (
     AutoTokenizer,
     EarlyStoppingCallback,
     HfArgumentParser,
-    PreTrainedTokenizerFast,
     Trainer,
-    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from corpus_io import (
-    ALL_RESULTS_FILE, BRAT_DIRNAME, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, RUN_ARGS_FILE, RUN_INFO_FILE, STATS_FILE,
-    TEST_PREDICTIONS_FILE, note_file_mode, prediction_record, set_tree_mode, usual_file_mode, write_brat_ann,
+    ALL_RESULTS_FILE, BRAT_DIRNAME, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, RUN_INFO_FILE, STATS_FILE,
+    TEST_PREDICTIONS_FILE, note_file_mode, prediction_record, set_tree_mode, write_brat_ann,
     write_folder_atomically, write_json_atomically, write_predictions_file,
 )
 from evaluate_ablations import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, ner_metrics, type_metric_name
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
+from run_folders import (
+    RecordRunArguments, UsageError, check_launch, check_resume_matches, config_to_argv, main_with_usage_errors,
+    prepare_output_dir, save_final_model, setup_logging, trainer_state_epoch,
+)
+from subwords import PAPER_VOCABULARY_SIZE, train_subword_tokenizer, vocabulary_report
 from tagging import begin_to_inside, bio_to_char_spans, check_labels, entity_types_of, is_tag, labels_for_types
 from windows import (
     WindowCollator, copy_pipeline_files, encode_word_windows, encoder_max_positions, max_input_length,
@@ -121,9 +119,12 @@ class ModelArguments:
     )
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer (Hub id or path), if not the model's."})
     train_tokenizer: bool = field(
-        default=False, metadata={"help": "Train a WordPiece tokenizer on the training split only (from-scratch models)."}
+        default=False, metadata={"help": "Learn a WordPiece vocabulary from the training split only (from-scratch "
+                                         "models; subwords.py: deterministic, the same in every process)."}
     )
-    tokenizer_vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of a trained tokenizer."})
+    tokenizer_vocab_size: int = field(
+        default=PAPER_VOCABULARY_SIZE, metadata={"help": "Largest vocabulary of a trained tokenizer (default: the "
+                                                         "paper's 28,996; a small corpus reaches fewer, logged)."})
     tokenizer_min_frequency: int = field(
         default=2, metadata={"help": "A word piece must occur this often in the training split to enter the vocabulary."}
     )
@@ -213,10 +214,6 @@ class DataTrainingArguments:
 # ---------------------------------------------------------------------------
 # Data, tokenizer and model
 # ---------------------------------------------------------------------------
-
-
-class UsageError(ValueError):
-    """Bad arguments or input data: reported in one line (no traceback) by the command line."""
 
 
 def check_data_arguments(data_args: DataTrainingArguments) -> None:
@@ -351,51 +348,6 @@ def sample_documents(dataset: Dataset, fraction: float, seed: int) -> Dataset:
     return dataset.filter(lambda document_id: document_id in keep, input_columns="document_id")
 
 
-def train_wordpiece_tokenizer(
-    word_sequences: Iterable[Sequence[str]], vocab_size: int, min_frequency: int = 2, lowercase: bool = False,
-    model_max_length: int = 512,
-) -> PreTrainedTokenizerFast:
-    """A cased BERT-style WordPiece tokenizer whose vocabulary comes from the training words only.
-
-    The vocabulary is built deterministically: the special tokens, every character seen (as a
-    word start and as a ``##`` continuation, so nothing becomes ``[UNK]``), then whole words by
-    descending frequency (ties in alphabetical order) while they occur at least
-    ``min_frequency`` times, up to ``vocab_size``. (The `tokenizers` WordPiece trainer breaks
-    frequency ties in hash order, so its vocabulary changes from one process to the next and
-    seeded runs would not repeat.)
-    """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
-    special_tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
-    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    counts: Counter = Counter()
-    for words in word_sequences:
-        for word in words:
-            counts.update(piece for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(word)))
-    characters = sorted({character for word in counts for character in word})
-    vocab = special_tokens + characters + [f"##{character}" for character in characters]
-    for word, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
-        if len(vocab) >= vocab_size or count < min_frequency:
-            break
-        if len(word) > 1:
-            vocab.append(word)
-    backend = Tokenizer(models.WordPiece(vocab={token: i for i, token in enumerate(vocab)}, unk_token="[UNK]",
-                                         max_input_chars_per_word=100))
-    backend.normalizer = normalizer
-    backend.pre_tokenizer = pre_tokenizer
-    backend.decoder = decoders.WordPiece()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", vocab.index("[CLS]")), ("[SEP]", vocab.index("[SEP]"))],
-    )
-    from transformers import BertTokenizerFast
-
-    return BertTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                             sep_token="[SEP]", mask_token="[MASK]", do_lower_case=lowercase,
-                             model_max_length=model_max_length)
-
-
 def parse_config_overrides(overrides: str | None) -> dict[str, Any]:
     """'n_layers=2,dim=128,activation=gelu' -> {'n_layers': 2, 'dim': 128, 'activation': 'gelu'}."""
     parsed: dict[str, Any] = {}
@@ -417,9 +369,12 @@ def load_tokenizer(model_args: ModelArguments, train_dataset: Dataset | None, te
     if model_args.train_tokenizer:
         if train_dataset is None:
             raise UsageError("--train_tokenizer needs a training split (--do_train)")
-        logger.info("Training a WordPiece tokenizer (vocabulary %d) on the training split", model_args.tokenizer_vocab_size)
-        return train_wordpiece_tokenizer(train_dataset[text_column], model_args.tokenizer_vocab_size,
-                                         model_args.tokenizer_min_frequency, model_args.tokenizer_lowercase)
+        tokenizer = train_subword_tokenizer(train_dataset[text_column], model_args.tokenizer_vocab_size,
+                                            model_args.tokenizer_min_frequency, model_args.tokenizer_lowercase)
+        report = vocabulary_report(tokenizer, train_dataset[text_column])
+        logger.info(f"WordPiece vocabulary learned from the training split: {report['vocabulary_size']:,} pieces "
+                    f"(asked for {model_args.tokenizer_vocab_size:,}), {report['pieces_per_word']} pieces per word")
+        return tokenizer
     name = model_args.tokenizer_name or model_args.model_name_or_path
     if name is None:
         raise UsageError("No tokenizer: give --tokenizer_name, --model_name_or_path or --train_tokenizer")
@@ -499,79 +454,6 @@ def default_model_label(model_args: ModelArguments) -> str:
     return f"{base}-{'CRF' if model_args.use_crf else 'Apt'}"
 
 
-# What a run writes into its output folder (--overwrite_output_dir removes these and nothing else).
-RUN_OUTPUT_PATTERNS = (
-    "checkpoint-*", ".final-model.partial", PREDICTIONS_DIRNAME, "runs", "config.json", "generation_config.json", "model*.safetensors",
-    "model.safetensors.index.json", "pytorch_model*.bin", "training_args.bin", "modeling_crf.py", "windows.py",
-    "tagging.py", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
-    "merges.txt", "added_tokens.json", "chat_template.jinja", "README.md", "*_results.json", "trainer_state.json",
-    RUN_INFO_FILE,
-)
-
-
-def clear_run_outputs(output_dir: Path) -> int:
-    """Remove an earlier run's outputs (:data:`RUN_OUTPUT_PATTERNS`) from ``output_dir``; other files stay (logged)."""
-    removed = 0
-    for pattern in RUN_OUTPUT_PATTERNS:
-        for path in output_dir.glob(pattern):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-            removed += 1
-    others = sorted(path.name for path in output_dir.iterdir())
-    if others:
-        logger.warning(f"{output_dir}: kept {len(others)} files that a run does not write: {', '.join(others[:5])}")
-    return removed
-
-
-def complete_checkpoints(output_dir: Path) -> list[Path]:
-    """The checkpoints of a run folder that were saved to the end (their run_args.json is written last), newest
-    first; an incomplete one (a run killed while saving) is skipped with a warning naming it."""
-    checkpoints = sorted((path for path in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-                          if path.is_dir() and path.name.split("-")[-1].isdigit()),
-                         key=lambda path: int(path.name.split("-")[-1]), reverse=True)
-    complete = []
-    for checkpoint in checkpoints:
-        if (checkpoint / RUN_ARGS_FILE).is_file():
-            complete.append(checkpoint)
-        else:
-            logger.warning(f"{checkpoint}: incomplete (no {RUN_ARGS_FILE}: the run stopped while saving it); skipped")
-    return complete
-
-
-def prepare_output_dir(output_dir: Path, training_args: TrainingArguments, overwrite: bool) -> str | None:
-    """The overwrite and resume rules (docs/architecture.md, "Output folders"); returns the checkpoint to resume.
-
-    A training run refuses an output folder that is not empty, unless ``--overwrite_output_dir`` (the
-    earlier run's outputs are removed) or ``--resume_from_checkpoint PATH`` (``true``/``last``: the
-    newest complete checkpoint of the output folder).
-    """
-    resume = training_args.resume_from_checkpoint
-    if overwrite and resume:
-        raise UsageError("--overwrite_output_dir starts afresh and --resume_from_checkpoint continues: pass one")
-    if resume:
-        if str(resume).lower() in ("true", "last"):
-            complete = complete_checkpoints(output_dir) if output_dir.is_dir() else []
-            if not complete:
-                raise UsageError(f"--resume_from_checkpoint {resume}: {output_dir} has no complete checkpoint")
-            resume = str(complete[0])
-        elif not (Path(resume) / RUN_ARGS_FILE).is_file():
-            raise UsageError(f"--resume_from_checkpoint {resume}: not a complete checkpoint of run_ner_crf.py "
-                             f"(no {RUN_ARGS_FILE})")
-        logger.warning(f"Resuming from {resume}: its weights, optimizer and schedule are continued")
-        return resume
-    if output_dir.is_dir() and any(output_dir.iterdir()):
-        if not overwrite:
-            held = sorted(path.name for path in output_dir.iterdir())
-            raise UsageError(f"--output_dir {output_dir} is not empty ({len(held)} entries, e.g. "
-                             f"{', '.join(held[:4])}): pass --overwrite_output_dir to start afresh (the earlier run's "
-                             "model, checkpoints and predictions are removed) or --resume_from_checkpoint true to "
-                             "continue its last checkpoint")
-        with training_args.main_process_first(desc="clearing the output folder"):
-            if training_args.process_index == 0:
-                removed = clear_run_outputs(output_dir)
-                logger.warning(f"--overwrite_output_dir: removed {removed} outputs of an earlier run from {output_dir}")
-    return None
-
-
 # What a resumed run must share with its checkpoint (the epochs may grow: that is what resuming is for).
 RESUME_MUST_MATCH = (
     "model_name_or_path", "config_name", "config_overrides", "use_crf", "use_bio_constraints", "train_tokenizer",
@@ -605,42 +487,6 @@ def rows_fingerprint(dataset: Dataset, data_args: DataTrainingArguments) -> str:
     return digest.hexdigest()[:16]
 
 
-def check_resume_matches(checkpoint: str, current: dict[str, Any]) -> None:
-    """Refuse to resume a checkpoint of another run: name every setting that differs."""
-    recorded = json.loads((Path(checkpoint) / RUN_ARGS_FILE).read_text(encoding="utf-8"))
-    different = [f"{key}: {recorded.get(key)!r} in the checkpoint, {current.get(key)!r} now"
-                 for key in RESUME_MUST_MATCH if recorded.get(key) != current.get(key)]
-    if different:
-        raise UsageError(f"{checkpoint} belongs to another run ({'; '.join(different)}): resume it with the same "
-                         "data and settings, or pass --overwrite_output_dir to start afresh")
-
-
-class RecordRunArguments(TrainerCallback):
-    """Writes run_args.json into each checkpoint once it is saved: a checkpoint without it is incomplete."""
-
-    def __init__(self, run_args: dict[str, Any]):
-        self.run_args = run_args
-
-    def on_save(self, args, state, control, **kwargs):
-        checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-        if state.is_world_process_zero and checkpoint.is_dir():
-            write_json_atomically(checkpoint / RUN_ARGS_FILE, self.run_args)
-
-
-def save_final_model(trainer: Trainer, output_dir: Path) -> None:
-    """The model, config, code and tokenizer, written to a hidden folder and moved into place when complete,
-    with the usual file permissions (the Trainer's are owner-only for some files)."""
-    partial = output_dir / ".final-model.partial"
-    if trainer.is_world_process_zero():
-        shutil.rmtree(partial, ignore_errors=True)
-    trainer.save_model(str(partial))
-    if trainer.is_world_process_zero():
-        for path in sorted(partial.iterdir()):
-            os.chmod(path, usual_file_mode())
-            os.replace(path, output_dir / path.name)
-        partial.rmdir()
-
-
 def vocabulary_from_corpus(model_args: ModelArguments) -> bool:
     """Whether the tokenizer's vocabulary was learned from training notes: now, or for the model fine-tuned."""
     if model_args.train_tokenizer:
@@ -648,12 +494,6 @@ def vocabulary_from_corpus(model_args: ModelArguments) -> bool:
     earlier = Path(model_args.model_name_or_path or "") / RUN_INFO_FILE
     return bool(model_args.model_name_or_path and earlier.is_file()
                 and json.loads(earlier.read_text(encoding="utf-8")).get("vocabulary_from_corpus"))
-
-
-def trainer_state_epoch(checkpoint: str | None) -> float:
-    """The epoch a checkpoint had reached (0 for a fresh start)."""
-    state = Path(checkpoint or "") / "trainer_state.json"
-    return float(json.loads(state.read_text()).get("epoch") or 0.0) if checkpoint and state.is_file() else 0.0
 
 
 class NerTrainer(Trainer):
@@ -971,19 +811,6 @@ def hub_upload_files(output_dir: Path) -> list[str]:
 # ---------------------------------------------------------------------------
 
 
-def config_to_argv(config: dict[str, Any]) -> list[str]:
-    """A JSON config as command-line flags, so that flags given after it override it."""
-    argv = []
-    for key, value in config.items():
-        if isinstance(value, bool):
-            argv += [f"--{key}", str(value).lower()]
-        elif isinstance(value, list):
-            argv += [f"--{key}", *map(str, value)]
-        elif value is not None:
-            argv += [f"--{key}", str(value)]
-    return argv
-
-
 # Naming another model on the command line makes a config file's model_label wrong: it is dropped then.
 MODEL_IDENTITY_FLAGS = ("model_name_or_path", "config_name", "use_crf")
 
@@ -998,26 +825,10 @@ def parse_args(args: list[str] | None = None):
         if "model_label" not in given and given & set(MODEL_IDENTITY_FLAGS):
             config.pop("model_label", None)
         args = config_to_argv(config) + args
-    # Launched as several processes on a machine without GPU, only --use_cpu joins them into one CPU run;
-    # without it each process trains the same model on its own. Checked before TrainingArguments, which
-    # already sets up the devices (and would wait for a process group).
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched > 1 and not torch.cuda.is_available() and not flag_value(args, "use_cpu"):
-        raise UsageError(f"started as {launched} processes on a machine without GPU: pass --use_cpu so that they "
-                         "form one CPU run (torch.distributed over gloo)")
+    check_launch(args)
     return parser.parse_args_into_dataclasses(args=args)
 
 
-def flag_value(argv: Sequence[str], name: str) -> bool:
-    """The last value of a boolean ``--name [true|false]`` flag on a command line (False when absent)."""
-    value = False
-    for index, arg in enumerate(argv):
-        if arg == f"--{name}":
-            following = argv[index + 1] if index + 1 < len(argv) else ""
-            value = following.lower() not in ("false", "0", "no") if not following.startswith("--") else True
-        elif arg.startswith(f"--{name}="):
-            value = arg.split("=", 1)[1].lower() not in ("false", "0", "no")
-    return value
 
 
 def main(args: list[str] | None = None) -> dict[str, Any]:
@@ -1027,27 +838,12 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     # The CRF's forward also takes `label_mask`, which is an input, not a target.
     training_args.label_names = training_args.label_names or ["labels"]
 
-    # Logging as in run_ner.py: INFO on the main process (counts, paths and settings; never corpus text).
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stdout)])
-    if training_args.should_log:
-        transformers.utils.logging.set_verbosity_info()
-    log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.enable_default_handler()
-    transformers.utils.logging.enable_explicit_format()
-    logger.warning(f"Process rank: {training_args.process_index}, device: {training_args.device}, "
-                   f"n_gpu: {training_args.n_gpu}, distributed: {training_args.parallel_mode.value}, "
-                   f"world size: {training_args.world_size}, bf16: {training_args.bf16}, fp16: {training_args.fp16}")
+    setup_logging(training_args, logger)
     check_data_arguments(data_args)  # one line, before anything slow
     if push_to_hub and vocabulary_from_corpus(model_args) and not model_args.push_corpus_vocabulary:
         raise UsageError("--push_to_hub: the tokenizer's vocabulary is learned from the training notes (--train_tokenizer"
                          " now or in the model being fine-tuned), so its words are corpus text; pass "
                          "--push_corpus_vocabulary to acknowledge that and upload it (check your data's terms first)")
-    if training_args.device.type == "cpu":
-        training_args.dataloader_pin_memory = False  # pinning is for GPU transfers (torch warns on CPU)
     output_dir = Path(training_args.output_dir)
 
     # The output folder: a fresh run needs an empty one, unless told to start afresh or to resume.
@@ -1086,7 +882,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     data_args.max_seq_length = max_input_length(model, tokenizer, data_args.max_seq_length)
     run_args = run_arguments(model_args, data_args, training_args, train_dataset)
     if resume_checkpoint is not None:
-        check_resume_matches(resume_checkpoint, run_args)
+        check_resume_matches(resume_checkpoint, run_args, RESUME_MUST_MATCH)
     num_parameters = sum(p.numel() for p in model.parameters())
     logger.info(f"Model: {type(model).__name__}, {num_parameters:,} parameters, {len(labels)} labels")
 
@@ -1258,8 +1054,4 @@ def print_outputs(output_dir: Path, results: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UsageError as error:
-        print(f"run_ner_crf.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    main_with_usage_errors(main, "run_ner_crf.py")

@@ -91,9 +91,9 @@ def tiny_encoder_dir(words: list[list[str]], out: Path) -> Path:
     """A tiny random BERT with a tokenizer trained on the words (smoke mode)."""
     from transformers import BertConfig, BertModel
 
-    from run_ner_crf import train_wordpiece_tokenizer
+    from subwords import train_subword_tokenizer
 
-    tokenizer = train_wordpiece_tokenizer(words, vocab_size=1000, min_frequency=1)
+    tokenizer = train_subword_tokenizer(words, vocab_size=1000, min_frequency=1)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id)
     BertModel(config).save_pretrained(out)

@@ -16,7 +16,7 @@ from conftest import tiny_encoder_config
 from corpus_io import BratDocument, BratEntity, read_brat_document, read_predictions, write_brat_ann
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
 from prepare_n2c2 import document_to_examples
-from run_ner_crf import train_wordpiece_tokenizer
+from subwords import train_subword_tokenizer
 from synthetic_n2c2 import generate_notes, write_notes
 from tagging import N2C2_ENTITY_TYPES, N2C2_LABELS, bio_to_char_spans, split_sentences, tokenize_words
 from windows import (
@@ -41,7 +41,7 @@ def train_tiny_crf(output_dir: Path, steps: int = 100, seed: int = 0) -> Path:
                     for i, (entity_type, spans) in enumerate(note.entities, 1)]
         rows += document_to_examples(BratDocument(note.doc_id, note.text, entities), N2C2_LABELS)[0]
     # The project's deterministic WordPiece trainer (the `tokenizers` trainer breaks ties in hash order).
-    tokenizer = train_wordpiece_tokenizer([row["tokens"] for row in rows], vocab_size=1500)
+    tokenizer = train_subword_tokenizer([row["tokens"] for row in rows], vocab_size=1500)
     label_ids = {label: i for i, label in enumerate(N2C2_LABELS)}
     encoded = encode_word_windows([row["tokens"] for row in rows], tokenizer, 64, 16,
                                   [[label_ids[tag] for tag in row["ner_tags"]] for row in rows])

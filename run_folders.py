@@ -1,0 +1,219 @@
+"""Training runs' output folders, arguments and logs: the rules every training script follows.
+
+Shared by ``run_ner_crf.py`` and ``pretrain_mlm.py`` (the way transformers' examples share
+``utils_qa.py``). The rules are stated in docs/architecture.md ("Output folders, re-runs and
+interruptions"):
+
+- a run refuses an output folder that is not empty, unless ``--overwrite_output_dir`` (the earlier
+  run's outputs are removed) or ``--resume_from_checkpoint PATH|true`` (the newest complete checkpoint;
+  the run's settings must match the ones recorded in it);
+- each checkpoint gets ``run_args.json`` last, so one cut short by a crash is skipped by name;
+- the final model is written to a hidden folder and moved into place;
+- bad arguments are a :class:`UsageError`: one line, exit status 2, before any work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import datasets
+import transformers
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from corpus_io import (
+    PREDICTIONS_DIRNAME, PRETRAINING_DATA_FILE, RUN_ARGS_FILE, RUN_INFO_FILE, usual_file_mode, write_json_atomically,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class UsageError(ValueError):
+    """Bad arguments or input data: reported in one line (no traceback) by the command line."""
+
+
+def config_to_argv(config: dict[str, Any]) -> list[str]:
+    """A JSON config as command-line flags, so that flags given after it override it."""
+    argv = []
+    for key, value in config.items():
+        if isinstance(value, bool):
+            argv += [f"--{key}", str(value).lower()]
+        elif isinstance(value, list):
+            argv += [f"--{key}", *map(str, value)]
+        elif value is not None:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
+def flag_value(argv: Sequence[str], name: str) -> bool:
+    """The last value of a boolean ``--name [true|false]`` flag on a command line (False when absent)."""
+    value = False
+    for index, arg in enumerate(argv):
+        if arg == f"--{name}":
+            following = argv[index + 1] if index + 1 < len(argv) else ""
+            value = following.lower() not in ("false", "0", "no") if not following.startswith("--") else True
+        elif arg.startswith(f"--{name}="):
+            value = arg.split("=", 1)[1].lower() not in ("false", "0", "no")
+    return value
+
+
+def setup_logging(training_args: TrainingArguments, script_logger: logging.Logger) -> None:
+    """Logging as in transformers' run_ner.py: INFO on the main process (counts, paths and settings, never text)."""
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    if training_args.should_log:
+        transformers.utils.logging.set_verbosity_info()
+    log_level = training_args.get_process_log_level()
+    for log in (script_logger, logger):
+        log.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+    script_logger.warning(f"Process rank: {training_args.process_index}, device: {training_args.device}, "
+                          f"n_gpu: {training_args.n_gpu}, distributed: {training_args.parallel_mode.value}, "
+                          f"world size: {training_args.world_size}, bf16: {training_args.bf16}, "
+                          f"fp16: {training_args.fp16}")
+    if training_args.device.type == "cpu":
+        training_args.dataloader_pin_memory = False  # pinning is for GPU transfers (torch warns on CPU)
+
+
+def check_launch(argv: Sequence[str]) -> None:
+    """Launched as several processes on a machine without GPU, only --use_cpu joins them into one CPU run;
+    without it each process trains the same model on its own. Checked before TrainingArguments, which
+    already sets up the devices (and would wait for a process group)."""
+    import torch
+
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and not torch.cuda.is_available() and not flag_value(argv, "use_cpu"):
+        raise UsageError(f"started as {launched} processes on a machine without GPU: pass --use_cpu so that they "
+                         "form one CPU run (torch.distributed over gloo)")
+
+
+def main_with_usage_errors(main, script_name: str) -> None:
+    """Run ``main()``; a :class:`UsageError` is one line on stderr and exit status 2."""
+    try:
+        main()
+    except UsageError as error:
+        print(f"{script_name}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+# What a run writes into its output folder (--overwrite_output_dir removes these and nothing else).
+RUN_OUTPUT_PATTERNS = (
+    "checkpoint-*", ".final-model.partial", PREDICTIONS_DIRNAME, "runs", "config.json", "generation_config.json",
+    "model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin", "training_args.bin", "modeling_crf.py",
+    "windows.py", "tagging.py", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+    "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "README.md", "*_results.json",
+    "trainer_state.json", RUN_INFO_FILE, PRETRAINING_DATA_FILE,
+)
+
+
+def clear_run_outputs(output_dir: Path) -> int:
+    """Remove an earlier run's outputs (:data:`RUN_OUTPUT_PATTERNS`) from ``output_dir``; other files stay (logged)."""
+    removed = 0
+    for pattern in RUN_OUTPUT_PATTERNS:
+        for path in output_dir.glob(pattern):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed += 1
+    others = sorted(path.name for path in output_dir.iterdir())
+    if others:
+        logger.warning(f"{output_dir}: kept {len(others)} files that a run does not write: {', '.join(others[:5])}")
+    return removed
+
+
+def complete_checkpoints(output_dir: Path) -> list[Path]:
+    """The checkpoints of a run folder that were saved to the end (their run_args.json is written last), newest
+    first; an incomplete one (a run killed while saving) is skipped with a warning naming it."""
+    checkpoints = sorted((path for path in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                          if path.is_dir() and path.name.split("-")[-1].isdigit()),
+                         key=lambda path: int(path.name.split("-")[-1]), reverse=True)
+    complete = []
+    for checkpoint in checkpoints:
+        if (checkpoint / RUN_ARGS_FILE).is_file():
+            complete.append(checkpoint)
+        else:
+            logger.warning(f"{checkpoint}: incomplete (no {RUN_ARGS_FILE}: the run stopped while saving it); skipped")
+    return complete
+
+
+def prepare_output_dir(output_dir: Path, training_args: TrainingArguments, overwrite: bool) -> str | None:
+    """The overwrite and resume rules (docs/architecture.md, "Output folders"); returns the checkpoint to resume.
+
+    A training run refuses an output folder that is not empty, unless ``--overwrite_output_dir`` (the
+    earlier run's outputs are removed) or ``--resume_from_checkpoint PATH`` (``true``/``last``: the
+    newest complete checkpoint of the output folder).
+    """
+    resume = training_args.resume_from_checkpoint
+    if overwrite and resume:
+        raise UsageError("--overwrite_output_dir starts afresh and --resume_from_checkpoint continues: pass one")
+    if resume:
+        if str(resume).lower() in ("true", "last"):
+            complete = complete_checkpoints(output_dir) if output_dir.is_dir() else []
+            if not complete:
+                raise UsageError(f"--resume_from_checkpoint {resume}: {output_dir} has no complete checkpoint")
+            resume = str(complete[0])
+        elif not (Path(resume) / RUN_ARGS_FILE).is_file():
+            raise UsageError(f"--resume_from_checkpoint {resume}: not a complete checkpoint (no {RUN_ARGS_FILE})")
+        logger.warning(f"Resuming from {resume}: its weights, optimizer and schedule are continued")
+        return resume
+    if output_dir.is_dir() and any(output_dir.iterdir()):
+        if not overwrite:
+            held = sorted(path.name for path in output_dir.iterdir())
+            raise UsageError(f"--output_dir {output_dir} is not empty ({len(held)} entries, e.g. "
+                             f"{', '.join(held[:4])}): pass --overwrite_output_dir to start afresh (the earlier run's "
+                             "model, checkpoints and predictions are removed) or --resume_from_checkpoint true to "
+                             "continue its last checkpoint")
+        with training_args.main_process_first(desc="clearing the output folder"):
+            if training_args.process_index == 0:
+                removed = clear_run_outputs(output_dir)
+                logger.warning(f"--overwrite_output_dir: removed {removed} outputs of an earlier run from {output_dir}")
+    return None
+
+
+def check_resume_matches(checkpoint: str, current: dict[str, Any], must_match: Sequence[str]) -> None:
+    """Refuse to resume a checkpoint of another run: name every setting of ``must_match`` that differs."""
+    recorded = json.loads((Path(checkpoint) / RUN_ARGS_FILE).read_text(encoding="utf-8"))
+    different = [f"{key}: {recorded.get(key)!r} in the checkpoint, {current.get(key)!r} now"
+                 for key in must_match if recorded.get(key) != current.get(key)]
+    if different:
+        raise UsageError(f"{checkpoint} belongs to another run ({'; '.join(different)}): resume it with the same "
+                         "data and settings, or pass --overwrite_output_dir to start afresh")
+
+
+class RecordRunArguments(TrainerCallback):
+    """Writes run_args.json into each checkpoint once it is saved: a checkpoint without it is incomplete."""
+
+    def __init__(self, run_args: dict[str, Any]):
+        self.run_args = run_args
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if state.is_world_process_zero and checkpoint.is_dir():
+            write_json_atomically(checkpoint / RUN_ARGS_FILE, self.run_args)
+
+
+def save_final_model(trainer: Trainer, output_dir: Path) -> None:
+    """The model, config, code and tokenizer, written to a hidden folder and moved into place when complete,
+    with the usual file permissions (the Trainer's are owner-only for some files)."""
+    partial = output_dir / ".final-model.partial"
+    if trainer.is_world_process_zero():
+        shutil.rmtree(partial, ignore_errors=True)
+    trainer.save_model(str(partial))
+    if trainer.is_world_process_zero():
+        for path in sorted(partial.iterdir()):
+            os.chmod(path, usual_file_mode())
+            os.replace(path, output_dir / path.name)
+        partial.rmdir()
+
+
+def trainer_state_epoch(checkpoint: str | None) -> float:
+    """The epoch a checkpoint had reached (0 for a fresh start)."""
+    state = Path(checkpoint or "") / "trainer_state.json"
+    return float(json.loads(state.read_text()).get("epoch") or 0.0) if checkpoint and state.is_file() else 0.0
