@@ -51,6 +51,18 @@ def config_to_argv(config: dict[str, Any]) -> list[str]:
     return argv
 
 
+def parse_config_overrides(overrides: str | None) -> dict[str, Any]:
+    """'n_layers=2,dim=128,activation=gelu' -> {'n_layers': 2, 'dim': 128, 'activation': 'gelu'}."""
+    parsed: dict[str, Any] = {}
+    for item in filter(None, (overrides or "").split(",")):
+        key, _, value = item.partition("=")
+        try:
+            parsed[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key.strip()] = value.strip()
+    return parsed
+
+
 def flag_value(argv: Sequence[str], name: str) -> bool:
     """The last value of a boolean ``--name [true|false]`` flag on a command line (False when absent)."""
     value = False

@@ -58,7 +58,7 @@ from evaluate_ablations import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
 from run_folders import (
     RecordRunArguments, UsageError, check_launch, check_resume_matches, config_to_argv, main_with_usage_errors,
-    prepare_output_dir, save_final_model, setup_logging, trainer_state_epoch,
+    parse_config_overrides, prepare_output_dir, save_final_model, setup_logging, trainer_state_epoch,
 )
 from subwords import PAPER_VOCABULARY_SIZE, train_subword_tokenizer, vocabulary_report
 from tagging import begin_to_inside, bio_to_char_spans, check_labels, entity_types_of, is_tag, labels_for_types
@@ -346,18 +346,6 @@ def sample_documents(dataset: Dataset, fraction: float, seed: int) -> Dataset:
     documents = sorted(set(dataset["document_id"]))
     keep = set(random.Random(seed).sample(documents, max(1, round(fraction * len(documents)))))
     return dataset.filter(lambda document_id: document_id in keep, input_columns="document_id")
-
-
-def parse_config_overrides(overrides: str | None) -> dict[str, Any]:
-    """'n_layers=2,dim=128,activation=gelu' -> {'n_layers': 2, 'dim': 128, 'activation': 'gelu'}."""
-    parsed: dict[str, Any] = {}
-    for item in filter(None, (overrides or "").split(",")):
-        key, _, value = item.partition("=")
-        try:
-            parsed[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            parsed[key.strip()] = value.strip()
-    return parsed
 
 
 def load_tokenizer(model_args: ModelArguments, train_dataset: Dataset | None, text_column: str,

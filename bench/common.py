@@ -36,7 +36,10 @@ CORPORA: dict[str, dict[str, Any]] = {
         "check": ["phee/brat/train", "phee/brat/dev", "phee/brat/test"],
         "args": ["--train_dir", "{data}/phee/brat/train", "--validation_dir", "{data}/phee/brat/dev",
                  "--test_dir", "{data}/phee/brat/test",
-                 "--label_map", str(REPO_DIR / "configs" / "label_maps" / "phee_to_n2c2.json")],
+                 "--label_map", str(REPO_DIR / "configs" / "label_maps" / "phee_to_n2c2.json"),
+                 # The nine n2c2 types (19 tags), as every committed PHEE row was trained with; without this
+                 # prepare_n2c2.py keeps only the 7 types PHEE has (15 tags).
+                 "--entity_types", "Drug,Reason,Route,Strength,Form,Dosage,Frequency,Duration,ADE"],
     },
     "ncbi": {
         "title": "NCBI-disease",

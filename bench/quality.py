@@ -66,23 +66,41 @@ EPOCHS = {"minilm": 3, "transformer": 8}  # per encoder; smoke runs use 1 and 2
 EFFICIENT = {"phee": False, "ncbi": True, "bc2gm": True}
 
 
-def system_flags(system: str, smoke: bool = False) -> list[str]:
-    use_crf = system.endswith("-crf")
-    label = {"minilm-crf": "MiniLM-CRF", "minilm-apt": "MiniLM-Apt", "transformer-crf": "TransformerCRF",
-             "transformer-apt": "TransformerApt"}[system]
-    flags = ["--model_label", label, "--use_crf", str(use_crf).lower()]
+SYSTEM_LABELS = {
+    "minilm-crf": "MiniLM-CRF", "minilm-apt": "MiniLM-Apt", "transformer-crf": "TransformerCRF",
+    "transformer-apt": "TransformerApt",
+    # Issue 15 (bench/self_pretraining.py): the deterministic WordPiece vocabulary of subwords.py at the default
+    # size, from scratch; then the same encoder pre-trained on the training text first (and with more text).
+    "transformer-crf-wp": "TransformerCRF (WordPiece)",
+    "transformer-crf-self": "TransformerCRF (self-pretrained)",
+    "transformer-crf-self-plus": "TransformerCRF (self-pretrained, more text)",
+}
+
+
+def system_flags(system: str, smoke: bool = False, pretrained_dir: Path | None = None) -> list[str]:
+    """run_ner_crf.py flags of a system; the self-pretrained ones need the encoder folder ``pretrained_dir``."""
+    use_crf = system.endswith("-crf") or "-crf-" in system
+    flags = ["--model_label", SYSTEM_LABELS[system], "--use_crf", str(use_crf).lower()]
     if system.startswith("minilm"):
         flags += ["--model_name_or_path", str(common.minilm_dir()),
                   "--num_train_epochs", "1" if smoke else str(EPOCHS["minilm"]),
                   "--learning_rate", "1e-4", "--crf_learning_rate", "1e-3"]
+        return flags
+    if system.startswith("transformer-crf-self"):
+        if pretrained_dir is None:
+            raise ValueError(f"{system} needs its pre-trained encoder (bench/self_pretraining.py)")
+        flags += ["--model_name_or_path", str(pretrained_dir)]
     else:
         overrides = "dim=64,n_layers=1,n_heads=2,hidden_dim=128,max_position_embeddings=512" if smoke \
             else TRANSFORMER_OVERRIDES
         flags += ["--config_name", str(common.REPO_DIR / "configs" / "architectures" / "distilbert-base-cased.json"),
-                  "--config_overrides", overrides, "--train_tokenizer", "true",
-                  "--tokenizer_vocab_size", "2000" if smoke else "8000",
-                  "--num_train_epochs", "2" if smoke else str(EPOCHS["transformer"]),
-                  "--learning_rate", "5e-4", "--crf_learning_rate", "5e-3"]
+                  "--config_overrides", overrides, "--train_tokenizer", "true"]
+        if system in ("transformer-crf", "transformer-apt"):
+            # The committed rows' vocabulary size (issue 7); transformer-crf-wp takes the default (28,996 at most).
+            flags += ["--tokenizer_vocab_size", "2000" if smoke else "8000"]
+    # One fine-tuning recipe for every from-scratch-sized encoder: only the encoder's start differs.
+    flags += ["--num_train_epochs", "2" if smoke else str(EPOCHS["transformer"]),
+              "--learning_rate", "5e-4", "--crf_learning_rate", "5e-3"]
     return flags
 
 
@@ -166,12 +184,12 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
 
 def run_one(corpus: str, system: str, seed: int, split: str, fraction: float, dataset_path: Path,
             smoke: bool = False, results_dir: Path = QUALITY_DIR, runs_dir: Path = common.RUNS_DIR,
-            keep_model: bool = False, epochs: int | None = None) -> dict[str, Any]:
+            keep_model: bool = False, epochs: int | None = None, pretrained_dir: Path | None = None) -> dict[str, Any]:
     key = run_key(corpus, system, seed, split, fraction, epochs)
     run_dir = runs_dir / key
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a half-finished run restarts from scratch
-    argv = [sys.executable, str(common.REPO_DIR / "run_ner_crf.py"), *system_flags(system, smoke),
+    argv = [sys.executable, str(common.REPO_DIR / "run_ner_crf.py"), *system_flags(system, smoke, pretrained_dir),
             "--dataset_path", str(dataset_path), "--train_split", split, "--train_fraction", str(fraction),
             "--seed", str(seed), "--output_dir", str(run_dir), *COMMON_FLAGS]
     if epochs:
