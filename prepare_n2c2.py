@@ -520,10 +520,16 @@ def build_dataset(args: DataArguments) -> dict:
 
     # Leakage: a note in two splits (the same folder twice, or copies) makes the test set lie.
     overlap = overlapping_documents(documents)
-    if overlap and not args.allow_overlap:
+    # CoNLL files without -DOCSTART- make each sentence a document: identical short sentences in two
+    # official splits are common there and are reported, not refused.
+    sentence_documents = all(doc.sentence_spans is not None and len(doc.sentence_spans) == 1
+                             for split_documents in documents.values() for doc in split_documents)
+    if overlap and sentence_documents:
+        logger.warning("identical sentences in more than one split (one sentence per document): %s", overlap)
+    elif overlap and not args.allow_overlap:
         raise ValueError("the same notes are in more than one split (" + ", ".join(
             f"{pair}: {count} documents" for pair, count in overlap.items()) + "); pass --allow_overlap if you mean it")
-    if overlap:
+    elif overlap:
         logger.warning("--allow_overlap: documents shared by splits: %s", overlap)
 
     # The tag set: only the types that occur (a model must not learn, or a card report, types the data lacks),

@@ -921,3 +921,13 @@ def test_a_partial_dataset_left_by_a_killed_run_is_removed_by_the_next(corpus, t
     (stale / "notes.arrow").write_text("note text of a killed run")
     build(corpus, tmp_path / "out")
     assert not stale.exists() and (tmp_path / "out" / "dataset_dict.json").is_file()
+
+
+def test_identical_sentences_of_a_conll_corpus_are_reported_not_refused(tmp_path, caplog):
+    """Without -DOCSTART- each sentence is a document: a short sentence repeated across official splits is data."""
+    (tmp_path / "train.tsv").write_text("Aspirin\tB-Drug\nhelps\tO\n\nNo\tO\nchange\tO\n\n")
+    (tmp_path / "test.tsv").write_text("No\tO\nchange\tO\n\nHeparin\tB-Drug\n\n")
+    stats = p.main(["--train_file", str(tmp_path / "train.tsv"), "--test_file", str(tmp_path / "test.tsv"),
+                    "--output_dir", str(tmp_path / "out"), "--validation_ratio", "0"])
+    assert stats["overlapping_documents"] == {"train/test": 1}
+    assert "identical sentences in more than one split" in caplog.text
