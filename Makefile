@@ -22,13 +22,21 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
-# Synthetic sample -> tiny from-scratch TransformerCRF on CPU -> test predictions -> the paper's reports.
+# Synthetic sample -> tiny from-scratch TransformerCRF on CPU -> test predictions -> the paper's reports;
+# then a tiny relation model -> the test notes annotated (T and R lines, medications.jsonl) -> scored end to end.
 quickstart: $(STAMP)
-	$(PY) prepare_n2c2.py --synthetic 120 --seed 42 --output_dir $(QUICKSTART_DIR)/data --overwrite
-	rm -rf $(QUICKSTART_DIR)/model
+	$(PY) prepare_n2c2.py --synthetic 120 --seed 42 --output_dir $(QUICKSTART_DIR)/data --overwrite --write_brat $(QUICKSTART_DIR)/brat
+	rm -rf $(QUICKSTART_DIR)/model $(QUICKSTART_DIR)/relations $(QUICKSTART_DIR)/annotated
 	$(PY) run_ner_crf.py configs/quickstart.json
 	$(PY) evaluate_ablations.py --predictions $(QUICKSTART_DIR)/model --output_dir $(QUICKSTART_DIR)/report --overwrite_output_dir
+	$(PY) run_re.py configs/relations/quickstart.json
+	$(PY) annotate_notes.py --model_name_or_path $(QUICKSTART_DIR)/model --relation_model_name_or_path $(QUICKSTART_DIR)/relations \
+		--input_dir $(QUICKSTART_DIR)/brat/test --output_dir $(QUICKSTART_DIR)/annotated --device cpu
+	$(PY) evaluate_ablations.py --gold_brat $(QUICKSTART_DIR)/brat/test --pred_brat $(QUICKSTART_DIR)/annotated \
+		--relation_setting end_to_end --output_dir $(QUICKSTART_DIR)/report_end_to_end --overwrite_output_dir
 	@echo "Report (paper Tables II-IV, confusion matrix): $(QUICKSTART_DIR)/report/report.md"
+	@echo "Medication list of the test notes: $(QUICKSTART_DIR)/annotated/medications.jsonl"
+	@echo "End-to-end entities and relations: $(QUICKSTART_DIR)/report_end_to_end/report.md"
 
 # The suite CI runs: every test, the slow ones included.
 test: $(STAMP)

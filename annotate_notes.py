@@ -8,6 +8,12 @@ From Python, one call for a note or a list of notes (CRF or linear "Apt" models)
     annotator("Started metoprolol 25 mg PO BID.")      # [Entity(type, start, end, text, confidence, ...)]
     annotator([note_1, note_2])                         # one list of entities per note
 
+    # With a relation model (run_re.py): each attribute linked to its drug, a medication list per note.
+    annotator = NoteAnnotator.from_pretrained("runs/bert_crf", relation_model_name_or_path="runs/relations")
+    annotator.medications("Metoprolol 25 mg PO BID and lisinopril 10 mg daily.")
+    # [{"document_id", "id": "T1", "drug": {type, start, end, text, confidence},
+    #   "attributes": [{id, type, start, end, text, confidence, relation, relation_confidence}, ...]}, ...]
+
 From the command line, a folder of ``.txt`` in, brat ``.ann`` out::
 
     python annotate_notes.py --model_name_or_path runs/bert_crf --input_dir notes/ --output_dir notes_annotated/
@@ -47,6 +53,12 @@ Outputs of the command line (``--output_dir``; it may be the input folder)
     ``predictions.jsonl`` (``--word_predictions``) one object per sentence in the word-level
                         format of docs/architecture.md (``gold_tags`` null), readable by
                         ``evaluate_ablations.py``; the notes annotated with the flag.
+    ``medications.jsonl`` (``--relation_model_name_or_path``) one object per drug mention, in note
+                        order: ``document_id``, ``id`` (the drug's ``T`` line), ``drug`` and the
+                        ``attributes`` linked to it, each with its ``relation`` type and
+                        ``relation_confidence``; a drug with no attribute is a record too. The
+                        ``.ann`` files then also hold the links as ``R`` lines
+                        (``R1<TAB>Strength-Drug Arg1:T2 Arg2:T1``, n2c2 style).
     ``summary.json``    counts (files seen by kind, notes, sentences, windows, entities per
                         type, failures by kind, repairs), the names of the files that failed,
                         settings and time: never note text.
@@ -91,8 +103,15 @@ with another note (``a.txt`` and ``a.TXT``) or whose ``.ann`` appears during the
 message (file name and reason, never its text) and is counted; the exit status is 1 when any
 note failed, and 130 when the run was interrupted. A folder without notes is an error.
 
-Needs torch, transformers and the project's ``tagging.py``, ``windows.py``, ``corpus_io.py`` and
-``modeling_crf.py`` (no ``datasets``, no training script).
+Relations
+    A relation model links the entities the NER model found: every (attribute, drug) pair in one
+    sentence (Reason and ADE: within the model's sentence window) is a candidate, classified from
+    the sentence(s) with typed markers around both (``relations.py``, as in ``run_re.py``
+    training); a pair is linked at ``--link_threshold`` or above, so an attribute shared by two
+    drugs links to both. Long notes: candidates are built per sentence pair, so nothing is cut.
+
+Needs torch, transformers and the project's ``tagging.py``, ``windows.py``, ``corpus_io.py``,
+``relations.py`` and ``modeling_crf.py`` (no ``datasets``, no training script).
 """
 
 from __future__ import annotations
@@ -109,14 +128,20 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import torch
-from transformers import AutoModelForTokenClassification, HfArgumentParser
+from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, HfArgumentParser
 
 import modeling_crf  # noqa: F401  (registers the CRF model with the Auto classes: no remote code needed)
 from corpus_io import (
-    ENTITIES_FILE, SUMMARY_FILE, WORD_PREDICTIONS_FILE, BratFormatError, atomic_open, jsonl_line, note_file_mode,
+    ENTITIES_FILE, MEDICATIONS_FILE, SUMMARY_FILE, WORD_PREDICTIONS_FILE, BratFormatError, atomic_open, jsonl_line, note_file_mode,
     prediction_record, read_text, remove_stale_temporary_files, round_confidence, write_brat_ann,
     write_json_atomically,
 )
+from relations import (
+    CONFIG_LINK_THRESHOLD, CONFIG_MAX_SEQ_LENGTH, CONFIG_SENTENCE_WINDOW, DEFAULT_LINK_THRESHOLD,
+    DEFAULT_SENTENCE_WINDOW, LABELS as RELATION_LABELS, MARKER_TOKENS, Candidate, Mention, candidate_inputs,
+    fit_to_length, medication_records,
+)
+from tagging import DRUG_TYPE
 from windows import (
     DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_STRIDE, Entity, NotePrediction, is_crf_model, load_tokenizer,
     max_input_length, model_labels, predict_notes, window_budget, word_tokenizer,
@@ -160,18 +185,106 @@ def load_model_and_tokenizer(
     return model.eval(), tokenizer
 
 
+class RelationLinker:
+    """Which drug each attribute belongs to, with a ``run_re.py`` model (a stock sequence classifier).
+
+    ``link(text, entities)`` builds the candidates of ``relations.py`` exactly as training did (its
+    sentence window and input length are read from the model's config) and returns the candidates whose
+    ``linked`` probability is at least ``link_threshold`` (default: the one the model was trained with),
+    each with that probability. Inputs are batched across notes, longest first.
+    """
+
+    def __init__(self, model, tokenizer, *, batch_size: int = DEFAULT_BATCH_SIZE, link_threshold: float | None = None,
+                 device: str | torch.device | None = None):
+        labels = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
+        missing = [marker for marker in MARKER_TOKENS if tokenizer.convert_tokens_to_ids(marker) in
+                   (None, tokenizer.unk_token_id)]
+        if labels != RELATION_LABELS or missing:
+            raise ValueError(f"{model.name_or_path}: not a run_re.py relation model (labels {list(labels)}, "
+                             f"{len(missing)} argument markers missing from its tokenizer)")
+        config = model.config
+        self.link_threshold = getattr(config, CONFIG_LINK_THRESHOLD, DEFAULT_LINK_THRESHOLD) \
+            if link_threshold is None else link_threshold
+        if not 0.0 <= self.link_threshold <= 1.0:
+            raise ValueError(f"link_threshold must be in [0, 1], got {self.link_threshold}")
+        self.model, self.tokenizer = model.eval(), tokenizer
+        if device is not None:
+            self.model.to(device)
+        self.sentence_window = getattr(config, CONFIG_SENTENCE_WINDOW, DEFAULT_SENTENCE_WINDOW)
+        self.max_seq_length = max_input_length(model, tokenizer, getattr(config, CONFIG_MAX_SEQ_LENGTH, None))
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path: str, *, device: str | torch.device | None = None,
+                        trust_remote_code: bool = False, revision: str = "main", token: str | None = None,
+                        **settings) -> "RelationLinker":
+        """Load a ``run_re.py`` output folder or Hub id (``settings``: batch_size, link_threshold)."""
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                model_name_or_path, revision=revision, token=token, trust_remote_code=trust_remote_code)
+        except ValueError as error:  # e.g. a token-classification (NER) model's config
+            raise ValueError(f"{model_name_or_path}: not a run_re.py relation model ({error})") from error
+        tokenizer = load_tokenizer(model_name_or_path, revision=revision, token=token,
+                                   trust_remote_code=trust_remote_code)
+        return cls(model, tokenizer, device=device, **settings)
+
+    @torch.no_grad()
+    def probabilities(self, inputs: Sequence[str]) -> list[float]:
+        """The ``linked`` probability of each marked candidate text."""
+        fitted = [fit_to_length(text, self.tokenizer, self.max_seq_length) for text in inputs]
+        encoded = self.tokenizer(fitted, truncation=True, max_length=self.max_seq_length)["input_ids"]
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        device = next(self.model.parameters()).device
+        probabilities = [0.0] * len(encoded)
+        for first in range(0, len(order), self.batch_size):
+            batch = order[first:first + self.batch_size]
+            padded = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
+            logits = self.model(**{k: v.to(device) for k, v in padded.items()}).logits.float()
+            for index, probability in zip(batch, logits.softmax(-1)[:, RELATION_LABELS.index("linked")].tolist()):
+                probabilities[index] = probability
+        return probabilities
+
+    def link_notes(self, notes: Mapping[str, tuple[str, Sequence[Mention]]]
+                   ) -> dict[str, list[tuple[Candidate, float]]]:
+        """``{document_id: (text, mentions)}`` -> the links of each note, as (candidate, probability)."""
+        owners, inputs, candidates = [], [], []
+        for document_id, (text, mentions) in notes.items():
+            note_candidates, texts = candidate_inputs(text, mentions, self.sentence_window)
+            owners += [document_id] * len(note_candidates)
+            candidates += note_candidates
+            inputs += texts
+        links: dict[str, list[tuple[Candidate, float]]] = {document_id: [] for document_id in notes}
+        for owner, candidate, probability in zip(owners, candidates, self.probabilities(inputs)):
+            if probability >= self.link_threshold:
+                links[owner].append((candidate, probability))
+        return links
+
+    def link(self, text: str, entities: Sequence[Entity | Mention]) -> list[tuple[Candidate, float]]:
+        """The links of one note's entities (``windows.Entity`` or ``relations.Mention``)."""
+        return self.link_notes({"note": (text, mentions_of(entities))})["note"]
+
+
+def mentions_of(entities: Sequence[Entity | Mention]) -> list[Mention]:
+    """``relations.Mention`` of predicted entities, with their ``.ann`` ids (``T1``, ``T2``, ... in order)."""
+    return [Mention(entity.type, entity.start, entity.end, f"T{number}")
+            for number, entity in enumerate(entities, start=1)]
+
+
 class NoteAnnotator:
     """Entities of clinical notes, in one call: ``NoteAnnotator.from_pretrained(path)(text)``.
 
     Calls :func:`windows.predict_notes`, the same path as the command line and the saved CRF
     model's pipeline. A string gives a list of :class:`windows.Entity` (``type``, ``start``,
     ``end``, ``text``, ``confidence``, ``word_confidences``); a list of strings gives one list
-    per note; :meth:`predict` gives the word-level predictions too.
+    per note; :meth:`predict` gives the word-level predictions too. With a relation model
+    (``relation_model_name_or_path``, a ``run_re.py`` output), :meth:`medications` gives the
+    medication list: one record per drug with the attributes linked to it.
     """
 
     def __init__(self, model, tokenizer, *, batch_size: int = DEFAULT_BATCH_SIZE,
                  max_seq_length: int | None = None, stride: int = DEFAULT_STRIDE,
-                 device: str | torch.device | None = None, bf16: bool = False, min_confidence: float = 0.0):
+                 device: str | torch.device | None = None, bf16: bool = False, min_confidence: float = 0.0,
+                 relation_linker: RelationLinker | None = None):
         if not 0.0 <= min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
         self.model, self.tokenizer = model.eval(), word_tokenizer(tokenizer)
@@ -180,16 +293,24 @@ class NoteAnnotator:
         window_budget(self.tokenizer, self.max_seq_length, stride)  # bad window settings fail here, not mid-run
         self.settings = {"batch_size": batch_size, "max_seq_length": self.max_seq_length, "stride": stride,
                          "device": device, "bf16": bf16, "min_confidence": min_confidence}
+        self.relation_linker = relation_linker
 
     @classmethod
     def from_pretrained(cls, model_name_or_path: str, *, device: str | torch.device | None = None,
                         bf16: bool = False, trust_remote_code: bool = False, revision: str = "main",
-                        token: str | None = None, **settings) -> "NoteAnnotator":
-        """Load a model folder or Hub id (``settings``: batch_size, max_seq_length, stride, min_confidence)."""
+                        token: str | None = None, relation_model_name_or_path: str | None = None,
+                        link_threshold: float | None = None, **settings) -> "NoteAnnotator":
+        """Load a model folder or Hub id (``settings``: batch_size, max_seq_length, stride, min_confidence),
+        and optionally a relation model (``link_threshold``: default, the one it was trained with)."""
         model, tokenizer = load_model_and_tokenizer(model_name_or_path, device=device, bf16=bf16,
                                                     trust_remote_code=trust_remote_code, revision=revision,
                                                     token=token)
-        return cls(model, tokenizer, device=device, bf16=bf16, **settings)
+        linker = None
+        if relation_model_name_or_path is not None:
+            linker = RelationLinker.from_pretrained(
+                relation_model_name_or_path, device=device, trust_remote_code=trust_remote_code, revision=revision,
+                token=token, link_threshold=link_threshold, batch_size=settings.get("batch_size", DEFAULT_BATCH_SIZE))
+        return cls(model, tokenizer, device=device, bf16=bf16, relation_linker=linker, **settings)
 
     @property
     def is_crf(self) -> bool:
@@ -199,6 +320,14 @@ class NoteAnnotator:
         """Word tags, confidences and entities of ``{document_id: text}``."""
         return predict_notes(self.model, self.tokenizer, texts, progress=progress, **self.settings)
 
+    def link(self, texts: Mapping[str, str], predictions: Mapping[str, NotePrediction]
+             ) -> dict[str, list[tuple[Candidate, float]]]:
+        """The relation model's links between each note's predicted entities (candidates index ``entities``)."""
+        if self.relation_linker is None:
+            raise ValueError("no relation model: pass relation_model_name_or_path to NoteAnnotator.from_pretrained")
+        return self.relation_linker.link_notes({document_id: (texts[document_id], mentions_of(note.entities))
+                                                for document_id, note in predictions.items()})
+
     def __call__(self, notes: str | Sequence[str]) -> list[Entity] | list[list[Entity]]:
         if isinstance(notes, str):
             return self.predict({"note": notes})["note"].entities
@@ -206,6 +335,25 @@ class NoteAnnotator:
             raise TypeError("NoteAnnotator takes a string or a list of strings")
         predictions = self.predict({str(index): note for index, note in enumerate(notes)})
         return [predictions[str(index)].entities for index in range(len(notes))]
+
+    def medications(self, notes: str | Sequence[str]) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+        """The medication list of a note (of each note of a list): ``medications.jsonl`` records, one per drug
+        mention, each with its linked attributes (types, offsets, text, confidences)."""
+        single = isinstance(notes, str)
+        texts = {"note": notes} if single else {str(index): note for index, note in enumerate(notes)}
+        if not all(isinstance(text, str) for text in texts.values()):
+            raise TypeError("NoteAnnotator takes a string or a list of strings")
+        predictions = self.predict(texts)
+        links = self.link(texts, predictions)
+        records = {document_id: medication_list(predictions[document_id], texts[document_id], links[document_id])
+                   for document_id in texts}
+        return records["note"] if single else [records[str(index)] for index in range(len(notes))]
+
+
+def medication_list(note: NotePrediction, text: str, links: Sequence[tuple[Candidate, float]]) -> list[dict[str, Any]]:
+    """``medications.jsonl`` records of a note (ids are the ``T`` lines of its ``.ann``)."""
+    return medication_records(note.document_id, text, mentions_of(note.entities), links,
+                              {index: entity.confidence for index, entity in enumerate(note.entities)})
 
 
 # ---------------------------------------------------------------------------
@@ -371,8 +519,10 @@ def _sync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def _write_ann(path: Path, note: NotePrediction, text: str, *, overwrite: bool, mode: int) -> None:
-    write_brat_ann(path, [(e.type, e.start, e.end) for e in note.entities], text, overwrite=overwrite, mode=mode)
+def _write_ann(path: Path, note: NotePrediction, text: str, links: Sequence[tuple[Candidate, float]] = (), *,
+               overwrite: bool, mode: int) -> None:
+    write_brat_ann(path, [(e.type, e.start, e.end) for e in note.entities], text,
+                   relations=[(c.type, c.attribute, c.drug) for c, _ in links], overwrite=overwrite, mode=mode)
 
 
 class InputError(Exception):
@@ -483,6 +633,12 @@ class AnnotationArguments:
                 "this project's copy; needed for Hub models with custom code that this project does not have."})
     model_revision: str = field(default="main", metadata={"help": "Model version on the Hub (branch, tag or commit)."})
     token: Optional[str] = field(default=None, metadata={"help": "Hub token for private models (default: the cached login)."})
+    relation_model_name_or_path: Optional[str] = field(default=None, metadata={
+        "help": "A run_re.py relation model (folder or Hub id): links each attribute to its drug, writes R lines "
+                "in the .ann files and medications.jsonl."})
+    link_threshold: Optional[float] = field(default=None, metadata={
+        "help": "Link an (attribute, drug) pair at this probability or above, in [0, 1] (default: the relation "
+                "model's own, from its training)."})
 
 
 def build_parser() -> HfArgumentParser:
@@ -496,6 +652,8 @@ def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
     problems = []
     if args.words_per_group < 1:
         problems.append(f"--words_per_group must be at least 1, got {args.words_per_group}")
+    if args.link_threshold is not None and args.relation_model_name_or_path is None:
+        problems.append("--link_threshold needs --relation_model_name_or_path")
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -554,6 +712,7 @@ def annotate_folder(
     failures: list[dict[str, str]] = []
     counts: Counter = Counter()
     entity_types: Counter = Counter()
+    relation_types: Counter = Counter()
 
     def fail(path: Path, kind: str, reason: str) -> None:
         # The file name and the reason only: never the note's text.
@@ -580,11 +739,15 @@ def annotate_folder(
             candidates = [output_dir / f"{document_id}.ann", output_dir / f"{document_id}.ANN"]
         return next((path for path in candidates if path.exists()), None)
 
-    repairs: dict[str, Counter] = {ENTITIES_FILE: Counter(), WORD_PREDICTIONS_FILE: Counter()}
+    linking = annotator.relation_linker is not None
+    jsonl_files = (ENTITIES_FILE, WORD_PREDICTIONS_FILE, MEDICATIONS_FILE)
+    repairs: dict[str, Counter] = {name: Counter() for name in jsonl_files}
 
-    def compact(excluded: set[str] = frozenset(), stale_predictions: set[str] = frozenset()) -> int:
-        """Compact both JSONL files (see JsonlScan); returns their mode, that of the notes they hold."""
-        paths = [output_dir / ENTITIES_FILE, output_dir / WORD_PREDICTIONS_FILE]
+    def compact(excluded: set[str] = frozenset(), annotated_now: set[str] = frozenset()) -> int:
+        """Compact the JSONL files (see JsonlScan); returns their mode, that of the notes they hold. Records of
+        notes annotated now without the option that writes a file (``annotated_now``) are stale there."""
+        paths = [output_dir / name for name in jsonl_files]
+        stale = (frozenset(), frozenset() if word_predictions else annotated_now, frozenset() if linking else annotated_now)
         scans = [JsonlScan(path) for path in paths]
         documents = set().union(*(scan.documents for scan in scans))
         anns = {document_id: ann_path(document_id) for document_id in documents | set(notes)}
@@ -592,7 +755,7 @@ def annotate_folder(
                 for document_id in documents}
         sources = [notes.get(document_id, ann) for document_id, ann in anns.items() if ann is not None]
         mode = note_file_mode(sources)
-        for scan, stale_documents in zip(scans, (frozenset(), stale_predictions)):
+        for scan, stale_documents in zip(scans, stale):
             dropped = scan.compact({d: k and d not in stale_documents for d, k in keep.items()}, mode)
             if dropped:
                 logger.info("%s: compacted (%s)", scan.path.name, ", ".join(f"{n} {k}" for k, n in dropped.items()))
@@ -600,7 +763,9 @@ def annotate_folder(
         return mode
 
     jsonl_mode = compact()
-    appenders: list[JsonlAppender] = []  # opened with the first records: a run that fails at once writes nothing
+    # Opened with the first records: a run that fails at once writes nothing.
+    written_files = [ENTITIES_FILE] + [WORD_PREDICTIONS_FILE] * word_predictions + [MEDICATIONS_FILE] * linking
+    appenders: dict[str, JsonlAppender] = {}
     excluded: set[str] = set()  # annotated in this run, but their .ann could not be written
     annotated: set[str] = set()
 
@@ -637,21 +802,25 @@ def annotate_folder(
                 _sync_folder(output_dir)
             # 2. The group's records, durable, in a file no more readable than any note in it.
             jsonl_mode &= note_file_mode(notes[document_id] for document_id in predictions)
+            links = annotator.link(texts, predictions) if linking else {}
             if not appenders:
-                appenders.append(JsonlAppender(output_dir / ENTITIES_FILE, jsonl_mode))
-                if word_predictions:
-                    appenders.append(JsonlAppender(output_dir / WORD_PREDICTIONS_FILE, jsonl_mode))
-            for appender in appenders:
+                appenders.update({name: JsonlAppender(output_dir / name, jsonl_mode) for name in written_files})
+            for appender in appenders.values():
                 appender.restrict(jsonl_mode)
-            appenders[0].append(record for note in predictions.values() for record in entity_records(note))
+            appenders[ENTITIES_FILE].append(record for note in predictions.values() for record in entity_records(note))
             if word_predictions:
-                appenders[1].append(record for note in predictions.values() for record in word_prediction_records(note))
+                appenders[WORD_PREDICTIONS_FILE].append(
+                    record for note in predictions.values() for record in word_prediction_records(note))
+            if linking:
+                appenders[MEDICATIONS_FILE].append(
+                    record for document_id, note in predictions.items()
+                    for record in medication_list(note, texts[document_id], links[document_id]))
             # 3. Only then the .ann files.
             for document_id, note in predictions.items():
                 text = texts[document_id]
                 try:
-                    _write_ann(output_dir / ann_name(notes[document_id]), note, text, overwrite=overwrite,
-                               mode=note_file_mode([notes[document_id]]))
+                    _write_ann(output_dir / ann_name(notes[document_id]), note, text, links.get(document_id, ()),
+                               overwrite=overwrite, mode=note_file_mode([notes[document_id]]))
                 except FileExistsError:
                     excluded.add(document_id)
                     fail(notes[document_id], "ann_exists",
@@ -666,25 +835,27 @@ def annotate_folder(
                 counts["windowed_sentences"] += sum(sentence.num_windows > 1 for sentence in note.sentences)
                 counts["entities_below_min_confidence"] += note.num_below_min_confidence
                 entity_types.update(entity.type for entity in note.entities)
+                relation_types.update(candidate.type for candidate, _ in links.get(document_id, ()))
+                counts["drugs"] += sum(entity.type == DRUG_TYPE for entity in note.entities)
             bar.update(len(group))
     except BaseException:
         # Interrupted (Ctrl-C) or failed: leave the folder tidy if we can; the next run does it otherwise.
-        for appender in appenders:
+        for appender in appenders.values():
             appender.close()
         try:
-            compact(excluded, set() if word_predictions else annotated)
+            compact(excluded, annotated)
         except Exception as error:  # noqa: BLE001 (the first error is the one to report)
             logger.warning("could not compact the JSONL files (%s); the next run will", type(error).__name__)
         raise
     finally:
         bar.close()
-    for appender in appenders:
+    for appender in appenders.values():
         appender.close()
     if not appenders:  # nothing to annotate: the files still say so
-        for name in (ENTITIES_FILE, WORD_PREDICTIONS_FILE) if word_predictions else (ENTITIES_FILE,):
+        for name in written_files:
             JsonlAppender(output_dir / name, jsonl_mode).close()
-    # Word predictions of notes re-annotated without --word_predictions are stale: dropped.
-    compact(excluded, set() if word_predictions else annotated)
+    # Word predictions (medications) of notes re-annotated without --word_predictions (a relation model) are stale.
+    compact(excluded, annotated)
 
     seconds = time.perf_counter() - started
     summary = {
@@ -705,11 +876,16 @@ def annotate_folder(
         "entities": sum(entity_types.values()),
         "entities_by_type": dict(sorted(entity_types.items())),
         "entities_below_min_confidence": counts["entities_below_min_confidence"],
+        "relations": sum(relation_types.values()) if linking else None,
+        "relations_by_type": dict(sorted(relation_types.items())) if linking else None,
+        "medication_records": counts["drugs"] if linking else None,
         "stale_temporary_files_removed": stale,
         "jsonl_records_dropped": {name: dict(sorted(dropped.items())) for name, dropped in repairs.items()},
         "settings": {**annotator.settings, "device": str(annotator.settings["device"] if annotator.settings["device"]
                                                           is not None else next(annotator.model.parameters()).device),
-                     "words_per_group": words_per_group},
+                     "words_per_group": words_per_group,
+                     "link_threshold": annotator.relation_linker.link_threshold if linking else None,
+                     "sentence_window": annotator.relation_linker.sentence_window if linking else None},
         "seconds": round(seconds, 3),
         "characters_per_second": round(counts["characters"] / seconds, 1) if seconds > 0 else None,
     }
@@ -725,6 +901,10 @@ def format_summary(summary: Mapping[str, Any], output_dir) -> str:
         f"in {summary['seconds']:.1f} s: {summary['sentences']} sentences, {summary['windows']} windows "
         f"({summary['windowed_sentences']} sentences needed more than one), {summary['entities']} entities ({by_type})",
     ]
+    if summary["relations"] is not None:
+        by_type = ", ".join(f"{t} {n}" for t, n in summary["relations_by_type"].items()) or "none"
+        lines.append(f"{summary['relations']} relations ({by_type}); {summary['medication_records']} drug records "
+                     f"in {MEDICATIONS_FILE}")
     if summary["entities_below_min_confidence"]:
         lines.append(f"{summary['entities_below_min_confidence']} entities below --min_confidence "
                      f"{summary['settings']['min_confidence']} were dropped")
@@ -749,7 +929,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         annotator = NoteAnnotator.from_pretrained(
             args.model_name_or_path, device=args.device, bf16=args.bf16, trust_remote_code=args.trust_remote_code,
             revision=args.model_revision, token=args.token, batch_size=args.batch_size,
-            max_seq_length=args.max_seq_length, stride=args.stride, min_confidence=args.min_confidence)
+            max_seq_length=args.max_seq_length, stride=args.stride, min_confidence=args.min_confidence,
+            relation_model_name_or_path=args.relation_model_name_or_path, link_threshold=args.link_threshold)
         summary = annotate_folder(annotator, args.input_dir, args.output_dir, overwrite=args.overwrite,
                                   word_predictions=args.word_predictions, words_per_group=args.words_per_group,
                                   progress=None)

@@ -3,10 +3,10 @@
 The one home of how the project reads and writes files (standard library and tqdm, beside
 ``tagging.py``):
 
-- documents (:class:`BratDocument`, :class:`BratEntity`) and the readers of each input format,
-  behind one table (:data:`CORPUS_FORMATS`): brat standoff folders and CoNLL ``token<TAB>tag``
-  files; errors name the file, the line and the reason (:class:`BratFormatError`);
-- the brat writer (:func:`write_brat_ann`), exact to the character;
+- documents (:class:`BratDocument`, :class:`BratEntity`, :class:`BratRelation`) and the readers of each
+  input format, behind one table (:data:`CORPUS_FORMATS`): brat standoff folders and CoNLL
+  ``token<TAB>tag`` files; errors name the file, the line and the reason (:class:`BratFormatError`);
+- the brat writer (:func:`write_brat_ann`, entities and relations), exact to the character;
 - the one atomic writer (:func:`atomic_open`; :func:`write_json_atomically` and
   :func:`write_folder_atomically` are built the same way): an interrupted run never leaves a
   truncated file;
@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import operator
 import os
 import re
 import shutil
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
-from tagging import N2C2_ENTITY_TYPES, bio_to_spans, is_tag
+from tagging import N2C2_ENTITY_TYPES, N2C2_RELATION_TYPES, bio_to_spans, is_tag
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +44,17 @@ STATS_FILE = "stats.json"
 LABEL_DISTRIBUTION_FILE = "label_distribution.png"
 # run_ner_crf.py output (a run folder)
 RUN_INFO_FILE = "run_info.json"
-RUN_ARGS_FILE = "run_args.json"
-PRETRAINING_DATA_FILE = "pretraining_data.json"  # pretrain_mlm.py: counts and a hash of the text seen  # in each checkpoint, written last: what the run was (and that it is complete)
+RUN_ARGS_FILE = "run_args.json"  # in each checkpoint, written last: what the run was (and that it is complete)
+PRETRAINING_DATA_FILE = "pretraining_data.json"  # pretrain_mlm.py: counts and a hash of the text seen
 ALL_RESULTS_FILE = "all_results.json"
 PREDICTIONS_DIRNAME = "predictions"  # never uploaded: it holds note text
 TEST_PREDICTIONS_FILE = "test_predictions.jsonl"
+TEST_RELATIONS_FILE = "test_relations.jsonl"  # run_re.py: one predicted link per line
 BRAT_DIRNAME = "brat"
 # annotate_notes.py output
 ENTITIES_FILE = "entities.jsonl"
 WORD_PREDICTIONS_FILE = "predictions.jsonl"
+MEDICATIONS_FILE = "medications.jsonl"  # with a relation model: one record per drug and its attributes
 SUMMARY_FILE = "summary.json"
 # evaluate_ablations.py output
 REPORT_JSON_FILE = "report.json"
@@ -73,7 +76,7 @@ class BratFormatError(ValueError):
 
     ``kind`` is a short machine-readable reason (``missing_txt``, ``missing_ann``,
     ``not_utf8``, ``offsets_out_of_range``, ``text_mismatch``, ``malformed_line``,
-    ``unknown_type``, ``duplicate_id``, ``empty_folder``, ``not_a_folder``); ``skipped``
+    ``unknown_type``, ``unknown_argument``, ``duplicate_id``, ``empty_folder``, ``not_a_folder``); ``skipped``
     says what ``--skip_invalid`` skipped (``"document"`` or ``"annotation"``).
     """
 
@@ -118,13 +121,26 @@ class BratEntity:
         return len(self.spans) > 1
 
 
+@dataclass(frozen=True)
+class BratRelation:
+    """One ``R`` line: ``arg1`` (the attribute in n2c2) and ``arg2`` (the drug) are entity ids; an event
+    given as an argument (``E3``) is read as its trigger entity."""
+
+    id: str
+    type: str
+    arg1: str
+    arg2: str
+    line: int
+
+
 @dataclass
 class BratDocument:
-    """A document's raw text and its entities (types already mapped).
+    """A document's raw text, its entities and relations (types already mapped).
 
     ``unmapped_types`` counts the source types a label map ignored; ``sentence_spans`` is
     set when the input fixes the sentences (CoNLL); ``repaired_tags`` counts CoNLL ``I-X``
-    tags that started an entity (read as ``B-X``).
+    tags that started an entity (read as ``B-X``); ``unmapped_relation_types`` counts the
+    relation types a relation map ignored.
     """
 
     doc_id: str
@@ -133,10 +149,14 @@ class BratDocument:
     unmapped_types: Counter = field(default_factory=Counter)
     sentence_spans: Optional[list[tuple[int, int]]] = None
     repaired_tags: Counter = field(default_factory=Counter)
+    relations: list[BratRelation] = field(default_factory=list)
+    unmapped_relation_types: Counter = field(default_factory=Counter)
 
 
-_IGNORED_LINE_PREFIXES = ("R", "E", "A", "M", "N", "*", "#")
+_IGNORED_LINE_PREFIXES = ("A", "M", "N", "*", "#")
 _SPANS_PATTERN = re.compile(r"(\S+) (\d+ \d+(?:;\d+ \d+)*)")
+# A relation argument or event trigger: "Arg1:T5", "Drug:T3" (any role name).
+_ARGUMENT_PATTERN = re.compile(r"[^\s:]+:([^\s:]+)")
 
 
 def _decode_utf8(path: Path, raw: bytes) -> str:
@@ -198,20 +218,41 @@ def _resolve_type(source_type: str, label_map: dict | None, allowed_types, unmap
     return source_type, None
 
 
+def _resolve_relation_type(source_type: str, relation_map: dict | None, label_map: dict | None, unmapped: Counter
+                           ) -> tuple[str | None, str | None]:
+    """The dataset type of a source relation type, as ``(target_type, error)`` (see :func:`read_brat_document`)."""
+    if relation_map is None and label_map is None:
+        if source_type not in N2C2_RELATION_TYPES:
+            return None, (f"unknown relation type {source_type!r} (expected one of {', '.join(N2C2_RELATION_TYPES)}; "
+                          f"use --relation_map for other corpora)")
+        return source_type, None
+    # A label map means another scheme: its relations need a relation map of their own, else none is kept.
+    target_type = relation_map.get(source_type) if relation_map is not None else None
+    if target_type is None:
+        unmapped[source_type] += 1
+    return target_type, None
+
+
 def read_brat_document(
     txt_path,
     ann_path=None,
     *,
     label_map: dict[str, str | None] | None = None,
+    relation_map: dict[str, str | None] | None = None,
     entity_types: Sequence[str] | None = None,
     validate_text: bool = True,
     problems: list[BratFormatError] | None = None,
 ) -> BratDocument:
-    """Read one ``.txt``/``.ann`` pair.
+    """Read one ``.txt``/``.ann`` pair: ``T`` lines (entities), ``R`` lines (relations) and ``E`` lines
+    (events, read only as relation arguments: an event stands for its trigger entity).
 
     ``label_map`` maps source types to target types; types it does not map (or maps to
     ``None``) are ignored and counted in ``unmapped_types``. Without a label map every type
-    must be in ``entity_types`` (default: the nine n2c2 types). With ``validate_text`` each
+    must be in ``entity_types`` (default: the nine n2c2 types). ``relation_map`` does the same
+    for relation types (``unmapped_relation_types``); without one, relation types must be the
+    n2c2 ones, unless a label map is given (another scheme): then every relation is ignored and
+    counted. A relation's two arguments (brat's ``Arg1:T5 Arg2:T3``; other role names are taken
+    in the same order) must be entities of the file that were read. With ``validate_text`` each
     span's surface text must match the ``.txt`` (whitespace runs compare equal, since brat
     writes fragments joined by a space). Problems raise :class:`BratFormatError`; when a
     ``problems`` list is given, bad lines are recorded there and skipped instead.
@@ -229,6 +270,17 @@ def read_brat_document(
     entities: list[BratEntity] = []
     unmapped: Counter = Counter()
     first_line_of_id: dict[str, int] = {}
+    not_read: set[str] = set()  # T ids of the file that are not entities (bad line, unmapped type)
+    triggers: dict[str, str] = {}  # event id -> its trigger's T id
+    relation_lines: list[tuple[int, str, str, list[str]]] = []  # resolved once every T and E line is known
+
+    def new_id(line_number: int, annotation_id: str) -> bool:
+        if annotation_id in first_line_of_id:
+            problem(line_number, f"duplicate id {annotation_id} (first on line {first_line_of_id[annotation_id]})",
+                    "duplicate_id")
+            return False
+        first_line_of_id[annotation_id] = line_number
+        return True
 
     def problem(line_number: int, reason: str, kind: str) -> None:
         error = BratFormatError(ann_path, line_number, reason, kind, skipped="annotation")
@@ -242,6 +294,21 @@ def read_brat_document(
             continue
         if line.startswith(_IGNORED_LINE_PREFIXES):
             continue
+        if line.startswith(("R", "E")):
+            is_relation = line.startswith("R")
+            fields = line.split("\t")  # a third field (brat may write an empty one) is ignored
+            parts = fields[1].split() if len(fields) >= 2 else []
+            arguments = [_ARGUMENT_PATTERN.fullmatch(part) for part in (parts[1:] if is_relation else parts)]
+            if not fields[0].strip() or not arguments or not all(arguments) or (is_relation and len(arguments) != 2):
+                expected = "ID<TAB>TYPE Arg1:ID Arg2:ID" if is_relation else "ID<TAB>TYPE:TRIGGER_ID [ROLE:ID ...]"
+                problem(line_number, f"malformed {line[0]} line: expected '{expected}', got {describe_text(line)}",
+                        "malformed_line")
+            elif new_id(line_number, fields[0]):
+                if is_relation:
+                    relation_lines.append((line_number, fields[0], parts[0], [a.group(1) for a in arguments]))
+                else:
+                    triggers[fields[0]] = arguments[0].group(1)
+            continue
         if not line.startswith("T"):
             problem(line_number, f"malformed line: expected an annotation id such as T1, R1, E1, A1 or #1, "
                                  f"got {describe_text(line)}", "malformed_line")
@@ -254,11 +321,9 @@ def read_brat_document(
             continue
         entity_id, source_type, offsets = fields[0], match.group(1), match.group(2)
         surface = fields[2] if len(fields) > 2 else ""
-        if entity_id in first_line_of_id:
-            problem(line_number, f"duplicate id {entity_id} (first on line {first_line_of_id[entity_id]})",
-                    "duplicate_id")
+        if not new_id(line_number, entity_id):
             continue
-        first_line_of_id[entity_id] = line_number
+        not_read.add(entity_id)  # until it is read
         spans = tuple(tuple(int(number) for number in pair.split()) for pair in offsets.split(";"))
         if any(start >= end for start, end in spans):
             problem(line_number, f"empty or reversed span {offsets.replace(' ', '-')}", "malformed_line")
@@ -277,8 +342,31 @@ def read_brat_document(
             problem(line_number, error, "unknown_type")
         if target_type is None:
             continue
+        not_read.discard(entity_id)
         entities.append(BratEntity(entity_id, target_type, spans, surface or actual, line_number))
-    return BratDocument(txt_path.stem, text, entities, unmapped_types=unmapped)
+
+    relations: list[BratRelation] = []
+    unmapped_relations: Counter = Counter()
+    entity_ids = {entity.id for entity in entities}
+    for line_number, relation_id, source_type, arguments in relation_lines:
+        target_type, error = _resolve_relation_type(source_type, relation_map, label_map, unmapped_relations)
+        if error:
+            problem(line_number, error, "unknown_type")
+        if target_type is None:
+            continue
+        resolved = [triggers.get(argument, argument) for argument in arguments]
+        bad = [(role, argument, entity_id) for role, argument, entity_id in zip(("Arg1", "Arg2"), arguments, resolved)
+               if entity_id not in entity_ids]
+        if bad:
+            role, argument, entity_id = bad[0]
+            what = f"{entity_id} (the trigger of event {argument})" if entity_id != argument else entity_id
+            why = ("an entity that was not read (a bad line or an unmapped type)" if entity_id in not_read
+                   else "not an entity or event of this file")
+            problem(line_number, f"relation {relation_id}: {role} {what} is {why}", "unknown_argument")
+            continue
+        relations.append(BratRelation(relation_id, target_type, resolved[0], resolved[1], line_number))
+    return BratDocument(txt_path.stem, text, entities, unmapped_types=unmapped, relations=relations,
+                        unmapped_relation_types=unmapped_relations)
 
 
 def _brat_files(folder: Path) -> tuple[dict[str, Path], dict[str, Path], Counter, list[BratFormatError]]:
@@ -318,6 +406,7 @@ def read_brat_folder(
     folder,
     *,
     label_map: dict[str, str | None] | None = None,
+    relation_map: dict[str, str | None] | None = None,
     entity_types: Sequence[str] | None = None,
     skip_invalid: bool = False,
     validate_text: bool = True,
@@ -369,7 +458,7 @@ def read_brat_folder(
                 documents.append(BratDocument(stem, read_text(txt_path), []))
                 continue
             documents.append(read_brat_document(
-                txt_path, ann_path, label_map=label_map, entity_types=entity_types,
+                txt_path, ann_path, label_map=label_map, relation_map=relation_map, entity_types=entity_types,
                 validate_text=validate_text, problems=problems if skip_invalid else None,
             ))
         except OSError as error:  # unreadable (permissions, I/O): a bad file like any other
@@ -402,14 +491,17 @@ def split_at_line_breaks(text: str, start: int, end: int) -> list[tuple[int, int
 
 
 def write_brat_entities(
-    path, entities: Iterable[tuple[str, Sequence[tuple[int, int]]]], text: str, *, overwrite: bool = False,
-    mode: int | None = None,
+    path, entities: Iterable[tuple[str, Sequence[tuple[int, int]]]], text: str, *,
+    relations: Iterable[tuple[str, int, int]] = (), overwrite: bool = False, mode: int | None = None,
 ) -> Path:
-    """Write ``T1..Tn`` lines for ``(type, fragments)`` pairs; atomic, refusing to overwrite by default.
-    ``mode``: the file's permission bits (default: the usual ones; see :func:`note_file_mode`)."""
+    """Write ``T1..Tn`` lines for ``(type, fragments)`` pairs, then ``R1..Rm`` lines for ``(type, arg1, arg2)``
+    relations (0-based indices into ``entities``: ``R1<TAB>Strength-Drug Arg1:T5 Arg2:T3``); atomic, refusing
+    to overwrite by default. ``mode``: the file's permission bits (default: the usual ones; see
+    :func:`note_file_mode`)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
+    entities = list(entities)
     lines = []
     for number, (entity_type, fragments) in enumerate(entities, start=1):
         fragments = [(int(start), int(end)) for start, end in fragments]
@@ -420,6 +512,16 @@ def write_brat_entities(
         # Brat's surface field is one line without tabs; the reader compares whitespace-normalised.
         surface = " ".join(" ".join(text[start:end].split()) for start, end in fragments)
         lines.append(f"T{number}\t{entity_type} {offsets}\t{surface}\n")
+    for number, (relation_type, *arguments) in enumerate(relations, start=1):
+        try:
+            indices = [operator.index(argument) for argument in arguments]  # numpy integers too
+        except TypeError:
+            indices = []
+        if not (isinstance(relation_type, str) and relation_type.split() == [relation_type] and len(indices) == 2
+                and all(0 <= index < len(entities) for index in indices)):
+            raise ValueError(f"relation {number} ({relation_type!r}, {arguments}) needs a type without whitespace and "
+                             f"two indices into the {len(entities)} entities")
+        lines.append(f"R{number}\t{relation_type} Arg1:T{indices[0] + 1} Arg2:T{indices[1] + 1}\n")
     with atomic_open(path, newline="\n", mode=mode) as handle:
         handle.writelines(lines)
     return path
@@ -502,9 +604,11 @@ def write_json_atomically(path, data: Any) -> Path:
     return Path(path)
 
 
-def write_brat_ann(path, entities: Iterable[tuple[str, int, int]], text: str, *, overwrite: bool = False,
+def write_brat_ann(path, entities: Iterable[tuple[str, int, int]], text: str, *,
+                   relations: Iterable[tuple[str, int, int]] = (), overwrite: bool = False,
                    mode: int | None = None) -> Path:
-    """Write ``(type, start, end)`` entities as a brat ``.ann`` next to its text.
+    """Write ``(type, start, end)`` entities, and ``(type, arg1, arg2)`` relations between them (0-based
+    indices into ``entities``), as a brat ``.ann`` next to its text (see :func:`write_brat_entities`).
 
     A span that crosses line breaks is written as discontinuous fragments split at the
     breaks (``s1 e1;s2 e2``, surface fragments joined by a space), as n2c2 does. The file
@@ -519,7 +623,7 @@ def write_brat_ann(path, entities: Iterable[tuple[str, int, int]], text: str, *,
         if not fragments:
             raise ValueError(f"{entity_type} span {start}-{end} holds only whitespace")
         pairs.append((entity_type, fragments))
-    return write_brat_entities(path, pairs, text, overwrite=overwrite, mode=mode)
+    return write_brat_entities(path, pairs, text, relations=relations, overwrite=overwrite, mode=mode)
 
 
 # ---------------------------------------------------------------------------
@@ -632,21 +736,26 @@ def conll_entity_types(paths: Iterable) -> list[str]:
 
 
 
-def load_label_map(path) -> dict[str, str | None]:
+def load_label_map(path, what: str = "label map") -> dict[str, str | None]:
     """A label map JSON object ``{source_type: target_type or null}``."""
     path = Path(path)
     try:
         label_map = json.loads(_decode_utf8(path, path.read_bytes()))
     except FileNotFoundError:
-        raise BratFormatError(path, None, "label map file not found", "missing_file") from None
+        raise BratFormatError(path, None, f"{what} file not found", "missing_file") from None
     except json.JSONDecodeError as error:
         raise BratFormatError(path, error.lineno, f"invalid JSON: {error.msg}", "malformed_line") from None
     if not isinstance(label_map, dict) or not all(
         isinstance(key, str) and (value is None or isinstance(value, str)) for key, value in label_map.items()
     ):
-        raise BratFormatError(path, None, "a label map must be a JSON object of source type -> target type (or null)",
+        raise BratFormatError(path, None, f"a {what} must be a JSON object of source type -> target type (or null)",
                               "malformed_line")
     return label_map
+
+
+def load_relation_map(path) -> dict[str, str | None]:
+    """A relation map JSON object ``{source_relation_type: target_type or null}`` (the shape of a label map)."""
+    return load_label_map(path, "relation map")
 
 
 
@@ -699,7 +808,7 @@ def write_folder_atomically(output_dir, overwrite: bool, write) -> None:
 
 @dataclass(frozen=True)
 class CorpusFormat:
-    """How one input format is read: ``read(path, label_map=, entity_types=, skip_invalid=,
+    """How one input format is read: ``read(path, label_map=, relation_map=, entity_types=, skip_invalid=,
     validate_text=)`` returns ``(documents, problems)``."""
 
     name: str
@@ -707,13 +816,13 @@ class CorpusFormat:
     read: Callable[..., tuple[list[BratDocument], list[BratFormatError]]]
 
 
-def _read_brat(path, *, label_map=None, entity_types=None, skip_invalid=False, validate_text=True):
-    return read_brat_folder(path, label_map=label_map, entity_types=entity_types, skip_invalid=skip_invalid,
-                            validate_text=validate_text)
+def _read_brat(path, *, label_map=None, relation_map=None, entity_types=None, skip_invalid=False, validate_text=True):
+    return read_brat_folder(path, label_map=label_map, relation_map=relation_map, entity_types=entity_types,
+                            skip_invalid=skip_invalid, validate_text=validate_text)
 
 
-def _read_conll(path, *, label_map=None, entity_types=None, skip_invalid=False, validate_text=True):
-    # A CoNLL file has no separate text to validate against, and a bad line is always an error.
+def _read_conll(path, *, label_map=None, relation_map=None, entity_types=None, skip_invalid=False, validate_text=True):
+    # A CoNLL file has no separate text to validate against, and a bad line is always an error; it has no relations.
     return read_conll_file(path, label_map=label_map, entity_types=entity_types), []
 
 

@@ -7,12 +7,15 @@ one table of views, :data:`TAG_VIEWS` and :data:`ENTITY_MODES`): ``run_ner_crf.p
 one or more runs into the paper's tables (BIO-strict and token-level tag scores, the Table IV
 ablations, the confusion matrix), entity-level strict and lenient scores, a comparison across
 runs and a learning curve; or it scores brat folders the way the n2c2-2018 Track 2 official
-script does.
+script does: entities, and relations (``R`` lines) when the gold files have them
+(:func:`score_relations`, also callable on documents without files).
 
     python evaluate_ablations.py --predictions outputs/bert-crf --output_dir reports/bert-crf
     python evaluate_ablations.py --predictions outputs/*-seed* --output_dir reports/compare
     python evaluate_ablations.py --gold_brat n2c2/test --pred_brat outputs/bert-crf/predictions/brat \
         --output_dir reports/brat
+    python evaluate_ablations.py --gold_brat n2c2/test --pred_brat runs/relations/predictions/brat \
+        --relation_setting gold_entities --output_dir reports/relations
 
 Reports never contain corpus text: tag names, document ids and counts only.
 """
@@ -47,7 +50,15 @@ from corpus_io import (
     run_predictions_path,
     split_lines,
 )
-from tagging import N2C2_ENTITY_TYPES, bio_to_spans, entity_types_of, is_tag, parse_tag, tag_type
+from tagging import (
+    N2C2_ENTITY_TYPES,
+    N2C2_RELATION_TYPES,
+    bio_to_spans,
+    entity_types_of,
+    is_tag,
+    parse_tag,
+    tag_type,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -167,10 +178,15 @@ def _averages(per_type: Mapping[str, Mapping[str, Any]], micro: dict[str, Any]) 
     return result
 
 
-def summarize_counts(counts: Mapping[str, Mapping[str, int]], with_counts: bool = False) -> dict[str, Any]:
-    """``{type: {tp, fp, fn}}`` -> ``{"per_type", "micro", "macro", "weighted"}`` (support = tp + fn)."""
+def summarize_counts(counts: Mapping[str, Mapping[str, int]], with_counts: bool = False,
+                     order: Sequence[str] = N2C2_ENTITY_TYPES) -> dict[str, Any]:
+    """``{type: {tp, fp, fn}}`` -> ``{"per_type", "micro", "macro", "weighted"}`` (support = tp + fn).
+
+    ``per_type`` lists the types of ``order`` first (the n2c2 entity types; relations pass
+    :data:`tagging.N2C2_RELATION_TYPES`), any others alphabetically after them.
+    """
     per_type = {}
-    for name in _ordered_types(counts):
+    for name in _ordered_types(counts, order):
         tp, fp, fn = (int(counts[name].get(key, 0)) for key in ("tp", "fp", "fn"))
         per_type[name] = {**_prf(tp, fp, fn), "support": tp + fn}
         if with_counts:
@@ -182,10 +198,10 @@ def summarize_counts(counts: Mapping[str, Mapping[str, int]], with_counts: bool 
     return _averages(per_type, micro)
 
 
-def _ordered_types(types: Iterable[str]) -> list[str]:
-    """The n2c2 types in the paper's order first, any others alphabetically after them."""
+def _ordered_types(types: Iterable[str], order: Sequence[str] = N2C2_ENTITY_TYPES) -> list[str]:
+    """The types of ``order`` (default: the n2c2 types in the paper's order) first, any others alphabetically."""
     types = set(types)
-    return [t for t in N2C2_ENTITY_TYPES if t in types] + sorted(types - set(N2C2_ENTITY_TYPES))
+    return [t for t in order if t in types] + sorted(types - set(order))
 
 
 def _ordered_labels(labels: Iterable[str], level: str) -> list[str]:
@@ -264,24 +280,43 @@ def match_counts(
     for entity_type, start, end in pred_spans:
         pred_by_type[entity_type].append((start, end))
 
+    equals = _span_equals(mode)
     for entity_type, preds in pred_by_type.items():
-        golds = gold_by_type.get(entity_type, [])
-        if mode == "strict":
-            def equals(g, s):
-                return g[0] == s[0] and g[1] == s[1]
-        else:
-            def equals(g, s):
-                return g[1] > s[0] and g[0] < s[1]
-        matched: set[int] = set()
-        for pred in preds:
-            hits = [index for index, gold in enumerate(golds) if equals(gold, pred)]
-            if any(index in matched for index in hits):
-                matched.update(hits)  # the script marks new golds as matched before dropping
-                continue
-            matched.update(hits)
-            counts[entity_type]["tp" if hits else "fp"] += 1
-        counts[entity_type]["fn"] -= counts[entity_type]["tp"]
+        tp, fp, fn = _pare_down_counts(gold_by_type.get(entity_type, []), preds, equals)
+        counts[entity_type].update(tp=tp, fp=fp, fn=fn)
     return dict(counts)
+
+
+def _span_equals(mode: str):
+    """``ClinicalConcept.span_matches`` of the official script for ``(start, end)`` pairs: strict, the
+    same start and end; lenient, any overlap of the half-open spans."""
+    if mode == "strict":
+        return lambda g, s: g[0] == s[0] and g[1] == s[1]
+    return lambda g, s: g[1] > s[0] and g[0] < s[1]
+
+
+def _pare_down_counts(golds: Sequence[Any], preds: Sequence[Any], equals) -> tuple[int, int, int]:
+    """``(tp, fp, fn)`` of ``SingleEvaluator``'s "pare down matches" then count, for one document.
+
+    Predictions are visited in order; one that ``equals`` a gold item already matched by an earlier
+    prediction is dropped (neither tp nor fp), after marking any new gold items it hits as matched;
+    a kept prediction is a tp when it equals some gold item, else an fp; fn = golds - tp. Used for
+    entities (:func:`match_counts`) and relations (:func:`match_relation_counts`) alike, as the
+    script uses one loop for both.
+    """
+    matched: set[int] = set()
+    tp = fp = 0
+    for pred in preds:
+        hits = [index for index, gold in enumerate(golds) if equals(gold, pred)]
+        if any(index in matched for index in hits):
+            matched.update(hits)  # the script marks new golds as matched before dropping
+            continue
+        matched.update(hits)
+        if hits:
+            tp += 1
+        else:
+            fp += 1
+    return tp, fp, len(golds) - tp
 
 
 def _add_counts(total: dict[str, Counter], counts: Mapping[str, Mapping[str, int]]) -> None:
@@ -526,16 +561,186 @@ def evaluate_run(
 
 
 # ---------------------------------------------------------------------------
+# Relations: n2c2-2018 official-style scoring
+# ---------------------------------------------------------------------------
+
+# --relation_setting: where the predicted relations' entities came from. The scores are computed the same
+# way in both; the setting only labels the report (the scorer cannot tell), and
+# "pred_relations_with_unmatched_argument" is the number that tells the two apart.
+RELATION_SETTINGS = {
+    "end_to_end": "end to end (the system's entities and relations against gold)",
+    "gold_entities": "on gold entities (relations predicted between the gold entities)",
+}
+DEFAULT_RELATION_SETTING = "end_to_end"
+
+RELATION_NOTE = (
+    "Relations follow the n2c2-2018 official script (Relation.equals): a predicted relation is correct when "
+    "its type is a gold relation's type and Arg1 (the attribute) equals that relation's Arg1 and Arg2 (the drug) "
+    "its Arg2 as entities: same entity type and, strict, the same first start and last end; lenient, any "
+    "overlap. Swapped arguments never match. Matching pares down as for entities: predicted relations are "
+    "visited in file order and one that matches a gold relation already matched is dropped (neither true nor "
+    "false positive), so a repeat of a correct relation costs nothing while each repeat of a wrong one is a "
+    "false positive. Micro sums counts over all documents; macro and weighted average over relation types."
+)
+
+# A relation as the scorer sees it: (relation type, arg1, arg2), each argument (entity type, start, end).
+RelationArgument = tuple[str, int, int]
+RelationKey = tuple[str, RelationArgument, RelationArgument]
+
+
+def document_relations(document) -> list[RelationKey]:
+    """The relations of a ``corpus_io`` document as ``(type, arg1, arg2)``, in file order.
+
+    An argument is its entity's ``(type, start, end)``: first start and last end, so discontinuous
+    entities collapse as the official script reads them (and as :func:`match_counts` scores them).
+    A document with no relations (CoNLL input), or an object without a ``relations`` attribute, has
+    none. A relation naming an entity
+    id that is not among the document's entities is a ``ValueError`` (the brat reader never makes one:
+    it reports such a line as ``unknown_argument``).
+    """
+    entities = {entity.id: entity for entity in document.entities}
+    relations = []
+    for relation in getattr(document, "relations", None) or ():
+        arguments = []
+        for role, entity_id in (("Arg1", relation.arg1), ("Arg2", relation.arg2)):
+            entity = entities.get(entity_id)
+            if entity is None:
+                raise ValueError(f"document {document.doc_id}: relation {relation.id}'s {role} {entity_id} is not "
+                                 f"one of its entities")
+            arguments.append((entity.type, entity.start, entity.end))
+        relations.append((relation.type, arguments[0], arguments[1]))
+    return relations
+
+
+def match_relation_counts(
+    gold_relations: Sequence[RelationKey],
+    pred_relations: Sequence[RelationKey],
+    mode: str = "strict",
+) -> dict[str, dict[str, int]]:
+    """True/false positives and false negatives per relation type for one document, n2c2-2018 style.
+
+    Relations are ``(type, (arg1_type, start, end), (arg2_type, start, end))`` in file order
+    (:func:`document_relations`). This is the relation half of the official script's
+    ``SingleEvaluator``, with ``Relation.equals``:
+
+    * same relation type, ``arg1`` equals the gold ``arg1`` and ``arg2`` the gold ``arg2`` by
+      ``ClinicalConcept.equals`` (same entity type and, strict, same start and end; lenient, any
+      overlap). Arguments are compared in place, never crosswise: a relation with its attribute
+      and drug swapped matches nothing, in either mode.
+    * "pare down matches", exactly as :func:`match_counts` does for entities (one loop,
+      ``_pare_down_counts``): predictions are visited in order; one that matches a gold relation
+      already matched by an earlier prediction is dropped, counted neither as a true nor as a
+      false positive. So an exact duplicate of a correct relation costs nothing (1 tp), while
+      duplicates of a wrong relation are each a false positive, as the script counts every kept
+      predicted relation. Lenient, a prediction whose arguments overlap two gold relations'
+      (two drugs inside one predicted drug span) finds one of them; and, as for entities, a
+      prediction that matches a new gold relation *and* an already matched one is dropped and
+      the new one stays unfound.
+    * ``tp`` = kept predictions that match some gold relation; ``fp`` = kept - tp; ``fn`` = gold - tp.
+    """
+    if mode not in dict(ENTITY_MODES):
+        raise ValueError(f"mode must be 'strict' or 'lenient', not {mode!r}")
+    spans_equal = _span_equals(mode)
+
+    def argument_equals(gold: RelationArgument, pred: RelationArgument) -> bool:
+        return gold[0] == pred[0] and spans_equal(gold[1:], pred[1:])
+
+    def equals(gold: RelationKey, pred: RelationKey) -> bool:
+        return argument_equals(gold[1], pred[1]) and argument_equals(gold[2], pred[2])
+
+    # Matches need the same relation type, so each type is independent; file order within a type is kept.
+    gold_by_type: dict[str, list[RelationKey]] = defaultdict(list)
+    pred_by_type: dict[str, list[RelationKey]] = defaultdict(list)
+    for relation in gold_relations:
+        gold_by_type[relation[0]].append(relation)
+    for relation in pred_relations:
+        pred_by_type[relation[0]].append(relation)
+    counts = {}
+    for relation_type in dict.fromkeys([*gold_by_type, *pred_by_type]):
+        tp, fp, fn = _pare_down_counts(gold_by_type.get(relation_type, []), pred_by_type.get(relation_type, []),
+                                       equals)
+        counts[relation_type] = {"tp": tp, "fp": fp, "fn": fn}
+    return counts
+
+
+class _RelationTally:
+    """Relation counts summed document by document (:func:`score_relations`, :func:`score_brat_folders`)."""
+
+    def __init__(self) -> None:
+        self.counts = {mode: defaultdict(Counter) for mode, _ in ENTITY_MODES}
+        self.num_documents = self.num_gold = self.num_pred = self.unmatched_argument = 0
+
+    def add(self, gold_document, pred_document=None) -> None:
+        """One document; ``pred_document`` None (no prediction file) counts as no predicted relations."""
+        gold = document_relations(gold_document)
+        pred = document_relations(pred_document) if pred_document is not None else []
+        # Strict entity identity, as the official script compares arguments (type, start, end).
+        gold_entities = {(entity.type, entity.start, entity.end) for entity in gold_document.entities}
+        self.unmatched_argument += sum(1 for _, arg1, arg2 in pred
+                                       if arg1 not in gold_entities or arg2 not in gold_entities)
+        self.num_documents += 1
+        self.num_gold += len(gold)
+        self.num_pred += len(pred)
+        for mode, total in self.counts.items():
+            _add_counts(total, match_relation_counts(gold, pred, mode))
+
+    def report(self, setting: str) -> dict[str, Any]:
+        return {
+            "setting": setting,
+            "setting_title": RELATION_SETTINGS[setting],
+            "num_documents": self.num_documents,
+            "num_gold_relations": self.num_gold,
+            "num_pred_relations": self.num_pred,
+            # What separates the settings: on gold entities this is 0 (every argument is a gold entity).
+            "pred_relations_with_unmatched_argument": self.unmatched_argument,
+            **{mode: summarize_counts(total, with_counts=True, order=N2C2_RELATION_TYPES)
+               for mode, total in self.counts.items()},
+            "notes": [RELATION_NOTE],
+        }
+
+
+def _check_relation_setting(setting: str) -> None:
+    if setting not in RELATION_SETTINGS:
+        raise ValueError(f"relation setting must be one of {', '.join(RELATION_SETTINGS)}, not {setting!r}")
+
+
+def score_relations(gold_documents: Iterable[Any], pred_documents: Iterable[Any], *,
+                    setting: str = DEFAULT_RELATION_SETTING) -> dict[str, Any]:
+    """Strict and lenient relation P/R/F per relation type and micro, n2c2-2018 style, without files.
+
+    ``gold_documents`` and ``pred_documents`` are ``corpus_io.BratDocument`` s (entities and
+    ``relations``) paired by position, the same document on both sides (their ``doc_id`` must
+    agree); a ``None`` prediction counts as no predicted relations. Matching is
+    :func:`match_relation_counts` per document, counts summed over documents. The result is the
+    ``relations`` section of the brat report: ``setting`` (:data:`RELATION_SETTINGS`, a label
+    only), ``num_documents``, ``num_gold_relations``, ``num_pred_relations``,
+    ``pred_relations_with_unmatched_argument`` (predicted relations with an argument that equals no
+    gold entity, strict), ``strict`` and ``lenient`` (``per_type``, ``micro``, ``macro``,
+    ``weighted``, with tp/fp/fn) and ``notes``.
+    """
+    _check_relation_setting(setting)
+    gold_documents, pred_documents = list(gold_documents), list(pred_documents)
+    if len(gold_documents) != len(pred_documents):
+        raise ValueError(f"{len(gold_documents)} gold documents but {len(pred_documents)} predicted ones")
+    tally = _RelationTally()
+    for gold, pred in zip(gold_documents, pred_documents):
+        if pred is not None and pred.doc_id != gold.doc_id:
+            raise ValueError(f"documents are paired by position: gold {gold.doc_id} faces prediction {pred.doc_id}")
+        tally.add(gold, pred)
+    return tally.report(setting)
+
+
+# ---------------------------------------------------------------------------
 # Brat folders: n2c2-2018 official-style scoring
 # ---------------------------------------------------------------------------
 
 
-def _ann_types(ann_text: str) -> set[str]:
-    """The entity types named on the ``T`` lines of an ``.ann``'s text (just the type field)."""
+def _ann_types(ann_text: str, prefix: str = "T") -> set[str]:
+    """The types named on the ``T`` lines (``prefix="R"``: relation lines) of an ``.ann``'s text (the type field)."""
     types = set()
     for line in split_lines(ann_text):  # \r, \n and \r\n alike: a CR-only file has lines too
         fields = line.split("\t")
-        if line.startswith("T") and len(fields) >= 2 and fields[1].split():
+        if line.startswith(prefix) and len(fields) >= 2 and fields[1].split():
             types.add(fields[1].split()[0])
     return types
 
@@ -561,11 +766,15 @@ def _read_ann_text(path: Path) -> str:
 def _read_brat(txt: Path, ann: Path, problems: list | None = None):
     # read_brat_document accepts only the nine n2c2 types unless told otherwise (entity_types=None
     # means n2c2, not "any"); a system may write other types, which must count as false
-    # positives rather than fail, so name every type the file uses.
-    types = sorted(set(N2C2_ENTITY_TYPES) | _ann_types(_read_ann_text(ann)))
+    # positives rather than fail, so name every type the file uses. Relation types likewise (an identity
+    # relation map: without one the reader accepts only the n2c2 relation types).
+    ann_text = _read_ann_text(ann)
+    types = sorted(set(N2C2_ENTITY_TYPES) | _ann_types(ann_text))
+    relation_map = {name: name for name in sorted(set(N2C2_RELATION_TYPES) | _ann_types(ann_text, "R"))}
     try:
         # validate_text=False: scoring needs offsets only, and systems may normalise the surface text.
-        return read_brat_document(txt, ann, entity_types=types, validate_text=False, problems=problems)
+        return read_brat_document(txt, ann, entity_types=types, relation_map=relation_map, validate_text=False,
+                                  problems=problems)
     except OSError as error:  # the .txt, or a file that changed since it was first read
         raise _unreadable(ann, error) from None
 
@@ -580,6 +789,7 @@ def score_brat_folders(
     gold_dir: str | Path,
     pred_dir: str | Path,
     entity_types: Iterable[str] | None = None,
+    relation_setting: str = DEFAULT_RELATION_SETTING,
 ) -> dict[str, Any]:
     """Strict and lenient P/R/F per type and micro over all documents of two brat folders.
 
@@ -592,7 +802,17 @@ def score_brat_folders(
     are skipped and listed (document, line, kind). Missing folders and a gold file that is
     missing its text, cannot be read or is malformed raise :class:`BratFormatError`.
     Matching is :func:`match_counts`.
+
+    Relations (``R`` lines) are scored too when the gold files have any: the report gets a
+    ``relations`` section (:func:`score_relations`; ``relation_setting`` only labels it). Without
+    gold ``R`` lines there is no such section, whatever the predictions hold. Every relation type
+    in the files is read, so a system's extra relation types are false positives, as for entities.
+    A prediction's relation whose argument is not one of its entities is a skipped line
+    (``unknown_argument``); a missing or unreadable prediction file counts as no predicted
+    relations. ``entity_types`` filters the entity scores only: relations are scored on every
+    entity they name.
     """
+    _check_relation_setting(relation_setting)
     gold_dir, pred_dir = Path(gold_dir), Path(pred_dir)
     for flag, folder in (("--gold_brat", gold_dir), ("--pred_brat", pred_dir)):
         if not folder.is_dir():
@@ -603,6 +823,7 @@ def score_brat_folders(
         raise BratFormatError(gold_dir, None, "no .ann files in the gold folder (--gold_brat)", "empty_folder")
     keep = set(entity_types) if entity_types is not None else None
     totals = {mode: defaultdict(Counter) for mode, _ in ENTITY_MODES}
+    relations = _RelationTally()
     missing, skipped, unreadable, num_gold, num_pred = [], [], [], 0, 0
     for gold_ann in gold_files:
         doc_id = gold_ann.stem
@@ -611,13 +832,15 @@ def score_brat_folders(
         if txt is None:
             raise BratFormatError(gold_ann, None, f"no matching .txt file (looked for {doc_id}.txt in the gold "
                                                   f"folder, then in the prediction folder)", "missing_txt")
-        gold_spans = _brat_spans(_read_brat(txt, gold_ann), keep)
+        gold_document = _read_brat(txt, gold_ann)
+        gold_spans = _brat_spans(gold_document, keep)
         pred_ann = pred_dir / f"{doc_id}.ann"
-        pred_spans = []
+        pred_spans, pred_document = [], None
         if pred_ann.is_symlink() or pred_ann.exists():  # a dangling link is there, just unreadable
             problems: list = []
             try:
-                pred_spans = _brat_spans(_read_brat(txt, pred_ann, problems), keep)
+                pred_document = _read_brat(txt, pred_ann, problems)
+                pred_spans = _brat_spans(pred_document, keep)
             except BratFormatError as error:
                 # One bad system file must not cost the scoring of the others. str(error) is
                 # file:line: reason (no note text); kinds and line numbers go to the report.
@@ -631,6 +854,7 @@ def score_brat_folders(
         num_gold, num_pred = num_gold + len(gold_spans), num_pred + len(pred_spans)
         for mode, total in totals.items():
             _add_counts(total, match_counts(gold_spans, pred_spans, mode))
+        relations.add(gold_document, pred_document)
     if missing:
         logger.warning("%d gold documents have no prediction file in %s (scored as empty)", len(missing), pred_dir)
     if unreadable:
@@ -642,6 +866,11 @@ def score_brat_folders(
     unmatched = sorted(path.stem for path in pred_dir.glob("*.ann") if path.stem not in gold_ids)
     if unmatched:
         logger.warning("%d prediction files have no gold file and are ignored", len(unmatched))
+    # Relations only when the gold standard has some: entity-only corpora keep the report they had.
+    relation_section = {"relations": relations.report(relation_setting)} if relations.num_gold else {}
+    if not relations.num_gold and relations.num_pred:
+        logger.warning("the prediction files hold %d relations but the gold files none: relations are not scored",
+                       relations.num_pred)
     return {
         "mode": "brat",
         "unit": "character",
@@ -655,6 +884,7 @@ def score_brat_folders(
         "skipped_prediction_files": unreadable,
         "skipped_prediction_lines": skipped,
         **{mode: summarize_counts(total, with_counts=True) for mode, total in totals.items()},
+        **relation_section,
         "notes": [
             "n2c2-2018 official-style scoring: strict = same type, same start and end; lenient = same "
             "type, any overlap; discontinuous spans collapse to first start..last end; micro sums "
@@ -889,6 +1119,37 @@ def render_brat_markdown(report: Mapping[str, Any], digits: int = 4) -> str:
         parts += [f"Malformed prediction lines skipped: {len(report['skipped_prediction_lines'])} "
                   f"(see {REPORT_JSON_FILE}).", ""]
     parts += [f"> {note}" for note in report["notes"]] + [""]
+    if "relations" in report:  # only when the gold files have relations: entity-only reports stay as they were
+        parts += [render_relations_markdown(report["relations"], digits)]
+    return "\n".join(parts)
+
+
+def render_relations_markdown(relations: Mapping[str, Any], digits: int = 4) -> str:
+    """The ``relations`` section of a brat report (:func:`score_relations`) as Markdown: scores and counts."""
+    strict, lenient = relations["strict"], relations["lenient"]
+    rows = []
+    for relation_type in strict["per_type"]:  # the same types in both modes, in the official order
+        s, l = strict["per_type"][relation_type], lenient["per_type"][relation_type]
+        rows.append([relation_type, s["precision"], s["recall"], s["f1"], l["precision"], l["recall"], l["f1"],
+                     s["support"]])
+    for average in AVERAGES:
+        s, l = strict[average], lenient[average]
+        rows.append([f"**Overall ({average})**", s["precision"], s["recall"], s["f1"], l["precision"],
+                     l["recall"], l["f1"], s["support"]])
+    headers = ["Relation", "Strict P", "Strict R", "Strict F1", "Lenient P", "Lenient R", "Lenient F1", "Gold"]
+    count_rows = [[t, c["tp"], c["fp"], c["fn"], lenient["per_type"][t]["tp"], lenient["per_type"][t]["fp"],
+                   lenient["per_type"][t]["fn"]] for t, c in strict["per_type"].items()]
+    count_rows.append(["**micro**", strict["micro"]["tp"], strict["micro"]["fp"], strict["micro"]["fn"],
+                       lenient["micro"]["tp"], lenient["micro"]["fp"], lenient["micro"]["fn"]])
+    parts = [f"# n2c2-2018 official-style relation scores, {relations['setting_title']}", "",
+             f"{relations['num_gold_relations']} gold and {relations['num_pred_relations']} predicted relations; "
+             f"{relations['pred_relations_with_unmatched_argument']} predicted relations have an argument that "
+             f"matches no gold entity (strict: same type, start and end).", "",
+             _md_table(headers, rows, digits), "",
+             "## Relation counts", "",
+             _md_table(["Relation", "Strict TP", "Strict FP", "Strict FN", "Lenient TP", "Lenient FP",
+                        "Lenient FN"], count_rows), ""]
+    parts += [f"> {note}" for note in relations["notes"]] + [""]
     return "\n".join(parts)
 
 
@@ -1076,7 +1337,13 @@ class EvaluationArguments:
     no_paper_ablations: bool = field(default=False, metadata={
         "help": "Skip the paper's Table IV ablations (they run by default)."})
     brat_entity_types: Optional[list[str]] = field(default=None, metadata={
-        "help": "Score only these types in brat mode (default: every type in the files)."})
+        "help": "Score only these types in brat mode (default: every type in the files); relations are not "
+                "filtered."})
+    relation_setting: str = field(default=DEFAULT_RELATION_SETTING, metadata={
+        "choices": list(RELATION_SETTINGS),
+        "help": "Brat mode, when the gold files have relations (R lines): where the predicted relations' entities "
+                "came from, end_to_end (the system's own) or gold_entities (the gold ones). It only labels the "
+                "report's relations section; the scoring is the same."})
     top_confusions: int = field(default=15, metadata={"help": "How many confusions to list."})
     digits: int = field(default=3, metadata={"help": "Decimals in Markdown tables."})
     overwrite_output_dir: bool = field(default=False, metadata={
@@ -1271,7 +1538,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if brat:
         # Scoring only reads, so every input problem surfaces here, before anything is removed or written.
         try:
-            report = score_brat_folders(args.gold_brat, args.pred_brat, entity_types=args.brat_entity_types)
+            report = score_brat_folders(args.gold_brat, args.pred_brat, entity_types=args.brat_entity_types,
+                                        relation_setting=args.relation_setting)
         except BratFormatError as error:
             fail(str(error))  # file:line: reason, never the note's text
     if args.overwrite_output_dir and output_dir.is_dir():
@@ -1285,6 +1553,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         logger.info("strict micro F1 %.4f, lenient micro F1 %.4f over %d documents (%d prediction files skipped)",
                     report["strict"]["micro"]["f1"], report["lenient"]["micro"]["f1"], report["num_documents"],
                     len(report["skipped_prediction_files"]))
+        if "relations" in report:
+            relations = report["relations"]
+            logger.info("relations (%s): strict micro F1 %.4f, lenient micro F1 %.4f; %d of %d predicted relations "
+                        "have an argument that matches no gold entity", relations["setting"],
+                        relations["strict"]["micro"]["f1"], relations["lenient"]["micro"]["f1"],
+                        relations["pred_relations_with_unmatched_argument"], relations["num_pred_relations"])
     else:
         try:
             report = evaluate_predictions(args, output_dir, resolved)

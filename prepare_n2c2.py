@@ -14,11 +14,15 @@ the entity policies below, down-samples and writes the dataset.
 
 Input
     Brat standoff: ``T`` lines are entities (contiguous ``start end`` or discontinuous
-    ``start end;start end`` spans); ``R``, ``E``, ``A``, ``M``, ``N``, ``*`` and ``#`` lines
-    are ignored. Text is read with ``newline=""`` so offsets are character offsets of the
-    raw file (CRLF files included). ``--label_map FILE.json`` maps source types to target
-    types; unmapped types are ignored and counted. The tag set holds the types that occur in the
-    data (``--entity_types`` fixes it instead); ``stats.json`` lists those left out. CoNLL ``token<TAB>tag`` files become
+    ``start end;start end`` spans); ``R`` lines are relations (n2c2: ``R1<TAB>Strength-Drug
+    Arg1:T5 Arg2:T3``, the attribute then its drug), ``E`` lines events (a relation argument
+    ``E2`` is its trigger entity); ``A``, ``M``, ``N``, ``*`` and ``#`` lines are ignored. Text is
+    read with ``newline=""`` so offsets are character offsets of the raw file (CRLF files
+    included). ``--label_map FILE.json`` maps source types to target types; unmapped types are
+    ignored and counted. ``--relation_map FILE.json`` does the same for relation types (needed
+    for relations of another scheme: with a label map alone, relations are ignored and counted).
+    The tag set holds the types that occur in the data (``--entity_types`` fixes it instead);
+    ``stats.json`` lists those left out. CoNLL ``token<TAB>tag`` files become
     documents whose text is the tokens joined by single spaces and the sentences joined by
     newlines (documents split at ``-DOCSTART-``, else one document per sentence).
 
@@ -39,11 +43,17 @@ Policies (every entity that does not end up as its own ``B-`` tag is counted per
                    the label order.
     sentences      Newline-aware splitting for discharge summaries (lists, headings and
                    vitals lines break; wrapped prose does not), never inside an entity.
+    relations      A relation is kept when both its arguments became tags (an argument that is an
+                   exact duplicate of a kept entity counts as that entity); every other one is
+                   counted by reason (``argument_dropped``: lost to a policy above;
+                   ``argument_missing``: not an entity of the document; ``duplicate``).
 
 Output (``--output_dir``, written to a temporary directory and moved into place)
     A ``DatasetDict`` (``save_to_disk``) with ``train``, ``validation``, ``test``,
     ``train_downsampled`` and ``validation_downsampled``; ``documents/`` (document_id,
-    split, text); ``stats.json`` (counts only, never corpus text); ``label_distribution.png``.
+    split, text, entities ``{id, type, start, end}``: what the tags hold, with the source id and
+    the final span, relations ``{type, arg1, arg2}``: those kept); ``stats.json`` (counts only,
+    never corpus text); ``label_distribution.png``.
     The printed summary holds counts only; error messages may quote the offending span of
     the user's own file. Same inputs and seed give the same dataset.
 """
@@ -64,13 +74,15 @@ from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 import corpus_io
+import relations as relations_module
 from corpus_io import (
     DOCUMENTS_DIRNAME, LABEL_DISTRIBUTION_FILE, STATS_FILE, BratDocument, BratFormatError, check_output_dir,
-    conll_entity_types, load_label_map, note_file_mode, read_corpus, set_tree_mode, write_folder_atomically,
+    conll_entity_types, load_label_map, load_relation_map, note_file_mode, read_corpus, set_tree_mode,
+    write_folder_atomically,
 )
 from tagging import (
-    N2C2_ENTITY_TYPES, N2C2_LABELS, bio_labels, entity_types_of, is_all_o, split_sentences, spans_to_bio, tag_type,
-    tokenize_words,
+    DRUG_TYPE, N2C2_ENTITY_TYPES, N2C2_LABELS, N2C2_RELATION_TYPES, bio_labels, entity_types_of, is_all_o,
+    split_sentences, spans_to_bio, tag_type, tokenize_words,
 )
 
 logger = logging.getLogger(__name__)
@@ -88,6 +100,8 @@ DROP_CATEGORIES = (
     "dropped_crosses_sentence", "dropped_not_in_labels",
 )
 CHANGE_CATEGORIES = ("clipped_overlap", "expanded_to_words", "discontinuous_spanned", "discontinuous_first_fragment")
+# Counter categories of :func:`document_relations`: every source relation ends "kept" or in one of these.
+RELATION_DROP_REASONS = ("argument_dropped", "argument_missing", "duplicate")
 
 
 def document_to_examples(
@@ -97,7 +111,8 @@ def document_to_examples(
     overlap: str = "longest",
     discontinuous: str = "span",
     sentence_spans: Sequence[tuple[int, int]] | None = None,
-) -> tuple[list[dict], Counter]:
+    return_entities: bool = False,
+) -> tuple[list[dict], Counter] | tuple[list[dict], Counter, dict[str, dict]]:
     """Split a document into sentences of words with IOB2 tags.
 
     Returns ``(rows, counts)``. Each row has ``id``, ``document_id``, ``sentence_index``,
@@ -107,6 +122,10 @@ def document_to_examples(
     :data:`CHANGE_CATEGORIES`, so that ``source == kept + dropped`` per type. Sentences come
     from ``sentence_spans``, else ``doc.sentence_spans``, else :func:`split_sentences`.
     The policies are described at the top of this file.
+
+    With ``return_entities``, also the entities the tags hold, by source id:
+    ``{id: {"id", "type", "start", "end"}}`` with the final character span (after word expansion
+    and clipping), in document order; an exact duplicate's id maps to the copy that was kept.
     """
     if overlap not in OVERLAP_POLICIES:
         raise ValueError(f"overlap policy must be one of {OVERLAP_POLICIES}, got {overlap!r}")
@@ -115,8 +134,8 @@ def document_to_examples(
     type_rank = {entity_type: rank for rank, entity_type in enumerate(entity_types_of(labels))}
     counts: Counter = Counter()
 
-    # 1. One character span per entity (discontinuous policy).
-    char_spans: list[tuple[str, int, int]] = []
+    # 1. One character span per entity (discontinuous policy); the source id travels along.
+    char_spans: list[tuple[str, int, int, str]] = []
     for entity in doc.entities:
         counts["source", entity.type] += 1
         if entity.type not in type_rank:
@@ -128,16 +147,16 @@ def document_to_examples(
                 continue
             if discontinuous == "first":
                 counts["discontinuous_first_fragment", entity.type] += 1
-                char_spans.append((entity.type, *min(entity.spans)))
+                char_spans.append((entity.type, *min(entity.spans), entity.id))
                 continue
             counts["discontinuous_spanned", entity.type] += 1
-        char_spans.append((entity.type, entity.start, entity.end))
+        char_spans.append((entity.type, entity.start, entity.end, entity.id))
 
     # 2. Sentences and their words.
     if sentence_spans is None:
         sentence_spans = doc.sentence_spans
     if sentence_spans is None:
-        sentence_spans = split_sentences(doc.text, char_spans)
+        sentence_spans = split_sentences(doc.text, [span[1:3] for span in char_spans])
     words: list[tuple[str, int, int]] = []
     sentence_of_word: list[int] = []
     sentence_word_ranges: list[tuple[int, int]] = []
@@ -150,9 +169,10 @@ def document_to_examples(
     word_ends = [end for _, _, end in words]
 
     # 3. Character spans to word ranges [first, last), expanding to whole words.
-    candidates: list[tuple[str, int, int]] = []
-    seen: set[tuple[str, int, int]] = set()
-    for entity_type, start, end in char_spans:
+    candidates: list[tuple[str, int, int, str]] = []
+    seen: dict[tuple[str, int, int], str] = {}  # -> the id of the copy kept
+    duplicate_of: dict[str, str] = {}
+    for entity_type, start, end, entity_id in char_spans:
         first = bisect.bisect_right(word_ends, start)  # first word ending after the start
         last = bisect.bisect_left(word_starts, end)  # words starting before the end
         if first >= last:
@@ -165,13 +185,14 @@ def document_to_examples(
             counts["expanded_to_words", entity_type] += 1
         if (entity_type, first, last) in seen:
             counts["dropped_duplicate", entity_type] += 1
+            duplicate_of[entity_id] = seen[entity_type, first, last]
             continue
-        seen.add((entity_type, first, last))
-        candidates.append((entity_type, first, last))
+        seen[entity_type, first, last] = entity_id
+        candidates.append((entity_type, first, last, entity_id))
 
     # 4. Overlaps: greedy in policy order over word occupancy.
     def priority(candidate):
-        entity_type, first, last = candidate
+        entity_type, first, last, _ = candidate
         length = last - first
         if overlap == "shortest":
             return (length, first, type_rank[entity_type])
@@ -180,8 +201,8 @@ def document_to_examples(
         return (-length, first, type_rank[entity_type])  # longest, clip
 
     occupied = [False] * len(words)
-    kept: list[tuple[str, int, int]] = []
-    for entity_type, first, last in sorted(candidates, key=priority):
+    kept: list[tuple[str, int, int, str]] = []
+    for entity_type, first, last, entity_id in sorted(candidates, key=priority):
         free = [not occupied[index] for index in range(first, last)]
         if not all(free):
             if overlap != "clip" or not any(free):
@@ -200,11 +221,11 @@ def document_to_examples(
             counts["clipped_overlap", entity_type] += 1
         for index in range(first, last):
             occupied[index] = True
-        kept.append((entity_type, first, last))
+        kept.append((entity_type, first, last, entity_id))
         counts["kept", entity_type] += 1
 
     # 5. IOB2 tags per sentence.
-    tags = spans_to_bio(len(words), kept)
+    tags = spans_to_bio(len(words), [(entity_type, first, last) for entity_type, first, last, _ in kept])
     rows = []
     for sentence_index, (first, last) in enumerate(sentence_word_ranges):
         rows.append({
@@ -216,7 +237,84 @@ def document_to_examples(
             "token_starts": word_starts[first:last],
             "token_ends": word_ends[first:last],
         })
+    if not return_entities:
+        return rows, counts
+    entities = {entity_id: {"id": entity_id, "type": entity_type, "start": word_starts[first],
+                            "end": word_ends[last - 1]}
+                for entity_type, first, last, entity_id in sorted(kept, key=lambda entity: entity[1:3])}
+    entities.update({entity_id: entities[kept_id] for entity_id, kept_id in duplicate_of.items()
+                     if kept_id in entities})
+    return rows, counts, entities
+
+
+def document_relations(doc: BratDocument, entities: dict[str, dict]) -> tuple[list[dict], Counter]:
+    """The relations of ``doc`` whose two arguments are among ``entities`` (by source id, as
+    :func:`document_to_examples` reports them), as ``{type, arg1, arg2}`` rows on the kept ids, and a
+    Counter keyed by ``(category, relation_type)``: ``source``, ``kept`` and each of
+    :data:`RELATION_DROP_REASONS`, so that ``source == kept + dropped`` per type."""
+    source_ids = {entity.id for entity in doc.entities}
+    rows: list[dict] = []
+    seen: set[tuple[str, str, str]] = set()
+    counts: Counter = Counter()
+    for relation in doc.relations:
+        counts["source", relation.type] += 1
+        arguments = (relation.arg1, relation.arg2)
+        if not all(argument in source_ids for argument in arguments):
+            reason = "argument_missing"
+        elif not all(argument in entities for argument in arguments):
+            reason = "argument_dropped"
+        else:
+            row = {"type": relation.type, "arg1": entities[relation.arg1]["id"], "arg2": entities[relation.arg2]["id"]}
+            if tuple(row.values()) not in seen:
+                seen.add(tuple(row.values()))
+                rows.append(row)
+                counts["kept", relation.type] += 1
+                continue
+            reason = "duplicate"  # the same link twice (an exact duplicate entity makes one too)
+        counts[reason, relation.type] += 1
     return rows, counts
+
+
+# Counter categories of :func:`relation_cases`, what makes linking attributes to drugs hard: counted per relation
+# type, and counted once (keyed by ``None``).
+RELATION_TYPE_CASES = ("across_sentences", "shared_attributes", "beyond_candidates")
+RELATION_DOCUMENT_CASES = ("drugs_without_attributes", "lines_with_several_drugs")
+
+
+def relation_cases(text: str, entities: Sequence[dict], relations: Sequence[dict], rows: Sequence[dict]) -> Counter:
+    """The hard cases of one document's kept ``entities`` and ``relations`` (as written to ``documents/``),
+    with its sentence ``rows``: a Counter keyed by ``(case, relation_type)`` for relations whose arguments
+    are in different sentences (``across_sentences``) and for attributes linked to more than one drug
+    (``shared_attributes``), for relations that relations.candidate_pairs (default window) never proposes, the
+    ceiling of any relation model (``beyond_candidates``), and by ``(case, None)`` for drugs linked to no attribute
+    (``drugs_without_attributes``) and lines holding more than one drug (``lines_with_several_drugs``)."""
+    by_id = {entity["id"]: entity for entity in entities}
+    sentence_starts = [row["token_starts"][0] for row in rows if row["token_starts"]]
+    line_starts = [0] + [match.end() for match in re.finditer(r"\r\n|\r|\n", text)]
+
+    def position(starts: list[int], entity_id: str) -> int:
+        return bisect.bisect_right(starts, by_id[entity_id]["start"]) - 1
+
+    counts: Counter = Counter()
+    links: dict[str, list[str]] = {}
+    for relation in relations:
+        if position(sentence_starts, relation["arg1"]) != position(sentence_starts, relation["arg2"]):
+            counts["across_sentences", relation["type"]] += 1
+        links.setdefault(relation["arg1"], []).append(relation["type"])
+    for types in links.values():
+        if len(types) > 1:
+            counts["shared_attributes", types[0]] += 1
+    mentions = [relations_module.Mention(e["type"], e["start"], e["end"], e["id"]) for e in entities]
+    reached = relations_module.candidate_recall([(text, mentions, [(r["type"], r["arg1"], r["arg2"]) for r in relations])])
+    for relation_type, row in reached.items():
+        if row["gold"] > row["reached"]:
+            counts["beyond_candidates", relation_type] += row["gold"] - row["reached"]
+    drugs = [entity["id"] for entity in entities if entity["type"] == DRUG_TYPE]
+    linked_drugs = {relation["arg2"] for relation in relations}
+    counts["drugs_without_attributes", None] += sum(drug not in linked_drugs for drug in drugs)
+    drugs_per_line = Counter(position(line_starts, drug) for drug in drugs)
+    counts["lines_with_several_drugs", None] += sum(number > 1 for number in drugs_per_line.values())
+    return counts
 
 
 def downsample_plain(examples, plain_ratio: float, seed: int = 42):
@@ -286,6 +384,10 @@ class DataArguments:
     )
     label_map: Optional[str] = field(
         default=None, metadata={"help": "JSON object mapping source entity types to target types; others are ignored."}
+    )
+    relation_map: Optional[str] = field(
+        default=None, metadata={"help": "JSON object mapping source relation types to target types; others are ignored "
+                                        "(without it: the n2c2 relation types, or none with --label_map)."}
     )
     entity_types: Optional[str] = field(
         default=None, metadata={"help": "Comma-separated entity types, in tag order (overrides the default scheme)."}
@@ -430,7 +532,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DataArguments:
     return args
 
 
-def _read_inputs(args: DataArguments, label_map, entity_types, synthetic_dir: Path | None):
+def _read_inputs(args: DataArguments, label_map, relation_map, entity_types, synthetic_dir: Path | None):
     """Documents per split (``train``, maybe ``validation``, maybe ``test``), the skipped problems, and the
     user's files the text came from (none for the synthetic notes: the permissions policy follows them)."""
     if args.train_file:
@@ -448,8 +550,8 @@ def _read_inputs(args: DataArguments, label_map, entity_types, synthetic_dir: Pa
         if path is None:
             continue
         documents[split], split_problems = read_corpus(
-            format_name, path, label_map=label_map, entity_types=entity_types, skip_invalid=args.skip_invalid,
-            validate_text=args.validate_text)
+            format_name, path, label_map=label_map, relation_map=relation_map, entity_types=entity_types,
+            skip_invalid=args.skip_invalid, validate_text=args.validate_text)
         problems.extend(split_problems)
     if synthetic_dir is not None:
         return documents, problems, []
@@ -484,8 +586,8 @@ def build_dataset(args: DataArguments) -> dict:
     modes = [bool(args.train_dir), bool(args.train_file), args.synthetic is not None]
     if sum(modes) != 1:
         raise ValueError("give exactly one input: --train_dir (brat), --train_file (CoNLL) or --synthetic N")
-    if args.synthetic is not None and (args.label_map or args.entity_types):
-        raise ValueError("--synthetic notes use the n2c2 scheme: drop --label_map / --entity_types")
+    if args.synthetic is not None and (args.label_map or args.relation_map or args.entity_types):
+        raise ValueError("--synthetic notes use the n2c2 scheme: drop --label_map / --relation_map / --entity_types")
     if args.write_brat and args.synthetic is None:
         raise ValueError("--write_brat only applies to --synthetic")
     if not 0.0 <= args.plain_ratio <= 1.0:
@@ -494,6 +596,7 @@ def build_dataset(args: DataArguments) -> dict:
     check_output_dir(output_dir, args.overwrite)  # fail before the work, not after
 
     label_map = load_label_map(args.label_map) if args.label_map else None
+    relation_map = load_relation_map(args.relation_map) if args.relation_map else None
     requested_types = [t for t in re.split(r"[,\s]+", args.entity_types or "") if t] or None
     conll_types = None
     if args.train_file and not requested_types:
@@ -516,7 +619,7 @@ def build_dataset(args: DataArguments) -> dict:
             synthetic_dir = Path(args.write_brat) if args.write_brat else Path(scratch)
             write_synthetic_corpus(synthetic_dir, args.synthetic - num_test, num_test, seed=args.seed,
                                    overwrite=args.overwrite)
-        documents, problems, sources = _read_inputs(args, label_map, entity_types, synthetic_dir)
+        documents, problems, sources = _read_inputs(args, label_map, relation_map, entity_types, synthetic_dir)
 
     # Leakage: a note in two splits (the same folder twice, or copies) makes the test set lie.
     overlap = overlapping_documents(documents)
@@ -553,24 +656,35 @@ def build_dataset(args: DataArguments) -> dict:
     for error in problems:
         logger.warning("skipped %s: %s", error.skipped, error)
 
-    # Convert every document; counts are keyed by (category, type) per split.
+    # Convert every document; counts are keyed by (category, type) per split, those of relations apart.
     from tqdm.auto import tqdm
 
     rows: dict[str, list[dict]] = {}
     counts: dict[str, Counter] = {}
+    relation_counts: dict[str, Counter] = {}
+    annotations: dict[str, list[tuple[list[dict], list[dict]]]] = {}  # per document: entities, relations
     for split in ("train", "validation", "test"):
         if split not in documents:
             continue
-        rows[split], counts[split] = [], Counter()
+        rows[split], counts[split], relation_counts[split], annotations[split] = [], Counter(), Counter(), []
         for doc in tqdm(documents[split], desc=f"converting {split}", unit="doc", disable=None):
-            doc_rows, doc_counts = document_to_examples(doc, labels, overlap=args.overlap,
-                                                        discontinuous=args.discontinuous)
+            doc_rows, doc_counts, kept = document_to_examples(doc, labels, overlap=args.overlap,
+                                                              discontinuous=args.discontinuous, return_entities=True)
+            doc_entities = [entity for entity_id, entity in kept.items() if entity["id"] == entity_id]
+            doc_relations, doc_relation_counts = document_relations(doc, kept)
             rows[split].extend(doc_rows)
             counts[split].update(doc_counts)
+            relation_counts[split].update(doc_relation_counts)
+            relation_counts[split].update(relation_cases(doc.text, doc_entities, doc_relations, doc_rows))
+            annotations[split].append((doc_entities, doc_relations))
     for split in ("train", "validation"):
         rows[f"{split}_downsampled"] = downsample_plain(rows[split], args.plain_ratio, args.seed)
 
     stats = _build_stats(args, labels, documents, rows, counts, problems, validation_source, absent_types)
+    stats["relations"] = _relation_stats(relation_counts, annotations)
+    stats["unmapped_relation_types"] = {
+        split: dict(sorted(sum((doc.unmapped_relation_types for doc in docs), Counter()).items()))
+        for split, docs in documents.items()}
     stats["overlapping_documents"] = overlap
 
     def write(tmp_dir: Path) -> None:
@@ -591,13 +705,20 @@ def build_dataset(args: DataArguments) -> dict:
         })
         # An empty split saved with zero shards cannot be loaded back: give it one.
         dataset.save_to_disk(str(tmp_dir), num_shards={split: 1 for split, r in rows.items() if not r})
-        split_of = [(doc, split) for split in ("train", "validation", "test") for doc in documents.get(split, [])]
+        split_of = [(doc, split, annotation) for split in ("train", "validation", "test")
+                    for doc, annotation in zip(documents.get(split, []), annotations.get(split, []))]
         Dataset.from_dict({
-            "document_id": [doc.doc_id for doc, _ in split_of],
-            "split": [split for _, split in split_of],
-            "text": [doc.text for doc, _ in split_of],
-        }, features=Features({"document_id": Value("string"), "split": Value("string"), "text": Value("string")})
-        ).save_to_disk(str(tmp_dir / DOCUMENTS_DIRNAME))
+            "document_id": [doc.doc_id for doc, _, _ in split_of],
+            "split": [split for _, split, _ in split_of],
+            "text": [doc.text for doc, _, _ in split_of],
+            "entities": [entities for _, _, (entities, _) in split_of],
+            "relations": [relations for _, _, (_, relations) in split_of],
+        }, features=Features({
+            "document_id": Value("string"), "split": Value("string"), "text": Value("string"),
+            "entities": [{"id": Value("string"), "type": Value("string"), "start": Value("int32"),
+                          "end": Value("int32")}],
+            "relations": [{"type": Value("string"), "arg1": Value("string"), "arg2": Value("string")}],
+        })).save_to_disk(str(tmp_dir / DOCUMENTS_DIRNAME))
         (tmp_dir / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
         plot_label_distribution(stats, tmp_dir / LABEL_DISTRIBUTION_FILE, synthetic=stats["synthetic"])
         # The dataset holds the notes' text: no more readable than they are (docs/architecture.md).
@@ -663,6 +784,7 @@ def _build_stats(args, labels, documents, rows, counts, problems, validation_sou
             "validation": args.validation_dir or args.validation_file,
             "test": args.test_dir or args.test_file,
             "label_map": args.label_map,
+            "relation_map": args.relation_map,
             "synthetic_notes": args.synthetic,
         },
         "labels": list(labels),
@@ -697,6 +819,31 @@ def _build_stats(args, labels, documents, rows, counts, problems, validation_sou
     return stats
 
 
+def _relation_stats(relation_counts: dict[str, Counter], annotations: dict[str, list]) -> dict:
+    """``stats.json["relations"]``: per split, source, kept and dropped (by reason) relations per type and the
+    hard cases (:func:`relation_cases`), after checking that each source relation is written or counted as dropped."""
+    relation_stats = {}
+    for split, split_counts in relation_counts.items():
+        types = sorted({t for c, t in split_counts if c == "source"}, key=_type_order(N2C2_RELATION_TYPES))
+        written = Counter(relation["type"] for _, relations in annotations[split] for relation in relations)
+        dropped = {reason: _per_type(split_counts, reason, types) for reason in RELATION_DROP_REASONS}
+        # The guarantee: every source relation is in documents/ or counted as dropped.
+        for relation_type in types:
+            lost = sum(dropped[reason].get(relation_type, 0) for reason in RELATION_DROP_REASONS)
+            if written[relation_type] + lost != split_counts["source", relation_type]:
+                raise RuntimeError(f"relation bookkeeping error in {split} for {relation_type}: "
+                                   f"{written[relation_type]} written + {lost} dropped != "
+                                   f"{split_counts['source', relation_type]} read")
+        relation_stats[split] = {
+            "source": _per_type(split_counts, "source", types),
+            "kept": _per_type(split_counts, "kept", types),
+            "dropped": dropped,
+            "cases": {**{case: _per_type(split_counts, case, types) for case in RELATION_TYPE_CASES},
+                      **{case: split_counts[case, None] for case in RELATION_DOCUMENT_CASES}},
+        }
+    return relation_stats
+
+
 def format_summary(stats: dict, output_dir) -> str:
     """A short, counts-only summary of the build."""
     lines = [f"Wrote {output_dir}" + ("  [SYNTHETIC data, not real patient notes]" if stats["synthetic"] else "")]
@@ -710,6 +857,14 @@ def format_summary(stats: dict, output_dir) -> str:
     unmapped = sum((Counter(u) for u in stats["unmapped_types"].values()), Counter())
     if unmapped:
         lines.append(f"ignored by the label map: {sum(unmapped.values())} entities of {len(unmapped)} types")
+    relations = {key: sum(sum(split[key].values()) for split in stats["relations"].values())
+                 for key in ("source", "kept")}
+    dropped = Counter({reason: sum(sum(split["dropped"][reason].values()) for split in stats["relations"].values())
+                       for reason in RELATION_DROP_REASONS})
+    unmapped = sum(sum(u.values()) for u in stats["unmapped_relation_types"].values())
+    lines.append(f"relations: {relations['source']} read, {relations['kept']} kept, dropped: "
+                 + (", ".join(f"{reason} {n}" for reason, n in dropped.items() if n) or "none")
+                 + (f"; {unmapped} ignored as unmapped types" if unmapped else ""))
     skipped = stats["skipped_invalid"]
     if skipped["documents"] or skipped["annotations"]:
         lines.append(f"skipped as invalid: {skipped['documents']} documents, {skipped['annotations']} annotation lines")

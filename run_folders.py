@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -32,6 +33,28 @@ from corpus_io import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Files `--push_to_hub` uploads: model, tokenizer, config, modeling file and card. Nothing else
+# (no predictions, datasets, logs or training state: they may hold corpus text).
+HUB_UPLOAD_PATTERNS = [
+    "config.json",
+    "model.safetensors",
+    "model-*.safetensors",
+    "model.safetensors.index.json",
+    "modeling_crf.py",
+    "windows.py",  # the CRF pipeline (windows.NerPipeline) and the tag scheme it imports
+    "tagging.py",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "added_tokens.json",
+    "README.md",
+]
 
 
 class UsageError(ValueError):
@@ -229,3 +252,44 @@ def trainer_state_epoch(checkpoint: str | None) -> float:
     """The epoch a checkpoint had reached (0 for a fresh start)."""
     state = Path(checkpoint or "") / "trainer_state.json"
     return float(json.loads(state.read_text()).get("epoch") or 0.0) if checkpoint and state.is_file() else 0.0
+
+
+def push_model_to_hub(output_dir: Path, repo_id: str, token: str | None, private: bool | None = None,
+                      script: str = "run_ner_crf.py"):
+    """Upload model, tokenizer, config, code files and card: nothing else (see HUB_UPLOAD_PATTERNS)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    return api.upload_folder(repo_id=repo_id, folder_path=str(output_dir), allow_patterns=HUB_UPLOAD_PATTERNS,
+                             commit_message=f"Upload model trained with {script}")
+
+
+def hub_upload_files(output_dir: Path) -> list[str]:
+    """The files of ``output_dir`` that :func:`push_model_to_hub` would upload."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    files = [p.relative_to(output_dir).as_posix() for p in Path(output_dir).rglob("*") if p.is_file()]
+    return sorted(filter_repo_objects(files, allow_patterns=HUB_UPLOAD_PATTERNS))
+
+
+def vocabulary_from_corpus(model_name_or_path: str | None) -> bool:
+    """Whether a local model folder says (in its run_info.json) that its tokenizer was learned from training notes."""
+    run_info = Path(model_name_or_path or "") / RUN_INFO_FILE
+    return bool(model_name_or_path and run_info.is_file()
+                and json.loads(run_info.read_text(encoding="utf-8")).get("vocabulary_from_corpus"))
+
+
+def is_hub_id(name: str | None) -> bool:
+    """Whether ``name`` reads as a Hub model id (``org/name`` or ``name``), not a local path."""
+    return bool(name) and not Path(name).exists() and re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None
+
+
+def card_license(model_license: str | None, dataset_stats: dict[str, Any]) -> tuple[str, str | None]:
+    """``(license, license_name)`` of a model card: the user's choice, else apache-2.0 for the synthetic sample,
+    else "other": a model trained on notes inherits their terms (n2c2: a data-use agreement)."""
+    if model_license:
+        return model_license, None
+    if dataset_stats.get("synthetic"):
+        return "apache-2.0", None
+    return "other", "data-use-agreement"

@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import random
-import re
 import sys
 import time
 from collections import Counter
@@ -57,8 +56,9 @@ from corpus_io import (
 from evaluate_ablations import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, ner_metrics, type_metric_name
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
 from run_folders import (
-    RecordRunArguments, UsageError, check_launch, check_resume_matches, config_to_argv, main_with_usage_errors,
-    parse_config_overrides, prepare_output_dir, save_final_model, setup_logging, trainer_state_epoch,
+    RecordRunArguments, UsageError, card_license, check_launch, check_resume_matches, config_to_argv,
+    hub_upload_files, is_hub_id, main_with_usage_errors, parse_config_overrides, prepare_output_dir,
+    push_model_to_hub, save_final_model, setup_logging, trainer_state_epoch, vocabulary_from_corpus,
 )
 from subwords import PAPER_VOCABULARY_SIZE, train_subword_tokenizer, vocabulary_report
 from tagging import begin_to_inside, bio_to_char_spans, check_labels, entity_types_of, is_tag, labels_for_types
@@ -70,27 +70,6 @@ from windows import load_tokenizer as load_word_tokenizer
 
 logger = logging.getLogger(__name__)
 
-# Files `--push_to_hub` uploads: model, tokenizer, config, modeling file and card. Nothing else
-# (no predictions, datasets, logs or training state: they may hold corpus text).
-HUB_UPLOAD_PATTERNS = [
-    "config.json",
-    "model.safetensors",
-    "model-*.safetensors",
-    "model.safetensors.index.json",
-    "modeling_crf.py",
-    "windows.py",  # the CRF pipeline (windows.NerPipeline) and the tag scheme it imports
-    "tagging.py",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "added_tokens.json",
-    "README.md",
-]
 # The example sentence of the card's snippet (ours, not from any corpus).
 CARD_EXAMPLE = "Started metoprolol 25 mg PO BID for hypertension."
 PAPER_CITATION = """@inproceedings{belkadi2023exploring,
@@ -475,15 +454,6 @@ def rows_fingerprint(dataset: Dataset, data_args: DataTrainingArguments) -> str:
     return digest.hexdigest()[:16]
 
 
-def vocabulary_from_corpus(model_args: ModelArguments) -> bool:
-    """Whether the tokenizer's vocabulary was learned from training notes: now, or for the model fine-tuned."""
-    if model_args.train_tokenizer:
-        return True
-    earlier = Path(model_args.model_name_or_path or "") / RUN_INFO_FILE
-    return bool(model_args.model_name_or_path and earlier.is_file()
-                and json.loads(earlier.read_text(encoding="utf-8")).get("vocabulary_from_corpus"))
-
-
 class NerTrainer(Trainer):
     """Trainer with a separate learning rate for the head/CRF and word-level decoded predictions."""
 
@@ -601,11 +571,6 @@ def data_file_mode(data_args: DataTrainingArguments) -> int:
     return note_file_mode(files)
 
 
-def is_hub_id(name: str | None) -> bool:
-    """Whether ``name`` reads as a Hub model id (``org/name`` or ``name``), not a local path."""
-    return bool(name) and not Path(name).exists() and re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None
-
-
 def training_data_description(data_args: DataTrainingArguments, dataset_stats: dict[str, Any]) -> tuple[str, str]:
     """``(name, type)`` of the data a run used, for the card's model-index (never corpus text)."""
     if dataset_stats.get("synthetic"):
@@ -616,16 +581,6 @@ def training_data_description(data_args: DataTrainingArguments, dataset_stats: d
         return f"{Path(data_args.dataset_path).name} (local, prepared with prepare_n2c2.py)", "local"
     files = [Path(f).name for f in (data_args.train_file, data_args.validation_file, data_args.test_file) if f]
     return f"local files ({', '.join(files)})", "local"
-
-
-def card_license(model_args: ModelArguments, dataset_stats: dict[str, Any]) -> tuple[str, str | None]:
-    """``(license, license_name)``: the user's choice, else apache-2.0 for the synthetic sample, else "other":
-    a model trained on notes inherits their terms (n2c2: a data-use agreement)."""
-    if model_args.model_license:
-        return model_args.model_license, None
-    if dataset_stats.get("synthetic"):
-        return "apache-2.0", None
-    return "other", "data-use-agreement"
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -674,7 +629,7 @@ def write_model_card(
 
     model_label = run_info["model_label"]
     dataset_name, dataset_type = training_data_description(data_args, dataset_stats)
-    license_id, license_name = card_license(model_args, dataset_stats)
+    license_id, license_name = card_license(model_args.model_license, dataset_stats)
     eval_results = [
         EvalResult(task_type="token-classification", dataset_type=dataset_type, dataset_name=dataset_name,
                    dataset_split=data_args.test_split, metric_type="f1", metric_name=metric_title,
@@ -776,24 +731,6 @@ for patient care. {"Trained on a SYNTHETIC sample, not patient notes: for trying
     return path
 
 
-def push_model_to_hub(output_dir: Path, repo_id: str, token: str | None, private: bool | None = None):
-    """Upload model, tokenizer, config, modeling file and card: nothing else (see HUB_UPLOAD_PATTERNS)."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    return api.upload_folder(repo_id=repo_id, folder_path=str(output_dir), allow_patterns=HUB_UPLOAD_PATTERNS,
-                             commit_message="Upload model trained with run_ner_crf.py")
-
-
-def hub_upload_files(output_dir: Path) -> list[str]:
-    """The files of ``output_dir`` that :func:`push_model_to_hub` would upload."""
-    from huggingface_hub.utils import filter_repo_objects
-
-    files = [p.relative_to(output_dir).as_posix() for p in Path(output_dir).rglob("*") if p.is_file()]
-    return sorted(filter_repo_objects(files, allow_patterns=HUB_UPLOAD_PATTERNS))
-
-
 # ---------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------
@@ -828,7 +765,8 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
 
     setup_logging(training_args, logger)
     check_data_arguments(data_args)  # one line, before anything slow
-    if push_to_hub and vocabulary_from_corpus(model_args) and not model_args.push_corpus_vocabulary:
+    if push_to_hub and (model_args.train_tokenizer or vocabulary_from_corpus(model_args.model_name_or_path)) \
+            and not model_args.push_corpus_vocabulary:
         raise UsageError("--push_to_hub: the tokenizer's vocabulary is learned from the training notes (--train_tokenizer"
                          " now or in the model being fine-tuned), so its words are corpus text; pass "
                          "--push_corpus_vocabulary to acknowledge that and upload it (check your data's terms first)")
@@ -1007,7 +945,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
             "num_parameters": num_parameters,
             "world_size": training_args.world_size,
             "synthetic": bool(dataset_stats.get("synthetic", False)),
-            "vocabulary_from_corpus": vocabulary_from_corpus(model_args),
+            "vocabulary_from_corpus": model_args.train_tokenizer or vocabulary_from_corpus(model_args.model_name_or_path),
         }
         write_json_atomically(output_dir / RUN_INFO_FILE, run_info)
         write_json_atomically(output_dir / ALL_RESULTS_FILE, all_results)

@@ -8,7 +8,10 @@ by a seeded random generator, and its first line says so::
 The notes carry all nine n2c2 types (Drug, Strength, Form, Dosage, Frequency, Route,
 Duration, Reason, ADE), medication lists ("1. Metoprolol tartrate 25 mg tablet PO BID")
 and narrative sentences ("She was started on X for Y", "Started X 25 mg PO BID for Y",
-"He developed Z after X"), about
+"He developed Z after X"), and n2c2's relations: every attribute linked to its drug
+(``R1<TAB>Strength-Drug Arg1:T5 Arg2:T3``), with the cases that make linking hard: several
+drugs on one list line, an attribute shared by two drugs ("Senna 8.6 mg and Colace 100 mg PO
+BID"), a Reason or ADE told in another sentence than its drug, and drugs without attributes. About
 three quarters all-O sentences (exam, labs, instructions) as in n2c2, and a few
 discontinuous spans (coordinations such as "liver and kidney injury", and entities that a
 wrapped line breaks in two, written as brat fragments) and overlapping spans (a drug
@@ -25,10 +28,11 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from corpus_io import split_at_line_breaks, write_brat_entities
+from tagging import DRUG_TYPE, relation_type
 
 SYNTHETIC_HEADER = "SYNTHETIC NOTE - not real patient data"
 
@@ -216,7 +220,8 @@ def _capitalise(text: str) -> str:
 def _sentence_start(sentence: list) -> list:
     """Capitalise the first letter of a sentence, entity or not ("Metoprolol was started ...")."""
     first = sentence[0]
-    return [_capitalise(first) if isinstance(first, str) else (*first[:2], _capitalise(first[2])), *sentence[1:]]
+    return [_capitalise(first) if isinstance(first, str) else (*first[:2], _capitalise(first[2]), *first[3:]),
+            *sentence[1:]]
 
 
 NAMES = ("Smith", "Lee", "Garcia", "Patel", "Nguyen", "Brown", "Cohen", "Okafor", "Rossi", "Kim", "Silva", "Meyer")
@@ -224,17 +229,27 @@ NAMES = ("Smith", "Lee", "Garcia", "Patel", "Nguyen", "Brown", "Cohen", "Okafor"
 
 @dataclass
 class SyntheticNote:
-    """A generated note: ``entities`` are ``(type, fragments)`` in brat offsets of ``text``."""
+    """A generated note: ``entities`` are ``(type, fragments)`` in brat offsets of ``text``; ``relations`` are
+    ``(type, attribute, drug)`` with indices into ``entities``."""
 
     doc_id: str
     text: str
     entities: list[tuple[str, tuple[tuple[int, int], ...]]]
+    relations: list[tuple[str, int, int]] = field(default_factory=list)
 
 
-# A sentence is a list of pieces: plain strings, ("E", type, text) entities,
-# ("COORD", a, b, head) coordinated ADEs and ("TOX", drug) drug-toxicity ADEs.
-def _entity(entity_type: str, text: str) -> tuple:
-    return ("E", entity_type, text)
+# A sentence is a list of pieces: plain strings, ("E", type, text, keys) entities, ("COORD", a, b, head)
+# coordinated ADEs and ("TOX", drug) drug-toxicity ADEs. A drug's keys name it; an attribute's keys name the
+# drugs it belongs to, and without keys it belongs to the one drug of its sentence (a list line, or the
+# sentences of one template).
+def _entity(entity_type: str, text: str, *drugs: str) -> tuple:
+    """An attribute of the drugs named ``drugs`` (default: the sentence's one drug)."""
+    return ("E", entity_type, text, drugs)
+
+
+def _drug(name: str, key: str | None = None) -> tuple:
+    """A drug, named ``key`` for attributes in a sentence of several drugs."""
+    return ("E", DRUG_TYPE, name, () if key is None else (key,))
 
 
 # A fixed share of drugs and adverse events never appears in training notes, only in test
@@ -295,6 +310,13 @@ class _Generator:
         case = self.list_case[discharge]
         if case == "mixed":
             case = self.choice(("lower", "capitalised", "upper"))
+        kind = self.rng.random()
+        if kind < 0.06:  # 1. Aspirin (a drug without attributes)
+            return [f"{number}. ", _entity("Drug", self.drug_parts(case)[1])]
+        if kind < 0.14:
+            return self.shared_list_item(number, case)
+        if kind < 0.20:
+            return self.several_drugs_list_item(number, case)
         drug, name, strength, form, route = self.drug_parts(case)
         frequency = self.choice(FREQUENCIES) if case == "upper" else self.frequency()
         style = self.rng.random()
@@ -319,6 +341,35 @@ class _Generator:
             item += [_entity("Strength", strength), " take ", _entity("Dosage", self.choice(DOSAGES)), " ",
                      _entity("Form", form), " ", _entity("Frequency", frequency), " ",
                      _entity("Duration", self.choice(DURATIONS))]
+        return item
+
+    def shared_list_item(self, number: int, case: str) -> list:
+        """Two drugs sharing their route, frequency and reason: "4. Senna 8.6 mg and Colace 100 mg PO BID for
+        constipation" (each shared attribute is linked to both drugs)."""
+        drug, name, strength, _, route = self.drug_parts(case)
+        reason = self.choice(drug.reasons)
+        partners = [other for other in self.drugs if reason in other.reasons and other is not drug]
+        other = self.choice(partners) if partners else self.choice(self.drugs)
+        other_name = self.name_case(self.choice(other.names), case)
+        frequency = self.choice(FREQUENCIES) if case == "upper" else self.frequency()
+        item = [f"{number}. ", _drug(name, "a"), " ", _entity("Strength", strength, "a"), " and ",
+                _drug(other_name, "b"), " ", _entity("Strength", self.choice(other.strengths), "b"), " "]
+        if route.upper() in {variant.upper() for variant in other.routes}:
+            item += [_entity("Route", route, "a", "b"), " "]
+        item.append(_entity("Frequency", frequency, "a", "b"))
+        if partners:
+            item += [" for ", _entity("Reason", reason, "a", "b")]
+        return item
+
+    def several_drugs_list_item(self, number: int, case: str) -> list:
+        """Two or three drugs on one list line: "2. aspirin 81 mg daily, lisinopril 10 mg daily"."""
+        item: list = [f"{number}. "]
+        for index in range(self.rng.randint(2, 3)):
+            _, name, strength, _, _ = self.drug_parts(case)
+            frequency = self.choice(FREQUENCIES) if case == "upper" else self.frequency()
+            key = str(index)
+            item += [", " if index else "", _drug(name, key), " ", _entity("Strength", strength, key), " ",
+                     _entity("Frequency", frequency, key)]
         return item
 
     def reason_sentence(self) -> list:
@@ -346,6 +397,15 @@ class _Generator:
                      " to treat ", reason, "."],
             lambda: ["For ", reason, f", {pronoun.lower()} received ", _entity("Drug", name), " ",
                      _entity("Strength", strength), " ", _entity("Route", route), "."],
+            # The reason told in the sentence before its drug.
+            lambda: [f"{pronoun} was noted to have ", reason, f". {pronoun} was started on ", _entity("Drug", name),
+                     " ", _entity("Strength", strength), " ", _entity("Route", route), " ",
+                     _entity("Frequency", self.frequency()), "."],
+            lambda: ["Course was notable for ", reason, ". This was treated with ", _entity("Drug", name), " ",
+                     _entity("Duration", self.choice(DURATIONS)), "."],
+            # A drug without attributes.
+            lambda: [f"{pronoun} was continued on {'his' if pronoun == 'He' else 'her'} home ", _entity("Drug", name),
+                     "."],
         )
         return _sentence_start(self.choice(templates)())
 
@@ -362,13 +422,17 @@ class _Generator:
             lambda: [self.choice(("Stopped", "Held", "Discontinued")) + " ", drug, " due to ", ade, "."],
             lambda: [_entity("ADE", ade[2][0].upper() + ade[2][1:]), " was thought to be secondary to ", drug, "."],
             lambda: ["Hospital course was complicated by ", ade, " attributed to ", drug, "."],
-            lambda: [f"{pronoun} was switched from ", drug, " to ", _entity("Drug", other), " ",
-                     _entity("Strength", other_strength), " ", _entity("Frequency", self.frequency()),
-                     " because of ", ade, "."],
+            lambda: [f"{pronoun} was switched from ", _drug(name, "old"), " to ", _drug(other, "new"), " ",
+                     _entity("Strength", other_strength, "new"), " ", _entity("Frequency", self.frequency(), "new"),
+                     " because of ", _entity("ADE", ade[2], "old"), "."],
             lambda: ["Given ", ade, " on ", drug, ", the dose was reduced to ", _entity("Strength", strength), " ",
                      _entity("Route", route), " ", _entity("Frequency", self.frequency()), "."],
             lambda: [f"{pronoun} developed ", ("COORD", *self.choice(COORDINATED_ADES)), " after ", drug, "."],
             lambda: [f"{pronoun} presented with ", ("TOX", self.choice(TOXICITY_DRUGS)), " and it was held."],
+            # The adverse event told in another sentence than its drug.
+            lambda: [f"{pronoun} developed ", ade, ". This was attributed to ", drug, ", which was stopped."],
+            lambda: [f"{pronoun} was started on ", drug, f". {pronoun} later developed ", ade,
+                     " and it was discontinued."],
         )
         return _sentence_start(self.choice(templates)())
 
@@ -459,10 +523,32 @@ class _Generator:
         ))
 
 
-def _render(sections, rng: random.Random) -> tuple[str, list[tuple[str, tuple[tuple[int, int], ...]]]]:
-    """Lay out ``(title, sentences, layout)`` sections; wrap paragraphs; return text and entities."""
+def _link(mentions: list[tuple[int, str, tuple[str, ...]]]) -> list[tuple[str, int, int]]:
+    """The relations of one sentence's ``(entity index, type, keys)`` mentions (see :func:`_entity`)."""
+    drugs = [(index, keys) for index, entity_type, keys in mentions if entity_type == DRUG_TYPE]
+    drug_of = {key: index for index, keys in drugs for key in keys}
+    relations = []
+    for index, entity_type, keys in mentions:
+        if entity_type == DRUG_TYPE:
+            continue
+        if not keys and len(drugs) != 1:
+            raise ValueError(f"a {entity_type} in a sentence of {len(drugs)} drugs must name its drug")
+        relations += [(relation_type(entity_type), index, drug_of[key] if keys else drugs[0][0])
+                      for key in keys or (None,)]
+    return relations
+
+
+def _render(sections, rng: random.Random
+            ) -> tuple[str, list[tuple[str, tuple[tuple[int, int], ...]]], list[tuple[str, int, int]]]:
+    """Lay out ``(title, sentences, layout)`` sections; wrap paragraphs; return text, entities and relations."""
     text = ""
     entities: list[tuple[str, list[tuple[int, int]]]] = []
+    mentions: list[tuple[int, str, tuple[str, ...]]] = []  # the current sentence's
+    relations: list[tuple[str, int, int]] = []
+
+    def add(entity_type: str, spans: list[tuple[int, int]], keys: tuple[str, ...] = ()) -> None:
+        mentions.append((len(entities), entity_type, keys))
+        entities.append((entity_type, spans))
 
     def append(piece) -> None:
         nonlocal text
@@ -471,20 +557,20 @@ def _render(sections, rng: random.Random) -> tuple[str, list[tuple[str, tuple[tu
         elif piece[0] == "E":
             start = len(text)
             text += piece[2]
-            entities.append((piece[1], [(start, len(text))]))
+            add(piece[1], [(start, len(text))], piece[3])
         elif piece[0] == "COORD":  # "liver and kidney injury": liver...injury + kidney injury
             first, second, head = piece[1:]
             first_start = len(text)
             text += f"{first} and "
             second_start = len(text)
             text += f"{second} {head}"
-            entities.append(("ADE", [(first_start, first_start + len(first)), (len(text) - len(head), len(text))]))
-            entities.append(("ADE", [(second_start, len(text))]))
-        elif piece[0] == "TOX":  # "digoxin toxicity": a Drug inside an ADE
+            add("ADE", [(first_start, first_start + len(first)), (len(text) - len(head), len(text))])
+            add("ADE", [(second_start, len(text))])
+        elif piece[0] == "TOX":  # "digoxin toxicity": a Drug inside an ADE, which it caused
             start = len(text)
             text += f"{piece[1]} toxicity"
-            entities.append(("ADE", [(start, len(text))]))
-            entities.append(("Drug", [(start, start + len(piece[1]))]))
+            add("ADE", [(start, len(text))], ("toxic",))
+            add(DRUG_TYPE, [(start, start + len(piece[1]))], ("toxic",))
 
     text = SYNTHETIC_HEADER + "\n"
     for title, sentences, layout in sections:
@@ -496,6 +582,8 @@ def _render(sections, rng: random.Random) -> tuple[str, list[tuple[str, tuple[tu
                 text += " "
             for piece in sentence if isinstance(sentence, list) else [sentence]:
                 append(piece)
+            relations += _link(mentions)
+            mentions.clear()
             if layout == "lines":
                 text += "\n"
         if layout == "paragraph":
@@ -517,8 +605,11 @@ def _render(sections, rng: random.Random) -> tuple[str, list[tuple[str, tuple[tu
     for entity_type, spans in entities:
         pieces = tuple(piece for start, end in spans for piece in split_at_line_breaks(text, start, end))
         fragments.append((entity_type, pieces))
-    fragments.sort(key=lambda entity: (entity[1][0], -entity[1][-1][1]))
-    return text, fragments
+    order = sorted(range(len(fragments)), key=lambda index: (fragments[index][1][0], -fragments[index][1][-1][1]))
+    position = {index: rank for rank, index in enumerate(order)}
+    relations = sorted(((name, position[attribute], position[drug]) for name, attribute, drug in relations),
+                       key=lambda relation: (relation[2], relation[1]))  # by drug, then attribute
+    return text, [fragments[index] for index in order], relations
 
 
 def generate_note(rng: random.Random, doc_id: str, split: str = "train") -> SyntheticNote:
@@ -568,8 +659,8 @@ def generate_note(rng: random.Random, doc_id: str, split: str = "train") -> Synt
     ]
     if rng.random() < UPPER_TITLES_SHARE:
         sections = [(title and title.upper(), sentences, layout) for title, sentences, layout in sections]
-    text, entities = _render(sections, rng)
-    return SyntheticNote(doc_id, text, entities)
+    text, entities, relations = _render(sections, rng)
+    return SyntheticNote(doc_id, text, entities, relations)
 
 
 def generate_notes(count: int, seed: int = 42, split: str = "train") -> list[SyntheticNote]:
@@ -592,7 +683,8 @@ def write_notes(notes: list[SyntheticNote], folder, overwrite: bool = False) -> 
             raise FileExistsError(f"{txt_path} exists (pass --overwrite to replace it)")
         with open(txt_path, "w", encoding="utf-8", newline="") as handle:
             handle.write(note.text)
-        write_brat_entities(folder / f"{note.doc_id}.ann", note.entities, note.text, overwrite=overwrite)
+        write_brat_entities(folder / f"{note.doc_id}.ann", note.entities, note.text, relations=note.relations,
+                            overwrite=overwrite)
     return folder
 
 

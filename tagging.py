@@ -11,6 +11,7 @@ so it imports in a few milliseconds and travels beside a saved model for its pip
   data and the annotator agree. Every word carries character offsets into the document.
 - **Sentences.** Newline-aware splitting for clinical notes (lists, headings, wrapped prose),
   never inside an entity.
+- **Relations.** The n2c2-2018 relation types: each attribute (Strength, Dosage, ...) linked to a Drug.
 """
 
 from __future__ import annotations
@@ -29,6 +30,18 @@ from tokenizers.pre_tokenizers import BertPreTokenizer
 N2C2_ENTITY_TYPES: tuple[str, ...] = (
     "Drug", "Reason", "Route", "Strength", "Form", "Dosage", "Frequency", "Duration", "ADE",
 )
+# n2c2-2018 Track 2 relations: each attribute linked to its drug (brat ``R1<TAB>Strength-Drug Arg1:T5 Arg2:T3``,
+# Arg1 the attribute, Arg2 the drug).
+DRUG_TYPE = "Drug"
+ATTRIBUTE_TYPES: tuple[str, ...] = ("Strength", "Dosage", "Duration", "Frequency", "Form", "Route", "Reason", "ADE")
+N2C2_RELATION_TYPES: tuple[str, ...] = tuple(f"{attribute}-{DRUG_TYPE}" for attribute in ATTRIBUTE_TYPES)
+
+
+def relation_type(attribute_type: str) -> str:
+    """``"Strength"`` -> ``"Strength-Drug"``: the relation linking an attribute of that type to its drug."""
+    return f"{attribute_type}-{DRUG_TYPE}"
+
+
 # An IOB2 tag: O, or B-/I- and a type without whitespace.
 TAG_PATTERN = re.compile(r"O|[BI]-\S+")
 

@@ -227,7 +227,7 @@ def test_annotator_runs_without_datasets_or_the_training_script(crf_dir, tmp_pat
 
     scripts = tmp_path / "scripts"
     scripts.mkdir()
-    for name in ("annotate_notes.py", "windows.py", "tagging.py", "corpus_io.py", "modeling_crf.py"):
+    for name in ("annotate_notes.py", "windows.py", "tagging.py", "corpus_io.py", "modeling_crf.py", "relations.py"):
         shutil.copy(REPO_ROOT / name, scripts / name)
     # site-packages without datasets: every entry linked, except datasets itself.
     packages = tmp_path / "site-packages"
@@ -264,7 +264,7 @@ def test_readme_python_snippets_run_as_written(crf_dir, tmp_path):
 
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     blocks = [block for block in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-              if "outputs/quickstart/model" in block]
+              if "outputs/quickstart/model" in block and "outputs/quickstart/relations" not in block]  # those: test_relations
     assert len(blocks) >= 2
     model_dir = tmp_path / "outputs" / "quickstart" / "model"
     model_dir.parent.mkdir(parents=True)

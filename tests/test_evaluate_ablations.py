@@ -659,6 +659,21 @@ def test_cli_brat_mode(brat_folders, tmp_path):
         assert word not in markdown and word not in json.dumps(report)
 
 
+def test_cli_brat_mode_without_relations_reports_as_before(brat_folders, tmp_path):
+    """Gold files without R lines: no relations section in report.json, nothing about relations in the
+    Markdown, whatever --relation_setting says (relations: tests/test_relation_scoring.py)."""
+    gold, pred = brat_folders
+    # The fixture's one gold relation (no prediction has it) is scored; without it there is nothing to score.
+    assert score_brat_folders(gold, pred)["relations"]["strict"]["micro"]["fn"] == 1
+    (gold / "doc1.ann").write_text(DOC1_GOLD.replace("R1\tReason-Drug Arg1:T5 Arg2:T1\n", ""))
+    report = _brat_main(gold, pred, tmp_path / "out", "--relation_setting", "gold_entities")
+    assert set(report) == {"mode", "unit", "gold_dir", "pred_dir", "num_documents", "num_gold_entities",
+                           "num_pred_entities", "missing_predictions", "unmatched_predictions",
+                           "skipped_prediction_files", "skipped_prediction_lines", "strict", "lenient", "notes"}
+    assert "relations" not in json.loads((tmp_path / "out" / REPORT_JSON_FILE).read_text())
+    assert "relation" not in (tmp_path / "out" / REPORT_MARKDOWN_FILE).read_text().lower()
+
+
 def test_cli_rejects_mixed_or_missing_inputs(tmp_path):
     with pytest.raises(SystemExit):
         main(["--output_dir", str(tmp_path)])

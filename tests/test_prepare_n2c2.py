@@ -71,7 +71,7 @@ def test_bio_helpers_round_trip_and_char_spans():
 NOTE = "Aspirin 81 mg daily\nfor chest\npain.\n"
 
 
-def test_reads_contiguous_and_discontinuous_spans_and_ignores_other_lines(tmp_path):
+def test_reads_contiguous_and_discontinuous_spans_and_relations_and_ignores_other_lines(tmp_path):
     ann = (
         "T1\tDrug 0 7\tAspirin\n"
         "T2\tStrength 8 13\t81 mg\n"
@@ -91,6 +91,7 @@ def test_reads_contiguous_and_discontinuous_spans_and_ignores_other_lines(tmp_pa
         ("T1", "Drug", ((0, 7),), 1), ("T2", "Strength", ((8, 13),), 2), ("T3", "Reason", ((24, 29), (30, 34)), 3)]
     reason = doc.entities[2]
     assert reason.is_discontinuous and (reason.start, reason.end) == (24, 34) and reason.text == "chest pain"
+    assert doc.relations == [corpus_io.BratRelation("R1", "Reason-Drug", "T3", "T1", 4)]  # E1 is read, not kept
 
 
 def test_out_of_order_fragments_span_first_start_to_last_end():
@@ -741,7 +742,12 @@ def test_cli_writes_the_contracted_dataset(built, corpus):
     assert len(validation_docs) == 3 and not train_docs & validation_docs and len(train_docs) == 9
 
     documents = Dataset.load_from_disk(str(output_dir / "documents"))
+    assert documents.column_names == ["document_id", "split", "text", "entities", "relations"]
     texts = dict(zip(documents["document_id"], documents["text"]))
+    for row in documents:  # what the tags hold, in document order; these notes have no relations
+        starts = [e["start"] for e in row["entities"]]
+        assert starts == sorted(starts) and all(e["id"].startswith("T") for e in row["entities"])
+        assert all(row["text"][e["start"]:e["end"]].strip() for e in row["entities"]) and row["relations"] == []
     assert Counter(documents["split"]) == Counter({"train": 9, "validation": 3, "test": 3})
     for row in dataset["test"]:  # offsets index the document text
         assert [texts[row["document_id"]][s:e] for s, e in zip(row["token_starts"], row["token_ends"])] == row["tokens"]
@@ -761,6 +767,8 @@ def test_cli_writes_the_contracted_dataset(built, corpus):
     assert stats["totals"]["source_entities"]["Drug"] == 30
     assert stats["entity_changes"]["test"]["discontinuous_spanned"] == {}
     assert set(stats["downsampling"]) == {"train", "validation"}
+    relations = stats["relations"]["test"]
+    assert relations["source"] == relations["kept"] == {} and relations["cases"]["drugs_without_attributes"] > 0
 
 
 def test_cli_downsampled_shares_and_test_untouched(built):

@@ -1,6 +1,7 @@
 """synthetic_n2c2.py: deterministic, clearly marked, n2c2-like notes that read back through the brat reader."""
 
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -43,6 +44,19 @@ def converted(notes, tmp_path_factory):
     return documents, problems, rows, counts
 
 
+@pytest.fixture(scope="module")
+def relation_counts(converted):
+    """Relations as prepare_n2c2.py keeps them, and their hard cases (``p.relation_cases``), over the notes."""
+    documents, _, _, _ = converted
+    counts = Counter()
+    for doc in documents:
+        rows, _, kept = p.document_to_examples(doc, tagging.N2C2_LABELS, return_entities=True)
+        relations, doc_counts = p.document_relations(doc, kept)
+        counts.update(doc_counts)
+        counts.update(p.relation_cases(doc.text, [e for i, e in kept.items() if e["id"] == i], relations, rows))
+    return counts
+
+
 def test_deterministic_by_seed_and_split():
     first, again = generate_notes(5, seed=3), generate_notes(5, seed=3)
     assert [(n.doc_id, n.text, n.entities) for n in first] == [(n.doc_id, n.text, n.entities) for n in again]
@@ -64,6 +78,46 @@ def test_brat_round_trip_is_exact(notes, converted):
     for note, doc in zip(notes, documents):
         assert doc.text == note.text
         assert [(e.type, e.spans) for e in doc.entities] == [(t, tuple(f)) for t, f in note.entities]
+        index = {entity.id: number for number, entity in enumerate(doc.entities)}
+        assert [(r.type, index[r.arg1], index[r.arg2]) for r in doc.relations] == note.relations
+    assert sum(len(note.relations) for note in notes) > 1000
+
+
+def test_every_attribute_is_linked_to_a_drug(notes):
+    for note in notes:
+        linked = Counter(attribute for _, attribute, _ in note.relations)
+        for index, (entity_type, _) in enumerate(note.entities):
+            assert (linked[index] > 0) == (entity_type != tagging.DRUG_TYPE), (note.doc_id, index)
+        for relation_type, attribute, drug in note.relations:
+            assert relation_type == tagging.relation_type(note.entities[attribute][0])
+            assert note.entities[drug][0] == tagging.DRUG_TYPE
+        assert len(set(note.relations)) == len(note.relations)
+
+
+def test_the_hard_relation_cases_occur(notes, relation_counts):
+    """Several drugs on a list line, an attribute shared by two drugs, a Reason or ADE in another sentence than
+    its drug, drugs without attributes; and "digoxin toxicity" loses its ADE-Drug relation to the overlap policy."""
+    several = 0
+    for note in notes:
+        drugs_per_line = Counter(note.text.count("\n", 0, fragments[0][0]) for entity_type, fragments in note.entities
+                                 if entity_type == tagging.DRUG_TYPE)
+        list_lines = {number for number, line in enumerate(note.text.split("\n")) if re.match(r"\d+\. ", line)}
+        several += sum(count > 1 for number, count in drugs_per_line.items() if number in list_lines)
+    assert several >= 20
+    shared = Counter(note.entities[attribute][0] for note in notes
+                     for attribute, links in Counter(a for _, a, _ in note.relations).items() if links == 2)
+    assert sum(shared.values()) >= 30 and {"Frequency", "Reason"} <= set(shared), shared
+    assert sum(relation_counts["shared_attributes", t] for t in tagging.N2C2_RELATION_TYPES) == sum(shared.values())
+    assert relation_counts["across_sentences", "Reason-Drug"] >= 10
+    assert relation_counts["across_sentences", "ADE-Drug"] >= 5
+    assert relation_counts["drugs_without_attributes", None] >= 20
+    without = sum(1 for note in notes for index, (entity_type, _) in enumerate(note.entities)
+                  if entity_type == tagging.DRUG_TYPE and index not in {d for _, _, d in note.relations})
+    assert without >= 20  # as generated; relation_counts: as prepare_n2c2.py keeps them
+    assert relation_counts["argument_dropped", "ADE-Drug"] >= 2
+    for relation_type in tagging.N2C2_RELATION_TYPES:
+        dropped = sum(relation_counts[reason, relation_type] for reason in p.RELATION_DROP_REASONS)
+        assert relation_counts["kept", relation_type] + dropped == relation_counts["source", relation_type] > 0
 
 
 def test_all_nine_types_multiword_discontinuous_and_overlapping(notes, converted):
@@ -154,6 +208,16 @@ def test_cli_synthetic_builds_a_marked_dataset(tmp_path):
     for entity_type, source in stats["totals"]["source_entities"].items():
         b_tags = sum(stats["splits"][s]["entities"][entity_type] for s in ("train", "validation", "test"))
         assert b_tags == source - stats["dropped"].get(entity_type, 0)
+    # Relations: in documents/ as stats.json counts them, and the hard cases reported.
+    from datasets import Dataset
+
+    documents = Dataset.load_from_disk(str(tmp_path / "data" / "documents"))
+    for split, relations in stats["relations"].items():
+        written = Counter(r["type"] for row in documents if row["split"] == split for r in row["relations"])
+        assert dict(written) == relations["kept"] and set(relations["source"]) == set(tagging.N2C2_RELATION_TYPES)
+    cases = stats["relations"]["train"]["cases"]
+    assert cases["across_sentences"]["Reason-Drug"] > 0 and cases["shared_attributes"]
+    assert cases["drugs_without_attributes"] > 0 and cases["lines_with_several_drugs"] > 0
     with pytest.raises(FileExistsError):
         p.main(["--synthetic", "24", "--seed", "5", "--output_dir", str(tmp_path / "fresh"),
                 "--write_brat", str(tmp_path / "brat")])

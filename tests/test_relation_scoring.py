@@ -1,0 +1,367 @@
+"""Hand-counted checks of the relation scorer (evaluate_ablations.py: n2c2-2018 official-script semantics).
+
+A relation is ``(type, arg1, arg2)``, each argument its entity's ``(type, first start, last end)``; Arg1 is the
+attribute, Arg2 the drug. Strict: same relation type, arguments equal (entity type, start and end); lenient: same
+relation type, arguments of the same entity type that overlap. Matching pares down like the entity matcher.
+"""
+
+import json
+
+import pytest
+
+from corpus_io import (
+    REPORT_JSON_FILE,
+    REPORT_MARKDOWN_FILE,
+    BratDocument,
+    BratEntity,
+    BratRelation,
+    read_brat_document,
+    write_brat_ann,
+)
+from evaluate_ablations import (
+    RELATION_SETTINGS,
+    document_relations,
+    main,
+    match_relation_counts,
+    score_brat_folders,
+    score_relations,
+)
+from tagging import N2C2_RELATION_TYPES
+
+
+def approx(value):
+    return pytest.approx(value, abs=1e-9)
+
+
+def counts(section):
+    return {name: (row["tp"], row["fp"], row["fn"]) for name, row in section["per_type"].items()}
+
+
+# ---------------------------------------------------------------------------
+# match_relation_counts: one document, tuples
+# ---------------------------------------------------------------------------
+
+# "Aspirin 81 mg PO daily": Drug 0-7, Strength 8-13, Route 14-16, Frequency 17-22.
+DRUG, STRENGTH, ROUTE, FREQUENCY = ("Drug", 0, 7), ("Strength", 8, 13), ("Route", 14, 16), ("Frequency", 17, 22)
+GOLD = [("Strength-Drug", STRENGTH, DRUG)]
+
+
+def both(gold, pred):
+    return match_relation_counts(gold, pred, "strict"), match_relation_counts(gold, pred, "lenient")
+
+
+def test_exact_relation_is_a_true_positive_both_ways():
+    assert both(GOLD, [("Strength-Drug", STRENGTH, DRUG)]) == ({"Strength-Drug": {"tp": 1, "fp": 0, "fn": 0}},) * 2
+
+
+def test_reversed_arguments_never_match():
+    # Both arguments are the right entities, but the drug is given as Arg1 and the strength as Arg2.
+    strict, lenient = both(GOLD, [("Strength-Drug", DRUG, STRENGTH)])
+    assert strict == lenient == {"Strength-Drug": {"tp": 0, "fp": 1, "fn": 1}}
+
+
+def test_drug_span_off_by_one_character_is_lenient_only():
+    strict, lenient = both(GOLD, [("Strength-Drug", STRENGTH, ("Drug", 0, 6))])  # "Aspiri"
+    assert strict == {"Strength-Drug": {"tp": 0, "fp": 1, "fn": 1}}
+    assert lenient == {"Strength-Drug": {"tp": 1, "fp": 0, "fn": 0}}
+
+
+def test_wrong_relation_type_is_a_false_positive_of_its_type_and_a_miss_of_the_gold_type():
+    strict, lenient = both(GOLD, [("Dosage-Drug", STRENGTH, DRUG)])
+    assert strict == lenient == {"Strength-Drug": {"tp": 0, "fp": 0, "fn": 1},
+                                 "Dosage-Drug": {"tp": 0, "fp": 1, "fn": 0}}
+
+
+def test_argument_of_another_entity_type_on_the_same_span_does_not_match():
+    # The official script compares arguments with ClinicalConcept.equals, which includes the entity type.
+    strict, lenient = both(GOLD, [("Strength-Drug", ("Dosage", 8, 13), DRUG)])
+    assert strict == lenient == {"Strength-Drug": {"tp": 0, "fp": 1, "fn": 1}}
+
+
+def test_duplicates_of_a_right_relation_count_once_and_of_a_wrong_one_each():
+    # The script's pare-down: a repeat that matches an already matched gold relation is dropped (neither tp
+    # nor fp); repeats that match nothing are kept, each a false positive.
+    pred = [("Strength-Drug", STRENGTH, DRUG)] * 3 + [("Route-Drug", ROUTE, FREQUENCY)] * 2
+    strict, lenient = both(GOLD, pred)
+    assert strict == lenient == {"Strength-Drug": {"tp": 1, "fp": 0, "fn": 0},
+                                 "Route-Drug": {"tp": 0, "fp": 2, "fn": 0}}
+
+
+# "Tylenol or Advil 200 mg": Drug 0-7, Drug 11-16, Strength 17-23.
+TYLENOL, ADVIL, MG200 = ("Drug", 0, 7), ("Drug", 11, 16), ("Strength", 17, 23)
+SHARED = [("Strength-Drug", MG200, TYLENOL), ("Strength-Drug", MG200, ADVIL)]
+
+
+def test_two_relations_sharing_one_attribute():
+    assert both(SHARED, SHARED) == ({"Strength-Drug": {"tp": 2, "fp": 0, "fn": 0}},) * 2
+    assert both(SHARED, SHARED[1:]) == ({"Strength-Drug": {"tp": 1, "fp": 0, "fn": 1}},) * 2
+    # One predicted drug span over both drugs ("Tylenol or Advil"): strict nothing; lenient it overlaps both
+    # gold relations and, as for entities, finds one of them.
+    strict, lenient = both(SHARED, [("Strength-Drug", MG200, ("Drug", 0, 16))])
+    assert strict == {"Strength-Drug": {"tp": 0, "fp": 1, "fn": 2}}
+    assert lenient == {"Strength-Drug": {"tp": 1, "fp": 0, "fn": 1}}
+
+
+def test_lenient_official_corner_case_as_for_entities():
+    # The second prediction hits the gold relation the first one found (drop) and a new one: it is dropped and
+    # the new one stays unfound, as match_counts does for entities.
+    pred = [("Strength-Drug", MG200, ("Drug", 0, 3)), ("Strength-Drug", MG200, ("Drug", 0, 16))]
+    assert match_relation_counts(SHARED, pred, "lenient") == {"Strength-Drug": {"tp": 1, "fp": 0, "fn": 1}}
+
+
+def test_bad_mode_is_an_error():
+    with pytest.raises(ValueError, match="strict' or 'lenient"):
+        match_relation_counts(GOLD, GOLD, "partial")
+
+
+# ---------------------------------------------------------------------------
+# score_brat_folders: three documents, counted by hand
+# ---------------------------------------------------------------------------
+
+
+def ann(text, entities, relations=()):
+    """``.ann`` text: entities ``(id, type, start, end)`` (surface from the text), relations ``(id, type, a1, a2)``."""
+    lines = [f"{i}\t{t} {s} {e}\t{text[s:e]}" for i, t, s, e in entities]
+    lines += [f"{i}\t{t} Arg1:{a1} Arg2:{a2}" for i, t, a1, a2 in relations]
+    return "\n".join(lines) + "\n"
+
+
+def span(text, surface, length=None):
+    start = text.index(surface)
+    return start, start + (len(surface) if length is None else length)
+
+
+DOC1 = "Aspirin 81 mg PO daily. Tylenol or Advil 200 mg.\n"
+DOC1_ENTITIES = [("Drug", "Aspirin"), ("Strength", "81 mg"), ("Route", "PO"), ("Frequency", "daily"),
+                 ("Drug", "Tylenol"), ("Drug", "Advil"), ("Strength", "200 mg")]
+DOC1_GOLD = ann(DOC1, [(f"T{n}", t, *span(DOC1, w)) for n, (t, w) in enumerate(DOC1_ENTITIES, start=1)],
+                [("R1", "Strength-Drug", "T2", "T1"), ("R2", "Route-Drug", "T3", "T1"),
+                 ("R3", "Frequency-Drug", "T4", "T1"),
+                 ("R4", "Strength-Drug", "T7", "T5"), ("R5", "Strength-Drug", "T7", "T6")])  # 200 mg shared
+# System entities, numbered in another order (matching is by offsets, never by id); "Advi" one character short.
+DOC1_PRED = ann(DOC1, [("T11", "Strength", *span(DOC1, "81 mg")), ("T12", "Drug", *span(DOC1, "Aspirin")),
+                       ("T13", "Route", *span(DOC1, "PO")), ("T14", "Frequency", *span(DOC1, "daily")),
+                       ("T15", "Drug", *span(DOC1, "Tylenol")), ("T16", "Drug", *span(DOC1, "Advil", 4)),
+                       ("T17", "Strength", *span(DOC1, "200 mg"))],
+                [("R1", "Strength-Drug", "T11", "T12"),  # exact: tp
+                 ("R2", "Route-Drug", "T12", "T13"),  # reversed: fp (and gold R2 fn)
+                 ("R3", "Dosage-Drug", "T14", "T12"),  # wrong type: Dosage-Drug fp, gold Frequency-Drug fn
+                 ("R4", "Strength-Drug", "T17", "T15"),  # shared attribute, first drug: tp
+                 ("R5", "Strength-Drug", "T17", "T16")])  # drug off by one: strict fp + fn, lenient tp
+
+DOC2 = "Metoprolol 25 mg.\n"  # no prediction file: its relation is a false negative
+DOC2_GOLD = ann(DOC2, [("T1", "Drug", *span(DOC2, "Metoprolol")), ("T2", "Strength", *span(DOC2, "25 mg"))],
+                [("R1", "Strength-Drug", "T2", "T1")])
+
+DOC3 = "Heparin 5000 units SC q8h.\n"
+DOC3_GOLD = ann(DOC3, [("T1", "Drug", *span(DOC3, "Heparin")), ("T2", "Strength", *span(DOC3, "5000 units")),
+                       ("T3", "Route", *span(DOC3, "SC")), ("T4", "Frequency", *span(DOC3, "q8h"))],
+                [("R1", "Strength-Drug", "T2", "T1"), ("R2", "Route-Drug", "T3", "T1")])
+DOC3_PRED = ann(DOC3, [("T1", "Drug", *span(DOC3, "Heparin")), ("T2", "Strength", *span(DOC3, "5000 units")),
+                       ("T3", "Route", *span(DOC3, "SC")), ("T4", "Route", *span(DOC3, "q8h"))],  # not a gold entity
+                [("R1", "Strength-Drug", "T2", "T1"),  # tp
+                 ("R2", "Strength-Drug", "T2", "T1"),  # repeat of a right one: dropped
+                 ("R3", "Route-Drug", "T4", "T1"),  # arg1 is no gold entity: fp
+                 ("R4", "Route-Drug", "T4", "T1"),  # repeat of a wrong one: fp again
+                 ("R5", "Strength-Drug", "T99", "T1")])  # unknown argument: a skipped line (line 9)
+
+
+@pytest.fixture
+def relation_folders(tmp_path):
+    gold, pred = tmp_path / "gold", tmp_path / "pred"
+    gold.mkdir()
+    pred.mkdir()
+    for name, text, gold_ann, pred_ann in (("doc1", DOC1, DOC1_GOLD, DOC1_PRED), ("doc2", DOC2, DOC2_GOLD, None),
+                                           ("doc3", DOC3, DOC3_GOLD, DOC3_PRED)):
+        (gold / f"{name}.txt").write_text(text)
+        (gold / f"{name}.ann").write_text(gold_ann)
+        if pred_ann is not None:
+            (pred / f"{name}.ann").write_text(pred_ann)
+    return gold, pred
+
+
+# By hand, per relation type (tp, fp, fn):
+#   Strength-Drug  strict: doc1 R1, R4 tp, R5 fp + fn; doc2 fn; doc3 R1 tp (R2 dropped)   -> (3, 1, 2)
+#                  lenient: doc1 R5 found too                                           -> (4, 0, 1)
+#   Dosage-Drug    doc1 R3 (a Frequency-Drug given the wrong type)                       -> (0, 1, 0)
+#   Frequency-Drug doc1 R3 missed                                                        -> (0, 0, 1)
+#   Route-Drug     doc1 R2 reversed fp, gold fn; doc3 R3, R4 fp, gold R2 fn               -> (0, 3, 2)
+EXPECTED_STRICT = {"Strength-Drug": (3, 1, 2), "Dosage-Drug": (0, 1, 0), "Frequency-Drug": (0, 0, 1),
+                   "Route-Drug": (0, 3, 2)}
+EXPECTED_LENIENT = {**EXPECTED_STRICT, "Strength-Drug": (4, 0, 1)}
+
+
+def test_relations_strict_and_lenient_by_hand(relation_folders):
+    report = score_brat_folders(*relation_folders)
+    relations = report["relations"]
+    assert relations["setting"] == "end_to_end"
+    assert relations["num_documents"] == 3
+    assert relations["num_gold_relations"] == 8  # 5 + 1 + 2
+    assert relations["num_pred_relations"] == 9  # 5 + 0 + 4 (the unknown argument is not read)
+    # doc1 R5 (the short drug), doc3 R3 and R4 (q8h is a Frequency in gold, not a Route).
+    assert relations["pred_relations_with_unmatched_argument"] == 3
+    strict, lenient = relations["strict"], relations["lenient"]
+    assert counts(strict) == EXPECTED_STRICT
+    assert list(strict["per_type"]) == ["Strength-Drug", "Dosage-Drug", "Frequency-Drug", "Route-Drug"]  # n2c2 order
+    assert counts(lenient) == EXPECTED_LENIENT
+    # Micro strict: tp 3, fp 5, fn 5 (9 predicted = 3 + 5 + 1 dropped repeat; 8 gold = 3 + 5).
+    assert strict["micro"] == {"precision": 3 / 8, "recall": 3 / 8, "f1": 3 / 8, "support": 8,
+                               "tp": 3, "fp": 5, "fn": 5}
+    assert lenient["micro"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 8, "tp": 4, "fp": 4, "fn": 4}
+    strength = strict["per_type"]["Strength-Drug"]
+    assert (strength["precision"], strength["recall"], strength["f1"], strength["support"]) == \
+        (approx(3 / 4), approx(3 / 5), approx(2 / 3), 5)
+    assert lenient["per_type"]["Strength-Drug"]["f1"] == approx(8 / 9)  # P 1, R 4/5
+    assert strict["macro"]["f1"] == approx((2 / 3) / 4)
+    assert strict["per_type"]["Dosage-Drug"]["support"] == 0
+    # The unknown argument is a skipped prediction line, named by document, line and kind only.
+    assert report["skipped_prediction_lines"] == [{"document": "doc3", "line": 9, "kind": "unknown_argument"}]
+    assert report["missing_predictions"] == ["doc2"]
+    # The entity scores are those of the same files: doc1 "Advi" and doc3 q8h-as-Route are wrong, doc2 missed.
+    assert (report["strict"]["micro"]["tp"], report["strict"]["micro"]["fp"], report["strict"]["micro"]["fn"]) \
+        == (9, 2, 4)
+    for word in ("Aspirin", "Advil", "Heparin", "q8h"):
+        assert word not in json.dumps(report)
+
+
+def test_relations_on_gold_entities_have_no_unmatched_argument(tmp_path):
+    gold, pred = tmp_path / "gold", tmp_path / "pred"
+    gold.mkdir()
+    pred.mkdir()
+    (gold / "doc1.txt").write_text(DOC1)
+    (gold / "doc1.ann").write_text(DOC1_GOLD)
+    # The gold entities, and relations between them: two right, one reversed.
+    (pred / "doc1.ann").write_text(ann(DOC1, [(f"T{n}", t, *span(DOC1, w))
+                                              for n, (t, w) in enumerate(DOC1_ENTITIES, start=1)],
+                                       [("R1", "Strength-Drug", "T2", "T1"), ("R2", "Route-Drug", "T1", "T3"),
+                                        ("R3", "Strength-Drug", "T7", "T6")]))
+    relations = score_brat_folders(gold, pred, relation_setting="gold_entities")["relations"]
+    assert relations["setting"] == "gold_entities"
+    assert relations["setting_title"] == RELATION_SETTINGS["gold_entities"]
+    assert relations["pred_relations_with_unmatched_argument"] == 0
+    assert counts(relations["strict"]) == {"Strength-Drug": (2, 0, 1), "Route-Drug": (0, 1, 1),
+                                           "Frequency-Drug": (0, 0, 1)}
+    with pytest.raises(ValueError, match="relation setting"):
+        score_brat_folders(gold, pred, relation_setting="pipeline")
+
+
+def test_a_system_relation_type_outside_n2c2_counts_as_a_false_positive(tmp_path):
+    gold, pred = tmp_path / "gold", tmp_path / "pred"
+    gold.mkdir()
+    pred.mkdir()
+    (gold / "doc2.txt").write_text(DOC2)
+    (gold / "doc2.ann").write_text(DOC2_GOLD)
+    (pred / "doc2.ann").write_text(DOC2_GOLD + "R2\tDose-Of Arg1:T2 Arg2:T1\n")
+    report = score_brat_folders(gold, pred)
+    assert counts(report["relations"]["strict"]) == {"Strength-Drug": (1, 0, 0), "Dose-Of": (0, 1, 0)}
+    assert report["skipped_prediction_lines"] == []
+
+
+def test_no_relations_section_without_gold_relations(tmp_path, caplog):
+    gold, pred = tmp_path / "gold", tmp_path / "pred"
+    gold.mkdir()
+    pred.mkdir()
+    (gold / "doc1.txt").write_text(DOC1)
+    (gold / "doc1.ann").write_text(DOC1_GOLD.split("\nR1")[0] + "\n")  # the T lines only
+    (pred / "doc1.ann").write_text(DOC1_PRED)  # the system's relations cannot be scored
+    report = score_brat_folders(gold, pred)
+    assert "relations" not in report
+    assert "relations are not scored" in caplog.text
+
+
+def test_written_relations_round_trip_to_a_perfect_score(tmp_path):
+    gold, pred = tmp_path / "gold", tmp_path / "pred"
+    gold.mkdir()
+    pred.mkdir()
+    entities = [(t, *span(DOC1, w)) for t, w in DOC1_ENTITIES]
+    relations = [("Strength-Drug", 1, 0), ("Route-Drug", 2, 0), ("Strength-Drug", 6, 4), ("Strength-Drug", 6, 5)]
+    (gold / "doc1.txt").write_text(DOC1)
+    write_brat_ann(gold / "doc1.ann", entities, DOC1, relations=relations)
+    write_brat_ann(pred / "doc1.ann", entities[::-1], DOC1,  # other ids, same relations
+                   relations=[(t, 6 - a1, 6 - a2) for t, a1, a2 in relations])
+    relations_report = score_brat_folders(gold, pred)["relations"]
+    assert relations_report["strict"]["micro"]["f1"] == relations_report["lenient"]["micro"]["f1"] == 1.0
+    assert relations_report["strict"]["micro"]["tp"] == 4
+
+
+# ---------------------------------------------------------------------------
+# score_relations: documents without files
+# ---------------------------------------------------------------------------
+
+
+def _entity(entity_id, entity_type, start, end):
+    return BratEntity(entity_id, entity_type, ((start, end),), "", 0)
+
+
+def test_score_relations_on_documents_equals_the_folder_scores(relation_folders):
+    gold_dir, pred_dir = relation_folders
+    names = ("doc1", "doc2", "doc3")
+    types = {"entity_types": ["Drug", "Strength", "Route", "Frequency"]}
+    gold = [read_brat_document(gold_dir / f"{n}.txt", gold_dir / f"{n}.ann", **types) for n in names]
+    pred = [read_brat_document(gold_dir / f"{n}.txt", pred_dir / f"{n}.ann", problems=[], **types)
+            if (pred_dir / f"{n}.ann").exists() else None for n in names]
+    assert score_relations(gold, pred) == score_brat_folders(gold_dir, pred_dir)["relations"]
+
+
+def test_score_relations_api():
+    entities = [_entity("T1", "Drug", 0, 7), _entity("T2", "Strength", 8, 13)]
+    gold = BratDocument("a", DOC1, entities, relations=[BratRelation("R1", "Strength-Drug", "T2", "T1", 0)])
+    reversed_ = BratDocument("a", DOC1, entities, relations=[BratRelation("R1", "Strength-Drug", "T1", "T2", 0)])
+    report = score_relations([gold, gold], [gold, reversed_])
+    assert (report["strict"]["micro"]["tp"], report["strict"]["micro"]["fp"], report["strict"]["micro"]["fn"]) \
+        == (1, 1, 1)
+    assert set(report) >= {"strict", "lenient", "setting", "num_gold_relations", "num_pred_relations",
+                           "pred_relations_with_unmatched_argument", "notes"}
+    assert score_relations([gold], [None])["strict"]["micro"]["fn"] == 1
+    assert score_relations([gold], [gold], setting="gold_entities")["setting"] == "gold_entities"
+    assert document_relations(gold) == [("Strength-Drug", ("Strength", 8, 13), ("Drug", 0, 7))]
+    with pytest.raises(ValueError, match="paired by position"):
+        score_relations([gold], [BratDocument("b", DOC1, entities)])
+    with pytest.raises(ValueError, match="1 gold documents but 2"):
+        score_relations([gold], [gold, gold])
+    dangling = BratDocument("a", DOC1, entities[:1], relations=[BratRelation("R1", "Strength-Drug", "T2", "T1", 0)])
+    with pytest.raises(ValueError, match="R1's Arg1 T2 is not one of its entities"):
+        score_relations([gold], [dangling])
+    with pytest.raises(ValueError, match="relation setting"):
+        score_relations([gold], [gold], setting="pipeline")
+    assert set(N2C2_RELATION_TYPES) >= set(report["strict"]["per_type"])
+
+
+# ---------------------------------------------------------------------------
+# The command line: report.json and the Markdown table
+# ---------------------------------------------------------------------------
+
+
+def test_cli_relations_in_report_json_and_markdown(relation_folders, tmp_path):
+    gold, pred = relation_folders
+    out = tmp_path / "report"
+    main(["--gold_brat", str(gold), "--pred_brat", str(pred), "--output_dir", str(out)])
+    report = json.loads((out / REPORT_JSON_FILE).read_text())
+    assert counts(report["relations"]["strict"]) == EXPECTED_STRICT
+    markdown = (out / REPORT_MARKDOWN_FILE).read_text()
+    assert "# n2c2-2018 official-style relation scores, end to end" in markdown
+    assert "| Relation | Strict P | Strict R | Strict F1 | Lenient P | Lenient R | Lenient F1 | Gold |" in markdown
+    assert "| Strength-Drug | 0.7500 | 0.6000 | 0.6667 | 1.0000 | 0.8000 | 0.8889 | 5 |" in markdown
+    assert "| Dosage-Drug | 0.0000 | 0.0000 | 0.0000 | 0.0000 | 0.0000 | 0.0000 | 0 |" in markdown
+    assert "| **Overall (micro)** | 0.3750 | 0.3750 | 0.3750 | 0.5000 | 0.5000 | 0.5000 | 8 |" in markdown
+    assert "| **micro** | 3 | 5 | 5 | 4 | 4 | 4 |" in markdown  # the counts table
+    assert "8 gold and 9 predicted relations; 3 predicted relations have an argument that matches no gold " \
+           "entity" in markdown
+    # The entity report comes first, unchanged in form.
+    assert markdown.index("official-style entity scores") < markdown.index("official-style relation scores")
+
+    out2 = tmp_path / "report-gold-entities"
+    report2 = main(["--gold_brat", str(gold), "--pred_brat", str(pred), "--output_dir", str(out2),
+                    "--relation_setting", "gold_entities"])
+    assert report2["relations"]["setting"] == "gold_entities"
+    assert "relation scores, on gold entities" in (out2 / REPORT_MARKDOWN_FILE).read_text()
+    assert counts(report2["relations"]["strict"]) == EXPECTED_STRICT  # a label only
+
+
+def test_cli_rejects_an_unknown_relation_setting(relation_folders, tmp_path, capsys):
+    gold, pred = relation_folders
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--gold_brat", str(gold), "--pred_brat", str(pred), "--output_dir", str(tmp_path / "out"),
+              "--relation_setting", "pipeline"])
+    assert exit_info.value.code == 2
+    assert "--relation_setting" in capsys.readouterr().err

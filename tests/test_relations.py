@@ -1,0 +1,331 @@
+"""Relations: candidates, the nearest-drug rule, run_re.py end to end, and annotate_notes.py with a relation model."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import annotate_notes
+import run_re
+from annotate_notes import NoteAnnotator, RelationLinker
+from conftest import REPO_ROOT
+from corpus_io import (
+    MEDICATIONS_FILE, PREDICTIONS_DIRNAME, TEST_RELATIONS_FILE, read_brat_document,
+)
+from evaluate_ablations import score_relations
+from relations import (
+    MARKER_TOKENS, Mention, candidate_inputs, candidate_pairs, candidate_recall, fit_to_length, marked_text,
+    medication_records, nearest_drug_rule,
+)
+from run_folders import UsageError, hub_upload_files
+
+NOTE = "Metoprolol 25 mg PO BID and lisinopril 10 mg daily. Stopped lisinopril for a rash.\nTylenol."
+#       0         1         2         3         4         5         6         7         8
+#       0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567
+
+
+def mention(entity_type, surface, occurrence=0, mention_id=None):
+    start = -1
+    for _ in range(occurrence + 1):
+        start = NOTE.index(surface, start + 1)
+    return Mention(entity_type, start, start + len(surface), mention_id)
+
+
+MENTIONS = [
+    mention("Drug", "Metoprolol", mention_id="T1"), mention("Strength", "25 mg", mention_id="T2"),
+    mention("Route", "PO", mention_id="T3"), mention("Frequency", "BID", mention_id="T4"),
+    mention("Drug", "lisinopril", mention_id="T5"), mention("Strength", "10 mg", mention_id="T6"),
+    mention("Frequency", "daily", mention_id="T7"), mention("Drug", "lisinopril", 1, mention_id="T8"),
+    mention("ADE", "rash", mention_id="T9"), mention("Drug", "Tylenol", mention_id="T10"),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+# ---------------------------------------------------------------------------------------------
+# Candidates and the rule (hand-counted)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_candidates_are_same_sentence_pairs_and_reason_ade_reach_one_sentence():
+    pairs = {(MENTIONS[c.attribute].id, MENTIONS[c.drug].id, c.type, c.sentence_distance)
+             for c in candidate_pairs(NOTE, MENTIONS)}
+    # Sentence 1: 5 attributes x 2 drug mentions; sentence 2: the ADE with its own drug (distance 0), the two
+    # drugs of sentence 1 (distance 1) and Tylenol on the next line (distance 1).
+    same_sentence = {(a, d) for a in ("T2", "T3", "T4", "T6", "T7") for d in ("T1", "T5")}
+    assert {(a, d) for a, d, _, distance in pairs if distance == 0 and a != "T9"} == same_sentence
+    assert {(a, d, distance) for a, d, _, distance in pairs if a == "T9"} == {
+        ("T9", "T8", 0), ("T9", "T1", 1), ("T9", "T5", 1), ("T9", "T10", 1)}
+    assert len(pairs) == 14
+    assert {t for a, _, t, _ in pairs if a == "T2"} == {"Strength-Drug"}
+    assert len(candidate_pairs(NOTE, MENTIONS, sentence_window=0)) == 11
+
+
+def test_candidate_recall_counts_what_the_window_cannot_reach():
+    gold = [("Strength-Drug", "T2", "T1"), ("ADE-Drug", "T9", "T8"), ("ADE-Drug", "T9", "T10"),
+            ("Strength-Drug", "T6", "T10")]  # the last one spans two sentences: no Strength candidate does
+    counts = candidate_recall([(NOTE, MENTIONS, gold)])
+    assert counts == {"Strength-Drug": {"gold": 2, "reached": 1}, "ADE-Drug": {"gold": 2, "reached": 2}}
+    assert candidate_recall([(NOTE, MENTIONS, gold)], sentence_window=0)["ADE-Drug"] == {"gold": 2, "reached": 1}
+
+
+def test_marked_text_wraps_both_arguments_and_keeps_the_rest():
+    marked = marked_text(NOTE, MENTIONS[1], MENTIONS[0], (0, 51))
+    assert marked == "[Drug] Metoprolol [/Drug] [Strength] 25 mg [/Strength] PO BID and lisinopril 10 mg daily."
+    candidates, texts = candidate_inputs(NOTE, MENTIONS)
+    ade_to_tylenol = next(t for c, t in zip(candidates, texts) if MENTIONS[c.drug].id == "T10")
+    assert ade_to_tylenol.startswith("Stopped lisinopril for a [ADE] rash [/ADE].") and \
+        ade_to_tylenol.endswith("[Drug] Tylenol [/Drug].")  # the two sentences of the pair, nothing more
+
+
+def test_nearest_drug_rule_takes_the_preceding_drug_in_the_sentence():
+    chosen = {MENTIONS[c.attribute].id: MENTIONS[c.drug].id for c in nearest_drug_rule(NOTE, MENTIONS)}
+    assert chosen == {"T2": "T1", "T3": "T1", "T4": "T1", "T6": "T5", "T7": "T5", "T9": "T8"}
+    # An attribute before every drug of its sentence takes the next one.
+    note = "25 mg of aspirin."
+    mentions = [Mention("Strength", 0, 5, "T1"), Mention("Drug", 9, 16, "T2")]
+    assert [(c.attribute, c.drug) for c in nearest_drug_rule(note, mentions)] == [(0, 1)]
+
+
+def test_medication_records_list_every_drug_with_its_attributes():
+    links = [(c, 0.9) for c in nearest_drug_rule(NOTE, MENTIONS)]
+    records = medication_records("n1", NOTE, MENTIONS, links, {0: 0.5})
+    assert [r["id"] for r in records] == ["T1", "T5", "T8", "T10"], "every drug, in note order, linked or not"
+    assert records[0]["drug"] == {"type": "Drug", "start": 0, "end": 10, "text": "Metoprolol", "confidence": 0.5}
+    assert [(a["id"], a["relation"], a["text"]) for a in records[0]["attributes"]] == [
+        ("T2", "Strength-Drug", "25 mg"), ("T3", "Route-Drug", "PO"), ("T4", "Frequency-Drug", "BID")]
+    assert records[2]["attributes"][0]["relation"] == "ADE-Drug" and records[3]["attributes"] == []
+    for record in records:
+        for item in [record["drug"], *record["attributes"]]:
+            assert NOTE[item["start"]:item["end"]] == item["text"]
+
+
+def test_fit_to_length_narrows_a_long_context_around_the_markers(wordpiece_tokenizer):
+    tokenizer = wordpiece_tokenizer
+    filler = "Vitals stable and patient comfortable today. " * 60
+    note = filler + "Aspirin 81 mg daily." + " " + filler
+    mentions = [Mention("Drug", len(filler), len(filler) + 7), Mention("Strength", len(filler) + 8, len(filler) + 13)]
+    text = marked_text(note, mentions[1], mentions[0], (0, len(note)))
+    fitted = fit_to_length(text, tokenizer, 64)
+    assert len(tokenizer(fitted)["input_ids"]) <= 64 < len(tokenizer(text)["input_ids"])
+    assert all(marker in fitted for marker in ("[Drug]", "[/Drug]", "[Strength]", "[/Strength]"))
+    assert fit_to_length("[Drug] a [/Drug]", tokenizer, 64) == "[Drug] a [/Drug]"
+
+
+# ---------------------------------------------------------------------------------------------
+# run_re.py end to end, and annotate_notes.py with its model
+# ---------------------------------------------------------------------------------------------
+
+TINY_RE_ARGS = [
+    "--config_name", "configs/architectures/distilbert-base-cased.json",
+    "--config_overrides", "dim=64,n_layers=2,n_heads=2,hidden_dim=128,max_position_embeddings=256",
+    "--do_train", "--do_eval", "--do_predict", "--use_cpu", "--report_to", "none", "--seed", "5",
+    "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "128", "--learning_rate", "1e-3",
+    "--num_train_epochs", "3", "--logging_steps", "1000", "--disable_tqdm", "true", "--save_strategy", "no",
+    "--eval_strategy", "no", "--dataloader_num_workers", "0", "--max_seq_length", "128",
+]
+
+
+def run(args):
+    previous = os.getcwd()
+    os.chdir(REPO_ROOT)
+    try:
+        return run_re.main([str(arg) for arg in args])
+    finally:
+        os.chdir(previous)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("data") / "synthetic"
+    subprocess.run([sys.executable, "prepare_n2c2.py", "--synthetic", "40", "--seed", "11", "--output_dir",
+                    str(output_dir)], cwd=REPO_ROOT, check=True, capture_output=True)
+    return output_dir
+
+
+@pytest.fixture(scope="module")
+def ner_dir(tmp_path_factory):
+    from test_annotate_notes import train_tiny_crf
+
+    output_dir = train_tiny_crf(tmp_path_factory.mktemp("crf"))
+    # As run_ner_crf.py --train_tokenizer records it: the tokenizer was learned from the (synthetic) notes.
+    (output_dir / "run_info.json").write_text(json.dumps({"vocabulary_from_corpus": True}))
+    return output_dir
+
+
+@pytest.fixture(scope="module")
+def relation_run(dataset, ner_dir, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("relations") / "model"
+    results = run([*TINY_RE_ARGS, "--tokenizer_name", ner_dir, "--dataset_path", dataset, "--output_dir", output_dir])
+    return output_dir, results
+
+
+def test_run_re_learns_links_and_writes_scored_brat_predictions(relation_run, dataset):
+    output_dir, results = relation_run
+    # Learned: far above linking every candidate (what an untrained model does at threshold 0.5 or nothing).
+    assert results["test_relation_strict_micro_f1"] > 0.8, results["test_relation_strict_micro_f1"]
+    assert results["test_rule_relation_strict_micro_f1"] > 0.8
+    assert set(results["test_candidate_recall"]) >= {"Strength-Drug", "Frequency-Drug", "Reason-Drug"}
+    # The written brat predictions, read back and scored by the scorer, give the reported numbers.
+    from datasets import load_from_disk
+
+    documents = [row for row in load_from_disk(str(dataset / "documents")) if row["split"] == "test"]
+    brat = output_dir / PREDICTIONS_DIRNAME / "brat"
+    gold_dir = dataset.parent / "gold"
+    gold_dir.mkdir(exist_ok=True)
+    gold, predicted = [], []
+    for document in documents:
+        txt = gold_dir / f"{document['document_id']}.txt"
+        txt.write_text(document["text"], encoding="utf-8", newline="")
+        predicted.append(read_brat_document(txt, brat / f"{document['document_id']}.ann"))
+        gold.append(run_re.to_brat_documents([document], None)[0])
+    report = score_relations(gold, predicted)
+    assert report["strict"]["micro"]["f1"] == pytest.approx(results["test_relation_strict_micro_f1"])
+    links = [json.loads(line) for line in (output_dir / PREDICTIONS_DIRNAME / TEST_RELATIONS_FILE).open()]
+    assert len(links) == sum(len(doc.relations) for doc in predicted)
+    # The model folder loads with stock classes: no custom code, the settings in its config.
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["architectures"] == ["DistilBertForSequenceClassification"] and "auto_map" not in config
+    assert config["relation_sentence_window"] == 1 and config["relation_max_seq_length"] == 128
+    # What a push uploads: no predictions; the card says the vocabulary's origin only through run_info.
+    uploaded = hub_upload_files(output_dir)
+    assert "README.md" in uploaded and "model.safetensors" in uploaded
+    assert not any(name.startswith(PREDICTIONS_DIRNAME) for name in uploaded)
+    assert json.loads((output_dir / "run_info.json").read_text())["vocabulary_from_corpus"] is True
+
+
+def test_card_holds_no_note_text(relation_run, dataset):
+    from datasets import load_from_disk
+
+    output_dir, _ = relation_run
+    card = (output_dir / "README.md").read_text()
+    words = [w for row in load_from_disk(str(dataset / "documents")) for w in row["text"].split()]
+    four_grams = {" ".join(words[i:i + 4]) for i in range(len(words) - 3)}
+    assert not [gram for gram in four_grams if gram in card]
+    assert "nearest-drug rule" in card
+
+
+def test_push_of_a_corpus_vocabulary_needs_acknowledging(dataset, ner_dir, tmp_path):
+    with pytest.raises(UsageError, match="--push_corpus_vocabulary"):
+        run([*TINY_RE_ARGS, "--tokenizer_name", ner_dir, "--dataset_path", dataset, "--output_dir", tmp_path / "x",
+             "--push_to_hub"])
+    with pytest.raises(UsageError, match="--tokenizer_name"):
+        run([*TINY_RE_ARGS, "--dataset_path", dataset, "--output_dir", tmp_path / "y"])
+
+
+def test_linker_on_gold_entities_gives_the_training_scripts_links(relation_run, dataset):
+    """One inference path: annotate_notes' RelationLinker and run_re.py's Trainer.predict agree link for link."""
+    from datasets import load_from_disk
+
+    output_dir, _ = relation_run
+    linker = RelationLinker.from_pretrained(str(output_dir), device="cpu", batch_size=7)
+    written = {(r["document_id"], r["attribute"], r["drug"]) for r in
+               map(json.loads, (output_dir / PREDICTIONS_DIRNAME / TEST_RELATIONS_FILE).open())}
+    documents = [row for row in load_from_disk(str(dataset / "documents")) if row["split"] == "test"]
+    linked = set()
+    for document in documents:
+        mentions = run_re.mentions_of(document)
+        links = linker.link_notes({document["document_id"]: (document["text"], mentions)})[document["document_id"]]
+        # link_notes renumbers ids T1.. in entity order; map back to the document's ids.
+        linked |= {(document["document_id"], mentions[c.attribute].id, mentions[c.drug].id) for c, _ in links}
+    assert linked == written and written
+
+
+def test_annotate_notes_writes_r_lines_and_a_medication_list(relation_run, ner_dir, tmp_path, caplog):
+    from synthetic_n2c2 import generate_notes
+
+    relation_dir, _ = relation_run
+    notes = generate_notes(6, seed=99, split="test")
+    long_note = "\n\n".join(note.text for note in notes)  # one note longer than many windows
+    input_dir = tmp_path / "notes"
+    input_dir.mkdir()
+    for index, note in enumerate(notes[:3]):
+        (input_dir / f"note{index}.txt").write_text(note.text, encoding="utf-8")
+    (input_dir / "long.txt").write_text(long_note, encoding="utf-8")
+    out = tmp_path / "out"
+    assert annotate_notes.main(["--model_name_or_path", str(ner_dir), "--relation_model_name_or_path",
+                                str(relation_dir), "--input_dir", str(input_dir), "--output_dir", str(out),
+                                "--device", "cpu"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    records = [json.loads(line) for line in (out / MEDICATIONS_FILE).open()]
+    assert summary["relations"] > 0 and summary["medication_records"] == len(records)
+    for name in ("note0", "note1", "note2", "long"):
+        text = (input_dir / f"{name}.txt").read_text()
+        doc = read_brat_document(input_dir / f"{name}.txt", out / f"{name}.ann")
+        by_id = {entity.id: entity for entity in doc.entities}
+        mine = [r for r in records if r["document_id"] == name]
+        assert [r["id"] for r in mine] == [e.id for e in doc.entities if e.type == "Drug"], "one record per drug"
+        from_records = {(a["relation"], a["id"], r["id"]) for r in mine for a in r["attributes"]}
+        assert from_records == {(rel.type, rel.arg1, rel.arg2) for rel in doc.relations}, "records match R lines"
+        for relation in doc.relations:
+            assert relation.type == f"{by_id[relation.arg1].type}-Drug" and by_id[relation.arg2].type == "Drug"
+        for r in mine:
+            for item in [r["drug"], *r["attributes"]]:
+                assert text[item["start"]:item["end"]] == item["text"]
+    long_records = [r for r in records if r["document_id"] == "long"]
+    assert long_records[-1]["drug"]["start"] > len(long_note) - len(notes[-1].text), "tagged to the end"
+    # The one-call API gives the command line's records.
+    annotator = NoteAnnotator.from_pretrained(str(ner_dir), relation_model_name_or_path=str(relation_dir),
+                                              device="cpu")
+    api = annotator.medications((input_dir / "note1.txt").read_text())
+    cli = [r for r in records if r["document_id"] == "note1"]
+    assert [{**r, "document_id": None} for r in api] == [{**r, "document_id": None} for r in cli]
+    # Re-annotated without the relation model: the medication records of those notes are stale, and go.
+    assert annotate_notes.main(["--model_name_or_path", str(ner_dir), "--input_dir", str(input_dir), "--output_dir",
+                                str(out), "--device", "cpu", "--overwrite"]) == 0
+    assert (out / MEDICATIONS_FILE).read_text() == ""
+    assert not read_brat_document(input_dir / "note1.txt", out / "note1.ann").relations
+    assert not any(marker in caplog.text for marker in MARKER_TOKENS)
+
+
+def test_a_token_classification_model_is_not_a_relation_model(ner_dir):
+    with pytest.raises(ValueError, match="not a run_re.py relation model"):
+        NoteAnnotator.from_pretrained(str(ner_dir), relation_model_name_or_path=str(ner_dir), device="cpu")
+    with pytest.raises(ValueError, match="no relation model"):
+        NoteAnnotator.from_pretrained(str(ner_dir), device="cpu").medications("Aspirin 81 mg daily.")
+
+
+def test_readme_relation_snippets_run_as_written(relation_run, ner_dir, tmp_path):
+    """The README's Python blocks that use the quickstart relation model run as written, in a fresh process."""
+    import re
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = [block for block in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+              if "outputs/quickstart/relations" in block]
+    assert blocks
+    quickstart = tmp_path / "outputs" / "quickstart"
+    quickstart.mkdir(parents=True)
+    (quickstart / "model").symlink_to(ner_dir, target_is_directory=True)
+    (quickstart / "relations").symlink_to(relation_run[0], target_is_directory=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    for block in blocks:
+        result = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, f"{block}\n{result.stderr[-3000:]}"
+        assert result.stdout.strip(), "the snippet prints the medication list"
+
+
+def test_stats_count_the_links_no_candidate_reaches(dataset):
+    """stats.json's beyond_candidates is the candidate rule's shortfall on the documents written (the hard cases
+    of the synthetic sample: a drug and its strength on two wrapped lines read as two sentences)."""
+    from datasets import load_from_disk
+
+    stats = json.loads((dataset / "stats.json").read_text())["relations"]
+    for split in ("train", "test"):
+        documents = [row for row in load_from_disk(str(dataset / "documents")) if row["split"] == split]
+        counts = candidate_recall((d["text"], run_re.mentions_of(d), [(r["type"], r["arg1"], r["arg2"])
+                                                                        for r in d["relations"]]) for d in documents)
+        expected = {t: c["gold"] - c["reached"] for t, c in counts.items() if c["gold"] > c["reached"]}
+        assert stats[split]["cases"]["beyond_candidates"] == expected
+        assert sum(c["gold"] for c in counts.values()) == sum(stats[split]["kept"].values())
+    assert any(stats[split]["cases"]["beyond_candidates"] for split in ("train", "test")), "the case is exercised"

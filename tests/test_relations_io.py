@@ -1,0 +1,319 @@
+"""Relations (n2c2 ``R`` lines, brat ``E`` events as arguments): read, written back, mapped, checked, and carried
+into prepare_n2c2.py's documents/ dataset and stats.json with every source relation kept or counted."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import prepare_n2c2 as p
+from corpus_io import (
+    BratDocument, BratEntity, BratFormatError, BratRelation, load_relation_map, read_brat_document, read_brat_folder,
+    write_brat_ann, write_brat_entities,
+)
+from tagging import N2C2_LABELS, N2C2_RELATION_TYPES
+
+NOTE = "Aspirin 81 mg daily\nfor chest\npain.\n"
+ENTITIES = ("T1\tDrug 0 7\tAspirin\nT2\tStrength 8 13\t81 mg\nT3\tFrequency 14 19\tdaily\n"
+            "T4\tReason 24 29;30 34\tchest pain\n")
+
+
+def write_pair(folder: Path, stem: str, text: str, ann: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.txt").write_bytes(text.encode("utf-8"))
+    (folder / f"{stem}.ann").write_bytes(ann.encode("utf-8"))
+    return folder / f"{stem}.txt"
+
+
+def triples(doc: BratDocument) -> list[tuple[str, str, str]]:
+    return [(r.type, r.arg1, r.arg2) for r in doc.relations]
+
+
+# ---------------------------------------------------------------------------
+# Reading and writing
+# ---------------------------------------------------------------------------
+
+
+def test_r_lines_and_events_as_arguments_are_read(tmp_path):
+    ann = ENTITIES + (
+        "R1\tStrength-Drug Arg1:T2 Arg2:T1\n"
+        "R2\tFrequency-Drug Attribute:T3 Medication:T1\t\n"  # other role names, brat's empty third field
+        "E1\tDrug:T1 Theme:T4\n"
+        "R3\tReason-Drug Arg1:T4 Arg2:E1\n"  # an event stands for its trigger
+        "A1\tNegated E1\n"
+    )
+    doc = read_brat_document(write_pair(tmp_path, "1", NOTE, ann))
+    assert doc.relations == [BratRelation("R1", "Strength-Drug", "T2", "T1", 5),
+                             BratRelation("R2", "Frequency-Drug", "T3", "T1", 6),
+                             BratRelation("R3", "Reason-Drug", "T4", "T1", 8)]
+    assert doc.unmapped_relation_types == Counter() and len(doc.entities) == 4
+
+
+def test_written_relations_read_back_and_write_back_exactly(tmp_path):
+    text = "Senna 8.6 mg and Colace 100 mg PO BID for\nconstipation.\n"
+    spans = [(t, text.index(s), text.index(s) + len(s)) for t, s in (
+        ("Drug", "Senna"), ("Strength", "8.6 mg"), ("Drug", "Colace"), ("Strength", "100 mg"), ("Route", "PO"),
+        ("Frequency", "BID"), ("Reason", "constipation"))]
+    relations = [("Strength-Drug", 1, 0), ("Strength-Drug", 3, 2), ("Route-Drug", 4, 0), ("Route-Drug", 4, 2),
+                 ("Frequency-Drug", 5, 0), ("Frequency-Drug", 5, 2), ("Reason-Drug", 6, 0), ("Reason-Drug", 6, 2)]
+    path = write_brat_ann(tmp_path / "n.ann", spans, text, relations=relations)
+    lines = path.read_text().splitlines()
+    assert lines[7:] == [f"R{n}\t{t} Arg1:T{i + 1} Arg2:T{j + 1}" for n, (t, i, j) in enumerate(relations, start=1)]
+    (tmp_path / "n.txt").write_text(text)
+    doc = read_brat_document(tmp_path / "n.txt")
+    index = {entity.id: number for number, entity in enumerate(doc.entities)}
+    assert [(r.type, index[r.arg1], index[r.arg2]) for r in doc.relations] == relations
+    # Read, then written back through the other writer: the same bytes.
+    again = write_brat_entities(tmp_path / "again.ann", [(e.type, e.spans) for e in doc.entities], text,
+                                relations=[(r.type, index[r.arg1], index[r.arg2]) for r in doc.relations])
+    assert again.read_bytes() == path.read_bytes()
+    # An event argument is written back as its trigger and reads the same.
+    events = tmp_path / "events"
+    txt = write_pair(events, "e", NOTE, ENTITIES + "E1\tDrug:T1\nR1\tStrength-Drug Arg1:T2 Arg2:E1\n")
+    doc = read_brat_document(txt)
+    write_brat_ann(events / "e.ann", [(e.type, e.start, e.end) for e in doc.entities], NOTE,
+                   relations=[("Strength-Drug", 1, 0)], overwrite=True)
+    assert triples(read_brat_document(txt)) == triples(doc) == [("Strength-Drug", "T2", "T1")]
+
+
+@pytest.mark.parametrize("relation", [("Strength-Drug", 1, 2), ("Strength-Drug", -1, 0), ("Strength-Drug", 0.0, 1),
+                                      ("Strength-Drug", 0), ("Strength Drug", 0, 1), ("", 0, 1)])
+def test_the_writer_refuses_bad_relations_and_writes_nothing(tmp_path, relation):
+    with pytest.raises(ValueError, match="two indices into the 2 entities"):
+        write_brat_ann(tmp_path / "n.ann", [("Drug", 0, 7), ("Strength", 8, 13)], NOTE, relations=[relation])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cr_only_and_crlf_files_read_relations_alike(tmp_path):
+    """The .ann's line endings (the .txt's change its offsets: see test_prepare_n2c2)."""
+    ann = ENTITIES + "R1\tStrength-Drug Arg1:T2 Arg2:T1\nE1\tDrug:T1\nR2\tReason-Drug Arg1:T4 Arg2:E1\n"
+    read = {}
+    for name, ending in (("lf", "\n"), ("cr", "\r"), ("crlf", "\r\n")):
+        doc = read_brat_document(write_pair(tmp_path / name, "1", NOTE, ann.replace("\n", ending)))
+        read[name] = [(r.id, r.type, r.arg1, r.arg2, r.line) for r in doc.relations]
+    assert read["lf"] == read["cr"] == read["crlf"] == [("R1", "Strength-Drug", "T2", "T1", 5),
+                                                         ("R2", "Reason-Drug", "T4", "T1", 7)]
+
+
+# ---------------------------------------------------------------------------
+# Relation maps and bad lines
+# ---------------------------------------------------------------------------
+
+
+def test_relation_map_maps_types_and_counts_the_unmapped(tmp_path):
+    text = "Intravenous azithromycin-induced ototoxicity."
+    ann = ("T1\tTreatment 12 24\tazithromycin\nT2\tDrug 12 24\tazithromycin\nT3\tEffect 33 44\tototoxicity\n"
+           "T4\tAdverse_event 25 32\tinduced\nE1\tAdverse_event:T4\n"
+           "R1\thas Arg1:T3 Arg2:T2\nR2\thas_cue Arg1:E1 Arg2:T1\nR3\tis_a Arg1:T2 Arg2:T1\n")
+    txt = write_pair(tmp_path, "phee", text, ann)
+    label_map = {"Drug": "Drug", "Effect": "ADE"}
+    relation_map = tmp_path / "relations.json"
+    relation_map.write_text(json.dumps({"has": "ADE-Drug", "has_cue": None}))
+    doc = read_brat_document(txt, label_map=label_map, relation_map=load_relation_map(relation_map))
+    assert triples(doc) == [("ADE-Drug", "T3", "T2")]
+    assert doc.unmapped_relation_types == Counter({"has_cue": 1, "is_a": 1})
+    # A label map alone is another scheme: its relations are ignored and counted, as before relations were read.
+    doc = read_brat_document(txt, label_map=label_map)
+    assert doc.relations == [] and doc.unmapped_relation_types == Counter({"has": 1, "has_cue": 1, "is_a": 1})
+    # A mapped relation whose argument's type is not mapped is an error naming the id.
+    with pytest.raises(BratFormatError) as info:
+        read_brat_document(txt, label_map=label_map, relation_map={"has_cue": "Cue"})
+    assert (info.value.line, info.value.kind) == (7, "unknown_argument")
+    assert "relation R2: Arg1 T4 (the trigger of event E1) is an entity that was not read" in str(info.value)
+
+
+def test_load_relation_map_errors_are_those_of_a_label_map(tmp_path):
+    with pytest.raises(BratFormatError, match="relation map file not found") as info:
+        load_relation_map(tmp_path / "missing.json")
+    assert info.value.kind == "missing_file"
+    (tmp_path / "bad.json").write_text('{\n"has": "ADE-Drug",\n}')
+    with pytest.raises(BratFormatError, match="invalid JSON") as info:
+        load_relation_map(tmp_path / "bad.json")
+    assert info.value.line == 3
+    (tmp_path / "list.json").write_text('["has"]')
+    with pytest.raises(BratFormatError, match="a relation map must be a JSON object"):
+        load_relation_map(tmp_path / "list.json")
+
+
+@pytest.mark.parametrize("relations, line, kind, fragment", [
+    ("R1\tStrength-Drug Arg1:T2 Arg2:T9\n", 5, "unknown_argument", "relation R1: Arg2 T9 is not an entity or event"),
+    ("R1\tStrength-Drug Arg1:E7 Arg2:T1\n", 5, "unknown_argument", "relation R1: Arg1 E7 is not an entity or event"),
+    ("E1\tDrug:T8\nR1\tStrength-Drug Arg1:T2 Arg2:E1\n", 6, "unknown_argument", "Arg2 T8 (the trigger of event E1)"),
+    ("R1\tDose-Drug Arg1:T2 Arg2:T1\n", 5, "unknown_type", "unknown relation type 'Dose-Drug' (expected one of"),
+    ("R1\tStrength-Drug Arg1:T2\n", 5, "malformed_line", "malformed R line"),
+    ("R1\tStrength-Drug T2 T1\n", 5, "malformed_line", "malformed R line"),
+    ("E1\t\n", 5, "malformed_line", "malformed E line"),
+    ("R1\tStrength-Drug Arg1:T2 Arg2:T1\nR1\tFrequency-Drug Arg1:T3 Arg2:T1\n", 6, "duplicate_id",
+     "duplicate id R1 (first on line 5)"),
+])
+def test_bad_relation_lines_name_file_line_and_reason(tmp_path, relations, line, kind, fragment):
+    txt = write_pair(tmp_path, "101", NOTE, ENTITIES + relations)
+    with pytest.raises(BratFormatError) as info:
+        read_brat_document(txt)
+    error = info.value
+    assert error.path == str(tmp_path / "101.ann") and (error.line, error.kind) == (line, kind)
+    assert str(error).startswith(f"{tmp_path / '101.ann'}:{line}: ") and fragment in str(error)
+    assert "Aspirin" not in str(error) and "81 mg" not in str(error)
+
+
+def test_skip_invalid_skips_and_counts_bad_relations(tmp_path):
+    folder = tmp_path / "notes"
+    write_pair(folder, "1", NOTE, ENTITIES + "R1\tStrength-Drug Arg1:T2 Arg2:T1\nR2\tReason-Drug Arg1:T4 Arg2:T9\n"
+                                             "R3\tDose-Drug Arg1:T2 Arg2:T1\n")
+    # T2 fails validation and is skipped: the relation that needs it is skipped too, and says why.
+    write_pair(folder, "2", NOTE, ENTITIES.replace("81 mg", "18 mg") + "R1\tStrength-Drug Arg1:T2 Arg2:T1\n"
+                                                                     "R2\tFrequency-Drug Arg1:T3 Arg2:T1\n")
+    documents, problems = read_brat_folder(folder, skip_invalid=True)
+    assert [triples(doc) for doc in documents] == [[("Strength-Drug", "T2", "T1")], [("Frequency-Drug", "T3", "T1")]]
+    assert Counter((Path(e.path).name, e.line, e.kind) for e in problems) == Counter({
+        ("1.ann", 6, "unknown_argument"): 1, ("1.ann", 7, "unknown_type"): 1, ("2.ann", 2, "text_mismatch"): 1,
+        ("2.ann", 5, "unknown_argument"): 1})
+    assert "is an entity that was not read" in str([str(e) for e in problems if e.path.endswith("2.ann")])
+    stats = p.main(["--train_dir", str(folder), "--output_dir", str(tmp_path / "out"), "--skip_invalid",
+                    "--validation_ratio", "0"])
+    assert stats["skipped_invalid"] == {"documents": 0, "annotations": 4, "by_kind": {
+        "text_mismatch": 1, "unknown_argument": 2, "unknown_type": 1}}
+    assert stats["relations"]["train"]["source"] == {"Strength-Drug": 1, "Frequency-Drug": 1}
+
+
+# ---------------------------------------------------------------------------
+# prepare_n2c2.py: kept entities, kept relations, the documents dataset and the bookkeeping
+# ---------------------------------------------------------------------------
+
+
+def doc_with(text, entities, relations=()):
+    """entities: (id, type, surface); relations: (type, arg1, arg2)."""
+    return BratDocument("d1", text, [BratEntity(i, t, ((text.index(s), text.index(s) + len(s)),), s, n)
+                                     for n, (i, t, s) in enumerate(entities, start=1)],
+                        relations=[BratRelation(f"R{n}", *r, n) for n, r in enumerate(relations, start=1)])
+
+
+def test_document_to_examples_reports_the_kept_entities_with_final_spans():
+    text = "Digoxin toxicity after aspirin 81mg daily."
+    doc = doc_with(text, [("T1", "ADE", "Digoxin toxicity"), ("T2", "Drug", "Digoxin"), ("T3", "Drug", "aspirin"),
+                          ("T4", "Strength", "81"), ("T5", "Drug", "aspirin"), ("T6", "Frequency", "daily")])
+    rows, counts = p.document_to_examples(doc, N2C2_LABELS)  # the two-value form is unchanged
+    again, counts_again, kept = p.document_to_examples(doc, N2C2_LABELS, return_entities=True)
+    assert again == rows and counts_again == counts
+    at = text.index
+    assert kept == {
+        "T1": {"id": "T1", "type": "ADE", "start": 0, "end": 16},
+        "T3": {"id": "T3", "type": "Drug", "start": at("aspirin"), "end": at("aspirin") + 7},
+        "T4": {"id": "T4", "type": "Strength", "start": at("81mg"), "end": at("81mg") + 4},  # expanded to the word
+        "T6": {"id": "T6", "type": "Frequency", "start": at("daily"), "end": at("daily") + 5},
+        "T5": {"id": "T3", "type": "Drug", "start": at("aspirin"), "end": at("aspirin") + 7},  # a duplicate of T3
+    }
+    assert "T2" not in kept and counts["dropped_overlap", "Drug"] == 1 and counts["dropped_duplicate", "Drug"] == 1
+
+
+def test_document_relations_keep_or_count_every_relation():
+    text = "Digoxin toxicity after aspirin 81mg daily."
+    doc = doc_with(text, [("T1", "ADE", "Digoxin toxicity"), ("T2", "Drug", "Digoxin"), ("T3", "Drug", "aspirin"),
+                          ("T4", "Strength", "81"), ("T5", "Drug", "aspirin"), ("T6", "Frequency", "daily")],
+                   [("ADE-Drug", "T1", "T2"), ("Strength-Drug", "T4", "T3"), ("Frequency-Drug", "T6", "T5"),
+                    ("Frequency-Drug", "T6", "T3"), ("Strength-Drug", "T4", "T7")])
+    _, _, kept = p.document_to_examples(doc, N2C2_LABELS, return_entities=True)
+    relations, counts = p.document_relations(doc, kept)
+    assert relations == [{"type": "Strength-Drug", "arg1": "T4", "arg2": "T3"},
+                         {"type": "Frequency-Drug", "arg1": "T6", "arg2": "T3"}]  # T5 is T3's duplicate
+    assert counts == Counter({("source", "Strength-Drug"): 2, ("source", "Frequency-Drug"): 2,
+                              ("source", "ADE-Drug"): 1, ("kept", "Strength-Drug"): 1, ("kept", "Frequency-Drug"): 1,
+                              ("argument_dropped", "ADE-Drug"): 1, ("duplicate", "Frequency-Drug"): 1,
+                              ("argument_missing", "Strength-Drug"): 1})
+
+
+def test_relation_cases_are_counted():
+    text = "1. Senna 8.6 mg and Colace 100 mg PO BID\nShe developed a rash. This was attributed to Keflex.\nAspirin.\n"
+    doc = doc_with(text, [("T1", "Drug", "Senna"), ("T2", "Strength", "8.6 mg"), ("T3", "Drug", "Colace"),
+                          ("T4", "Strength", "100 mg"), ("T5", "Frequency", "BID"), ("T6", "ADE", "rash"),
+                          ("T7", "Drug", "Keflex"), ("T8", "Drug", "Aspirin")],
+                   [("Strength-Drug", "T2", "T1"), ("Strength-Drug", "T4", "T3"), ("Frequency-Drug", "T5", "T1"),
+                    ("Frequency-Drug", "T5", "T3"), ("ADE-Drug", "T6", "T7")])
+    rows, _, kept = p.document_to_examples(doc, N2C2_LABELS, return_entities=True)
+    relations, _ = p.document_relations(doc, kept)
+    cases = p.relation_cases(text, list(kept.values()), relations, rows)
+    assert cases == Counter({("across_sentences", "ADE-Drug"): 1, ("shared_attributes", "Frequency-Drug"): 1,
+                             ("drugs_without_attributes", None): 1, ("lines_with_several_drugs", None): 1})
+
+
+CORPUS = [
+    ("Digoxin toxicity was noted. Aspirin 81 mg daily.\nHe developed a rash.\nKeflex was stopped.\n",
+     [("T1", "ADE", "Digoxin toxicity"), ("T2", "Drug", "Digoxin"), ("T3", "Drug", "Aspirin"),
+      ("T4", "Strength", "81 mg"), ("T5", "Frequency", "daily"), ("T6", "ADE", "rash"), ("T7", "Drug", "Keflex")],
+     [("ADE-Drug", "T1", "T2"), ("Strength-Drug", "T4", "T3"), ("Frequency-Drug", "T5", "T3"),
+      ("ADE-Drug", "T6", "T7")]),
+    ("Exam: benign.\nNo acute distress.\nLasix 40 mg PO.\n",
+     [("T1", "Drug", "Lasix"), ("T2", "Strength", "40 mg"), ("T3", "Route", "PO")],
+     [("Strength-Drug", "T2", "T1"), ("Route-Drug", "T3", "T1")]),
+]
+
+
+@pytest.fixture(scope="module")
+def relation_build(tmp_path_factory):
+    root = tmp_path_factory.mktemp("relations")
+    for split, copies in (("train", 3), ("test", 1)):
+        for copy in range(copies):
+            for index, (text, entities, relations) in enumerate(CORPUS):
+                text += " " * (1 + copy + 10 * (split == "test"))  # distinct notes, the same words
+                ann = "".join(f"T{i[1:]}\t{t} {text.index(s)} {text.index(s) + len(s)}\t{s}\n" for i, t, s in entities)
+                ann += "".join(f"R{n}\t{t} Arg1:{a} Arg2:{b}\n" for n, (t, a, b) in enumerate(relations, start=1))
+                write_pair(root / split, f"{copy}{index}", text, ann)
+    output_dir = root / "data"
+    stats = p.main(["--train_dir", str(root / "train"), "--test_dir", str(root / "test"), "--output_dir",
+                    str(output_dir), "--validation_ratio", "0"])
+    return output_dir, stats
+
+
+def test_the_documents_dataset_holds_kept_entities_and_relations(relation_build):
+    from datasets import Dataset
+
+    output_dir, _ = relation_build
+    documents = Dataset.load_from_disk(str(output_dir / "documents"))
+    assert documents.column_names == ["document_id", "split", "text", "entities", "relations"]
+    assert documents.features["entities"].feature["start"].dtype == "int32"
+    row = next(row for row in documents if row["document_id"] == "00" and row["split"] == "test")
+    text = row["text"]
+    assert [(e["id"], e["type"], text[e["start"]:e["end"]]) for e in row["entities"]] == [
+        ("T1", "ADE", "Digoxin toxicity"), ("T3", "Drug", "Aspirin"), ("T4", "Strength", "81 mg"),
+        ("T5", "Frequency", "daily"), ("T6", "ADE", "rash"), ("T7", "Drug", "Keflex")]  # T2 lost to the overlap policy
+    assert row["relations"] == [{"type": "Strength-Drug", "arg1": "T4", "arg2": "T3"},
+                                {"type": "Frequency-Drug", "arg1": "T5", "arg2": "T3"},
+                                {"type": "ADE-Drug", "arg1": "T6", "arg2": "T7"}]
+    assert Counter(documents["split"]) == Counter({"train": 6, "test": 2})
+
+
+def test_stats_account_for_every_relation(relation_build, capsys):
+    output_dir, stats = relation_build
+    assert json.loads((output_dir / "stats.json").read_text())["relations"] == stats["relations"]
+    assert stats["relations"]["test"] == {
+        "source": {"Strength-Drug": 2, "Route-Drug": 1, "Frequency-Drug": 1, "ADE-Drug": 2},
+        "kept": {"Strength-Drug": 2, "Route-Drug": 1, "Frequency-Drug": 1, "ADE-Drug": 1},
+        "dropped": {"argument_dropped": {"ADE-Drug": 1}, "argument_missing": {}, "duplicate": {}},
+        "cases": {"across_sentences": {"ADE-Drug": 1}, "shared_attributes": {}, "beyond_candidates": {},
+                  "drugs_without_attributes": 0, "lines_with_several_drugs": 0},
+    }
+    for split_stats in stats["relations"].values():  # source == kept + dropped per type
+        for relation_type, source in split_stats["source"].items():
+            dropped = sum(by_type.get(relation_type, 0) for by_type in split_stats["dropped"].values())
+            assert split_stats["kept"].get(relation_type, 0) + dropped == source
+            assert relation_type in N2C2_RELATION_TYPES
+    assert stats["relations"]["train"]["dropped"]["argument_dropped"] == {"ADE-Drug": 3}
+    assert stats["unmapped_relation_types"] == {"train": {}, "validation": {}, "test": {}}
+    assert stats["input"]["relation_map"] is None
+    p.main(["--train_dir", str(output_dir.parent / "train"), "--output_dir", str(output_dir.parent / "again"),
+            "--validation_ratio", "0"])
+    assert "relations: 18 read, 15 kept, dropped: argument_dropped 3\n" in capsys.readouterr().out
+
+
+def test_the_relation_map_option(relation_build, tmp_path):
+    output_dir, _ = relation_build
+    relation_map = tmp_path / "map.json"
+    relation_map.write_text(json.dumps({"Strength-Drug": "Strength-Drug", "ADE-Drug": None}))
+    stats = p.main(["--train_dir", str(output_dir.parent / "train"), "--output_dir", str(tmp_path / "out"),
+                    "--validation_ratio", "0", "--relation_map", str(relation_map)])
+    assert stats["input"]["relation_map"] == str(relation_map)
+    assert stats["relations"]["train"]["source"] == stats["relations"]["train"]["kept"] == {"Strength-Drug": 6}
+    assert stats["unmapped_relation_types"]["train"] == {"Frequency-Drug": 3, "ADE-Drug": 6, "Route-Drug": 3}
+    with pytest.raises(ValueError, match="--relation_map"):
+        p.main(["--synthetic", "6", "--output_dir", str(tmp_path / "s"), "--relation_map", str(relation_map)])
