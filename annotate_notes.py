@@ -110,8 +110,15 @@ Relations
     training); a pair is linked at ``--link_threshold`` or above, so an attribute shared by two
     drugs links to both. Long notes: candidates are built per sentence pair, so nothing is cut.
 
+Backends
+    ``--backend torch`` (default) runs the model folder with PyTorch. ``--backend onnx`` runs an
+    ``export_onnx.py`` folder with onnxruntime on the CPU (``--onnx_model_file model.int8.onnx`` for the
+    int8 graph): the same windows, merge and entities, the CRF decoded in numpy (``onnx_backend.py``).
+    ``summary.json`` records the backend in its settings.
+
 Needs torch, transformers and the project's ``tagging.py``, ``windows.py``, ``corpus_io.py``,
-``relations.py`` and ``modeling_crf.py`` (no ``datasets``, no training script).
+``relations.py`` and ``modeling_crf.py`` (no ``datasets``, no training script); ``--backend onnx`` also
+``onnxruntime`` and ``onnx_backend.py``.
 """
 
 from __future__ import annotations
@@ -132,7 +139,7 @@ from transformers import AutoModelForSequenceClassification, AutoModelForTokenCl
 
 import modeling_crf  # noqa: F401  (registers the CRF model with the Auto classes: no remote code needed)
 from corpus_io import (
-    ENTITIES_FILE, MEDICATIONS_FILE, SUMMARY_FILE, WORD_PREDICTIONS_FILE, BratFormatError, atomic_open, jsonl_line, note_file_mode,
+    ENTITIES_FILE, MEDICATIONS_FILE, ONNX_FILE, ONNX_INT8_FILE, SUMMARY_FILE, WORD_PREDICTIONS_FILE, BratFormatError, atomic_open, jsonl_line, note_file_mode,
     prediction_record, read_text, remove_stale_temporary_files, round_confidence, write_brat_ann,
     write_json_atomically,
 )
@@ -148,6 +155,8 @@ from windows import (
 )
 
 logger = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx")
 
 # The CLI predicts notes in groups of about this many words (length-grouped batches are formed
 # inside a group), writing each group's records and .ann files before it reads the next.
@@ -287,24 +296,45 @@ class NoteAnnotator:
                  relation_linker: RelationLinker | None = None):
         if not 0.0 <= min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
+        backend = getattr(model, "backend", "torch")  # onnx_backend.OnnxTokenClassifier: "onnx"
+        if backend == "onnx" and (device not in (None, "cpu") or bf16):
+            raise ValueError("the onnx backend runs on the CPU (onnxruntime): no device other than cpu, no bf16")
         self.model, self.tokenizer = model.eval(), word_tokenizer(tokenizer)
         model_labels(model)
         self.max_seq_length = max_input_length(model, self.tokenizer, max_seq_length)
         window_budget(self.tokenizer, self.max_seq_length, stride)  # bad window settings fail here, not mid-run
         self.settings = {"batch_size": batch_size, "max_seq_length": self.max_seq_length, "stride": stride,
                          "device": device, "bf16": bf16, "min_confidence": min_confidence}
+        self.backend = backend
+        if backend == "onnx":
+            self.settings["device"] = "cpu"
         self.relation_linker = relation_linker
 
     @classmethod
     def from_pretrained(cls, model_name_or_path: str, *, device: str | torch.device | None = None,
                         bf16: bool = False, trust_remote_code: bool = False, revision: str = "main",
                         token: str | None = None, relation_model_name_or_path: str | None = None,
-                        link_threshold: float | None = None, **settings) -> "NoteAnnotator":
+                        link_threshold: float | None = None, backend: str = "torch",
+                        onnx_model_file: str | None = None, **settings) -> "NoteAnnotator":
         """Load a model folder or Hub id (``settings``: batch_size, max_seq_length, stride, min_confidence),
-        and optionally a relation model (``link_threshold``: default, the one it was trained with)."""
-        model, tokenizer = load_model_and_tokenizer(model_name_or_path, device=device, bf16=bf16,
-                                                    trust_remote_code=trust_remote_code, revision=revision,
-                                                    token=token)
+        and optionally a relation model (``link_threshold``: default, the one it was trained with).
+
+        ``backend="onnx"``: ``model_name_or_path`` is an ``export_onnx.py`` folder, run with onnxruntime on the
+        CPU (``onnx_model_file``: ``model.onnx``, the default, or ``model.int8.onnx``); same windows, decoding
+        and entities as the torch backend."""
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "torch" and onnx_model_file not in (None, ONNX_FILE):
+            raise ValueError("onnx_model_file is for backend='onnx'")
+        if backend == "onnx":
+            from onnx_backend import OnnxTokenClassifier
+
+            model = OnnxTokenClassifier(model_name_or_path, onnx_model_file or ONNX_FILE)
+            tokenizer = load_tokenizer(model_name_or_path)
+        else:
+            model, tokenizer = load_model_and_tokenizer(model_name_or_path, device=device, bf16=bf16,
+                                                        trust_remote_code=trust_remote_code, revision=revision,
+                                                        token=token)
         linker = None
         if relation_model_name_or_path is not None:
             linker = RelationLinker.from_pretrained(
@@ -318,6 +348,11 @@ class NoteAnnotator:
 
     def predict(self, texts: Mapping[str, str], progress: bool | None = False) -> dict[str, NotePrediction]:
         """Word tags, confidences and entities of ``{document_id: text}``."""
+        if self.backend == "onnx":
+            from onnx_backend import predict_notes_onnx
+
+            settings = {key: self.settings[key] for key in ("batch_size", "max_seq_length", "stride", "min_confidence")}
+            return predict_notes_onnx(self.model, self.tokenizer, texts, progress=progress, **settings)
         return predict_notes(self.model, self.tokenizer, texts, progress=progress, **self.settings)
 
     def link(self, texts: Mapping[str, str], predictions: Mapping[str, NotePrediction]
@@ -639,6 +674,11 @@ class AnnotationArguments:
     link_threshold: Optional[float] = field(default=None, metadata={
         "help": "Link an (attribute, drug) pair at this probability or above, in [0, 1] (default: the relation "
                 "model's own, from its training)."})
+    backend: str = field(default="torch", metadata={
+        "help": "torch (the model folder, PyTorch) or onnx (an export_onnx.py folder, run with onnxruntime on CPU).",
+        "choices": list(BACKENDS)})
+    onnx_model_file: str = field(default=ONNX_FILE, metadata={
+        "help": f"With --backend onnx: the graph to run, {ONNX_FILE} (fp32) or {ONNX_INT8_FILE} (--quantize int8)."})
 
 
 def build_parser() -> HfArgumentParser:
@@ -654,6 +694,10 @@ def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
         problems.append(f"--words_per_group must be at least 1, got {args.words_per_group}")
     if args.link_threshold is not None and args.relation_model_name_or_path is None:
         problems.append("--link_threshold needs --relation_model_name_or_path")
+    if args.backend == "onnx":
+        if args.device not in (None, "cpu") or args.bf16:
+            problems.append("--backend onnx runs on the CPU (onnxruntime): no --device cuda, no --bf16")
+        args.device = "cpu"
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -881,8 +925,9 @@ def annotate_folder(
         "medication_records": counts["drugs"] if linking else None,
         "stale_temporary_files_removed": stale,
         "jsonl_records_dropped": {name: dict(sorted(dropped.items())) for name, dropped in repairs.items()},
-        "settings": {**annotator.settings, "device": str(annotator.settings["device"] if annotator.settings["device"]
-                                                          is not None else next(annotator.model.parameters()).device),
+        "settings": {**annotator.settings, "backend": annotator.backend,
+                     "device": str(annotator.settings["device"] if annotator.settings["device"] is not None
+                                   else next(annotator.model.parameters()).device),
                      "words_per_group": words_per_group,
                      "link_threshold": annotator.relation_linker.link_threshold if linking else None,
                      "sentence_window": annotator.relation_linker.sentence_window if linking else None},
@@ -930,7 +975,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.model_name_or_path, device=args.device, bf16=args.bf16, trust_remote_code=args.trust_remote_code,
             revision=args.model_revision, token=args.token, batch_size=args.batch_size,
             max_seq_length=args.max_seq_length, stride=args.stride, min_confidence=args.min_confidence,
-            relation_model_name_or_path=args.relation_model_name_or_path, link_threshold=args.link_threshold)
+            relation_model_name_or_path=args.relation_model_name_or_path, link_threshold=args.link_threshold,
+            backend=args.backend, onnx_model_file=args.onnx_model_file)
         summary = annotate_folder(annotator, args.input_dir, args.output_dir, overwrite=args.overwrite,
                                   word_predictions=args.word_predictions, words_per_group=args.words_per_group,
                                   progress=None)

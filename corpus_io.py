@@ -56,6 +56,12 @@ ENTITIES_FILE = "entities.jsonl"
 WORD_PREDICTIONS_FILE = "predictions.jsonl"
 MEDICATIONS_FILE = "medications.jsonl"  # with a relation model: one record per drug and its attributes
 SUMMARY_FILE = "summary.json"
+# export_onnx.py output (an ONNX folder beside the config and tokenizer)
+ONNX_FILE = "model.onnx"
+ONNX_INT8_FILE = "model.int8.onnx"  # --quantize int8
+CRF_FILE = "crf.json"  # the CRF's scores and constraints, decoded in numpy
+EXPORT_INFO_FILE = "onnx_export.json"
+QUANTIZATION_FILE = "quantization.json"
 # evaluate_ablations.py output
 REPORT_JSON_FILE = "report.json"
 REPORT_MARKDOWN_FILE = "report.md"

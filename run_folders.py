@@ -29,7 +29,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from corpus_io import (
-    PREDICTIONS_DIRNAME, PRETRAINING_DATA_FILE, RUN_ARGS_FILE, RUN_INFO_FILE, usual_file_mode, write_json_atomically,
+    CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, PREDICTIONS_DIRNAME, PRETRAINING_DATA_FILE,
+    QUANTIZATION_FILE, RUN_ARGS_FILE, RUN_INFO_FILE, usual_file_mode, write_json_atomically,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,13 @@ HUB_UPLOAD_PATTERNS = [
     "sentencepiece.bpe.model",
     "added_tokens.json",
     "README.md",
+    # export_onnx.py folders: the graphs, the CRF scores, and what the export and quantization did (numbers).
+    ONNX_FILE,
+    ONNX_FILE + ".data",  # external weights of a large graph
+    ONNX_INT8_FILE,
+    CRF_FILE,
+    EXPORT_INFO_FILE,
+    QUANTIZATION_FILE,
 ]
 
 

@@ -15,7 +15,9 @@ Training, evaluation and every way of calling a model go through the functions h
   (with ``tagging.py``) so that ``pipeline(model=path_or_repo, trust_remote_code=True)`` gives the
   same entities as the command line, to the last character of the note.
 
-Depends on torch, transformers and ``tagging.py`` only (no ``datasets``, no training script).
+Depends on torch, transformers and ``tagging.py`` only (no ``datasets``, no training script). torch is
+imported by the functions that run a PyTorch model, not at module level, so that the ONNX backend
+(``onnx_backend.py``: windows, merge and entities from here) runs where torch is not installed.
 """
 
 from __future__ import annotations
@@ -29,9 +31,8 @@ from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
-import torch
 from transformers import AutoTokenizer
 from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
 
@@ -39,6 +40,9 @@ try:  # inside a saved model folder (loaded with trust_remote_code=True), taggin
     from .tagging import bio_to_spans, check_labels, split_sentences, tokenize_words
 except ImportError:  # the flat scripts
     from tagging import bio_to_spans, check_labels, split_sentences, tokenize_words
+
+if TYPE_CHECKING:  # annotations only; the functions that run torch import it themselves
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -267,6 +271,8 @@ class WindowCollator:
         self.pad_to_multiple_of = pad_to_multiple_of
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        import torch
+
         length = max(len(feature["input_ids"]) for feature in features)
         if self.pad_to_multiple_of:
             length = math.ceil(length / self.pad_to_multiple_of) * self.pad_to_multiple_of
@@ -292,6 +298,8 @@ def select_predictions(outputs) -> tuple[torch.Tensor, torch.Tensor]:
     confidence is the marginal probability of the decoded tag. Linear models give the
     argmax of the softmax and its probability.
     """
+    import torch
+
     decoded = getattr(outputs, "decoded_tags", None)
     if decoded is not None:
         marginals = getattr(outputs, "marginals", None)
@@ -505,6 +513,8 @@ def predict_notes(
     runs the encoder under bfloat16 autocast on a GPU. ``progress``: a tqdm bar over batches
     (``None``: only on a terminal).
     """
+    import torch
+
     labels = model_labels(model)
     label_all_tokens = is_crf_model(model) and getattr(model.config, "label_alignment", "") == "all_subwords"
     device = torch.device(device) if device is not None else next(model.parameters()).device

@@ -1,0 +1,294 @@
+"""The ONNX backend: an ``export_onnx.py`` folder run with onnxruntime, on the one inference path of ``windows.py``.
+
+An export folder holds the encoder + emission layer as ONNX (``model.onnx``, and ``model.int8.onnx`` with
+``--quantize int8``), the model's ``config.json`` (labels, ``label_alignment``), its tokenizer, and for a CRF
+model ``crf.json``: the CRF's effective scores, i.e. the start, transition and end scores with the IOB2
+constraints already applied (forbidden moves at ``IMPOSSIBLE_SCORE``), exactly what
+``CRFForTokenClassification.crf_scores()`` hands its decoder.
+
+:func:`predict_notes_onnx` is :func:`windows.predict_notes` with the model call swapped: the same sentences,
+words, windows, length-sorted batches, merge and entities; onnxruntime gives the emissions, and the CRF is
+decoded here in numpy, as ``modeling_crf`` does it in torch: over the positions ``label_mask & attention_mask``
+(first subwords, or every subword for ``label_alignment="all_subwords"``), packed to the left, Viterbi for the
+tags and forward-backward marginals (probability space, redone in log space if a step underflows) for the
+confidences. Linear ("Apt") models take the softmax argmax, as in torch.
+
+Compute needs numpy and onnxruntime only; ``windows.py`` (windows, merge, entities) still imports torch at
+module level, so torch must be installed, but it runs nothing here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from corpus_io import CRF_FILE, ONNX_FILE
+from windows import (
+    CRF_MODEL_TYPE, DEFAULT_BATCH_SIZE, DEFAULT_STRIDE, NotePrediction, assemble_notes, encode_notes,
+    max_input_length, model_labels,
+)
+
+logger = logging.getLogger(__name__)
+
+EMISSIONS_OUTPUT = "emissions"
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class JsonConfig:
+    """Read-only attribute view of a ``config.json`` (missing keys are None): what ``windows.py`` reads of a
+    model's config (``id2label``, ``model_type``, ``label_alignment``, ``max_position_embeddings``, ...)."""
+
+    def __init__(self, values: Mapping[str, Any]):
+        self._values = dict(values)
+        if "id2label" in self._values:
+            self._values["id2label"] = {int(key): label for key, label in self._values["id2label"].items()}
+        if isinstance(self._values.get("encoder_config"), Mapping):
+            self._values["encoder_config"] = JsonConfig(self._values["encoder_config"])
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._values.get(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+# ---------------------------------------------------------------------------------------------
+# CRF decoding in numpy (mirrors modeling_crf.crf_viterbi / crf_marginals / crf_log_marginals)
+# ---------------------------------------------------------------------------------------------
+
+
+def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
+    top = x.max(axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return (np.log(np.exp(x - top).sum(axis=axis, keepdims=True)) + top).squeeze(axis)
+
+
+def pack_positions(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``modeling_crf.pack_positions``: ``index`` [B, L] of the True positions of ``mask`` [B, T], left-packed in
+    order, and ``packed_mask`` [B, L] (a prefix per row)."""
+    mask = mask.astype(bool)
+    lengths = mask.sum(1)
+    steps = int(lengths.max()) if mask.size else 0
+    index = np.argsort(~mask, axis=1, kind="stable")[:, :steps]
+    packed_mask = np.arange(steps)[None, :] < lengths[:, None]
+    return index, packed_mask
+
+
+def crf_viterbi(emissions, mask, start, transitions, end) -> np.ndarray:
+    """Best tag path [B, L] (values past a row's length are junk)."""
+    batch, steps, num_tags = emissions.shape
+    score = start + emissions[:, 0]
+    identity = np.broadcast_to(np.arange(num_tags), (batch, num_tags))
+    backpointers = []
+    for t in range(1, steps):
+        candidates = score[:, :, None] + transitions[None]
+        best, arg = candidates.max(axis=1), candidates.argmax(axis=1)
+        on = mask[:, t, None]
+        score = np.where(on, best + emissions[:, t], score)
+        backpointers.append(np.where(on, arg, identity))
+    tag = (score + end).argmax(axis=1)
+    path = [tag]
+    for pointers in reversed(backpointers):
+        tag = np.take_along_axis(pointers, tag[:, None], axis=1)[:, 0]
+        path.append(tag)
+    path.reverse()
+    return np.stack(path, axis=1)
+
+
+def crf_marginals(emissions, mask, start, transitions, end) -> np.ndarray:
+    """Per-step tag probabilities [B, L, C] by normalised forward-backward in probability space (zeros past a
+    row's end); redone in log space (:func:`crf_log_marginals`) if a step underflows."""
+    batch, steps, num_tags = emissions.shape
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        potentials = np.exp(emissions - emissions.max(-1, keepdims=True))
+        trans = np.exp(transitions - transitions.max())
+        start_p = np.exp(start - start.max())
+        end_p = np.broadcast_to(np.exp(end - end.max()), (batch, num_tags))
+
+        def normalized(x):
+            return x / x.sum(-1, keepdims=True)
+
+        alpha = normalized(start_p * potentials[:, 0])
+        alphas = [alpha]
+        for t in range(1, steps):
+            alpha = np.where(mask[:, t, None], normalized((alpha[:, :, None] * trans).sum(1) * potentials[:, t]), alpha)
+            alphas.append(alpha)
+        lengths = mask.sum(1)
+        beta = normalized(end_p)
+        betas = [beta]
+        for t in range(steps - 2, -1, -1):
+            nxt = normalized((trans * (potentials[:, t + 1] * beta)[:, None, :]).sum(2))
+            beta = np.where((t < lengths - 1)[:, None], nxt, beta)
+            betas.append(beta)
+        betas.reverse()
+        marginals = np.where(mask[:, :, None], normalized(np.stack(alphas, 1) * np.stack(betas, 1)), 0.0)
+    if not np.isfinite(marginals).all():
+        return crf_log_marginals(emissions, mask, start, transitions, end)
+    return marginals.astype(np.float32)
+
+
+def crf_log_marginals(emissions, mask, start, transitions, end) -> np.ndarray:
+    """:func:`crf_marginals` in log space: slower, never underflows."""
+    batch, steps, num_tags = emissions.shape
+    alphas = [start + emissions[:, 0]]
+    for t in range(1, steps):
+        nxt = _logsumexp(alphas[-1][:, :, None] + transitions[None], axis=1) + emissions[:, t]
+        alphas.append(np.where(mask[:, t, None], nxt, alphas[-1]))
+    lengths = mask.sum(1)
+    ends = np.broadcast_to(end, (batch, num_tags))
+    beta = ends
+    betas = [beta]
+    for t in range(steps - 2, -1, -1):
+        nxt = _logsumexp(transitions[None] + (emissions[:, t + 1] + beta)[:, None, :], axis=2)
+        beta = np.where((t < lengths - 1)[:, None], nxt, ends)
+        betas.append(beta)
+    betas.reverse()
+    log_z = _logsumexp(alphas[-1] + end, axis=1)
+    log_marg = np.stack(alphas, 1) + np.stack(betas, 1) - log_z[:, None, None]
+    return (np.exp(log_marg) * mask[:, :, None]).astype(np.float32)
+
+
+def crf_decode(emissions: np.ndarray, positions: np.ndarray, start, transitions, end
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Tag ids [B, T] (-100 off ``positions``) and the marginal of each decoded tag [B, T] (0 off ``positions``),
+    as ``CRFForTokenClassification.forward(..., return_marginals=True)`` and ``windows.select_predictions``."""
+    batch, seq_len, num_tags = emissions.shape
+    index, packed_mask = pack_positions(positions)
+    decoded = np.full((batch, seq_len), -100, dtype=np.int64)
+    marginals = np.zeros((batch, seq_len, num_tags), dtype=np.float32)
+    if index.shape[1]:
+        packed = np.take_along_axis(emissions.astype(np.float32), index[:, :, None], axis=1)
+        path = np.where(packed_mask, crf_viterbi(packed, packed_mask, start, transitions, end), -100)
+        np.put_along_axis(decoded, index, path, axis=1)
+        np.put_along_axis(marginals, index[:, :, None], crf_marginals(packed, packed_mask, start, transitions, end),
+                          axis=1)
+    confidences = np.take_along_axis(marginals, np.clip(decoded, 0, None)[..., None], axis=-1)[..., 0]
+    return decoded, np.clip(confidences, 0.0, 1.0)
+
+
+def softmax_argmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Argmax tag ids and their softmax probabilities (linear models)."""
+    logits = logits.astype(np.float32)
+    exp = np.exp(logits - logits.max(-1, keepdims=True))
+    probabilities = exp / exp.sum(-1, keepdims=True)
+    return probabilities.argmax(-1), probabilities.max(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model of an export folder
+# ---------------------------------------------------------------------------------------------
+
+
+class OnnxTokenClassifier:
+    """An ``export_onnx.py`` folder: onnxruntime session, config, and the CRF scores of a CRF model.
+
+    ``model_file``: ``model.onnx`` (fp32, the default) or ``model.int8.onnx`` (``--quantize int8``).
+    ``num_threads``: onnxruntime intra-op threads (None: its default).
+    """
+
+    backend = "onnx"
+
+    def __init__(self, path, model_file: str = ONNX_FILE, num_threads: int | None = None):
+        import onnxruntime
+
+        self.path = Path(path)
+        if not (self.path / model_file).is_file():
+            raise ValueError(f"{self.path}: no {model_file} (not an export_onnx.py folder?)")
+        self.config = JsonConfig(json.loads((self.path / "config.json").read_text(encoding="utf-8")))
+        self.model_file = model_file
+        options = onnxruntime.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+        self.session = onnxruntime.InferenceSession(str(self.path / model_file), options,
+                                                    providers=["CPUExecutionProvider"])
+        self.input_names = [node.name for node in self.session.get_inputs()]
+        self.labels = model_labels(self)
+        self.is_crf = self.config.model_type == CRF_MODEL_TYPE
+        self.crf_scores = None
+        if self.is_crf:
+            crf = json.loads((self.path / CRF_FILE).read_text(encoding="utf-8"))
+            if crf["labels"] != self.labels:
+                raise ValueError(f"{self.path}: {CRF_FILE} labels differ from config.json")
+            self.crf_scores = tuple(np.asarray(crf[key], dtype=np.float32)
+                                    for key in ("start_transitions", "transitions", "end_transitions"))
+
+    @property
+    def label_all_tokens(self) -> bool:
+        return self.is_crf and self.config.label_alignment == "all_subwords"
+
+    def eval(self) -> "OnnxTokenClassifier":
+        return self
+
+    def emissions(self, batch: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The ONNX graph's output [B, T, C] (CRF emissions or linear logits) for padded int64 inputs."""
+        feeds = {}
+        for name in self.input_names:
+            if name in batch:
+                feeds[name] = batch[name]
+            elif name == "token_type_ids":  # the encoder's default when none are given
+                feeds[name] = np.zeros_like(batch["input_ids"])
+            else:
+                raise ValueError(f"the ONNX model needs {name}")
+        return self.session.run([EMISSIONS_OUTPUT], feeds)[0]
+
+    def predict_batch(self, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-position tag ids and confidences [B, T], as ``windows.select_predictions`` gives them in torch."""
+        scores = self.emissions(batch)
+        if self.is_crf:
+            positions = batch["label_mask"].astype(bool) & batch["attention_mask"].astype(bool)
+            return crf_decode(scores, positions, *self.crf_scores)
+        return softmax_argmax(scores)
+
+
+def pad_batch(rows: Mapping[str, list], batch_rows, keys, pad_token_id: int) -> dict[str, np.ndarray]:
+    """``windows.WindowCollator`` in numpy: pad to the longest row of the batch."""
+    length = max(len(rows["input_ids"][row]) for row in batch_rows)
+    padding = {"input_ids": pad_token_id, "attention_mask": 0, "token_type_ids": 0, "label_mask": False}
+    batch = {}
+    for key in keys:
+        values = [list(rows[key][row]) + [padding[key]] * (length - len(rows[key][row])) for row in batch_rows]
+        batch[key] = np.asarray(values, dtype=bool if key == "label_mask" else np.int64)
+    return batch
+
+
+def predict_notes_onnx(
+    model: OnnxTokenClassifier,
+    tokenizer,
+    texts: Mapping[str, str],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_seq_length: int | None = None,
+    stride: int = DEFAULT_STRIDE,
+    min_confidence: float = 0.0,
+    progress: bool | None = False,
+) -> dict[str, NotePrediction]:
+    """:func:`windows.predict_notes` on an ONNX export: same windows, batches, merge and entities."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    max_seq_length = max_input_length(model, tokenizer, max_seq_length)
+    encoded = encode_notes(texts, tokenizer, max_seq_length, stride, model.label_all_tokens)
+    keys = [key for key in ONNX_INPUTS if key in encoded.rows and key in model.input_names]
+    if model.is_crf:
+        keys.append("label_mask")
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    from tqdm.auto import tqdm
+
+    window_outputs: dict[int, tuple[list[int], list[float]]] = {}
+    firsts = range(0, len(encoded.order), batch_size)
+    for first in tqdm(firsts, total=math.ceil(len(encoded.order) / batch_size), desc="annotating", unit="batch",
+                      disable=None if progress is None else not progress, leave=False):
+        batch_rows = encoded.order[first:first + batch_size]
+        tag_ids, confidences = model.predict_batch(pad_batch(encoded.rows, batch_rows, keys, pad_token_id))
+        tag_ids, confidences = tag_ids.tolist(), confidences.astype(np.float32).tolist()
+        for index, row in enumerate(batch_rows):
+            length = len(encoded.rows["input_ids"][row])
+            window_outputs[row] = (tag_ids[index][:length], confidences[index][:length])
+    return assemble_notes(encoded, window_outputs, model.labels, min_confidence)
