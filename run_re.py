@@ -37,6 +37,7 @@ from transformers import (
     AutoConfig, AutoModelForSequenceClassification, HfArgumentParser, Trainer, TrainingArguments, set_seed,
 )
 
+import modeling_crf  # noqa: F401  (registers the CRF config: --tokenizer_name may be a NER model's folder)
 from corpus_io import (
     ALL_RESULTS_FILE, BRAT_DIRNAME, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, RUN_INFO_FILE, STATS_FILE,
     TEST_RELATIONS_FILE, BratDocument, BratEntity, BratRelation, jsonl_line, note_file_mode, set_tree_mode,

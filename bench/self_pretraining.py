@@ -128,7 +128,9 @@ def measure_vocabularies(corpus: str, dataset_path: Path) -> dict[str, Any]:
 
 
 def pretrained_dir(corpus: str, plus: bool = False, smoke: bool = False) -> Path:
-    return PRETRAINED_CACHE / (("smoke__" if smoke else "") + corpus + ("__plus" if plus else ""))
+    if smoke:
+        return common.smoke_dir() / "smoke_pretrained" / corpus
+    return PRETRAINED_CACHE / (corpus + ("__plus" if plus else ""))
 
 
 def pretraining_key(corpus: str, plus: bool = False) -> str:
@@ -143,7 +145,7 @@ def pretrain(corpus: str, dataset_paths: Sequence[Path], budget_minutes: float, 
     base = [sys.executable, str(common.REPO_DIR / "pretrain_mlm.py"), "--dataset_paths", *map(str, dataset_paths),
             "--do_train", "--overwrite_output_dir", *flags]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    log = common.CACHE_DIR / f"pretrain_{output_dir.name}.log"
+    log = (common.smoke_dir() if smoke else common.CACHE_DIR) / f"pretrain_{output_dir.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
 
     def run(max_steps: int, folder: Path) -> dict[str, Any]:
@@ -215,18 +217,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print done/pending steps and exit")
     parser.add_argument("--max_steps", type=int, default=None, help="stop after this many new steps")
     parser.add_argument("--stop_at", default=None, help="UTC HH:MM: start no new step after it")
-    parser.add_argument("--smoke", action="store_true", help="synthetic data, tiny models, into bench/cache/")
+    parser.add_argument("--smoke", action="store_true",
+                        help="synthetic data, tiny models, outputs under BENCH_SMOKE_DIR (default bench/cache/)")
     args = parser.parse_args(argv)
 
     if args.smoke:
         import prepare_n2c2
 
-        data = common.CACHE_DIR / "smoke_self"
+        smoke = common.smoke_dir()
+        data = smoke / "smoke_self"
         if not (data / "dataset_dict.json").is_file():
             prepare_n2c2.main(["--synthetic", "30", "--seed", "42", "--output_dir", str(data), "--overwrite"])
         record = pretrain("smoke", [data], budget_minutes=0.5, smoke=True)
         result = quality.run_one("smoke", "transformer-crf-self", 42, "train", 1.0, data, smoke=True,
-                                 results_dir=common.CACHE_DIR / "smoke_results", runs_dir=common.CACHE_DIR / "smoke_runs",
+                                 results_dir=smoke / "smoke_results", runs_dir=smoke / "smoke_runs",
                                  pretrained_dir=pretrained_dir("smoke", smoke=True))
         print(f"[self-pretraining] smoke: {record['tokens']} tokens pre-trained at {record['train_tokens_per_second']:.0f}"
               f" tokens/s ({record['padding_share']:.1%} padding); fine-tuned micro-F1 "

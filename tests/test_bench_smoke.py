@@ -165,3 +165,58 @@ def test_learning_curve_points_average_the_same_seeds():
         (s, f) for s in report.CURVE_SYSTEMS for f in (0.1, 1.0))
     results += [run(system, 43, 0.1) for system in report.CURVE_SYSTEMS]
     assert report.curve_runs(results, "phee")[1] == [42, 43]
+
+
+@pytest.mark.slow
+def test_self_pretraining_smoke_fine_tunes_the_pretrained_encoder(tmp_path, monkeypatch):
+    import self_pretraining
+
+    monkeypatch.setenv("BENCH_SMOKE_DIR", str(tmp_path))
+    assert self_pretraining.main(["--smoke"]) == 0
+    encoder = self_pretraining.pretrained_dir("smoke", smoke=True)
+    assert encoder.is_relative_to(tmp_path) and (encoder / "model.safetensors").is_file()
+    pretraining = json.loads((encoder / "pretraining_data.json").read_text())
+    assert [source["splits"] for source in pretraining["sources"]] == [["train"]], "training text only"
+    assert 0.0 <= pretraining["padding_share"] < 0.05
+    result = json.loads((tmp_path / "smoke_results" / "smoke__transformer-crf-self__s42__train__f1.json").read_text())
+    assert 0.0 <= result[STRICT_MICRO_F1] <= 1.0
+    # fine-tuning started from the pre-trained encoder, with its vocabulary (no new tokenizer trained)
+    argv = result["argv"]
+    assert argv[argv.index("--model_name_or_path") + 1] == encoder.name and "--train_tokenizer" not in argv
+    run_dir = tmp_path / "smoke_runs" / "smoke__transformer-crf-self__s42__train__f1"
+    def vocabulary(folder):
+        return json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"]
+
+    assert vocabulary(run_dir) == vocabulary(encoder)
+
+
+def test_self_pretraining_queue_order_and_report_targets():
+    import quality
+    import report
+    import self_pretraining
+
+    todo = list(self_pretraining.steps(["phee", "bc2gm"]))
+    kinds = [step[0] for step in todo]
+    # vocabularies, then encoders, before any run that needs them; every pre-trained run after its encoder
+    assert kinds[:4] == ["vocabulary", "vocabulary", "pretrain", "pretrain"]
+    for index, step in enumerate(todo):
+        if step[0] == "run" and "-self" in step[2]:
+            plus = step[2].endswith("-plus")
+            assert ("pretrain", step[1], plus) in todo[:index]
+    assert ("run", "bc2gm", "transformer-crf-self", 43, 1.0) not in todo  # BC2GM: one seed
+    assert ("run", "phee", "minilm-crf", 44, 0.1) in todo
+    assert len({self_pretraining.result_path(step) for step in todo}) == len(todo)
+    assert set(quality.SYSTEM_LABELS) >= set(report.SELF_SYSTEMS) - {"feature-crf"}
+
+    def row(system, f1):
+        return {"corpus": "phee", "system": system, "seed": 42, "train_split": "train", "train_fraction": 1.0,
+                STRICT_MICRO_F1: f1}
+
+    results = [row("feature-crf", 0.60), row("transformer-crf", 0.50), row("transformer-crf-wp", 0.55),
+               row("transformer-crf-self", 0.62), row("minilm-crf", 0.70)]
+    lines = report.self_pretraining_targets(results, "phee")
+    assert lines[0].endswith("+2.0 points: **met**")
+    assert "+7.0 points" in lines[1] and "+12.0 points" in lines[2] and "+5.0 points" in lines[3]
+    assert lines[4].endswith("pending") and "+8.0 points" in lines[5]
+    results[3][STRICT_MICRO_F1] = 0.58
+    assert report.self_pretraining_targets(results, "phee")[0].endswith("**MISSED by 2.0**")
