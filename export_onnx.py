@@ -42,6 +42,7 @@ import modeling_crf  # noqa: F401  (registers the CRF model with the Auto classe
 from corpus_io import CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, RUN_INFO_FILE
 from modeling_crf import IMPOSSIBLE_SCORE, bio_transition_mask
 from onnx_backend import EMISSIONS_OUTPUT, OnnxTokenClassifier
+from run_folders import vocabulary_from_corpus
 from windows import encoder_max_positions, is_crf_model, load_tokenizer, model_labels
 
 logger = logging.getLogger(__name__)
@@ -194,12 +195,6 @@ def model_card(info: dict, quantization: dict | None) -> str:
     lines += ["", "Run it with `python annotate_notes.py --backend onnx --model_name_or_path THIS_FOLDER ...` or "
               "`NoteAnnotator.from_pretrained(THIS_FOLDER, backend=\"onnx\")`.", ""]
     return "\n".join(lines)
-
-
-def vocabulary_from_corpus(model_name_or_path: str) -> bool:
-    """Whether the model folder's run_info.json says its tokenizer was learned from the training notes."""
-    run_info = Path(model_name_or_path) / RUN_INFO_FILE
-    return run_info.is_file() and bool(json.loads(run_info.read_text(encoding="utf-8")).get("vocabulary_from_corpus"))
 
 
 def prepare_output_dir(output_dir: Path, overwrite: bool) -> None:

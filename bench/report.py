@@ -646,6 +646,51 @@ def entry_points_section() -> list[str]:
             "`pipeline(model=path)` crashed on the note (its tokenizer said 512 tokens, the encoder takes 256)."]
 
 
+def onnx_section() -> list[str]:
+    """Deployable inference (bench/onnx_speed.py): PyTorch vs ONNX Runtime fp32 / int8 vs the stock pipeline."""
+    path = common.RESULTS_DIR / "onnx_speed.json"
+    if not path.is_file():
+        return ["Not measured yet: `python bench/onnx_speed.py --trained_crf DIR`."]
+    r = common.read_json(path)
+    settings, sentences, long_notes = r["settings"], r["sentences"], r["long_notes"]
+    lines = [f"{settings['encoder']}, {settings['num_notes']} {settings['corpus']} test notes "
+             f"({settings['num_sentences']} sentences) and {settings['long_notes']} long notes of "
+             f"{min(settings['long_note_characters']):,}+ characters; batch {settings['batch_size']} windows; "
+             f"{settings['rounds']} alternating rounds, best per side; torch {settings['torch_threads']} threads, "
+             f"onnxruntime {settings['onnxruntime_threads']}; load at start {settings['load_average_1m_at_start']}.",
+             "", "| annotator | sentences/s | × stock pipeline | × PyTorch (same head) | long notes, characters/s | "
+             "model s | decode s | pre-processing s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for head in ("crf", "apt"):
+        for backend in ("torch", "onnx_fp32", "onnx_int8"):
+            name = f"{head}_{backend}"
+            parts = r["time_parts_sentences"][name]
+            lines.append(f"| {head.upper()} {backend.replace('_', ' ')} | {sentences[name + '_sentences_per_second']:.1f} | "
+                         f"{sentences[f'ratio_{name}_over_pipeline']:.2f} | "
+                         f"{sentences[f'ratio_{name}_over_{head}_torch']:.2f} | "
+                         f"{long_notes[name + '_characters_per_second']:,.0f} | {parts['model_seconds']:.2f} | "
+                         f"{parts['decode_seconds']:.2f} | {parts['preprocess_seconds']:.2f} |")
+    lines.append(f"| stock pipeline (Apt, batch {r['pipeline_best_batch_size']}) | "
+                 f"{sentences['pipeline_apt_sentences_per_second']:.1f} | 1.00 | | | | | |")
+    rss = r.get("peak_rss_mb", {})
+    lines += ["", "PyTorch decodes inside its forward: its CRF cost is the CRF row's model time minus the Apt row's. "
+              f"Peak RSS of an annotating process (MB): PyTorch {rss.get('crf_torch')}, ONNX fp32 "
+              f"{rss.get('crf_onnx_fp32')}, ONNX int8 {rss.get('crf_onnx_int8')} (each loads annotate_notes.py, "
+              "which imports torch; the torch-free path is onnx_backend.py alone)."]
+    fastest = max(sentences[f"ratio_{h}_{b}_over_pipeline"] for h in ("crf", "apt")
+                  for b in ("torch", "onnx_fp32", "onnx_int8"))
+    lines += ["", "Targets:", "", f"- The fastest annotator ≥ 3× the stock pipeline: {fastest:.2f}×: "
+              f"{'met' if fastest >= 3 else 'NOT met'}"]
+    for quality_row in r.get("quality", []):
+        lines.append(f"- ONNX fp32 gives PyTorch's entities ({quality_row['model']}, {quality_row['test_notes']} test notes): "
+                     f"{'identical: met' if quality_row['onnx_fp32_entities_identical'] else 'NOT identical'}; strict "
+                     f"micro-F1 PyTorch {100 * quality_row['torch_strict_micro_f1']:.2f}, ONNX fp32 "
+                     f"{100 * quality_row['onnx_fp32_strict_micro_f1']:.2f}, ONNX int8 "
+                     f"{100 * quality_row['onnx_int8_strict_micro_f1']:.2f} (int8 − fp32 "
+                     f"{100 * quality_row['int8_minus_fp32_strict_micro_f1']:+.2f}; target within 0.5: "
+                     f"{'met' if abs(quality_row['int8_minus_fp32_strict_micro_f1']) <= 0.005 else 'NOT met'})")
+    return lines
+
+
 def pending_runs(results) -> list[str]:
     todo = list(dict.fromkeys(quality.queue(["phee", "ncbi", "bc2gm"], quality.SYSTEMS, [42, 43, 44])))
     done = {p.stem for p in (common.RESULTS_DIR / "quality").glob("*.json")}
@@ -719,6 +764,8 @@ def main() -> int:
         sections.append("")
     sections += ["## Speed and memory (ratios measured side by side in one run)", ""] + speed_section() + [""]
     sections += ["## One inference path: every entry point gives the same entities", ""] + entry_points_section() + [""]
+    sections += ["## Deployable inference: ONNX Runtime fp32 and int8 (`python bench/onnx_speed.py --trained_crf DIR`)",
+                 ""] + onnx_section() + [""]
     sections += ["## Status", ""] + pending_runs(results) + [""] + [STATUS_NOTES.strip(), ""]
     sections += ["## Commands", "", COMMANDS.strip(), ""]
     if write_readme("\n".join(sections) + "\n"):

@@ -122,6 +122,36 @@ def test_speed_smoke_writes_ratios(tmp_path, monkeypatch):
     assert result["training_throughput"]["ratio"] == throughput["ratio"]
 
 
+@pytest.mark.slow
+def test_onnx_speed_smoke_times_every_backend_and_scores_a_trained_model(tmp_path, monkeypatch):
+    import onnx_speed
+
+    monkeypatch.setenv("BENCH_SMOKE_DIR", str(tmp_path))
+    output = tmp_path / "onnx_speed.json"
+    from test_annotate_notes import train_tiny_crf
+
+    trained = train_tiny_crf(tmp_path / "trained_crf")  # n2c2 labels, like the smoke corpus
+    onnx_speed.main(["--smoke", "--num_notes", "4", "--num_long_notes", "1", "--rounds", "2",
+                     "--pipeline_batch_sizes", "8", "--trained_crf", str(trained), "--output", str(output)])
+    saved = json.loads(output.read_text())
+    sentences, long_notes = saved["sentences"], saved["long_notes"]
+    for head in ("crf", "apt"):
+        for backend in ("torch", "onnx_fp32", "onnx_int8"):
+            name = f"{head}_{backend}"
+            assert len(sentences[f"{name}_seconds_by_round"]) == 2
+            assert sentences[f"{name}_seconds"] == min(sentences[f"{name}_seconds_by_round"])
+            assert sentences[f"ratio_{name}_over_pipeline"] == pytest.approx(
+                sentences["pipeline_apt_seconds"] / sentences[f"{name}_seconds"])
+            assert long_notes[f"{name}_characters_per_second"] > 0
+    assert min(saved["settings"]["long_note_characters"]) >= 10_000
+    parts = saved["time_parts_sentences"]["crf_onnx_fp32"]
+    assert parts["model_seconds"] > 0 and parts["decode_seconds"] > 0 and parts["windows"] > 0
+    assert saved["quantization"]["op_types_after"].get("MatMulInteger", 0) > 0, "int8 weights in the graph"
+    quality = saved["quality"][0]
+    assert quality["onnx_fp32_entities_identical"] is True
+    assert quality["onnx_fp32_strict_micro_f1"] == quality["torch_strict_micro_f1"] > 0.5
+
+
 def test_padded_positions_counts_each_batch_at_its_longest_row():
     import speed
 
