@@ -125,20 +125,32 @@ def time_parts(annotator, notes: dict[str, str]) -> dict[str, float]:
     return parts
 
 
-def peak_rss_mb(model_dir: Path, backend: str, onnx_file: str | None, notes_file: Path) -> float | None:
-    """Peak RSS of a fresh process that loads the annotator for one backend and annotates the notes."""
-    code = ("import json, resource, sys\n"
-            "sys.path.insert(0, sys.argv[1])\n"
-            "from annotate_notes import NoteAnnotator\n"
-            "kwargs = {'backend': sys.argv[3]} | ({'onnx_model_file': sys.argv[4]} if sys.argv[4] != '-' else {})\n"
-            "annotator = NoteAnnotator.from_pretrained(sys.argv[2], max_seq_length=128, **kwargs)\n"
-            "annotator(json.load(open(sys.argv[5])))\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n")
-    completed = subprocess.run([sys.executable, "-c", code, str(common.REPO_DIR), str(model_dir), backend,
-                                onnx_file or "-", str(notes_file)], capture_output=True, text=True)
-    if completed.returncode != 0:
-        return None
-    return round(float(completed.stdout.strip().splitlines()[-1]), 1)
+def peak_rss_mb(model_dir: Path, backend: str, onnx_file: str | None, notes_file: Path) -> dict[str, Any] | None:
+    """Peak RSS (VmHWM: ru_maxrss would carry this big process's figure over fork + exec) of a fresh process
+    that loads one backend and annotates the notes, and whether torch got imported. ``backend``: torch, onnx
+    (through annotate_notes.NoteAnnotator) or onnx_only (onnx_backend.py alone, the torch-free path)."""
+    code = ("import json, sys\n"
+            "sys.path[:0] = [sys.argv[1], sys.argv[1] + '/bench']\n"
+            "backend, path, onnx_file, notes = sys.argv[2], sys.argv[3], sys.argv[4], json.load(open(sys.argv[5]))\n"
+            "if backend == 'onnx_only':\n"
+            "    from onnx_backend import OnnxTokenClassifier, predict_notes_onnx\n"
+            "    from windows import load_tokenizer\n"
+            "    model = OnnxTokenClassifier(path, onnx_file)\n"
+            "    predict_notes_onnx(model, load_tokenizer(path), dict(enumerate(notes)), max_seq_length=128)\n"
+            "else:\n"
+            "    from annotate_notes import NoteAnnotator\n"
+            "    kwargs = {'backend': backend} | ({'onnx_model_file': onnx_file} if backend == 'onnx' else {})\n"
+            "    NoteAnnotator.from_pretrained(path, max_seq_length=128, **kwargs)(notes)\n"
+            "import common\n"
+            "print('PEAK', common.peak_rss_mb(), 'torch' in sys.modules)\n")
+    completed = subprocess.run([sys.executable, "-c", code, str(common.REPO_DIR), backend, str(model_dir),
+                                onnx_file or "model.onnx", str(notes_file)], capture_output=True, text=True)
+    for line in completed.stdout.splitlines():
+        if line.startswith("PEAK"):
+            _, megabytes, torch_loaded = line.split()
+            return {"mb": round(float(megabytes), 1), "torch_imported": torch_loaded == "True"}
+    print(completed.stderr[-2000:], file=sys.stderr)
+    return None
 
 
 def f1_by_backend(model_dir: Path, scratch: Path, corpus_path: Path) -> dict[str, Any]:
@@ -270,10 +282,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         from corpus_io import ONNX_INT8_FILE
 
         print("[onnx-speed] peak RSS per backend (child processes)", flush=True)
-        result["peak_rss_mb"] = {
+        result["peak_rss"] = {
             "crf_torch": peak_rss_mb(dirs["crf"], "torch", None, notes_file),
             "crf_onnx_fp32": peak_rss_mb(scratch / "crf-onnx", "onnx", None, notes_file),
-            "crf_onnx_int8": peak_rss_mb(scratch / "crf-onnx", "onnx", ONNX_INT8_FILE, notes_file)}
+            "crf_onnx_int8": peak_rss_mb(scratch / "crf-onnx", "onnx", ONNX_INT8_FILE, notes_file),
+            "crf_onnx_int8_backend_only": peak_rss_mb(scratch / "crf-onnx", "onnx_only", ONNX_INT8_FILE, notes_file)}
         result["quantization"] = json.loads((scratch / "crf-onnx" / "quantization.json").read_text())
         if args.trained_crf or args.trained_apt:
             corpus_path = Path(os.environ.get("BENCH_SMOKE_DIR", common.CACHE_DIR)) / "smoke_speed" if args.smoke \

@@ -671,11 +671,16 @@ def onnx_section() -> list[str]:
                          f"{parts['decode_seconds']:.2f} | {parts['preprocess_seconds']:.2f} |")
     lines.append(f"| stock pipeline (Apt, batch {r['pipeline_best_batch_size']}) | "
                  f"{sentences['pipeline_apt_sentences_per_second']:.1f} | 1.00 | | | | | |")
-    rss = r.get("peak_rss_mb", {})
+    rss = r.get("peak_rss", {})
+
+    def mb(key):
+        row = rss.get(key) or {}
+        return f"{row.get('mb')} MB{'' if row.get('torch_imported') is not False else ', torch not imported'}"
+
     lines += ["", "PyTorch decodes inside its forward: its CRF cost is the CRF row's model time minus the Apt row's. "
-              f"Peak RSS of an annotating process (MB): PyTorch {rss.get('crf_torch')}, ONNX fp32 "
-              f"{rss.get('crf_onnx_fp32')}, ONNX int8 {rss.get('crf_onnx_int8')} (each loads annotate_notes.py, "
-              "which imports torch; the torch-free path is onnx_backend.py alone)."]
+              f"Peak RSS of a fresh process annotating the notes (CRF): PyTorch {mb('crf_torch')}; ONNX fp32 "
+              f"{mb('crf_onnx_fp32')} and int8 {mb('crf_onnx_int8')} through annotate_notes.py (which imports torch); "
+              f"int8 through onnx_backend.py alone {mb('crf_onnx_int8_backend_only')}."]
     fastest = max(sentences[f"ratio_{h}_{b}_over_pipeline"] for h in ("crf", "apt")
                   for b in ("torch", "onnx_fp32", "onnx_int8"))
     lines += ["", "Targets:", "", f"- The fastest annotator ≥ 3× the stock pipeline: {fastest:.2f}×: "

@@ -147,6 +147,8 @@ def test_onnx_speed_smoke_times_every_backend_and_scores_a_trained_model(tmp_pat
     parts = saved["time_parts_sentences"]["crf_onnx_fp32"]
     assert parts["model_seconds"] > 0 and parts["decode_seconds"] > 0 and parts["windows"] > 0
     assert saved["quantization"]["op_types_after"].get("MatMulInteger", 0) > 0, "int8 weights in the graph"
+    assert all(row["mb"] > 0 for row in saved["peak_rss"].values())
+    assert saved["peak_rss"]["crf_torch"]["torch_imported"] is True
     quality = saved["quality"][0]
     assert quality["onnx_fp32_entities_identical"] is True
     assert quality["onnx_fp32_strict_micro_f1"] == quality["torch_strict_micro_f1"] > 0.5
