@@ -36,19 +36,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from transformers import AutoConfig, AutoModelForMaskedLM, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import AutoConfig, AutoModelForMaskedLM, Trainer, TrainingArguments, set_seed
 
 from corpus_io import DOCUMENTS_DIRNAME, PRETRAINING_DATA_FILE, RUN_INFO_FILE, read_text, write_json_atomically
 from run_folders import (
-    RecordRunArguments, UsageError, check_launch, check_resume_matches, config_to_argv, main_with_usage_errors,
-    parse_config_overrides, prepare_output_dir, save_final_model, setup_logging,
+    RecordRunArguments, UsageError, check_resume_matches, main_with_usage_errors, parse_config_overrides,
+    parse_script_args, prepare_output_dir, save_final_model, setup_logging,
 )
 from subwords import PAPER_VOCABULARY_SIZE, train_subword_tokenizer, vocabulary_report
 from tagging import split_sentences, tokenize_words
@@ -251,12 +250,7 @@ RESUME_MUST_MATCH = ("config_name", "config_overrides", "model_name_or_path", "t
 
 def parse_args(argv: Sequence[str] | None = None):
     """``pretrain_mlm.py [CONFIG.json] [--flag value ...]``: flags override the config file."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0].endswith(".json"):
-        argv = config_to_argv(json.loads(Path(argv[0]).read_text())) + argv[1:]
-    check_launch(argv)
-    return parser.parse_args_into_dataclasses(args=argv)
+    return parse_script_args((ModelArguments, DataArguments, TrainingArguments), argv)
 
 
 def build_encoder(model_args: ModelArguments, tokenizer, max_seq_length: int):

@@ -94,6 +94,19 @@ def parse_config_overrides(overrides: str | None) -> dict[str, Any]:
     return parsed
 
 
+def parse_script_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple:
+    """``SCRIPT.py [CONFIG.json] [--flag value ...]`` into the script's argument dataclasses: flags given after a
+    JSON config file override it; a single-process launch with a GPU count is checked (:func:`check_launch`)."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(tuple(dataclass_types))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].endswith(".json"):
+        argv = config_to_argv(json.loads(Path(argv[0]).read_text())) + argv[1:]
+    check_launch(argv)
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
 def flag_value(argv: Sequence[str], name: str) -> bool:
     """The last value of a boolean ``--name [true|false]`` flag on a command line (False when absent)."""
     value = False

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any, Sequence
 
 import torch
 from transformers import (
-    AutoConfig, AutoModelForSequenceClassification, HfArgumentParser, Trainer, TrainingArguments, set_seed,
+    AutoConfig, AutoModelForSequenceClassification, Trainer, TrainingArguments, set_seed,
 )
 
 import modeling_crf  # noqa: F401  (registers the CRF config: --tokenizer_name may be a NER model's folder)
@@ -50,9 +49,9 @@ from relations import (
     fit_to_length, nearest_drug_rule,
 )
 from run_folders import (
-    RecordRunArguments, UsageError, card_license, check_launch, check_resume_matches, config_to_argv,
-    hub_upload_files, is_hub_id, main_with_usage_errors, parse_config_overrides, prepare_output_dir,
-    push_model_to_hub, save_final_model, setup_logging, vocabulary_from_corpus,
+    RecordRunArguments, UsageError, card_license, check_resume_matches, hub_upload_files, is_hub_id,
+    main_with_usage_errors, parse_config_overrides, parse_script_args, prepare_output_dir, push_model_to_hub,
+    save_final_model, setup_logging, vocabulary_from_corpus,
 )
 from windows import encoder_max_positions, load_tokenizer, max_input_length
 
@@ -254,18 +253,14 @@ a model trained on notes inherits their terms (n2c2: a data-use agreement).
 # main
 # ---------------------------------------------------------------------------
 
-RESUME_MUST_MATCH = ("model_name_or_path", "config_name", "config_overrides", "dataset_path", "train_split", "sentence_window", "max_seq_length", "seed",
-                     "learning_rate", "per_device_train_batch_size", "world_size")
+RESUME_MUST_MATCH = ("model_name_or_path", "config_name", "config_overrides", "dataset_path", "train_split",
+                     "sentence_window", "max_seq_length", "seed", "learning_rate", "per_device_train_batch_size",
+                     "world_size")
 
 
 def parse_args(argv: Sequence[str] | None = None):
     """``run_re.py [CONFIG.json] [--flag value ...]``: flags override the config file."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0].endswith(".json"):
-        argv = config_to_argv(json.loads(Path(argv[0]).read_text())) + argv[1:]
-    check_launch(argv)
-    return parser.parse_args_into_dataclasses(args=argv)
+    return parse_script_args((ModelArguments, DataArguments, TrainingArguments), argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

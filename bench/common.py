@@ -10,6 +10,8 @@ import json
 import os
 import platform
 import re
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -202,3 +204,24 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_logged(argv: list[str], log_path: Path) -> tuple[float, float | None]:
+    """Run ``argv`` from the repository root with its output in ``log_path`` (GNU time, when there, for the peak
+    RSS); ``(wall seconds, peak RSS MB)``; a failure raises naming the log."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    time_bin = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
+    prefix = [time_bin, "-f", "PEAK_RSS_KB %M"] if time_bin else []
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        completed = subprocess.run(prefix + argv, cwd=REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise RuntimeError(f"{Path(argv[1]).name} exited with {completed.returncode} (log: {log_path})")
+    peak = None
+    for line in log_path.read_text(errors="replace").splitlines()[::-1]:
+        if line.startswith("PEAK_RSS_KB"):
+            peak = round(int(line.split()[1]) / 1024, 1)
+            break
+    return wall, peak

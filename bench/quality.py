@@ -31,10 +31,7 @@ The feature CRF peer lives in ``bench/feature_crf.py`` and is run first (it take
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -194,23 +191,7 @@ def run_one(corpus: str, system: str, seed: int, split: str, fraction: float, da
             "--seed", str(seed), "--output_dir", str(run_dir), *COMMON_FLAGS]
     if epochs:
         argv += ["--num_train_epochs", str(epochs)]  # later flags override earlier ones
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    started = time.perf_counter()
-    log_path = runs_dir / f"{key}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log:
-        # The child is wrapped in GNU time for its peak RSS when available.
-        time_bin = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
-        prefix = [time_bin, "-f", "PEAK_RSS_KB %M"] if time_bin else []
-        completed = subprocess.run(prefix + argv, cwd=common.REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - started
-    if completed.returncode != 0:
-        raise RuntimeError(f"{key}: run_ner_crf.py exited with {completed.returncode} (log: {log_path})")
-    peak_rss_mb = None
-    for line in log_path.read_text(errors="replace").splitlines()[::-1]:
-        if line.startswith("PEAK_RSS_KB"):
-            peak_rss_mb = round(int(line.split()[1]) / 1024, 1)
-            break
+    wall, peak_rss_mb = common.run_logged(argv, runs_dir / f"{key}.log")
     result = summarize_run(run_dir) | {
         "key": key, "corpus": corpus, "system": system, "seed": seed, "train_split": split,
         "train_fraction": fraction, "epochs_override": epochs, "wall_seconds": round(wall, 1), "peak_rss_mb": peak_rss_mb,

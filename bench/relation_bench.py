@@ -49,9 +49,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -323,27 +321,6 @@ def rule_step(setup: Setup, corpus: Corpus) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
-def run_logged(argv: list[str], log_path: Path) -> tuple[float, float | None]:
-    """Run ``argv`` from the repository root with its output in ``log_path`` (GNU time, when there, for the peak
-    RSS); ``(wall seconds, peak RSS MB)``; a failure raises naming the log."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    time_bin = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
-    prefix = [time_bin, "-f", "PEAK_RSS_KB %M"] if time_bin else []
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with open(log_path, "w") as log:
-        completed = subprocess.run(prefix + argv, cwd=common.REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - started
-    if completed.returncode != 0:
-        raise RuntimeError(f"{Path(argv[1]).name} exited with {completed.returncode} (log: {log_path})")
-    peak = None
-    for line in log_path.read_text(errors="replace").splitlines()[::-1]:
-        if line.startswith("PEAK_RSS_KB"):
-            peak = round(int(line.split()[1]) / 1024, 1)
-            break
-    return wall, peak
-
-
 def ner_run_dir(setup: Setup, seed: int) -> Path:
     return setup.runs_dir / step_key(setup, Step("ner", seed))
 
@@ -382,7 +359,7 @@ def re_step(setup: Setup, corpus: Corpus, seed: int) -> dict[str, Any]:
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a half-finished run restarts from scratch
     argv = re_argv(setup, corpus, seed)
-    wall, peak = run_logged(argv, setup.runs_dir / f"{key}.log")
+    wall, peak = common.run_logged(argv, setup.runs_dir / f"{key}.log")
     results = common.read_json(run_dir / ALL_RESULTS_FILE)
     documents = load_documents(corpus.dataset, "test")
     gold = brat_documents(documents, None)

@@ -67,3 +67,16 @@ def wordpiece_tokenizer():
 @pytest.fixture(scope="session")
 def shared_data_dir():
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one torch thread, and many times slower with two on a busy machine; a module
+    whose subprocesses run with OMP_NUM_THREADS=1 gets the same numbers in-process. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 import annotate_notes
 from conftest import REPO_ROOT
@@ -25,13 +24,7 @@ NUM_NOTES = 8
 SETTINGS = ["--words_per_group", "1", "--word_predictions"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The same number of threads here and in the subprocesses (OMP_NUM_THREADS=1): the same numbers."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the whole module
 
 
 @pytest.fixture(scope="module")

@@ -66,13 +66,7 @@ def train_tiny_crf(output_dir: Path, steps: int = 100, seed: int = 0) -> Path:
     return output_dir
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and many times slower with two threads on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the whole module
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,7 @@ from windows import predict_notes
 WINDOWS = {"max_seq_length": 64, "stride": 16, "batch_size": 16}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the whole module
 
 
 @pytest.fixture(scope="module")
