@@ -785,6 +785,18 @@ def _brat_spans(document, entity_types: Optional[set[str]]) -> list[tuple[str, i
             if entity_types is None or entity.type in entity_types]
 
 
+def score_entities(gold_documents: Iterable[Any], pred_documents: Iterable[Any]) -> dict[str, Any]:
+    """Strict and lenient entity P/R/F per type and micro/macro/weighted over character spans, without files:
+    what :func:`score_brat_folders` computes for each gold/predicted ``.ann`` pair, for ``corpus_io``
+    documents paired by position (a ``None`` prediction counts as no predicted entities)."""
+    totals = {mode: defaultdict(Counter) for mode, _ in ENTITY_MODES}
+    for gold, pred in zip(gold_documents, pred_documents, strict=True):
+        gold_spans, pred_spans = _brat_spans(gold, None), _brat_spans(pred, None) if pred is not None else []
+        for mode, total in totals.items():
+            _add_counts(total, match_counts(gold_spans, pred_spans, mode))
+    return {mode: summarize_counts(total, with_counts=True) for mode, total in totals.items()}
+
+
 def score_brat_folders(
     gold_dir: str | Path,
     pred_dir: str | Path,

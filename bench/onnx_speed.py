@@ -158,7 +158,7 @@ def f1_by_backend(model_dir: Path, scratch: Path, corpus_path: Path) -> dict[str
     from datasets import load_from_disk
 
     from corpus_io import BratDocument, BratEntity
-    from relation_bench import entity_scores
+    from evaluate_ablations import score_entities
 
     documents = [row for row in load_from_disk(str(corpus_path / "documents")) if row["split"] == "test"]
     notes = {row["document_id"]: row["text"] for row in documents}
@@ -175,7 +175,7 @@ def f1_by_backend(model_dir: Path, scratch: Path, corpus_path: Path) -> dict[str
                                   [BratEntity(f"T{i}", t, ((s, e),), "", 0)
                                    for i, (t, s, e) in enumerate(entities[backend][row["document_id"]], 1)])
                      for row in documents]
-        report = entity_scores(gold, predicted)
+        report = score_entities(gold, predicted)
         result[f"{backend}_strict_micro_f1"] = report["strict"]["micro"]["f1"]
         result[f"{backend}_lenient_micro_f1"] = report["lenient"]["micro"]["f1"]
     result["onnx_fp32_entities_identical"] = entities["onnx_fp32"] == entities["torch"]

@@ -445,28 +445,12 @@ def relation_losses(gold_documents: Sequence[BratDocument], pred_documents: Sequ
             "strict_recall_ceiling": found / total if total else 0.0}
 
 
-def entity_scores(gold_documents: Sequence[BratDocument], pred_documents: Sequence[BratDocument]) -> dict[str, Any]:
-    """NER entity scores on the same notes (n2c2 strict and lenient, character spans), numbers only."""
-    from evaluate_ablations import match_counts, summarize_counts
-
-    totals = {mode: {} for mode in ("strict", "lenient")}
-    for gold, pred in zip(gold_documents, pred_documents):
-        gold_spans = [(e.type, e.start, e.end) for e in gold.entities]
-        pred_spans = [(e.type, e.start, e.end) for e in pred.entities]
-        for mode, total in totals.items():
-            for kind, row in match_counts(gold_spans, pred_spans, mode).items():
-                counts = total.setdefault(kind, Counter())
-                counts.update(row)
-    return {mode: {k: v for k, v in summarize_counts(total, with_counts=True).items()
-                   if k in ("micro", "macro", "per_type")} for mode, total in totals.items()}
-
-
 def e2e_step(setup: Setup, corpus: Corpus, seed: int) -> dict[str, Any]:
     import torch
 
     from annotate_notes import NoteAnnotator, RelationLinker
     from annotate_notes import mentions_of as predicted_mentions
-    from evaluate_ablations import score_brat_folders, score_relations
+    from evaluate_ablations import score_brat_folders, score_entities, score_relations
 
     ner_dir, re_dir = ner_run_dir(setup, seed), re_run_dir(setup, seed)
     for what, folder in (("NER", ner_dir), ("relation", re_dir)):
@@ -530,7 +514,7 @@ def e2e_step(setup: Setup, corpus: Corpus, seed: int) -> dict[str, Any]:
         "ner_model": ner_dir.name, "relation_model": re_dir.name,
         **headline(model_report, "test_e2e_"), **headline(rule_report, "test_e2e_rule_"),
         "scores": scores(model_report), "rule_scores": scores(rule_report),
-        "ner_entity_scores": entity_scores(gold, model_pred),
+        "ner_entity_scores": score_entities(gold, model_pred),
         "relation_losses": relation_losses(gold, model_pred),
         "rule_relation_losses": relation_losses(gold, rule_pred),
         "against_source_annotations": {

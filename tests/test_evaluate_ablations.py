@@ -1026,3 +1026,25 @@ def test_cli_predictions_mode_existing_report_folder_is_refused_unless_overwrite
     assert not (out / "runs" / "stale-run").exists()
     assert (out / "my_notes.md").read_text() == "mine\n"
     assert (out / "runs" / "bert-s1" / "confusion_matrix.png").is_file()
+
+
+def test_score_entities_scores_documents_as_the_brat_folder_scorer_does(tmp_path):
+    from corpus_io import BratDocument, BratEntity, write_brat_ann
+    from evaluate_ablations import score_brat_folders, score_entities
+
+    text = "Aspirin 81 mg daily for pain."
+    gold = BratDocument("d1", text, [BratEntity("T1", "Drug", ((0, 7),), "Aspirin", 0),
+                                     BratEntity("T2", "Strength", ((8, 13),), "81 mg", 0)])
+    pred = BratDocument("d1", text, [BratEntity("T1", "Drug", ((0, 7),), "Aspirin", 0),
+                                     BratEntity("T2", "Strength", ((8, 10),), "81", 0)])  # overlaps, not exact
+    report = score_entities([gold], [pred])
+    assert report["strict"]["micro"]["tp"] == 1 and report["strict"]["micro"]["fp"] == 1
+    assert report["strict"]["micro"]["fn"] == 1 and report["lenient"]["micro"]["tp"] == 2
+    assert score_entities([gold], [None])["strict"]["micro"]["fn"] == 2
+    for folder, document in (("gold", gold), ("pred", pred)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "d1.txt").write_text(text)
+        write_brat_ann(tmp_path / folder / "d1.ann", [(e.type, e.start, e.end) for e in document.entities], text)
+    from_files = score_brat_folders(tmp_path / "gold", tmp_path / "pred")
+    for mode in ("strict", "lenient"):
+        assert from_files[mode]["micro"] == report[mode]["micro"]

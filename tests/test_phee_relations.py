@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from corpus_io import BratDocument, BratEntity, BratRelation, load_label_map, read_brat_document, read_brat_folder
+from evaluate_ablations import score_entities
 from tagging import N2C2_RELATION_TYPES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -197,7 +198,7 @@ def test_argument_status_and_relation_losses():
     assert losses["outcome"] == {"linked": 1, "arguments_found_not_linked": 1, "attribute_missed": 1}
     assert losses["gold_relations"] == 3 and losses["strict_recall_ceiling"] == pytest.approx(2 / 3)
     assert losses["drug_status"]["exact"] == 3 and losses["attribute_status"]["missed"] == 1
-    scores = relation_bench.entity_scores([gold], [pred])
+    scores = score_entities([gold], [pred])  # the scorer the end-to-end rows use
     assert scores["strict"]["micro"]["tp"] == 3 and scores["strict"]["micro"]["fn"] == 1
 
 
