@@ -75,8 +75,11 @@ def note_sentences(text: str, mentions: Sequence[Mention]) -> list[tuple[int, in
 def candidate_pairs(text: str, mentions: Sequence[Mention], sentence_window: int = DEFAULT_SENTENCE_WINDOW
                     ) -> list[Candidate]:
     """Every (attribute, drug) pair in one sentence; Reason and ADE also within ``sentence_window`` sentences."""
-    spans = note_sentences(text, mentions)
-    sentence = sentence_of(spans, mentions)
+    return _pairs(mentions, sentence_of(note_sentences(text, mentions), mentions), sentence_window)
+
+
+def _pairs(mentions: Sequence[Mention], sentence: Sequence[int], sentence_window: int) -> list[Candidate]:
+    """:func:`candidate_pairs` given each mention's sentence index."""
     drugs = [index for index, mention in enumerate(mentions) if mention.type == DRUG_TYPE]
     candidates = []
     for index, mention in enumerate(mentions):
@@ -129,9 +132,9 @@ def candidate_context(text: str, mentions: Sequence[Mention], candidate: Candida
 def candidate_inputs(text: str, mentions: Sequence[Mention], sentence_window: int = DEFAULT_SENTENCE_WINDOW
                      ) -> tuple[list[Candidate], list[str]]:
     """The candidates of a note and their marked texts, in the same order."""
-    spans = note_sentences(text, mentions)
+    spans = note_sentences(text, mentions)  # split once: the pairs and their contexts both need it
     sentence = sentence_of(spans, mentions)
-    candidates = candidate_pairs(text, mentions, sentence_window)
+    candidates = _pairs(mentions, sentence, sentence_window)
     texts = [marked_text(text, mentions[c.attribute], mentions[c.drug],
                          candidate_context(text, mentions, c, spans, sentence)) for c in candidates]
     return candidates, texts
