@@ -132,15 +132,15 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Collection, Iterable, Iterator, Mapping, Optional, Sequence
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, HfArgumentParser
 
 import modeling_crf  # noqa: F401  (registers the CRF model with the Auto classes: no remote code needed)
 from corpus_io import (
-    ENTITIES_FILE, MEDICATIONS_FILE, ONNX_FILE, ONNX_INT8_FILE, SUMMARY_FILE, WORD_PREDICTIONS_FILE, BratFormatError, atomic_open, jsonl_line, note_file_mode,
-    prediction_record, read_text, remove_stale_temporary_files, round_confidence, write_brat_ann,
+    ANNOTATED_LOG_FILE, ENTITIES_FILE, MEDICATIONS_FILE, ONNX_FILE, ONNX_INT8_FILE, SUMMARY_FILE, WORD_PREDICTIONS_FILE, BratFormatError, atomic_open, jsonl_line, note_file_mode,
+    prediction_record, process_part_name, process_parts, read_text, remove_stale_temporary_files, round_confidence, write_brat_ann,
     write_json_atomically,
 )
 from relations import (
@@ -315,13 +315,15 @@ class NoteAnnotator:
                         bf16: bool = False, trust_remote_code: bool = False, revision: str = "main",
                         token: str | None = None, relation_model_name_or_path: str | None = None,
                         link_threshold: float | None = None, backend: str = "torch",
-                        onnx_model_file: str | None = None, **settings) -> "NoteAnnotator":
+                        onnx_model_file: str | None = None, num_threads: int | None = None,
+                        **settings) -> "NoteAnnotator":
         """Load a model folder or Hub id (``settings``: batch_size, max_seq_length, stride, min_confidence),
         and optionally a relation model (``link_threshold``: default, the one it was trained with).
 
         ``backend="onnx"``: ``model_name_or_path`` is an ``export_onnx.py`` folder, run with onnxruntime on the
         CPU (``onnx_model_file``: ``model.onnx``, the default, or ``model.int8.onnx``); same windows, decoding
-        and entities as the torch backend."""
+        and entities as the torch backend; ``num_threads``: onnxruntime's threads, default its own choice; the
+        torch backend uses ``torch.set_num_threads``, which is process-wide and so left to the caller)."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "torch" and onnx_model_file not in (None, ONNX_FILE):
@@ -329,7 +331,7 @@ class NoteAnnotator:
         if backend == "onnx":
             from onnx_backend import OnnxTokenClassifier
 
-            model = OnnxTokenClassifier(model_name_or_path, onnx_model_file or ONNX_FILE)
+            model = OnnxTokenClassifier(model_name_or_path, onnx_model_file or ONNX_FILE, num_threads=num_threads)
             tokenizer = load_tokenizer(model_name_or_path)
         else:
             model, tokenizer = load_model_and_tokenizer(model_name_or_path, device=device, bf16=bf16,
@@ -438,7 +440,8 @@ def _record_position(record: Mapping[str, Any]) -> int | None:
 
 
 class JsonlScan:
-    """One pass over an ``entities.jsonl`` or ``predictions.jsonl``: the block of records of each line.
+    """One pass over an ``entities.jsonl`` or ``predictions.jsonl`` (and the parts of it that the processes of a
+    multi-process run wrote, read after it as if appended): the block of records of each line.
 
     A block is one write of one note's records, in order (``T1, T2, ...`` or sentence 0, 1, ...), so a
     note written again (``--overwrite``, or redone after an interruption) starts a new block even right
@@ -446,68 +449,85 @@ class JsonlScan:
     ``document_id`` (the torn last line of a killed run) is malformed and belongs to no block.
     """
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, parts: Sequence[Path] = ()):
+        self.path, self.parts = path, list(parts)
         self.line_blocks = array("q")
         self.block_documents: list[str] = []
+        self.block_starts = array("q")  # where each block starts, in bytes from the start of the main file
         self.last_block: dict[str, int] = {}
         self.malformed = 0
         self.ends_with_newline = True
-        if not path.is_file():
-            return
-        document, position = None, None
-        with path.open("rb") as handle:
-            for line in handle:
-                self.ends_with_newline = line.endswith(b"\n")
-                if not line.strip():
-                    self.line_blocks.append(_BLANK)
-                    continue
-                try:
-                    record = json.loads(line.decode("utf-8"))
-                    record_document = record["document_id"]
-                    if not isinstance(record_document, str):
-                        raise TypeError
-                except (ValueError, TypeError, KeyError, IndexError):
-                    self.malformed += 1
-                    self.line_blocks.append(_MALFORMED)
-                    continue
-                record_position = _record_position(record)
-                if record_document != document or (record_position is not None and position is not None
-                                                   and record_position <= position):
-                    self.block_documents.append(record_document)
-                document, position = record_document, record_position
-                self.last_block[document] = len(self.block_documents) - 1
-                self.line_blocks.append(len(self.block_documents) - 1)
+        self.main_size = path.stat().st_size if path.is_file() else 0
+        offset = 0
+        for source in [self.path, *self.parts]:
+            if not source.is_file():
+                continue
+            document, position = None, None  # a part starts new blocks
+            with source.open("rb") as handle:
+                for line in handle:
+                    line_start, offset = offset, offset + len(line)
+                    if source == self.path:
+                        self.ends_with_newline = line.endswith(b"\n")
+                    if not line.strip():
+                        self.line_blocks.append(_BLANK)
+                        continue
+                    try:
+                        record = json.loads(line.decode("utf-8"))
+                        record_document = record["document_id"]
+                        if not isinstance(record_document, str):
+                            raise TypeError
+                    except (ValueError, TypeError, KeyError, IndexError):
+                        self.malformed += 1
+                        self.line_blocks.append(_MALFORMED)
+                        continue
+                    record_position = _record_position(record)
+                    if record_document != document or (record_position is not None and position is not None
+                                                       and record_position <= position):
+                        self.block_documents.append(record_document)
+                        self.block_starts.append(line_start)
+                    document, position = record_document, record_position
+                    self.last_block[document] = len(self.block_documents) - 1
+                    self.line_blocks.append(len(self.block_documents) - 1)
 
     @property
     def documents(self) -> set[str]:
         return set(self.last_block)
 
-    def compact(self, keep: Mapping[str, bool], mode: int) -> Counter:
-        """Keep the last block of each document that ``keep`` says; rewrite atomically only when a line
-        goes (or the last one lacks its newline), else just set ``mode``. Returns what was dropped."""
+    def compact(self, keep: Mapping[str, bool], mode: int, rewritten: Collection[str] = frozenset(),
+                since: int | None = None) -> Counter:
+        """Keep the last block of each document that ``keep`` says, merging the parts into the main file; rewrite
+        it atomically only when a line goes, a part comes in (or the last line lacks its newline), else just set
+        ``mode``. The documents ``rewritten`` by the run whose records start at byte ``since`` (default: the
+        parts) keep only a block of that run: none when the run wrote them no record here (no entity, or a
+        file its options did not write). Returns what was dropped."""
+        since = self.main_size if since is None else since
         dropped = Counter()
         if self.malformed:
             dropped["malformed_lines"] = self.malformed
+        current = {block for document, block in self.last_block.items()
+                   if keep[document] and (document not in rewritten or self.block_starts[block] >= since)}
         for block in self.line_blocks:
-            if block >= 0:
+            if block >= 0 and block not in current:
                 document = self.block_documents[block]
-                if not keep[document]:
-                    dropped["records_without_ann"] += 1
-                elif self.last_block[document] != block:
-                    dropped["superseded_records"] += 1
-        if not self.path.is_file():
+                dropped["records_without_ann" if not keep[document] else "superseded_records"] += 1
+        if not dropped and self.ends_with_newline and not any(part.is_file() for part in self.parts):
+            if self.path.is_file():
+                os.chmod(self.path, mode)
             return dropped
-        if not dropped and self.ends_with_newline:
-            os.chmod(self.path, mode)
-            return dropped
-        with self.path.open("rb") as old, atomic_open(self.path, newline="\n", mode=mode) as new:
-            for line, block in zip(old, self.line_blocks):
-                if block >= 0 and keep[self.block_documents[block]] and \
-                        self.last_block[self.block_documents[block]] == block:
-                    new.write(line.decode("utf-8").rstrip("\n") + "\n")
-            new.flush()
-            os.fsync(new.fileno())  # the compacted file is durable before it replaces the old one
+        if self.path.is_file() or self.parts:
+            lines = iter(self.line_blocks)
+            with atomic_open(self.path, newline="\n", mode=mode) as new:
+                for source in [self.path, *self.parts]:
+                    if not source.is_file():
+                        continue
+                    with source.open("rb") as old:
+                        for line, block in zip(old, lines):
+                            if block in current:
+                                new.write(line.decode("utf-8").rstrip("\n") + "\n")
+                new.flush()
+                os.fsync(new.fileno())  # the compacted file is durable before it replaces the old one
+            for part in self.parts:  # only now: a crash before this leaves copies that the next run drops
+                part.unlink(missing_ok=True)
         if dropped["malformed_lines"]:
             # A count only: a malformed line may hold note text.
             logger.warning("%s: dropped %d malformed lines (an interrupted write)", self.path.name,
@@ -679,6 +699,13 @@ class AnnotationArguments:
         "choices": list(BACKENDS)})
     onnx_model_file: str = field(default=ONNX_FILE, metadata={
         "help": f"With --backend onnx: the graph to run, {ONNX_FILE} (fp32) or {ONNX_INT8_FILE} (--quantize int8)."})
+    num_processes: int = field(default=1, metadata={
+        "help": "Annotate with this many processes on this machine, the notes split among them by size (each loads "
+                "the model; GPUs: process k uses cuda:k). Under `accelerate launch` or torchrun, give the number "
+                "to the launcher instead."})
+    num_threads: Optional[int] = field(default=None, metadata={
+        "help": "CPU threads per process, torch and onnxruntime (default: the machine's cores divided among the "
+                "processes on it)."})
 
 
 def build_parser() -> HfArgumentParser:
@@ -692,6 +719,13 @@ def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
     problems = []
     if args.words_per_group < 1:
         problems.append(f"--words_per_group must be at least 1, got {args.words_per_group}")
+    if args.num_processes < 1:
+        problems.append(f"--num_processes must be at least 1, got {args.num_processes}")
+    if args.num_processes > 1 and _launched_processes() > 1:
+        problems.append(f"--num_processes {args.num_processes} under a launcher that already started "
+                        f"{_launched_processes()} processes: give the number to one of them")
+    if args.num_threads is not None and args.num_threads < 1:
+        problems.append(f"--num_threads must be at least 1, got {args.num_threads}")
     if args.link_threshold is not None and args.relation_model_name_or_path is None:
         problems.append("--link_threshold needs --relation_model_name_or_path")
     if args.backend == "onnx":
@@ -707,6 +741,12 @@ def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
     else:
         if device.type == "cuda" and not torch.cuda.is_available():
             problems.append("--device cuda: no CUDA GPU is available")
+        elif device.type == "cuda" and device.index is None and max(args.num_processes, _launched_processes()) > 1:
+            gpus = torch.cuda.device_count()
+            if max(args.num_processes, _launched_processes()) > gpus:
+                problems.append(f"{max(args.num_processes, _launched_processes())} processes on {gpus} GPUs: "
+                                "one process per GPU at most")
+            args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # each process its own GPU
         if args.bf16 and device.type != "cuda":
             problems.append("--bf16 needs a GPU (--device cuda)")
     if problems:
@@ -731,49 +771,79 @@ def _note_groups(paths: Sequence[Path], words_per_group: int) -> Iterator[list[t
         yield group
 
 
-def annotate_folder(
-    annotator: NoteAnnotator,
-    input_dir,
-    output_dir,
-    *,
-    overwrite: bool = False,
-    word_predictions: bool = False,
-    words_per_group: int = WORDS_PER_GROUP,
-    progress: bool | None = None,
-) -> dict[str, Any]:
-    """Annotate the notes of ``input_dir`` that have no ``.ann`` in ``output_dir`` (all of them with
-    ``overwrite``); see the module docstring. Returns the summary."""
-    started = time.perf_counter()
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    # Before listing: with the output in the input folder, stale temporary files are not input.
-    stale = remove_stale_temporary_files(output_dir)
-    if stale:
-        logger.info("%s: removed %d temporary files left by an interrupted run", output_dir, stale)
-    folder = list_notes(input_dir)
-    logger.info("%s: %d notes", input_dir, len(folder.notes))
-    folder.log_ignored()
-    failures: list[dict[str, str]] = []
-    counts: Counter = Counter()
-    entity_types: Counter = Counter()
-    relation_types: Counter = Counter()
+@dataclass
+class _Tally:
+    """What one process did: counts for the summary, failures (file names and kinds), the notes written."""
 
-    def fail(path: Path, kind: str, reason: str) -> None:
+    counts: Counter = field(default_factory=Counter)
+    entity_types: Counter = field(default_factory=Counter)
+    relation_types: Counter = field(default_factory=Counter)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    annotated: set[str] = field(default_factory=set)
+    excluded: set[str] = field(default_factory=set)  # annotated, but their .ann could not be written
+
+    def fail(self, path: Path, kind: str, reason: str) -> None:
         # The file name and the reason only: never the note's text.
         logger.error("%s: skipped: %s", path.name, reason)
-        failures.append({"file": path.name, "kind": kind})
+        self.failures.append({"file": path.name, "kind": kind})
 
-    notes: dict[str, Path] = {}  # document id -> note
-    todo, already_annotated = [], []
-    for path in folder.notes:
-        if path.stem in notes:
-            fail(path, "duplicate_name", f"{notes[path.stem].name} has the same name; rename one of them")
-            continue
-        notes[path.stem] = path
-        (todo if overwrite or not (output_dir / ann_name(path)).exists() else already_annotated).append(path)
-    if already_annotated:
-        logger.info("%d notes already have an .ann in %s: kept (pass --overwrite to replace them): %s",
-                    len(already_annotated), output_dir, _some_names([path.name for path in already_annotated]))
+    def update(self, other: "_Tally") -> None:
+        self.counts.update(other.counts)
+        self.entity_types.update(other.entity_types)
+        self.relation_types.update(other.relation_types)
+        self.failures.extend(other.failures)
+        self.annotated |= other.annotated
+        self.excluded |= other.excluded
+
+
+@dataclass
+class _Plan:
+    """What process 0 found before a run: the notes, which to annotate (split among the processes), the rest."""
+
+    folder: InputFolder
+    notes: dict[str, Path]  # document id -> note
+    todo: list[Path]
+    already_annotated: list[Path]
+    stale: int
+    jsonl_mode: int
+    main_sizes: dict[str, int]  # where this run's records start in each JSONL file (one process)
+    repairs: dict[str, Counter]
+
+
+_JSONL_FILES = (ENTITIES_FILE, WORD_PREDICTIONS_FILE, MEDICATIONS_FILE)
+
+
+def split_notes(paths: Sequence[Path], num_processes: int) -> list[list[Path]]:
+    """Notes for each process, about equal in bytes (largest first, each to the least loaded process), each
+    process's in name order: the same folder gives the same split."""
+    def size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except OSError:
+            return 0  # it fails when read, with its reason
+
+    loads, shares = [0] * num_processes, [[] for _ in range(num_processes)]
+    for path in sorted(paths, key=lambda path: (-size(path), path.name)):
+        least = loads.index(min(loads))
+        shares[least].append(path)
+        loads[least] += size(path)
+    return [sorted(share) for share in shares]
+
+
+def _compact_outputs(output_dir: Path, notes: Mapping[str, Path], repairs: dict[str, Counter], *,
+                     excluded: Collection[str] = frozenset(), annotated_now: Collection[str] = frozenset(),
+                     since: Mapping[str, int] | None = None) -> int:
+    """Compact the JSONL files (see JsonlScan), merging the parts of a multi-process run (this one, or one that
+    was killed) and the notes they logged; returns the files' mode, that of the notes they hold. Notes written
+    by the run (``annotated_now``, or logged by its processes) keep only its records: none in a file the run
+    did not write for them."""
+    logs = process_parts(output_dir, ANNOTATED_LOG_FILE)
+    annotated_now, excluded = set(annotated_now), set(excluded)
+    for log in logs:
+        for record in _read_log(log):
+            (annotated_now if record["ann"] else excluded).add(record["document_id"])
+    scans = [JsonlScan(output_dir / name, process_parts(output_dir, name)) for name in _JSONL_FILES]
+    documents = set().union(*(scan.documents for scan in scans))
 
     def ann_path(document_id: str) -> Path | None:
         """The document's .ann if it exists (a document whose note is gone may have either style)."""
@@ -783,48 +853,92 @@ def annotate_folder(
             candidates = [output_dir / f"{document_id}.ann", output_dir / f"{document_id}.ANN"]
         return next((path for path in candidates if path.exists()), None)
 
+    anns = {document_id: ann_path(document_id) for document_id in documents | set(notes)}
+    keep = {document_id: anns[document_id] is not None and document_id not in excluded for document_id in documents}
+    mode = note_file_mode([notes.get(document_id, ann) for document_id, ann in anns.items() if ann is not None])
+    for scan in scans:
+        dropped = scan.compact(keep, mode, rewritten=annotated_now,
+                               since=None if since is None or scan.parts else since.get(scan.path.name))
+        if dropped:
+            logger.info("%s: compacted (%s)", scan.path.name, ", ".join(f"{n} {k}" for k, n in dropped.items()))
+        repairs[scan.path.name].update(dropped)
+    for log in logs:  # last: a crash before this redoes the merge the same way
+        log.unlink(missing_ok=True)
+    return mode
+
+
+def _read_log(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of a process's log of the notes it wrote (a torn last line is skipped)."""
+    with path.open("rb") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line.decode("utf-8"))
+                if isinstance(record.get("document_id"), str) and isinstance(record.get("ann"), bool):
+                    yield record
+            except (ValueError, AttributeError):
+                continue
+
+
+def _plan(input_dir, output_dir: Path, overwrite: bool, tally: _Tally) -> _Plan:
+    """Process 0, before any process writes: tidy the folder (stale temporary files, the parts of a killed
+    multi-process run), list the notes and decide which to annotate."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    # Before listing: with the output in the input folder, stale temporary files are not input.
+    stale = remove_stale_temporary_files(output_dir)
+    if stale:
+        logger.info("%s: removed %d temporary files left by an interrupted run", output_dir, stale)
+    folder = list_notes(input_dir)
+    logger.info("%s: %d notes", input_dir, len(folder.notes))
+    folder.log_ignored()
+    notes: dict[str, Path] = {}
+    todo, already_annotated = [], []
+    for path in folder.notes:
+        if path.stem in notes:
+            tally.fail(path, "duplicate_name", f"{notes[path.stem].name} has the same name; rename one of them")
+            continue
+        notes[path.stem] = path
+        (todo if overwrite or not (output_dir / ann_name(path)).exists() else already_annotated).append(path)
+    if already_annotated:
+        logger.info("%d notes already have an .ann in %s: kept (pass --overwrite to replace them): %s",
+                    len(already_annotated), output_dir, _some_names([path.name for path in already_annotated]))
+    repairs = {name: Counter() for name in _JSONL_FILES}
+    mode = _compact_outputs(output_dir, notes, repairs)
+    main_sizes = {name: (output_dir / name).stat().st_size if (output_dir / name).is_file() else 0
+                  for name in _JSONL_FILES}
+    return _Plan(folder, notes, todo, already_annotated, stale, mode, main_sizes, repairs)
+
+
+def _annotate_notes(annotator: NoteAnnotator, paths: Sequence[Path], output_dir: Path, tally: _Tally, *,
+                    jsonl_mode: int, overwrite: bool, word_predictions: bool, words_per_group: int,
+                    progress: bool | None, process_index: int | None = None) -> None:
+    """Annotate ``paths`` into ``output_dir``, group by group: records appended (to the JSONL files, or to this
+    process's parts of them), durable, then the ``.ann`` files (then, for a process, the log of what it wrote)."""
+    notes = {path.stem: path for path in paths}
     linking = annotator.relation_linker is not None
-    jsonl_files = (ENTITIES_FILE, WORD_PREDICTIONS_FILE, MEDICATIONS_FILE)
-    repairs: dict[str, Counter] = {name: Counter() for name in jsonl_files}
-
-    def compact(excluded: set[str] = frozenset(), annotated_now: set[str] = frozenset()) -> int:
-        """Compact the JSONL files (see JsonlScan); returns their mode, that of the notes they hold. Records of
-        notes annotated now without the option that writes a file (``annotated_now``) are stale there."""
-        paths = [output_dir / name for name in jsonl_files]
-        stale = (frozenset(), frozenset() if word_predictions else annotated_now, frozenset() if linking else annotated_now)
-        scans = [JsonlScan(path) for path in paths]
-        documents = set().union(*(scan.documents for scan in scans))
-        anns = {document_id: ann_path(document_id) for document_id in documents | set(notes)}
-        keep = {document_id: anns[document_id] is not None and document_id not in excluded
-                for document_id in documents}
-        sources = [notes.get(document_id, ann) for document_id, ann in anns.items() if ann is not None]
-        mode = note_file_mode(sources)
-        for scan, stale_documents in zip(scans, stale):
-            dropped = scan.compact({d: k and d not in stale_documents for d, k in keep.items()}, mode)
-            if dropped:
-                logger.info("%s: compacted (%s)", scan.path.name, ", ".join(f"{n} {k}" for k, n in dropped.items()))
-            repairs[scan.path.name].update(dropped)
-        return mode
-
-    jsonl_mode = compact()
-    # Opened with the first records: a run that fails at once writes nothing.
     written_files = [ENTITIES_FILE] + [WORD_PREDICTIONS_FILE] * word_predictions + [MEDICATIONS_FILE] * linking
+    if process_index is not None:
+        written_files.append(ANNOTATED_LOG_FILE)
+
+    def target(name: str) -> Path:
+        return output_dir / (name if process_index is None else process_part_name(name, process_index))
+
+    # Opened with the first records: a run that fails at once writes nothing.
     appenders: dict[str, JsonlAppender] = {}
-    excluded: set[str] = set()  # annotated in this run, but their .ann could not be written
-    annotated: set[str] = set()
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(todo), desc="notes", unit="note", disable=None if progress is None else not progress)
+    description = "notes" if process_index in (None, 0) else f"notes (process {process_index})"
+    bar = tqdm(total=len(paths), desc=description, unit="note",
+               disable=None if progress is None else not progress)
     try:
-        for group in _note_groups(todo, words_per_group):
+        for group in _note_groups(paths, words_per_group):
             texts = {}
             for path, text in group:
                 if isinstance(text, _NoteError):
-                    fail(path, text.kind, text.reason)
+                    tally.fail(path, text.kind, text.reason)
                 elif not text.strip():
                     logger.warning("%s: empty note (no text): writing an empty .ann", path.name)
-                    counts["empty_notes"] += 1
+                    tally.counts["empty_notes"] += 1
                     texts[path.stem] = text
                 else:
                     texts[path.stem] = text
@@ -839,8 +953,8 @@ def annotate_folder(
                         path.unlink()
                         removed = True
                     else:
-                        fail(notes[document_id], "ann_exists",
-                             f"{path.name} appeared in {output_dir} during the run (pass --overwrite)")
+                        tally.fail(notes[document_id], "ann_exists",
+                                   f"{path.name} appeared in {output_dir} during the run (pass --overwrite)")
                         del predictions[document_id]
             if removed:
                 _sync_folder(output_dir)
@@ -848,7 +962,7 @@ def annotate_folder(
             jsonl_mode &= note_file_mode(notes[document_id] for document_id in predictions)
             links = annotator.link(texts, predictions) if linking else {}
             if not appenders:
-                appenders.update({name: JsonlAppender(output_dir / name, jsonl_mode) for name in written_files})
+                appenders.update({name: JsonlAppender(target(name), jsonl_mode) for name in written_files})
             for appender in appenders.values():
                 appender.restrict(jsonl_mode)
             appenders[ENTITIES_FILE].append(record for note in predictions.values() for record in entity_records(note))
@@ -860,17 +974,22 @@ def annotate_folder(
                     record for document_id, note in predictions.items()
                     for record in medication_list(note, texts[document_id], links[document_id]))
             # 3. Only then the .ann files.
+            written = {}
             for document_id, note in predictions.items():
                 text = texts[document_id]
                 try:
                     _write_ann(output_dir / ann_name(notes[document_id]), note, text, links.get(document_id, ()),
                                overwrite=overwrite, mode=note_file_mode([notes[document_id]]))
                 except FileExistsError:
-                    excluded.add(document_id)
-                    fail(notes[document_id], "ann_exists",
-                         f"{ann_name(notes[document_id])} appeared in {output_dir} during the run (pass --overwrite)")
+                    tally.excluded.add(document_id)
+                    written[document_id] = False
+                    tally.fail(notes[document_id], "ann_exists",
+                               f"{ann_name(notes[document_id])} appeared in {output_dir} during the run "
+                               "(pass --overwrite)")
                     continue
-                annotated.add(document_id)
+                written[document_id] = True
+                tally.annotated.add(document_id)
+                counts = tally.counts
                 counts["notes_annotated"] += 1
                 counts["characters"] += len(text)
                 counts["sentences"] += len(note.sentences)
@@ -878,56 +997,111 @@ def annotate_folder(
                 counts["windows"] += note.num_windows
                 counts["windowed_sentences"] += sum(sentence.num_windows > 1 for sentence in note.sentences)
                 counts["entities_below_min_confidence"] += note.num_below_min_confidence
-                entity_types.update(entity.type for entity in note.entities)
-                relation_types.update(candidate.type for candidate, _ in links.get(document_id, ()))
+                tally.entity_types.update(entity.type for entity in note.entities)
+                tally.relation_types.update(candidate.type for candidate, _ in links.get(document_id, ()))
                 counts["drugs"] += sum(entity.type == DRUG_TYPE for entity in note.entities)
+            # 4. A process logs what it wrote (names only), for the merge of its parts.
+            if process_index is not None:
+                appenders[ANNOTATED_LOG_FILE].append({"document_id": document_id, "ann": ann}
+                                                     for document_id, ann in written.items())
             bar.update(len(group))
-    except BaseException:
-        # Interrupted (Ctrl-C) or failed: leave the folder tidy if we can; the next run does it otherwise.
-        for appender in appenders.values():
-            appender.close()
-        try:
-            compact(excluded, annotated)
-        except Exception as error:  # noqa: BLE001 (the first error is the one to report)
-            logger.warning("could not compact the JSONL files (%s); the next run will", type(error).__name__)
-        raise
     finally:
         bar.close()
-    for appender in appenders.values():
-        appender.close()
-    if not appenders:  # nothing to annotate: the files still say so
-        for name in written_files:
-            JsonlAppender(output_dir / name, jsonl_mode).close()
-    # Word predictions (medications) of notes re-annotated without --word_predictions (a relation model) are stale.
-    compact(excluded, annotated)
+        for appender in appenders.values():
+            appender.close()
 
+
+def annotate_folder(
+    annotator: NoteAnnotator,
+    input_dir,
+    output_dir,
+    *,
+    overwrite: bool = False,
+    word_predictions: bool = False,
+    words_per_group: int = WORDS_PER_GROUP,
+    progress: bool | None = None,
+    distributed: bool = False,
+) -> dict[str, Any] | None:
+    """Annotate the notes of ``input_dir`` that have no ``.ann`` in ``output_dir`` (all of them with
+    ``overwrite``); see the module docstring. Returns the summary.
+
+    ``distributed``: every process of a ``torch.distributed`` group calls this with its own annotator. Process 0
+    plans and splits the notes (:func:`split_notes`); each process annotates its share into its own parts of the
+    JSONL files; process 0 then merges them and returns the summary (the others return None)."""
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    if distributed:
+        import torch.distributed as dist
+
+        process_index, num_processes = dist.get_rank(), dist.get_world_size()
+    else:
+        process_index, num_processes = 0, 1
+    tally = _Tally()
+    plan = _plan(input_dir, output_dir, overwrite, tally) if process_index == 0 else None
+    settings = dict(jsonl_mode=plan.jsonl_mode if plan else 0, overwrite=overwrite, word_predictions=word_predictions,
+                    words_per_group=words_per_group, progress=progress)
+    if distributed:
+        # Process 0 lists the folder once and hands out the shares: no process starts writing before all have theirs.
+        shares = [split_notes(plan.todo, num_processes), plan.jsonl_mode] if plan else [None, None]
+        dist.broadcast_object_list(shares, src=0)
+        settings["jsonl_mode"] = shares[1]
+        own = _Tally()
+        _annotate_notes(annotator, shares[0][process_index], output_dir, own, process_index=process_index,
+                        **settings)
+        tallies = [None] * num_processes if process_index == 0 else None
+        dist.gather_object(own, tallies, dst=0)  # also waits for every process to finish
+        if process_index != 0:
+            return None
+        for other in tallies:
+            tally.update(other)
+    else:
+        try:
+            _annotate_notes(annotator, plan.todo, output_dir, tally, **settings)
+        except BaseException:
+            # Interrupted (Ctrl-C) or failed: leave the folder tidy if we can; the next run does it otherwise.
+            try:
+                _compact_outputs(output_dir, plan.notes, plan.repairs, excluded=tally.excluded,
+                                 annotated_now=tally.annotated, since=plan.main_sizes)
+            except Exception as error:  # noqa: BLE001 (the first error is the one to report)
+                logger.warning("could not compact the JSONL files (%s); the next run will", type(error).__name__)
+            raise
+    # The parts merged, and the records of notes written again kept only from this run.
+    mode = _compact_outputs(output_dir, plan.notes, plan.repairs, excluded=tally.excluded,
+                            annotated_now=tally.annotated, since=plan.main_sizes)
+    linking = annotator.relation_linker is not None
+    for name in [ENTITIES_FILE] + [WORD_PREDICTIONS_FILE] * word_predictions + [MEDICATIONS_FILE] * linking:
+        if not (output_dir / name).exists():  # nothing annotated: the files still say so
+            JsonlAppender(output_dir / name, mode).close()
+
+    counts, folder = tally.counts, plan.folder
     seconds = time.perf_counter() - started
     summary = {
         "model_type": "crf" if annotator.is_crf else "linear",
         "files_seen": folder.files_seen,
         "notes_found": len(folder.notes),
         "notes_annotated": counts["notes_annotated"],
-        "notes_already_annotated": len(already_annotated),
+        "notes_already_annotated": len(plan.already_annotated),
         "empty_notes": counts["empty_notes"],
-        "notes_failed": len(failures),
-        "failures_by_kind": dict(sorted(Counter(f["kind"] for f in failures).items())),
-        "failed_files": failures,
+        "notes_failed": len(tally.failures),
+        "failures_by_kind": dict(sorted(Counter(f["kind"] for f in tally.failures).items())),
+        "failed_files": sorted(tally.failures, key=lambda failure: failure["file"]),
         "characters": counts["characters"],
         "sentences": counts["sentences"],
         "words": counts["words"],
         "windows": counts["windows"],
         "windowed_sentences": counts["windowed_sentences"],
-        "entities": sum(entity_types.values()),
-        "entities_by_type": dict(sorted(entity_types.items())),
+        "entities": sum(tally.entity_types.values()),
+        "entities_by_type": dict(sorted(tally.entity_types.items())),
         "entities_below_min_confidence": counts["entities_below_min_confidence"],
-        "relations": sum(relation_types.values()) if linking else None,
-        "relations_by_type": dict(sorted(relation_types.items())) if linking else None,
+        "relations": sum(tally.relation_types.values()) if linking else None,
+        "relations_by_type": dict(sorted(tally.relation_types.items())) if linking else None,
         "medication_records": counts["drugs"] if linking else None,
-        "stale_temporary_files_removed": stale,
-        "jsonl_records_dropped": {name: dict(sorted(dropped.items())) for name, dropped in repairs.items()},
+        "stale_temporary_files_removed": plan.stale,
+        "jsonl_records_dropped": {name: dict(sorted(dropped.items())) for name, dropped in plan.repairs.items()},
         "settings": {**annotator.settings, "backend": annotator.backend,
                      "device": str(annotator.settings["device"] if annotator.settings["device"] is not None
                                    else next(annotator.model.parameters()).device),
+                     "num_processes": num_processes,
                      "words_per_group": words_per_group,
                      "link_threshold": annotator.relation_linker.link_threshold if linking else None,
                      "sentence_window": annotator.relation_linker.sentence_window if linking else None},
@@ -964,22 +1138,102 @@ def format_summary(summary: Mapping[str, Any], output_dir) -> str:
     return "\n".join(lines)
 
 
+def _launched_processes() -> int:
+    """How many processes a launcher (accelerate launch, torchrun, or --num_processes) started for this run."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _threads_per_process(args: AnnotationArguments) -> int | None:
+    """--num_threads, or with several processes the cores divided among those on this machine (None: the
+    libraries' defaults)."""
+    if args.num_threads or _launched_processes() == 1:
+        return args.num_threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", str(_launched_processes()))))
+
+
+def _process_main(process_index: int, argv: list[str], num_processes: int, port: int, result_file: str) -> None:
+    """One process of a --num_processes run (started by :func:`_start_processes`), as a launcher would start it."""
+    os.environ.update({"RANK": str(process_index), "LOCAL_RANK": str(process_index),
+                       "WORLD_SIZE": str(num_processes), "LOCAL_WORLD_SIZE": str(num_processes),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    code = main([*argv, "--num_processes", "1"])  # the same command, as one of the processes (last flag wins)
+    if process_index == 0:
+        Path(result_file).write_text(str(code))
+    if code == 130:
+        sys.exit(code)
+
+
+def _start_processes(args: AnnotationArguments, argv: Sequence[str]) -> int:
+    """--num_processes N: start N processes on this machine that annotate the folder together, and wait for them.
+    One that fails stops the others; the notes written so far are kept, and the same command finishes the rest."""
+    import socket
+    import tempfile
+
+    import torch.multiprocessing as multiprocessing
+
+    list_notes(args.input_dir)  # fail on the input before starting anything
+    with socket.socket() as probe:  # a free port for the processes to meet on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory() as scratch:
+        result_file = os.path.join(scratch, "exit_code")
+        try:
+            multiprocessing.start_processes(_process_main, args=(list(argv), args.num_processes, port, result_file),
+                                            nprocs=args.num_processes, start_method="spawn")
+        except KeyboardInterrupt:
+            raise
+        except (multiprocessing.ProcessRaisedException, multiprocessing.ProcessExitedException) as error:
+            exit_code = getattr(error, "exit_code", None)
+            if exit_code == 130:
+                raise KeyboardInterrupt from None
+            # The others were stopped and waited for: merge what every process wrote (the next run would).
+            try:
+                _compact_outputs(Path(args.output_dir), {}, {name: Counter() for name in _JSONL_FILES})
+            except Exception as merge_error:  # noqa: BLE001 (the process's failure is the one to report)
+                logger.warning("could not merge the processes' records (%s); the next run will",
+                               type(merge_error).__name__)
+            print(f"annotate_notes.py: error: process {error.error_index} of {args.num_processes} failed "
+                  f"({'exit status ' + str(exit_code) if exit_code is not None else 'an exception, above'}); every "
+                  ".ann written has its records: run the same command again to annotate the other notes",
+                  file=sys.stderr)
+            return 1
+        return int(Path(result_file).read_text()) if os.path.exists(result_file) else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
                         level=logging.INFO)
     logger.setLevel(logging.INFO)
+    distributed = _launched_processes() > 1
     try:
         list_notes(args.input_dir)  # fail on the input before loading a model
+        if args.num_processes > 1:
+            return _start_processes(args, argv)
+        threads = _threads_per_process(args)
+        if threads and torch.device(args.device).type == "cpu":
+            torch.set_num_threads(threads)
+        if distributed:
+            import datetime
+
+            import torch.distributed as dist
+
+            # gloo carries only the plan, the barrier and the counts; a slow process may make the others wait long.
+            dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
+            logger.info("process %d of %d: %s, %s threads", dist.get_rank(), dist.get_world_size(), args.device,
+                        threads)
         annotator = NoteAnnotator.from_pretrained(
             args.model_name_or_path, device=args.device, bf16=args.bf16, trust_remote_code=args.trust_remote_code,
             revision=args.model_revision, token=args.token, batch_size=args.batch_size,
             max_seq_length=args.max_seq_length, stride=args.stride, min_confidence=args.min_confidence,
             relation_model_name_or_path=args.relation_model_name_or_path, link_threshold=args.link_threshold,
-            backend=args.backend, onnx_model_file=args.onnx_model_file)
+            backend=args.backend, onnx_model_file=args.onnx_model_file,
+            num_threads=threads)
         summary = annotate_folder(annotator, args.input_dir, args.output_dir, overwrite=args.overwrite,
                                   word_predictions=args.word_predictions, words_per_group=args.words_per_group,
-                                  progress=None)
+                                  progress=None, distributed=distributed)
     except (InputError, OSError, ValueError) as error:
         print(f"annotate_notes.py: error: {error}", file=sys.stderr)
         return 1
@@ -987,6 +1241,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("annotate_notes.py: interrupted: every .ann written has its records; run the same command again "
               "to annotate the other notes", file=sys.stderr)
         return 130
+    finally:
+        if distributed:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    if summary is None:  # not process 0: it reports for all
+        return 0
     print(format_summary(summary, args.output_dir))
     return 1 if summary["notes_failed"] else 0
 

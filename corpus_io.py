@@ -56,6 +56,9 @@ ENTITIES_FILE = "entities.jsonl"
 WORD_PREDICTIONS_FILE = "predictions.jsonl"
 MEDICATIONS_FILE = "medications.jsonl"  # with a relation model: one record per drug and its attributes
 SUMMARY_FILE = "summary.json"
+# Several annotate_notes.py processes: each appends to its own hidden part of each JSONL file (and logs the
+# notes it wrote, names only, in parts of ANNOTATED_LOG_FILE); process 0 merges them (process_part_name).
+ANNOTATED_LOG_FILE = "annotated.jsonl"
 # export_onnx.py output (an ONNX folder beside the config and tokenizer)
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"  # --quantize int8
@@ -584,6 +587,18 @@ def atomic_open(path, encoding: str = "utf-8", newline: str | None = None, mode:
 
 
 TEMPORARY_SUFFIX = ".tmp"
+
+
+def process_part_name(name: str, process_index: int) -> str:
+    """The hidden part of the output file ``name`` that process ``process_index`` of a multi-process
+    ``annotate_notes.py`` run appends to; merged into ``name`` when the run ends (or by the next run)."""
+    return f".{name}.process-{process_index:05d}"
+
+
+def process_parts(folder, name: str) -> list[Path]:
+    """The parts of ``name`` in ``folder`` (any number of processes), in process order."""
+    pattern = re.compile(re.escape(f".{name}.process-") + r"\d{5,}")
+    return sorted(path for path in Path(folder).glob(f".{name}.process-*") if pattern.fullmatch(path.name))
 
 
 def remove_stale_temporary_files(folder) -> int:

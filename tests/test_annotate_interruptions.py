@@ -250,7 +250,7 @@ def test_interrupted_overwrite_never_pairs_an_old_ann_with_new_records(crf_dir, 
         return real_write(path, *args, **kwargs)
 
     monkeypatch.setattr(annotate_notes, "write_brat_ann", write_then_stop)
-    monkeypatch.setattr(annotate_notes.JsonlScan, "compact", lambda self, keep, mode: {})
+    monkeypatch.setattr(annotate_notes.JsonlScan, "compact", lambda self, keep, mode, **kwargs: {})
     assert annotate_notes.main([*plain, "--overwrite", *stricter]) == 130
     monkeypatch.undo()
     # n0 rewritten, n1's old .ann removed before its new records went in, n2 untouched.
