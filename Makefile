@@ -62,6 +62,7 @@ bench: $(BENCH_STAMP)
 	$(PY) bench/feature_crf.py
 	$(PY) bench/speed.py
 	$(PY) bench/quality.py --no_feature_crf
+	$(PY) bench/parallel_annotation.py
 	$(PY) bench/report.py
 
 bench-report: $(BENCH_STAMP)

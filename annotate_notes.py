@@ -19,6 +19,8 @@ From the command line, a folder of ``.txt`` in, brat ``.ann`` out::
     python annotate_notes.py --model_name_or_path runs/bert_crf --input_dir notes/ --output_dir notes_annotated/
     python annotate_notes.py --model_name_or_path ORG/clinical-ner-crf --trust_remote_code \\
         --input_dir notes/ --output_dir out/ --device cuda --bf16 --batch_size 64 --min_confidence 0.5
+    python annotate_notes.py --model_name_or_path runs/bert_crf --input_dir notes/ --output_dir out/ --num_processes 4
+    accelerate launch --multi_gpu --num_processes 4 annotate_notes.py --model_name_or_path runs/bert_crf ...
 
 Both run the one inference path of ``windows.py`` (``predict_notes``), which the
 ``pipeline("token-classification")`` of a saved CRF model also runs: sentences and words as in
@@ -91,6 +93,20 @@ Interruptions and re-runs
     run would lose all its work. The cost is a read of the JSONL files at the start and the end.
     A folder damaged by an earlier version (``.ann`` files whose records were lost) is not
     detected, since an ``.ann`` may be the user's own: re-run it with ``--overwrite``.
+
+Several processes (``--num_processes N``, or ``accelerate launch`` / torchrun)
+    Process 0 tidies the folder and lists the notes, then splits those to annotate among the processes
+    by size (``split_notes``). Each process annotates its share as above, but appends to its own hidden
+    part of each JSONL file (``.entities.jsonl.process-00001``) and, after each group's ``.ann`` files, logs
+    which notes it wrote (names only). When all are done, process 0 merges the parts into the JSONL files
+    (the same compaction: each note's last block, none without an ``.ann``) and writes ``summary.json``
+    for the whole run. A process that dies stops the run (``--num_processes`` stops the others and merges
+    what they wrote; a launcher stops them, and the next run merges it): every ``.ann`` still has its
+    records, and the same command, with any number of processes, annotates exactly the notes left. A note
+    written again (``--overwrite``) keeps only the records of the run that wrote it, in every file. The
+    processes talk over ``torch.distributed`` (gloo) only to share the plan and the counts; on a CPU the
+    cores are divided among the processes of a machine (``--num_threads`` to choose), on GPUs process k
+    uses ``cuda:k``.
 
 Permissions
     Files holding note text are no more readable than the notes they came from
@@ -1193,6 +1209,8 @@ def _start_processes(args: AnnotationArguments, argv: Sequence[str]) -> int:
             except Exception as merge_error:  # noqa: BLE001 (the process's failure is the one to report)
                 logger.warning("could not merge the processes' records (%s); the next run will",
                                type(merge_error).__name__)
+            if exit_code is None:  # an exception: its traceback (code and error, as any crash prints)
+                print(str(error), file=sys.stderr)
             print(f"annotate_notes.py: error: process {error.error_index} of {args.num_processes} failed "
                   f"({'exit status ' + str(exit_code) if exit_code is not None else 'an exception, above'}); every "
                   ".ann written has its records: run the same command again to annotate the other notes",
@@ -1236,6 +1254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   progress=None, distributed=distributed)
     except (InputError, OSError, ValueError) as error:
         print(f"annotate_notes.py: error: {error}", file=sys.stderr)
+        if distributed:
+            raise SystemExit(1) from None  # a failed process: the launcher stops the others waiting for it
         return 1
     except KeyboardInterrupt:
         print("annotate_notes.py: interrupted: every .ann written has its records; run the same command again "

@@ -696,6 +696,46 @@ def onnx_section() -> list[str]:
     return lines
 
 
+PARALLEL_NAMES = {"torch_1x1": "PyTorch, 1 process × 1 thread", "torch_2x1": "PyTorch, `--num_processes 2`, 1 thread each",
+                  "torch_1x2": "PyTorch, 1 process × 2 threads", "accelerate_2x1": "PyTorch, `accelerate launch`, 2 × 1",
+                  "onnx_int8_1x1": "ONNX int8, 1 process × 1 thread", "onnx_int8_2x1": "ONNX int8, `--num_processes 2`, 1 thread each"}
+
+
+def parallel_section() -> list[str]:
+    """Data-parallel annotation (bench/parallel_annotation.py): the command line with 1 and 2 processes."""
+    path = common.RESULTS_DIR / "parallel_annotation.json"
+    if not path.is_file():
+        return ["Not measured yet: `python bench/parallel_annotation.py`."]
+    r = common.read_json(path)
+    settings, runs = r["settings"], r["runs"]
+    lines = [f"{settings['encoder']} (untrained CRF head), `annotate_notes.py` on {settings['num_notes']:,} notes "
+             f"({settings['short_notes']:,} {settings['corpus']} test notes, {settings['long_notes']} of about 10,000 "
+             f"characters; {settings['characters']:,} characters), each configuration a fresh command into an empty "
+             f"folder, {settings['rounds']} alternating rounds, best per configuration; load at start "
+             f"{settings['load_average_1m_at_start']}.", "",
+             "| configuration | wall s (start to exit) | notes/s | × 1 process × 1 thread | annotation s (model loaded) "
+             "| × (annotation) | peak RSS, largest process | same outputs as 1 process |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for config in settings["configs"]:
+        base = "onnx_int8_1x1" if config.startswith("onnx") else "torch_1x1"
+        ratio = runs.get(f"ratio_{config}_over_{base}")
+        annotation_ratio = runs.get(f"annotation_ratio_{config}_over_{base}")
+        lines.append(f"| {PARALLEL_NAMES[config]} | {runs[config + '_seconds']:.1f} | "
+                     f"{runs[config + '_notes_per_second']:.1f} | {'1.00' if ratio is None else f'{ratio:.2f}'} | "
+                     f"{runs[config + '_annotation_seconds']:.1f} | "
+                     f"{'1.00' if annotation_ratio is None else f'{annotation_ratio:.2f}'} | "
+                     f"{runs[config + '_peak_rss_mb']} MB | {'yes' if runs[config + '_same_outputs'] else 'no'} |")
+    target = runs.get("ratio_torch_2x1_over_torch_1x1")
+    lines += ["", "Wall time counts each process's start and model loading; annotation time is `summary.json`'s "
+              "(process 0, from its plan to the merge of every part). Same outputs: the same `.ann` files and "
+              "`entities.jsonl` records, note by note, as the one-process run of the same backend. int8 dynamic "
+              "quantization scales each batch's activations by that batch's range, so with other notes in its "
+              "batch a note's int8 entities can differ; PyTorch and fp32 do not depend on the batch.", "",
+              "Target: 2 processes × 1 thread ≥ 1.7× one process × 1 thread on many notes: "
+              + ("not measured" if target is None else f"{target:.2f}×: {'met' if target >= 1.7 else 'NOT met'}")]
+    return lines
+
+
 def pending_runs(results) -> list[str]:
     todo = list(dict.fromkeys(quality.queue(["phee", "ncbi", "bc2gm"], quality.SYSTEMS, [42, 43, 44])))
     done = {p.stem for p in (common.RESULTS_DIR / "quality").glob("*.json")}
@@ -771,6 +811,7 @@ def main() -> int:
     sections += ["## One inference path: every entry point gives the same entities", ""] + entry_points_section() + [""]
     sections += ["## Deployable inference: ONNX Runtime fp32 and int8 (`python bench/onnx_speed.py --trained_crf DIR`)",
                  ""] + onnx_section() + [""]
+    sections += ["## Many notes: several processes (`python bench/parallel_annotation.py`)", ""] + parallel_section() + [""]
     sections += ["## Status", ""] + pending_runs(results) + [""] + [STATUS_NOTES.strip(), ""]
     sections += ["## Commands", "", COMMANDS.strip(), ""]
     if write_readme("\n".join(sections) + "\n"):
@@ -920,6 +961,8 @@ nohup nice -n 10 .venv/bin/python bench/quality.py > bench/cache/quality_queue.l
 nohup nice -n 10 .venv/bin/python bench/self_pretraining.py > bench/cache/self_pretraining.log 2>&1 &   # issue 15 (resumable)
 .venv/bin/python bench/report.py             # rebuild this README and the plots from bench/results/
 .venv/bin/python bench/entry_points.py       # after `make quickstart`: do all the ways of calling the model agree?
+.venv/bin/python bench/onnx_speed.py --trained_crf DIR   # PyTorch vs ONNX fp32 / int8 vs the stock pipeline
+.venv/bin/python bench/parallel_annotation.py             # annotate_notes.py with 1 and 2 processes (about 10 minutes)
 # your own corpus (a prepare_n2c2.py output folder): the peer and the queue, then this report
 .venv/bin/python bench/feature_crf.py --dataset_path data/mine --corpus_name mine
 .venv/bin/python bench/quality.py --dataset_path data/mine --corpus_name mine --no_feature_crf

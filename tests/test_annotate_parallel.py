@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -191,3 +190,15 @@ def test_merging_parts_keeps_only_the_new_records_of_notes_written_again(tmp_pat
         {"document_id": "b", "id": "T1"}, {"document_id": "c", "id": "T1"}, {"document_id": "c", "id": "T2"}]
     assert repairs["entities.jsonl"] == {"superseded_records": 4, "malformed_lines": 1}
     assert sorted(path.name for path in out.iterdir()) == ["a.ann", "b.ann", "c.ann", "entities.jsonl"]
+
+
+@pytest.mark.slow
+def test_a_process_that_fails_at_the_start_does_not_leave_the_others_waiting(crf_dir, notes_dir, tmp_path):
+    """Process 0 cannot use the output folder (a file is in the way): the run ends with an error, not a hang."""
+    blocker = tmp_path / "out"
+    blocker.write_text("not a folder")
+    result = run_cli([sys.executable, "annotate_notes.py", *arguments(crf_dir, notes_dir, blocker),
+                      "--num_processes", "2", "--num_threads", "1"], timeout=300)
+    assert result.returncode == 1
+    assert "error: [Errno 17] File exists" in result.stderr and "of 2 failed" in result.stderr, result.stderr[-3000:]
+    assert blocker.read_text() == "not a folder"

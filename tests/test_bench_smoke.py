@@ -252,3 +252,19 @@ def test_self_pretraining_queue_order_and_report_targets():
     assert lines[4].endswith("pending") and "+8.0 points" in lines[5]
     results[3][STRICT_MICRO_F1] = 0.58
     assert report.self_pretraining_targets(results, "phee")[0].endswith("**MISSED by 2.0**")
+
+
+@pytest.mark.slow
+def test_parallel_annotation_smoke_times_one_and_two_processes(tmp_path, monkeypatch):
+    import parallel_annotation
+
+    monkeypatch.setenv("BENCH_SMOKE_DIR", str(tmp_path))
+    output = tmp_path / "parallel_annotation.json"
+    parallel_annotation.main(["--smoke", "--num_notes", "12", "--num_long_notes", "1", "--rounds", "1",
+                              "--configs", "torch_1x1", "torch_2x1", "--output", str(output)])
+    saved = json.loads(output.read_text())
+    runs = saved["runs"]
+    assert saved["settings"]["num_notes"] == 13
+    assert runs["torch_2x1_same_outputs"] is True  # two processes wrote what one did
+    assert runs["ratio_torch_2x1_over_torch_1x1"] == pytest.approx(runs["torch_1x1_seconds"] / runs["torch_2x1_seconds"])
+    assert runs["torch_2x1_annotation_seconds"] < runs["torch_2x1_seconds"]  # process start and model load aside
