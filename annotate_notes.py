@@ -133,8 +133,9 @@ Backends
     ``summary.json`` records the backend in its settings.
 
 Needs torch, transformers and the project's ``tagging.py``, ``windows.py``, ``corpus_io.py``,
-``relations.py`` and ``modeling_crf.py`` (no ``datasets``, no training script); ``--backend onnx`` also
-``onnxruntime`` and ``onnx_backend.py``.
+``relations.py`` and ``modeling_crf.py`` (no ``datasets``, no training script). ``--backend onnx`` (the CLI,
+with any number of processes, and ``NoteAnnotator``) needs ``onnxruntime`` and ``onnx_backend.py`` instead of
+torch and ``modeling_crf.py``: torch is imported only by the torch backend, a relation model and a launcher.
 """
 
 from __future__ import annotations
@@ -148,12 +149,10 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Collection, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Iterator, Mapping, Optional, Sequence
 
-import torch
-from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, HfArgumentParser
+from transformers import HfArgumentParser
 
-import modeling_crf  # noqa: F401  (registers the CRF model with the Auto classes: no remote code needed)
 from corpus_io import (
     ANNOTATED_LOG_FILE, ENTITIES_FILE, MEDICATIONS_FILE, ONNX_FILE, ONNX_INT8_FILE, SUMMARY_FILE, WORD_PREDICTIONS_FILE, BratFormatError, atomic_open, jsonl_line, note_file_mode,
     prediction_record, process_part_name, process_parts, read_text, remove_stale_temporary_files, round_confidence, write_brat_ann,
@@ -169,6 +168,9 @@ from windows import (
     DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_STRIDE, Entity, NotePrediction, is_crf_model, load_tokenizer,
     max_input_length, model_labels, predict_notes, window_budget, word_tokenizer,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -195,10 +197,15 @@ def load_model_and_tokenizer(
 ):
     """Model (eval mode, on ``device``) and fast tokenizer from a folder or Hub id.
 
-    CRF models load with this project's ``modeling_crf`` (imported above); only with
-    ``trust_remote_code=True`` is the code shipped with the model run instead. ``bf16`` loads
-    the weights in bfloat16 (the CRF itself stays float32).
+    CRF models load with this project's ``modeling_crf``; only with ``trust_remote_code=True`` is the
+    code shipped with the model run instead. ``bf16`` loads the weights in bfloat16 (the CRF itself
+    stays float32).
     """
+    import torch
+    from transformers import AutoModelForTokenClassification
+
+    import modeling_crf  # noqa: F401  (registers the CRF model with the Auto classes: no remote code needed)
+
     kwargs: dict[str, Any] = {"revision": revision, "token": token, "trust_remote_code": trust_remote_code}
     if bf16:
         kwargs["dtype"] = torch.bfloat16
@@ -244,6 +251,8 @@ class RelationLinker:
                         trust_remote_code: bool = False, revision: str = "main", token: str | None = None,
                         **settings) -> "RelationLinker":
         """Load a ``run_re.py`` output folder or Hub id (``settings``: batch_size, link_threshold)."""
+        from transformers import AutoModelForSequenceClassification
+
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
                 model_name_or_path, revision=revision, token=token, trust_remote_code=trust_remote_code)
@@ -253,9 +262,10 @@ class RelationLinker:
                                    trust_remote_code=trust_remote_code)
         return cls(model, tokenizer, device=device, **settings)
 
-    @torch.no_grad()
     def probabilities(self, inputs: Sequence[str]) -> list[float]:
         """The ``linked`` probability of each marked candidate text."""
+        import torch
+
         fitted = [fit_to_length(text, self.tokenizer, self.max_seq_length) for text in inputs]
         encoded = self.tokenizer(fitted, truncation=True, max_length=self.max_seq_length)["input_ids"]
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
@@ -264,7 +274,8 @@ class RelationLinker:
         for first in range(0, len(order), self.batch_size):
             batch = order[first:first + self.batch_size]
             padded = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
-            logits = self.model(**{k: v.to(device) for k, v in padded.items()}).logits.float()
+            with torch.no_grad():
+                logits = self.model(**{k: v.to(device) for k, v in padded.items()}).logits.float()
             for index, probability in zip(batch, logits.softmax(-1)[:, RELATION_LABELS.index("linked")].tolist()):
                 probabilities[index] = probability
         return probabilities
@@ -748,23 +759,24 @@ def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
         if args.device not in (None, "cpu") or args.bf16:
             problems.append("--backend onnx runs on the CPU (onnxruntime): no --device cuda, no --bf16")
         args.device = "cpu"
-    if args.device is None:
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        problems.append(f"--device {args.device!r} is not a device (cpu, cuda, cuda:N)")
-    else:
-        if device.type == "cuda" and not torch.cuda.is_available():
-            problems.append("--device cuda: no CUDA GPU is available")
-        elif device.type == "cuda" and device.index is None and max(args.num_processes, _launched_processes()) > 1:
-            gpus = torch.cuda.device_count()
-            if max(args.num_processes, _launched_processes()) > gpus:
-                problems.append(f"{max(args.num_processes, _launched_processes())} processes on {gpus} GPUs: "
-                                "one process per GPU at most")
-            args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # each process its own GPU
-        if args.bf16 and device.type != "cuda":
-            problems.append("--bf16 needs a GPU (--device cuda)")
+    if args.backend == "torch":  # (the onnx backend runs without torch)
+        import torch
+
+        if args.device is None:
+            args.device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            device = torch.device(args.device)
+        except RuntimeError:
+            problems.append(f"--device {args.device!r} is not a device (cpu, cuda, cuda:N)")
+        else:
+            processes = max(args.num_processes, _launched_processes())
+            if device.type == "cuda" and not torch.cuda.is_available():
+                problems.append("--device cuda: no CUDA GPU is available")
+            elif device.type == "cuda" and device.index is None and processes > torch.cuda.device_count():
+                problems.append(f"{processes} processes on {torch.cuda.device_count()} GPUs: one process per GPU "
+                                "at most")
+            if args.bf16 and device.type != "cuda":
+                problems.append("--bf16 needs a GPU (--device cuda)")
     if problems:
         parser.error("; ".join(problems))
     return args
@@ -1081,18 +1093,35 @@ def annotate_folder(
             except Exception as error:  # noqa: BLE001 (the first error is the one to report)
                 logger.warning("could not compact the JSONL files (%s); the next run will", type(error).__name__)
             raise
-    # The parts merged, and the records of notes written again kept only from this run.
+    return _finish(plan, tally, _annotator_facts(annotator), output_dir, started=started,
+                   num_processes=num_processes, word_predictions=word_predictions, words_per_group=words_per_group)
+
+
+def _annotator_facts(annotator: NoteAnnotator) -> dict[str, Any]:
+    """What ``summary.json`` says of the annotator (sent back by each process of a --num_processes run)."""
+    linker = annotator.relation_linker
+    device = annotator.settings["device"]
+    return {"model_type": "crf" if annotator.is_crf else "linear", "linking": linker is not None,
+            "settings": {**annotator.settings, "backend": annotator.backend,
+                         "device": str(device if device is not None else next(annotator.model.parameters()).device),
+                         "link_threshold": linker.link_threshold if linker else None,
+                         "sentence_window": linker.sentence_window if linker else None}}
+
+
+def _finish(plan: _Plan, tally: _Tally, facts: Mapping[str, Any], output_dir: Path, *, started: float,
+            num_processes: int, word_predictions: bool, words_per_group: int) -> dict[str, Any]:
+    """After every process: merge the parts and compact (the records of notes written again kept only from this
+    run), then write ``summary.json``."""
     mode = _compact_outputs(output_dir, plan.notes, plan.repairs, excluded=tally.excluded,
                             annotated_now=tally.annotated, since=plan.main_sizes)
-    linking = annotator.relation_linker is not None
+    linking = facts["linking"]
     for name in [ENTITIES_FILE] + [WORD_PREDICTIONS_FILE] * word_predictions + [MEDICATIONS_FILE] * linking:
         if not (output_dir / name).exists():  # nothing annotated: the files still say so
             JsonlAppender(output_dir / name, mode).close()
-
     counts, folder = tally.counts, plan.folder
     seconds = time.perf_counter() - started
     summary = {
-        "model_type": "crf" if annotator.is_crf else "linear",
+        "model_type": facts["model_type"],
         "files_seen": folder.files_seen,
         "notes_found": len(folder.notes),
         "notes_annotated": counts["notes_annotated"],
@@ -1114,13 +1143,7 @@ def annotate_folder(
         "medication_records": counts["drugs"] if linking else None,
         "stale_temporary_files_removed": plan.stale,
         "jsonl_records_dropped": {name: dict(sorted(dropped.items())) for name, dropped in plan.repairs.items()},
-        "settings": {**annotator.settings, "backend": annotator.backend,
-                     "device": str(annotator.settings["device"] if annotator.settings["device"] is not None
-                                   else next(annotator.model.parameters()).device),
-                     "num_processes": num_processes,
-                     "words_per_group": words_per_group,
-                     "link_threshold": annotator.relation_linker.link_threshold if linking else None,
-                     "sentence_window": annotator.relation_linker.sentence_window if linking else None},
+        "settings": {**facts["settings"], "num_processes": num_processes, "words_per_group": words_per_group},
         "seconds": round(seconds, 3),
         "characters_per_second": round(counts["characters"] / seconds, 1) if seconds > 0 else None,
     }
@@ -1155,72 +1178,113 @@ def format_summary(summary: Mapping[str, Any], output_dir) -> str:
 
 
 def _launched_processes() -> int:
-    """How many processes a launcher (accelerate launch, torchrun, or --num_processes) started for this run."""
+    """How many processes a launcher (accelerate launch, torchrun) started for this run."""
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _threads_per_process(args: AnnotationArguments) -> int | None:
-    """--num_threads, or with several processes the cores divided among those on this machine (None: the
-    libraries' defaults)."""
-    if args.num_threads or _launched_processes() == 1:
-        return args.num_threads
+def _process_settings(args: AnnotationArguments, process_index: int, processes_here: int) -> tuple[str, int | None]:
+    """(device, CPU threads) of one of several processes: process k on ``cuda:k`` when the device is ``cuda``;
+    --num_threads, or the cores divided among the processes of this machine (None: the libraries' defaults)."""
+    device = f"cuda:{process_index}" if args.device == "cuda" and processes_here > 1 else args.device
+    if args.num_threads or processes_here == 1:
+        return device, args.num_threads
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", str(_launched_processes()))))
+    return device, max(1, cores // processes_here)
 
 
-def _process_main(process_index: int, argv: list[str], num_processes: int, port: int, result_file: str) -> None:
-    """One process of a --num_processes run (started by :func:`_start_processes`), as a launcher would start it."""
-    os.environ.update({"RANK": str(process_index), "LOCAL_RANK": str(process_index),
-                       "WORLD_SIZE": str(num_processes), "LOCAL_WORLD_SIZE": str(num_processes),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    code = main([*argv, "--num_processes", "1"])  # the same command, as one of the processes (last flag wins)
-    if process_index == 0:
-        Path(result_file).write_text(str(code))
-    if code == 130:
-        sys.exit(code)
+def _load_annotator(args: AnnotationArguments, device: str, threads: int | None) -> NoteAnnotator:
+    if threads and args.backend == "torch" and device == "cpu":
+        import torch
+
+        torch.set_num_threads(threads)
+    return NoteAnnotator.from_pretrained(
+        args.model_name_or_path, device=device, bf16=args.bf16, trust_remote_code=args.trust_remote_code,
+        revision=args.model_revision, token=args.token, batch_size=args.batch_size,
+        max_seq_length=args.max_seq_length, stride=args.stride, min_confidence=args.min_confidence,
+        relation_model_name_or_path=args.relation_model_name_or_path, link_threshold=args.link_threshold,
+        backend=args.backend, onnx_model_file=args.onnx_model_file, num_threads=threads)
 
 
-def _start_processes(args: AnnotationArguments, argv: Sequence[str]) -> int:
-    """--num_processes N: start N processes on this machine that annotate the folder together, and wait for them.
-    One that fails stops the others; the notes written so far are kept, and the same command finishes the rest."""
-    import socket
-    import tempfile
+def _annotate_share(args: AnnotationArguments, process_index: int, share: list[Path], jsonl_mode: int,
+                    results) -> None:
+    """One process of a --num_processes run: annotate its share into its parts, send back what it did."""
+    logging.basicConfig(format=f"%(asctime)s - %(levelname)s - process {process_index} - %(message)s",
+                        datefmt="%m/%d/%Y %H:%M:%S", level=logging.INFO)
+    logger.setLevel(logging.INFO)
+    device, threads = _process_settings(args, process_index, args.num_processes)
+    logger.info("process %d of %d: %s, %s threads, %d notes", process_index, args.num_processes, device, threads,
+                len(share))
+    try:
+        annotator = _load_annotator(args, device, threads)
+        tally = _Tally()
+        _annotate_notes(annotator, share, Path(args.output_dir), tally, jsonl_mode=jsonl_mode,
+                        overwrite=args.overwrite, word_predictions=args.word_predictions,
+                        words_per_group=args.words_per_group, progress=None, process_index=process_index)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    results.put((process_index, tally, _annotator_facts(annotator)))
 
-    import torch.multiprocessing as multiprocessing
 
-    list_notes(args.input_dir)  # fail on the input before starting anything
-    with socket.socket() as probe:  # a free port for the processes to meet on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with tempfile.TemporaryDirectory() as scratch:
-        result_file = os.path.join(scratch, "exit_code")
-        try:
-            multiprocessing.start_processes(_process_main, args=(list(argv), args.num_processes, port, result_file),
-                                            nprocs=args.num_processes, start_method="spawn")
-        except KeyboardInterrupt:
-            raise
-        except (multiprocessing.ProcessRaisedException, multiprocessing.ProcessExitedException) as error:
-            exit_code = getattr(error, "exit_code", None)
-            if exit_code == 130:
-                raise KeyboardInterrupt from None
-            # The others were stopped and waited for: merge what every process wrote (the next run would).
+def annotate_folder_in_processes(args: AnnotationArguments) -> dict[str, Any]:
+    """--num_processes N: this process plans and merges (as process 0 of a launched run does); N processes
+    started here (``multiprocessing``, spawn: no torch needed) annotate the shares. One that fails stops the
+    others; what they wrote is merged, and the same command finishes the rest (:class:`ProcessFailed`)."""
+    import multiprocessing
+    import queue
+
+    started = time.perf_counter()
+    output_dir = Path(args.output_dir)
+    tally = _Tally()
+    plan = _plan(args.input_dir, output_dir, args.overwrite, tally)
+    shares = split_notes(plan.todo, args.num_processes)
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no state copied from this one
+    results = context.Queue()
+    processes = [context.Process(target=_annotate_share, args=(args, index, share, plan.jsonl_mode, results),
+                                 name=f"annotate-{index}") for index, share in enumerate(shares)]
+    received: dict[int, tuple[_Tally, dict[str, Any]]] = {}
+    failed: tuple[int, int | None] | None = None
+    try:
+        for process in processes:
+            process.start()
+        silent: set[int] = set()  # exited cleanly, result not read yet (it is read on the next try, or never)
+        while len(received) < len(processes) and failed is None:
             try:
-                _compact_outputs(Path(args.output_dir), {}, {name: Counter() for name in _JSONL_FILES})
-            except Exception as merge_error:  # noqa: BLE001 (the process's failure is the one to report)
-                logger.warning("could not merge the processes' records (%s); the next run will",
-                               type(merge_error).__name__)
-            if exit_code is None:  # an exception: its traceback (code and error, as any crash prints)
-                print(str(error), file=sys.stderr)
-            print(f"annotate_notes.py: error: process {error.error_index} of {args.num_processes} failed "
-                  f"({'exit status ' + str(exit_code) if exit_code is not None else 'an exception, above'}); every "
-                  ".ann written has its records: run the same command again to annotate the other notes",
-                  file=sys.stderr)
-            return 1
-        return int(Path(result_file).read_text()) if os.path.exists(result_file) else 1
+                index, process_tally, facts = results.get(timeout=0.5)
+                received[index] = (process_tally, facts)
+            except queue.Empty:
+                for index, process in enumerate(processes):
+                    if index in received or process.exitcode is None:
+                        continue
+                    if process.exitcode != 0 or index in silent:
+                        failed = (index, process.exitcode)
+                        break
+                    silent.add(index)
+    except KeyboardInterrupt:
+        failed = (-1, 130)
+    finally:
+        for process in processes:
+            if failed is not None and process.is_alive():
+                process.terminate()
+            process.join()
+    if failed is not None:
+        # Every process has stopped: merge what they wrote (the next run would).
+        _compact_outputs(output_dir, plan.notes, plan.repairs)
+        if failed[1] == 130 or failed[0] == -1:
+            raise KeyboardInterrupt
+        raise ProcessFailed(failed[0], args.num_processes, failed[1])
+    for index in sorted(received):
+        tally.update(received[index][0])
+    return _finish(plan, tally, received[0][1], output_dir, started=started, num_processes=args.num_processes,
+                   word_predictions=args.word_predictions, words_per_group=args.words_per_group)
+
+
+class ProcessFailed(Exception):
+    def __init__(self, index: int, num_processes: int, exit_code: int | None):
+        super().__init__(f"process {index} of {num_processes} failed (exit status {exit_code}); every .ann "
+                         "written has its records: run the same command again to annotate the other notes")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
                         level=logging.INFO)
@@ -1229,30 +1293,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         list_notes(args.input_dir)  # fail on the input before loading a model
         if args.num_processes > 1:
-            return _start_processes(args, argv)
-        threads = _threads_per_process(args)
-        if threads and torch.device(args.device).type == "cpu":
-            torch.set_num_threads(threads)
-        if distributed:
-            import datetime
+            summary = annotate_folder_in_processes(args)
+        else:
+            if distributed:
+                import datetime
 
-            import torch.distributed as dist
+                import torch.distributed as dist
 
-            # gloo carries only the plan, the barrier and the counts; a slow process may make the others wait long.
-            dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
-            logger.info("process %d of %d: %s, %s threads", dist.get_rank(), dist.get_world_size(), args.device,
-                        threads)
-        annotator = NoteAnnotator.from_pretrained(
-            args.model_name_or_path, device=args.device, bf16=args.bf16, trust_remote_code=args.trust_remote_code,
-            revision=args.model_revision, token=args.token, batch_size=args.batch_size,
-            max_seq_length=args.max_seq_length, stride=args.stride, min_confidence=args.min_confidence,
-            relation_model_name_or_path=args.relation_model_name_or_path, link_threshold=args.link_threshold,
-            backend=args.backend, onnx_model_file=args.onnx_model_file,
-            num_threads=threads)
-        summary = annotate_folder(annotator, args.input_dir, args.output_dir, overwrite=args.overwrite,
-                                  word_predictions=args.word_predictions, words_per_group=args.words_per_group,
-                                  progress=None, distributed=distributed)
-    except (InputError, OSError, ValueError) as error:
+                # gloo carries the plan, the counts and the wait for the last process, which may be long.
+                dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
+                device, threads = _process_settings(args, int(os.environ.get("LOCAL_RANK", "0")),
+                                                    int(os.environ.get("LOCAL_WORLD_SIZE", str(_launched_processes()))))
+                logger.info("process %d of %d: %s, %s threads", dist.get_rank(), dist.get_world_size(), device,
+                            threads)
+            else:
+                device, threads = _process_settings(args, 0, 1)
+            annotator = _load_annotator(args, device, threads)
+            summary = annotate_folder(annotator, args.input_dir, args.output_dir, overwrite=args.overwrite,
+                                      word_predictions=args.word_predictions, words_per_group=args.words_per_group,
+                                      progress=None, distributed=distributed)
+    except (InputError, OSError, ValueError, ProcessFailed) as error:
         print(f"annotate_notes.py: error: {error}", file=sys.stderr)
         if distributed:
             raise SystemExit(1) from None  # a failed process: the launcher stops the others waiting for it

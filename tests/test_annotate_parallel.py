@@ -17,8 +17,8 @@ import annotate_notes
 from conftest import REPO_ROOT
 from corpus_io import process_part_name
 from synthetic_n2c2 import generate_notes
-from test_annotate_interruptions import by_document, read_records
-from test_annotate_notes import train_tiny_crf, write_txt
+from test_annotate_interruptions import by_document, crf_dir, read_records  # noqa: F401 (crf_dir: a fixture)
+from test_annotate_notes import write_txt
 
 NUM_NOTES = 12
 # Small groups, so that each process writes several groups (and a crash falls between them).
@@ -26,11 +26,6 @@ SETTINGS = ["--words_per_group", "200", "--word_predictions"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def crf_dir(tmp_path_factory):
-    return train_tiny_crf(tmp_path_factory.mktemp("crf"))
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +110,7 @@ def test_accelerate_launch_two_cpu_processes(crf_dir, notes_dir, reference, tmp_
 
 
 CRASHING_RUN = """\
-import os, sys
+import multiprocessing, os, sys
 sys.path.insert(0, {repo!r})
 import annotate_notes
 
@@ -125,7 +120,7 @@ real_write_ann, written = annotate_notes._write_ann, []
 def write_ann_then_die(path, *args, **kwargs):
     # Process 1 dies for good (no clean-up, as a SIGKILL or an out-of-memory kill) at its third note's .ann,
     # after that note's group of records went in.
-    if os.environ.get("RANK") == "1" and len(written) == 2:
+    if multiprocessing.current_process().name == "annotate-1" and len(written) == 2:
         os._exit(3)
     written.append(path)
     return real_write_ann(path, *args, **kwargs)
@@ -193,12 +188,59 @@ def test_merging_parts_keeps_only_the_new_records_of_notes_written_again(tmp_pat
 
 
 @pytest.mark.slow
-def test_a_process_that_fails_at_the_start_does_not_leave_the_others_waiting(crf_dir, notes_dir, tmp_path):
-    """Process 0 cannot use the output folder (a file is in the way): the run ends with an error, not a hang."""
+def test_a_launched_process_that_fails_at_the_start_does_not_leave_the_others_waiting(crf_dir, notes_dir, tmp_path):
+    """Under a launcher, process 0 cannot use the output folder (a file is in the way) while process 1 waits for
+    its plan: the run ends with the error, not a hang."""
     blocker = tmp_path / "out"
     blocker.write_text("not a folder")
-    result = run_cli([sys.executable, "annotate_notes.py", *arguments(crf_dir, notes_dir, blocker),
-                      "--num_processes", "2", "--num_threads", "1"], timeout=300)
-    assert result.returncode == 1
-    assert "error: [Errno 17] File exists" in result.stderr and "of 2 failed" in result.stderr, result.stderr[-3000:]
+    accelerate = Path(sys.executable).with_name("accelerate")
+    result = run_cli([str(accelerate), "launch", "--config_file", "configs/accelerate/cpu_2proc.yaml",
+                      "annotate_notes.py", *arguments(crf_dir, notes_dir, blocker)], timeout=300)
+    assert result.returncode != 0
+    assert "error: [Errno 17] File exists" in result.stderr, result.stderr[-3000:]
     assert blocker.read_text() == "not a folder"
+
+
+WITHOUT_TORCH = """\
+import sys
+sys.modules["torch"] = None  # as if torch were not installed: importing it fails, transformers sees none
+sys.path.insert(0, {repo!r})
+import annotate_notes
+
+if __name__ == "__main__":
+    sys.exit(annotate_notes.main())
+"""
+
+
+@pytest.mark.slow
+def test_onnx_backend_in_two_processes_runs_without_torch(crf_dir, notes_dir, reference, tmp_path):
+    import export_onnx
+
+    onnx_dir = tmp_path / "onnx"
+    assert export_onnx.main(["--model_name_or_path", str(crf_dir), "--output_dir", str(onnx_dir)]) == 0
+    script = tmp_path / "without_torch.py"
+    script.write_text(WITHOUT_TORCH.format(repo=str(REPO_ROOT)))
+    out = tmp_path / "out"
+    result = run_cli([sys.executable, str(script), "--model_name_or_path", str(onnx_dir), "--backend", "onnx",
+                      "--input_dir", str(notes_dir), "--output_dir", str(out), *SETTINGS, "--num_processes", "2",
+                      "--num_threads", "1"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "PyTorch was not found" in result.stderr  # transformers saw no torch, in the processes too
+    assert "process 1 of 2: cpu, 1 threads" in result.stderr
+    # fp32 ONNX: the .ann files of PyTorch, the same records with confidences within 1e-4.
+    got, expected = outputs(out), outputs(reference)
+    assert got["ann"] == expected["ann"] and got["hidden"] == []
+    for kind in ("entities", "predictions"):
+        assert got[kind].keys() == expected[kind].keys()
+        for document, records in got[kind].items():
+            assert [without_confidences(r) for r in records] == [without_confidences(r) for r in expected[kind][document]]
+            assert all(abs(a - b) <= 1e-4 for r, e in zip(records, expected[kind][document])
+                       for a, b in zip(confidences(r), confidences(e)))
+
+
+def without_confidences(record: dict) -> dict:
+    return {key: value for key, value in record.items() if "confidence" not in key}
+
+
+def confidences(record: dict) -> list[float]:
+    return [record.get("confidence", 0.0), *record.get("word_confidences", []), *record.get("confidences", [])]
