@@ -103,10 +103,11 @@ Several processes (``--num_processes N``, or ``accelerate launch`` / torchrun)
     for the whole run. A process that dies stops the run (``--num_processes`` stops the others and merges
     what they wrote; a launcher stops them, and the next run merges it): every ``.ann`` still has its
     records, and the same command, with any number of processes, annotates exactly the notes left. A note
-    written again (``--overwrite``) keeps only the records of the run that wrote it, in every file. The
-    processes talk over ``torch.distributed`` (gloo) only to share the plan and the counts; on a CPU the
-    cores are divided among the processes of a machine (``--num_threads`` to choose), on GPUs process k
-    uses ``cuda:k``.
+    written again (``--overwrite``) keeps only the records of the run that wrote it, in every file.
+    ``--num_processes`` starts the processes itself (``multiprocessing``, spawn) and keeps process 0's role
+    in the parent; launched processes share the plan and the counts over ``torch.distributed`` (gloo). On a
+    CPU the cores are divided among the processes of a machine (``--num_threads`` to choose); on GPUs
+    process k uses ``cuda:k``.
 
 Permissions
     Files holding note text are no more readable than the notes they came from
