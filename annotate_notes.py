@@ -956,7 +956,7 @@ def _annotate_notes(annotator: NoteAnnotator, paths: Sequence[Path], output_dir:
 
     from tqdm.auto import tqdm
 
-    description = "notes" if process_index in (None, 0) else f"notes (process {process_index})"
+    description = "notes" if process_index is None else f"notes (process {process_index})"
     bar = tqdm(total=len(paths), desc=description, unit="note",
                disable=None if progress is None else not progress)
     try:
@@ -1220,7 +1220,11 @@ def _annotate_share(args: AnnotationArguments, process_index: int, share: list[P
         tally = _Tally()
         _annotate_notes(annotator, share, Path(args.output_dir), tally, jsonl_mode=jsonl_mode,
                         overwrite=args.overwrite, word_predictions=args.word_predictions,
-                        words_per_group=args.words_per_group, progress=None, process_index=process_index)
+                        words_per_group=args.words_per_group, process_index=process_index,
+                        progress=None if process_index == 0 else False)  # one bar: process 0's share
+    except (OSError, ValueError) as error:  # a model that cannot be loaded, a full disk: one line, as one process
+        print(f"annotate_notes.py: error: process {process_index}: {error}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     results.put((process_index, tally, _annotator_facts(annotator)))

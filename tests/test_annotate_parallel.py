@@ -7,6 +7,7 @@ finish, and duplicates nothing.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -244,3 +245,18 @@ def without_confidences(record: dict) -> dict:
 
 def confidences(record: dict) -> list[float]:
     return [record.get("confidence", 0.0), *record.get("word_confidences", []), *record.get("confidences", [])]
+
+
+def test_a_note_written_again_without_entities_keeps_none_of_its_old_records(crf_dir, notes_dir, reference, tmp_path):
+    """--overwrite with settings under which the notes have no entity: their old records go (they used to stay,
+    as the last block of each note)."""
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    assert annotate_notes.main([*arguments(crf_dir, notes_dir, out), "--overwrite", "--min_confidence", "1.0"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["entities"] == 0 and summary["notes_annotated"] == NUM_NOTES
+    assert (out / "entities.jsonl").read_text() == ""
+    assert all(path.read_text() == "" for path in out.glob("*.ann"))
+    old = sum(len(records) for records in outputs(reference)["entities"].values())
+    assert summary["jsonl_records_dropped"]["entities.jsonl"] == {"superseded_records": old}
+    assert outputs(out)["predictions"].keys() == outputs(reference)["predictions"].keys()  # written again, kept
