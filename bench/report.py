@@ -713,24 +713,31 @@ def parallel_section() -> list[str]:
              f"characters; {settings['characters']:,} characters), each configuration a fresh command into an empty "
              f"folder, {settings['rounds']} alternating rounds, best per configuration; load at start "
              f"{settings['load_average_1m_at_start']}.", "",
-             "| configuration | wall s (start to exit) | notes/s | × 1 process × 1 thread | annotation s (model loaded) "
-             "| × (annotation) | peak RSS, largest process | same outputs as 1 process |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+             "| configuration | wall s (start to exit) | notes/s | × 1 process × 1 thread | annotation s "
+             "| × (annotation) | peak RSS, largest process | notes with the same .ann as 1 process | same entities "
+             "| largest confidence difference |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for config in settings["configs"]:
         base = "onnx_int8_1x1" if config.startswith("onnx") else "torch_1x1"
         ratio = runs.get(f"ratio_{config}_over_{base}")
         annotation_ratio = runs.get(f"annotation_ratio_{config}_over_{base}")
+        agreement = runs[config + "_agreement"]
         lines.append(f"| {PARALLEL_NAMES[config]} | {runs[config + '_seconds']:.1f} | "
                      f"{runs[config + '_notes_per_second']:.1f} | {'1.00' if ratio is None else f'{ratio:.2f}'} | "
                      f"{runs[config + '_annotation_seconds']:.1f} | "
                      f"{'1.00' if annotation_ratio is None else f'{annotation_ratio:.2f}'} | "
-                     f"{runs[config + '_peak_rss_mb']} MB | {'yes' if runs[config + '_same_outputs'] else 'no'} |")
+                     f"{runs[config + '_peak_rss_mb']} MB | {agreement['notes_same_ann']:,} of {agreement['notes']:,} | "
+                     f"{agreement['notes_same_entities']:,} of {agreement['documents_with_entities']:,} | "
+                     f"{agreement['max_confidence_difference']:.1e} |")
     target = runs.get("ratio_torch_2x1_over_torch_1x1")
-    lines += ["", "Wall time counts each process's start and model loading; annotation time is `summary.json`'s "
-              "(process 0, from its plan to the merge of every part). Same outputs: the same `.ann` files and "
-              "`entities.jsonl` records, note by note, as the one-process run of the same backend. int8 dynamic "
-              "quantization scales each batch's activations by that batch's range, so with other notes in its "
-              "batch a note's int8 entities can differ; PyTorch and fp32 do not depend on the batch.", "",
+    lines += ["", "Wall time counts each process's start and model loading. Annotation time is `summary.json`'s: "
+              "process 0 from its plan to the merge of every part; with `--num_processes` it includes starting "
+              "the processes, which load their models inside it, so only the launcher rows exclude loading. "
+              "The last three columns compare each run, note by note, with the one-process run of the same "
+              "backend: a note shares its batches with other notes, and other notes change the padding and "
+              "the shapes of the matrix products (ulp-level differences in PyTorch, which an untrained head's "
+              "near-ties can turn into another tag) and, for int8, the activation scales that dynamic "
+              "quantization takes from each batch.", "",
               "Target: 2 processes × 1 thread ≥ 1.7× one process × 1 thread on many notes: "
               + ("not measured" if target is None else f"{target:.2f}×: {'met' if target >= 1.7 else 'NOT met'}")]
     return lines
