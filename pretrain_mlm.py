@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,6 +203,21 @@ def padding_share(lengths: Sequence[int], batch_size: int) -> float:
     return round(1 - real / padded, 6) if padded else 0.0
 
 
+def context_free_loss(blocks: dict[str, list[list[int]]], special_ids: Sequence[int]) -> float:
+    """The masked-LM loss (nats per masked piece) of the best predictor that ignores context: each piece's
+    frequency in the blocks. Every piece of a masked word is a target, so the targets follow the pieces'
+    frequencies, and this is their entropy. An encoder whose loss is not well below it has learnt little from
+    context yet (MLM from scratch sits near it for its first thousands of steps)."""
+    special = set(special_ids)
+    counts: dict[int, int] = {}
+    for ids in blocks["input_ids"]:
+        for piece in ids:
+            if piece not in special:
+                counts[piece] = counts.get(piece, 0) + 1
+    total = sum(counts.values())
+    return round(-sum(c / total * math.log(c / total) for c in counts.values()), 4) if total else 0.0
+
+
 class WholeWordMaskCollator:
     """Pads blocks and masks whole words: each word is chosen with ``mlm_probability``; every piece of a chosen
     word becomes ``[MASK]`` (80%), a random piece (10%) or stays (10%), chosen per word."""
@@ -302,8 +318,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     train_dataset = Dataset.from_dict(blocks)
     prepare_seconds = time.perf_counter() - started
     share = padding_share(lengths, training_args.per_device_train_batch_size)
+    baseline_loss = context_free_loss(blocks, tokenizer.all_special_ids)
     logger.info(f"{len(lengths):,} blocks of at most {data_args.max_seq_length} tokens ({sum(lengths):,} tokens; "
-                f"{share:.2%} of batch positions would be padding)")
+                f"{share:.2%} of batch positions would be padding); a predictor that ignores context "
+                f"scores a masked-LM loss of {baseline_loss:.2f}")
 
     model = build_encoder(model_args, tokenizer, data_args.max_seq_length)
     tokenizer.model_max_length = getattr(model.config, "max_position_embeddings", data_args.max_seq_length)
@@ -351,7 +369,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "train_wall_seconds": metrics["train_wall_seconds"],
             "prepare_seconds": metrics["prepare_seconds"],
             "epochs": round(epochs_run, 4),
-            "final_train_loss": metrics.get("train_loss"),
+            # The Trainer's train_loss is the mean over the run; the last logged loss is where it ended.
+            "mean_train_loss": metrics.get("train_loss"),
+            "last_logged_loss": next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),
+            "context_free_loss": baseline_loss,
         }
         write_json_atomically(output_dir / PRETRAINING_DATA_FILE, record)
         write_json_atomically(output_dir / RUN_INFO_FILE, {
@@ -363,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         })
         print(f"\nEncoder pre-trained on {len(texts):,} documents ({sum(lengths) * epochs_run:,.0f} tokens, "
               f"{metrics['train_tokens_per_second']:,.0f} tokens/s, {share:.1%} padding) -> {output_dir}/\n"
+              + (f"Masked-LM loss at the end {record['last_logged_loss']:.2f} (a predictor that ignores context: "
+                 f"{baseline_loss:.2f})\n" if record["last_logged_loss"] is not None else "") +
               f"Fine-tune it: run_ner_crf.py --model_name_or_path {output_dir} --dataset_path ...", flush=True)
     return {**metrics, "pretraining_data": str(output_dir / PRETRAINING_DATA_FILE)}
 

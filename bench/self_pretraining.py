@@ -168,9 +168,30 @@ def pretrain(corpus: str, dataset_paths: Sequence[Path], budget_minutes: float, 
         "wall_seconds": round(time.perf_counter() - started, 1),
         **{key: record[key] for key in ("documents", "sentences", "words", "tokens", "blocks", "padding_share",
                                          "vocabulary", "train_tokens_per_second", "train_wall_seconds", "epochs",
-                                         "final_train_loss", "text_sha256")},
+                                         "mean_train_loss", "last_logged_loss", "context_free_loss", "text_sha256")},
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def add_losses(record: dict[str, Any], dataset_paths: Sequence[Path]) -> dict[str, Any]:
+    """A record from before pretrain_mlm.py kept its losses apart, completed from its cached encoder: the mean
+    loss (its old ``final_train_loss`` was the Trainer's mean), the last logged loss, and the context-free loss
+    on the same text (checked by its hash) with the encoder's own tokenizer."""
+    import pretrain_mlm
+    from windows import load_tokenizer
+
+    folder = pretrained_dir(record["corpus"], record["plus"])
+    texts, _ = pretrain_mlm.gather_texts(pretrain_mlm.DataArguments(dataset_paths=[str(p) for p in dataset_paths]))
+    if hashlib.sha256("\n\x00".join(texts).encode("utf-8")).hexdigest() != record["text_sha256"]:
+        raise RuntimeError(f"{record['key']}: the corpora changed since pre-training; pre-train again")
+    tokenizer = load_tokenizer(str(folder))
+    blocks = pretrain_mlm.pack_blocks(pretrain_mlm.text_sentences(texts), tokenizer, 128)
+    history = common.read_json(folder / "trainer_state.json")["log_history"]
+    mean = record.get("mean_train_loss", record.get("final_train_loss"))
+    record = {key: value for key, value in record.items() if key != "final_train_loss"}
+    return {**record, "mean_train_loss": mean,
+            "last_logged_loss": next(h["loss"] for h in reversed(history) if "loss" in h),
+            "context_free_loss": pretrain_mlm.context_free_loss(blocks, tokenizer.all_special_ids)}
 
 
 # ---------------------------------------------------------------------------
@@ -247,6 +268,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{done} done, {len(todo) - done} pending")
         return 0
     datasets = {corpus: common.prepare_corpus(corpus) for corpus in args.corpora}
+    for step in todo:  # records from before the losses were kept apart
+        path = result_path(step)
+        if step[0] == "pretrain" and path.is_file() and "context_free_loss" not in common.read_json(path):
+            record = common.read_json(path)
+            if (pretrained_dir(record["corpus"], record["plus"]) / "trainer_state.json").is_file():
+                sources = [record["corpus"]] + ([c for c in CORPORA if c != record["corpus"]] if record["plus"] else [])
+                common.write_json(path, add_losses(record, [common.prepare_corpus(c) for c in sources]))
+                print(f"[self-pretraining] {path.name}: losses added", flush=True)
     new = 0
     for step in todo:
         path = result_path(step)

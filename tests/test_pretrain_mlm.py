@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -94,6 +95,14 @@ def test_blocks_hold_every_word_in_order_and_are_nearly_full(words):
     assert pretrain_mlm.padding_share(lengths, batch_size=16) < 0.05
 
 
+def test_context_free_loss_is_the_entropy_of_the_pieces_predicted():
+    cls, sep, a, b, c = 2, 3, 10, 11, 12
+    blocks = {"input_ids": [[cls, a, a, b, sep], [cls, a, c, sep]]}  # a: 3 of 5, b and c: 1 of 5 each
+    expected = -(0.6 * math.log(0.6) + 2 * 0.2 * math.log(0.2))
+    assert pretrain_mlm.context_free_loss(blocks, [cls, sep]) == pytest.approx(expected, abs=1e-4)
+    assert pretrain_mlm.context_free_loss({"input_ids": [[cls, a, a, sep]]}, [cls, sep]) == 0.0  # one piece: no doubt
+
+
 def test_whole_words_are_masked_together(words):
     train, _ = words
     tokenizer = train_subword_tokenizer(train, vocab_size=200)
@@ -122,7 +131,8 @@ def test_pretrain_then_fine_tune_with_run_ner_crf(dataset, tmp_path):
     import run_ner_crf
 
     results = pretrain_mlm.main(["--dataset_paths", str(dataset), "--output_dir", str(tmp_path / "mlm"), "--do_train",
-                                 "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "6", *TINY])
+                                 "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "6",
+                                 "--logging_steps", "6", *TINY])
     assert results["train_loss"] > 0 and results["padding_share"] < 0.05
     record = json.loads((tmp_path / "mlm" / "pretraining_data.json").read_text())
     from datasets import load_from_disk
@@ -131,6 +141,9 @@ def test_pretrain_then_fine_tune_with_run_ner_crf(dataset, tmp_path):
     assert record["sources"] == [{"dataset_path": str(dataset), "splits": ["train"], "documents": train_documents}]
     assert record["tokens"] > 1000 and len(record["text_sha256"]) == 64 and record["vocabulary_learned_from_text"]
     assert json.loads((tmp_path / "mlm" / "run_info.json").read_text())["vocabulary_from_corpus"] is True
+    # Losses: the run's mean (the Trainer's train_loss), where it ended, and what ignoring context scores.
+    assert record["mean_train_loss"] == pytest.approx(results["train_loss"])
+    assert record["last_logged_loss"] > 0 and 0 < record["context_free_loss"] < math.log(record["vocabulary"]["vocabulary_size"])
     # Only counts and a hash: no sentence of the corpus is in what the run wrote.
     sentences = [" ".join(tokens) for tokens in load_from_disk(str(dataset))["train"]["tokens"] if len(tokens) > 5]
     written = "".join(path.read_text(errors="replace") for path in (tmp_path / "mlm").glob("*.json"))
