@@ -28,7 +28,10 @@ output; only the splits named in ``--text_splits``, never ``test``) and/or (b) f
 - Outputs: the encoder (``AutoModelForMaskedLM``) and tokenizer, which ``run_ner_crf.py
   --model_name_or_path`` fine-tunes with a CRF or linear head; ``pretraining_data.json`` records what text
   was seen (sources, counts and a SHA-256 of the text, never the text) and the throughput;
-  ``run_info.json`` marks the vocabulary as corpus-derived.
+  ``run_info.json`` marks the vocabulary as corpus-derived; ``README.md`` is a model card (counts, no text).
+- ``--push_to_hub`` uploads the allow-listed files only (model, tokenizer, config, card: run_folders.py's
+  ``HUB_UPLOAD_PATTERNS``; never checkpoints or logs), and only with ``--push_corpus_vocabulary`` when the
+  vocabulary was learned from the notes (its entries are words of them).
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ from transformers import AutoConfig, AutoModelForMaskedLM, Trainer, TrainingArgu
 from corpus_io import DOCUMENTS_DIRNAME, PRETRAINING_DATA_FILE, RUN_INFO_FILE, read_text, write_json_atomically
 from run_folders import (
     RecordRunArguments, UsageError, check_resume_matches, main_with_usage_errors, parse_config_overrides,
-    parse_script_args, prepare_output_dir, save_final_model, setup_logging,
+    parse_script_args, prepare_output_dir, push_model_to_hub, hub_upload_files, save_final_model, setup_logging,
+    vocabulary_from_corpus,
 )
 from subwords import PAPER_VOCABULARY_SIZE, train_subword_tokenizer, vocabulary_report
 from tagging import split_sentences, tokenize_words
@@ -76,6 +80,9 @@ class ModelArguments:
     tokenizer_min_frequency: int = field(default=2, metadata={"help": "A piece must occur this often to enter it."})
     tokenizer_lowercase: bool = field(default=False, metadata={"help": "Lower-case in a learned tokenizer."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run custom code of --model_name_or_path."})
+    push_corpus_vocabulary: bool = field(default=False, metadata={
+        "help": "With --push_to_hub and a vocabulary learned from the notes: acknowledge that its words are corpus "
+                "text and upload it (check your data's terms first)."})
 
 
 @dataclass
@@ -283,12 +290,61 @@ def build_encoder(model_args: ModelArguments, tokenizer, max_seq_length: int):
     return AutoModelForMaskedLM.from_config(config)
 
 
+def write_model_card(output_dir: Path, record: dict[str, Any], training_args: TrainingArguments,
+                     model_type: str) -> Path:
+    """README.md of the encoder: what it is, what it saw (counts, no text or paths), how to fine-tune it."""
+    sources = ", ".join(f"{source['documents']:,} documents of a prepared dataset ({'+'.join(source['splits'])})"
+                        if "dataset_path" in source else f"{source['documents']:,} unlabelled notes"
+                        for source in record["sources"])
+    vocabulary = record["vocabulary"]
+    corpus_note = ("**The vocabulary was learned from the pre-training notes, so its entries are words of that "
+                   "text**: share this model only where the notes' terms allow it.\n\n"
+                   if record["vocabulary_from_corpus"] else "")
+    last = record.get("last_logged_loss")
+    card = f"""---
+library_name: transformers
+tags:
+- fill-mask
+- clinical
+- self-pretraining
+pipeline_tag: fill-mask
+---
+
+# Encoder pre-trained with pretrain_mlm.py (masked language modelling from scratch)
+
+A `{model_type}`-architecture encoder pre-trained on {sources}: {record["tokens"]:,} tokens
+in blocks of {record["max_seq_length"]}, {record["epochs"]:.1f} epochs, whole-word masking. Vocabulary:
+{vocabulary["vocabulary_size"]:,} WordPiece entries, {vocabulary["pieces_per_word"]} pieces per word.
+{corpus_note}Masked-LM loss: {record["mean_train_loss"]:.2f} on average over the run{f", {last:.2f} at the end" if last is not None else ""};
+a predictor that ignores context scores {record["context_free_loss"]:.2f}. Text SHA-256 `{record["text_sha256"]}` (the
+text itself is not recorded). Seed {training_args.seed}, learning rate {training_args.learning_rate}.
+
+Fine-tune it for entity recognition (CRF head; `--use_crf false` for a linear head):
+
+```bash
+accelerate launch run_ner_crf.py --model_name_or_path <this model> --dataset_path data/n2c2 \\
+    --output_dir runs/self_pretrained_crf --do_train --do_eval --do_predict
+```
+"""
+    path = output_dir / "README.md"
+    path.write_text(card, encoding="utf-8")
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model_args, data_args, training_args = parse_args(argv)
+    # We push ourselves, with an allow-list: the Trainer would upload the whole output_dir, checkpoints included.
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     setup_logging(training_args, logger)
     output_dir = Path(training_args.output_dir)
     if not training_args.do_train:
         raise UsageError("pre-training trains: pass --do_train")
+    corpus_vocabulary = not (model_args.tokenizer_name or model_args.model_name_or_path) or any(
+        vocabulary_from_corpus(name) for name in (model_args.tokenizer_name, model_args.model_name_or_path))
+    if push_to_hub and corpus_vocabulary and not model_args.push_corpus_vocabulary:
+        raise UsageError("--push_to_hub: the vocabulary is learned from the pre-training notes, so its words are corpus "
+                         "text; pass --push_corpus_vocabulary to acknowledge that and upload it (check your data's "
+                         "terms first)")
     texts, sources = gather_texts(data_args)  # one line for a bad source, before anything slow
     resume_checkpoint = prepare_output_dir(output_dir, training_args, data_args.overwrite_output_dir)
     set_seed(training_args.seed)
@@ -365,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "padding_share": share,
             "vocabulary": vocabulary,
             "vocabulary_learned_from_text": not (model_args.tokenizer_name or model_args.model_name_or_path),
+            "vocabulary_from_corpus": corpus_vocabulary,
             "train_tokens_per_second": metrics["train_tokens_per_second"],
             "train_wall_seconds": metrics["train_wall_seconds"],
             "prepare_seconds": metrics["prepare_seconds"],
@@ -380,8 +437,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "pretrained_with": "pretrain_mlm.py",
             "num_parameters": sum(p.numel() for p in model.parameters()),
             "seed": training_args.seed,
-            "vocabulary_from_corpus": record["vocabulary_learned_from_text"],
+            "vocabulary_from_corpus": corpus_vocabulary,
         })
+        write_model_card(output_dir, record, training_args, model.config.model_type)
+        if push_to_hub:
+            repo_id = training_args.hub_model_id or output_dir.name
+            push_model_to_hub(output_dir, repo_id, training_args.hub_token, private=training_args.hub_private_repo,
+                              script="pretrain_mlm.py")
+            logger.info(f"Pushed {', '.join(hub_upload_files(output_dir))} to {repo_id}")
         print(f"\nEncoder pre-trained on {len(texts):,} documents ({sum(lengths) * epochs_run:,.0f} tokens, "
               f"{metrics['train_tokens_per_second']:,.0f} tokens/s, {share:.1%} padding) -> {output_dir}/\n"
               + (f"Masked-LM loss at the end {record['last_logged_loss']:.2f} (a predictor that ignores context: "

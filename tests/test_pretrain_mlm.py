@@ -199,3 +199,31 @@ def test_a_folder_of_unlabelled_notes_as_the_user_runs_it(dataset, tmp_path):
     assert "Encoder pre-trained on" in result.stdout and "tokens/s" in result.stdout
     assert (tmp_path / "mlm" / "model.safetensors").is_file()
     assert Path(tmp_path / "mlm" / "pretraining_data.json").is_file()
+
+
+def test_push_to_hub_uploads_the_encoder_only_and_a_learned_vocabulary_only_when_acknowledged(dataset, tmp_path,
+                                                                                              monkeypatch):
+    import huggingface_hub
+
+    uploads = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kwargs: repo_id)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **kwargs: uploads.append(kwargs) or "ok")
+    args = ["--dataset_paths", str(dataset), "--do_train", "--max_steps", "4", "--save_strategy", "steps",
+            "--save_steps", "2", "--push_to_hub", "--hub_model_id", "someone/encoder", *TINY]
+    with pytest.raises(pretrain_mlm.UsageError, match="--push_corpus_vocabulary"):
+        pretrain_mlm.main([*args, "--output_dir", str(tmp_path / "refused")])
+    assert not uploads and not (tmp_path / "refused").exists()  # refused before any work
+    pretrain_mlm.main([*args, "--output_dir", str(tmp_path / "mlm"), "--push_corpus_vocabulary"])
+    assert [u["repo_id"] for u in uploads] == ["someone/encoder"]  # once, at the end (not at each checkpoint)
+    uploaded = pretrain_mlm.hub_upload_files(tmp_path / "mlm")
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= set(uploaded)
+    assert not [name for name in uploaded if name.startswith("checkpoint-") or "pretraining_data" in name
+                or "trainer_state" in name]
+    # Only the acknowledged vocabulary (and the weights) hold corpus-derived content; the card says so.
+    from datasets import load_from_disk
+
+    sentences = [" ".join(tokens) for tokens in load_from_disk(str(dataset))["train"]["tokens"] if len(tokens) > 5]
+    for name in set(uploaded) - {"tokenizer.json", "vocab.txt", "model.safetensors"}:
+        text = (tmp_path / "mlm" / name).read_text(errors="replace")
+        assert not [sentence for sentence in sentences if sentence in text], name
+    assert "vocabulary was learned from the pre-training notes" in (tmp_path / "mlm" / "README.md").read_text()
