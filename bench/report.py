@@ -351,24 +351,34 @@ def learning_curves(results, systems=CURVE_SYSTEMS, png_prefix="learning_curve",
                 f"{', '.join(map(str, seeds))}, the seeds finished at every size; x = training sentences):", "",
                 "| series | " + " | ".join(f"{x:.0f}" for x in xs) + " |"]
         out.append("|---|" + "---:|" * len(xs))
-        by_series = {}
+        by_series, spread = {}, {}
         for series, points in curve["series"].items():
             values = {p["x"]: p[STRICT_MICRO_F1] for p in points}
             by_series[series] = values
+            spread[series] = {p["x"]: p.get(f"{STRICT_MICRO_F1}_std") or 0.0 for p in points}
             out.append(f"| {series} | " + " | ".join(f"{values[x] * 100:.1f}" if x in values else "pending" for x in xs) + " |")
         out += ["", f"![{png_prefix.replace('_', ' ')} {corpus}](results/{png.name})", ""]
         for first, second in pairs:
             if first in by_series and second in by_series:
-                out += [_crossing(first, second, by_series[first], by_series[second], xs), ""]
+                out += [_crossing(first, second, by_series[first], by_series[second], xs,
+                                  (spread[first], spread[second]) if len(seeds) > 1 else None), ""]
     return out
 
 
-def _crossing(first: str, second: str, a: dict[float, float], b: dict[float, float], xs: list[float]) -> str:
-    """Where ``first - second`` changes sign along the curve, or how fast the gap closes if it does not."""
+def _crossing(first: str, second: str, a: dict[float, float], b: dict[float, float], xs: list[float],
+              spread: tuple[dict[float, float], dict[float, float]] | None = None) -> str:
+    """Where ``first - second`` changes sign along the curve, or how fast the gap closes if it does not. With the
+    seeds' standard deviations (``spread``), differences smaller than their combined sd are called noise."""
     signs = [(x, a[x] - b[x]) for x in xs if x in a and x in b]
     crossings = [f"between {x0:.0f} and {x1:.0f} sentences" for (x0, d0), (x1, d1) in zip(signs, signs[1:])
                  if (d0 > 0) != (d1 > 0)]
-    text = f"Crossing ({first} − {second}): " + (", ".join(crossings) if crossings else
+    noise = {x: math.hypot(spread[0].get(x, 0.0), spread[1].get(x, 0.0)) for x, _ in signs} if spread else {}
+    if noise and all(abs(d) <= noise[x] for x, d in signs):
+        return (f"Crossing ({first} − {second}): no difference beyond seed noise at any size (differences "
+                f"{', '.join(f'{d * 100:+.1f}' for _, d in signs)}; combined sd "
+                f"{', '.join(f'{noise[x] * 100:.1f}' for x, _ in signs)})")
+    text = f"Crossing ({first} − {second}): " + (", ".join(crossings) + " (differences "
+            + ", ".join(f"{d * 100:+.1f}" for _, d in signs) + ")" if crossings else
             f"none in the measured range (differences: {', '.join(f'{d * 100:+.1f}' for _, d in signs)}): "
             f"{first if signs[0][1] > 0 else second} is ahead at every size measured, widest at "
             f"{max(signs, key=lambda p: abs(p[1]))[0]:,.0f} sentences")
