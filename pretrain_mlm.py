@@ -141,6 +141,11 @@ def gather_texts(data_args: DataArguments) -> tuple[list[str], list[dict[str, An
     return texts, sources
 
 
+def texts_digest(texts: Sequence[str]) -> str:
+    """The SHA-256 recorded for the pre-training text (all documents, in order)."""
+    return hashlib.sha256("\n\x00".join(texts).encode("utf-8")).hexdigest()
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -352,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # Text -> sentences -> words; the vocabulary from those words (or the one given).
     started = time.perf_counter()
     sentences = text_sentences(texts)
-    text_sha256 = hashlib.sha256("\n\x00".join(texts).encode("utf-8")).hexdigest()
+    text_sha256 = texts_digest(texts)
     if model_args.model_name_or_path or model_args.tokenizer_name or resume_checkpoint:
         from windows import load_tokenizer
 

@@ -182,7 +182,7 @@ def add_losses(record: dict[str, Any], dataset_paths: Sequence[Path]) -> dict[st
 
     folder = pretrained_dir(record["corpus"], record["plus"])
     texts, _ = pretrain_mlm.gather_texts(pretrain_mlm.DataArguments(dataset_paths=[str(p) for p in dataset_paths]))
-    if hashlib.sha256("\n\x00".join(texts).encode("utf-8")).hexdigest() != record["text_sha256"]:
+    if pretrain_mlm.texts_digest(texts) != record["text_sha256"]:
         raise RuntimeError(f"{record['key']}: the corpora changed since pre-training; pre-train again")
     tokenizer = load_tokenizer(str(folder))
     blocks = pretrain_mlm.pack_blocks(pretrain_mlm.text_sentences(texts), tokenizer, 128)
