@@ -50,7 +50,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM, Trainer, TrainingArgu
 
 from corpus_io import DOCUMENTS_DIRNAME, PRETRAINING_DATA_FILE, RUN_INFO_FILE, read_text, write_json_atomically
 from run_folders import (
-    RecordRunArguments, UsageError, check_resume_matches, main_with_usage_errors, parse_config_overrides,
+    RecordRunArguments, UsageError, check_resume_matches, check_vocabulary_upload, main_with_usage_errors, parse_config_overrides,
     parse_script_args, prepare_output_dir, push_model_to_hub, hub_upload_files, save_final_model, setup_logging,
     vocabulary_from_corpus,
 )
@@ -346,10 +346,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise UsageError("pre-training trains: pass --do_train")
     corpus_vocabulary = not (model_args.tokenizer_name or model_args.model_name_or_path) or any(
         vocabulary_from_corpus(name) for name in (model_args.tokenizer_name, model_args.model_name_or_path))
-    if push_to_hub and corpus_vocabulary and not model_args.push_corpus_vocabulary:
-        raise UsageError("--push_to_hub: the vocabulary is learned from the pre-training notes, so its words are corpus "
-                         "text; pass --push_corpus_vocabulary to acknowledge that and upload it (check your data's "
-                         "terms first)")
+    check_vocabulary_upload(push_to_hub, corpus_vocabulary, model_args.push_corpus_vocabulary,
+                            "learned here from the pre-training text, or in the tokenizer given")
     texts, sources = gather_texts(data_args)  # one line for a bad source, before anything slow
     resume_checkpoint = prepare_output_dir(output_dir, training_args, data_args.overwrite_output_dir)
     set_seed(training_args.seed)

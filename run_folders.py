@@ -301,6 +301,15 @@ def vocabulary_from_corpus(model_name_or_path: str | None) -> bool:
                 and json.loads(run_info.read_text(encoding="utf-8")).get("vocabulary_from_corpus"))
 
 
+def check_vocabulary_upload(push_to_hub: bool, corpus_vocabulary: bool, acknowledged: bool, source: str) -> None:
+    """Refuse, before any work, to upload a tokenizer learned from the notes unless ``--push_corpus_vocabulary`` says
+    the user knows its words are corpus text (``source`` says where the vocabulary came from)."""
+    if push_to_hub and corpus_vocabulary and not acknowledged:
+        raise UsageError(f"--push_to_hub: the tokenizer's vocabulary is learned from the training notes ({source}), so "
+                         "its words are corpus text; pass --push_corpus_vocabulary to acknowledge that and upload it "
+                         "(check your data's terms first)")
+
+
 def is_hub_id(name: str | None) -> bool:
     """Whether ``name`` reads as a Hub model id (``org/name`` or ``name``), not a local path."""
     return bool(name) and not Path(name).exists() and re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None

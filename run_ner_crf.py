@@ -56,8 +56,8 @@ from corpus_io import (
 from evaluate_ablations import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, ner_metrics, type_metric_name
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
 from run_folders import (
-    RecordRunArguments, UsageError, card_license, check_launch, check_resume_matches, config_to_argv,
-    hub_upload_files, is_hub_id, main_with_usage_errors, parse_config_overrides, prepare_output_dir,
+    RecordRunArguments, UsageError, card_license, check_launch, check_resume_matches, check_vocabulary_upload,
+    config_to_argv, hub_upload_files, is_hub_id, main_with_usage_errors, parse_config_overrides, prepare_output_dir,
     push_model_to_hub, save_final_model, setup_logging, trainer_state_epoch, vocabulary_from_corpus,
 )
 from subwords import PAPER_VOCABULARY_SIZE, train_subword_tokenizer, vocabulary_report
@@ -765,11 +765,9 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
 
     setup_logging(training_args, logger)
     check_data_arguments(data_args)  # one line, before anything slow
-    if push_to_hub and (model_args.train_tokenizer or vocabulary_from_corpus(model_args.model_name_or_path)) \
-            and not model_args.push_corpus_vocabulary:
-        raise UsageError("--push_to_hub: the tokenizer's vocabulary is learned from the training notes (--train_tokenizer"
-                         " now or in the model being fine-tuned), so its words are corpus text; pass "
-                         "--push_corpus_vocabulary to acknowledge that and upload it (check your data's terms first)")
+    corpus_vocabulary = model_args.train_tokenizer or vocabulary_from_corpus(model_args.model_name_or_path)
+    check_vocabulary_upload(push_to_hub, corpus_vocabulary, model_args.push_corpus_vocabulary,
+                            "--train_tokenizer now or in the model being fine-tuned")
     output_dir = Path(training_args.output_dir)
 
     # The output folder: a fresh run needs an empty one, unless told to start afresh or to resume.

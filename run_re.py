@@ -49,7 +49,7 @@ from relations import (
     fit_to_length, nearest_drug_rule,
 )
 from run_folders import (
-    RecordRunArguments, UsageError, card_license, check_resume_matches, hub_upload_files, is_hub_id,
+    RecordRunArguments, UsageError, card_license, check_resume_matches, check_vocabulary_upload, hub_upload_files, is_hub_id,
     main_with_usage_errors, parse_config_overrides, parse_script_args, prepare_output_dir, push_model_to_hub,
     save_final_model, setup_logging, vocabulary_from_corpus,
 )
@@ -274,10 +274,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise UsageError("--config_name trains from scratch: give the tokenizer with --tokenizer_name")
     corpus_vocabulary = any(vocabulary_from_corpus(name) for name in (model_args.tokenizer_name,
                                                                         model_args.model_name_or_path))
-    if push_to_hub and corpus_vocabulary and not model_args.push_corpus_vocabulary:
-        raise UsageError("--push_to_hub: the tokenizer's vocabulary was learned from training notes, so its words are "
-                         "corpus text; pass --push_corpus_vocabulary to acknowledge that and upload it (check your "
-                         "data's terms first)")
+    check_vocabulary_upload(push_to_hub, corpus_vocabulary, model_args.push_corpus_vocabulary,
+                            "a run_ner_crf.py --train_tokenizer model's")
     output_dir = Path(training_args.output_dir)
     training_args.remove_unused_columns = True
     train_documents = load_documents(data_args.dataset_path, data_args.train_split) if training_args.do_train else []
