@@ -71,6 +71,7 @@ SYSTEM_LABELS = {
     "transformer-crf-wp": "TransformerCRF (WordPiece)",
     "transformer-crf-self": "TransformerCRF (self-pretrained)",
     "transformer-crf-self-plus": "TransformerCRF (self-pretrained, more text)",
+    "transformer-crf-self-long": "TransformerCRF (self-pretrained, 2x budget)",
 }
 
 

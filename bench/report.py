@@ -24,6 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import quality  # noqa: E402
+import self_pretraining  # noqa: E402
 from evaluate_ablations import (  # noqa: E402
     LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, aggregate_runs, learning_curve, plot_learning_curve)
 
@@ -404,12 +405,13 @@ def _crossing(first: str, second: str, a: dict[float, float], b: dict[float, flo
 # ---------------------------------------------------------------------------
 
 SELF_SYSTEMS = ("feature-crf", "transformer-crf", "transformer-crf-wp", "transformer-crf-self",
-                "transformer-crf-self-plus", "minilm-crf")
+                "transformer-crf-self-plus", "transformer-crf-self-long", "minilm-crf")
 SELF_NAMES = {**SYSTEM_NAMES,
               "transformer-crf": "TransformerCRF (scratch, issue-7 vocabulary)",
               "transformer-crf-wp": "TransformerCRF (scratch, WordPiece)",
               "transformer-crf-self": "TransformerCRF (self-pretrained)",
-              "transformer-crf-self-plus": "TransformerCRF (self-pretrained, more text)"}
+              "transformer-crf-self-plus": "TransformerCRF (self-pretrained, more text)",
+              "transformer-crf-self-long": "TransformerCRF (self-pretrained, 2× budget: diagnostic)"}
 SELF_CURVE_SYSTEMS = ("minilm-crf", "transformer-crf-wp", "transformer-crf-self")
 SELF_PAIRS = (("TransformerCRF (self-pretrained)", "MiniLM-CRF"),
               ("TransformerCRF (self-pretrained)", "TransformerCRF (WordPiece)"))
@@ -465,9 +467,18 @@ def pretraining_table() -> list[str]:
                      "that knows only each piece's frequency scores (the entropy of the pieces predicted); at the end "
                      "the encoders are " + ", ".join(f"{key} {gap:.2f}" for key, gap in learnt.items())
                      + " nats below it (0 would mean context is not used at all). Masked-LM training from scratch spends "
-                     "its first thousands of steps close to this level; 30 CPU-minutes is "
-                     f"{min(r['steps'] for r in rows.values()):,}-{max(r['steps'] for r in rows.values()):,} steps.")
+                     "its first thousands of steps close to this level; " + "; ".join(
+                         f"{budget:g} CPU-minutes is " + (f"{min(steps):,}-{max(steps):,}" if len(steps) > 1
+                                                          else f"{steps[0]:,}") + " steps"
+                         for budget, steps in _steps_by_budget(rows).items()) + ".")
     return lines
+
+
+def _steps_by_budget(rows: dict[str, dict[str, Any]]) -> dict[float, list[int]]:
+    by_budget: dict[float, list[int]] = {}
+    for r in rows.values():
+        by_budget.setdefault(r["budget_minutes"], []).append(r["steps"])
+    return dict(sorted(by_budget.items()))
 
 
 def self_pretraining_table(results, corpus) -> list[str]:
@@ -476,12 +487,15 @@ def self_pretraining_table(results, corpus) -> list[str]:
              "pre-training time (s) | total (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for system in SELF_SYSTEMS:
         runs = group(results, corpus, system)
+        if not runs and system.endswith("-long") and corpus not in self_pretraining.LONG_CORPORA:
+            continue  # the diagnostic is run on some corpora only
         if not runs:
             lines.append(f"| {SELF_NAMES[system]} | pending | | | | | | |")
             continue
         key = "train_seconds" if system == "feature-crf" else "train_wall_seconds"
         fine_tune = _mean([r[key] for r in runs if r.get(key) is not None])
-        encoder = pretraining.get(corpus + ("__plus" if system.endswith("-plus") else "")) if "-self" in system else None
+        encoder = pretraining.get(self_pretraining.pretraining_key(corpus, self_pretraining.system_variant(system))) \
+            if "-self" in system else None
         before = encoder["train_wall_seconds"] if encoder else 0.0
         lines.append(f"| {SELF_NAMES[system]} | {len(runs)} | {mean_sd([r[STRICT_MICRO_F1] for r in runs])} | "
                      f"{mean_sd([r[STRICT_MACRO_F1] for r in runs])} | {mean_sd([r[LENIENT_MICRO_F1] for r in runs])} | "
@@ -512,6 +526,17 @@ def self_pretraining_targets(results, corpus) -> list[str]:
     plus = points("transformer-crf-self-plus", "transformer-crf-self")
     out.append("- More pre-training text of the same kind (self-pretrained, more text − self-pretrained): "
                + ("pending" if plus is None else f"{plus:+.1f} points (seed 42 against the mean)"))
+    if corpus in self_pretraining.LONG_CORPORA:
+        longer = points("transformer-crf-self-long", "transformer-crf-self")
+        encoders = _result_files("pretraining")
+        short, long = (encoders.get(self_pretraining.pretraining_key(corpus, v)) for v in ("", "long"))
+        losses = ""
+        if short and long and long.get("last_logged_loss") is not None and short.get("last_logged_loss") is not None:
+            losses = (f"; MLM loss at the end {short['last_logged_loss']:.2f} → {long['last_logged_loss']:.2f} "
+                      f"(context-free {long['context_free_loss']:.2f}), {short['steps']:,} → {long['steps']:,} steps")
+        out.append(f"- {self_pretraining.LONG_BUDGET_FACTOR:g}× the pre-training budget (diagnostic, one variable: "
+                   "the minutes; same text and recipe): "
+                   + ("pending" if longer is None else f"{longer:+.1f} points (seed 42 against the mean)") + losses)
     gap = points("minilm-crf", "transformer-crf-self")
     out.append("- Remaining gap to MiniLM-CRF (pre-trained on 1B+ sentence pairs elsewhere): "
                + ("pending" if gap is None else f"{gap:+.1f} points"))
@@ -554,6 +579,11 @@ def self_pretraining_answer(results) -> list[str]:
               if r.get("context_free_loss") is not None and r.get("last_logged_loss") is not None]
     below = (f" The encoders ended {min(learnt):.2f}-{max(learnt):.2f} nats below the context-free loss (pre-training "
              "table): little contextual knowledge for fine-tuning to use." if learnt else "")
+    longer = {c: v for c, v in gaps("transformer-crf-self-long", "transformer-crf-self").items() if v is not None}
+    if longer:
+        below += (f" Pre-training {self_pretraining.LONG_BUDGET_FACTOR:g}× as long (diagnostic): "
+                  + "; ".join(f"{common.CORPORA[c]['title']} {v[0]:+.1f} (n={v[1]})" for c, v in longer.items())
+                  + " against the 30-minute encoder.")
     return [
         "### The answer, in three parts (strict micro-F1 points against the feature CRF)", "",
         f"1. **No pre-training** (TransformerCRF from scratch, fair WordPiece vocabulary): {cells(scratch)}: "
@@ -571,7 +601,8 @@ def self_pretraining_answer(results) -> list[str]:
 def self_pretraining_section(results) -> list[str]:
     out = ["## From scratch, done fairly: vocabulary and self-pretraining (issue 15)", "", SELF_NOTES.strip(), "",
            "### Vocabulary (measured on each test split's words)", ""] + vocabulary_table() + [""]
-    out += ["### Pre-training (`pretrain_mlm.py`, 30-minute budget per encoder, training text only)", ""]
+    out += ["### Pre-training (`pretrain_mlm.py`, 30-minute budget per encoder (`__long`: "
+            f"{self_pretraining.LONG_BUDGET_FACTOR:g}×), training text only)", ""]
     out += pretraining_table() + [""]
     for corpus in CORPUS_ORDER:
         out += [f"### {common.CORPORA[corpus]['title']}: strict entity F1 on the test split (%)", ""]
@@ -1017,7 +1048,9 @@ layers, 256 wide) gets `subwords.py`'s deterministic WordPiece at the paper's si
 corpus this small fills what it can), then masked-LM pre-training by `pretrain_mlm.py` on the
 training split's text only (never dev or test text, nothing from outside) within 30 minutes on the 2
 cores, then the same fine-tuning as the issue-7 row. "More text" pre-trains on the training splits
-of all three public corpora. Seeds vary the fine-tuning (the encoder is pre-trained once, seed 42).
+of all three public corpora. "2× budget" (a diagnostic on PHEE) changes one variable: the same
+text and recipe pre-trained for 60 minutes. Seeds vary the fine-tuning (the encoder is pre-trained
+once, seed 42).
 Fine-tuning and test scoring are exactly bench/quality.py's (same epochs, batch, learning rates).
 The issue-7 rows were trained with the word-level builder that `subwords.py` replaced (kept as
 `bench/self_pretraining.py`'s `word_level_vocabulary` to measure it); re-running them with

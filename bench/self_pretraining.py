@@ -15,7 +15,7 @@ In order (partial results are the most useful first):
 2. Pre-training (``pretraining/``) of the benchmark's TransformerCRF encoder (bench/quality.py's
    architecture) with ``pretrain_mlm.py`` on the corpus's training documents only (no outside text, no
    test text), within ``--budget_minutes`` (30): a 20-step calibration measures tokens/s, and the run
-   gets the steps that fit. ``--plus`` pre-trains a second encoder on more text of the same kind: the
+   gets the steps that fit. A second encoder ("plus") is pre-trained on more text of the same kind: the
    training splits of the other public corpora too (never a test split).
 3. Fine-tuning rows (``quality/``, as bench/quality.py writes them): ``transformer-crf-wp`` (from scratch,
    new vocabulary) and ``transformer-crf-self`` (from the pre-trained encoder), seeds 42, 43, 44 on PHEE
@@ -24,6 +24,8 @@ In order (partial results are the most useful first):
    and TransformerCRF (self-pretrained), seeds 42-44, PHEE and NCBI-disease (1.0 is step 3). The
    self-pretrained encoder is the one pre-trained on all the training text: a hospital has its unlabelled
    notes even when few are annotated.
+5. Diagnostic, one variable changed: PHEE's encoder pre-trained for twice the budget ("long": same text,
+   same recipe, twice the steps), then ``transformer-crf-self-long`` seed 42: what more pre-training buys.
 
 bench/report.py turns the results into the README's self-pretraining section.
 """
@@ -52,6 +54,11 @@ CORPORA = ("phee", "ncbi", "bc2gm")
 MAIN_CORPORA = ("phee", "ncbi")  # 3 seeds and learning curves; BC2GM one seed
 SEEDS = (42, 43, 44)
 FRACTIONS = (0.1, 0.25, 0.5)
+# Encoder variants: "" the training text; "plus" the training splits of every corpus; "long" the training text
+# for LONG_BUDGET_FACTOR times the budget (a diagnostic, on LONG_CORPORA).
+VARIANTS = ("", "plus", "long")
+LONG_BUDGET_FACTOR = 2.0
+LONG_CORPORA = ("phee",)
 # Pre-training recipe (the encoder is quality.TRANSFORMER_OVERRIDES: 4 layers, 256 wide).
 PRETRAIN_FLAGS = ["--config_overrides", quality.TRANSFORMER_OVERRIDES, "--max_seq_length", "128",
                   "--per_device_train_batch_size", "32", "--learning_rate", "5e-4", "--warmup_steps", "0.05",
@@ -127,20 +134,29 @@ def measure_vocabularies(corpus: str, dataset_path: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
-def pretrained_dir(corpus: str, plus: bool = False, smoke: bool = False) -> Path:
+def pretraining_key(corpus: str, variant: str = "") -> str:
+    return corpus + (f"__{variant}" if variant else "")
+
+
+def pretrained_dir(corpus: str, variant: str = "", smoke: bool = False) -> Path:
     if smoke:
         return common.smoke_dir() / "smoke_pretrained" / corpus
-    return PRETRAINED_CACHE / (corpus + ("__plus" if plus else ""))
+    return PRETRAINED_CACHE / pretraining_key(corpus, variant)
 
 
-def pretraining_key(corpus: str, plus: bool = False) -> str:
-    return corpus + ("__plus" if plus else "")
+def system_variant(system: str) -> str:
+    """The encoder variant a fine-tuning system starts from: transformer-crf-self-plus -> "plus"."""
+    return next((v for v in VARIANTS if v and system.endswith(f"-{v}")), "")
 
 
-def pretrain(corpus: str, dataset_paths: Sequence[Path], budget_minutes: float, plus: bool = False,
+def record_variant(record: dict[str, Any]) -> str:
+    return record.get("variant", "plus" if record.get("plus") else "")
+
+
+def pretrain(corpus: str, dataset_paths: Sequence[Path], budget_minutes: float, variant: str = "",
              smoke: bool = False) -> dict[str, Any]:
     """pretrain_mlm.py on the training documents of ``dataset_paths``, given the steps that fit the budget."""
-    output_dir = pretrained_dir(corpus, plus, smoke)
+    output_dir = pretrained_dir(corpus, variant, smoke)
     flags = SMOKE_PRETRAIN_FLAGS if smoke else PRETRAIN_FLAGS
     base = [sys.executable, str(common.REPO_DIR / "pretrain_mlm.py"), "--dataset_paths", *map(str, dataset_paths),
             "--do_train", "--overwrite_output_dir", *flags]
@@ -161,7 +177,8 @@ def pretrain(corpus: str, dataset_paths: Sequence[Path], budget_minutes: float, 
     started = time.perf_counter()
     record = run(steps, output_dir)
     return {
-        "key": pretraining_key(corpus, plus), "corpus": corpus, "plus": plus, "smoke": smoke,
+        "key": pretraining_key(corpus, variant), "corpus": corpus, "variant": variant, "plus": variant == "plus",
+        "smoke": smoke,
         "text_sources": [Path(p).name for p in dataset_paths], "text_splits": ["train"],
         "budget_minutes": budget_minutes, "steps": steps,
         "calibration_tokens_per_second": calibration["train_tokens_per_second"],
@@ -180,7 +197,7 @@ def add_losses(record: dict[str, Any], dataset_paths: Sequence[Path]) -> dict[st
     import pretrain_mlm
     from windows import load_tokenizer
 
-    folder = pretrained_dir(record["corpus"], record["plus"])
+    folder = pretrained_dir(record["corpus"], record_variant(record))
     texts, _ = pretrain_mlm.gather_texts(pretrain_mlm.DataArguments(dataset_paths=[str(p) for p in dataset_paths]))
     if pretrain_mlm.texts_digest(texts) != record["text_sha256"]:
         raise RuntimeError(f"{record['key']}: the corpora changed since pre-training; pre-train again")
@@ -200,11 +217,11 @@ def add_losses(record: dict[str, Any], dataset_paths: Sequence[Path]) -> dict[st
 
 
 def steps(corpora: Sequence[str]) -> Iterator[tuple]:
-    """("vocabulary", corpus) / ("pretrain", corpus, plus) / ("run", corpus, system, seed, fraction), in order."""
+    """("vocabulary", corpus) / ("pretrain", corpus, variant) / ("run", corpus, system, seed, fraction), in order."""
     for corpus in corpora:
         yield "vocabulary", corpus
     for corpus in corpora:
-        yield "pretrain", corpus, False
+        yield "pretrain", corpus, ""
     main = [c for c in MAIN_CORPORA if c in corpora]
     for seed in SEEDS:
         for corpus in corpora:
@@ -213,13 +230,17 @@ def steps(corpora: Sequence[str]) -> Iterator[tuple]:
             for system in ("transformer-crf-wp", "transformer-crf-self"):
                 yield "run", corpus, system, seed, 1.0
     for corpus in corpora:
-        yield "pretrain", corpus, True
+        yield "pretrain", corpus, "plus"
         yield "run", corpus, "transformer-crf-self-plus", SEEDS[0], 1.0
     for seed in SEEDS:
         for corpus in main:
             for fraction in FRACTIONS:
                 for system in ("minilm-crf", "transformer-crf-wp", "transformer-crf-self"):
                     yield "run", corpus, system, seed, fraction
+    for corpus in corpora:
+        if corpus in LONG_CORPORA:
+            yield "pretrain", corpus, "long"
+            yield "run", corpus, "transformer-crf-self-long", SEEDS[0], 1.0
 
 
 def result_path(step: tuple) -> Path:
@@ -272,8 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = result_path(step)
         if step[0] == "pretrain" and path.is_file() and "context_free_loss" not in common.read_json(path):
             record = common.read_json(path)
-            if (pretrained_dir(record["corpus"], record["plus"]) / "trainer_state.json").is_file():
-                sources = [record["corpus"]] + ([c for c in CORPORA if c != record["corpus"]] if record["plus"] else [])
+            if (pretrained_dir(record["corpus"], record_variant(record)) / "trainer_state.json").is_file():
+                plus = record_variant(record) == "plus"
+                sources = [record["corpus"]] + ([c for c in CORPORA if c != record["corpus"]] if plus else [])
                 common.write_json(path, add_losses(record, [common.prepare_corpus(c) for c in sources]))
                 print(f"[self-pretraining] {path.name}: losses added", flush=True)
     new = 0
@@ -293,13 +315,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if step[0] == "vocabulary":
             common.write_json(path, measure_vocabularies(corpus, datasets[corpus]))
         elif step[0] == "pretrain":
-            plus = step[2]
-            sources = [datasets[corpus]] + ([common.prepare_corpus(c) for c in CORPORA if c != corpus] if plus else [])
-            common.write_json(path, pretrain(corpus, [s for s in sources if s is not None], args.budget_minutes, plus))
+            variant = step[2]
+            sources = [datasets[corpus]]
+            if variant == "plus":
+                sources += [common.prepare_corpus(c) for c in CORPORA if c != corpus]
+            budget = args.budget_minutes * (LONG_BUDGET_FACTOR if variant == "long" else 1.0)
+            common.write_json(path, pretrain(corpus, [s for s in sources if s is not None], budget, variant))
         else:
             _, corpus, system, seed, fraction = step
-            plus = system.endswith("-plus")
-            encoder = pretrained_dir(corpus, plus) if "-self" in system else None
+            encoder = pretrained_dir(corpus, system_variant(system)) if "-self" in system else None
             if encoder is not None and not (encoder / "model.safetensors").is_file():
                 print(f"[self-pretraining] {path.name}: pre-trained encoder missing, skipped", flush=True)
                 continue

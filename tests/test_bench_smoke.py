@@ -233,9 +233,13 @@ def test_self_pretraining_queue_order_and_report_targets():
     assert kinds[:4] == ["vocabulary", "vocabulary", "pretrain", "pretrain"]
     for index, step in enumerate(todo):
         if step[0] == "run" and "-self" in step[2]:
-            plus = step[2].endswith("-plus")
-            assert ("pretrain", step[1], plus) in todo[:index]
+            assert ("pretrain", step[1], self_pretraining.system_variant(step[2])) in todo[:index]
     assert ("run", "bc2gm", "transformer-crf-self", 43, 1.0) not in todo  # BC2GM: one seed
+    # the twice-as-long diagnostic: PHEE only, its own encoder folder, after everything else
+    assert todo[-2:] == [("pretrain", "phee", "long"), ("run", "phee", "transformer-crf-self-long", 42, 1.0)]
+    assert ("pretrain", "bc2gm", "long") not in todo
+    assert self_pretraining.pretrained_dir("phee", "long").name == "phee__long"
+    assert self_pretraining.record_variant({"plus": True}) == "plus"  # records from before variants
     assert ("run", "phee", "minilm-crf", 44, 0.1) in todo
     assert len({self_pretraining.result_path(step) for step in todo}) == len(todo)
     assert set(quality.SYSTEM_LABELS) >= set(report.SELF_SYSTEMS) - {"feature-crf"}
@@ -249,7 +253,10 @@ def test_self_pretraining_queue_order_and_report_targets():
     lines = report.self_pretraining_targets(results, "phee")
     assert lines[0].endswith("+2.0 points: **met**")
     assert "+7.0 points" in lines[1] and "+12.0 points" in lines[2] and "+5.0 points" in lines[3]
-    assert lines[4].endswith("pending") and "+8.0 points" in lines[5]
+    assert lines[4].endswith("pending") and lines[5].endswith("pending") and "+8.0 points" in lines[6]
+    results.append(row("transformer-crf-self-long", 0.65))
+    assert "+3.0 points" in report.self_pretraining_targets(results, "phee")[5]
+    assert not any("budget" in line for line in report.self_pretraining_targets(results, "bc2gm"))
     results[3][STRICT_MICRO_F1] = 0.58
     assert report.self_pretraining_targets(results, "phee")[0].endswith("**MISSED by 2.0**")
 
