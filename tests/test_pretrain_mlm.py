@@ -182,23 +182,43 @@ def test_test_text_is_never_used(dataset, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_a_folder_of_unlabelled_notes_as_the_user_runs_it(dataset, tmp_path):
+def test_the_readme_commands_with_a_folder_of_unlabelled_notes(dataset, tmp_path):
+    """The README's two self-pretraining commands as written, in fresh processes: only the paths, the step count
+    and a tiny model changed (and CPU flags added)."""
+    import re
+
     from datasets import load_from_disk
 
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", readme, flags=re.S) if "pretrain_mlm.py" in b)
+    commands = [line.split("#")[0].split() for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+    assert [c[:3] for c in commands] == [["python", "pretrain_mlm.py", "--dataset_paths"],
+                                         ["accelerate", "launch", "run_ner_crf.py"]]
     documents = load_from_disk(str(dataset / "documents"))
     notes = tmp_path / "notes"
     notes.mkdir()
     for index, (text, split) in enumerate(zip(documents["text"], documents["split"])):
         if split == "train":
             (notes / f"note{index}.txt").write_text(text, encoding="utf-8")
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "pretrain_mlm.py"), "--notes_dirs", str(notes),
-                             "--output_dir", str(tmp_path / "mlm"), "--do_train", "--max_steps", "4", *TINY],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    paths = {"data/n2c2": str(dataset), "/path/to/unlabelled_notes": str(notes)}
+    pretrain, fine_tune = ([paths.get(arg, arg.replace("runs/", f"{tmp_path}/runs/")) for arg in command]
+                           for command in commands)
+    pretrain[pretrain.index("--max_steps") + 1] = "4"
+    pretrain = [sys.executable, *pretrain[1:], *TINY]
+    fine_tune = [str(Path(sys.executable).with_name("accelerate")), *fine_tune[1:], "--num_train_epochs", "1",
+                 "--max_train_samples", "32", "--max_eval_samples", "16", "--max_predict_samples", "16",
+                 "--use_cpu", "--report_to", "none", "--disable_tqdm", "true"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(pretrain, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Encoder pre-trained on" in result.stdout and "tokens/s" in result.stdout
-    assert (tmp_path / "mlm" / "model.safetensors").is_file()
-    assert Path(tmp_path / "mlm" / "pretraining_data.json").is_file()
+    record = json.loads((tmp_path / "runs" / "self_pretrained" / "pretraining_data.json").read_text())
+    assert [source.get("notes_dir") for source in record["sources"]][-1] == str(notes)
+    result = subprocess.run(fine_tune, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "runs" / "transformer_crf_self" / "model.safetensors").is_file()
+    assert len((tmp_path / "runs" / "transformer_crf_self" / "predictions" / "test_predictions.jsonl")
+               .read_text().splitlines()) == 16
 
 
 def test_push_to_hub_uploads_the_encoder_only_and_a_learned_vocabulary_only_when_acknowledged(dataset, tmp_path,
