@@ -481,6 +481,12 @@ def _steps_by_budget(rows: dict[str, dict[str, Any]]) -> dict[float, list[int]]:
     return dict(sorted(by_budget.items()))
 
 
+def _budget_encoders(corpus: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The pre-training records of the corpus's 30-minute encoder and of its longer-budget diagnostic."""
+    encoders = _result_files("pretraining")
+    return tuple(encoders.get(self_pretraining.pretraining_key(corpus, v)) for v in ("", "long"))
+
+
 def self_pretraining_table(results, corpus) -> list[str]:
     pretraining = _result_files("pretraining")
     lines = ["| System | seeds | strict micro-F1 | strict macro-F1 | lenient micro-F1 | fine-tune time (s) | "
@@ -528,8 +534,7 @@ def self_pretraining_targets(results, corpus) -> list[str]:
                + ("pending" if plus is None else f"{plus:+.1f} points (seed 42 against the mean)"))
     if corpus in self_pretraining.LONG_CORPORA:
         longer = points("transformer-crf-self-long", "transformer-crf-self")
-        encoders = _result_files("pretraining")
-        short, long = (encoders.get(self_pretraining.pretraining_key(corpus, v)) for v in ("", "long"))
+        short, long = _budget_encoders(corpus)
         losses = ""
         if short and long and long.get("last_logged_loss") is not None and short.get("last_logged_loss") is not None:
             losses = (f"; MLM loss at the end {short['last_logged_loss']:.2f} → {long['last_logged_loss']:.2f} "
@@ -584,7 +589,7 @@ def self_pretraining_answer(results) -> list[str]:
              else "")
     longer = {c: v for c, v in gaps("transformer-crf-self-long", "transformer-crf-self").items() if v is not None}
     for corpus, value in longer.items():
-        short, long = (encoders.get(self_pretraining.pretraining_key(corpus, v)) for v in ("", "long"))
+        short, long = _budget_encoders(corpus)
         below += (f" Pre-training {self_pretraining.LONG_BUDGET_FACTOR:g}× as long on the same text (diagnostic, "
                   f"{common.CORPORA[corpus]['title']}) took the training loss from {short['last_logged_loss']:.2f} to "
                   f"{long['last_logged_loss']:.2f} ({long['epochs']:.0f} passes over it) and moved F1 by "
