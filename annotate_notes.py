@@ -41,13 +41,16 @@ Decoding and confidences
     ``min_confidence`` drops entities whose confidence is below it (from the ``.ann`` and
     ``entities.jsonl``; the word-level ``predictions.jsonl`` keeps the model's raw tags).
 
-Outputs of the command line (``--output_dir``; it may be the input folder)
+Outputs of the command line (``--output_dir``: never the input folder, inside it or around it)
     ``NOTE.ann``        one per note: ``T`` lines with type, offsets and surface text; an
                         entity that crosses a line break is written as fragments split at
                         the break (n2c2 style). ``NOTE.ANN`` beside a ``NOTE.TXT``, so a brat
                         pair keeps one style. Written atomically; an existing ``.ann`` is kept
                         (the note counts as already annotated) unless ``--overwrite``. An empty
-                        note gets an empty ``.ann``.
+                        note gets an empty ``.ann``. An ``.ann`` of one of the notes that the
+                        toolkit did not write (gold annotations copied there) stops the run
+                        before it starts: ``--overwrite`` replaces only the toolkit's own files
+                        (those its manifest ``.clinical-ner-crf-files`` names).
     ``entities.jsonl``  one object per entity: ``document_id``, ``id`` (its ``T`` line),
                         ``type``, ``start``, ``end``, ``text`` (exactly ``text[start:end]``),
                         ``confidence`` and ``word_confidences``: the records of every ``.ann``
@@ -83,16 +86,18 @@ Interruptions and re-runs
     interrupted (Ctrl-C), by compacting the JSONL files atomically: for each note only its last
     block of records (a note written twice: ``--overwrite``, or redone), no records of notes
     without an ``.ann``, no malformed lines (counted, never shown). It compacts at the start too
-    when a killed run left such lines, so appends always start on a clean line. One run at a time
-    per output folder.
+    when a killed run left such lines, so appends always start on a clean line.
 
     Why append instead of writing each JSONL file once at the end: a file written at the end is
     lost with any interruption, while the ``.ann`` files written before it stay, and a re-run skips
     them. Why not write everything to a side folder and move it in at the end: the ``.ann`` files
     live beside other files (often the notes), so a run cannot appear as one rename, and a long
     run would lose all its work. The cost is a read of the JSONL files at the start and the end.
-    A folder damaged by an earlier version (``.ann`` files whose records were lost) is not
-    detected, since an ``.ann`` may be the user's own: re-run it with ``--overwrite``.
+    At the start and at the end a run checks that every note's ``.ann`` (the toolkit's own) holds
+    exactly its records in ``entities.jsonl`` (and its drugs in ``medications.jsonl``): a note whose
+    records were lost (a folder damaged by an earlier version, say) is annotated again, and the summary
+    says what was repaired and that the check passed. One run at a time per output folder: a second
+    one stops at once, naming the first (``folder_safety.FolderLock``).
 
 Several processes (``--num_processes N``, or ``accelerate launch`` / torchrun)
     Process 0 tidies the folder and lists the notes, then splits those to annotate among the processes
@@ -144,6 +149,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from array import array
@@ -156,8 +162,12 @@ from transformers import HfArgumentParser
 
 from corpus_io import (
     ANNOTATED_LOG_FILE, ENTITIES_FILE, MEDICATIONS_FILE, ONNX_FILE, ONNX_INT8_FILE, SUMMARY_FILE, WORD_PREDICTIONS_FILE, BratFormatError, atomic_open, jsonl_line, note_file_mode,
-    prediction_record, process_part_name, process_parts, read_text, remove_stale_temporary_files, round_confidence, write_brat_ann,
+    prediction_record, process_part_name, process_parts, read_text, round_confidence, write_brat_ann,
     write_json_atomically,
+)
+from command_line import UsageError, exit_status
+from folder_safety import (
+    MANIFEST_FILE, FolderLock, Manifest, check_output_apart, die_with_parent, irregular_reason,
 )
 from relations import (
     CONFIG_LINK_THRESHOLD, CONFIG_MAX_SEQ_LENGTH, CONFIG_SENTENCE_WINDOW, DEFAULT_LINK_THRESHOLD,
@@ -608,7 +618,7 @@ def _write_ann(path: Path, note: NotePrediction, text: str, links: Sequence[tupl
                    relations=[(c.type, c.attribute, c.drug) for c, _ in links], overwrite=overwrite, mode=mode)
 
 
-class InputError(Exception):
+class InputError(UsageError):
     """A problem with the input folder as a whole (the run cannot start)."""
 
 
@@ -620,11 +630,12 @@ class InputFolder:
     hidden: list[str] = field(default_factory=list)
     other: list[str] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)
+    not_regular: list[tuple[Path, str]] = field(default_factory=list)  # named like notes: FIFOs, folders, ...
 
     @property
     def files_seen(self) -> dict[str, int]:
         return {"notes": len(self.notes), "hidden": len(self.hidden), "other": len(self.other),
-                "folders": len(self.folders)}
+                "folders": len(self.folders), "named_like_notes_not_regular_files": len(self.not_regular)}
 
     def log_ignored(self) -> None:
         """One INFO line per kind not read, with the names (file names, never note text)."""
@@ -640,8 +651,9 @@ def _some_names(names: Sequence[str], shown: int = 20) -> str:
 
 
 def list_notes(input_dir) -> InputFolder:
-    """The notes of a folder (not recursive): every name with a ``.txt`` suffix in any case, hidden ones
-    aside. A folder or broken link named so is a note that fails later, with its reason."""
+    """The notes of a folder (not recursive): every regular file (or link to one) with a ``.txt`` suffix in any
+    case, hidden ones aside. A FIFO, socket, device, folder or broken link named so is never opened (a FIFO
+    would block the run): it is listed with its reason and fails as a note."""
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
         raise InputError(f"{input_dir} is not a folder")
@@ -650,12 +662,16 @@ def list_notes(input_dir) -> InputFolder:
         if path.name.startswith("."):
             folder.hidden.append(path.name)
         elif path.suffix.lower() == ".txt":
-            folder.notes.append(path)
+            irregular = irregular_reason(path)
+            if irregular:
+                folder.not_regular.append((path, irregular))
+            else:
+                folder.notes.append(path)
         elif path.is_dir():
             folder.folders.append(path.name)
         else:
             folder.other.append(path.name)
-    if not folder.notes:
+    if not folder.notes and not folder.not_regular:
         seen = ", ".join(f"{count} {kind}" for kind, count in folder.files_seen.items() if count)
         raise InputError(f"no .txt files in {input_dir} ({seen or 'it is empty'})")
     return folder
@@ -690,8 +706,8 @@ class AnnotationArguments:
 
     model_name_or_path: str = field(metadata={"help": "Model folder (run_ner_crf.py output) or Hub id."})
     input_dir: str = field(metadata={"help": "Folder of .txt notes (UTF-8; not recursive)."})
-    output_dir: str = field(metadata={"help": "Where the .ann files, entities.jsonl and summary.json go "
-                                              "(may be --input_dir)."})
+    output_dir: str = field(metadata={"help": "Where the .ann files, entities.jsonl and summary.json go (a folder "
+                                              "of its own: never --input_dir, inside it or around it)."})
     batch_size: int = field(default=DEFAULT_BATCH_SIZE, metadata={"help": "Windows per batch (grouped by length)."})
     max_seq_length: Optional[int] = field(default=None, metadata={
         "help": f"Subwords per window, special tokens included (default: {DEFAULT_MAX_SEQ_LENGTH}, or what the model "
@@ -837,6 +853,7 @@ class _Plan:
     jsonl_mode: int
     main_sizes: dict[str, int]  # where this run's records start in each JSONL file (one process)
     repairs: dict[str, Counter]
+    notes_redone: int = 0  # their .ann and records disagreed: annotated again
 
 
 _JSONL_FILES = (ENTITIES_FILE, WORD_PREDICTIONS_FILE, MEDICATIONS_FILE)
@@ -908,33 +925,121 @@ def _read_log(path: Path) -> Iterator[dict[str, Any]]:
                 continue
 
 
+# What a run writes into its output folder besides the .ann of each note (folder_safety.Manifest): the JSONL
+# files, the summary, the parts and logs of a multi-process run, and atomic_open's temporary files of all of them.
+_OWN_FILES = (*_JSONL_FILES, SUMMARY_FILE)
+_OWN_PATTERNS = (*(f".{name}.process-*" for name in (*_JSONL_FILES, ANNOTATED_LOG_FILE)),)
+
+
+def _check_output_folder(input_dir, output_dir: Path, notes: Sequence[Path]) -> Manifest:
+    """Refuse an output folder where the run would write over what the toolkit did not write: the input folder
+    (or one inside or around it), output files of the same names, or an ``.ann`` of one of the notes (gold
+    annotations copied there, say). Claims the run's own names; returns the folder's manifest."""
+    check_output_apart(output_dir, {"--input_dir": input_dir})
+    manifest = Manifest(output_dir)
+    foreign = [ann_name(path) for path in notes
+               if (output_dir / ann_name(path)).exists() and not manifest.owns(ann_name(path))]
+    if foreign:
+        raise UsageError(f"--output_dir {output_dir} holds {len(foreign)} .ann files of these notes that this toolkit "
+                         f"did not write ({_some_names(foreign, 3)}): they are kept as they are; move them out or "
+                         "choose another output folder")
+    manifest.claim_for_writing([*_OWN_FILES, *_OWN_PATTERNS])  # (refuses their names if someone else's)
+    return manifest
+
+
+def _remove_own_temporary_files(output_dir: Path, manifest: Manifest) -> int:
+    """Remove the temporary files that atomic_open left for the run's own files when a run was killed (they may
+    hold note text); a temporary-looking file of any other name is not ours and stays."""
+    removed = 0
+    for path in output_dir.glob(".*.tmp"):
+        match = re.fullmatch(r"\.(.+)\.[^.]+\.tmp", path.name)
+        if match and path.is_file() and (manifest.owns(match.group(1)) or match.group(1) == MANIFEST_FILE):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _ann_entity_ids(path: Path, types: tuple[str, ...] | None = None) -> list[str]:
+    """The ``T`` ids of an ``.ann`` the toolkit wrote (of ``types`` only, if given), in file order."""
+    ids = []
+    for line in read_text(path).split("\n"):
+        entity_id, _, rest = line.partition("\t")
+        if entity_id[:1] == "T" and (types is None or rest.split(" ", 1)[0] in types):
+            ids.append(entity_id)
+    return ids
+
+
+def _records_by_document(path: Path, field_name: str = "id") -> dict[str, list[str]]:
+    """``field_name`` of each record of a compacted JSONL file, by document, in file order."""
+    records: dict[str, list[str]] = {}
+    if path.is_file():
+        with path.open("rb") as handle:
+            for line in handle:
+                record = json.loads(line.decode("utf-8"))
+                records.setdefault(record["document_id"], []).append(record[field_name])
+    return records
+
+
+def inconsistent_notes(output_dir: Path, notes: Mapping[str, Path]) -> list[str]:
+    """The notes whose ``.ann`` (written by the toolkit) and records disagree: the ``T`` lines are not exactly the
+    note's records in ``entities.jsonl``, or its drug records in ``medications.jsonl`` (where it has any) are not
+    exactly its ``Drug`` lines. Call it on compacted files."""
+    manifest = Manifest(output_dir)
+    entities = _records_by_document(output_dir / ENTITIES_FILE)
+    medications = _records_by_document(output_dir / MEDICATIONS_FILE)
+    wrong = []
+    for document_id, note in sorted(notes.items()):
+        ann = output_dir / ann_name(note)
+        if not ann.is_file() or not manifest.owns(ann.name):
+            continue
+        if _ann_entity_ids(ann) != entities.get(document_id, []) or (
+                document_id in medications and _ann_entity_ids(ann, (DRUG_TYPE,)) != medications[document_id]):
+            wrong.append(document_id)
+    return wrong
+
+
 def _plan(input_dir, output_dir: Path, overwrite: bool, tally: _Tally) -> _Plan:
-    """Process 0, before any process writes: tidy the folder (stale temporary files, the parts of a killed
-    multi-process run), list the notes and decide which to annotate."""
+    """Process 0, before any process writes: check and claim the output folder, tidy it (stale temporary files,
+    the parts of a killed multi-process run), list the notes, repair what an earlier run left inconsistent, and
+    decide which notes to annotate."""
+    folder = list_notes(input_dir)
+    manifest = _check_output_folder(input_dir, output_dir, folder.notes)
     output_dir.mkdir(parents=True, exist_ok=True)
-    # Before listing: with the output in the input folder, stale temporary files are not input.
-    stale = remove_stale_temporary_files(output_dir)
+    stale = _remove_own_temporary_files(output_dir, manifest)
     if stale:
         logger.info("%s: removed %d temporary files left by an interrupted run", output_dir, stale)
-    folder = list_notes(input_dir)
     logger.info("%s: %d notes", input_dir, len(folder.notes))
     folder.log_ignored()
+    for path, reason in folder.not_regular:  # reported by name and reason, never opened
+        tally.fail(path, "not_a_regular_file", f"{reason}; only regular files are read")
     notes: dict[str, Path] = {}
-    todo, already_annotated = [], []
     for path in folder.notes:
         if path.stem in notes:
             tally.fail(path, "duplicate_name", f"{notes[path.stem].name} has the same name; rename one of them")
             continue
         notes[path.stem] = path
+    repairs = {name: Counter() for name in _JSONL_FILES}
+    mode = _compact_outputs(output_dir, notes, repairs)
+    # A note whose .ann lost its records (a run of an earlier version, a crash in the wrong place) is annotated
+    # again: its .ann is ours, so it goes first, and then it is a note like any other without an .ann.
+    redone = inconsistent_notes(output_dir, notes)
+    if redone:
+        logger.warning("%d notes had an .ann whose records were missing or different in %s: annotating them "
+                       "again: %s", len(redone), ENTITIES_FILE, _some_names([notes[d].name for d in redone]))
+        for document_id in redone:
+            (output_dir / ann_name(notes[document_id])).unlink()
+        _sync_folder(output_dir)
+        mode = _compact_outputs(output_dir, notes, repairs)
+    todo, already_annotated = [], []
+    for path in notes.values():
         (todo if overwrite or not (output_dir / ann_name(path)).exists() else already_annotated).append(path)
     if already_annotated:
         logger.info("%d notes already have an .ann in %s: kept (pass --overwrite to replace them): %s",
                     len(already_annotated), output_dir, _some_names([path.name for path in already_annotated]))
-    repairs = {name: Counter() for name in _JSONL_FILES}
-    mode = _compact_outputs(output_dir, notes, repairs)
+    manifest.claim(ann_name(path) for path in todo)  # before any process writes one
     main_sizes = {name: (output_dir / name).stat().st_size if (output_dir / name).is_file() else 0
                   for name in _JSONL_FILES}
-    return _Plan(folder, notes, todo, already_annotated, stale, mode, main_sizes, repairs)
+    return _Plan(folder, notes, todo, already_annotated, stale, mode, main_sizes, repairs, len(redone))
 
 
 def _annotate_notes(annotator: NoteAnnotator, paths: Sequence[Path], output_dir: Path, tally: _Tally, *,
@@ -1065,6 +1170,17 @@ def annotate_folder(
         process_index, num_processes = dist.get_rank(), dist.get_world_size()
     else:
         process_index, num_processes = 0, 1
+    with FolderLock(output_dir, "annotate_notes.annotate_folder", enabled=process_index == 0):
+        return _annotate_folder(annotator, input_dir, output_dir, process_index, num_processes, started,
+                                overwrite=overwrite, word_predictions=word_predictions,
+                                words_per_group=words_per_group, progress=progress, distributed=distributed)
+
+
+def _annotate_folder(annotator: NoteAnnotator, input_dir, output_dir: Path, process_index: int, num_processes: int,
+                     started: float, *, overwrite: bool, word_predictions: bool, words_per_group: int,
+                     progress: bool | None, distributed: bool) -> dict[str, Any] | None:
+    if distributed:
+        import torch.distributed as dist
     tally = _Tally()
     plan = _plan(input_dir, output_dir, overwrite, tally) if process_index == 0 else None
     settings = dict(jsonl_mode=plan.jsonl_mode if plan else 0, overwrite=overwrite, word_predictions=word_predictions,
@@ -1119,6 +1235,12 @@ def _finish(plan: _Plan, tally: _Tally, facts: Mapping[str, Any], output_dir: Pa
     for name in [ENTITIES_FILE] + [WORD_PREDICTIONS_FILE] * word_predictions + [MEDICATIONS_FILE] * linking:
         if not (output_dir / name).exists():  # nothing annotated: the files still say so
             JsonlAppender(output_dir / name, mode).close()
+    # The promise, checked: every note's .ann holds exactly its records.
+    inconsistent = inconsistent_notes(output_dir, plan.notes)
+    if inconsistent:
+        logger.error("%d notes have an .ann whose records differ (run the same command again to redo them): %s",
+                     len(inconsistent), _some_names([plan.notes[d].name for d in inconsistent]))
+    Manifest(output_dir).compact(keep=_OWN_FILES)
     counts, folder = tally.counts, plan.folder
     seconds = time.perf_counter() - started
     summary = {
@@ -1144,6 +1266,9 @@ def _finish(plan: _Plan, tally: _Tally, facts: Mapping[str, Any], output_dir: Pa
         "medication_records": counts["drugs"] if linking else None,
         "stale_temporary_files_removed": plan.stale,
         "jsonl_records_dropped": {name: dict(sorted(dropped.items())) for name, dropped in plan.repairs.items()},
+        "notes_redone_after_repair": plan.notes_redone,
+        "notes_with_ann": sum((output_dir / ann_name(note)).is_file() for note in plan.notes.values()),
+        "notes_inconsistent": len(inconsistent),
         "settings": {**facts["settings"], "num_processes": num_processes, "words_per_group": words_per_group},
         "seconds": round(seconds, 3),
         "characters_per_second": round(counts["characters"] / seconds, 1) if seconds > 0 else None,
@@ -1175,6 +1300,18 @@ def format_summary(summary: Mapping[str, Any], output_dir) -> str:
     if summary["notes_failed"]:
         kinds = ", ".join(f"{kind} {n}" for kind, n in summary["failures_by_kind"].items())
         lines.append(f"{summary['notes_failed']} notes failed ({kinds}); see {SUMMARY_FILE}")
+    repaired = {name: n for name, dropped in summary["jsonl_records_dropped"].items() for n in [sum(dropped.values())]
+                if n}
+    if summary["notes_redone_after_repair"] or summary["stale_temporary_files_removed"] or repaired:
+        lines.append("Repaired what an earlier run left: " + ", ".join(
+            [f"{summary['notes_redone_after_repair']} notes annotated again (their .ann had lost its records)"] *
+            bool(summary["notes_redone_after_repair"])
+            + [f"{summary['stale_temporary_files_removed']} temporary files removed"] *
+            bool(summary["stale_temporary_files_removed"])
+            + [f"{n} stale lines dropped from {name}" for name, n in repaired.items()]))
+    lines.append(f"Checked: {summary['notes_with_ann']} notes have an .ann, "
+                 + ("each with exactly its records" if not summary["notes_inconsistent"] else
+                    f"{summary['notes_inconsistent']} of them WITHOUT exactly their records (run it again)"))
     return "\n".join(lines)
 
 
@@ -1207,8 +1344,10 @@ def _load_annotator(args: AnnotationArguments, device: str, threads: int | None)
 
 
 def _annotate_share(args: AnnotationArguments, process_index: int, share: list[Path], jsonl_mode: int,
-                    results) -> None:
-    """One process of a --num_processes run: annotate its share into its parts, send back what it did."""
+                    results, parent_pid: int) -> None:
+    """One process of a --num_processes run: annotate its share into its parts, send back what it did. It dies
+    with the process that started it: nothing writes into a folder whose lock holder is gone."""
+    die_with_parent(parent_pid)
     logging.basicConfig(format=f"%(asctime)s - %(levelname)s - process {process_index} - %(message)s",
                         datefmt="%m/%d/%Y %H:%M:%S", level=logging.INFO)
     logger.setLevel(logging.INFO)
@@ -1234,6 +1373,11 @@ def annotate_folder_in_processes(args: AnnotationArguments) -> dict[str, Any]:
     """--num_processes N: this process plans and merges (as process 0 of a launched run does); N processes
     started here (``multiprocessing``, spawn: no torch needed) annotate the shares. One that fails stops the
     others; what they wrote is merged, and the same command finishes the rest (:class:`ProcessFailed`)."""
+    with FolderLock(args.output_dir, "annotate_notes.py"):
+        return _annotate_folder_in_processes(args)
+
+
+def _annotate_folder_in_processes(args: AnnotationArguments) -> dict[str, Any]:
     import multiprocessing
     import queue
 
@@ -1244,7 +1388,7 @@ def annotate_folder_in_processes(args: AnnotationArguments) -> dict[str, Any]:
     shares = split_notes(plan.todo, args.num_processes)
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no state copied from this one
     results = context.Queue()
-    processes = [context.Process(target=_annotate_share, args=(args, index, share, plan.jsonl_mode, results),
+    processes = [context.Process(target=_annotate_share, args=(args, index, share, plan.jsonl_mode, results, os.getpid()),
                                  name=f"annotate-{index}") for index, share in enumerate(shares)]
     received: dict[int, tuple[_Tally, dict[str, Any]]] = {}
     failed: tuple[int, int | None] | None = None
@@ -1295,8 +1439,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         level=logging.INFO)
     logger.setLevel(logging.INFO)
     distributed = _launched_processes() > 1
+    # One command writes a folder at a time: process 0 (this one, or rank 0 of a launched run) holds the lock for all.
+    lock = FolderLock(args.output_dir, "annotate_notes.py", enabled=int(os.environ.get("RANK", "0")) == 0)
     try:
         list_notes(args.input_dir)  # fail on the input before loading a model
+        check_output_apart(args.output_dir, {"--input_dir": args.input_dir})
+        lock.acquire()
+        if lock.enabled:  # and on the output folder, before loading a model
+            _check_output_folder(args.input_dir, Path(args.output_dir), list_notes(args.input_dir).notes)
         if args.num_processes > 1:
             summary = annotate_folder_in_processes(args)
         else:
@@ -1319,14 +1469,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       progress=None, distributed=distributed)
     except (InputError, OSError, ValueError, ProcessFailed) as error:
         print(f"annotate_notes.py: error: {error}", file=sys.stderr)
+        status = exit_status(error)
         if distributed:
-            raise SystemExit(1) from None  # a failed process: the launcher stops the others waiting for it
-        return 1
+            raise SystemExit(status) from None  # a failed process: the launcher stops the others waiting for it
+        return status
     except KeyboardInterrupt:
         print("annotate_notes.py: interrupted: every .ann written has its records; run the same command again "
               "to annotate the other notes", file=sys.stderr)
         return 130
     finally:
+        lock.release()
         if distributed:
             import torch.distributed as dist
 
@@ -1335,7 +1487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if summary is None:  # not process 0: it reports for all
         return 0
     print(format_summary(summary, args.output_dir))
-    return 1 if summary["notes_failed"] else 0
+    return 1 if summary["notes_failed"] or summary["notes_inconsistent"] else 0
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
-from tagging import N2C2_ENTITY_TYPES, N2C2_RELATION_TYPES, bio_to_spans, is_tag
+from folder_safety import claim_whole_folder, irregular_reason, read_regular_file, refuse_foreign_files
+from tagging import N2C2_ENTITY_TYPES, N2C2_RELATION_TYPES, bio_to_spans, is_tag, relation_argument_types
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ class BratFormatError(ValueError):
 
     ``kind`` is a short machine-readable reason (``missing_txt``, ``missing_ann``,
     ``not_utf8``, ``offsets_out_of_range``, ``text_mismatch``, ``malformed_line``,
-    ``unknown_type``, ``unknown_argument``, ``duplicate_id``, ``empty_folder``, ``not_a_folder``); ``skipped``
+    ``unknown_type``, ``unknown_argument``, ``duplicate_id``, ``empty_folder``, ``not_a_folder``, and the
+    :data:`INVALID_RELATION_KINDS`); ``skipped``
     says what ``--skip_invalid`` skipped (``"document"`` or ``"annotation"``).
     """
 
@@ -179,10 +181,12 @@ def _decode_utf8(path: Path, raw: bytes) -> str:
 
 
 def read_text(path) -> str:
-    """A document's text exactly as stored: UTF-8, newlines untranslated (CRLF stays two characters)."""
+    """A document's text exactly as stored: UTF-8, newlines untranslated (CRLF stays two characters). Only a
+    regular file is read: a FIFO, socket, device or folder raises ``folder_safety.NotARegularFile`` (an
+    ``OSError``) at once, without waiting for a writer."""
     path = Path(path)
     # newline="" semantics: decode the bytes ourselves so no newline translation happens.
-    return _decode_utf8(path, path.read_bytes())
+    return _decode_utf8(path, read_regular_file(path))
 
 
 # Messages about the user's files give offsets, lengths and a hash of any text, never the text itself,
@@ -242,6 +246,38 @@ def _resolve_relation_type(source_type: str, relation_map: dict | None, label_ma
     return target_type, None
 
 
+# Relations whose arguments cannot be right (BratFormatError kinds; --skip_invalid drops and counts them by kind): an
+# entity related to itself, and, for a relation type of the n2c2 ``Attribute-Drug`` shape
+# (tagging.relation_argument_types, after mapping), the drug as Arg1 and the attribute as Arg2, or an argument of
+# another entity type.
+INVALID_RELATION_KINDS = ("self_relation", "reversed_relation", "relation_argument_type")
+
+
+def relation_argument_problem(relation_id: str, relation_type: str, arg1: BratEntity, arg2: BratEntity,
+                              known_types: Iterable[str] | None = None) -> tuple[str, str] | None:
+    """Why a relation's arguments cannot be right, as ``(kind, reason)`` (kinds: :data:`INVALID_RELATION_KINDS`), or
+    ``None``. The types are checked only where the relation type names them (``Strength-Drug``: Arg1 a Strength, Arg2 a
+    Drug) and, given ``known_types``, both are entity types of the corpus: other schemes' relations are not judged.
+    The reason names ids and types only, never text."""
+    if arg1.id == arg2.id:
+        return "self_relation", (f"relation {relation_id}: Arg1 and Arg2 are the same entity {arg1.id} (a relation "
+                                 f"links two entities); fix or remove the line")
+    expected = relation_argument_types(relation_type)
+    if expected is None or (known_types is not None and not set(expected) <= set(known_types)):
+        return None
+    attribute, drug = expected
+    if (arg1.type, arg2.type) == (drug, attribute):
+        return "reversed_relation", (f"relation {relation_id}: arguments reversed: Arg1 {arg1.id} is the {drug} and "
+                                     f"Arg2 {arg2.id} the {attribute}, but in {relation_type} Arg1 is the {attribute} "
+                                     f"and Arg2 the {drug}; swap them")
+    for role, entity, wanted in (("Arg1", arg1, attribute), ("Arg2", arg2, drug)):
+        if entity.type != wanted:
+            return "relation_argument_type", (f"relation {relation_id}: {role} {entity.id} is a {entity.type}, but "
+                                              f"{relation_type} links a {attribute} (Arg1) to a {drug} (Arg2); fix the "
+                                              f"argument or the relation type")
+    return None
+
+
 def read_brat_document(
     txt_path,
     ann_path=None,
@@ -251,6 +287,7 @@ def read_brat_document(
     entity_types: Sequence[str] | None = None,
     validate_text: bool = True,
     problems: list[BratFormatError] | None = None,
+    check_relations: bool = True,
 ) -> BratDocument:
     """Read one ``.txt``/``.ann`` pair: ``T`` lines (entities), ``R`` lines (relations) and ``E`` lines
     (events, read only as relation arguments: an event stands for its trigger entity).
@@ -261,7 +298,9 @@ def read_brat_document(
     for relation types (``unmapped_relation_types``); without one, relation types must be the
     n2c2 ones, unless a label map is given (another scheme): then every relation is ignored and
     counted. A relation's two arguments (brat's ``Arg1:T5 Arg2:T3``; other role names are taken
-    in the same order) must be entities of the file that were read. With ``validate_text`` each
+    in the same order) must be entities of the file that were read, and (``check_relations``) two entities that
+    the relation type allows (:func:`relation_argument_problem`: no entity related to itself, and an n2c2-shaped
+    ``Attribute-Drug`` type with the attribute as Arg1 and the drug as Arg2). With ``validate_text`` each
     span's surface text must match the ``.txt`` (whitespace runs compare equal, since brat
     writes fragments joined by a space). Problems raise :class:`BratFormatError`; when a
     ``problems`` list is given, bad lines are recorded there and skipped instead.
@@ -356,7 +395,8 @@ def read_brat_document(
 
     relations: list[BratRelation] = []
     unmapped_relations: Counter = Counter()
-    entity_ids = {entity.id for entity in entities}
+    entity_by_id = {entity.id: entity for entity in entities}
+    entity_ids = set(entity_by_id)
     for line_number, relation_id, source_type, arguments in relation_lines:
         target_type, error = _resolve_relation_type(source_type, relation_map, label_map, unmapped_relations)
         if error:
@@ -372,6 +412,11 @@ def read_brat_document(
             why = ("an entity that was not read (a bad line or an unmapped type)" if entity_id in not_read
                    else "not an entity or event of this file")
             problem(line_number, f"relation {relation_id}: {role} {what} is {why}", "unknown_argument")
+            continue
+        invalid = relation_argument_problem(relation_id, target_type, entity_by_id[resolved[0]],
+                                            entity_by_id[resolved[1]], allowed_types) if check_relations else None
+        if invalid:
+            problem(line_number, invalid[1], invalid[0])
             continue
         relations.append(BratRelation(relation_id, target_type, resolved[0], resolved[1], line_number))
     return BratDocument(txt_path.stem, text, entities, unmapped_types=unmapped, relations=relations,
@@ -398,6 +443,10 @@ def _brat_files(folder: Path) -> tuple[dict[str, Path], dict[str, Path], Counter
             continue
         if path.is_dir():
             problems.append(BratFormatError(path, None, f"a folder named like a {suffix} file, not a file", "not_a_file"))
+            continue
+        irregular = irregular_reason(path)
+        if irregular:  # a FIFO, socket or device: reported, never opened (reading a FIFO would wait forever)
+            problems.append(BratFormatError(path, None, f"{irregular}; only regular files are read", "not_a_file"))
             continue
         if path.is_symlink() and folder.resolve() not in path.resolve().parents:
             seen["links_outside_folder"] += 1  # followed, and reported by count
@@ -781,29 +830,49 @@ def load_relation_map(path) -> dict[str, str | None]:
 
 
 def check_output_dir(output_dir: Path, overwrite: bool) -> None:
-    """Refuse an output folder that exists and is not empty unless ``overwrite``."""
+    """Refuse an output folder that exists and is not empty unless ``overwrite``; with it, refuse one that holds
+    files the toolkit did not write (``folder_safety.refuse_foreign_files``: they would go with the old folder)."""
     if output_dir.exists() and not output_dir.is_dir():
         raise FileExistsError(f"{output_dir} exists and is not a folder")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"output folder {output_dir} exists and is not empty (pass --overwrite to replace it)")
+    if output_dir.is_dir() and any(output_dir.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"output folder {output_dir} exists and is not empty (pass --overwrite to replace it)")
+        refuse_foreign_files(output_dir)
+
+
+PARTIAL_FOLDER_INFIX = ".partial-"
+
+
+def remove_stale_partial_folders(output_dir) -> list[str]:
+    """Remove the temporary siblings a killed :func:`write_folder_atomically` left for ``output_dir`` (they may hold
+    note text), saying so by name. Call it only while holding the folder's lock (folder_safety.FolderLock)."""
+    output_dir = Path(output_dir)
+    removed = []
+    for stale in sorted([*output_dir.parent.glob(f".{output_dir.name}{PARTIAL_FOLDER_INFIX}*"),
+                         *output_dir.parent.glob(f".{output_dir.name}.old-*")]):
+        shutil.rmtree(stale, ignore_errors=True)
+        removed.append(stale.name)
+        logger.warning("removed %s, the unfinished output of an earlier run that was stopped", stale)
+    return removed
 
 
 def write_folder_atomically(output_dir, overwrite: bool, write) -> None:
-    """Call ``write(tmp_dir)`` on a fresh sibling folder, then move it into place.
+    """Call ``write(tmp_dir)`` on a fresh sibling folder, record everything in it as written by the toolkit
+    (``folder_safety.Manifest``), then move it into place.
 
-    A failure leaves nothing behind; an existing ``output_dir`` is only replaced with
-    ``overwrite`` (the old one is removed after the new one is in place).
+    A failure leaves nothing behind; a kill leaves the hidden sibling, which the next call removes and names.
+    An existing ``output_dir`` is only replaced with ``overwrite`` and when it holds nothing the toolkit did not
+    write (the old one is removed after the new one is in place). The caller holds the folder's lock.
     """
     output_dir = Path(output_dir)
     check_output_dir(output_dir, overwrite)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    # A run killed while writing leaves its partial folder (it may hold note text): remove it now.
-    for stale in output_dir.parent.glob(f".{output_dir.name}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    remove_stale_partial_folders(output_dir)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}{PARTIAL_FOLDER_INFIX}", dir=output_dir.parent))
     old_dir = None
     try:
         write(tmp_dir)
+        claim_whole_folder(tmp_dir)
         check_output_dir(output_dir, overwrite)  # again: it may have appeared meanwhile
         if output_dir.exists():
             old_dir = output_dir.parent / f".{output_dir.name}.old-{os.getpid()}"

@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import re
-import shutil
 import statistics
 import warnings
 from collections import Counter, defaultdict
@@ -45,11 +44,15 @@ from corpus_io import (
     PredictionFormatError,
     check_output_dir,
     read_brat_document,
+    relation_argument_problem,
     read_predictions,
     read_text,
     run_predictions_path,
     split_lines,
+    write_folder_atomically,
 )
+from command_line import USAGE_EXIT_STATUS, UsageError, exit_status
+from folder_safety import FolderLock, check_output_apart
 from tagging import (
     N2C2_ENTITY_TYPES,
     N2C2_RELATION_TYPES,
@@ -135,6 +138,11 @@ LENIENT_NOTE = (
     "Lenient entity matching follows the n2c2-2018 official script: same type and any overlap; "
     "of several predicted spans that match one gold span only the first is kept, the others "
     "are dropped (neither true nor false positive); recall counts kept matching predictions."
+)
+DUPLICATE_NOTE = (
+    "Exact duplicate entities within one note (same type, start and end) are counted once on each side, and their "
+    "number is reported (duplicate_entities). The official script counts every copy, so a gold note holding one span "
+    "twice scored recall < 1 against itself."
 )
 # What the reports say of runs whose run_info has "synthetic": true (synthetic_n2c2.py notes).
 SYNTHETIC_SAMPLE = "the SYNTHETIC sample (synthetic_n2c2.py), not real patient notes"
@@ -267,6 +275,9 @@ def match_counts(
       ``fn`` = gold - tp. So a system span covering two gold spans finds only one of them.
       One corner case is kept as the script has it: a system span that matches a new
       gold span *and* an already matched one is dropped, and the new one stays unfound.
+
+    The brat scorers (:func:`score_brat_folders`, :func:`score_entities`) give it each note's distinct
+    spans (:func:`distinct`): an exact duplicate counts once on either side, unlike the script.
     """
     if mode not in dict(ENTITY_MODES):
         raise ValueError(f"mode must be 'strict' or 'lenient', not {mode!r}")
@@ -317,6 +328,14 @@ def _pare_down_counts(golds: Sequence[Any], preds: Sequence[Any], equals) -> tup
         else:
             fp += 1
     return tp, fp, len(golds) - tp
+
+
+def distinct(items: Sequence[Any]) -> tuple[list[Any], int]:
+    """``items`` without exact repeats (the first of each kept, order kept) and how many repeats were removed: a
+    note's spans or relations as the document scorers count them (:data:`DUPLICATE_NOTE`). The official script counts
+    every copy; :func:`match_counts` and :func:`match_relation_counts` still do, for the items they are given."""
+    unique = list(dict.fromkeys(items))
+    return unique, len(items) - len(unique)
 
 
 def _add_counts(total: dict[str, Counter], counts: Mapping[str, Mapping[str, int]]) -> None:
@@ -579,8 +598,9 @@ RELATION_NOTE = (
     "its Arg2 as entities: same entity type and, strict, the same first start and last end; lenient, any "
     "overlap. Swapped arguments never match. Matching pares down as for entities: predicted relations are "
     "visited in file order and one that matches a gold relation already matched is dropped (neither true nor "
-    "false positive), so a repeat of a correct relation costs nothing while each repeat of a wrong one is a "
-    "false positive. Micro sums counts over all documents; macro and weighted average over relation types."
+    "false positive). An exact repeat within one note (same type and arguments) is counted once on each side "
+    "beforehand (duplicate_relations; the official script counts every copy). Micro sums counts over all documents; "
+    "macro and weighted average over relation types."
 )
 
 # A relation as the scorer sees it: (relation type, arg1, arg2), each argument (entity type, start, end).
@@ -637,6 +657,9 @@ def match_relation_counts(
       prediction that matches a new gold relation *and* an already matched one is dropped and
       the new one stays unfound.
     * ``tp`` = kept predictions that match some gold relation; ``fp`` = kept - tp; ``fn`` = gold - tp.
+
+    The document scorers (:func:`score_relations`, :func:`score_brat_folders`) give it each note's distinct
+    relations (:func:`distinct`): there an exact repeat counts once on either side, right or wrong.
     """
     if mode not in dict(ENTITY_MODES):
         raise ValueError(f"mode must be 'strict' or 'lenient', not {mode!r}")
@@ -669,11 +692,25 @@ class _RelationTally:
     def __init__(self) -> None:
         self.counts = {mode: defaultdict(Counter) for mode, _ in ENTITY_MODES}
         self.num_documents = self.num_gold = self.num_pred = self.unmatched_argument = 0
+        self.duplicates = Counter()
+        self.invalid: list[dict[str, Any]] = []
 
     def add(self, gold_document, pred_document=None) -> None:
-        """One document; ``pred_document`` None (no prediction file) counts as no predicted relations."""
-        gold = document_relations(gold_document)
-        pred = document_relations(pred_document) if pred_document is not None else []
+        """One document; ``pred_document`` None (no prediction file) counts as no predicted relations. Exact
+        duplicates count once on each side (:func:`distinct`, counted); a predicted relation whose arguments cannot be
+        right (``corpus_io.relation_argument_problem``) is scored, a false positive as in the official script, and
+        listed by document, line and kind."""
+        gold, gold_repeats = distinct(document_relations(gold_document))
+        pred, pred_repeats = distinct(document_relations(pred_document) if pred_document is not None else [])
+        self.duplicates.update(gold=gold_repeats, pred=pred_repeats)
+        if pred_document is not None and getattr(pred_document, "relations", None):
+            entities = {entity.id: entity for entity in pred_document.entities}
+            known_types = set(N2C2_ENTITY_TYPES) | {entity.type for entity in pred_document.entities}
+            for relation in pred_document.relations:
+                problem = relation_argument_problem(relation.id, relation.type, entities[relation.arg1],
+                                                    entities[relation.arg2], known_types)
+                if problem:
+                    self.invalid.append({"document": pred_document.doc_id, "line": relation.line, "kind": problem[0]})
         # Strict entity identity, as the official script compares arguments (type, start, end).
         gold_entities = {(entity.type, entity.start, entity.end) for entity in gold_document.entities}
         self.unmatched_argument += sum(1 for _, arg1, arg2 in pred
@@ -693,6 +730,12 @@ class _RelationTally:
             "num_pred_relations": self.num_pred,
             # What separates the settings: on gold entities this is 0 (every argument is a gold entity).
             "pred_relations_with_unmatched_argument": self.unmatched_argument,
+            # Exact repeats in a note, counted once (num_*_relations count the distinct ones).
+            "duplicate_relations": {"gold": self.duplicates["gold"], "pred": self.duplicates["pred"]},
+            # Predicted relations that cannot be right (an entity with itself, arguments reversed or of another type):
+            # scored as false positives; listed by document, line and kind (corpus_io.INVALID_RELATION_KINDS).
+            "invalid_pred_relations": {"by_kind": dict(sorted(Counter(item["kind"] for item in self.invalid).items())),
+                                       "lines": list(self.invalid)},
             **{mode: summarize_counts(total, with_counts=True, order=N2C2_RELATION_TYPES)
                for mode, total in self.counts.items()},
             "notes": [RELATION_NOTE],
@@ -715,8 +758,10 @@ def score_relations(gold_documents: Iterable[Any], pred_documents: Iterable[Any]
     ``relations`` section of the brat report: ``setting`` (:data:`RELATION_SETTINGS`, a label
     only), ``num_documents``, ``num_gold_relations``, ``num_pred_relations``,
     ``pred_relations_with_unmatched_argument`` (predicted relations with an argument that equals no
-    gold entity, strict), ``strict`` and ``lenient`` (``per_type``, ``micro``, ``macro``,
-    ``weighted``, with tp/fp/fn) and ``notes``.
+    gold entity, strict), ``duplicate_relations`` (exact repeats in a note counted once, ``{gold, pred}``;
+    the ``num_*`` count distinct relations), ``invalid_pred_relations`` (predicted relations that
+    cannot be right, scored as false positives: ``by_kind`` and ``lines``), ``strict`` and ``lenient``
+    (``per_type``, ``micro``, ``macro``, ``weighted``, with tp/fp/fn) and ``notes``.
     """
     _check_relation_setting(setting)
     gold_documents, pred_documents = list(gold_documents), list(pred_documents)
@@ -763,7 +808,7 @@ def _read_ann_text(path: Path) -> str:
         raise _unreadable(path, error) from None
 
 
-def _read_brat(txt: Path, ann: Path, problems: list | None = None):
+def _read_brat(txt: Path, ann: Path, problems: list | None = None, check_relations: bool = True):
     # read_brat_document accepts only the nine n2c2 types unless told otherwise (entity_types=None
     # means n2c2, not "any"); a system may write other types, which must count as false
     # positives rather than fail, so name every type the file uses. Relation types likewise (an identity
@@ -774,7 +819,7 @@ def _read_brat(txt: Path, ann: Path, problems: list | None = None):
     try:
         # validate_text=False: scoring needs offsets only, and systems may normalise the surface text.
         return read_brat_document(txt, ann, entity_types=types, relation_map=relation_map, validate_text=False,
-                                  problems=problems)
+                                  problems=problems, check_relations=check_relations)
     except OSError as error:  # the .txt, or a file that changed since it was first read
         raise _unreadable(ann, error) from None
 
@@ -788,13 +833,18 @@ def _brat_spans(document, entity_types: Optional[set[str]]) -> list[tuple[str, i
 def score_entities(gold_documents: Iterable[Any], pred_documents: Iterable[Any]) -> dict[str, Any]:
     """Strict and lenient entity P/R/F per type and micro/macro/weighted over character spans, without files:
     what :func:`score_brat_folders` computes for each gold/predicted ``.ann`` pair, for ``corpus_io``
-    documents paired by position (a ``None`` prediction counts as no predicted entities)."""
+    documents paired by position (a ``None`` prediction counts as no predicted entities), with
+    ``duplicate_entities`` (exact duplicates in a note, counted once: ``{gold, pred}``)."""
     totals = {mode: defaultdict(Counter) for mode, _ in ENTITY_MODES}
+    duplicates = Counter()
     for gold, pred in zip(gold_documents, pred_documents, strict=True):
-        gold_spans, pred_spans = _brat_spans(gold, None), _brat_spans(pred, None) if pred is not None else []
+        gold_spans, gold_repeats = distinct(_brat_spans(gold, None))
+        pred_spans, pred_repeats = distinct(_brat_spans(pred, None) if pred is not None else [])
+        duplicates.update(gold=gold_repeats, pred=pred_repeats)
         for mode, total in totals.items():
             _add_counts(total, match_counts(gold_spans, pred_spans, mode))
-    return {mode: summarize_counts(total, with_counts=True) for mode, total in totals.items()}
+    return {**{mode: summarize_counts(total, with_counts=True) for mode, total in totals.items()},
+            "duplicate_entities": {"gold": duplicates["gold"], "pred": duplicates["pred"]}}
 
 
 def score_brat_folders(
@@ -822,7 +872,15 @@ def score_brat_folders(
     A prediction's relation whose argument is not one of its entities is a skipped line
     (``unknown_argument``); a missing or unreadable prediction file counts as no predicted
     relations. ``entity_types`` filters the entity scores only: relations are scored on every
-    entity they name.
+    entity they name. A gold relation whose arguments cannot be right (an entity with itself, an
+    ``Attribute-Drug`` relation with its arguments reversed or of another type:
+    ``corpus_io.INVALID_RELATION_KINDS``) is a :class:`BratFormatError` naming file and line; a
+    predicted one is scored (a false positive, as the official script counts it) and listed in
+    ``relations["invalid_pred_relations"]``.
+
+    Exact duplicates within a note (same type, start and end) count once on each side, as do
+    duplicate relations; ``duplicate_entities`` (and ``relations["duplicate_relations"]``) say how
+    many were set aside per side, and ``num_gold_entities``/``num_pred_entities`` count the distinct ones.
     """
     _check_relation_setting(relation_setting)
     gold_dir, pred_dir = Path(gold_dir), Path(pred_dir)
@@ -837,6 +895,7 @@ def score_brat_folders(
     totals = {mode: defaultdict(Counter) for mode, _ in ENTITY_MODES}
     relations = _RelationTally()
     missing, skipped, unreadable, num_gold, num_pred = [], [], [], 0, 0
+    duplicates = Counter()
     for gold_ann in gold_files:
         doc_id = gold_ann.stem
         txt = next((path for path in (gold_ann.with_suffix(".txt"), pred_dir / f"{doc_id}.txt") if path.is_file()),
@@ -845,14 +904,15 @@ def score_brat_folders(
             raise BratFormatError(gold_ann, None, f"no matching .txt file (looked for {doc_id}.txt in the gold "
                                                   f"folder, then in the prediction folder)", "missing_txt")
         gold_document = _read_brat(txt, gold_ann)
-        gold_spans = _brat_spans(gold_document, keep)
+        gold_spans, gold_repeats = distinct(_brat_spans(gold_document, keep))
         pred_ann = pred_dir / f"{doc_id}.ann"
-        pred_spans, pred_document = [], None
+        pred_spans, pred_document, pred_repeats = [], None, 0
         if pred_ann.is_symlink() or pred_ann.exists():  # a dangling link is there, just unreadable
             problems: list = []
             try:
-                pred_document = _read_brat(txt, pred_ann, problems)
-                pred_spans = _brat_spans(pred_document, keep)
+                # Predicted relations that cannot be right are scored (false positives), and listed by the tally.
+                pred_document = _read_brat(txt, pred_ann, problems, check_relations=False)
+                pred_spans, pred_repeats = distinct(_brat_spans(pred_document, keep))
             except BratFormatError as error:
                 # One bad system file must not cost the scoring of the others. str(error) is
                 # file:line: reason (no note text); kinds and line numbers go to the report.
@@ -864,6 +924,7 @@ def score_brat_folders(
         else:
             missing.append(doc_id)
         num_gold, num_pred = num_gold + len(gold_spans), num_pred + len(pred_spans)
+        duplicates.update(gold=gold_repeats, pred=pred_repeats)
         for mode, total in totals.items():
             _add_counts(total, match_counts(gold_spans, pred_spans, mode))
         relations.add(gold_document, pred_document)
@@ -874,6 +935,12 @@ def score_brat_folders(
                        "as no predictions; listed in the report)", len(unreadable), len(gold_files) - len(missing))
     if skipped:
         logger.warning("%d malformed prediction lines skipped (listed in the report)", len(skipped))
+    if duplicates["gold"] or duplicates["pred"]:
+        logger.warning("exact duplicate entities (same type, start and end in one note) counted once: %d gold, %d "
+                       "predicted", duplicates["gold"], duplicates["pred"])
+    if relations.invalid and relations.num_gold:
+        logger.warning("%d predicted relations cannot be right (an entity with itself, arguments reversed or of "
+                       "another type): scored as false positives, listed in the report", len(relations.invalid))
     gold_ids = {path.stem for path in gold_files}
     unmatched = sorted(path.stem for path in pred_dir.glob("*.ann") if path.stem not in gold_ids)
     if unmatched:
@@ -891,6 +958,7 @@ def score_brat_folders(
         "num_documents": len(gold_files),
         "num_gold_entities": num_gold,
         "num_pred_entities": num_pred,
+        "duplicate_entities": {"gold": duplicates["gold"], "pred": duplicates["pred"]},
         "missing_predictions": missing,
         "unmatched_predictions": unmatched,
         "skipped_prediction_files": unreadable,
@@ -903,6 +971,7 @@ def score_brat_folders(
             "counts over all documents. Macro and weighted here average over types (the official "
             "script's macro averages over documents).",
             LENIENT_NOTE,
+            DUPLICATE_NOTE,
         ],
     }
 
@@ -1130,6 +1199,10 @@ def render_brat_markdown(report: Mapping[str, Any], digits: int = 4) -> str:
     if report["skipped_prediction_lines"]:
         parts += [f"Malformed prediction lines skipped: {len(report['skipped_prediction_lines'])} "
                   f"(see {REPORT_JSON_FILE}).", ""]
+    duplicates = report.get("duplicate_entities", {})
+    if any(duplicates.values()):
+        parts += [f"Exact duplicate entities (same type, start and end in one note) counted once: "
+                  f"{duplicates['gold']} gold, {duplicates['pred']} predicted.", ""]
     parts += [f"> {note}" for note in report["notes"]] + [""]
     if "relations" in report:  # only when the gold files have relations: entity-only reports stay as they were
         parts += [render_relations_markdown(report["relations"], digits)]
@@ -1161,6 +1234,14 @@ def render_relations_markdown(relations: Mapping[str, Any], digits: int = 4) -> 
              "## Relation counts", "",
              _md_table(["Relation", "Strict TP", "Strict FP", "Strict FN", "Lenient TP", "Lenient FP",
                         "Lenient FN"], count_rows), ""]
+    duplicates = relations.get("duplicate_relations", {})
+    if any(duplicates.values()):
+        parts += [f"Exact duplicate relations (same type and arguments in one note) counted once: "
+                  f"{duplicates['gold']} gold, {duplicates['pred']} predicted.", ""]
+    invalid = relations.get("invalid_pred_relations", {}).get("by_kind", {})
+    if invalid:
+        parts += [f"Predicted relations that cannot be right, scored as false positives: {sum(invalid.values())} ("
+                  + ", ".join(f"{kind} {count}" for kind, count in invalid.items()) + f"; see {REPORT_JSON_FILE}).", ""]
     parts += [f"> {note}" for note in relations["notes"]] + [""]
     return "\n".join(parts)
 
@@ -1364,23 +1445,6 @@ class EvaluationArguments:
 
 
 # What a report writes into --output_dir (--overwrite_output_dir removes these and nothing else).
-REPORT_OUTPUT_PATTERNS = (REPORT_JSON_FILE, REPORT_MARKDOWN_FILE, "comparison.*", "learning_curve.*", "runs")
-
-
-def clear_report_outputs(output_dir: Path) -> int:
-    """Remove an earlier report's files (:data:`REPORT_OUTPUT_PATTERNS`) from ``output_dir``; others stay (logged)."""
-    removed = 0
-    for pattern in REPORT_OUTPUT_PATTERNS:
-        for path in output_dir.glob(pattern):
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-            removed += 1
-    others = sorted(path.name for path in output_dir.iterdir())
-    if others:
-        logger.warning("%s: kept %d files that evaluate_ablations.py does not write: %s%s", output_dir, len(others),
-                       ", ".join(others[:5]), ", ..." if len(others) > 5 else "")
-    return removed
-
-
 def _parse_merge(items: Sequence[str]) -> dict[str, str]:
     merge = {}
     for item in items:
@@ -1523,9 +1587,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = HfArgumentParser(EvaluationArguments, prog=Path(__file__).name)
     (args,) = parser.parse_args_into_dataclasses(args=argv)
 
-    def fail(message: str):
-        # One line, status 2, as argparse reports a bad argument: no traceback for a user's input.
-        parser.exit(2, f"{parser.prog}: error: {message}\n")
+    def fail(message: str, status: int = USAGE_EXIT_STATUS):
+        # One line, as argparse reports a bad argument: no traceback for a user's input (command_line's statuses:
+        # 2 for arguments, 1 for bad data in the files).
+        parser.exit(status, f"{parser.prog}: error: {message}\n")
 
     brat = args.gold_brat is not None or args.pred_brat is not None
     if brat and (args.gold_brat is None or args.pred_brat is None):
@@ -1539,29 +1604,54 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             resolved = resolve_runs(args.predictions)
         except FileNotFoundError as error:
             fail(f"--predictions {error}")
-    # The same rule as training: an earlier report is replaced only when asked, checked before scoring.
+    # The same rule as training: an earlier report is replaced only when asked, checked before scoring; the report
+    # is never written where its inputs are, one command writes it at a time, and it appears whole or not at all.
     output_dir = Path(args.output_dir)
+    lock = FolderLock(output_dir, "evaluate_ablations.py")
     try:
-        check_output_dir(output_dir, args.overwrite_output_dir)
-    except FileExistsError as error:
-        fail(f"--output_dir {output_dir} exists and is not empty; pass --overwrite_output_dir to replace the earlier "
-             f"report, or give another folder" if output_dir.is_dir() else f"--output_dir {error}")
+        try:
+            check_output_apart(output_dir, {"--predictions": args.predictions, "--gold_brat": args.gold_brat,
+                                            "--pred_brat": args.pred_brat})
+            lock.acquire()
+            check_output_dir(output_dir, args.overwrite_output_dir)
+        except UsageError as error:
+            fail(str(error))
+        except FileExistsError as error:
+            fail(f"--output_dir {output_dir} exists and is not empty; pass --overwrite_output_dir to replace the "
+                 "earlier report, or give another folder" if output_dir.is_dir() else f"--output_dir {error}")
+        return _write_report(args, output_dir, resolved if not brat else None, fail)
+    finally:
+        lock.release()
 
+
+def _write_report(args: EvaluationArguments, output_dir: Path, resolved, fail) -> dict[str, Any]:
+    """Score, then write the report folder atomically (a temporary sibling moved into place when complete)."""
+    brat = resolved is None
     if brat:
         # Scoring only reads, so every input problem surfaces here, before anything is removed or written.
         try:
             report = score_brat_folders(args.gold_brat, args.pred_brat, entity_types=args.brat_entity_types,
                                         relation_setting=args.relation_setting)
         except BratFormatError as error:
-            fail(str(error))  # file:line: reason, never the note's text
-    if args.overwrite_output_dir and output_dir.is_dir():
-        removed = clear_report_outputs(output_dir)
-        logger.warning("--overwrite_output_dir: removed %d outputs of an earlier report from %s", removed, output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+            fail(str(error), exit_status(error))  # file:line: reason, never the note's text
 
-    if brat:
-        (output_dir / REPORT_MARKDOWN_FILE).write_text(render_brat_markdown(report, max(args.digits, 4)),
+    def write(folder: Path) -> None:
+        nonlocal report
+        if brat:
+            (folder / REPORT_MARKDOWN_FILE).write_text(render_brat_markdown(report, max(args.digits, 4)),
                                                        encoding="utf-8")
+        else:
+            report = evaluate_predictions(args, folder, resolved)
+        with (folder / REPORT_JSON_FILE).open("w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2)
+
+    if not brat:
+        report = None
+    try:
+        write_folder_atomically(output_dir, args.overwrite_output_dir, write)
+    except PredictionFormatError as error:
+        fail(str(error), exit_status(error))  # file:line: reason
+    if brat:
         logger.info("strict micro F1 %.4f, lenient micro F1 %.4f over %d documents (%d prediction files skipped)",
                     report["strict"]["micro"]["f1"], report["lenient"]["micro"]["f1"], report["num_documents"],
                     len(report["skipped_prediction_files"]))
@@ -1571,13 +1661,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         "have an argument that matches no gold entity", relations["setting"],
                         relations["strict"]["micro"]["f1"], relations["lenient"]["micro"]["f1"],
                         relations["pred_relations_with_unmatched_argument"], relations["num_pred_relations"])
-    else:
-        try:
-            report = evaluate_predictions(args, output_dir, resolved)
-        except PredictionFormatError as error:
-            fail(str(error))  # file:line: reason
-    with (output_dir / REPORT_JSON_FILE).open("w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=2)
     logger.info("Report written to %s", output_dir)
     return report
 

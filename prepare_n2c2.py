@@ -61,6 +61,7 @@ Output (``--output_dir``, written to a temporary directory and moved into place)
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import json
 import logging
@@ -74,6 +75,8 @@ from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 import corpus_io
+from command_line import UsageError, run_main
+from folder_safety import FolderLock, check_output_apart, resolved
 import relations as relations_module
 from corpus_io import (
     DOCUMENTS_DIRNAME, LABEL_DISTRIBUTION_FILE, STATS_FILE, BratDocument, BratFormatError, check_output_dir,
@@ -101,7 +104,9 @@ DROP_CATEGORIES = (
 )
 CHANGE_CATEGORIES = ("clipped_overlap", "expanded_to_words", "discontinuous_spanned", "discontinuous_first_fragment")
 # Counter categories of :func:`document_relations`: every source relation ends "kept" or in one of these.
-RELATION_DROP_REASONS = ("argument_dropped", "argument_missing", "duplicate")
+# ``self_relation``: both arguments became one kept entity (exact duplicates merged); a relation linking an entity to
+# itself in the source is an error of the reader (corpus_io.INVALID_RELATION_KINDS), never read.
+RELATION_DROP_REASONS = ("argument_dropped", "argument_missing", "duplicate", "self_relation")
 
 
 def document_to_examples(
@@ -265,12 +270,15 @@ def document_relations(doc: BratDocument, entities: dict[str, dict]) -> tuple[li
             reason = "argument_dropped"
         else:
             row = {"type": relation.type, "arg1": entities[relation.arg1]["id"], "arg2": entities[relation.arg2]["id"]}
-            if tuple(row.values()) not in seen:
+            if row["arg1"] == row["arg2"]:
+                reason = "self_relation"  # its two arguments were exact duplicates, merged into one entity
+            elif tuple(row.values()) not in seen:
                 seen.add(tuple(row.values()))
                 rows.append(row)
                 counts["kept", relation.type] += 1
                 continue
-            reason = "duplicate"  # the same link twice (an exact duplicate entity makes one too)
+            else:
+                reason = "duplicate"  # the same link twice (an exact duplicate entity makes one too)
         counts[reason, relation.type] += 1
     return rows, counts
 
@@ -575,7 +583,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     corpus_io.SHOW_TEXT_IN_MESSAGES = args.show_text_in_messages
     try:
-        return build_dataset(args)
+        # One writer per folder: the dataset folder and the synthetic brat folder, locked for the whole run.
+        with contextlib.ExitStack() as locks:
+            for folder in filter(None, (args.output_dir, args.write_brat)):
+                locks.enter_context(FolderLock(folder, "prepare_n2c2.py"))
+            return build_dataset(args)
     finally:
         corpus_io.SHOW_TEXT_IN_MESSAGES = False
 
@@ -585,14 +597,24 @@ def build_dataset(args: DataArguments) -> dict:
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     modes = [bool(args.train_dir), bool(args.train_file), args.synthetic is not None]
     if sum(modes) != 1:
-        raise ValueError("give exactly one input: --train_dir (brat), --train_file (CoNLL) or --synthetic N")
+        raise UsageError("give exactly one input: --train_dir (brat), --train_file (CoNLL) or --synthetic N")
     if args.synthetic is not None and (args.label_map or args.relation_map or args.entity_types):
-        raise ValueError("--synthetic notes use the n2c2 scheme: drop --label_map / --relation_map / --entity_types")
+        raise UsageError("--synthetic notes use the n2c2 scheme: drop --label_map / --relation_map / --entity_types")
     if args.write_brat and args.synthetic is None:
-        raise ValueError("--write_brat only applies to --synthetic")
+        raise UsageError("--write_brat only applies to --synthetic")
     if not 0.0 <= args.plain_ratio <= 1.0:
-        raise ValueError(f"--plain_ratio must be in [0, 1], got {args.plain_ratio}")
+        raise UsageError(f"--plain_ratio must be in [0, 1], got {args.plain_ratio}")
     output_dir = Path(args.output_dir)
+    inputs = {f"--{name}": getattr(args, name) for name in ("train_dir", "validation_dir", "test_dir", "train_file",
+                                                            "validation_file", "test_file")}
+    for flag, folder in (("--output_dir", args.output_dir), ("--write_brat", args.write_brat)):
+        if folder:
+            check_output_apart(folder, inputs, flag)
+    if args.write_brat:
+        dataset, brat = resolved(args.output_dir), resolved(args.write_brat)
+        if dataset == brat or dataset in brat.parents or brat in dataset.parents:
+            raise UsageError(f"--write_brat {args.write_brat} and --output_dir {args.output_dir} overlap: give two "
+                             "separate folders")
     check_output_dir(output_dir, args.overwrite)  # fail before the work, not after
 
     label_map = load_label_map(args.label_map) if args.label_map else None
@@ -872,8 +894,4 @@ def format_summary(stats: dict, output_dir) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (BratFormatError, FileExistsError, ValueError) as error:
-        print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main, "prepare_n2c2.py", data_errors=(BratFormatError, FileExistsError, ValueError))

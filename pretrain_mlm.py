@@ -51,7 +51,8 @@ from transformers import AutoConfig, AutoModelForMaskedLM, Trainer, TrainingArgu
 from corpus_io import DOCUMENTS_DIRNAME, PRETRAINING_DATA_FILE, RUN_INFO_FILE, read_text, write_json_atomically
 from run_folders import (
     RecordRunArguments, UsageError, check_resume_matches, check_vocabulary_upload, main_with_usage_errors, parse_config_overrides,
-    parse_script_args, prepare_output_dir, push_model_to_hub, hub_upload_files, save_final_model, setup_logging,
+    output_folder_lock, parse_script_args, prepare_output_dir, push_model_to_hub, hub_upload_files, save_final_model,
+    setup_logging,
     vocabulary_from_corpus,
 )
 from subwords import PAPER_VOCABULARY_SIZE, train_subword_tokenizer, vocabulary_report
@@ -338,6 +339,13 @@ accelerate launch run_ner_crf.py --model_name_or_path <this model> --dataset_pat
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model_args, data_args, training_args = parse_args(argv)
+    # The output folder is never where the text is, and one command writes it at a time.
+    inputs = {"--dataset_paths": data_args.dataset_paths, "--notes_dirs": data_args.notes_dirs}
+    with output_folder_lock(training_args, "pretrain_mlm.py", inputs):
+        return run(model_args, data_args, training_args)
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, Any]:
     # We push ourselves, with an allow-list: the Trainer would upload the whole output_dir, checkpoints included.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     setup_logging(training_args, logger)

@@ -21,13 +21,16 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Sequence
 
 import datasets
 import transformers
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from command_line import UsageError, run_main
+from folder_safety import FolderLock, Manifest, check_output_apart
 from corpus_io import (
     CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, PREDICTIONS_DIRNAME, PRETRAINING_DATA_FILE,
     QUANTIZATION_FILE, RUN_ARGS_FILE, RUN_INFO_FILE, usual_file_mode, write_json_atomically,
@@ -63,10 +66,6 @@ HUB_UPLOAD_PATTERNS = [
     EXPORT_INFO_FILE,
     QUANTIZATION_FILE,
 ]
-
-
-class UsageError(ValueError):
-    """Bad arguments or input data: reported in one line (no traceback) by the command line."""
 
 
 def config_to_argv(config: dict[str, Any]) -> list[str]:
@@ -153,15 +152,12 @@ def check_launch(argv: Sequence[str]) -> None:
 
 
 def main_with_usage_errors(main, script_name: str) -> None:
-    """Run ``main()``; a :class:`UsageError` is one line on stderr and exit status 2."""
-    try:
-        main()
-    except UsageError as error:
-        print(f"{script_name}: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    """Run ``main()`` under the exit convention of :mod:`command_line` (usage error 2, data error 1)."""
+    run_main(main, script_name)
 
 
-# What a run writes into its output folder (--overwrite_output_dir removes these and nothing else).
+# What a run writes into its output folder: claimed in its manifest (folder_safety.Manifest) before the run writes
+# them; --overwrite_output_dir removes what the manifest names and nothing else.
 RUN_OUTPUT_PATTERNS = (
     "checkpoint-*", ".final-model.partial", PREDICTIONS_DIRNAME, "runs", "config.json", "generation_config.json",
     "model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin", "training_args.bin", "modeling_crf.py",
@@ -171,17 +167,22 @@ RUN_OUTPUT_PATTERNS = (
 )
 
 
+@contextmanager
+def output_folder_lock(training_args: TrainingArguments, script: str, inputs: Mapping[str, Any]) -> Iterator[None]:
+    """The output folder of a run: never an input's folder (``inputs``: flag -> path), and written by one command at
+    a time (process 0 of a launched run holds the lock for all its processes)."""
+    check_output_apart(training_args.output_dir, inputs)
+    with FolderLock(training_args.output_dir, script, enabled=training_args.process_index == 0):
+        yield
+
+
 def clear_run_outputs(output_dir: Path) -> int:
-    """Remove an earlier run's outputs (:data:`RUN_OUTPUT_PATTERNS`) from ``output_dir``; other files stay (logged)."""
-    removed = 0
-    for pattern in RUN_OUTPUT_PATTERNS:
-        for path in output_dir.glob(pattern):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-            removed += 1
-    others = sorted(path.name for path in output_dir.iterdir())
+    """Remove what earlier runs wrote into ``output_dir`` (what its manifest names); other files stay (logged)."""
+    removed = Manifest(output_dir).remove_owned()
+    others = Manifest(output_dir).foreign()
     if others:
-        logger.warning(f"{output_dir}: kept {len(others)} files that a run does not write: {', '.join(others[:5])}")
-    return removed
+        logger.warning(f"{output_dir}: kept {len(others)} entries this toolkit did not write: {', '.join(others[:5])}")
+    return len(removed)
 
 
 def complete_checkpoints(output_dir: Path) -> list[Path]:
@@ -218,6 +219,8 @@ def prepare_output_dir(output_dir: Path, training_args: TrainingArguments, overw
         elif not (Path(resume) / RUN_ARGS_FILE).is_file():
             raise UsageError(f"--resume_from_checkpoint {resume}: not a complete checkpoint (no {RUN_ARGS_FILE})")
         logger.warning(f"Resuming from {resume}: its weights, optimizer and schedule are continued")
+        if training_args.process_index == 0:
+            Manifest(output_dir).claim_for_writing(RUN_OUTPUT_PATTERNS)
         return resume
     if output_dir.is_dir() and any(output_dir.iterdir()):
         if not overwrite:
@@ -230,6 +233,8 @@ def prepare_output_dir(output_dir: Path, training_args: TrainingArguments, overw
             if training_args.process_index == 0:
                 removed = clear_run_outputs(output_dir)
                 logger.warning(f"--overwrite_output_dir: removed {removed} outputs of an earlier run from {output_dir}")
+    if training_args.process_index == 0:
+        Manifest(output_dir).claim_for_writing(RUN_OUTPUT_PATTERNS)
     return None
 
 
@@ -308,6 +313,24 @@ def check_vocabulary_upload(push_to_hub: bool, corpus_vocabulary: bool, acknowle
         raise UsageError(f"--push_to_hub: the tokenizer's vocabulary is learned from the training notes ({source}), so "
                          "its words are corpus text; pass --push_corpus_vocabulary to acknowledge that and upload it "
                          "(check your data's terms first)")
+
+
+# The help of --allow_test_training (run_ner_crf.py and run_re.py).
+ALLOW_TEST_TRAINING_HELP = ("Allow --train_split to name the test split (e.g. 'test', 'train+test'), refused by "
+                            "default: a model trained on the test notes makes every test score meaningless. Only for "
+                            "a final model that will never be scored on them.")
+
+
+def check_train_split(train_split: str, test_split: str | None, allowed: bool) -> None:
+    """Refuse, before any work, a ``--train_split`` that names the test split (``test``, or ``test_split``, alone or
+    joined with ``+``) unless ``--allow_test_training`` says so: a :class:`UsageError`, one line."""
+    test_names = {"test", test_split} - {None, ""}
+    parts = [part.strip() for part in train_split.split("+")]
+    named = [part for part in parts if part in test_names]
+    if named and not allowed:
+        raise UsageError(f"--train_split {train_split} trains on the test split ({named[0]}): its test scores would "
+                         f"be meaningless; train on train (or train+validation), or pass --allow_test_training if the "
+                         f"model will never be scored on those notes")
 
 
 def is_hub_id(name: str | None) -> bool:

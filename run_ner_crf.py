@@ -57,9 +57,10 @@ from evaluate_ablations import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
 from run_folders import (
     RecordRunArguments, UsageError, card_license, check_launch, check_resume_matches, check_vocabulary_upload,
-    config_to_argv, hub_upload_files, is_hub_id, main_with_usage_errors, parse_config_overrides, prepare_output_dir,
+    config_to_argv, hub_upload_files, is_hub_id, main_with_usage_errors, output_folder_lock, parse_config_overrides, prepare_output_dir,
     push_model_to_hub, save_final_model, setup_logging, trainer_state_epoch, vocabulary_from_corpus,
 )
+from run_folders import ALLOW_TEST_TRAINING_HELP, check_train_split
 from subwords import PAPER_VOCABULARY_SIZE, train_subword_tokenizer, vocabulary_report
 from tagging import begin_to_inside, bio_to_char_spans, check_labels, entity_types_of, is_tag, labels_for_types
 from windows import (
@@ -156,6 +157,7 @@ class DataTrainingArguments:
         default="train",
         metadata={"help": "'train', 'train_downsampled' (efficient training) or 'train+validation' (final retraining)."},
     )
+    allow_test_training: bool = field(default=False, metadata={"help": ALLOW_TEST_TRAINING_HELP})
     validation_split: str = field(default="validation", metadata={"help": "Split for model selection."})
     test_split: str = field(default="test", metadata={"help": "Split to predict and score."})
     train_fraction: float = field(
@@ -217,6 +219,19 @@ def check_data_arguments(data_args: DataTrainingArguments) -> None:
             raise UsageError(f"{flag} {path}: no such file")
         if path and Path(path).suffix not in (".json", ".jsonl", ".csv"):
             raise UsageError(f"{flag} {path}: expected a .json, .jsonl or .csv file")
+
+
+def check_test_training(data_args: DataTrainingArguments, do_train: bool) -> None:
+    """Refuse to train on the test split (``--train_split test``, ``train+test``, the ``--test_split``; or a
+    ``--train_file`` that is the ``--test_file``) unless ``--allow_test_training``: one line, before any work."""
+    if not do_train or data_args.allow_test_training:
+        return
+    check_train_split(data_args.train_split, data_args.test_split, data_args.allow_test_training)
+    if data_args.train_file and data_args.test_file and \
+            Path(data_args.train_file).resolve() == Path(data_args.test_file).resolve():
+        raise UsageError(f"--train_file {data_args.train_file} is the --test_file: its test scores would be "
+                         f"meaningless; give another test file, or pass --allow_test_training if the model will never "
+                         f"be scored on those notes")
 
 
 def load_raw_datasets(data_args: DataTrainingArguments, model_args: ModelArguments) -> DatasetDict:
@@ -758,6 +773,16 @@ def parse_args(args: list[str] | None = None):
 
 def main(args: list[str] | None = None) -> dict[str, Any]:
     model_args, data_args, training_args = parse_args(args)
+    check_test_training(data_args, training_args.do_train)  # before the output folder is touched
+    # The output folder is never where the data is, and one command writes it at a time.
+    inputs = {f"--{name}": getattr(data_args, name) for name in ("dataset_path", "dataset_name", "train_file",
+                                                                 "validation_file", "test_file")}
+    with output_folder_lock(training_args, "run_ner_crf.py", inputs):
+        return run(model_args, data_args, training_args)
+
+
+def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_args: TrainingArguments
+        ) -> dict[str, Any]:
     # We push ourselves, with an allow-list: the Trainer would upload the whole output_dir.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     # The CRF's forward also takes `label_mask`, which is an input, not a target.

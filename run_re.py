@@ -50,9 +50,11 @@ from relations import (
 )
 from run_folders import (
     RecordRunArguments, UsageError, card_license, check_resume_matches, check_vocabulary_upload, hub_upload_files, is_hub_id,
-    main_with_usage_errors, parse_config_overrides, parse_script_args, prepare_output_dir, push_model_to_hub,
+    main_with_usage_errors, output_folder_lock, parse_config_overrides, parse_script_args, prepare_output_dir,
+    push_model_to_hub,
     save_final_model, setup_logging, vocabulary_from_corpus,
 )
+from run_folders import ALLOW_TEST_TRAINING_HELP, check_train_split
 from windows import encoder_max_positions, load_tokenizer, max_input_length
 
 logger = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ class DataArguments:
 
     dataset_path: str = field(metadata={"help": "A prepare_n2c2.py output folder (documents/ with relations)."})
     train_split: str = field(default="train", metadata={"help": "Documents to train on ('train+validation' joins)."})
+    allow_test_training: bool = field(default=False, metadata={"help": ALLOW_TEST_TRAINING_HELP})
     validation_split: str = field(default="validation", metadata={"help": "Documents for evaluation."})
     test_split: str = field(default="test", metadata={"help": "Documents to predict and score."})
     sentence_window: int = field(default=DEFAULT_SENTENCE_WINDOW, metadata={
@@ -265,6 +268,14 @@ def parse_args(argv: Sequence[str] | None = None):
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model_args, data_args, training_args = parse_args(argv)
+    if training_args.do_train:  # before the output folder is touched
+        check_train_split(data_args.train_split, data_args.test_split, data_args.allow_test_training)
+    # The output folder is never where the data is, and one command writes it at a time.
+    with output_folder_lock(training_args, "run_re.py", {"--dataset_path": data_args.dataset_path}):
+        return run(model_args, data_args, training_args)
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, Any]:
     # We push ourselves, with an allow-list: the Trainer would upload the whole output_dir (predictions too).
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     setup_logging(training_args, logger)

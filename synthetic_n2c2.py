@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corpus_io import split_at_line_breaks, write_brat_entities
+from folder_safety import Manifest
 from tagging import DRUG_TYPE, relation_type
 
 SYNTHETIC_HEADER = "SYNTHETIC NOTE - not real patient data"
@@ -696,11 +697,15 @@ def write_synthetic_corpus(folder, num_train: int, num_test: int, seed: int = 42
         if existing.is_dir() and any(existing.iterdir()):
             if not overwrite:
                 raise FileExistsError(f"{existing} exists and is not empty (pass --overwrite to replace it)")
-            if any(not path.name.startswith("synthetic-") for path in existing.iterdir()):
-                raise FileExistsError(f"{existing} holds files that are not synthetic notes: not replacing it")
-            for path in existing.iterdir():
-                path.unlink()
-    folders = {"train": write_notes(generate_notes(num_train, seed, "train"), folder / "train", overwrite)}
-    if num_test:
-        folders["test"] = write_notes(generate_notes(num_test, seed, "test"), folder / "test", overwrite)
+            foreign = Manifest(existing).foreign()
+            if foreign:  # only what an earlier call wrote goes (its manifest says what)
+                raise FileExistsError(f"{existing} holds {len(foreign)} files this toolkit did not write (e.g. "
+                                      f"{foreign[0]}): not replacing it")
+            Manifest(existing).remove_owned()
+    notes = {"train": generate_notes(num_train, seed, "train"), "test": generate_notes(num_test, seed, "test")}
+    folders = {}
+    for split in ("train", "test")[: 1 + bool(num_test)]:
+        Manifest(folder / split).claim(name for note in notes[split] for name in (f"{note.doc_id}.txt",
+                                                                                  f"{note.doc_id}.ann"))
+        folders[split] = write_notes(notes[split], folder / split, overwrite)
     return folders

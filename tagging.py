@@ -42,6 +42,16 @@ def relation_type(attribute_type: str) -> str:
     return f"{attribute_type}-{DRUG_TYPE}"
 
 
+def relation_argument_types(relation_type: str) -> tuple[str, str] | None:
+    """``"Strength-Drug"`` -> ``("Strength", "Drug")``: the entity types of Arg1 (the attribute) and Arg2 (the drug)
+    that a relation type of the n2c2 ``Attribute-Drug`` shape names; ``None`` for any other name (its argument types
+    are not known from the name)."""
+    attribute, separator, drug = relation_type.rpartition("-")
+    if separator and drug == DRUG_TYPE and attribute and attribute != DRUG_TYPE and "-" not in attribute:
+        return attribute, drug
+    return None
+
+
 # An IOB2 tag: O, or B-/I- and a type without whitespace.
 TAG_PATTERN = re.compile(r"O|[BI]-\S+")
 

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from folder_safety import MANIFEST_FILE, Manifest
 import torch
 
 import annotate_notes
@@ -337,14 +339,14 @@ def test_clinical_style_notes_not_from_the_sample(crf_dir, tmp_path):
     }
     for document_id, text in notes.items():
         write_txt(tmp_path / "notes" / f"{document_id}.txt", text)
-    # Output beside the notes, as brat keeps them.
+    out = tmp_path / "annotated"
     assert main(["--model_name_or_path", str(crf_dir), "--input_dir", str(tmp_path / "notes"),
-                 "--output_dir", str(tmp_path / "notes"), "--word_predictions"]) == 0
-    records = read_jsonl(tmp_path / "notes" / "entities.jsonl")
+                 "--output_dir", str(out), "--word_predictions"]) == 0
+    records = read_jsonl(out / "entities.jsonl")
     for document_id, text in notes.items():
-        assert_ann_matches(tmp_path / "notes" / f"{document_id}.txt", tmp_path / "notes" / f"{document_id}.ann",
+        assert_ann_matches(tmp_path / "notes" / f"{document_id}.txt", out / f"{document_id}.ann",
                            [r for r in records if r["document_id"] == document_id])
-        words = [(s, e) for row in read_jsonl(tmp_path / "notes" / "predictions.jsonl")
+        words = [(s, e) for row in read_jsonl(out / "predictions.jsonl")
                  if row["document_id"] == document_id for s, e in zip(row["token_starts"], row["token_ends"])]
         assert words == [(s, e) for _, s, e in tokenize_words(text)]  # dropped characters get a tag too
     assert records
@@ -365,13 +367,19 @@ def test_bad_input_is_reported_per_file_and_counted(crf_dir, tmp_path, caplog, c
     (notes / "gone.txt").symlink_to(notes / "missing-target.txt")
     write_txt(notes / "kept.txt", "Heparin 5000 units SC q8h.")
     write_txt(notes / "readme.md", "not a note")
+    # kept.txt was annotated by an earlier run: its .ann and its record, both claimed in the folder's manifest.
     write_txt(out / "kept.ann", "T1\tDrug 0 7\tHeparin\n")
+    write_txt(out / "entities.jsonl", json.dumps({"document_id": "kept", "id": "T1", "type": "Drug", "start": 0,
+                                                  "end": 7, "text": "Heparin", "confidence": 0.9}) + "\n")
+    Manifest(out).claim(["kept.ann", "entities.jsonl"])
 
     assert main(["--model_name_or_path", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out)]) == 1
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["notes_found"] == 7
-    assert summary["files_seen"] == {"notes": 7, "hidden": 0, "other": 1, "folders": 0}  # folder.txt is a (bad) note
-    assert summary["failures_by_kind"] == {"not_utf8": 1, "unreadable": 2}
+    assert summary["notes_found"] == 5
+    # folder.txt and gone.txt are named like notes but are not regular files: counted, reported, never opened.
+    assert summary["files_seen"] == {"notes": 5, "hidden": 0, "other": 1, "folders": 0,
+                                     "named_like_notes_not_regular_files": 2}
+    assert summary["failures_by_kind"] == {"not_a_regular_file": 2, "not_utf8": 1}
     assert summary["notes_failed"] == 3 and summary["empty_notes"] == 2
     assert summary["notes_annotated"] == 3  # good + the two empty notes
     assert summary["notes_already_annotated"] == 1  # kept.txt: its .ann is kept, not a failure
@@ -392,7 +400,8 @@ def test_bad_input_is_reported_per_file_and_counted(crf_dir, tmp_path, caplog, c
     assert (out / "kept.ann").read_text() != "T1\tDrug 0 7\tHeparin\n"
     records = read_jsonl(out / "entities.jsonl")
     assert [r for r in records if r["document_id"] == "good"] == good_records
-    assert json.loads((out / "summary.json").read_text())["failures_by_kind"] == {"not_utf8": 1, "unreadable": 2}
+    assert json.loads((out / "summary.json").read_text())["failures_by_kind"] == {"not_a_regular_file": 2,
+                                                                                  "not_utf8": 1}
 
     # A third run without --overwrite annotates nothing new and keeps the JSONL records.
     assert main(["--model_name_or_path", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out)]) == 1
@@ -416,7 +425,8 @@ def test_notes_in_any_case_and_every_file_seen_is_counted(crf_dir, tmp_path, cap
 
     assert main(arguments) == 1  # twin.txt
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["files_seen"] == {"notes": 5, "hidden": 2, "other": 2, "folders": 1}
+    assert summary["files_seen"] == {"notes": 5, "hidden": 2, "other": 2, "folders": 1,
+                                     "named_like_notes_not_regular_files": 0}
     assert summary["notes_annotated"] == 4 and summary["failures_by_kind"] == {"duplicate_name": 1}
     # NAME.ANN beside NAME.TXT (one style per brat pair), NAME.ann otherwise.
     assert sorted(path.name for path in out.iterdir() if path.suffix.lower() == ".ann") == \
@@ -472,9 +482,9 @@ def test_folder_without_notes_is_an_error(crf_dir, tmp_path, capsys):
     def run(input_dir):
         return main(["--model_name_or_path", str(crf_dir), "--input_dir", str(input_dir), "--output_dir", str(tmp_path / "o")])
 
-    assert run(tmp_path / "empty") == 1
+    assert run(tmp_path / "empty") == 2  # a usage error: the run cannot start
     assert "no .txt files in" in capsys.readouterr().err  # note.ann: 1 other
-    assert run(tmp_path / "nope") == 1
+    assert run(tmp_path / "nope") == 2
     assert "is not a folder" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -499,7 +509,7 @@ def test_interrupted_run_leaves_each_ann_with_its_records(crf_dir, tmp_path, mon
     assert main(arguments) == 130
     assert "run the same command again" in capsys.readouterr().err
     # n0 complete; n1's records (written before the interruption) dropped with no .ann; no summary or temp files.
-    assert sorted(p.name for p in out.iterdir()) == ["entities.jsonl", "n0.ann", "predictions.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_FILE, "entities.jsonl", "n0.ann", "predictions.jsonl"]
     records = read_jsonl(out / "entities.jsonl")
     assert records and {r["document_id"] for r in records} == {"n0"}
     assert {r["document_id"] for r in read_jsonl(out / "predictions.jsonl")} == {"n0"}

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from folder_safety import MANIFEST_FILE
+
 import annotate_notes
 from conftest import REPO_ROOT
 from corpus_io import process_part_name
@@ -58,7 +60,8 @@ def outputs(out: Path) -> dict:
         "ann": {path.name: path.read_text() for path in sorted(out.glob("*.ann"))},
         "entities": by_document(read_records(out / "entities.jsonl")),
         "predictions": by_document(read_records(out / "predictions.jsonl")),
-        "hidden": sorted(path.name for path in out.iterdir() if path.name.startswith(".")),
+        # Left-overs of the run (parts, logs, temporary files); the folder's manifest stays by design.
+        "hidden": sorted(path.name for path in out.iterdir() if path.name.startswith(".") and path.name != MANIFEST_FILE),
     }
 
 

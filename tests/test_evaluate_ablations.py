@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from folder_safety import MANIFEST_FILE, Manifest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -463,7 +465,7 @@ def test_brat_strict_and_lenient_by_hand(brat_folders):
     assert report["unmatched_predictions"] == ["extra"]
     strict, lenient = report["strict"], report["lenient"]
     # Strict. Drug: aspirin, morphine right; heparin missed. Strength: 81 / mg both wrong.
-    # Route PO predicted Form. Frequency: daily right, its duplicate dropped. Reason missed.
+    # Route PO predicted Form. Frequency: daily right, its exact duplicate counted once. Reason missed.
     # ADE: discontinuous spans collapse to 12..31 on both sides, a match. Problem: extra type.
     expected_strict = {"Drug": (2, 0, 1), "Reason": (0, 0, 1), "Route": (0, 0, 1), "Strength": (0, 2, 1),
                        "Form": (0, 1, 0), "Frequency": (1, 0, 0), "ADE": (1, 0, 0), "Problem": (0, 1, 0)}
@@ -496,6 +498,57 @@ def test_brat_entity_type_filter(brat_folders):
     report = score_brat_folders(*brat_folders, entity_types=["Drug"])
     assert list(report["strict"]["per_type"]) == ["Drug"]
     assert report["strict"]["micro"]["tp"] == 2 and report["strict"]["micro"]["fn"] == 1
+
+
+def test_a_gold_folder_scored_against_itself_is_perfect_with_a_duplicated_span(tmp_path):
+    """Issue 25 item 12: one note holds the same span (type, offsets) twice, and a relation twice. The official script
+    counts the copy, so gold against itself gave recall < 1; each exact duplicate now counts once, and is reported."""
+    gold = tmp_path / "gold"
+    gold.mkdir()
+    (gold / "doc1.txt").write_text(DOC1_TEXT)
+    (gold / "doc1.ann").write_text(DOC1_GOLD + "T6\tFrequency 17 22\tdaily\nT7\tReason 27 31\tpain\n"
+                                   "R2\tReason-Drug Arg1:T7 Arg2:T1\n")
+    (gold / "doc2.txt").write_text(DOC2_TEXT)
+    (gold / "doc2.ann").write_text(DOC2_GOLD)
+    report = _brat_main(gold, gold, tmp_path / "out")
+    for mode in ("strict", "lenient"):
+        micro = report[mode]["micro"]
+        assert (micro["precision"], micro["recall"], micro["f1"]) == (1.0, 1.0, 1.0), mode
+        assert (micro["tp"], micro["fp"], micro["fn"]) == (7, 0, 0), mode
+        relations = report["relations"][mode]["micro"]
+        assert (relations["precision"], relations["recall"], relations["f1"]) == (1.0, 1.0, 1.0), mode
+    assert report["duplicate_entities"] == {"gold": 2, "pred": 2}
+    assert report["num_gold_entities"] == report["num_pred_entities"] == 7  # 9 lines, 7 distinct
+    assert report["relations"]["duplicate_relations"] == {"gold": 1, "pred": 1}
+    assert report["relations"]["num_gold_relations"] == 1
+    markdown = (tmp_path / "out" / REPORT_MARKDOWN_FILE).read_text()
+    assert "Exact duplicate entities (same type, start and end in one note) counted once: 2 gold, 2 predicted." \
+        in markdown
+    assert "Exact duplicate relations (same type and arguments in one note) counted once: 1 gold, 1 predicted." \
+        in markdown
+    assert json.loads((tmp_path / "out" / REPORT_JSON_FILE).read_text())["duplicate_entities"] == {"gold": 2, "pred": 2}
+
+
+def test_a_predicted_duplicate_counts_once_right_or_wrong(tmp_path):
+    # Gold: aspirin (Drug), 81 mg (Strength). Predicted: aspirin twice (right), 81 twice (wrong strict, overlapping
+    # lenient), PO as Route twice (no gold: wrong in both modes).
+    gold, pred = tmp_path / "gold", tmp_path / "pred"
+    gold.mkdir()
+    pred.mkdir()
+    (gold / "doc1.txt").write_text(DOC1_TEXT)
+    (gold / "doc1.ann").write_text("T1\tDrug 0 7\taspirin\nT2\tStrength 8 13\t81 mg\n")
+    (pred / "doc1.ann").write_text("T1\tDrug 0 7\taspirin\nT2\tStrength 8 10\t81\nT3\tDrug 0 7\taspirin\n"
+                                   "T4\tRoute 14 16\tPO\nT5\tStrength 8 10\t81\nT6\tRoute 14 16\tPO\n")
+    report = score_brat_folders(gold, pred)
+    # By hand, counting each distinct span once. Strict: Drug tp 1; Strength 81 fp 1, 81 mg fn 1; Route fp 1.
+    strict = {t: (r["tp"], r["fp"], r["fn"]) for t, r in report["strict"]["per_type"].items()}
+    assert strict == {"Drug": (1, 0, 0), "Strength": (0, 1, 1), "Route": (0, 1, 0)}
+    assert report["strict"]["micro"]["precision"] == approx(1 / 3) and report["strict"]["micro"]["recall"] == 0.5
+    # Lenient: 81 overlaps 81 mg (tp); Route PO fp once, not twice.
+    lenient = {t: (r["tp"], r["fp"], r["fn"]) for t, r in report["lenient"]["per_type"].items()}
+    assert lenient == {"Drug": (1, 0, 0), "Strength": (1, 0, 0), "Route": (0, 1, 0)}
+    assert report["duplicate_entities"] == {"gold": 0, "pred": 3}
+    assert report["num_pred_entities"] == 3
 
 
 def _random_tags(rng, n):
@@ -668,7 +721,7 @@ def test_cli_brat_mode_without_relations_reports_as_before(brat_folders, tmp_pat
     (gold / "doc1.ann").write_text(DOC1_GOLD.replace("R1\tReason-Drug Arg1:T5 Arg2:T1\n", ""))
     report = _brat_main(gold, pred, tmp_path / "out", "--relation_setting", "gold_entities")
     assert set(report) == {"mode", "unit", "gold_dir", "pred_dir", "num_documents", "num_gold_entities",
-                           "num_pred_entities", "missing_predictions", "unmatched_predictions",
+                           "num_pred_entities", "duplicate_entities", "missing_predictions", "unmatched_predictions",
                            "skipped_prediction_files", "skipped_prediction_lines", "strict", "lenient", "notes"}
     assert "relations" not in json.loads((tmp_path / "out" / REPORT_JSON_FILE).read_text())
     assert "relation" not in (tmp_path / "out" / REPORT_MARKDOWN_FILE).read_text().lower()
@@ -893,7 +946,8 @@ def test_cli_brat_cr_crlf_and_lf_files_score_alike(brat_folders, tmp_path):
         report = _brat_main(gold_copy, pred_copy, tmp_path / f"report-{name}")
         reports[name] = {key: report[key] for key in ("strict", "lenient", "num_gold_entities", "num_pred_entities",
                                                       "skipped_prediction_lines", "missing_predictions")}
-    assert reports["lf"]["num_gold_entities"] == 8 and reports["lf"]["num_pred_entities"] == 9
+    # 9 predicted lines, one an exact duplicate (counted once).
+    assert reports["lf"]["num_gold_entities"] == 8 and reports["lf"]["num_pred_entities"] == 8
     assert reports["lf"]["strict"]["micro"]["f1"] == 0.5  # the hand-computed figures above
     # A CR-only file is read line by line too: T2 onwards are not merged into T1's text field.
     assert reports["crlf"] == reports["lf"]
@@ -932,16 +986,17 @@ def _empty_gold_folder(gold, pred):
     return gold, "no .ann files"
 
 
-@pytest.mark.parametrize("breakage", [_bad_gold_text, _bad_gold_utf8, _bad_gold_folder, _no_gold_folder,
-                                      _no_pred_folder, _empty_gold_folder])
-def test_cli_brat_input_problems_are_one_line_and_status_2(brat_folders, tmp_path, capsys, breakage):
+@pytest.mark.parametrize("breakage, status", [(_bad_gold_text, 1), (_bad_gold_utf8, 1), (_bad_gold_folder, 1),
+                                              (_no_gold_folder, 2), (_no_pred_folder, 2), (_empty_gold_folder, 1)])
+def test_cli_brat_input_problems_are_one_line_with_their_status(brat_folders, tmp_path, capsys, breakage, status):
+    """A missing path is a usage error (2); bad data in the files is a data error (1): command_line's convention."""
     gold, pred = brat_folders
     out = tmp_path / "report"
     where, what = breakage(gold, pred)
     capsys.readouterr()
     with pytest.raises(SystemExit) as raised:
         _brat_main(gold, pred, out)
-    assert raised.value.code == 2
+    assert raised.value.code == status
     line = _error_line(capsys.readouterr().err)
     assert f"{where}: " in line and what in line
     assert "aspirin" not in line and "Patient" not in line
@@ -954,7 +1009,7 @@ def test_cli_brat_gold_without_text_as_the_user_runs_it(brat_folders, tmp_path):
     out = tmp_path / "report"
     result = subprocess.run([sys.executable, str(SCRIPT), "--gold_brat", str(gold), "--pred_brat", str(pred),
                              "--output_dir", str(out)], capture_output=True, text=True, cwd=SCRIPT.parent)
-    assert result.returncode == 2
+    assert result.returncode == 1  # bad data (command_line's convention)
     line = _error_line(result.stderr)
     assert line == f"evaluate_ablations.py: error: {gold / 'doc2.ann'}: no matching .txt file (looked for doc2.txt " \
                    f"in the gold folder, then in the prediction folder)"
@@ -976,7 +1031,8 @@ def _earlier_report(out):
                  "learning_curve.csv", "runs/bert-s1/confusion_matrix.csv", "runs/bert-s1/report.md"):
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text("earlier\n")
-    (out / "my_notes.md").write_text("mine\n")
+    Manifest(out).claim(path.name for path in out.iterdir())  # written by the toolkit
+    (out / "my_notes.md").write_text("mine\n")  # not
 
 
 def test_cli_existing_report_folder_is_refused_unless_overwrite(brat_folders, tmp_path, capsys, caplog):
@@ -996,14 +1052,18 @@ def test_cli_existing_report_folder_is_refused_unless_overwrite(brat_folders, tm
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before  # nothing touched
     assert not any("micro F1" in r.getMessage() for r in caplog.records)  # refused before scoring
 
+    # --overwrite_output_dir never removes a file the toolkit did not write: with the user's file there, it refuses.
+    with pytest.raises(SystemExit) as raised:
+        _brat_main(gold, pred, out, "--overwrite_output_dir")
+    assert raised.value.code == 2
+    assert "holds 1 entries this toolkit did not write (my_notes.md)" in _error_line(capsys.readouterr().err)
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+    (out / "my_notes.md").rename(tmp_path / "my_notes.md")
     report = _brat_main(gold, pred, out, "--overwrite_output_dir")
     assert sorted(path.relative_to(out).as_posix() for path in out.rglob("*")) == [
-        "my_notes.md", REPORT_JSON_FILE, REPORT_MARKDOWN_FILE]  # the earlier report is gone, the user's file kept
-    assert (out / "my_notes.md").read_text() == "mine\n"
+        MANIFEST_FILE, REPORT_JSON_FILE, REPORT_MARKDOWN_FILE]  # the earlier report is replaced as a whole
     assert json.loads((out / REPORT_JSON_FILE).read_text())["strict"] == report["strict"]
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any("removed 7 outputs of an earlier report" in w for w in warnings)  # runs/ is one
-    assert any("kept 1 files that evaluate_ablations.py does not write: my_notes.md" in w for w in warnings)
+    assert not list(tmp_path.glob(".report*"))  # no temporary folder, no lock left
 
 
 def test_cli_predictions_mode_existing_report_folder_is_refused_unless_overwrite(tmp_path, capsys, caplog):
@@ -1019,12 +1079,15 @@ def test_cli_predictions_mode_existing_report_folder_is_refused_unless_overwrite
     assert "--overwrite_output_dir" in _error_line(capsys.readouterr().err)
     assert not any("micro F1" in r.getMessage() for r in caplog.records)
     assert [path.name for path in out.iterdir()] == ["my_notes.md"]
+    with pytest.raises(SystemExit):  # the user's file would go with the folder: refused
+        main(args + ["--overwrite_output_dir"])
+    assert [path.name for path in out.iterdir()] == ["my_notes.md"]
 
+    (out / "my_notes.md").unlink()
     main(args + ["--overwrite_output_dir"])
     (out / "runs" / "stale-run").mkdir()  # a run of the earlier report that the new one does not have
     main(args + ["--overwrite_output_dir"])
     assert not (out / "runs" / "stale-run").exists()
-    assert (out / "my_notes.md").read_text() == "mine\n"
     assert (out / "runs" / "bert-s1" / "confusion_matrix.png").is_file()
 
 

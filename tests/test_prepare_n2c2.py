@@ -9,6 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from command_line import UsageError
+from folder_safety import MANIFEST_FILE, Manifest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -252,14 +255,16 @@ def test_an_unreadable_note_is_skipped_and_counted(tmp_path, monkeypatch):
     folder = tmp_path / "notes"
     write_pair(folder, "1", NOTE, "T1\tDrug 0 7\tAspirin\n")
     write_pair(folder, "2", NOTE, "T1\tDrug 0 7\tAspirin\n")
-    real_read_bytes = Path.read_bytes
+    import corpus_io
 
-    def read_bytes(path):  # as chmod 000 does for a user who is not root
-        if path.name == "2.txt":
+    real_read = corpus_io.read_regular_file
+
+    def read_regular_file(path, limit=None):  # as chmod 000 does for a user who is not root
+        if Path(path).name == "2.txt":
             raise PermissionError(13, "Permission denied", str(path))
-        return real_read_bytes(path)
+        return real_read(path, limit)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(corpus_io, "read_regular_file", read_regular_file)
     with pytest.raises(BratFormatError, match="2.txt: cannot be read"):
         read_brat_folder(folder)
     stats = p.main(["--train_dir", str(folder), "--output_dir", str(tmp_path / "out"), "--skip_invalid",
@@ -823,9 +828,23 @@ def test_failed_run_leaves_no_half_written_dataset(corpus, tmp_path, monkeypatch
     assert os.listdir(tmp_path) == []
     (tmp_path / "keep").mkdir()
     (tmp_path / "keep" / "old.txt").write_text("previous run")
+    Manifest(tmp_path / "keep").claim(["old.txt"])  # written by an earlier run of the toolkit
     with pytest.raises(RuntimeError, match="disk full"):
         build(corpus, tmp_path / "keep", "--overwrite")
-    assert sorted(os.listdir(tmp_path)) == ["keep"] and os.listdir(tmp_path / "keep") == ["old.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["keep"] and sorted(os.listdir(tmp_path / "keep")) == [MANIFEST_FILE, "old.txt"]
+
+
+def test_overwrite_never_replaces_a_folder_holding_files_the_toolkit_did_not_write(corpus, tmp_path):
+    out = tmp_path / "out"
+    build(corpus, out)
+    (out / "my_notes.txt").write_bytes(b"the user's own file")
+    before = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
+    with pytest.raises(UsageError, match=r"holds 1 entries this toolkit did not write \(my_notes.txt\)"):
+        build(corpus, out, "--overwrite")
+    assert {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()} == before
+    (out / "my_notes.txt").unlink()
+    build(corpus, out, "--overwrite")  # only the toolkit's files: replaced
+    assert not list(tmp_path.glob(".out*"))  # no partial folder, no lock left behind
 
 
 def test_cli_skip_invalid_counts_and_label_map(corpus, tmp_path):

@@ -14,6 +14,7 @@ from corpus_io import (
     REPORT_MARKDOWN_FILE,
     BratDocument,
     BratEntity,
+    BratFormatError,
     BratRelation,
     read_brat_document,
     write_brat_ann,
@@ -144,8 +145,8 @@ DOC1_PRED = ann(DOC1, [("T11", "Strength", *span(DOC1, "81 mg")), ("T12", "Drug"
                        ("T15", "Drug", *span(DOC1, "Tylenol")), ("T16", "Drug", *span(DOC1, "Advil", 4)),
                        ("T17", "Strength", *span(DOC1, "200 mg"))],
                 [("R1", "Strength-Drug", "T11", "T12"),  # exact: tp
-                 ("R2", "Route-Drug", "T12", "T13"),  # reversed: fp (and gold R2 fn)
-                 ("R3", "Dosage-Drug", "T14", "T12"),  # wrong type: Dosage-Drug fp, gold Frequency-Drug fn
+                 ("R2", "Route-Drug", "T12", "T13"),  # reversed: fp (and gold R2 fn); listed as invalid (line 9)
+                 ("R3", "Dosage-Drug", "T14", "T12"),  # wrong type: Dosage-Drug fp, gold Frequency-Drug fn; invalid
                  ("R4", "Strength-Drug", "T17", "T15"),  # shared attribute, first drug: tp
                  ("R5", "Strength-Drug", "T17", "T16")])  # drug off by one: strict fp + fn, lenient tp
 
@@ -160,9 +161,9 @@ DOC3_GOLD = ann(DOC3, [("T1", "Drug", *span(DOC3, "Heparin")), ("T2", "Strength"
 DOC3_PRED = ann(DOC3, [("T1", "Drug", *span(DOC3, "Heparin")), ("T2", "Strength", *span(DOC3, "5000 units")),
                        ("T3", "Route", *span(DOC3, "SC")), ("T4", "Route", *span(DOC3, "q8h"))],  # not a gold entity
                 [("R1", "Strength-Drug", "T2", "T1"),  # tp
-                 ("R2", "Strength-Drug", "T2", "T1"),  # repeat of a right one: dropped
+                 ("R2", "Strength-Drug", "T2", "T1"),  # exact repeat of a right one: counted once
                  ("R3", "Route-Drug", "T4", "T1"),  # arg1 is no gold entity: fp
-                 ("R4", "Route-Drug", "T4", "T1"),  # repeat of a wrong one: fp again
+                 ("R4", "Route-Drug", "T4", "T1"),  # exact repeat of a wrong one: counted once, no second fp
                  ("R5", "Strength-Drug", "T99", "T1")])  # unknown argument: a skipped line (line 9)
 
 
@@ -181,13 +182,13 @@ def relation_folders(tmp_path):
 
 
 # By hand, per relation type (tp, fp, fn):
-#   Strength-Drug  strict: doc1 R1, R4 tp, R5 fp + fn; doc2 fn; doc3 R1 tp (R2 dropped)   -> (3, 1, 2)
+#   Strength-Drug  strict: doc1 R1, R4 tp, R5 fp + fn; doc2 fn; doc3 R1 tp (R2 a repeat)  -> (3, 1, 2)
 #                  lenient: doc1 R5 found too                                           -> (4, 0, 1)
 #   Dosage-Drug    doc1 R3 (a Frequency-Drug given the wrong type)                       -> (0, 1, 0)
 #   Frequency-Drug doc1 R3 missed                                                        -> (0, 0, 1)
-#   Route-Drug     doc1 R2 reversed fp, gold fn; doc3 R3, R4 fp, gold R2 fn               -> (0, 3, 2)
+#   Route-Drug     doc1 R2 reversed fp, gold fn; doc3 R3 fp (R4 a repeat), gold R2 fn      -> (0, 2, 2)
 EXPECTED_STRICT = {"Strength-Drug": (3, 1, 2), "Dosage-Drug": (0, 1, 0), "Frequency-Drug": (0, 0, 1),
-                   "Route-Drug": (0, 3, 2)}
+                   "Route-Drug": (0, 2, 2)}
 EXPECTED_LENIENT = {**EXPECTED_STRICT, "Strength-Drug": (4, 0, 1)}
 
 
@@ -197,17 +198,25 @@ def test_relations_strict_and_lenient_by_hand(relation_folders):
     assert relations["setting"] == "end_to_end"
     assert relations["num_documents"] == 3
     assert relations["num_gold_relations"] == 8  # 5 + 1 + 2
-    assert relations["num_pred_relations"] == 9  # 5 + 0 + 4 (the unknown argument is not read)
-    # doc1 R5 (the short drug), doc3 R3 and R4 (q8h is a Frequency in gold, not a Route).
-    assert relations["pred_relations_with_unmatched_argument"] == 3
+    # 5 + 0 + 2 distinct (the unknown argument is not read; doc3 R2 and R4 are exact repeats, counted once).
+    assert relations["num_pred_relations"] == 7
+    assert relations["duplicate_relations"] == {"gold": 0, "pred": 2}
+    # doc1 R5 (the short drug), doc3 R3 (q8h is a Frequency in gold, not a Route).
+    assert relations["pred_relations_with_unmatched_argument"] == 2
+    # Scored as false positives (as the official script does) and listed: doc1 R2 reversed, R3 a Frequency as Arg1.
+    assert relations["invalid_pred_relations"] == {
+        "by_kind": {"relation_argument_type": 1, "reversed_relation": 1},
+        "lines": [{"document": "doc1", "line": 9, "kind": "reversed_relation"},
+                  {"document": "doc1", "line": 10, "kind": "relation_argument_type"}]}
     strict, lenient = relations["strict"], relations["lenient"]
     assert counts(strict) == EXPECTED_STRICT
     assert list(strict["per_type"]) == ["Strength-Drug", "Dosage-Drug", "Frequency-Drug", "Route-Drug"]  # n2c2 order
     assert counts(lenient) == EXPECTED_LENIENT
-    # Micro strict: tp 3, fp 5, fn 5 (9 predicted = 3 + 5 + 1 dropped repeat; 8 gold = 3 + 5).
-    assert strict["micro"] == {"precision": 3 / 8, "recall": 3 / 8, "f1": 3 / 8, "support": 8,
-                               "tp": 3, "fp": 5, "fn": 5}
-    assert lenient["micro"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 8, "tp": 4, "fp": 4, "fn": 4}
+    # Micro strict: tp 3, fp 4, fn 5 (7 distinct predicted = 3 + 4; 8 gold = 3 + 5).
+    assert strict["micro"] == {"precision": approx(3 / 7), "recall": 3 / 8, "f1": approx(0.4), "support": 8,
+                               "tp": 3, "fp": 4, "fn": 5}
+    assert lenient["micro"] == {"precision": approx(4 / 7), "recall": 0.5, "f1": approx(8 / 15), "support": 8,
+                                "tp": 4, "fp": 3, "fn": 4}
     strength = strict["per_type"]["Strength-Drug"]
     assert (strength["precision"], strength["recall"], strength["f1"], strength["support"]) == \
         (approx(3 / 4), approx(3 / 5), approx(2 / 3), 5)
@@ -257,6 +266,61 @@ def test_a_system_relation_type_outside_n2c2_counts_as_a_false_positive(tmp_path
     assert report["skipped_prediction_lines"] == []
 
 
+# Relations whose arguments cannot be right, after DOC2_GOLD's three lines (T1 Drug, T2 Strength, R1): line 4.
+INVALID = [("R2\tStrength-Drug Arg1:T2 Arg2:T2\n", "self_relation", "Arg1 and Arg2 are the same entity T2"),
+           ("R2\tStrength-Drug Arg1:T1 Arg2:T2\n", "reversed_relation", "arguments reversed"),
+           ("R2\tDosage-Drug Arg1:T2 Arg2:T1\n", "relation_argument_type", "Arg1 T2 is a Strength, but Dosage-Drug")]
+
+
+@pytest.mark.parametrize("line, kind, fragment", INVALID, ids=[kind for _, kind, _ in INVALID])
+def test_a_gold_relation_that_cannot_be_right_is_an_error_naming_file_and_line(tmp_path, capsys, line, kind, fragment):
+    gold, pred = tmp_path / "gold", tmp_path / "pred"
+    gold.mkdir()
+    pred.mkdir()
+    (gold / "doc2.txt").write_text(DOC2)
+    (gold / "doc2.ann").write_text(DOC2_GOLD + line)
+    (pred / "doc2.ann").write_text(DOC2_GOLD)
+    with pytest.raises(BratFormatError) as info:
+        score_brat_folders(gold, pred)
+    assert (info.value.path, info.value.line, info.value.kind) == (str(gold / "doc2.ann"), 4, kind)
+    assert str(info.value).startswith(f"{gold / 'doc2.ann'}:4: relation R2: ") and fragment in str(info.value)
+    # The command line: one line naming file and line, exit status 1 (bad data), no report written.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--gold_brat", str(gold), "--pred_brat", str(pred), "--output_dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Metoprolol" not in err
+    (error_line,) = [text for text in err.splitlines() if "error:" in text]
+    assert error_line.startswith(f"evaluate_ablations.py: error: {gold / 'doc2.ann'}:4: relation R2: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_predicted_relations_that_cannot_be_right_are_false_positives_and_listed(tmp_path):
+    gold, pred = tmp_path / "gold", tmp_path / "pred"
+    gold.mkdir()
+    pred.mkdir()
+    (gold / "doc2.txt").write_text(DOC2)
+    (gold / "doc2.ann").write_text(DOC2_GOLD)
+    # The right relation, then each kind (a repeat of the self relation under another id: counted once).
+    (pred / "doc2.ann").write_text(DOC2_GOLD + "".join(line.replace("R2", f"R{n}") for n, (line, _, _)
+                                                       in enumerate(INVALID, start=2))
+                                   + "R9\tStrength-Drug Arg1:T2 Arg2:T2\n")
+    report = score_brat_folders(gold, pred)
+    relations = report["relations"]
+    # As the official script counts them: each a false positive of its type (the reversed and the self relation
+    # are Strength-Drug), never a match, and nothing skipped.
+    assert counts(relations["strict"]) == counts(relations["lenient"]) == {"Strength-Drug": (1, 2, 0),
+                                                                           "Dosage-Drug": (0, 1, 0)}
+    assert report["skipped_prediction_lines"] == []
+    assert relations["duplicate_relations"] == {"gold": 0, "pred": 1}
+    assert relations["invalid_pred_relations"] == {
+        "by_kind": {"relation_argument_type": 1, "reversed_relation": 1, "self_relation": 2},
+        "lines": [{"document": "doc2", "line": 4, "kind": "self_relation"},
+                  {"document": "doc2", "line": 5, "kind": "reversed_relation"},
+                  {"document": "doc2", "line": 6, "kind": "relation_argument_type"},
+                  {"document": "doc2", "line": 7, "kind": "self_relation"}]}
+
+
 def test_no_relations_section_without_gold_relations(tmp_path, caplog):
     gold, pred = tmp_path / "gold", tmp_path / "pred"
     gold.mkdir()
@@ -298,7 +362,9 @@ def test_score_relations_on_documents_equals_the_folder_scores(relation_folders)
     names = ("doc1", "doc2", "doc3")
     types = {"entity_types": ["Drug", "Strength", "Route", "Frequency"]}
     gold = [read_brat_document(gold_dir / f"{n}.txt", gold_dir / f"{n}.ann", **types) for n in names]
-    pred = [read_brat_document(gold_dir / f"{n}.txt", pred_dir / f"{n}.ann", problems=[], **types)
+    # Predictions are read as the folder scorer reads them: relations that cannot be right are kept (false positives).
+    pred = [read_brat_document(gold_dir / f"{n}.txt", pred_dir / f"{n}.ann", problems=[], check_relations=False,
+                               **types)
             if (pred_dir / f"{n}.ann").exists() else None for n in names]
     assert score_relations(gold, pred) == score_brat_folders(gold_dir, pred_dir)["relations"]
 
@@ -343,10 +409,14 @@ def test_cli_relations_in_report_json_and_markdown(relation_folders, tmp_path):
     assert "| Relation | Strict P | Strict R | Strict F1 | Lenient P | Lenient R | Lenient F1 | Gold |" in markdown
     assert "| Strength-Drug | 0.7500 | 0.6000 | 0.6667 | 1.0000 | 0.8000 | 0.8889 | 5 |" in markdown
     assert "| Dosage-Drug | 0.0000 | 0.0000 | 0.0000 | 0.0000 | 0.0000 | 0.0000 | 0 |" in markdown
-    assert "| **Overall (micro)** | 0.3750 | 0.3750 | 0.3750 | 0.5000 | 0.5000 | 0.5000 | 8 |" in markdown
-    assert "| **micro** | 3 | 5 | 5 | 4 | 4 | 4 |" in markdown  # the counts table
-    assert "8 gold and 9 predicted relations; 3 predicted relations have an argument that matches no gold " \
+    assert "| **Overall (micro)** | 0.4286 | 0.3750 | 0.4000 | 0.5714 | 0.5000 | 0.5333 | 8 |" in markdown
+    assert "| **micro** | 3 | 4 | 5 | 4 | 3 | 4 |" in markdown  # the counts table
+    assert "8 gold and 7 predicted relations; 2 predicted relations have an argument that matches no gold " \
            "entity" in markdown
+    assert "Exact duplicate relations (same type and arguments in one note) counted once: 0 gold, 2 predicted." \
+        in markdown
+    assert "Predicted relations that cannot be right, scored as false positives: 2 (relation_argument_type 1, " \
+           "reversed_relation 1;" in markdown
     # The entity report comes first, unchanged in form.
     assert markdown.index("official-style entity scores") < markdown.index("official-style relation scores")
 

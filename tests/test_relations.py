@@ -322,3 +322,19 @@ def test_stats_count_the_links_no_candidate_reaches(dataset):
         assert stats[split]["cases"]["beyond_candidates"] == expected
         assert sum(c["gold"] for c in counts.values()) == sum(stats[split]["kept"].values())
     assert any(stats[split]["cases"]["beyond_candidates"] for split in ("train", "test")), "the case is exercised"
+
+
+@pytest.mark.parametrize("train_split, extra", [("test", []), ("train+test", []),
+                                                ("validation", ["--test_split", "validation"])])
+def test_run_re_refuses_to_train_on_the_test_split_unless_allowed(tmp_path, monkeypatch, train_split, extra):
+    reached = []
+    monkeypatch.setattr(run_re, "run", lambda *args: reached.append(args))
+    data = tmp_path / "data"
+    data.mkdir()
+    argv = ["--dataset_path", str(data), "--output_dir", str(tmp_path / "out"), "--do_train",
+            "--model_name_or_path", str(data), "--train_split", train_split, *extra]
+    with pytest.raises(UsageError, match="trains on the test split"):
+        run_re.main(argv)
+    assert not reached and not (tmp_path / "out").exists()
+    run_re.main([*argv, "--allow_test_training"])
+    assert len(reached) == 1 and reached[0][1].allow_test_training

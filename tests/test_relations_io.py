@@ -177,6 +177,86 @@ def test_skip_invalid_skips_and_counts_bad_relations(tmp_path):
     assert stats["relations"]["train"]["source"] == {"Strength-Drug": 1, "Frequency-Drug": 1}
 
 
+# Relations whose arguments cannot be right (issue 25 item 8): (lines after ENTITIES, line, kind, message fragment).
+INVALID_RELATIONS = [
+    ("R1\tStrength-Drug Arg1:T1 Arg2:T1\n", 5, "self_relation",
+     "relation R1: Arg1 and Arg2 are the same entity T1"),
+    ("E1\tDrug:T1\nR1\tFrequency-Drug Arg1:E1 Arg2:T1\n", 6, "self_relation",  # an event stands for its trigger
+     "relation R1: Arg1 and Arg2 are the same entity T1"),
+    ("R1\tStrength-Drug Arg1:T1 Arg2:T2\n", 5, "reversed_relation",
+     "relation R1: arguments reversed: Arg1 T1 is the Drug and Arg2 T2 the Strength, but in Strength-Drug Arg1 is "
+     "the Strength and Arg2 the Drug; swap them"),
+    ("R1\tDosage-Drug Arg1:T3 Arg2:T1\n", 5, "relation_argument_type",
+     "relation R1: Arg1 T3 is a Frequency, but Dosage-Drug links a Dosage (Arg1) to a Drug (Arg2)"),
+    ("R1\tStrength-Drug Arg1:T2 Arg2:T3\n", 5, "relation_argument_type", "relation R1: Arg2 T3 is a Frequency"),
+]
+
+
+@pytest.mark.parametrize("relations, line, kind, fragment", INVALID_RELATIONS)
+def test_relations_that_cannot_be_right_are_errors_naming_file_and_line(tmp_path, relations, line, kind, fragment):
+    folder = tmp_path / "notes"
+    txt = write_pair(folder, "101", NOTE, ENTITIES + "R9\tReason-Drug Arg1:T4 Arg2:T1\n" + relations)
+    line += 1  # after the good relation
+    with pytest.raises(BratFormatError) as info:
+        read_brat_document(txt)
+    error = info.value
+    assert error.path == str(folder / "101.ann") and (error.line, error.kind) == (line, kind)
+    assert str(error).startswith(f"{folder / '101.ann'}:{line}: ") and fragment in str(error)
+    assert "\n" not in str(error) and "Aspirin" not in str(error) and "81 mg" not in str(error)
+    # prepare_n2c2.py stops on it, with the same one line (exit status 1 through command_line.run_main).
+    with pytest.raises(BratFormatError) as info:
+        p.main(["--train_dir", str(folder), "--output_dir", str(tmp_path / "out"), "--validation_ratio", "0"])
+    assert (info.value.path, info.value.line, info.value.kind) == (str(folder / "101.ann"), line, kind)
+    assert not (tmp_path / "out" / "stats.json").exists()
+
+
+def test_relations_that_cannot_be_right_are_counted_drops_with_skip_invalid(tmp_path):
+    folder = tmp_path / "notes"
+    for number, (relations, _, _, _) in enumerate(INVALID_RELATIONS, start=1):
+        write_pair(folder, str(number), NOTE, ENTITIES + "R9\tReason-Drug Arg1:T4 Arg2:T1\n" + relations)
+    documents, problems = read_brat_folder(folder, skip_invalid=True)
+    assert [triples(doc) for doc in documents] == [[("Reason-Drug", "T4", "T1")]] * len(INVALID_RELATIONS)
+    assert [(Path(e.path).name, e.line, e.kind, e.skipped) for e in problems] == [
+        (f"{number}.ann", line + 1, kind, "annotation")
+        for number, (_, line, kind, _) in enumerate(INVALID_RELATIONS, start=1)]
+    stats = p.main(["--train_dir", str(folder), "--output_dir", str(tmp_path / "out"), "--skip_invalid",
+                    "--validation_ratio", "0"])
+    assert stats["skipped_invalid"] == {"documents": 0, "annotations": 5, "by_kind": {
+        "relation_argument_type": 2, "reversed_relation": 1, "self_relation": 2}}
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["skipped_invalid"] == stats["skipped_invalid"]
+    # Only the good relations reach the dataset: never a skipped one, and each source relation is kept or counted.
+    assert stats["relations"]["train"]["source"] == stats["relations"]["train"]["kept"] == {"Reason-Drug": 5}
+
+
+def test_argument_types_are_checked_only_where_the_relation_type_names_them(tmp_path):
+    text = "Intravenous azithromycin-induced ototoxicity."
+    ann = ("T1\tDrug 12 24\tazithromycin\nT2\tEffect 33 44\tototoxicity\nT3\tTreatment 0 24\tIntravenous azithromycin\n"
+           "R1\thas Arg1:T2 Arg2:T1\nR2\tgives Arg1:T1 Arg2:T2\nR3\ttreats Arg1:T3 Arg2:T1\n")
+    txt = write_pair(tmp_path, "phee", text, ann)
+    label_map = {"Drug": "Drug", "Effect": "ADE", "Treatment": "Treatment"}
+    # A name without the n2c2 shape, and an n2c2-shaped name whose attribute type the corpus lacks (Dose): not judged
+    # (Dose-Drug's Arg1 is a Drug here). Treatment-Drug names two types of the corpus: judged, and right.
+    doc = read_brat_document(txt, label_map=label_map,
+                             relation_map={"has": "causes", "gives": "Dose-Drug", "treats": "Treatment-Drug"})
+    assert triples(doc) == [("causes", "T2", "T1"), ("Dose-Drug", "T1", "T2"), ("Treatment-Drug", "T3", "T1")]
+    # Mapped to an n2c2 name, the mapped type decides: "gives" maps to ADE-Drug with the drug as Arg1.
+    with pytest.raises(BratFormatError) as info:
+        read_brat_document(txt, label_map=label_map, relation_map={"has": "ADE-Drug", "gives": "ADE-Drug"})
+    assert (info.value.line, info.value.kind) == (5, "reversed_relation")
+    doc = read_brat_document(txt, label_map=label_map, relation_map={"has": "ADE-Drug"})
+    assert triples(doc) == [("ADE-Drug", "T2", "T1")]
+
+
+def test_relations_whose_arguments_merge_into_one_entity_are_dropped_and_counted():
+    # Another scheme's relation between two exact duplicates: after the duplicates merge, it would link T1 to itself.
+    text = "Aspirin 81 mg."
+    doc = doc_with(text, [("T1", "Drug", "Aspirin"), ("T2", "Drug", "Aspirin")], [("same_as", "T2", "T1")])
+    _, _, kept = p.document_to_examples(doc, N2C2_LABELS, return_entities=True)
+    relations, counts = p.document_relations(doc, kept)
+    assert relations == []
+    assert counts == Counter({("source", "same_as"): 1, ("self_relation", "same_as"): 1})
+
+
 # ---------------------------------------------------------------------------
 # prepare_n2c2.py: kept entities, kept relations, the documents dataset and the bookkeeping
 # ---------------------------------------------------------------------------
@@ -289,7 +369,7 @@ def test_stats_account_for_every_relation(relation_build, capsys):
     assert stats["relations"]["test"] == {
         "source": {"Strength-Drug": 2, "Route-Drug": 1, "Frequency-Drug": 1, "ADE-Drug": 2},
         "kept": {"Strength-Drug": 2, "Route-Drug": 1, "Frequency-Drug": 1, "ADE-Drug": 1},
-        "dropped": {"argument_dropped": {"ADE-Drug": 1}, "argument_missing": {}, "duplicate": {}},
+        "dropped": {"argument_dropped": {"ADE-Drug": 1}, "argument_missing": {}, "duplicate": {}, "self_relation": {}},
         "cases": {"across_sentences": {"ADE-Drug": 1}, "shared_attributes": {}, "beyond_candidates": {},
                   "drugs_without_attributes": 0, "lines_with_several_drugs": 0},
     }

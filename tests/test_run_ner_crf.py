@@ -213,3 +213,49 @@ def test_push_to_hub_uploads_no_corpus_text(synthetic_dataset, tmp_path, monkeyp
         text = " ".join(words)
         leaked = [gram for gram in ngrams if gram in text]
         assert not leaked, f"{name} holds corpus text: {leaked[:3]}"
+
+
+# Issue 25 item 12: training on the test split is refused unless --allow_test_training says so.
+@pytest.mark.parametrize("train_split, extra", [("test", []), ("train+test", []), ("train + test", []),
+                                                ("train+validation", ["--test_split", "validation"])])
+def test_training_on_the_test_split_is_refused_before_any_model_is_built(tmp_path, monkeypatch, train_split, extra):
+    monkeypatch.setattr(run_ner_crf, "run", lambda *args: pytest.fail("reached the run (model building)"))
+    output_dir = tmp_path / "out"
+    with pytest.raises(run_ner_crf.UsageError, match="trains on the test split") as info:
+        run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", tmp_path, "--output_dir", output_dir,
+             "--train_split", train_split, *extra])
+    assert "\n" not in str(info.value) and "--allow_test_training" in str(info.value)
+    assert not output_dir.exists(), "refused before the output folder is touched"
+
+
+def test_training_on_the_test_file_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_ner_crf, "run", lambda *args: pytest.fail("reached the run (model building)"))
+    data = tmp_path / "notes.json"
+    data.write_text("{}\n")
+    with pytest.raises(run_ner_crf.UsageError, match="is the --test_file"):
+        run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--train_file", data, "--test_file", data, "--output_dir", tmp_path / "o"])
+
+
+def test_allow_test_training_lets_the_run_start(tmp_path, monkeypatch):
+    reached = []
+    monkeypatch.setattr(run_ner_crf, "run", lambda model_args, data_args, training_args: reached.append(data_args))
+    data = tmp_path / "data"
+    data.mkdir()
+    run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", data, "--output_dir", tmp_path / "out",
+         "--train_split", "train+test", "--allow_test_training"])
+    assert reached and reached[0].allow_test_training and reached[0].train_split == "train+test"
+    # Without training, --train_split is not used: nothing to refuse.
+    run(["--dataset_path", data, "--output_dir", tmp_path / "predict", "--do_predict", "--train_split", "test",
+         "--model_name_or_path", data])
+    assert len(reached) == 2
+
+
+def test_the_refusal_is_one_line_and_exit_status_2(tmp_path):
+    result = subprocess.run([sys.executable, "run_ner_crf.py", "--dataset_path", str(tmp_path), "--output_dir",
+                             str(tmp_path / "out"), "--do_train", "--train_split", "test", "--config_name",
+                             "configs/architectures/distilbert-base-cased.json"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (line,) = [text for text in result.stderr.splitlines() if "error:" in text]
+    assert line.startswith("run_ner_crf.py: error: --train_split test trains on the test split (test)")

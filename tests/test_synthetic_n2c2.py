@@ -182,12 +182,16 @@ def test_held_out_drugs_appear_only_in_test_notes_in_any_case(notes):
 
 def test_write_synthetic_corpus_refuses_to_overwrite(tmp_path):
     folders = write_synthetic_corpus(tmp_path / "brat", 3, 1, seed=2)
-    assert sorted(path.name for path in folders["test"].iterdir()) == ["synthetic-test-0001.ann",
-                                                                        "synthetic-test-0001.txt"]
+    assert sorted(path.name for path in folders["test"].iterdir()) == [
+        ".clinical-ner-crf-files", "synthetic-test-0001.ann", "synthetic-test-0001.txt"]  # the manifest: what it wrote
     with pytest.raises(FileExistsError):
         write_synthetic_corpus(tmp_path / "brat", 3, 1, seed=2)
     write_synthetic_corpus(tmp_path / "brat", 2, 1, seed=2, overwrite=True)
     assert len(list(folders["train"].glob("*.txt"))) == 2
+    (folders["train"] / "synthetic-mine.txt").write_text("a file of the user's, named like the sample's")
+    with pytest.raises(FileExistsError, match="1 files this toolkit did not write"):
+        write_synthetic_corpus(tmp_path / "brat", 2, 1, seed=2, overwrite=True)
+    assert (folders["train"] / "synthetic-mine.txt").exists()
 
 
 def test_cli_synthetic_builds_a_marked_dataset(tmp_path):

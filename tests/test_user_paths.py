@@ -110,11 +110,14 @@ def test_missing_or_ambiguous_data_is_a_one_line_error_at_start(tmp_path):
                           tmp_path / "out")
     assert code == 2 and f"run_ner_crf.py: error: --dataset_path {tmp_path / 'nope'}: no such folder" in output
     assert "Traceback" not in output and "Tokenizing" not in output, "the error comes before any work"
+    data = tmp_path / "data"
+    data.mkdir()
     for args, message in (
         ([], "give one data source"),
-        (["--dataset_path", tmp_path, "--train_file", tmp_path / "t.json"], "give one data source"),
-        (["--dataset_path", tmp_path], "not a dataset saved by prepare_n2c2.py"),
-        (["--train_file", tmp_path / "t.txt"], "no such file"),
+        (["--dataset_path", data, "--train_file", data / "t.json"], "give one data source"),
+        (["--dataset_path", data], "not a dataset saved by prepare_n2c2.py"),
+        (["--train_file", data / "t.txt"], "no such file"),
+        (["--dataset_path", tmp_path], "is inside --dataset_path"),  # the user's data is never written into
     ):
         with pytest.raises(run_ner_crf.UsageError, match=message):
             run([*TINY_MODEL_ARGS, *COMMON_ARGS, *args, "--output_dir", tmp_path / "out"])
