@@ -227,7 +227,8 @@ def test_annotator_runs_without_datasets_or_the_training_script(crf_dir, tmp_pat
 
     scripts = tmp_path / "scripts"
     scripts.mkdir()
-    for name in ("annotate_notes.py", "windows.py", "tagging.py", "corpus_io.py", "modeling_crf.py", "relations.py"):
+    for name in ("annotate_notes.py", "windows.py", "tagging.py", "corpus_io.py", "modeling_crf.py", "relations.py",
+                 "folder_safety.py", "command_line.py"):
         shutil.copy(REPO_ROOT / name, scripts / name)
     # site-packages without datasets: every entry linked, except datasets itself.
     packages = tmp_path / "site-packages"
