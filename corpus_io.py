@@ -231,19 +231,26 @@ def _resolve_type(source_type: str, label_map: dict | None, allowed_types, unmap
     return source_type, None
 
 
-def _resolve_relation_type(source_type: str, relation_map: dict | None, label_map: dict | None, unmapped: Counter
-                           ) -> tuple[str | None, str | None]:
-    """The dataset type of a source relation type, as ``(target_type, error)`` (see :func:`read_brat_document`)."""
+def unmapped_relation_key(source_type: str, argument_types: Sequence[str | None]) -> str:
+    """How an unmapped relation is counted: its name and its arguments' source entity types, ``MODIFY Dose>Drug``."""
+    return f"{source_type} {argument_types[0] or '?'}>{argument_types[1] or '?'}"
+
+
+def _resolve_relation_type(source_type: str, argument_types: Sequence[str | None], relation_map: dict | None,
+                           label_map: dict | None) -> tuple[str | None, str | None]:
+    """The dataset type of a source relation, as ``(target_type, error)`` (see :func:`read_brat_document`): a relation
+    map's rule for the name is a target type, or, for corpora that give every link one name (``MODIFY``), a table
+    keyed by the arguments' source types (``{"Dosage>Medication": "Dosage-Drug"}``). ``None``: not mapped."""
     if relation_map is None and label_map is None:
         if source_type not in N2C2_RELATION_TYPES:
             return None, (f"unknown relation type {source_type!r} (expected one of {', '.join(N2C2_RELATION_TYPES)}; "
                           f"use --relation_map for other corpora)")
         return source_type, None
     # A label map means another scheme: its relations need a relation map of their own, else none is kept.
-    target_type = relation_map.get(source_type) if relation_map is not None else None
-    if target_type is None:
-        unmapped[source_type] += 1
-    return target_type, None
+    rule = relation_map.get(source_type) if relation_map is not None else None
+    if isinstance(rule, dict):
+        rule = rule.get(f"{argument_types[0]}>{argument_types[1]}")
+    return rule, None
 
 
 # Relations whose arguments cannot be right (BratFormatError kinds; --skip_invalid drops and counts them by kind): an
@@ -313,12 +320,14 @@ def read_brat_document(
     if not ann_path.is_file():
         raise BratFormatError(txt_path, None, f"no matching .ann file (expected {ann_path.name})", "missing_ann")
     text = read_text(txt_path)
-    ann_text = _decode_utf8(ann_path, ann_path.read_bytes())
+    ann_text = _decode_utf8(ann_path, read_regular_file(ann_path))
 
     entities: list[BratEntity] = []
     unmapped: Counter = Counter()
     first_line_of_id: dict[str, int] = {}
     not_read: set[str] = set()  # T ids of the file that are not entities (bad line, unmapped type)
+    ignored: set[str] = set()  # ... of which those of a type the label map leaves out
+    source_types: dict[str, str] = {}  # T id -> its type in the file (before any label map)
     triggers: dict[str, str] = {}  # event id -> its trigger's T id
     relation_lines: list[tuple[int, str, str, list[str]]] = []  # resolved once every T and E line is known
 
@@ -371,6 +380,7 @@ def read_brat_document(
         surface = fields[2] if len(fields) > 2 else ""
         if not new_id(line_number, entity_id):
             continue
+        source_types[entity_id] = source_type
         not_read.add(entity_id)  # until it is read
         spans = tuple(tuple(int(number) for number in pair.split()) for pair in offsets.split(";"))
         if any(start >= end for start, end in spans):
@@ -389,6 +399,8 @@ def read_brat_document(
         if error:
             problem(line_number, error, "unknown_type")
         if target_type is None:
+            if not error:
+                ignored.add(entity_id)  # a type the label map leaves out: its relations are counted, not errors
             continue
         not_read.discard(entity_id)
         entities.append(BratEntity(entity_id, target_type, spans, surface or actual, line_number))
@@ -398,18 +410,23 @@ def read_brat_document(
     entity_by_id = {entity.id: entity for entity in entities}
     entity_ids = set(entity_by_id)
     for line_number, relation_id, source_type, arguments in relation_lines:
-        target_type, error = _resolve_relation_type(source_type, relation_map, label_map, unmapped_relations)
+        resolved = [triggers.get(argument, argument) for argument in arguments]
+        argument_types = [source_types.get(entity_id) for entity_id in resolved]
+        target_type, error = _resolve_relation_type(source_type, argument_types, relation_map, label_map)
         if error:
             problem(line_number, error, "unknown_type")
-        if target_type is None:
+        if target_type is None or any(entity_id in ignored for entity_id in resolved):
+            # Not mapped (by name, or by its arguments' types), or an argument of a type the label map leaves out:
+            # counted by name and argument types, never an error and never kept with a wrong type.
+            if not error:
+                unmapped_relations[unmapped_relation_key(source_type, argument_types)] += 1
             continue
-        resolved = [triggers.get(argument, argument) for argument in arguments]
         bad = [(role, argument, entity_id) for role, argument, entity_id in zip(("Arg1", "Arg2"), arguments, resolved)
                if entity_id not in entity_ids]
         if bad:
             role, argument, entity_id = bad[0]
             what = f"{entity_id} (the trigger of event {argument})" if entity_id != argument else entity_id
-            why = ("an entity that was not read (a bad line or an unmapped type)" if entity_id in not_read
+            why = ("an entity that was not read (a bad line)" if entity_id in not_read
                    else "not an entity or event of this file")
             problem(line_number, f"relation {relation_id}: {role} {what} is {why}", "unknown_argument")
             continue
@@ -806,27 +823,51 @@ def conll_entity_types(paths: Iterable) -> list[str]:
 
 
 
-def load_label_map(path, what: str = "label map") -> dict[str, str | None]:
-    """A label map JSON object ``{source_type: target_type or null}``."""
-    path = Path(path)
+def _load_map(source, what: str) -> tuple[Any, str]:
+    """A JSON object given as a file's path or inline (text starting with ``{``), and how to name it in messages."""
+    text = str(source).strip()
+    where = f"{what} (inline JSON)" if text.startswith("{") else text
     try:
-        label_map = json.loads(_decode_utf8(path, path.read_bytes()))
-    except FileNotFoundError:
-        raise BratFormatError(path, None, f"{what} file not found", "missing_file") from None
+        if text.startswith("{"):
+            return json.loads(text), where
+        path = Path(text)
+        return json.loads(_decode_utf8(path, read_regular_file(path))), where
+    except OSError as error:
+        raise BratFormatError(where, None, f"{what} file {'not found' if not Path(text).exists() else error.strerror}: "
+                              "give a JSON file's path or the JSON object itself", "missing_file") from None
     except json.JSONDecodeError as error:
-        raise BratFormatError(path, error.lineno, f"invalid JSON: {error.msg}", "malformed_line") from None
+        raise BratFormatError(where, error.lineno, f"invalid JSON: {error.msg}", "malformed_line") from None
+
+
+def load_label_map(source, what: str = "label map") -> dict[str, str | None]:
+    """A label map ``{source_type: target_type or null}``, from a JSON file or inline JSON (``'{"Dose": "Dosage"}'``)."""
+    label_map, where = _load_map(source, what)
     if not isinstance(label_map, dict) or not all(
         isinstance(key, str) and (value is None or isinstance(value, str)) for key, value in label_map.items()
     ):
-        raise BratFormatError(path, None, f"a {what} must be a JSON object of source type -> target type (or null)",
+        raise BratFormatError(where, None, f"a {what} must be a JSON object of source type -> target type (or null)",
                               "malformed_line")
     return label_map
 
 
-def load_relation_map(path) -> dict[str, str | None]:
-    """A relation map JSON object ``{source_relation_type: target_type or null}`` (the shape of a label map)."""
-    return load_label_map(path, "relation map")
+def load_relation_map(source) -> dict[str, Any]:
+    """A relation map, from a JSON file or inline JSON: ``{source_relation_type: target_type or null}``, where a
+    target may also be a table keyed by the arguments' source entity types, for corpora that give every attribute
+    link one name: ``{"MODIFY": {"Dosage>Medication": "Dosage-Drug", "Administration>Medication": "Route-Drug"}}``.
+    Relations that no rule maps are counted by name and argument types (``MODIFY Form>Medication``)."""
+    relation_map, where = _load_map(source, "relation map")
 
+    def target(value) -> bool:
+        return value is None or isinstance(value, str)
+
+    if not isinstance(relation_map, dict) or not all(
+        isinstance(key, str) and (target(value) or (isinstance(value, dict) and all(
+            isinstance(pair, str) and pair.count(">") == 1 and target(rule) for pair, rule in value.items())))
+        for key, value in relation_map.items()
+    ):
+        raise BratFormatError(where, None, "a relation map must be a JSON object of source relation type -> target type "
+                              "(or null), or -> {\"Arg1Type>Arg2Type\": target type}", "malformed_line")
+    return relation_map
 
 
 def check_output_dir(output_dir: Path, overwrite: bool) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 import prepare_n2c2 as p
 from corpus_io import (
-    BratDocument, BratEntity, BratFormatError, BratRelation, load_relation_map, read_brat_document, read_brat_folder,
+    BratDocument, BratEntity, BratFormatError, BratRelation, load_label_map, load_relation_map, read_brat_document, read_brat_folder,
     write_brat_ann, write_brat_entities,
 )
 from tagging import N2C2_LABELS, N2C2_RELATION_TYPES
@@ -112,15 +112,39 @@ def test_relation_map_maps_types_and_counts_the_unmapped(tmp_path):
     relation_map.write_text(json.dumps({"has": "ADE-Drug", "has_cue": None}))
     doc = read_brat_document(txt, label_map=label_map, relation_map=load_relation_map(relation_map))
     assert triples(doc) == [("ADE-Drug", "T3", "T2")]
-    assert doc.unmapped_relation_types == Counter({"has_cue": 1, "is_a": 1})
+    # Counted by name and by the source types of their arguments (an event by its trigger's).
+    assert doc.unmapped_relation_types == Counter({"has_cue Adverse_event>Treatment": 1, "is_a Drug>Treatment": 1})
     # A label map alone is another scheme: its relations are ignored and counted, as before relations were read.
     doc = read_brat_document(txt, label_map=label_map)
-    assert doc.relations == [] and doc.unmapped_relation_types == Counter({"has": 1, "has_cue": 1, "is_a": 1})
-    # A mapped relation whose argument's type is not mapped is an error naming the id.
-    with pytest.raises(BratFormatError) as info:
-        read_brat_document(txt, label_map=label_map, relation_map={"has_cue": "Cue"})
-    assert (info.value.line, info.value.kind) == (7, "unknown_argument")
-    assert "relation R2: Arg1 T4 (the trigger of event E1) is an entity that was not read" in str(info.value)
+    assert doc.relations == [] and doc.unmapped_relation_types == Counter(
+        {"has Effect>Drug": 1, "has_cue Adverse_event>Treatment": 1, "is_a Drug>Treatment": 1})
+    # A mapped relation whose argument's type the label map leaves out is counted, never an error nor kept.
+    doc = read_brat_document(txt, label_map=label_map, relation_map={"has_cue": "Cue", "has": "ADE-Drug"})
+    assert triples(doc) == [("ADE-Drug", "T3", "T2")]
+    assert doc.unmapped_relation_types == Counter({"has_cue Adverse_event>Treatment": 1, "is_a Drug>Treatment": 1})
+
+
+def test_a_modify_style_corpus_is_mapped_by_argument_types(tmp_path):
+    """One relation name for every attribute link (MODIFY), told apart by the arguments' types: the rules key on them;
+    links no rule maps are counted by (name, Arg1 type, Arg2 type), never kept with a wrong type."""
+    text = "Aspirin 81 mg PO daily."
+    ann = ("T1\tMedication 0 7\tAspirin\nT2\tDose 8 13\t81 mg\nT3\tAdministration 14 16\tPO\n"
+           "T4\tTiming 17 22\tdaily\n"
+           "R1\tMODIFY Arg1:T2 Arg2:T1\nR2\tMODIFY Arg1:T3 Arg2:T1\nR3\tMODIFY Arg1:T4 Arg2:T1\n"
+           "R4\tMODIFY Arg1:T2 Arg2:T3\n")
+    txt = write_pair(tmp_path, "note", text, ann)
+    label_map = load_label_map('{"Medication": "Drug", "Dose": "Strength", "Administration": "Route", '
+                               '"Timing": "Frequency"}')  # inline JSON, as the help says
+    relation_map = load_relation_map('{"MODIFY": {"Dose>Medication": "Strength-Drug", '
+                                     '"Administration>Medication": "Route-Drug"}}')
+    doc = read_brat_document(txt, label_map=label_map, relation_map=relation_map)
+    assert triples(doc) == [("Strength-Drug", "T2", "T1"), ("Route-Drug", "T3", "T1")]
+    assert doc.unmapped_relation_types == Counter({"MODIFY Timing>Medication": 1, "MODIFY Dose>Administration": 1})
+    for bad in ('{"MODIFY": {"Dose-Medication": "Strength-Drug"}}', '{"MODIFY": 3}', "{not json"):
+        with pytest.raises(BratFormatError, match="relation map"):
+            load_relation_map(bad)
+    with pytest.raises(BratFormatError, match="relation map file not found"):
+        load_relation_map(tmp_path / "missing.json")
 
 
 def test_load_relation_map_errors_are_those_of_a_label_map(tmp_path):
@@ -394,6 +418,7 @@ def test_the_relation_map_option(relation_build, tmp_path):
                     "--validation_ratio", "0", "--relation_map", str(relation_map)])
     assert stats["input"]["relation_map"] == str(relation_map)
     assert stats["relations"]["train"]["source"] == stats["relations"]["train"]["kept"] == {"Strength-Drug": 6}
-    assert stats["unmapped_relation_types"]["train"] == {"Frequency-Drug": 3, "ADE-Drug": 6, "Route-Drug": 3}
+    assert stats["unmapped_relation_types"]["train"] == {"ADE-Drug ADE>Drug": 6, "Frequency-Drug Frequency>Drug": 3,
+                                                         "Route-Drug Route>Drug": 3}
     with pytest.raises(ValueError, match="--relation_map"):
         p.main(["--synthetic", "6", "--output_dir", str(tmp_path / "s"), "--relation_map", str(relation_map)])
