@@ -43,6 +43,8 @@ from corpus_io import (
     BratFormatError,
     PredictionFormatError,
     check_output_dir,
+    load_label_map,
+    load_relation_map,
     read_brat_document,
     relation_argument_problem,
     read_predictions,
@@ -808,18 +810,21 @@ def _read_ann_text(path: Path) -> str:
         raise _unreadable(path, error) from None
 
 
-def _read_brat(txt: Path, ann: Path, problems: list | None = None, check_relations: bool = True):
+def _read_brat(txt: Path, ann: Path, problems: list | None = None, check_relations: bool = True,
+               label_map: dict | None = None, relation_map: dict | None = None):
     # read_brat_document accepts only the nine n2c2 types unless told otherwise (entity_types=None
     # means n2c2, not "any"); a system may write other types, which must count as false
     # positives rather than fail, so name every type the file uses. Relation types likewise (an identity
-    # relation map: without one the reader accepts only the n2c2 relation types).
+    # relation map: without one the reader accepts only the n2c2 relation types). A gold corpus with types of
+    # its own is read through its maps (as prepare_n2c2.py reads it): unmapped types are left out.
     ann_text = _read_ann_text(ann)
-    types = sorted(set(N2C2_ENTITY_TYPES) | _ann_types(ann_text))
-    relation_map = {name: name for name in sorted(set(N2C2_RELATION_TYPES) | _ann_types(ann_text, "R"))}
+    types = None if label_map is not None else sorted(set(N2C2_ENTITY_TYPES) | _ann_types(ann_text))
+    if relation_map is None and label_map is None:
+        relation_map = {name: name for name in sorted(set(N2C2_RELATION_TYPES) | _ann_types(ann_text, "R"))}
     try:
         # validate_text=False: scoring needs offsets only, and systems may normalise the surface text.
-        return read_brat_document(txt, ann, entity_types=types, relation_map=relation_map, validate_text=False,
-                                  problems=problems, check_relations=check_relations)
+        return read_brat_document(txt, ann, entity_types=types, label_map=label_map, relation_map=relation_map,
+                                  validate_text=False, problems=problems, check_relations=check_relations)
     except OSError as error:  # the .txt, or a file that changed since it was first read
         raise _unreadable(ann, error) from None
 
@@ -852,8 +857,14 @@ def score_brat_folders(
     pred_dir: str | Path,
     entity_types: Iterable[str] | None = None,
     relation_setting: str = DEFAULT_RELATION_SETTING,
+    label_map: dict[str, str | None] | None = None,
+    relation_map: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Strict and lenient P/R/F per type and micro over all documents of two brat folders.
+
+    ``label_map``/``relation_map`` (``corpus_io.load_label_map``/``load_relation_map``) read the gold of a corpus
+    with types of its own as ``prepare_n2c2.py`` reads it (unmapped types left out); predictions are read as they
+    are (a model trained on the mapped data writes the mapped types).
 
     Every gold ``.ann`` is scored; a missing prediction file counts as no predictions, and so
     does one that cannot be read (not UTF-8, unreadable, not a file, a dangling link): it is
@@ -903,7 +914,7 @@ def score_brat_folders(
         if txt is None:
             raise BratFormatError(gold_ann, None, f"no matching .txt file (looked for {doc_id}.txt in the gold "
                                                   f"folder, then in the prediction folder)", "missing_txt")
-        gold_document = _read_brat(txt, gold_ann)
+        gold_document = _read_brat(txt, gold_ann, label_map=label_map, relation_map=relation_map)
         gold_spans, gold_repeats = distinct(_brat_spans(gold_document, keep))
         pred_ann = pred_dir / f"{doc_id}.ann"
         pred_spans, pred_document, pred_repeats = [], None, 0
@@ -1429,6 +1440,12 @@ class EvaluationArguments:
         "help": "Type merges SRC=DST for a custom token-level ablation, e.g. ADE=Reason."})
     no_paper_ablations: bool = field(default=False, metadata={
         "help": "Skip the paper's Table IV ablations (they run by default)."})
+    label_map: Optional[str] = field(default=None, metadata={
+        "help": "Brat mode: map the gold's entity types as prepare_n2c2.py does: a JSON file or an inline JSON object "
+                "{source type: target type or null}; unmapped types are left out."})
+    relation_map: Optional[str] = field(default=None, metadata={
+        "help": "Brat mode: map the gold's relation types as prepare_n2c2.py does: a JSON file or an inline JSON "
+                "object {name: target type or null, or {\"Arg1Type>Arg2Type\": target type}}."})
     brat_entity_types: Optional[list[str]] = field(default=None, metadata={
         "help": "Score only these types in brat mode (default: every type in the files); relations are not "
                 "filtered."})
@@ -1597,6 +1614,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         fail("--gold_brat and --pred_brat go together")
     if brat == bool(args.predictions):
         fail("give either --predictions or --gold_brat/--pred_brat")
+    if (args.label_map or args.relation_map) and not brat:
+        fail("--label_map and --relation_map map the gold of --gold_brat: give --gold_brat/--pred_brat")
     if not brat:
         # Every path first: a typo in the last run folder must not cost the scoring of the others
         # nor leave half a report behind.
@@ -1630,8 +1649,11 @@ def _write_report(args: EvaluationArguments, output_dir: Path, resolved, fail) -
     if brat:
         # Scoring only reads, so every input problem surfaces here, before anything is removed or written.
         try:
-            report = score_brat_folders(args.gold_brat, args.pred_brat, entity_types=args.brat_entity_types,
-                                        relation_setting=args.relation_setting)
+            report = score_brat_folders(
+                args.gold_brat, args.pred_brat, entity_types=args.brat_entity_types,
+                relation_setting=args.relation_setting,
+                label_map=load_label_map(args.label_map) if args.label_map else None,
+                relation_map=load_relation_map(args.relation_map) if args.relation_map else None)
         except BratFormatError as error:
             fail(str(error), exit_status(error))  # file:line: reason, never the note's text
 

@@ -80,8 +80,8 @@ from folder_safety import FolderLock, check_output_apart, resolved
 import relations as relations_module
 from corpus_io import (
     DOCUMENTS_DIRNAME, LABEL_DISTRIBUTION_FILE, STATS_FILE, BratDocument, BratFormatError, check_output_dir,
-    conll_entity_types, load_label_map, load_relation_map, note_file_mode, read_corpus, set_tree_mode,
-    write_folder_atomically,
+    atomic_open, conll_entity_types, load_label_map, load_relation_map, note_file_mode, read_corpus, set_tree_mode,
+    write_brat_ann, write_folder_atomically,
 )
 from tagging import (
     DRUG_TYPE, N2C2_ENTITY_TYPES, N2C2_LABELS, N2C2_RELATION_TYPES, bio_labels, entity_types_of, is_all_o,
@@ -388,7 +388,9 @@ class DataArguments:
         default=None, metadata={"help": "How many of the --synthetic notes are test notes (default: one sixth)."}
     )
     write_brat: Optional[str] = field(
-        default=None, metadata={"help": "With --synthetic: also keep the generated brat files here (train/, test/)."}
+        default=None, metadata={"help": "Also write the gold as brat here: with --synthetic the generated notes "
+                                        "(train/, test/); for a real corpus its notes with their entities and relations "
+                                        "after the maps and policies (train/, validation/, test/), to score against."}
     )
     label_map: Optional[str] = field(
         default=None, metadata={"help": "JSON object mapping source entity types to target types; others are ignored."}
@@ -600,8 +602,6 @@ def build_dataset(args: DataArguments) -> dict:
         raise UsageError("give exactly one input: --train_dir (brat), --train_file (CoNLL) or --synthetic N")
     if args.synthetic is not None and (args.label_map or args.relation_map or args.entity_types):
         raise UsageError("--synthetic notes use the n2c2 scheme: drop --label_map / --relation_map / --entity_types")
-    if args.write_brat and args.synthetic is None:
-        raise UsageError("--write_brat only applies to --synthetic")
     if not 0.0 <= args.plain_ratio <= 1.0:
         raise UsageError(f"--plain_ratio must be in [0, 1], got {args.plain_ratio}")
     output_dir = Path(args.output_dir)
@@ -616,6 +616,8 @@ def build_dataset(args: DataArguments) -> dict:
             raise UsageError(f"--write_brat {args.write_brat} and --output_dir {args.output_dir} overlap: give two "
                              "separate folders")
     check_output_dir(output_dir, args.overwrite)  # fail before the work, not after
+    if args.write_brat and args.synthetic is None:
+        check_output_dir(Path(args.write_brat), args.overwrite)
 
     label_map = load_label_map(args.label_map) if args.label_map else None
     relation_map = load_relation_map(args.relation_map) if args.relation_map else None
@@ -747,8 +749,30 @@ def build_dataset(args: DataArguments) -> dict:
         set_tree_mode(tmp_dir, note_file_mode(sources))
 
     write_folder_atomically(output_dir, args.overwrite, write)
+    if args.write_brat and args.synthetic is None:
+        write_mapped_gold(Path(args.write_brat), documents, annotations, note_file_mode(sources), args.overwrite)
+        logger.info("the mapped gold of every split, as brat: %s", args.write_brat)
     print(format_summary(stats, output_dir))
     return stats
+
+
+def write_mapped_gold(folder: Path, documents: dict[str, list[BratDocument]],
+                      annotations: dict[str, list[tuple[list[dict], list[dict]]]], mode: int, overwrite: bool) -> None:
+    """A real corpus's gold as the dataset holds it (types mapped, entity and relation policies applied) as brat
+    folders per split, written atomically: what ``evaluate_ablations.py --gold_brat`` scores predictions against."""
+    def write(tmp_dir: Path) -> None:
+        for split, split_documents in documents.items():
+            for doc, (entities, relations) in zip(split_documents, annotations.get(split, [])):
+                index = {entity["id"]: number for number, entity in enumerate(entities)}
+                with atomic_open(tmp_dir / split / f"{doc.doc_id}.txt", newline="", mode=mode) as handle:
+                    handle.write(doc.text)
+                write_brat_ann(tmp_dir / split / f"{doc.doc_id}.ann",
+                               [(entity["type"], entity["start"], entity["end"]) for entity in entities], doc.text,
+                               relations=[(relation["type"], index[relation["arg1"]], index[relation["arg2"]])
+                                          for relation in relations], mode=mode)
+        set_tree_mode(tmp_dir, mode)
+
+    write_folder_atomically(folder, overwrite, write)
 
 
 def _build_stats(args, labels, documents, rows, counts, problems, validation_source, absent_types) -> dict:

@@ -422,3 +422,41 @@ def test_the_relation_map_option(relation_build, tmp_path):
                                                          "Route-Drug Route>Drug": 3}
     with pytest.raises(ValueError, match="--relation_map"):
         p.main(["--synthetic", "6", "--output_dir", str(tmp_path / "s"), "--relation_map", str(relation_map)])
+
+
+def test_a_users_corpus_with_its_own_names_mapped_written_as_brat_and_scored(tmp_path):
+    """A MODIFY-style corpus: mapped by argument types, the mapped gold written with --write_brat, then scored end to
+    end against the corpus itself read through the same (inline) maps."""
+    from evaluate_ablations import main as evaluate
+
+    corpus = tmp_path / "corpus"
+    text = "Aspirin 81 mg PO daily. Heparin 5000 units SC q8h."
+    ann = ("T1\tMedication 0 7\tAspirin\nT2\tDose 8 13\t81 mg\nT3\tAdministration 14 16\tPO\nT4\tTiming 17 22\tdaily\n"
+           "T5\tMedication 24 31\tHeparin\nT6\tDose 32 42\t5000 units\nT7\tAdministration 43 45\tSC\n"
+           "T8\tNote 46 50\tq8h.\n"
+           "R1\tMODIFY Arg1:T2 Arg2:T1\nR2\tMODIFY Arg1:T3 Arg2:T1\nR3\tMODIFY Arg1:T4 Arg2:T1\n"
+           "R4\tMODIFY Arg1:T6 Arg2:T5\nR5\tMODIFY Arg1:T7 Arg2:T5\nR6\tMODIFY Arg1:T8 Arg2:T5\n")
+    for name in ("a", "b", "c", "d"):
+        write_pair(corpus, name, text, ann)
+    label_map = ('{"Medication": "Drug", "Dose": "Strength", "Administration": "Route", "Timing": "Frequency", '
+                 '"Note": null}')
+    relation_map = ('{"MODIFY": {"Dose>Medication": "Strength-Drug", "Administration>Medication": "Route-Drug", '
+                    '"Timing>Medication": "Frequency-Drug"}}')
+    stats = p.main(["--train_dir", str(corpus), "--output_dir", str(tmp_path / "data"), "--validation_ratio", "0.25",
+                    "--label_map", label_map, "--relation_map", relation_map, "--write_brat", str(tmp_path / "gold")])
+    kept = sum(sum(split["kept"].values()) for split in stats["relations"].values())
+    unmapped = sum((Counter(split) for split in stats["unmapped_relation_types"].values()), Counter())
+    assert kept == 4 * 5 and unmapped == Counter({"MODIFY Note>Medication": 4})
+    assert sorted(path.name for path in (tmp_path / "gold").iterdir() if not path.name.startswith(".")) == [
+        "train", "validation"]
+    written = (tmp_path / "gold" / "train" / "a.ann").read_text() if (tmp_path / "gold" / "train" / "a.ann").exists() \
+        else (tmp_path / "gold" / "validation" / "a.ann").read_text()
+    assert "Medication" not in written and "MODIFY" not in written and "\tFrequency-Drug " in written
+    # The mapped gold, scored against the corpus read through the same maps: everything matches.
+    report = evaluate(["--gold_brat", str(corpus), "--pred_brat", str(tmp_path / "gold" / "train"),
+                       "--label_map", label_map, "--relation_map", relation_map, "--output_dir", str(tmp_path / "r")])
+    train_notes = len(list((tmp_path / "gold" / "train").glob("*.ann")))
+    assert report["strict"]["micro"]["tp"] == 7 * train_notes and report["strict"]["micro"]["fp"] == 0
+    assert report["relations"]["strict"]["micro"]["tp"] == 5 * train_notes
+    assert report["relations"]["strict"]["micro"]["fp"] == 0
+    assert len(report["missing_predictions"]) == 4 - train_notes  # the validation notes were written apart
