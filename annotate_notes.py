@@ -1361,8 +1361,8 @@ def _annotate_share(args: AnnotationArguments, process_index: int, share: list[P
                         overwrite=args.overwrite, word_predictions=args.word_predictions,
                         words_per_group=args.words_per_group, process_index=process_index,
                         progress=None if process_index == 0 else False)  # one bar: process 0's share
-    except (OSError, ValueError) as error:  # a model that cannot be loaded, a full disk: one line, as one process
-        print(f"annotate_notes.py: error: process {process_index}: {error}", file=sys.stderr)
+    except (OSError, ValueError) as error:  # a model that cannot be loaded, a full disk: the parent says it, once
+        results.put((process_index, "error", str(error)))
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -1391,7 +1391,7 @@ def _annotate_folder_in_processes(args: AnnotationArguments) -> dict[str, Any]:
     processes = [context.Process(target=_annotate_share, args=(args, index, share, plan.jsonl_mode, results, os.getpid()),
                                  name=f"annotate-{index}") for index, share in enumerate(shares)]
     received: dict[int, tuple[_Tally, dict[str, Any]]] = {}
-    failed: tuple[int, int | None] | None = None
+    failed: tuple | None = None  # (process, exit status[, reason])
     try:
         for process in processes:
             process.start()
@@ -1399,6 +1399,9 @@ def _annotate_folder_in_processes(args: AnnotationArguments) -> dict[str, Any]:
         while len(received) < len(processes) and failed is None:
             try:
                 index, process_tally, facts = results.get(timeout=0.5)
+                if process_tally == "error":  # its reason, in one line (every process would say the same)
+                    failed = (index, 1, facts)
+                    break
                 received[index] = (process_tally, facts)
             except queue.Empty:
                 for index, process in enumerate(processes):
@@ -1420,7 +1423,7 @@ def _annotate_folder_in_processes(args: AnnotationArguments) -> dict[str, Any]:
         _compact_outputs(output_dir, plan.notes, plan.repairs)
         if failed[1] == 130 or failed[0] == -1:
             raise KeyboardInterrupt
-        raise ProcessFailed(failed[0], args.num_processes, failed[1])
+        raise ProcessFailed(failed[0], args.num_processes, failed[1], *failed[2:])
     for index in sorted(received):
         tally.update(received[index][0])
     return _finish(plan, tally, received[0][1], output_dir, started=started, num_processes=args.num_processes,
@@ -1428,9 +1431,10 @@ def _annotate_folder_in_processes(args: AnnotationArguments) -> dict[str, Any]:
 
 
 class ProcessFailed(Exception):
-    def __init__(self, index: int, num_processes: int, exit_code: int | None):
-        super().__init__(f"process {index} of {num_processes} failed (exit status {exit_code}); every .ann "
-                         "written has its records: run the same command again to annotate the other notes")
+    def __init__(self, index: int, num_processes: int, exit_code: int | None, reason: str | None = None):
+        why = f": {reason}" if reason else f" (exit status {exit_code})"
+        super().__init__(f"process {index} of {num_processes} failed{why}; every .ann written has its records: run "
+                         "the same command again to annotate the other notes")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -889,6 +889,12 @@ def remove_stale_partial_folders(output_dir) -> list[str]:
     note text), saying so by name. Call it only while holding the folder's lock (folder_safety.FolderLock)."""
     output_dir = Path(output_dir)
     removed = []
+    # Killed between its two renames, a run left the old folder aside and no new one: put the old one back.
+    old_folders = sorted(output_dir.parent.glob(f".{output_dir.name}.old-*"))
+    if old_folders and not output_dir.exists() and not output_dir.is_symlink():
+        os.replace(old_folders[-1], output_dir)
+        logger.warning("restored %s from %s, set aside by an earlier run that was stopped", output_dir,
+                       old_folders[-1].name)
     for stale in sorted([*output_dir.parent.glob(f".{output_dir.name}{PARTIAL_FOLDER_INFIX}*"),
                          *output_dir.parent.glob(f".{output_dir.name}.old-*")]):
         shutil.rmtree(stale, ignore_errors=True)
@@ -906,9 +912,10 @@ def write_folder_atomically(output_dir, overwrite: bool, write) -> None:
     write (the old one is removed after the new one is in place). The caller holds the folder's lock.
     """
     output_dir = Path(output_dir)
+    if output_dir.parent.is_dir():
+        remove_stale_partial_folders(output_dir)  # first: it may put back a folder a killed run had set aside
     check_output_dir(output_dir, overwrite)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partial_folders(output_dir)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}{PARTIAL_FOLDER_INFIX}", dir=output_dir.parent))
     old_dir = None
     try:

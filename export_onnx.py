@@ -20,7 +20,16 @@ opset, the verification's max emission difference), ``quantization.json`` (what 
 
 Verification: the fp32 graph is run on dummy inputs of other batch sizes and lengths than the traced one
 (with and without padding) and its emissions compared with PyTorch; the export fails above ``--atol``.
-A non-empty ``--output_dir`` is refused unless ``--overwrite_output_dir``.
+
+The folder appears whole or not at all (docs/architecture.md, "Output folders, re-runs and interruptions"):
+it is written into a hidden sibling (``.NAME.partial-*``), verified, claimed whole in its manifest and moved
+into place (``corpus_io.write_folder_atomically``); a sibling left by a killed export is removed (and named)
+by the next one. A non-empty ``--output_dir`` is refused unless ``--overwrite_output_dir`` (or
+``--overwrite``), and then replaced only once the new export is complete, and only if it holds nothing the
+toolkit did not write. The folder is locked for the whole export (``folder_safety.FolderLock``) and never
+the model folder, inside it or around it. Bad arguments (a missing model, a relation model) are one line
+with exit status 2; a model folder that cannot be read (a truncated ``.safetensors``, a broken
+``config.json``) or a failed verification is one line with exit status 1 (``command_line.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import sys
+import pickle
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,20 +45,31 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from transformers import AutoModelForTokenClassification, HfArgumentParser
+from transformers import AutoConfig, AutoModelForTokenClassification, HfArgumentParser
 
 import modeling_crf  # noqa: F401  (registers the CRF model with the Auto classes)
-from corpus_io import CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, RUN_INFO_FILE
+from command_line import DataError, UsageError, run_main
+from corpus_io import (
+    CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, set_tree_mode, usual_file_mode,
+    write_folder_atomically,
+)
+from folder_safety import FolderLock, check_output_apart, refuse_foreign_files
 from modeling_crf import IMPOSSIBLE_SCORE, bio_transition_mask
 from onnx_backend import EMISSIONS_OUTPUT, OnnxTokenClassifier
-from run_folders import vocabulary_from_corpus
+from relations import CONFIG_SENTENCE_WINDOW
+from run_folders import is_hub_id, vocabulary_from_corpus
 from windows import encoder_max_positions, is_crf_model, load_tokenizer, model_labels
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
-# Files this script writes (removed first with --overwrite_output_dir, so no stale int8 model survives).
-EXPORT_FILES = (ONNX_FILE, ONNX_INT8_FILE, CRF_FILE, EXPORT_INFO_FILE, QUANTIZATION_FILE, "config.json", "README.md")
+SCRIPT = "export_onnx.py"
+# What loading a model folder raises on a truncated or malformed file (safetensors' own error is a bare Exception).
+try:
+    from safetensors import SafetensorError as _SafetensorError
+except ImportError:  # pragma: no cover - safetensors comes with transformers
+    _SafetensorError = OSError
+MODEL_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, _SafetensorError)
 
 
 @dataclass
@@ -61,7 +81,10 @@ class ExportArguments:
         "choices": ["int8"]})
     opset: int = field(default=DEFAULT_OPSET, metadata={"help": "ONNX opset version."})
     atol: float = field(default=1e-4, metadata={"help": "Max abs emission difference (fp32 ONNX vs PyTorch) allowed."})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an earlier export in output_dir."})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "aliases": ["--overwrite"],
+        "help": "Replace an earlier export in output_dir (once the new one is complete; only if the folder holds "
+                "nothing but the toolkit's files)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run the modeling code shipped with the model."})
     model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of a Hub model."})
     token: Optional[str] = field(default=None, metadata={"help": "Hub token for private models."})
@@ -190,39 +213,121 @@ def model_card(info: dict, quantization: dict | None) -> str:
                      f"emission difference to PyTorch {info.get('int8_max_abs_emission_diff', float('nan')):.3g} "
                      f"(not bounded: quantization changes scores). See `{QUANTIZATION_FILE}`.")
     if info["vocabulary_from_corpus"]:
-        lines.append("- The tokenizer's vocabulary was learned from the training notes (the source model's "
-                     f"`{RUN_INFO_FILE}`): its words come from them.")
+        lines.append("- The tokenizer's vocabulary was learned from the training notes (`\"vocabulary_from_corpus\": "
+                     "true` in its `tokenizer_config.json`): its words come from them.")
     lines += ["", "Run it with `python annotate_notes.py --backend onnx --model_name_or_path THIS_FOLDER ...` or "
               "`NoteAnnotator.from_pretrained(THIS_FOLDER, backend=\"onnx\")`.", ""]
     return "\n".join(lines)
 
 
-def prepare_output_dir(output_dir: Path, overwrite: bool) -> None:
-    if output_dir.exists() and any(output_dir.iterdir()):
-        if not overwrite:
-            raise ValueError(f"output_dir {output_dir} is not empty; pass --overwrite_output_dir to replace it")
-        for name in EXPORT_FILES:
-            (output_dir / name).unlink(missing_ok=True)
-    output_dir.mkdir(parents=True, exist_ok=True)
+def first_line(error: BaseException) -> str:
+    """What an error says, on one line (its type when it says nothing)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = HfArgumentParser(ExportArguments)
-    (args,) = parser.parse_args_into_dataclasses(args=argv)
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    output_dir = Path(args.output_dir)
+def check_model_path(path: str) -> None:
+    """Before anything is created (the lock included): a path that is not there must at least read as a Hub id."""
+    if not Path(path).exists() and not is_hub_id(path):
+        raise UsageError(f"--model_name_or_path {path} does not exist: give a trained model folder "
+                         "(run_ner_crf.py output) or a Hub model id")
+
+
+def check_model_folder(path: str) -> None:
+    """A local model path must be a folder with a config.json."""
+    given = Path(path)
+    if not given.exists():
+        return  # a Hub id: what loading it says is reported there
+    if not given.is_dir():
+        raise UsageError(f"--model_name_or_path {path} is a file, not a model folder: give the folder that "
+                         "run_ner_crf.py wrote (config.json and model.safetensors in it)")
+    if not (given / "config.json").exists():
+        raise UsageError(f"--model_name_or_path {path} holds no config.json: not a model folder; give the folder "
+                         "that run_ner_crf.py wrote (or one of its checkpoint-* folders)")
+
+
+def check_token_classifier(config, path: str) -> None:
+    """Only token-classification (entity) models export: a run_re.py relation model (sequence classification) or
+    any other head is refused, naming what it is and what to export instead."""
+    architectures = [str(name) for name in (getattr(config, "architectures", None) or [])]
+    if getattr(config, CONFIG_SENTENCE_WINDOW, None) is not None or any(
+            name.endswith("ForSequenceClassification") for name in architectures):
+        raise UsageError(f"--model_name_or_path {path} is a relation model (run_re.py output, "
+                         f"{architectures[0] if architectures else 'sequence classification'}): only token-"
+                         "classification (entity) models export to ONNX; export the entity model (run_ner_crf.py "
+                         "output) and give the relation model as it is to annotate_notes.py "
+                         "--relation_model_name_or_path (it runs with PyTorch beside --backend onnx)")
+    if architectures and not any(name.endswith("ForTokenClassification") for name in architectures):
+        raise UsageError(f"--model_name_or_path {path} is a {architectures[0]} model, not a token-classification "
+                         "(entity) model: only run_ner_crf.py models (CRF or linear head) export to ONNX")
+
+
+def _weights_file(path: str) -> str:
+    """The weights file of a local model folder, for messages (the folder itself when none is found)."""
+    folder = Path(path)
+    for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"):
+        if (folder / name).exists():
+            return str(folder / name)
+    return path
+
+
+def _hub_kwargs(args: ExportArguments) -> dict:
+    return {"revision": args.model_revision, "token": args.token, "trust_remote_code": args.trust_remote_code}
+
+
+def load_source_config(args: ExportArguments):
+    """The model's config, checked to be a token classifier's. A Hub id that cannot be loaded (none of that name, or
+    offline and not cached) is a usage error; a local config.json that cannot be read, a data error."""
+    path, local = args.model_name_or_path, Path(args.model_name_or_path).exists()
+    check_model_folder(path)
     try:
-        if Path(args.model_name_or_path).exists() and output_dir.resolve() == Path(args.model_name_or_path).resolve():
-            raise ValueError("output_dir must not be the model folder")
-        prepare_output_dir(output_dir, args.overwrite_output_dir)
-    except ValueError as error:
-        print(f"export_onnx.py: error: {error}", file=sys.stderr)
-        return 2
+        config = AutoConfig.from_pretrained(path, **_hub_kwargs(args))
+    except MODEL_READ_ERRORS as error:
+        if not local:
+            raise UsageError(f"--model_name_or_path {path}: no such folder, and no Hub model of that name could be "
+                             f"loaded ({first_line(error)})") from error
+        raise DataError(f"{Path(path) / 'config.json'}: not a readable model config ({first_line(error)}); restore "
+                        "the model folder from where run_ner_crf.py wrote it, or train it again") from error
+    check_token_classifier(config, path)
+    return config
 
-    hub = {"revision": args.model_revision, "token": args.token, "trust_remote_code": args.trust_remote_code}
-    model = AutoModelForTokenClassification.from_pretrained(args.model_name_or_path, **hub).float().eval()
-    labels = model_labels(model)
-    tokenizer = load_tokenizer(args.model_name_or_path, **hub)
+
+def load_source_model(args: ExportArguments, config=None):
+    """The model and tokenizer to export; a folder that cannot be read is one line (DataError), never a traceback."""
+    path, local = args.model_name_or_path, Path(args.model_name_or_path).exists()
+    config = config if config is not None else load_source_config(args)
+    hub = _hub_kwargs(args)
+    try:
+        model = AutoModelForTokenClassification.from_pretrained(path, config=config, **hub).float().eval()
+    except (*MODEL_READ_ERRORS, pickle.UnpicklingError) as error:
+        where = _weights_file(path) if local else path
+        raise DataError(f"{where}: the model cannot be loaded ({first_line(error)}); the file may be truncated or "
+                        "damaged (an interrupted copy or save?): copy the model folder again, or export another "
+                        "checkpoint") from error
+    try:
+        labels = model_labels(model)
+        tokenizer = load_tokenizer(path, **hub)
+    except MODEL_READ_ERRORS as error:
+        raise DataError(f"{path}: its labels or tokenizer cannot be read ({first_line(error)}); give the folder "
+                        "that run_ner_crf.py wrote, with its tokenizer files") from error
+    return model, labels, tokenizer
+
+
+def check_output_folder(output_dir: Path, overwrite: bool) -> None:
+    """An existing, non-empty output folder needs --overwrite_output_dir and must hold only the toolkit's files
+    (it is replaced as a whole, after the new export is complete)."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"--output_dir {output_dir} exists and is not a folder")
+    if output_dir.is_dir() and any(output_dir.iterdir()):
+        if not overwrite:
+            raise UsageError(f"--output_dir {output_dir} is not empty: pass --overwrite_output_dir to replace it "
+                             "(the earlier export is replaced only once the new one is complete)")
+        refuse_foreign_files(output_dir, "--overwrite_output_dir")
+
+
+def export_to(args: ExportArguments, model, labels: list[str], tokenizer, folder: Path) -> dict:
+    """Write and verify the whole export in ``folder`` (the hidden sibling); returns what the summary line says.
+    A verification that fails raises DataError, and nothing of the export is kept."""
     input_names = onnx_input_names(model)
     wrapper = EmissionModel(model, input_names).eval()
 
@@ -230,23 +335,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     example = dummy_inputs(tokenizer, input_names, batch=2, length=16, padded=True, seed=0)
     dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in [*input_names, EMISSIONS_OUTPUT]}
     with torch.no_grad():
-        torch.onnx.export(wrapper, tuple(example.values()), str(output_dir / ONNX_FILE), input_names=input_names,
+        torch.onnx.export(wrapper, tuple(example.values()), str(folder / ONNX_FILE), input_names=input_names,
                           output_names=[EMISSIONS_OUTPUT], dynamic_axes=dynamic_axes, opset_version=args.opset,
                           do_constant_folding=True, dynamo=False)
     # Beside the graph: config (labels, label_alignment), tokenizer, CRF scores.
-    model.config.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
+    model.config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     crf = is_crf_model(model)
     if crf:
-        (output_dir / CRF_FILE).write_text(json.dumps(crf_parameters(model, labels), indent=1) + "\n", encoding="utf-8")
+        (folder / CRF_FILE).write_text(json.dumps(crf_parameters(model, labels), indent=1) + "\n", encoding="utf-8")
 
-    max_diff = verify(model, wrapper, tokenizer, input_names, output_dir, ONNX_FILE)
+    max_diff = verify(model, wrapper, tokenizer, input_names, folder, ONNX_FILE)
     logger.info("fp32 ONNX vs PyTorch: max abs emission difference %.3g", max_diff)
     if not max_diff <= args.atol:
-        (output_dir / ONNX_FILE).unlink()
-        print(f"export_onnx.py: error: the ONNX emissions differ from PyTorch by {max_diff:.3g} "
-              f"(more than --atol {args.atol:g}); {ONNX_FILE} removed", file=sys.stderr)
-        return 1
+        raise DataError(f"{args.model_name_or_path}: the ONNX emissions differ from PyTorch by {max_diff:.3g} (more "
+                        f"than --atol {args.atol:g}); nothing was written: try another --opset, or a larger --atol "
+                        "if the difference is acceptable")
     info = {
         "source_model": args.model_name_or_path,
         "model_kind": "crf" if crf else "linear",
@@ -260,23 +364,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         "atol": args.atol,
         "max_abs_emission_diff": max_diff,
         "files": {"fp32": ONNX_FILE, "int8": ONNX_INT8_FILE if args.quantize else None},
-        "vocabulary_from_corpus": vocabulary_from_corpus(args.model_name_or_path),
+        # The tokenizer copied beside the graph, as it says itself (its tokenizer_config.json mark, kept in the copy).
+        "vocabulary_from_corpus": vocabulary_from_corpus(tokenizer),
     }
     if info["vocabulary_from_corpus"]:
-        logger.warning("the tokenizer's vocabulary was learned from the training notes (%s of the model): "
-                       "its words come from them; share the export only where the notes may be shared", RUN_INFO_FILE)
+        logger.warning("the tokenizer's vocabulary was learned from the training notes (marked in its "
+                       "tokenizer_config.json): its words come from them; share the export only where the notes may "
+                       "be shared")
     quantization = None
     if args.quantize == "int8":
-        quantization = quantize_int8(output_dir)
-        info["int8_max_abs_emission_diff"] = verify(model, wrapper, tokenizer, input_names, output_dir, ONNX_INT8_FILE)
+        quantization = quantize_int8(folder)
+        info["int8_max_abs_emission_diff"] = verify(model, wrapper, tokenizer, input_names, folder, ONNX_INT8_FILE)
         logger.info("int8 ONNX vs PyTorch: max abs emission difference %.3g", info["int8_max_abs_emission_diff"])
-        (output_dir / QUANTIZATION_FILE).write_text(json.dumps(quantization, indent=1) + "\n", encoding="utf-8")
-    (output_dir / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-    (output_dir / "README.md").write_text(model_card(info, quantization), encoding="utf-8")
+        (folder / QUANTIZATION_FILE).write_text(json.dumps(quantization, indent=1) + "\n", encoding="utf-8")
+    (folder / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    (folder / "README.md").write_text(model_card(info, quantization), encoding="utf-8")
+    set_tree_mode(folder, usual_file_mode())  # numbers and a tokenizer, no note text: the usual permissions
+    return {"max_diff": max_diff, "quantized": quantization is not None}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Export; bad arguments raise UsageError, an unreadable model or a failed verification DataError (one line
+    each under ``command_line.run_main``)."""
+    # No abbreviations: --overwrite is a flag of its own, never a prefix taken for another one.
+    parser = HfArgumentParser(ExportArguments, allow_abbrev=False)
+    args, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if unknown:
+        raise UsageError(f"unrecognized arguments: {' '.join(unknown)} (see export_onnx.py --help)")
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    output_dir = Path(args.output_dir)
+    # Before any work, and before anything is created: the model, the output apart from it, the folder's rules.
+    check_model_path(args.model_name_or_path)
+    # A Hub id (no such local path) is looked up now: one that cannot be loaded leaves nothing behind.
+    config = None if Path(args.model_name_or_path).exists() else load_source_config(args)
+    check_output_apart(output_dir, {"--model_name_or_path": args.model_name_or_path})
+    check_output_folder(output_dir, args.overwrite_output_dir)
+    with FolderLock(output_dir, SCRIPT):
+        check_output_folder(output_dir, args.overwrite_output_dir)  # again, now that no other command writes it
+        model, labels, tokenizer = load_source_model(args, config)
+        summary: dict = {}
+        # A hidden sibling, written, verified, claimed whole and moved into place; an earlier export is replaced
+        # only then; a sibling a killed run left is removed (and named) first.
+        write_folder_atomically(output_dir, args.overwrite_output_dir,
+                                lambda folder: summary.update(export_to(args, model, labels, tokenizer, Path(folder))))
     print(f"Exported {args.model_name_or_path} to {output_dir} ({ONNX_FILE}"
-          f"{' and ' + ONNX_INT8_FILE if quantization else ''}); max abs emission difference {max_diff:.3g}")
+          f"{' and ' + ONNX_INT8_FILE if summary['quantized'] else ''}); max abs emission difference "
+          f"{summary['max_diff']:.3g}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, SCRIPT, data_errors=(FileExistsError,))

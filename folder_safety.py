@@ -348,9 +348,10 @@ def irregular_reason(path) -> str | None:
     return None if stat.S_ISREG(mode) else _kind(mode)
 
 
-def read_regular_file(path, limit: int | None = None) -> bytes:
-    """The bytes of a regular file (at most ``limit``), opened without blocking: a FIFO or device is refused
-    (:class:`NotARegularFile`) instead of waited on, even if it replaced a regular file after a check."""
+def open_regular_file(path):
+    """A regular file opened for reading bytes (a binary file object, to read in pieces and close), opened without
+    blocking: a FIFO or device is refused (:class:`NotARegularFile`) instead of waited on, even if it replaced a
+    regular file after a check."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except IsADirectoryError:
@@ -361,10 +362,16 @@ def read_regular_file(path, limit: int | None = None) -> bytes:
         mode = os.fstat(descriptor).st_mode
         if not stat.S_ISREG(mode):
             raise NotARegularFile(path, _kind(mode))
-        with os.fdopen(descriptor, "rb", closefd=False) as handle:
-            return handle.read() if limit is None else handle.read(limit)
-    finally:
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
         os.close(descriptor)
+        raise
+
+
+def read_regular_file(path, limit: int | None = None) -> bytes:
+    """The bytes of a regular file (at most ``limit``), opened without blocking (:func:`open_regular_file`)."""
+    with open_regular_file(path) as handle:
+        return handle.read() if limit is None else handle.read(limit)
 
 
 # ---------------------------------------------------------------------------

@@ -27,7 +27,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from corpus_io import CRF_FILE, ONNX_FILE
+from command_line import DataError
+from corpus_io import CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE
 from windows import (
     CRF_MODEL_TYPE, DEFAULT_BATCH_SIZE, DEFAULT_STRIDE, NotePrediction, assemble_notes, encode_notes,
     max_input_length, model_labels,
@@ -186,6 +187,76 @@ def softmax_argmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 
 
+class ExportFolderError(DataError):
+    """A file of an ``export_onnx.py`` folder that is missing, truncated or malformed: one line naming the file, the
+    reason and what to do (export again); a ``ValueError``, so ``annotate_notes.py`` reports it with exit status 1."""
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _onnxruntime_errors() -> tuple[type[BaseException], ...]:
+    """onnxruntime's own exception classes (plain ``Exception`` subclasses: InvalidProtobuf, Fail, ...)."""
+    try:
+        from onnxruntime.capi import onnxruntime_pybind11_state as state
+    except ImportError:  # pragma: no cover - another build of onnxruntime
+        return (RuntimeError,)
+    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError", "RuntimeException",
+             "InvalidProtobuf", "ModelLoaded", "NotImplemented", "InvalidGraph", "EPFail")
+    return (RuntimeError, *(getattr(state, name) for name in names if isinstance(getattr(state, name, None), type)))
+
+
+def reexport_hint(folder: Path) -> str:
+    """What to do about a broken export folder: export again (from the source model its onnx_export.json names)."""
+    source = None
+    try:
+        source = json.loads((folder / EXPORT_INFO_FILE).read_text(encoding="utf-8")).get("source_model")
+    except (OSError, ValueError, AttributeError):
+        pass
+    return (f"export the model again: python export_onnx.py --model_name_or_path {source or 'MODEL_FOLDER'} "
+            f"--output_dir {folder} --overwrite_output_dir")
+
+
+def read_export_json(folder: Path, name: str) -> dict[str, Any]:
+    """A JSON object file of an export folder, or :class:`ExportFolderError` (the reason, never the content)."""
+    path = folder / name
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExportFolderError(f"{path}: missing from the export folder; {reexport_hint(folder)}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ExportFolderError(f"{path}: not valid JSON ({_one_line(error)}): the file is truncated or damaged; "
+                                f"{reexport_hint(folder)}") from None
+    if not isinstance(value, dict):
+        raise ExportFolderError(f"{path}: not a JSON object ({type(value).__name__}); {reexport_hint(folder)}")
+    return value
+
+
+def read_crf_scores(folder: Path, labels: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The start, transition and end scores of ``crf.json``, checked against the labels of ``config.json``."""
+    path = folder / CRF_FILE
+    crf = read_export_json(folder, CRF_FILE)
+    keys = ("labels", "start_transitions", "transitions", "end_transitions")
+    missing = [key for key in keys if key not in crf]
+    if missing:
+        raise ExportFolderError(f"{path}: no {', '.join(repr(key) for key in missing)} (not what export_onnx.py "
+                                f"writes); {reexport_hint(folder)}")
+    if crf["labels"] != labels:
+        raise ExportFolderError(f"{path}: its labels differ from config.json's; {reexport_hint(folder)}")
+    try:
+        start, transitions, end = (np.asarray(crf[key], dtype=np.float32) for key in keys[1:])
+    except (ValueError, TypeError) as error:
+        raise ExportFolderError(f"{path}: the CRF scores are not numbers ({_one_line(error)}); "
+                                f"{reexport_hint(folder)}") from None
+    size = len(labels)
+    if start.shape != (size,) or end.shape != (size,) or transitions.shape != (size, size):
+        raise ExportFolderError(f"{path}: CRF scores of shapes {start.shape}, {transitions.shape}, {end.shape} for "
+                                f"{size} labels; {reexport_hint(folder)}")
+    return start, transitions, end
+
+
 class OnnxTokenClassifier:
     """An ``export_onnx.py`` folder: onnxruntime session, config, and the CRF scores of a CRF model.
 
@@ -200,24 +271,31 @@ class OnnxTokenClassifier:
 
         self.path = Path(path)
         if not (self.path / model_file).is_file():
-            raise ValueError(f"{self.path}: no {model_file} (not an export_onnx.py folder?)")
-        self.config = JsonConfig(json.loads((self.path / "config.json").read_text(encoding="utf-8")))
+            raise ExportFolderError(f"{self.path}: no {model_file} (not an export_onnx.py folder?); "
+                                    f"{reexport_hint(self.path)}")
+        try:
+            self.config = JsonConfig(read_export_json(self.path, "config.json"))
+            self.labels = model_labels(self)
+        except ExportFolderError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise ExportFolderError(f"{self.path / 'config.json'}: not a token-classification model's config "
+                                    f"({_one_line(error)}); {reexport_hint(self.path)}") from error
         self.model_file = model_file
         options = onnxruntime.SessionOptions()
         if num_threads:
             options.intra_op_num_threads = num_threads
-        self.session = onnxruntime.InferenceSession(str(self.path / model_file), options,
-                                                    providers=["CPUExecutionProvider"])
+        try:
+            self.session = onnxruntime.InferenceSession(str(self.path / model_file), options,
+                                                        providers=["CPUExecutionProvider"])
+        except (OSError, *_onnxruntime_errors()) as error:  # InvalidProtobuf, Fail, ...: a truncated or damaged graph
+            raise ExportFolderError(f"{self.path / model_file}: onnxruntime cannot load it ({_one_line(error)}): the "
+                                    f"file is truncated or damaged; {reexport_hint(self.path)}") from error
         self.input_names = [node.name for node in self.session.get_inputs()]
-        self.labels = model_labels(self)
         self.is_crf = self.config.model_type == CRF_MODEL_TYPE
         self.crf_scores = None
         if self.is_crf:
-            crf = json.loads((self.path / CRF_FILE).read_text(encoding="utf-8"))
-            if crf["labels"] != self.labels:
-                raise ValueError(f"{self.path}: {CRF_FILE} labels differ from config.json")
-            self.crf_scores = tuple(np.asarray(crf[key], dtype=np.float32)
-                                    for key in ("start_transitions", "transitions", "end_transitions"))
+            self.crf_scores = read_crf_scores(self.path, self.labels)
 
     @property
     def label_all_tokens(self) -> bool:

@@ -384,6 +384,12 @@ class DataArguments:
     synthetic: Optional[int] = field(
         default=None, metadata={"help": "Generate this many synthetic n2c2-style notes (train + test) and convert them."}
     )
+    synthetic_hard: bool = field(
+        default=False, metadata={"help": "With --synthetic: the hard mode's notes, whose sentences hold several drugs "
+                                         "with attributes before their drug, another drug in between, 'respectively', "
+                                         "shared attributes, reasons and ADEs in the next sentence, held and stopped "
+                                         "drugs: the nearest drug is often the wrong one (a relation benchmark)."}
+    )
     synthetic_test_notes: Optional[int] = field(
         default=None, metadata={"help": "How many of the --synthetic notes are test notes (default: one sixth)."}
     )
@@ -602,6 +608,8 @@ def build_dataset(args: DataArguments) -> dict:
         raise UsageError("give exactly one input: --train_dir (brat), --train_file (CoNLL) or --synthetic N")
     if args.synthetic is not None and (args.label_map or args.relation_map or args.entity_types):
         raise UsageError("--synthetic notes use the n2c2 scheme: drop --label_map / --relation_map / --entity_types")
+    if args.synthetic_hard and args.synthetic is None:
+        raise UsageError("--synthetic_hard needs --synthetic N (it chooses the kind of synthetic notes)")
     if not 0.0 <= args.plain_ratio <= 1.0:
         raise UsageError(f"--plain_ratio must be in [0, 1], got {args.plain_ratio}")
     output_dir = Path(args.output_dir)
@@ -642,6 +650,7 @@ def build_dataset(args: DataArguments) -> dict:
                 raise ValueError(f"--synthetic_test_notes must be in [0, {args.synthetic}), got {num_test}")
             synthetic_dir = Path(args.write_brat) if args.write_brat else Path(scratch)
             write_synthetic_corpus(synthetic_dir, args.synthetic - num_test, num_test, seed=args.seed,
+                                   hard=args.synthetic_hard,
                                    overwrite=args.overwrite)
         documents, problems, sources = _read_inputs(args, label_map, relation_map, entity_types, synthetic_dir)
 
@@ -832,6 +841,7 @@ def _build_stats(args, labels, documents, rows, counts, problems, validation_sou
             "label_map": args.label_map,
             "relation_map": args.relation_map,
             "synthetic_notes": args.synthetic,
+            "synthetic_hard": args.synthetic_hard,
         },
         "labels": list(labels),
         "entity_types": entity_types,

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+import datasets
 from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets, load_dataset, load_from_disk
 from datasets import Sequence as DatasetSequence
 from transformers import (
@@ -58,7 +59,7 @@ from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
 from run_folders import (
     RecordRunArguments, UsageError, card_license, check_launch, check_resume_matches, check_vocabulary_upload,
     config_to_argv, hub_upload_files, is_hub_id, main_with_usage_errors, output_folder_lock, parse_config_overrides, prepare_output_dir,
-    push_model_to_hub, save_final_model, setup_logging, trainer_state_epoch, vocabulary_from_corpus,
+    push_model_to_hub, save_final_model, setup_logging, trainer_state_epoch,
 )
 from run_folders import ALLOW_TEST_TRAINING_HELP, check_train_split
 from subwords import PAPER_VOCABULARY_SIZE, train_subword_tokenizer, vocabulary_report
@@ -351,8 +352,11 @@ def load_tokenizer(model_args: ModelArguments, train_dataset: Dataset | None, te
     if model_args.train_tokenizer:
         if train_dataset is None:
             raise UsageError("--train_tokenizer needs a training split (--do_train)")
-        tokenizer = train_subword_tokenizer(train_dataset[text_column], model_args.tokenizer_vocab_size,
-                                            model_args.tokenizer_min_frequency, model_args.tokenizer_lowercase)
+        try:
+            tokenizer = train_subword_tokenizer(train_dataset[text_column], model_args.tokenizer_vocab_size,
+                                                model_args.tokenizer_min_frequency, model_args.tokenizer_lowercase)
+        except ValueError as error:  # a size too small for the base alphabet, no words: the user's arguments
+            raise UsageError(f"--train_tokenizer: {error}") from None
         report = vocabulary_report(tokenizer, train_dataset[text_column])
         logger.info(f"WordPiece vocabulary learned from the training split: {report['vocabulary_size']:,} pieces "
                     f"(asked for {model_args.tokenizer_vocab_size:,}), {report['pieces_per_word']} pieces per word")
@@ -730,7 +734,7 @@ print(ner("{CARD_EXAMPLE}"))
 ## Intended use and limitations
 For research on clinical information extraction. **Not for clinical decisions** and not validated
 for patient care. {"Trained on a SYNTHETIC sample, not patient notes: for trying the toolkit only. " if dataset_stats.get("synthetic") else ""}Performance on notes from other institutions, specialties or note types will differ.
-{hardest}{licence_note}{" Its tokenizer was trained on the training notes: its vocabulary is derived from them." if model_args.train_tokenizer else ""}
+{hardest}{licence_note}{" Its tokenizer was trained on the training notes: its vocabulary is derived from them." if model_args.train_tokenizer else " Its tokenizer's vocabulary was learned from notes (the model it was fine-tuned from): its vocabulary is derived from them." if run_info.get("vocabulary_from_corpus") else ""}
 
 ## Framework versions
 {framework_versions()}
@@ -783,6 +787,9 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
 
 def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_args: TrainingArguments
         ) -> dict[str, Any]:
+    # datasets writes the cache files of .map() beside the data it loaded: into the user's dataset folder. Without
+    # caching they go to a temporary folder instead (found by bench/stress_interruptions.py).
+    datasets.disable_caching()
     # We push ourselves, with an allow-list: the Trainer would upload the whole output_dir.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     # The CRF's forward also takes `label_mask`, which is an input, not a target.
@@ -790,9 +797,11 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
 
     setup_logging(training_args, logger)
     check_data_arguments(data_args)  # one line, before anything slow
-    corpus_vocabulary = model_args.train_tokenizer or vocabulary_from_corpus(model_args.model_name_or_path)
-    check_vocabulary_upload(push_to_hub, corpus_vocabulary, model_args.push_corpus_vocabulary,
-                            "--train_tokenizer now or in the model being fine-tuned")
+    # The tokenizer trained with (and uploaded): learned now, or --tokenizer_name's or the model's, whose
+    # tokenizer_config.json says whether its vocabulary was learned from notes (a checkpoint folder's too).
+    check_vocabulary_upload(push_to_hub, acknowledged=model_args.push_corpus_vocabulary,
+                            tokenizer=model_args.tokenizer_name or model_args.model_name_or_path,
+                            learned_here=model_args.train_tokenizer)
     output_dir = Path(training_args.output_dir)
 
     # The output folder: a fresh run needs an empty one, unless told to start afresh or to resume.
@@ -823,6 +832,9 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
             test_dataset = test_dataset.select(range(min(len(test_dataset), data_args.max_predict_samples)))
 
     tokenizer = load_tokenizer(model_args, train_dataset, data_args.text_column_name, resume_checkpoint)
+    # Again on the tokenizer object (a Hub tokenizer unreadable before), before training.
+    corpus_vocabulary = check_vocabulary_upload(push_to_hub, acknowledged=model_args.push_corpus_vocabulary,
+                                                tokenizer=tokenizer, learned_here=model_args.train_tokenizer)
     model = build_model(model_args, labels, tokenizer, data_args.label_all_tokens)
     # A saved tokenizer says how many tokens the encoder takes, so that no caller overruns it.
     encoder_positions = encoder_max_positions(model.config)
@@ -968,7 +980,7 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
             "num_parameters": num_parameters,
             "world_size": training_args.world_size,
             "synthetic": bool(dataset_stats.get("synthetic", False)),
-            "vocabulary_from_corpus": model_args.train_tokenizer or vocabulary_from_corpus(model_args.model_name_or_path),
+            "vocabulary_from_corpus": corpus_vocabulary,
         }
         write_json_atomically(output_dir / RUN_INFO_FILE, run_info)
         write_json_atomically(output_dir / ALL_RESULTS_FILE, all_results)
@@ -979,7 +991,8 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
         if push_to_hub:
             repo_id = training_args.hub_model_id or output_dir.name
             push_model_to_hub(output_dir, repo_id, training_args.hub_token or model_args.token,
-                              private=training_args.hub_private_repo)
+                              private=training_args.hub_private_repo,
+                              corpus_vocabulary_acknowledged=model_args.push_corpus_vocabulary)
             logger.info(f"Pushed {', '.join(hub_upload_files(output_dir))} to {repo_id}")
         print_outputs(output_dir, all_results)
     return all_results

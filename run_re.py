@@ -52,7 +52,7 @@ from run_folders import (
     RecordRunArguments, UsageError, card_license, check_resume_matches, check_vocabulary_upload, hub_upload_files, is_hub_id,
     main_with_usage_errors, output_folder_lock, parse_config_overrides, parse_script_args, prepare_output_dir,
     push_model_to_hub,
-    save_final_model, setup_logging, vocabulary_from_corpus,
+    save_final_model, setup_logging,
 )
 from run_folders import ALLOW_TEST_TRAINING_HELP, check_train_split
 from windows import encoder_max_positions, load_tokenizer, max_input_length
@@ -87,7 +87,9 @@ class ModelArguments:
 class DataArguments:
     """The notes, their entities and relations, and how candidates become model inputs."""
 
-    dataset_path: str = field(metadata={"help": "A prepare_n2c2.py output folder (documents/ with relations)."})
+    # Optional only to the parser: main() refuses a run without it in one line (argparse would print the whole usage).
+    dataset_path: str | None = field(default=None, metadata={
+        "help": "A prepare_n2c2.py output folder (documents/ with relations). Required."})
     train_split: str = field(default="train", metadata={"help": "Documents to train on ('train+validation' joins)."})
     allow_test_training: bool = field(default=False, metadata={"help": ALLOW_TEST_TRAINING_HELP})
     validation_split: str = field(default="validation", metadata={"help": "Documents for evaluation."})
@@ -104,6 +106,16 @@ class DataArguments:
 # ---------------------------------------------------------------------------
 # Data: documents -> candidates -> model inputs
 # ---------------------------------------------------------------------------
+
+
+def check_dataset_path(dataset_path: str | None) -> None:
+    """A run needs a prepare_n2c2.py output folder: not given or missing is a usage error (one line). What is in it
+    is checked where it is read (:func:`load_documents`)."""
+    if not dataset_path:
+        raise UsageError("--dataset_path is required: give a prepare_n2c2.py output folder (prepared with relations)")
+    if not Path(dataset_path).exists():
+        raise UsageError(f"--dataset_path {dataset_path} does not exist: give a prepare_n2c2.py output folder "
+                         "(prepare_n2c2.py --train_dir ... --output_dir FOLDER writes one)")
 
 
 def load_documents(dataset_path: str, split_expression: str) -> list[dict[str, Any]]:
@@ -268,6 +280,7 @@ def parse_args(argv: Sequence[str] | None = None):
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model_args, data_args, training_args = parse_args(argv)
+    check_dataset_path(data_args.dataset_path)  # one line, before anything is loaded or created
     if training_args.do_train:  # before the output folder is touched
         check_train_split(data_args.train_split, data_args.test_split, data_args.allow_test_training)
     # The output folder is never where the data is, and one command writes it at a time.
@@ -283,10 +296,10 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         raise UsageError("Give --model_name_or_path (fine-tune) or --config_name with --tokenizer_name (from scratch).")
     if model_args.config_name and not model_args.tokenizer_name:
         raise UsageError("--config_name trains from scratch: give the tokenizer with --tokenizer_name")
-    corpus_vocabulary = any(vocabulary_from_corpus(name) for name in (model_args.tokenizer_name,
-                                                                        model_args.model_name_or_path))
-    check_vocabulary_upload(push_to_hub, corpus_vocabulary, model_args.push_corpus_vocabulary,
-                            "a run_ner_crf.py --train_tokenizer model's")
+    # The tokenizer trained with (and uploaded): its tokenizer_config.json says whether its vocabulary was learned from
+    # notes (a run_ner_crf.py --train_tokenizer model's, or a checkpoint folder of one).
+    check_vocabulary_upload(push_to_hub, acknowledged=model_args.push_corpus_vocabulary,
+                            tokenizer=model_args.tokenizer_name or model_args.model_name_or_path)
     output_dir = Path(training_args.output_dir)
     training_args.remove_unused_columns = True
     train_documents = load_documents(data_args.dataset_path, data_args.train_split) if training_args.do_train else []
@@ -304,6 +317,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
                                revision=model_args.model_revision, token=model_args.token,
                                trust_remote_code=model_args.trust_remote_code, cache_dir=model_args.cache_dir)
     tokenizer.add_special_tokens({"additional_special_tokens": list(MARKER_TOKENS)}, replace_extra_special_tokens=False)
+    # Again on the tokenizer object (a Hub tokenizer unreadable before), before training.
+    corpus_vocabulary = check_vocabulary_upload(push_to_hub, acknowledged=model_args.push_corpus_vocabulary,
+                                                tokenizer=tokenizer)
     label_kwargs = {"num_labels": len(LABELS), "id2label": dict(enumerate(LABELS)),
                     "label2id": {label: i for i, label in enumerate(LABELS)}}
     if model_args.model_name_or_path:
@@ -424,7 +440,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
             if push_to_hub:
                 repo_id = training_args.hub_model_id or output_dir.name
                 push_model_to_hub(output_dir, repo_id, training_args.hub_token or model_args.token,
-                                  private=training_args.hub_private_repo, script="run_re.py")
+                                  private=training_args.hub_private_repo, script="run_re.py",
+                                  corpus_vocabulary_acknowledged=model_args.push_corpus_vocabulary)
                 logger.info(f"Pushed {', '.join(hub_upload_files(output_dir))} to {repo_id}")
     return results
 

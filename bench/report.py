@@ -437,6 +437,14 @@ def vocabulary_table() -> list[str]:
             same = ("yes" if v["identical_in_three_processes"] else "**NO**") if key == "wordpiece" else ""
             lines.append(f"| {common.CORPORA[corpus]['title']} | {name} | {r['asked']:,} | {r['vocabulary_size']:,} | "
                          f"{r['pieces_per_word']:.2f} | {r['unknown_rate']:.4%} | {same} |")
+    before = {corpus: rows[corpus]["wordpiece_before_base_alphabet"] for corpus in CORPUS_ORDER
+              if "wordpiece_before_base_alphabet" in rows.get(corpus, {})}
+    if before:
+        lines += ["", "The WordPiece rows hold `subwords.py`'s base alphabet (printable ASCII, clinical symbols, "
+                  "accented letters: `BASE_ALPHABET`, each at a word start and inside a word). Before it: "
+                  + "; ".join(f"{common.CORPORA[corpus]['title']} {r['vocabulary_size']:,} entries, unknown rate "
+                              f"{r['unknown_rate']:.4%}" for corpus, r in before.items())
+                  + ". The pre-training and fine-tuning rows below were run with those vocabularies."]
     return lines
 
 
@@ -863,6 +871,99 @@ def parallel_section() -> list[str]:
     return lines
 
 
+STRESS_KINDS = {"annotate": "`annotate_notes.py`", "annotate_2proc": "`annotate_notes.py --num_processes 2`",
+                "export": "`export_onnx.py`", "train": "`run_ner_crf.py` (training)", "prepare": "`prepare_n2c2.py`"}
+
+
+def _stress_left(run: dict[str, Any]) -> str:
+    """What a kill left, in a few words (bench/stress_interruptions.py)."""
+    left = run["left"]
+    if run["kind"].startswith("annotate"):
+        text = f"{left['ann_files']} of {left['notes']} .ann"
+        if left["ann_without_records"]:
+            text += f", **{left['ann_without_records']} without their records**"
+        hidden = [name for name in left["hidden_files"] if ".process-" in name]
+        return text + (f", {len(hidden)} process parts" if hidden else "")
+    if run["kind"] == "train":
+        if not left["folder_exists"]:
+            return "no folder"
+        complete, incomplete = left["complete_checkpoints"], left["incomplete_checkpoints"]
+        text = f"{len(complete)} complete checkpoint{'s' * (len(complete) != 1)}"
+        text += f", {len(incomplete)} incomplete" if incomplete else ""
+        return text + (", final model" if left["present"]["model.safetensors"] else "")
+    words = {"absent": "nothing", "as_before": "the earlier one, as it was", "complete": "the new one, complete",
+             "empty_folder": "**an empty folder**", "half_written": "**a half-written folder**"}
+    partial = [name for name in left["siblings"] if ".partial-" in name]
+    return words.get(left["target"], left["target"]) + (", a hidden partial sibling" if partial else "")
+
+
+def _stress_runs() -> int:
+    path = common.RESULTS_DIR / "stress_interruptions.json"
+    return common.read_json(path)["totals"]["runs"] if path.is_file() else 20
+
+
+def stress_section() -> list[str]:
+    """Runs killed at random and re-run (bench/stress_interruptions.py): consistent folders, gold files unchanged."""
+    path = common.RESULTS_DIR / "stress_interruptions.json"
+    if not path.is_file():
+        return ["Not run yet: `python bench/stress_interruptions.py`."]
+    r = common.read_json(path)
+    settings, setup, t = r["settings"], r["setup"], r["totals"]
+    edited = settings.get("modified_files") or []
+    lines = [f"`python bench/stress_interruptions.py` (seed {settings['seed']}, {r['total_seconds'] / 60:.0f} minutes "
+             f"on {r['machine'].get('cpu_count')} CPU cores, {r['machine']['date_utc']}, commit {settings['commit']}"
+             + (f" + uncommitted changes to {len(edited)} files" if edited else "") + "): "
+             f"{setup['notes']} synthetic notes with their gold `.ann` beside them, a tiny `configs/quickstart.json` "
+             "model. Each kind is timed uninterrupted (twice, the shorter time kept); then "
+             f"{t['runs']} runs round-robin over the kinds, each killed with SIGKILL at a uniformly random moment in "
+             "[0.1, 1.0] × its time (the process; the whole group in half of the two-process runs), and re-run as a "
+             "user would: the same command, an overwrite flag only if the kill left a complete target, training "
+             "`--resume_from_checkpoint true` when a complete checkpoint exists. The folders are then checked "
+             "independently of the scripts' own checks: each `.ann` holds exactly its records in `entities.jsonl`, "
+             "the ONNX graphs load in onnxruntime, the trained model loads, the dataset passes `load_from_disk`; no "
+             "hidden leftovers but the manifest, no partial sibling, no lock.", ""]
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**NOT met**"
+    lines += [f"- Folders consistent after the re-run: {t['consistent']} of {t['runs']} (target: all): "
+              f"{verdict(t['consistent'] == t['runs'])}",
+              f"- Gold files changed: {t['gold_files_changed']} of {setup['gold_files']} (target: none): "
+              f"{verdict(t['gold_files_changed'] == 0)}",
+              f"- Re-runs that did not exit 0: {t['reruns_failed']}; processes alive {settings['orphan_wait_seconds']:g} s "
+              f"after a kill: {t['processes_alive_after_wait']}; `.ann` without their records right after a kill: "
+              f"{t['ann_without_records']}; half-written export or dataset folders right after a kill: "
+              f"{t['targets_not_whole_after_kill']}"]
+    if t["input_files_changed"]:
+        names = t.get("input_files_changed_names", [])
+        by_kind = ", ".join(f"{STRESS_KINDS.get(kind, kind)} {v['input_files_changed']}"
+                            for kind, v in t["by_kind"].items() if v.get("input_files_changed"))
+        caches = len(names) == t["input_files_changed"] and all(
+            re.fullmatch(r"data/[^/]+/cache-[0-9a-f]+\.arrow", name) for name in names)
+        lines.append(f"- Input files changed or added (the dataset and model folders; gold apart): "
+                     f"{t['input_files_changed']} ({by_kind}): "
+                     + ("all of them `datasets` cache files (`SPLIT/cache-*.arrow`, the tokenised notes) that "
+                        "training runs write into the `--dataset_path` they read: the same command reuses them, a "
+                        "re-run with `--resume_from_checkpoint` or `--overwrite_output_dir` adds its own"
+                        if caches else ", ".join(f"`{name}`" for name in names[:8])))
+    lines += ["", "| # | run | killed at s (× its time) | what the kill left | re-run (flags added) | exit | folder |",
+              "|---:|---|---:|---|---|---:|---|"]
+    for run in r["runs"]:
+        variant = run["variant"]
+        name = STRESS_KINDS.get(run["kind"], run["kind"])
+        extras = ([f"kill {variant['kill']}"] if run["kind"] == "annotate_2proc" else []) \
+            + (["int8"] if variant.get("quantize") else []) + (["over an earlier one"] if variant.get("existing") else [])
+        killed = f"{run['kill_seconds']:.1f} ({run['kill_fraction']:.2f})" if run["killed"] else \
+            f"finished first ({run['kill_fraction']:.2f})"
+        rerun = " ".join(run["rerun_flags_added"]) or "same command"
+        status = "consistent" if run["consistent"] else "**not consistent**: " + "; ".join(run["problems"])
+        if run["rerun_exit_status"] != 0 and run.get("rerun_last_stderr_line"):
+            status += f" (re-run: `{run['rerun_last_stderr_line']}`)"
+        if run["alive_after_wait"]:
+            status += f"; **{len(run['alive_after_wait'])} processes alive after the kill**"
+        lines.append(f"| {run['index']} | {name}{' (' + ', '.join(extras) + ')' if extras else ''} | {killed} | "
+                     f"{_stress_left(run)} | {rerun} | {run['rerun_exit_status']} | {status} |")
+    return lines
+
+
 def pending_runs(results) -> list[str]:
     todo = list(dict.fromkeys(quality.queue(["phee", "ncbi", "bc2gm"], quality.SYSTEMS, [42, 43, 44])))
     done = {p.stem for p in (common.RESULTS_DIR / "quality").glob("*.json")}
@@ -939,6 +1040,7 @@ def main() -> int:
     sections += ["## Deployable inference: ONNX Runtime fp32 and int8 (`python bench/onnx_speed.py --trained_crf DIR`)",
                  ""] + onnx_section() + [""]
     sections += ["## Many notes: several processes (`python bench/parallel_annotation.py`)", ""] + parallel_section() + [""]
+    sections += [f"## Killed at random: {_stress_runs()} runs", ""] + stress_section() + [""]
     sections += ["## Status", ""] + pending_runs(results) + [""] + [STATUS_NOTES.strip(), ""]
     sections += ["## Commands", "", COMMANDS.strip(), ""]
     if write_readme("\n".join(sections) + "\n"):
@@ -1092,6 +1194,7 @@ nohup nice -n 10 .venv/bin/python bench/self_pretraining.py > bench/cache/self_p
 .venv/bin/python bench/entry_points.py       # after `make quickstart`: do all the ways of calling the model agree?
 .venv/bin/python bench/onnx_speed.py --trained_crf DIR   # PyTorch vs ONNX fp32 / int8 vs the stock pipeline
 .venv/bin/python bench/parallel_annotation.py             # annotate_notes.py with 1 and 2 processes (about 10 minutes)
+.venv/bin/python bench/stress_interruptions.py            # 20 runs killed at random and re-run (about 10 minutes)
 # your own corpus (a prepare_n2c2.py output folder): the peer and the queue, then this report
 .venv/bin/python bench/feature_crf.py --dataset_path data/mine --corpus_name mine
 .venv/bin/python bench/quality.py --dataset_path data/mine --corpus_name mine --no_feature_crf

@@ -198,11 +198,11 @@ def add_losses(record: dict[str, Any], dataset_paths: Sequence[Path]) -> dict[st
     from windows import load_tokenizer
 
     folder = pretrained_dir(record["corpus"], record_variant(record))
-    texts, _ = pretrain_mlm.gather_texts(pretrain_mlm.DataArguments(dataset_paths=[str(p) for p in dataset_paths]))
-    if pretrain_mlm.texts_digest(texts) != record["text_sha256"]:
+    text, _ = pretrain_mlm.gather_texts(pretrain_mlm.DataArguments(dataset_paths=[str(p) for p in dataset_paths]))
+    if text.digest.hexdigest() != record["text_sha256"]:  # texts_digest of the documents read
         raise RuntimeError(f"{record['key']}: the corpora changed since pre-training; pre-train again")
     tokenizer = load_tokenizer(str(folder))
-    blocks = pretrain_mlm.pack_blocks(pretrain_mlm.text_sentences(texts), tokenizer, 128)
+    blocks = pretrain_mlm.pack_blocks(text.sentence_pass("packing blocks"), tokenizer, 128)
     history = common.read_json(folder / "trainer_state.json")["log_history"]
     mean = record.get("mean_train_loss", record.get("final_train_loss"))
     record = {key: value for key, value in record.items() if key != "final_train_loss"}

@@ -30,12 +30,13 @@ cream, injection, suspension. Allergies: penicillin. Vitals: BP 120/80 HR 72.
 
 
 def build_wordpiece_tokenizer(texts=(_TOKENIZER_TEXT,), vocab_size=400, lowercase=False):
-    """A BERT-style fast tokenizer built here (no download), with the project's own builder."""
+    """A BERT-style fast tokenizer built here (no download), with the project's own builder. It stands for an outside
+    tokenizer (a Hub model's), so it is not marked as learned from a corpus (tests mark one when they need to)."""
     from tagging import tokenize_words
     from subwords import train_subword_tokenizer
 
     words = [[word for word, _, _ in tokenize_words(text)] for text in texts]
-    return train_subword_tokenizer(words, vocab_size, min_frequency=1, lowercase=lowercase)
+    return train_subword_tokenizer(words, vocab_size, min_frequency=1, lowercase=lowercase, from_corpus=False)
 
 
 def tiny_encoder_config(architecture="bert", vocab_size=400, **overrides):

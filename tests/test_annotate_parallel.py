@@ -263,3 +263,15 @@ def test_a_note_written_again_without_entities_keeps_none_of_its_old_records(crf
     old = sum(len(records) for records in outputs(reference)["entities"].values())
     assert summary["jsonl_records_dropped"]["entities.jsonl"] == {"superseded_records": old}
     assert outputs(out)["predictions"].keys() == outputs(reference)["predictions"].keys()  # written again, kept
+
+
+def test_processes_that_cannot_load_the_model_say_so_in_one_line(notes_dir, tmp_path):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    run = subprocess.run([sys.executable, "annotate_notes.py", "--model_name_or_path", str(tmp_path / "broken"),
+                          "--input_dir", str(notes_dir), "--output_dir", str(tmp_path / "out"), "--device", "cpu",
+                          "--num_processes", "2"], cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("annotate_notes.py: error: process ")
+    assert "Traceback" not in run.stderr

@@ -199,10 +199,10 @@ def test_apt_onnx_gives_torch_entities_and_folder_rules(apt_dir, texts, tmp_path
     assert not annotator.is_crf
     assert_same_predictions(expected, annotator.predict(texts))
 
-    # A second export into the same folder is refused, unless --overwrite_output_dir.
-    capsys.readouterr()
-    assert export_onnx.main(["--model_name_or_path", str(apt_dir), "--output_dir", str(out)]) == 2
-    assert "--overwrite_output_dir" in capsys.readouterr().err
+    # A second export into the same folder is refused (a usage error: one line, exit status 2, under
+    # command_line.run_main), unless --overwrite_output_dir.
+    with pytest.raises(export_onnx.UsageError, match="--overwrite_output_dir"):
+        export_onnx.main(["--model_name_or_path", str(apt_dir), "--output_dir", str(out)])
     assert export_onnx.main(["--model_name_or_path", str(apt_dir), "--output_dir", str(out),
                              "--overwrite_output_dir"]) == 0
     assert {"model.onnx", "config.json", "README.md", "onnx_export.json"} <= set(hub_upload_files(out))

@@ -958,3 +958,17 @@ def test_identical_sentences_of_a_conll_corpus_are_reported_not_refused(tmp_path
                     "--output_dir", str(tmp_path / "out"), "--validation_ratio", "0"])
     assert stats["overlapping_documents"] == {"train/test": 1}
     assert "identical sentences in more than one split" in caplog.text
+
+
+def test_a_dataset_set_aside_by_a_run_killed_between_its_renames_is_put_back(corpus, tmp_path, caplog):
+    """write_folder_atomically moves the old folder aside, then the new one in: killed in between, the target is gone.
+    The next run puts the old one back (the target "as it was"), then proceeds under its own rules."""
+    build(corpus, tmp_path / "out")
+    before = content_hash(tmp_path / "out")
+    (tmp_path / "out").rename(tmp_path / ".out.old-12345")
+    (tmp_path / ".out.partial-abc").mkdir()  # the new folder, unfinished
+    caplog.set_level("WARNING")
+    with pytest.raises(FileExistsError, match="not empty"):  # a plain re-run: the old dataset is back, and kept
+        build(corpus, tmp_path / "out")
+    assert "restored" in caplog.text and content_hash(tmp_path / "out") == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]

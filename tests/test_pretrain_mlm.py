@@ -43,8 +43,8 @@ def words(dataset):
 
 def test_the_vocabulary_is_a_wordpiece_of_at_most_the_size_asked(words):
     train, test = words
-    tokenizer = train_subword_tokenizer(train, vocab_size=300, min_frequency=2)
-    assert len(tokenizer) == 300
+    tokenizer = train_subword_tokenizer(train, vocab_size=400, min_frequency=2)  # 291 of them: the base alphabet
+    assert len(tokenizer) == 400
     vocab = tokenizer.get_vocab()
     assert any(piece.startswith(CONTINUATION) for piece in vocab) and "[UNK]" in vocab
     # Every character of the training words is in the vocabulary, so no training word is unknown.
@@ -82,7 +82,7 @@ def test_the_vocabulary_is_the_same_in_every_process(dataset, tmp_path):
 
 def test_blocks_hold_every_word_in_order_and_are_nearly_full(words):
     train, _ = words
-    tokenizer = train_subword_tokenizer(train, vocab_size=300)
+    tokenizer = train_subword_tokenizer(train, vocab_size=600)
     sentences = train[:300] + [["x" * 300]]  # a word longer than a block
     blocks = pretrain_mlm.pack_blocks(sentences, tokenizer, max_seq_length=32)
     expected = [i for ids in tokenizer(sentences, is_split_into_words=True, add_special_tokens=False)["input_ids"]
@@ -105,7 +105,7 @@ def test_context_free_loss_is_the_entropy_of_the_pieces_predicted():
 
 def test_whole_words_are_masked_together(words):
     train, _ = words
-    tokenizer = train_subword_tokenizer(train, vocab_size=200)
+    tokenizer = train_subword_tokenizer(train, vocab_size=300)
     blocks = pretrain_mlm.pack_blocks(train[:400], tokenizer, max_seq_length=64)
     features = [{"input_ids": i, "word_ids": w} for i, w in zip(blocks["input_ids"], blocks["word_ids"])][:64]
     torch.manual_seed(0)
@@ -247,3 +247,120 @@ def test_push_to_hub_uploads_the_encoder_only_and_a_learned_vocabulary_only_when
         text = (tmp_path / "mlm" / name).read_text(errors="replace")
         assert not [sentence for sentence in sentences if sentence in text], name
     assert "vocabulary was learned from the pre-training notes" in (tmp_path / "mlm" / "README.md").read_text()
+
+
+# ---------------------------------------------------------------------------
+# The user's notes as they come: a missing folder, files that are not text, a note of one 50 MB line
+# ---------------------------------------------------------------------------
+
+
+def run_script(argv, capsys) -> tuple[int, list[str]]:
+    """pretrain_mlm.py as its command line runs it (command_line.run_main): exit status and stderr's lines."""
+    from command_line import run_main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        run_main(lambda: pretrain_mlm.main([str(arg) for arg in argv]), "pretrain_mlm.py")
+    return exited.value.code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_a_missing_notes_folder_is_one_line(tmp_path, capsys):
+    for missing, says in ((tmp_path / "no_such_notes", "does not exist"), (tmp_path / "file.txt", "is not a folder")):
+        if missing.name == "file.txt":
+            missing.write_text("a note")
+        status, lines = run_script(["--notes_dirs", missing, "--output_dir", tmp_path / "out", "--do_train", *TINY],
+                                   capsys)
+        assert status == 2 and lines == [f"pretrain_mlm.py: error: --notes_dirs {missing} {says}: give folders of "
+                                         ".txt notes"]
+        assert not (tmp_path / "out").exists()
+
+
+def test_notes_that_are_not_text_are_skipped_named_and_counted(dataset, tmp_path):
+    from datasets import load_from_disk
+
+    documents = load_from_disk(str(dataset / "documents"))
+    good = [text for text, split in zip(documents["text"], documents["split"]) if split == "train"][:12]
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for index, text in enumerate(good):
+        (notes / f"note{index:02d}.txt").write_text(text, encoding="utf-8")
+    secret = "Zyxwvut Qponmlk"  # would show up in a message that quoted a skipped file
+    (notes / "note03b.txt").write_bytes(f"{secret} 81 mg\x00\x01\x02".encode() * 50)  # NUL bytes
+    (notes / "note05b.txt").write_bytes(f"{secret} \xe9t\xe9".encode("latin-1") * 50)  # not UTF-8
+    os.mkfifo(notes / "pipe.txt")  # never opened: reading it would wait for a writer forever
+    (notes / "folder.txt").mkdir()
+    result = subprocess.run([sys.executable, "pretrain_mlm.py", "--notes_dirs", str(notes), "--output_dir",
+                             str(tmp_path / "mlm"), "--do_train", "--max_steps", "1", "--tokenizer_vocab_size", "400",
+                             *TINY], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    for name, reason in (("note03b.txt", "holds a NUL byte at byte offset 21 (a binary file?)"),
+                         ("note05b.txt", "not valid UTF-8 (byte 0xe9 at byte offset 16)"),
+                         ("pipe.txt", "is a named pipe (FIFO), not a regular file"),
+                         ("folder.txt", "is a folder, not a file")):
+        assert f"{notes / name}: skipped, {reason}" in output
+    assert "4 .txt notes skipped" in output and secret not in output
+    record = json.loads((tmp_path / "mlm" / "pretraining_data.json").read_text())
+    assert record["notes_skipped"] == 4 and record["notes_skipped_by_reason"] == {
+        "holds a NUL byte": 1, "is a folder, not a file": 1, "is a named pipe": 1, "not valid UTF-8": 1}
+    assert record["sources"] == [{"notes_dir": str(notes), "documents": len(good)}]
+    # The text seen is exactly the good notes, hashed as before (texts_digest, the one home of the hash).
+    assert record["text_sha256"] == pretrain_mlm.texts_digest(good)
+    assert secret not in "".join(path.read_text(errors="replace") for path in (tmp_path / "mlm").glob("*.json"))
+
+
+def test_long_documents_are_read_in_bounded_pieces_and_nothing_is_lost(monkeypatch, tmp_path):
+    """A note of one long line (no line break, then none and no space either) is read in chunks and split in
+    segments of a bounded size: the words are those of the whole text, the hash is texts_digest's, and sentence
+    splitting and word splitting never see more than a segment."""
+    import random
+
+    rng = random.Random(0)
+    words = ["".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 9))) for _ in range(3000)]
+    one_line = " ".join(words) + ". Then a sentence.\nAnd a line é, " + "x" * 2500 + " end"
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "long.txt").write_text(one_line, encoding="utf-8")
+    (notes / "short.txt").write_text("Aspirin 81 mg daily.\n", encoding="utf-8")
+    monkeypatch.setattr(pretrain_mlm, "SEGMENT_CHARS", 1000)
+    monkeypatch.setattr(pretrain_mlm, "READ_BYTES", 333)
+    seen = []
+    split = pretrain_mlm.split_sentences
+    monkeypatch.setattr(pretrain_mlm, "split_sentences", lambda text: seen.append(len(text)) or split(text))
+
+    segments = list(pretrain_mlm.document_segments([one_line[i:i + 333] for i in range(0, len(one_line), 333)], 1000))
+    assert "".join(segments) == one_line and max(map(len, segments)) <= 1001 and len(segments) > 10
+    assert all(segment[-1].isspace() for segment in segments[:-4])  # cut between words while there are spaces
+
+    data_args = pretrain_mlm.DataArguments(notes_dirs=[str(notes)])
+    text, sources = pretrain_mlm.gather_texts(data_args)
+    assert sources == [{"notes_dir": str(notes), "documents": 2}] and text.documents == 2
+    assert text.digest.hexdigest() == pretrain_mlm.texts_digest([one_line, "Aspirin 81 mg daily.\n"])
+    sentences = list(text.sentence_pass("test"))
+    from tagging import tokenize_words
+
+    expected = [word for word, _, _ in tokenize_words(one_line)]
+    got = [word for sentence in sentences for word in sentence][:-5]  # the short note's 5 words at the end
+    assert got[:len(expected) - 3] == expected[:-3]  # every word, in order (the 2,500 x's are cut in pieces)
+    assert "".join(got[len(expected) - 3:]) == "".join(expected[-3:])
+    assert max(seen) <= 1001 and text.sentences == len(sentences)
+
+
+def test_packing_counts_what_vocabulary_report_counts(words):
+    from subwords import vocabulary_figures
+
+    train, test = words
+    tokenizer = train_subword_tokenizer(train[:200], vocab_size=400)
+    sentences = test[:300] + [["∑∂", "x"]]  # unknown pieces too
+    counts = {"words": 0, "pieces": 0, "unknown": 0}
+    blocks = list(pretrain_mlm.iter_blocks(sentences, tokenizer, 32, vocabulary_counts=counts))
+    report = vocabulary_report(tokenizer, sentences)
+    assert vocabulary_figures(len(tokenizer), **counts) == report and report["unknown_rate"] > 0
+    packed = pretrain_mlm.pack_blocks(sentences, tokenizer, 32)
+    assert [ids for ids, _ in blocks] == packed["input_ids"] and [w for _, w in blocks] == packed["word_ids"]
+    dataset, lengths, piece_counts = pretrain_mlm.blocks_dataset(iter(blocks), tokenizer.all_special_ids,
+                                                                 rows_per_part=7)
+    assert dataset["input_ids"] == packed["input_ids"] and lengths == [len(ids) for ids in packed["input_ids"]]
+    assert pretrain_mlm.piece_entropy(piece_counts) == pretrain_mlm.context_free_loss(packed,
+                                                                                      tokenizer.all_special_ids)

@@ -338,3 +338,18 @@ def test_run_re_refuses_to_train_on_the_test_split_unless_allowed(tmp_path, monk
     assert not reached and not (tmp_path / "out").exists()
     run_re.main([*argv, "--allow_test_training"])
     assert len(reached) == 1 and reached[0][1].allow_test_training
+
+
+@pytest.mark.parametrize("dataset_args", [[], ["--dataset_path", "no_such_dataset"]])
+def test_run_re_without_its_dataset_is_one_line(tmp_path, dataset_args):
+    """The flag left out, or a folder that is not there: one line and exit status 2 (argparse would print the whole
+    usage for a missing required flag), before anything is created."""
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "run_re.py"), *dataset_args, "--output_dir",
+                             str(tmp_path / "out"), "--do_train", "--model_name_or_path", str(tmp_path)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    expected = ("--dataset_path no_such_dataset does not exist" if dataset_args else "--dataset_path is required")
+    assert lines[0].startswith(f"run_re.py: error: {expected}")
+    assert not (tmp_path / "out").exists()

@@ -1,16 +1,30 @@
 """synthetic_n2c2.py: deterministic, clearly marked, n2c2-like notes that read back through the brat reader."""
 
+import hashlib
 import json
+import os
+import random
 import re
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 import corpus_io
 import prepare_n2c2 as p
+import synthetic_n2c2
 import tagging
-from synthetic_n2c2 import (DRUGS, FREQUENCIES, ROUTE_VARIANTS, SYNTHETIC_HEADER, TOXICITY_DRUGS, _vocabulary,
-                            generate_notes, write_notes, write_synthetic_corpus)
+from command_line import UsageError
+from relations import candidate_pairs, candidate_recall
+from synthetic_n2c2 import (DRUGS, FREQUENCIES, HARD_LIST_MIX, HARD_NARRATIVE_MIX, ROUTE_VARIANTS, SYNTHETIC_HEADER,
+                            TOXICITY_DRUGS, _vocabulary, generate_notes, write_notes, write_synthetic_corpus)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+
+import relation_bench  # noqa: E402  (its scoring helpers: the benchmark's own way of scoring the rule)
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +239,202 @@ def test_cli_synthetic_builds_a_marked_dataset(tmp_path):
     with pytest.raises(FileExistsError):
         p.main(["--synthetic", "24", "--seed", "5", "--output_dir", str(tmp_path / "fresh"),
                 "--write_brat", str(tmp_path / "brat")])
+
+
+# ---------------------------------------------------------------------------
+# Hard mode: the nearest drug is often the wrong one (issue 26, item 4)
+# ---------------------------------------------------------------------------
+
+
+def notes_digest(notes) -> str:
+    digest = hashlib.sha256()
+    for note in notes:
+        digest.update(json.dumps([note.doc_id, note.text, note.entities, note.relations]).encode())
+    return digest.hexdigest()
+
+
+# The default notes as generated before the hard mode existed: the quickstart, the benchmarks' smoke runs and the
+# tests above depend on them, byte for byte.
+DEFAULT_DIGESTS = {
+    (42, "train", 40): "1dbd3769b5ad91815d1098d4d4341f082f4a48c6c40a2310a0844392a1fdb43e",
+    (11, "test", 20): "7761e2cc52a9d6495b1c91d15e2895932d8be74f96b9a5330d497a1691b14062",
+}
+
+
+@pytest.fixture(scope="module")
+def hard_notes():
+    return generate_notes(60, seed=11, split="test", hard=True)
+
+
+def prepared_documents(notes, folder: Path) -> list[dict]:
+    """The notes written as brat, read back (text validated) and kept as prepare_n2c2.py keeps them in documents/."""
+    documents, problems = corpus_io.read_brat_folder(write_notes(notes, folder))
+    assert problems == []
+    prepared = []
+    for doc in documents:
+        _, _, kept = p.document_to_examples(doc, tagging.N2C2_LABELS, return_entities=True)
+        relations, _ = p.document_relations(doc, kept)
+        prepared.append({"document_id": doc.doc_id, "text": doc.text, "relations": relations,
+                         "entities": [entity for source, entity in kept.items() if entity["id"] == source]})
+    return prepared
+
+
+def link_scores(documents) -> dict[str, float]:
+    """Strict micro-F1 on gold entities (evaluate_ablations.score_relations, as bench/relation_bench.py scores it) of
+    linking every candidate pair and of the nearest-drug rule, and the candidates' recall."""
+    from evaluate_ablations import score_relations
+
+    mentions = [relation_bench.mentions_of(document) for document in documents]
+    gold = relation_bench.brat_documents(documents, None)
+    rule, _ = relation_bench.rule_links(documents, mentions)
+    every = [[(c.type, m[c.attribute].id, m[c.drug].id) for c in candidate_pairs(d["text"], m)]
+             for d, m in zip(documents, mentions)]
+    recall = candidate_recall((d["text"], m, [(r["type"], r["arg1"], r["arg2"]) for r in d["relations"]])
+                              for d, m in zip(documents, mentions))
+    return {"every": score_relations(gold, relation_bench.brat_documents(documents, every))["strict"]["micro"]["f1"],
+            "rule": score_relations(gold, relation_bench.brat_documents(documents, rule))["strict"]["micro"]["f1"],
+            "recall": {kind: counts["reached"] / counts["gold"] for kind, counts in recall.items()}}
+
+
+def test_default_notes_unchanged_byte_for_byte():
+    for (seed, split, count), expected in DEFAULT_DIGESTS.items():
+        assert notes_digest(generate_notes(count, seed, split)) == expected, (seed, split)
+    assert notes_digest(generate_notes(3, 42, "train", hard=False)) == notes_digest(generate_notes(3, 42, "train"))
+
+
+def test_hard_notes_deterministic_marked_and_apart(hard_notes):
+    assert notes_digest(generate_notes(60, seed=11, split="test", hard=True)) == notes_digest(hard_notes)
+    assert notes_digest(generate_notes(5, seed=12, split="test", hard=True)) != notes_digest(hard_notes[:5])
+    for note in hard_notes:
+        assert note.text.startswith(SYNTHETIC_HEADER + "\n") and note.doc_id.startswith("synthetic-hard-test-")
+    assert not {note.text for note in hard_notes} & {note.text for note in generate_notes(60, seed=11, split="test")}
+    # The same notes in another process, whatever its hash seed (string seeds only).
+    code = ("import hashlib, json, synthetic_n2c2 as s; h = hashlib.sha256()\n"
+            "for n in s.generate_notes(4, seed=11, split='test', hard=True): "
+            "h.update(json.dumps([n.doc_id, n.text, n.entities, n.relations]).encode())\n"
+            "print(h.hexdigest())")
+    other = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": "7"})
+    assert other.stdout.strip() == notes_digest(hard_notes[:4])
+
+
+def test_hard_notes_are_valid_brat(hard_notes, tmp_path):
+    folder = write_notes(hard_notes, tmp_path / "hard")
+    types = Counter()
+    for note in hard_notes:
+        doc = corpus_io.read_brat_document(folder / f"{note.doc_id}.txt", validate_text=True)
+        assert doc.text == note.text
+        assert [(e.type, e.spans) for e in doc.entities] == [(t, tuple(f)) for t, f in note.entities]
+        by_id = {entity.id: entity for entity in doc.entities}
+        index = {entity.id: number for number, entity in enumerate(doc.entities)}
+        assert [(r.type, index[r.arg1], index[r.arg2]) for r in doc.relations] == note.relations
+        for relation in doc.relations:  # n2c2: Arg1 the attribute, Arg2 the drug, the type the attribute's
+            assert corpus_io.relation_argument_problem(relation.id, relation.type, by_id[relation.arg1],
+                                                       by_id[relation.arg2], tagging.N2C2_ENTITY_TYPES) is None
+            assert relation.type == tagging.relation_type(by_id[relation.arg1].type)
+        linked = Counter(attribute for _, attribute, _ in note.relations)
+        for number, (entity_type, _) in enumerate(note.entities):
+            assert (linked[number] > 0) == (entity_type != tagging.DRUG_TYPE), (note.doc_id, number)
+        types.update(relation.type for relation in doc.relations)
+    assert set(types) == set(tagging.N2C2_RELATION_TYPES)
+
+
+def test_hard_notes_keep_every_relation_within_the_candidates(hard_notes, tmp_path):
+    documents = prepared_documents(hard_notes, tmp_path / "hard")
+    scores = link_scores(documents)
+    assert set(scores["recall"]) == set(tagging.N2C2_RELATION_TYPES)
+    assert all(share == 1.0 for share in scores["recall"].values()), scores["recall"]
+
+
+def test_hard_notes_discriminate_the_rule_from_every_candidate(hard_notes, tmp_path):
+    """Linking every candidate pair scores at least 10 points under the nearest-drug rule, and the rule stays well
+    under 100 (room for a learnt model); on the default notes both are much closer to 100."""
+    hard = link_scores(prepared_documents(hard_notes, tmp_path / "hard"))
+    assert hard["rule"] - hard["every"] >= 0.10, hard
+    assert 0.70 <= hard["rule"] <= 0.86, hard
+    default = link_scores(prepared_documents(generate_notes(60, seed=11, split="test"), tmp_path / "default"))
+    assert default["rule"] >= 0.95 and hard["rule"] <= default["rule"] - 0.10, (default, hard)
+    # About three quarters all-O sentences, as in the default notes: the same kind of note, harder links.
+    documents, _ = corpus_io.read_brat_folder(tmp_path / "hard")
+    rows = [row for doc in documents for row in p.document_to_examples(doc, tagging.N2C2_LABELS)[0]]
+    assert 0.68 <= p.all_o_share(rows) <= 0.82
+
+
+def template_notes(make, count: int = 12) -> list:
+    """Notes whose hospital course holds only sentences (or list lines) made by ``make``."""
+    rng = random.Random("template-scores")
+    notes = []
+    for number in range(count):
+        generator = synthetic_n2c2._Generator(rng, "test")
+        text, entities, relations = synthetic_n2c2._render(
+            [("Brief Hospital Course", [make(generator) for _ in range(4)], "paragraph")], rng,
+            sentence_safe_wraps=True)
+        notes.append(synthetic_n2c2.SyntheticNote(f"template-{number}", text, entities, relations))
+    return notes
+
+
+RULE_RIGHT_NARRATIVES = {"each_reason", "three_continued", "held", "held_with_dose", "this_was_for", "stopped_instead"}
+RULE_RIGHT_LIST_LINES = {"several", "held"}
+
+
+@pytest.mark.parametrize("kind", [f"narrative:{name}" for name, _ in HARD_NARRATIVE_MIX]
+                         + [f"list:{name}" for name, _ in HARD_LIST_MIX])
+def test_each_hard_template_is_hard_where_it_says(kind, tmp_path, monkeypatch):
+    """Every hard template puts several drugs in the candidates (linking every candidate is wrong there); the rule is
+    wrong exactly in the templates that say so (an attribute before its drug, a drug in between, crossing, shared,
+    in the next sentence) and right in the others; every relation stays within reach."""
+    group, name = kind.split(":")
+    if group == "narrative":
+        def make(generator):
+            return synthetic_n2c2._sentence_start(getattr(generator, f"_narrative_{name}")())
+    else:
+        monkeypatch.setattr(synthetic_n2c2, "HARD_LIST_MIX", ((name, 1),))
+        monkeypatch.setattr(synthetic_n2c2, "HARD_LIST_SHARE", 1.0)
+
+        def make(generator):
+            return generator.hard_list_item(1, True)
+    scores = link_scores(prepared_documents(template_notes(make), tmp_path))
+    assert all(share == 1.0 for share in scores["recall"].values()), scores["recall"]
+    assert scores["every"] < 0.95
+    rule_right = name in (RULE_RIGHT_NARRATIVES if group == "narrative" else RULE_RIGHT_LIST_LINES)
+    assert (scores["rule"] == 1.0) == rule_right, scores
+
+
+def test_hard_sentences_start_with_a_capital():
+    """Each sentence of a hard template starts with a capital (a drug name included), or the sentence splitter would
+    join it to the one before and move a Reason or ADE out of its drug's reach; lower case after a period only
+    after a dotted abbreviation ("p.o. bid", "C. diff colitis")."""
+    rng = random.Random("capitals")
+    for name, _ in HARD_NARRATIVE_MIX:
+        for _ in range(30):
+            generator = synthetic_n2c2._Generator(rng, "test")
+            pieces = synthetic_n2c2._sentence_start(getattr(generator, f"_narrative_{name}")())
+            text = "".join(piece if isinstance(piece, str) else piece[2] for piece in pieces)
+            assert text[0].isupper(), name
+            dotted = {match.group(1) for match in re.finditer(r"(\S+\.)(?= [a-z])", text)}
+            assert dotted <= {"p.o.", "b.i.d.", "t.i.d.", "C."}, name
+
+
+def test_write_synthetic_corpus_hard(tmp_path):
+    folders = write_synthetic_corpus(tmp_path / "brat", 2, 1, seed=2, hard=True)
+    assert sorted(path.name for path in folders["test"].glob("*.txt")) == ["synthetic-hard-test-0001.txt"]
+    assert (folders["train"] / "synthetic-hard-train-0002.txt").read_text() == \
+        generate_notes(2, seed=2, split="train", hard=True)[1].text
+
+
+def test_cli_synthetic_hard(tmp_path):
+    stats = p.main(["--synthetic", "12", "--synthetic_hard", "--seed", "5", "--output_dir", str(tmp_path / "data"),
+                    "--write_brat", str(tmp_path / "brat")])
+    assert stats["synthetic"] is True and stats["input"]["synthetic_hard"] is True
+    assert json.loads((tmp_path / "data" / "stats.json").read_text())["input"]["synthetic_hard"] is True
+    assert sorted(path.name for path in (tmp_path / "brat" / "test").glob("*.txt")) == [
+        "synthetic-hard-test-0001.txt", "synthetic-hard-test-0002.txt"]
+    for split in ("train", "test"):
+        cases = stats["relations"][split]["cases"]
+        assert not cases.get("beyond_candidates") and cases["lines_with_several_drugs"] > 0
+    default = p.main(["--synthetic", "12", "--seed", "5", "--output_dir", str(tmp_path / "default")])
+    assert default["input"]["synthetic_hard"] is False
+    with pytest.raises(UsageError, match="--synthetic_hard needs --synthetic"):
+        p.main(["--synthetic_hard", "--train_dir", str(tmp_path / "brat" / "train"), "--output_dir",
+                str(tmp_path / "refused")])
+    assert not (tmp_path / "refused").exists()

@@ -18,6 +18,7 @@ from folder_safety import MANIFEST_FILE, lock_path
 from synthetic_n2c2 import generate_notes, write_notes
 from test_annotate_interruptions import crf_dir  # noqa: F401 (a fixture)
 from test_annotate_notes import write_txt
+from test_run_ner_crf import synthetic_dataset  # noqa: F401 (a fixture)
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -251,3 +252,13 @@ def test_overwriting_a_training_run_keeps_the_users_own_files(tmp_path):
     with pytest.raises(Exception, match="holds README.md, which this run would write over"):
         prepare_output_dir(out, args, overwrite=True)
     assert (out / "README.md").read_text() == "the user's own description"
+
+
+def test_training_leaves_the_dataset_folder_as_it_was(synthetic_dataset, tmp_path):
+    """datasets caches .map() results beside the data it loaded; a run must not write into the dataset folder."""
+    from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, run
+
+    before = fingerprint(synthetic_dataset)
+    run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir", tmp_path / "run",
+         "--max_train_samples", "32", "--max_steps", "2"])
+    assert fingerprint(synthetic_dataset) == before
