@@ -24,9 +24,10 @@ venv: $(STAMP)
 
 # Synthetic sample -> tiny from-scratch TransformerCRF on CPU -> test predictions -> the paper's reports;
 # then a tiny relation model -> the test notes annotated (T and R lines, medications.jsonl) -> scored end to end.
+# The sample's folder is the quickstart's own: it starts afresh each time (also after an older version's run).
 quickstart: $(STAMP)
-	$(PY) prepare_n2c2.py --synthetic 120 --seed 42 --output_dir $(QUICKSTART_DIR)/data --overwrite --write_brat $(QUICKSTART_DIR)/brat
-	rm -rf $(QUICKSTART_DIR)/model $(QUICKSTART_DIR)/relations $(QUICKSTART_DIR)/annotated
+	rm -rf $(QUICKSTART_DIR)
+	$(PY) prepare_n2c2.py --synthetic 120 --seed 42 --output_dir $(QUICKSTART_DIR)/data --write_brat $(QUICKSTART_DIR)/brat
 	$(PY) run_ner_crf.py configs/quickstart.json
 	$(PY) evaluate_ablations.py --predictions $(QUICKSTART_DIR)/model --output_dir $(QUICKSTART_DIR)/report --overwrite_output_dir
 	$(PY) run_re.py configs/relations/quickstart.json
