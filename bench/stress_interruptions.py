@@ -153,6 +153,19 @@ def manifest_foreign(folder: Path) -> list[str]:
                   if p.name != MANIFEST_FILE and not any(fnmatch.fnmatchcase(p.name, entry) for entry in entries))
 
 
+def folder_leftovers(out: Path) -> list[str]:
+    """What a finished run must not leave: hidden files (the manifest aside), entries the manifest does not name, and
+    siblings (partial folders, locks)."""
+    problems = []
+    if hidden_inside(out):
+        problems.append(f"hidden files left: {some(hidden_inside(out))}")
+    if manifest_foreign(out):
+        problems.append(f"not named by the manifest: {some(manifest_foreign(out))}")
+    if siblings(out):
+        problems.append(f"siblings left: {some(siblings(out))}")
+    return problems
+
+
 def some(names: Sequence[str], shown: int = 3) -> str:
     names = list(names)
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
@@ -256,13 +269,7 @@ def check_annotate(out: Path, notes_dir: Path) -> list[str]:
     stray = sorted(stem for stem in blocks if stem not in notes or not ann_of(out, notes[stem]).is_file())
     if stray:
         problems.append(f"records of {len(stray)} notes without an .ann ({some(stray)})")
-    if hidden_inside(out):
-        problems.append(f"hidden files left: {some(hidden_inside(out))}")
-    if manifest_foreign(out):
-        problems.append(f"not named by the manifest: {some(manifest_foreign(out))}")
-    if siblings(out):
-        problems.append(f"siblings left: {some(siblings(out))}")
-    return problems
+    return problems + folder_leftovers(out)
 
 
 # ---------------------------------------------------------------------------
@@ -381,13 +388,7 @@ def check_dataset(out: Path) -> list[str]:
         json.loads((out / "stats.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         problems.append(f"stats.json unreadable ({type(error).__name__})")
-    if manifest_foreign(out):
-        problems.append(f"not named by the manifest: {some(manifest_foreign(out))}")
-    if hidden_inside(out):
-        problems.append(f"hidden files left: {some(hidden_inside(out))}")
-    if siblings(out):
-        problems.append(f"siblings left: {some(siblings(out))}")
-    return problems
+    return problems + folder_leftovers(out)
 
 
 def target_left(out: Path, before: dict[str, str] | None, problems_if_complete: list[str]) -> str:

@@ -19,6 +19,7 @@ import pretrain_mlm
 import run_ner_crf
 import run_re
 from conftest import REPO_ROOT, build_wordpiece_tokenizer, tiny_encoder_config
+from test_user_paths import intercept_uploads
 from corpus_io import EXPORT_INFO_FILE, RUN_ARGS_FILE, RUN_INFO_FILE
 from run_folders import (
     HUB_UPLOAD_PATTERNS, UsageError, check_vocabulary_upload, corpus_vocabulary_evidence, push_model_to_hub,
@@ -43,14 +44,6 @@ def tokenizer_config(folder: Path) -> dict:
     return json.loads((Path(folder) / "tokenizer_config.json").read_text(encoding="utf-8"))
 
 
-def intercept_uploads(monkeypatch) -> list[dict]:
-    import huggingface_hub
-
-    uploads = []
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kwargs: repo_id)
-    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder",
-                        lambda self, **kwargs: uploads.append(kwargs) or "intercepted")
-    return uploads
 
 
 @pytest.fixture(scope="module")
