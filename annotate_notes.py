@@ -149,7 +149,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 import time
 from array import array
@@ -162,12 +161,12 @@ from transformers import HfArgumentParser
 
 from corpus_io import (
     ANNOTATED_LOG_FILE, ENTITIES_FILE, MEDICATIONS_FILE, ONNX_FILE, ONNX_INT8_FILE, SUMMARY_FILE, WORD_PREDICTIONS_FILE, BratFormatError, atomic_open, jsonl_line, note_file_mode,
-    prediction_record, process_part_name, process_parts, read_text, round_confidence, write_brat_ann,
-    write_json_atomically,
+    prediction_record, process_part_name, process_parts, read_text, remove_stale_temporary_files, round_confidence,
+    write_brat_ann, write_json_atomically,
 )
 from command_line import UsageError, exit_status
 from folder_safety import (
-    MANIFEST_FILE, FolderLock, Manifest, check_output_apart, die_with_parent, irregular_reason,
+    FolderLock, Manifest, check_output_apart, die_with_parent, irregular_reason,
 )
 from relations import (
     CONFIG_LINK_THRESHOLD, CONFIG_MAX_SEQ_LENGTH, CONFIG_SENTENCE_WINDOW, DEFAULT_LINK_THRESHOLD,
@@ -947,18 +946,6 @@ def _check_output_folder(input_dir, output_dir: Path, notes: Sequence[Path]) -> 
     return manifest
 
 
-def _remove_own_temporary_files(output_dir: Path, manifest: Manifest) -> int:
-    """Remove the temporary files that atomic_open left for the run's own files when a run was killed (they may
-    hold note text); a temporary-looking file of any other name is not ours and stays."""
-    removed = 0
-    for path in output_dir.glob(".*.tmp"):
-        match = re.fullmatch(r"\.(.+)\.[^.]+\.tmp", path.name)
-        if match and path.is_file() and (manifest.owns(match.group(1)) or match.group(1) == MANIFEST_FILE):
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
 def _ann_entity_ids(path: Path, types: tuple[str, ...] | None = None) -> list[str]:
     """The ``T`` ids of an ``.ann`` the toolkit wrote (of ``types`` only, if given), in file order."""
     ids = []
@@ -1005,7 +992,7 @@ def _plan(input_dir, output_dir: Path, overwrite: bool, tally: _Tally) -> _Plan:
     folder = list_notes(input_dir)
     manifest = _check_output_folder(input_dir, output_dir, folder.notes)
     output_dir.mkdir(parents=True, exist_ok=True)
-    stale = _remove_own_temporary_files(output_dir, manifest)
+    stale = remove_stale_temporary_files(output_dir, manifest.owns)  # of its own files only
     if stale:
         logger.info("%s: removed %d temporary files left by an interrupted run", output_dir, stale)
     logger.info("%s: %d notes", input_dir, len(folder.notes))

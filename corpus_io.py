@@ -667,11 +667,14 @@ def process_parts(folder, name: str) -> list[Path]:
     return sorted(path for path in Path(folder).glob(f".{name}.process-*") if pattern.fullmatch(path.name))
 
 
-def remove_stale_temporary_files(folder) -> int:
-    """Remove the temporary files :func:`atomic_open` leaves when a run is killed (they may hold note text)."""
+def remove_stale_temporary_files(folder, owns: Callable[[str], bool]) -> int:
+    """Remove the temporary files :func:`atomic_open` leaves when a run is killed (they may hold note text), of the
+    files ``owns`` says the toolkit writes there (``folder_safety.Manifest.owns``): a temporary-looking file of any
+    other name is not ours and stays."""
     removed = 0
     for path in Path(folder).glob(f".*{TEMPORARY_SUFFIX}"):
-        if path.is_file() and re.fullmatch(rf"\..+\.[^.]+{re.escape(TEMPORARY_SUFFIX)}", path.name):
+        match = re.fullmatch(rf"\.(.+)\.[^.]+{re.escape(TEMPORARY_SUFFIX)}", path.name)
+        if match and path.is_file() and owns(match.group(1)):
             path.unlink(missing_ok=True)
             removed += 1
     return removed

@@ -50,10 +50,10 @@ from transformers import AutoConfig, AutoModelForTokenClassification, HfArgument
 import modeling_crf  # noqa: F401  (registers the CRF model with the Auto classes)
 from command_line import DataError, UsageError, run_main
 from corpus_io import (
-    CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, set_tree_mode, usual_file_mode,
-    write_folder_atomically,
+    CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, check_output_dir, set_tree_mode,
+    usual_file_mode, write_folder_atomically,
 )
-from folder_safety import FolderLock, check_output_apart, refuse_foreign_files
+from folder_safety import FolderLock, check_output_apart
 from modeling_crf import IMPOSSIBLE_SCORE, bio_transition_mask
 from onnx_backend import EMISSIONS_OUTPUT, OnnxTokenClassifier
 from relations import CONFIG_SENTENCE_WINDOW
@@ -314,15 +314,13 @@ def load_source_model(args: ExportArguments, config=None):
 
 
 def check_output_folder(output_dir: Path, overwrite: bool) -> None:
-    """An existing, non-empty output folder needs --overwrite_output_dir and must hold only the toolkit's files
-    (it is replaced as a whole, after the new export is complete)."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise UsageError(f"--output_dir {output_dir} exists and is not a folder")
-    if output_dir.is_dir() and any(output_dir.iterdir()):
-        if not overwrite:
-            raise UsageError(f"--output_dir {output_dir} is not empty: pass --overwrite_output_dir to replace it "
-                             "(the earlier export is replaced only once the new one is complete)")
-        refuse_foreign_files(output_dir, "--overwrite_output_dir")
+    """``corpus_io.check_output_dir`` (a non-empty folder needs --overwrite_output_dir and must hold only the
+    toolkit's files: it is replaced as a whole once the new export is complete), as a usage error."""
+    try:
+        check_output_dir(output_dir, overwrite)
+    except FileExistsError as error:
+        raise UsageError(f"--output_dir: {error} (--overwrite_output_dir here; the earlier export is replaced only "
+                         "once the new one is complete)") from None
 
 
 def export_to(args: ExportArguments, model, labels: list[str], tokenizer, folder: Path) -> dict:

@@ -180,8 +180,8 @@ def output_folder_lock(training_args: TrainingArguments, script: str, inputs: Ma
 
 def clear_run_outputs(output_dir: Path) -> int:
     """Remove what earlier runs wrote into ``output_dir`` (what its manifest names); other files stay (logged)."""
-    removed = Manifest(output_dir).remove_owned()
-    others = Manifest(output_dir).foreign()
+    manifest = Manifest(output_dir)
+    removed, others = manifest.remove_owned(), manifest.foreign()
     if others:
         logger.warning(f"{output_dir}: kept {len(others)} entries this toolkit did not write: {', '.join(others[:5])}")
     return len(removed)
