@@ -360,12 +360,16 @@ def open_regular_file(path):
         raise NotARegularFile(path, irregular_reason(path) or "does not exist") from None
     try:
         mode = os.fstat(descriptor).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotARegularFile(path, _kind(mode))
-        return os.fdopen(descriptor, "rb")
     except BaseException:
         os.close(descriptor)
         raise
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        raise NotARegularFile(path, _kind(mode))
+    # The file object owns the descriptor from here on, and nothing else closes it: closing it here as well (when a
+    # Ctrl-C landed just after the object was built, and it was collected) failed with EBADF, which turned the
+    # interruption into "cannot be read".
+    return os.fdopen(descriptor, "rb")
 
 
 def read_regular_file(path, limit: int | None = None) -> bytes:
