@@ -13,6 +13,9 @@ From Python, one call for a note or a list of notes (CRF or linear "Apt" models)
     annotator.medications("Metoprolol 25 mg PO BID and lisinopril 10 mg daily.")
     # [{"document_id", "id": "T1", "drug": {type, start, end, text, confidence},
     #   "attributes": [{id, type, start, end, text, confidence, relation, relation_confidence}, ...]}, ...]
+    # relations="auto" (default): the model or the nearest-drug rule, whichever scored higher on its validation
+    # notes; relations="model" / "rule" to choose (the rule needs no relation model).
+    NoteAnnotator.from_pretrained("runs/bert_crf", relations="rule").medications("Aspirin 81 mg PO daily.")
 
 From the command line, a folder of ``.txt`` in, brat ``.ann`` out::
 
@@ -20,6 +23,9 @@ From the command line, a folder of ``.txt`` in, brat ``.ann`` out::
     python annotate_notes.py --model_name_or_path ORG/clinical-ner-crf --trust_remote_code \\
         --input_dir notes/ --output_dir out/ --device cuda --bf16 --batch_size 64 --min_confidence 0.5
     python annotate_notes.py --model_name_or_path runs/bert_crf --input_dir notes/ --output_dir out/ --num_processes 4
+    python annotate_notes.py --model_name_or_path runs/bert_crf --relation_model_name_or_path runs/relations \
+        --input_dir notes/ --output_dir out/                  # + R lines, medications.jsonl (--relations auto)
+    python annotate_notes.py --model_name_or_path runs/bert_crf --relations rule --input_dir notes/ --output_dir out/
     accelerate launch --multi_gpu --num_processes 4 annotate_notes.py --model_name_or_path runs/bert_crf ...
 
 Both run the one inference path of ``windows.py`` (``predict_notes``), which the
@@ -58,7 +64,7 @@ Outputs of the command line (``--output_dir``: never the input folder, inside it
     ``predictions.jsonl`` (``--word_predictions``) one object per sentence in the word-level
                         format of docs/architecture.md (``gold_tags`` null), readable by
                         ``evaluate_ablations.py``; the notes annotated with the flag.
-    ``medications.jsonl`` (``--relation_model_name_or_path``) one object per drug mention, in note
+    ``medications.jsonl`` (with relations: see Relations) one object per drug mention, in note
                         order: ``document_id``, ``id`` (the drug's ``T`` line), ``drug`` and the
                         ``attributes`` linked to it, each with its ``relation`` type and
                         ``relation_confidence``; a drug with no attribute is a record too. The
@@ -126,11 +132,25 @@ message (file name and reason, never its text) and is counted; the exit status i
 note failed, and 130 when the run was interrupted. A folder without notes is an error.
 
 Relations
-    A relation model links the entities the NER model found: every (attribute, drug) pair in one
-    sentence (Reason and ADE: within the model's sentence window) is a candidate, classified from
-    the sentence(s) with typed markers around both (``relations.py``, as in ``run_re.py``
-    training); a pair is linked at ``--link_threshold`` or above, so an attribute shared by two
-    drugs links to both. Long notes: candidates are built per sentence pair, so nothing is cut.
+    Each attribute the NER model found is linked to its drug by a relation model or by the
+    nearest-drug rule (``--relations``). The model (``--relation_model_name_or_path``, a ``run_re.py``
+    output): every (attribute, drug) pair in one sentence (Reason and ADE: within the model's
+    sentence window) is a candidate, classified from the sentence(s) with typed markers around both
+    (and the input features it was trained with: ``relations.py``, as in ``run_re.py`` training); a
+    pair is linked at ``--link_threshold`` or above, so an attribute shared by two drugs links to
+    both. Long notes: candidates are built per sentence pair, so nothing is cut. The rule
+    (``relations.nearest_drug_rule``): each attribute to the nearest drug of its sentence,
+    confidence 1.0; no relation model needed (the model's sentence window if one is given, else 1).
+    ``--relations auto`` (default) takes what scored higher on the relation model's validation
+    notes (``relation_preferred`` and ``relation_validation_scores`` in its ``config.json``, written
+    by ``run_re.py``), the model when it records none (an earlier version, no validation notes),
+    and no relations without a relation model; ``model`` and ``rule`` choose. Which one linked, and
+    why (with the validation numbers), is logged once per run and recorded in ``summary.json``
+    (``relations_by``, ``relations_choice_reason``); the choice is made once, from the relation
+    model's config, before the processes of ``--num_processes`` start (a launcher's processes each
+    make the same choice). ``--relations model`` without a relation model and ``--link_threshold``
+    when the rule links (``--relations rule``, or auto choosing it) are usage errors (one line,
+    exit status 2).
 
 Backends
     ``--backend torch`` (default) runs the model folder with PyTorch. ``--backend onnx`` runs an
@@ -141,7 +161,8 @@ Backends
 Needs torch, transformers and the project's ``tagging.py``, ``windows.py``, ``corpus_io.py``,
 ``relations.py`` and ``modeling_crf.py`` (no ``datasets``, no training script). ``--backend onnx`` (the CLI,
 with any number of processes, and ``NoteAnnotator``) needs ``onnxruntime`` and ``onnx_backend.py`` instead of
-torch and ``modeling_crf.py``: torch is imported only by the torch backend, a relation model and a launcher.
+torch and ``modeling_crf.py``: torch is imported only by the torch backend, a relation model that links (not
+one whose config chose the rule) and a launcher.
 """
 
 from __future__ import annotations
@@ -169,9 +190,10 @@ from folder_safety import (
     FolderLock, Manifest, check_output_apart, die_with_parent, irregular_reason,
 )
 from relations import (
-    CONFIG_LINK_THRESHOLD, CONFIG_MAX_SEQ_LENGTH, CONFIG_SENTENCE_WINDOW, DEFAULT_LINK_THRESHOLD,
-    DEFAULT_SENTENCE_WINDOW, LABELS as RELATION_LABELS, MARKER_TOKENS, Candidate, Mention, candidate_inputs,
-    fit_to_length, medication_records,
+    CONFIG_INPUT_FEATURES, CONFIG_LINK_THRESHOLD, CONFIG_MAX_SEQ_LENGTH, CONFIG_PREFERRED,
+    CONFIG_SENTENCE_WINDOW, CONFIG_VALIDATION_SCORES, DEFAULT_LINK_THRESHOLD, DEFAULT_SENTENCE_WINDOW, INPUT_FEATURES,
+    LABELS as RELATION_LABELS, MARKER_TOKENS, RELATION_CHOICES, TOKENS_OF_FEATURE, Candidate, Mention, candidate_inputs,
+    fit_to_length, medication_records, nearest_drug_rule, select_links,
 )
 from tagging import DRUG_TYPE
 from windows import (
@@ -227,24 +249,56 @@ def load_model_and_tokenizer(
     return model.eval(), tokenizer
 
 
-class RelationLinker:
+class _Linker:
+    """What both linkers share: ``link_notes`` over many notes, ``link`` for one; ``by`` says which linker it is,
+    ``choice_reason`` why it was chosen (:func:`choose_relations`; set by whoever made the choice)."""
+
+    by = ""
+    link_threshold: float | None = None
+    sentence_window = DEFAULT_SENTENCE_WINDOW
+    choice_reason = "given by the caller"
+
+    def link_notes(self, notes: Mapping[str, tuple[str, Sequence[Mention]]]
+                   ) -> dict[str, list[tuple[Candidate, float]]]:
+        raise NotImplementedError
+
+    def link(self, text: str, entities: Sequence[Entity | Mention]) -> list[tuple[Candidate, float]]:
+        """The links of one note's entities (``windows.Entity`` or ``relations.Mention``)."""
+        return self.link_notes({"note": (text, mentions_of(entities))})["note"]
+
+
+class RelationLinker(_Linker):
     """Which drug each attribute belongs to, with a ``run_re.py`` model (a stock sequence classifier).
 
     ``link(text, entities)`` builds the candidates of ``relations.py`` exactly as training did (its
-    sentence window and input length are read from the model's config) and returns the candidates whose
-    ``linked`` probability is at least ``link_threshold`` (default: the one the model was trained with),
-    each with that probability. Inputs are batched across notes, longest first.
+    sentence window, input length and input features are read from the model's config) and returns the
+    candidates whose ``linked`` probability is at least ``link_threshold`` (default: the one the model was
+    trained with; ``relations.select_links``), each with that probability. Inputs are batched across notes,
+    longest first.
     """
+
+    by = "model"
 
     def __init__(self, model, tokenizer, *, batch_size: int = DEFAULT_BATCH_SIZE, link_threshold: float | None = None,
                  device: str | torch.device | None = None):
-        labels = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
-        missing = [marker for marker in MARKER_TOKENS if tokenizer.convert_tokens_to_ids(marker) in
-                   (None, tokenizer.unk_token_id)]
-        if labels != RELATION_LABELS or missing:
-            raise ValueError(f"{model.name_or_path}: not a run_re.py relation model (labels {list(labels)}, "
-                             f"{len(missing)} argument markers missing from its tokenizer)")
         config = model.config
+        labels = tuple(config.id2label[i] for i in range(config.num_labels))
+        features = tuple(getattr(config, CONFIG_INPUT_FEATURES, None) or ())  # absent: a model of an earlier version
+        unknown = sorted(set(features) - set(INPUT_FEATURES))
+        if unknown:
+            raise ValueError(f"{model.name_or_path}: its config lists relation input features that this version does "
+                             f"not know ({', '.join(map(str, unknown))}; known: {', '.join(INPUT_FEATURES)})")
+
+        def missing(tokens: Sequence[str]) -> int:
+            return sum(tokenizer.convert_tokens_to_ids(token) in (None, tokenizer.unk_token_id) for token in tokens)
+
+        missing_markers = missing(MARKER_TOKENS)
+        missing_features = missing([token for feature in features for token in TOKENS_OF_FEATURE[feature]])
+        if labels != RELATION_LABELS or missing_markers or missing_features:
+            raise ValueError(f"{model.name_or_path}: not a run_re.py relation model (labels {list(labels)}, "
+                             f"{missing_markers} argument markers missing from its tokenizer"
+                             + (f", {missing_features} tokens of its input features {list(features)}"
+                                if missing_features else "") + ")")
         self.link_threshold = getattr(config, CONFIG_LINK_THRESHOLD, DEFAULT_LINK_THRESHOLD) \
             if link_threshold is None else link_threshold
         if not 0.0 <= self.link_threshold <= 1.0:
@@ -253,6 +307,7 @@ class RelationLinker:
         if device is not None:
             self.model.to(device)
         self.sentence_window = getattr(config, CONFIG_SENTENCE_WINDOW, DEFAULT_SENTENCE_WINDOW)
+        self.input_features = features
         self.max_seq_length = max_input_length(model, tokenizer, getattr(config, CONFIG_MAX_SEQ_LENGTH, None))
         self.batch_size = batch_size
 
@@ -295,19 +350,147 @@ class RelationLinker:
         """``{document_id: (text, mentions)}`` -> the links of each note, as (candidate, probability)."""
         owners, inputs, candidates = [], [], []
         for document_id, (text, mentions) in notes.items():
-            note_candidates, texts = candidate_inputs(text, mentions, self.sentence_window)
-            owners += [document_id] * len(note_candidates)
+            note_candidates, texts = candidate_inputs(text, mentions, self.sentence_window,
+                                                      features=self.input_features)
+            owners.append((document_id, len(note_candidates)))
             candidates += note_candidates
             inputs += texts
-        links: dict[str, list[tuple[Candidate, float]]] = {document_id: [] for document_id in notes}
-        for owner, candidate, probability in zip(owners, candidates, self.probabilities(inputs)):
-            if probability >= self.link_threshold:
-                links[owner].append((candidate, probability))
+        probabilities = self.probabilities(inputs)
+        links, start = {}, 0
+        for document_id, count in owners:
+            links[document_id] = select_links(candidates[start:start + count], probabilities[start:start + count],
+                                              self.link_threshold)
+            start += count
         return links
 
-    def link(self, text: str, entities: Sequence[Entity | Mention]) -> list[tuple[Candidate, float]]:
-        """The links of one note's entities (``windows.Entity`` or ``relations.Mention``)."""
-        return self.link_notes({"note": (text, mentions_of(entities))})["note"]
+
+class RuleLinker(_Linker):
+    """The nearest-drug rule (``relations.nearest_drug_rule``) behind :class:`RelationLinker`'s interface: each
+    attribute to the nearest drug in its sentence (Reason and ADE: within ``sentence_window`` sentences), confidence
+    1.0 per link. No model, no torch."""
+
+    by = "rule"
+
+    def __init__(self, sentence_window: int = DEFAULT_SENTENCE_WINDOW):
+        if sentence_window < 0:
+            raise ValueError(f"sentence_window must be at least 0, got {sentence_window}")
+        self.sentence_window = sentence_window
+
+    def link_notes(self, notes: Mapping[str, tuple[str, Sequence[Mention]]]
+                   ) -> dict[str, list[tuple[Candidate, float]]]:
+        """``{document_id: (text, mentions)}`` -> the rule's links of each note, as (candidate, 1.0)."""
+        return {document_id: [(candidate, 1.0) for candidate in nearest_drug_rule(text, mentions, self.sentence_window)]
+                for document_id, (text, mentions) in notes.items()}
+
+
+@dataclass(frozen=True)
+class RelationChoice:
+    """How a run links attributes to drugs, and why (:func:`choose_relations`): ``by`` is ``"model"`` (the
+    relation model), ``"rule"`` (the nearest-drug rule) or None (no relation model given: no links); ``reason`` a
+    short phrase with the validation numbers when they decided (for the log and ``summary.json``)."""
+
+    by: str | None
+    reason: str
+    relation_model_name_or_path: str | None = None
+    sentence_window: int = DEFAULT_SENTENCE_WINDOW  # the rule's: the relation model's window, else the default
+
+    def describe(self) -> str:
+        """The log line: what links, and why (numbers and names, never note text)."""
+        if self.by == "model":
+            return f"Relations: the relation model {self.relation_model_name_or_path} ({self.reason})"
+        if self.by == "rule":
+            return f"Relations: the nearest-drug rule ({self.reason}); sentence window {self.sentence_window}"
+        return f"Relations: none ({self.reason})"
+
+
+def check_relation_request(relations: str, relation_model_given: bool, link_threshold: float | None) -> None:
+    """The choice's rules that need no model (a :class:`UsageError`, one line): ``relations`` is one of
+    ``relations.RELATION_CHOICES``; ``model`` needs a relation model; a link threshold is for the model."""
+    if relations not in RELATION_CHOICES:
+        raise UsageError(f"--relations must be one of {', '.join(RELATION_CHOICES)}, got {relations!r}")
+    if relations == "model" and not relation_model_given:
+        raise UsageError("--relations model needs --relation_model_name_or_path (a run_re.py model); "
+                         "--relations rule links with the nearest-drug rule without one")
+    if link_threshold is not None and relations == "rule":
+        raise UsageError("--link_threshold is for the relation model: --relations rule links each attribute to its "
+                         "nearest drug, with no threshold")
+    if link_threshold is not None and not relation_model_given:
+        raise UsageError("--link_threshold needs --relation_model_name_or_path")
+
+
+def choose_relations(relations: str = "auto", relation_model_name_or_path: str | None = None, *,
+                     link_threshold: float | None = None, revision: str = "main", token: str | None = None
+                     ) -> RelationChoice:
+    """The one home of the choice between the relation model and the nearest-drug rule (the command line's
+    ``--relations`` and ``NoteAnnotator.from_pretrained(relations=...)``). Reads only the relation model's
+    ``config.json`` (no weights):
+
+    - ``"rule"``: the rule, with the relation model's sentence window if one is given (else the default);
+    - ``"model"``: the relation model (required);
+    - ``"auto"``: what the model's config says scored higher on its validation notes (``relation_preferred``,
+      written by ``run_re.py`` with ``relation_validation_scores``), else the model (an earlier version's model,
+      or one trained without validation notes); with no relation model, no relations.
+
+    A :class:`UsageError` for a request that cannot be met (``check_relation_request``; a ``link_threshold`` when
+    ``auto`` chose the rule), a ``ValueError`` for a model that is not a ``run_re.py`` relation model."""
+    check_relation_request(relations, relation_model_name_or_path is not None, link_threshold)
+    if relation_model_name_or_path is None:
+        if relations == "rule":
+            return RelationChoice("rule", "--relations rule")
+        return RelationChoice(None, "no relation model given")
+    name = relation_model_name_or_path
+    config = _relation_config(name, revision=revision, token=token)
+    window = config.get(CONFIG_SENTENCE_WINDOW, DEFAULT_SENTENCE_WINDOW)
+    if not isinstance(window, int) or isinstance(window, bool) or window < 0:
+        raise ValueError(f"{name}: {CONFIG_SENTENCE_WINDOW} in its config.json must be a whole number of sentences, "
+                         f"got {window!r}")
+    if relations != "auto":
+        return RelationChoice(relations, f"--relations {relations}", name, window)
+    preferred = config.get(CONFIG_PREFERRED)
+    if preferred is None:
+        return RelationChoice("model", f"auto: no validation scores recorded in {name}: using the model", name, window)
+    if preferred not in ("model", "rule"):
+        raise ValueError(f"{name}: {CONFIG_PREFERRED} in its config.json must be 'model' or 'rule', got {preferred!r}")
+    scores = config.get(CONFIG_VALIDATION_SCORES)
+    other = "rule" if preferred == "model" else "model"
+    try:
+        reason = (f"auto: on validation the {preferred} scored {float(scores[preferred]):.4f} strict micro-F1, "
+                  f"the {other} {float(scores[other]):.4f}")
+    except (TypeError, KeyError, ValueError):  # the preference without its numbers: still the run's own choice
+        reason = f"auto: {name} records that the {preferred} scored higher on validation"
+    if preferred == "rule" and link_threshold is not None:
+        raise UsageError(f"--link_threshold is for the relation model, and --relations auto chose the nearest-drug "
+                         f"rule ({reason}): pass --relations model to link with the model at that threshold")
+    return RelationChoice(preferred, reason, name, window)
+
+
+def _relation_config(name_or_path: str, *, revision: str, token: str | None) -> dict[str, Any]:
+    """A relation model's ``config.json`` as a dict (no weights, no model class), checked to be one."""
+    from transformers import PretrainedConfig
+
+    config, _ = PretrainedConfig.get_config_dict(name_or_path, revision=revision, token=token)
+    id2label = config.get("id2label") or {}
+    labels = tuple(id2label.get(str(i), id2label.get(i)) for i in range(len(id2label)))
+    if labels != RELATION_LABELS:
+        raise ValueError(f"{name_or_path}: not a run_re.py relation model (labels {list(labels)})")
+    return config
+
+
+def load_relation_linker(choice: RelationChoice, *, device: str | torch.device | None = None,
+                         trust_remote_code: bool = False, revision: str = "main", token: str | None = None,
+                         link_threshold: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE
+                         ) -> RelationLinker | RuleLinker | None:
+    """The linker of a :class:`RelationChoice` (None: no relations), with the choice's reason on it."""
+    if choice.by is None:
+        return None
+    if choice.by == "rule":
+        linker: RelationLinker | RuleLinker = RuleLinker(choice.sentence_window)
+    else:
+        linker = RelationLinker.from_pretrained(
+            choice.relation_model_name_or_path, device=device, trust_remote_code=trust_remote_code,
+            revision=revision, token=token, link_threshold=link_threshold, batch_size=batch_size)
+    linker.choice_reason = choice.reason
+    return linker
 
 
 def mentions_of(entities: Sequence[Entity | Mention]) -> list[Mention]:
@@ -322,15 +505,15 @@ class NoteAnnotator:
     Calls :func:`windows.predict_notes`, the same path as the command line and the saved CRF
     model's pipeline. A string gives a list of :class:`windows.Entity` (``type``, ``start``,
     ``end``, ``text``, ``confidence``, ``word_confidences``); a list of strings gives one list
-    per note; :meth:`predict` gives the word-level predictions too. With a relation model
-    (``relation_model_name_or_path``, a ``run_re.py`` output), :meth:`medications` gives the
-    medication list: one record per drug with the attributes linked to it.
+    per note; :meth:`predict` gives the word-level predictions too. With a relation linker (a
+    :class:`RelationLinker`, a ``run_re.py`` model, or a :class:`RuleLinker`, the nearest-drug rule),
+    :meth:`medications` gives the medication list: one record per drug with the attributes linked to it.
     """
 
     def __init__(self, model, tokenizer, *, batch_size: int = DEFAULT_BATCH_SIZE,
                  max_seq_length: int | None = None, stride: int = DEFAULT_STRIDE,
                  device: str | torch.device | None = None, bf16: bool = False, min_confidence: float = 0.0,
-                 relation_linker: RelationLinker | None = None):
+                 relation_linker: RelationLinker | RuleLinker | None = None):
         if not 0.0 <= min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
         backend = getattr(model, "backend", "torch")  # onnx_backend.OnnxTokenClassifier: "onnx"
@@ -351,11 +534,17 @@ class NoteAnnotator:
     def from_pretrained(cls, model_name_or_path: str, *, device: str | torch.device | None = None,
                         bf16: bool = False, trust_remote_code: bool = False, revision: str = "main",
                         token: str | None = None, relation_model_name_or_path: str | None = None,
-                        link_threshold: float | None = None, backend: str = "torch",
-                        onnx_model_file: str | None = None, num_threads: int | None = None,
+                        link_threshold: float | None = None, relations: str | RelationChoice = "auto",
+                        backend: str = "torch", onnx_model_file: str | None = None, num_threads: int | None = None,
                         **settings) -> "NoteAnnotator":
         """Load a model folder or Hub id (``settings``: batch_size, max_seq_length, stride, min_confidence),
         and optionally a relation model (``link_threshold``: default, the one it was trained with).
+
+        ``relations`` (:func:`choose_relations`, logged once): ``"auto"`` (default) links with what scored higher on
+        the relation model's validation notes, the model or the nearest-drug rule (the model when its config
+        records no scores; no links without a relation model); ``"model"`` with the relation model (required);
+        ``"rule"`` with the nearest-drug rule, no relation model needed (its sentence window if one is given). A
+        :class:`RelationChoice` already made (and logged) is used as it is (several processes: one choice).
 
         ``backend="onnx"``: ``model_name_or_path`` is an ``export_onnx.py`` folder, run with onnxruntime on the
         CPU (``onnx_model_file``: ``model.onnx``, the default, or ``model.int8.onnx``); same windows, decoding
@@ -365,6 +554,20 @@ class NoteAnnotator:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "torch" and onnx_model_file not in (None, ONNX_FILE):
             raise ValueError("onnx_model_file is for backend='onnx'")
+        # Model or rule, from the relation model's config alone: a request that cannot be met fails before a load.
+        if isinstance(relations, RelationChoice):
+            if relation_model_name_or_path not in (None, relations.relation_model_name_or_path):
+                raise ValueError(f"relation_model_name_or_path {relation_model_name_or_path} is not the relation "
+                                 f"model of the choice given ({relations.relation_model_name_or_path})")
+            if link_threshold is not None and relations.by != "model":
+                raise UsageError(f"link_threshold is for the relation model; the choice given links with "
+                                 f"{'the nearest-drug rule' if relations.by else 'nothing'}")
+            choice = relations
+        else:
+            choice = choose_relations(relations, relation_model_name_or_path, link_threshold=link_threshold,
+                                      revision=revision, token=token)
+            if choice.by is not None:
+                logger.info("%s", choice.describe())
         if backend == "onnx":
             from onnx_backend import OnnxTokenClassifier
 
@@ -374,11 +577,9 @@ class NoteAnnotator:
             model, tokenizer = load_model_and_tokenizer(model_name_or_path, device=device, bf16=bf16,
                                                         trust_remote_code=trust_remote_code, revision=revision,
                                                         token=token)
-        linker = None
-        if relation_model_name_or_path is not None:
-            linker = RelationLinker.from_pretrained(
-                relation_model_name_or_path, device=device, trust_remote_code=trust_remote_code, revision=revision,
-                token=token, link_threshold=link_threshold, batch_size=settings.get("batch_size", DEFAULT_BATCH_SIZE))
+        linker = load_relation_linker(choice, device=device, trust_remote_code=trust_remote_code, revision=revision,
+                                      token=token, link_threshold=link_threshold,
+                                      batch_size=settings.get("batch_size", DEFAULT_BATCH_SIZE))
         return cls(model, tokenizer, device=device, bf16=bf16, relation_linker=linker, **settings)
 
     @property
@@ -396,9 +597,10 @@ class NoteAnnotator:
 
     def link(self, texts: Mapping[str, str], predictions: Mapping[str, NotePrediction]
              ) -> dict[str, list[tuple[Candidate, float]]]:
-        """The relation model's links between each note's predicted entities (candidates index ``entities``)."""
+        """The relation linker's links between each note's predicted entities (candidates index ``entities``)."""
         if self.relation_linker is None:
-            raise ValueError("no relation model: pass relation_model_name_or_path to NoteAnnotator.from_pretrained")
+            raise ValueError("no relation model: pass relation_model_name_or_path to NoteAnnotator.from_pretrained, "
+                             "or relations='rule' to link with the nearest-drug rule")
         return self.relation_linker.link_notes({document_id: (texts[document_id], mentions_of(note.entities))
                                                 for document_id, note in predictions.items()})
 
@@ -736,7 +938,14 @@ class AnnotationArguments:
                 "in the .ann files and medications.jsonl."})
     link_threshold: Optional[float] = field(default=None, metadata={
         "help": "Link an (attribute, drug) pair at this probability or above, in [0, 1] (default: the relation "
-                "model's own, from its training)."})
+                "model's own, from its training). For the model only: an error with --relations rule."})
+    relations: str = field(default="auto", metadata={
+        "help": "How attributes are linked to drugs: model (the relation model; --relation_model_name_or_path "
+                "required), rule (each attribute to its nearest drug, confidence 1.0; no relation model needed, "
+                "the model's sentence window if one is given) or auto (what scored higher on the relation model's "
+                "validation notes, as run_re.py recorded in its config; the model when none is recorded; no "
+                "relations without a relation model). The log and summary.json say which, and why.",
+        "choices": list(RELATION_CHOICES)})
     backend: str = field(default="torch", metadata={
         "help": "torch (the model folder, PyTorch) or onnx (an export_onnx.py folder, run with onnxruntime on CPU).",
         "choices": list(BACKENDS)})
@@ -769,8 +978,6 @@ def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
                         f"{_launched_processes()} processes: give the number to one of them")
     if args.num_threads is not None and args.num_threads < 1:
         problems.append(f"--num_threads must be at least 1, got {args.num_threads}")
-    if args.link_threshold is not None and args.relation_model_name_or_path is None:
-        problems.append("--link_threshold needs --relation_model_name_or_path")
     if args.backend == "onnx":
         if args.device not in (None, "cpu") or args.bf16:
             problems.append("--backend onnx runs on the CPU (onnxruntime): no --device cuda, no --bf16")
@@ -1206,6 +1413,8 @@ def _annotator_facts(annotator: NoteAnnotator) -> dict[str, Any]:
     linker = annotator.relation_linker
     device = annotator.settings["device"]
     return {"model_type": "crf" if annotator.is_crf else "linear", "linking": linker is not None,
+            "relations_by": linker.by if linker else None,
+            "relations_choice_reason": linker.choice_reason if linker else None,
             "settings": {**annotator.settings, "backend": annotator.backend,
                          "device": str(device if device is not None else next(annotator.model.parameters()).device),
                          "link_threshold": linker.link_threshold if linker else None,
@@ -1251,6 +1460,8 @@ def _finish(plan: _Plan, tally: _Tally, facts: Mapping[str, Any], output_dir: Pa
         "relations": sum(tally.relation_types.values()) if linking else None,
         "relations_by_type": dict(sorted(tally.relation_types.items())) if linking else None,
         "medication_records": counts["drugs"] if linking else None,
+        "relations_by": facts["relations_by"],  # "model" or "rule" (None: no relations), and why
+        "relations_choice_reason": facts["relations_choice_reason"],
         "stale_temporary_files_removed": plan.stale,
         "jsonl_records_dropped": {name: dict(sorted(dropped.items())) for name, dropped in plan.repairs.items()},
         "notes_redone_after_repair": plan.notes_redone,
@@ -1274,8 +1485,9 @@ def format_summary(summary: Mapping[str, Any], output_dir) -> str:
     ]
     if summary["relations"] is not None:
         by_type = ", ".join(f"{t} {n}" for t, n in summary["relations_by_type"].items()) or "none"
-        lines.append(f"{summary['relations']} relations ({by_type}); {summary['medication_records']} drug records "
-                     f"in {MEDICATIONS_FILE}")
+        by = "the nearest-drug rule" if summary["relations_by"] == "rule" else "the relation model"
+        lines.append(f"{summary['relations']} relations ({by_type}) by {by} ({summary['relations_choice_reason']}); "
+                     f"{summary['medication_records']} drug records in {MEDICATIONS_FILE}")
     if summary["entities_below_min_confidence"]:
         lines.append(f"{summary['entities_below_min_confidence']} entities below --min_confidence "
                      f"{summary['settings']['min_confidence']} were dropped")
@@ -1317,7 +1529,14 @@ def _process_settings(args: AnnotationArguments, process_index: int, processes_h
     return device, max(1, cores // processes_here)
 
 
-def _load_annotator(args: AnnotationArguments, device: str, threads: int | None) -> NoteAnnotator:
+def _choose_relations(args: AnnotationArguments) -> RelationChoice:
+    """--relations, decided from the relation model's config (the same in every process)."""
+    return choose_relations(args.relations, args.relation_model_name_or_path, link_threshold=args.link_threshold,
+                            revision=args.model_revision, token=args.token)
+
+
+def _load_annotator(args: AnnotationArguments, device: str, threads: int | None,
+                    relations: RelationChoice) -> NoteAnnotator:
     if threads and args.backend == "torch" and device == "cpu":
         import torch
 
@@ -1327,13 +1546,14 @@ def _load_annotator(args: AnnotationArguments, device: str, threads: int | None)
         revision=args.model_revision, token=args.token, batch_size=args.batch_size,
         max_seq_length=args.max_seq_length, stride=args.stride, min_confidence=args.min_confidence,
         relation_model_name_or_path=args.relation_model_name_or_path, link_threshold=args.link_threshold,
-        backend=args.backend, onnx_model_file=args.onnx_model_file, num_threads=threads)
+        relations=relations, backend=args.backend, onnx_model_file=args.onnx_model_file, num_threads=threads)
 
 
 def _annotate_share(args: AnnotationArguments, process_index: int, share: list[Path], jsonl_mode: int,
-                    results, parent_pid: int) -> None:
+                    results, parent_pid: int, relations: RelationChoice) -> None:
     """One process of a --num_processes run: annotate its share into its parts, send back what it did. It dies
-    with the process that started it: nothing writes into a folder whose lock holder is gone."""
+    with the process that started it: nothing writes into a folder whose lock holder is gone. ``relations``: the
+    parent's choice (made and logged once)."""
     die_with_parent(parent_pid)
     logging.basicConfig(format=f"%(asctime)s - %(levelname)s - process {process_index} - %(message)s",
                         datefmt="%m/%d/%Y %H:%M:%S", level=logging.INFO)
@@ -1342,7 +1562,7 @@ def _annotate_share(args: AnnotationArguments, process_index: int, share: list[P
     logger.info("process %d of %d: %s, %s threads, %d notes", process_index, args.num_processes, device, threads,
                 len(share))
     try:
-        annotator = _load_annotator(args, device, threads)
+        annotator = _load_annotator(args, device, threads, relations)
         tally = _Tally()
         _annotate_notes(annotator, share, Path(args.output_dir), tally, jsonl_mode=jsonl_mode,
                         overwrite=args.overwrite, word_predictions=args.word_predictions,
@@ -1356,15 +1576,19 @@ def _annotate_share(args: AnnotationArguments, process_index: int, share: list[P
     results.put((process_index, tally, _annotator_facts(annotator)))
 
 
-def annotate_folder_in_processes(args: AnnotationArguments) -> dict[str, Any]:
+def annotate_folder_in_processes(args: AnnotationArguments, relations: RelationChoice | None = None
+                                 ) -> dict[str, Any]:
     """--num_processes N: this process plans and merges (as process 0 of a launched run does); N processes
-    started here (``multiprocessing``, spawn: no torch needed) annotate the shares. One that fails stops the
-    others; what they wrote is merged, and the same command finishes the rest (:class:`ProcessFailed`)."""
+    started here (``multiprocessing``, spawn: no torch needed) annotate the shares, each linking as ``relations``
+    says (default: ``args.relations`` decided here, once). One that fails stops the others; what they wrote is
+    merged, and the same command finishes the rest (:class:`ProcessFailed`)."""
+    if relations is None:
+        relations = _choose_relations(args)
     with FolderLock(args.output_dir, "annotate_notes.py"):
-        return _annotate_folder_in_processes(args)
+        return _annotate_folder_in_processes(args, relations)
 
 
-def _annotate_folder_in_processes(args: AnnotationArguments) -> dict[str, Any]:
+def _annotate_folder_in_processes(args: AnnotationArguments, relations: RelationChoice) -> dict[str, Any]:
     import multiprocessing
     import queue
 
@@ -1375,7 +1599,8 @@ def _annotate_folder_in_processes(args: AnnotationArguments) -> dict[str, Any]:
     shares = split_notes(plan.todo, args.num_processes)
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no state copied from this one
     results = context.Queue()
-    processes = [context.Process(target=_annotate_share, args=(args, index, share, plan.jsonl_mode, results, os.getpid()),
+    processes = [context.Process(target=_annotate_share,
+                                 args=(args, index, share, plan.jsonl_mode, results, os.getpid(), relations),
                                  name=f"annotate-{index}") for index, share in enumerate(shares)]
     received: dict[int, tuple[_Tally, dict[str, Any]]] = {}
     failed: tuple | None = None  # (process, exit status[, reason])
@@ -1433,13 +1658,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     # One command writes a folder at a time: process 0 (this one, or rank 0 of a launched run) holds the lock for all.
     lock = FolderLock(args.output_dir, "annotate_notes.py", enabled=int(os.environ.get("RANK", "0")) == 0)
     try:
+        check_relation_request(args.relations, args.relation_model_name_or_path is not None, args.link_threshold)
         list_notes(args.input_dir)  # fail on the input before loading a model
         check_output_apart(args.output_dir, {"--input_dir": args.input_dir})
         lock.acquire()
         if lock.enabled:  # and on the output folder, before loading a model
             _check_output_folder(args.input_dir, Path(args.output_dir), list_notes(args.input_dir).notes)
+        # Model or rule: decided once from the relation model's config (every launched process decides the same
+        # way; process 0 says it), handed to the processes this one starts.
+        relations = _choose_relations(args)
+        if relations.by is not None and int(os.environ.get("RANK", "0")) == 0:
+            logger.info("%s", relations.describe())
         if args.num_processes > 1:
-            summary = annotate_folder_in_processes(args)
+            summary = annotate_folder_in_processes(args, relations)
         else:
             if distributed:
                 import datetime
@@ -1454,7 +1685,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             threads)
             else:
                 device, threads = _process_settings(args, 0, 1)
-            annotator = _load_annotator(args, device, threads)
+            annotator = _load_annotator(args, device, threads, relations)
             summary = annotate_folder(annotator, args.input_dir, args.output_dir, overwrite=args.overwrite,
                                       word_predictions=args.word_predictions, words_per_group=args.words_per_group,
                                       progress=None, distributed=distributed)

@@ -37,6 +37,22 @@ DEFAULT_LINK_THRESHOLD = 0.5
 CONFIG_SENTENCE_WINDOW = "relation_sentence_window"
 CONFIG_MAX_SEQ_LENGTH = "relation_max_seq_length"
 CONFIG_LINK_THRESHOLD = "relation_link_threshold"
+# What run_re.py measured on the validation notes (strict micro-F1 on gold entities of "model", "rule" and
+# "every_candidate"), and which of the model and the rule scored higher there: ``annotate_notes.py --relations auto``.
+CONFIG_VALIDATION_SCORES = "relation_validation_scores"
+CONFIG_PREFERRED = "relation_preferred"
+# The rule's view of a candidate, given to the model as tokens before its marked text (absent: a model of an
+# earlier version, trained without them).
+CONFIG_INPUT_FEATURES = "relation_input_features"
+RELATION_CHOICES = ("model", "rule", "auto")  # how annotate_notes.py links attributes to drugs
+# The rule's view of a candidate (see :func:`candidate_inputs`): whether the nearest-drug rule picks it, and how many
+# drugs lie between its two arguments. A small corpus cannot teach what the rule knows for free; with these the model
+# starts from the rule and learns where it is wrong.
+INPUT_FEATURES = ("rule", "between")
+RULE_TOKENS = ("[rule]", "[not-rule]")
+BETWEEN_TOKENS = ("[between-0]", "[between-1]", "[between-2]", "[between-3+]")
+FEATURE_TOKENS = RULE_TOKENS + BETWEEN_TOKENS
+TOKENS_OF_FEATURE = {"rule": RULE_TOKENS, "between": BETWEEN_TOKENS}  # what each feature adds to the tokenizer
 MARKER_TOKENS: tuple[str, ...] = tuple(marker for entity_type in (DRUG_TYPE, *ATTRIBUTE_TYPES)
                                        for marker in (f"[{entity_type}]", f"[/{entity_type}]"))
 
@@ -129,15 +145,46 @@ def candidate_context(text: str, mentions: Sequence[Mention], candidate: Candida
     return spans[first][0], max(spans[last][1], mentions[candidate.attribute].end, mentions[candidate.drug].end)
 
 
-def candidate_inputs(text: str, mentions: Sequence[Mention], sentence_window: int = DEFAULT_SENTENCE_WINDOW
-                     ) -> tuple[list[Candidate], list[str]]:
-    """The candidates of a note and their marked texts, in the same order."""
+def candidate_inputs(text: str, mentions: Sequence[Mention], sentence_window: int = DEFAULT_SENTENCE_WINDOW,
+                     features: Sequence[str] = ()) -> tuple[list[Candidate], list[str]]:
+    """The candidates of a note and their marked texts, in the same order. ``features`` (of :data:`INPUT_FEATURES`)
+    puts the rule's view first: ``[rule]``/``[not-rule]`` (is this the nearest-drug rule's pair?) and
+    ``[between-N]`` (drugs between the two arguments, 3+ for three or more)."""
+    unknown = sorted(set(features) - set(INPUT_FEATURES))
+    if unknown:
+        raise ValueError(f"unknown relation input features {unknown} (known: {', '.join(INPUT_FEATURES)})")
     spans = note_sentences(text, mentions)  # split once: the pairs and their contexts both need it
     sentence = sentence_of(spans, mentions)
     candidates = _pairs(mentions, sentence, sentence_window)
     texts = [marked_text(text, mentions[c.attribute], mentions[c.drug],
                          candidate_context(text, mentions, c, spans, sentence)) for c in candidates]
+    if features:
+        chosen = set(_rule_choices(candidates, mentions))
+        drug_starts = sorted(m.start for m in mentions if m.type == DRUG_TYPE)
+        prefixed = []
+        for candidate, marked in zip(candidates, texts):
+            tokens = []
+            if "rule" in features:
+                tokens.append(RULE_TOKENS[candidate not in chosen])
+            if "between" in features:
+                tokens.append(BETWEEN_TOKENS[min(_drugs_between(candidate, mentions, drug_starts), 3)])
+            prefixed.append(" ".join(tokens) + " " + marked)
+        texts = prefixed
     return candidates, texts
+
+
+def _drugs_between(candidate: Candidate, mentions: Sequence[Mention], drug_starts: Sequence[int]) -> int:
+    """How many drug mentions start strictly between the candidate's two arguments."""
+    first, second = sorted((mentions[candidate.attribute], mentions[candidate.drug]), key=lambda m: m.start)
+    return max(bisect.bisect_left(drug_starts, second.start) - bisect.bisect_right(drug_starts, first.start), 0)
+
+
+def select_links(candidates: Sequence[Candidate], probabilities: Sequence[float], link_threshold: float
+                 ) -> list[tuple[Candidate, float]]:
+    """The links a model's ``linked`` probabilities give: every candidate at ``link_threshold`` or above (an attribute
+    may belong to two drugs: "X and Y, 25 mg each")."""
+    return [(candidate, float(probability)) for candidate, probability in zip(candidates, probabilities)
+            if probability >= link_threshold]
 
 
 def fit_to_length(text: str, tokenizer, max_seq_length: int) -> str:
@@ -148,6 +195,13 @@ def fit_to_length(text: str, tokenizer, max_seq_length: int) -> str:
 
     if length(text) <= max_seq_length:
         return text
+    # The feature tokens before the marked text (candidate_inputs' features) stay whatever is cut.
+    prefix = ""
+    while any(text.startswith(token + " ") for token in FEATURE_TOKENS):
+        token = next(token for token in FEATURE_TOKENS if text.startswith(token + " "))
+        prefix, text = prefix + token + " ", text[len(token) + 1:]
+    if prefix:
+        return prefix + fit_to_length(text, lambda piece, **kwargs: tokenizer(prefix + piece, **kwargs), max_seq_length)
     first = min(text.index(marker) for marker in MARKER_TOKENS if not marker.startswith("[/") and marker in text)
     last = max(text.index(marker) + len(marker) for marker in MARKER_TOKENS if marker.startswith("[/") and marker in text)
     for margin in (400, 200, 100, 50, 20, 0):
@@ -161,7 +215,11 @@ def nearest_drug_rule(text: str, mentions: Sequence[Mention], sentence_window: i
                       ) -> list[Candidate]:
     """The rule baseline: each attribute to one drug, the nearest preceding one in its sentence, else the nearest
     following one; Reason and ADE with no drug in their sentence take the nearest drug within the window."""
-    candidates = candidate_pairs(text, mentions, sentence_window)
+    return _rule_choices(candidate_pairs(text, mentions, sentence_window), mentions)
+
+
+def _rule_choices(candidates: Sequence[Candidate], mentions: Sequence[Mention]) -> list[Candidate]:
+    """:func:`nearest_drug_rule` given the note's candidates."""
     chosen = []
     for attribute in sorted({c.attribute for c in candidates}):
         own = [c for c in candidates if c.attribute == attribute]

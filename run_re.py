@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from typing import Any, Sequence
 
 import torch
 from transformers import (
-    AutoConfig, AutoModelForSequenceClassification, Trainer, TrainingArguments, set_seed,
+    AutoConfig, IntervalStrategy, AutoModelForSequenceClassification, Trainer, TrainerCallback, TrainingArguments, set_seed,
 )
 
 import modeling_crf  # noqa: F401  (registers the CRF config: --tokenizer_name may be a NER model's folder)
@@ -44,9 +45,10 @@ from corpus_io import (
 )
 from evaluate_ablations import score_relations
 from relations import (
-    CONFIG_LINK_THRESHOLD, CONFIG_MAX_SEQ_LENGTH, CONFIG_SENTENCE_WINDOW, DEFAULT_LINK_THRESHOLD,
-    DEFAULT_SENTENCE_WINDOW, LABELS, MARKER_TOKENS, Candidate, Mention, candidate_inputs, candidate_recall,
-    fit_to_length, nearest_drug_rule,
+    CONFIG_INPUT_FEATURES, CONFIG_LINK_THRESHOLD, CONFIG_MAX_SEQ_LENGTH, CONFIG_PREFERRED, CONFIG_SENTENCE_WINDOW,
+    CONFIG_VALIDATION_SCORES, DEFAULT_LINK_THRESHOLD, DEFAULT_SENTENCE_WINDOW, FEATURE_TOKENS, INPUT_FEATURES, LABELS,
+    MARKER_TOKENS, Candidate, Mention, candidate_inputs, candidate_pairs, candidate_recall, fit_to_length,
+    nearest_drug_rule, select_links,
 )
 from run_folders import (
     RecordRunArguments, UsageError, card_license, check_resume_matches, check_vocabulary_upload, hub_upload_files, is_hub_id,
@@ -98,7 +100,22 @@ class DataArguments:
         "help": "Reason and ADE candidates reach this many sentences before and after the attribute."})
     max_seq_length: int = field(default=256, metadata={"help": "Tokens per candidate input (its context is narrowed "
                                                                "around the two arguments to fit)."})
-    link_threshold: float = field(default=DEFAULT_LINK_THRESHOLD, metadata={"help": "Link a candidate at this probability or above."})
+    link_threshold: float = field(default=DEFAULT_LINK_THRESHOLD, metadata={
+        "help": "Link a candidate at this probability or above; with validation notes the threshold is tuned there "
+                "instead (see --tune_link_threshold)."})
+    input_features: str = field(default="", metadata={
+        "help": "The rule's view of each candidate given to the model before its text, comma-separated, of "
+                f"{', '.join(INPUT_FEATURES)} ('rule': is it the nearest-drug rule's pair; 'between': drugs between "
+                "the two arguments). Off by default: measured, it did not help (bench/README.md)."})
+    select_on_validation: bool = field(default=True, metadata={
+        "help": "Score the validation notes (strict relation micro-F1 on gold entities) after every epoch and keep "
+                "the best epoch. Off, or without validation notes: the last epoch."})
+    tune_link_threshold: bool = field(default=True, metadata={
+        "help": "Choose the link threshold that scores best on the validation notes (instead of --link_threshold)."})
+    min_train_steps: int = field(default=600, metadata={
+        "help": "Train for at least this many optimiser steps: more epochs than --num_train_epochs on a small corpus "
+                "(a 150-note corpus is otherwise underfit); 0 to keep --num_train_epochs."})
+    max_train_epochs: int = field(default=40, metadata={"help": "The most epochs --min_train_steps may add up to."})
     max_train_documents: int | None = field(default=None, metadata={"help": "Use only this many training documents."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Start afresh in an existing --output_dir."})
 
@@ -147,7 +164,8 @@ def build_examples(documents: Sequence[dict[str, Any]], tokenizer, data_args: Da
     examples, candidates_by_document = [], []
     for index, document in enumerate(documents):
         mentions = mentions_of(document)
-        candidates, texts = candidate_inputs(document["text"], mentions, data_args.sentence_window)
+        candidates, texts = candidate_inputs(document["text"], mentions, data_args.sentence_window,
+                                             input_features(data_args))
         links = gold_links(document)
         for number, (candidate, text) in enumerate(zip(candidates, texts)):
             linked = (mentions[candidate.attribute].id, mentions[candidate.drug].id) in links
@@ -155,6 +173,15 @@ def build_examples(documents: Sequence[dict[str, Any]], tokenizer, data_args: Da
                              "document": index, "candidate": number})
         candidates_by_document.append(candidates)
     return examples, candidates_by_document
+
+
+def input_features(data_args: DataArguments) -> tuple[str, ...]:
+    """``--input_features`` as a tuple (checked against relations.INPUT_FEATURES)."""
+    features = tuple(name.strip() for name in data_args.input_features.split(",") if name.strip())
+    unknown = sorted(set(features) - set(INPUT_FEATURES))
+    if unknown:
+        raise UsageError(f"--input_features: unknown {', '.join(unknown)} (known: {', '.join(INPUT_FEATURES)})")
+    return features
 
 
 def to_brat_documents(documents: Sequence[dict[str, Any]], links: Sequence[Sequence[tuple[Candidate, float]]] | None
@@ -172,6 +199,99 @@ def to_brat_documents(documents: Sequence[dict[str, Any]], links: Sequence[Seque
                          for n, (c, _) in enumerate(links[index], start=1)]
         converted.append(BratDocument(document["document_id"], document["text"], entities, relations=relations))
     return converted
+
+
+# ---------------------------------------------------------------------------
+# Links and their scores: the model's, the rule's, every candidate's
+# ---------------------------------------------------------------------------
+
+THRESHOLD_GRID = tuple(round(0.05 * step, 2) for step in range(1, 20))  # --tune_link_threshold tries these
+SYSTEMS = ("model", "rule", "every_candidate")  # the three rows of every score table
+
+
+def model_links(candidates_by_document: Sequence[Sequence[Candidate]], probabilities: Sequence[float],
+                threshold: float) -> list[list[tuple[Candidate, float]]]:
+    """Each note's links from the ``linked`` probabilities of all candidates (in note, then candidate order)."""
+    links, start = [], 0
+    for candidates in candidates_by_document:
+        links.append(select_links(candidates, probabilities[start:start + len(candidates)], threshold))
+        start += len(candidates)
+    return links
+
+
+def baseline_links(documents: Sequence[dict[str, Any]], sentence_window: int) -> dict[str, list]:
+    """The two references: the nearest-drug rule, and every candidate pair linked (how much there is to learn)."""
+    rule, every = [], []
+    for document in documents:
+        mentions = mentions_of(document)
+        rule.append([(c, 1.0) for c in nearest_drug_rule(document["text"], mentions, sentence_window)])
+        every.append([(c, 1.0) for c in candidate_pairs(document["text"], mentions, sentence_window)])
+    return {"rule": rule, "every_candidate": every}
+
+
+def score_links(documents: Sequence[dict[str, Any]], links: Sequence[Sequence[tuple[Candidate, float]]],
+                gold: list[BratDocument] | None = None) -> dict[str, Any]:
+    """The n2c2 relation report (strict and lenient) of ``links`` on gold entities."""
+    return score_relations(gold or to_brat_documents(documents, None), to_brat_documents(documents, links))
+
+
+def best_threshold(documents: Sequence[dict[str, Any]], candidates_by_document: Sequence[Sequence[Candidate]],
+                   probabilities: Sequence[float]) -> tuple[float, float]:
+    """The threshold of :data:`THRESHOLD_GRID` with the best strict micro-F1 (ties: the one nearest 0.5), and that F1."""
+    gold = to_brat_documents(documents, None)
+    best = None
+    for threshold in THRESHOLD_GRID:
+        f1 = score_links(documents, model_links(candidates_by_document, probabilities, threshold), gold
+                         )["strict"]["micro"]["f1"]
+        if best is None or (f1, -abs(threshold - 0.5)) > best[0]:
+            best = ((f1, -abs(threshold - 0.5)), threshold, f1)
+    return best[1], best[2]
+
+
+class KeepBestEpoch(TrainerCallback):
+    """Selection on validation: after each epoch's evaluation (``eval_relation_strict_micro_f1``, at the threshold
+    that epoch scores best with), keep the best epoch's weights in memory; put them back when training ends."""
+
+    def __init__(self):
+        self.best: dict[str, Any] | None = None
+        self.history: list[dict[str, float]] = []
+        self.last_probabilities: Sequence[float] | None = None  # set by compute_metrics
+        self.training = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.training = True
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        if not self.training or not metrics or "eval_relation_strict_micro_f1" not in metrics:
+            return
+        epoch = {"epoch": round(state.epoch or 0, 2), "step": state.global_step,
+                 "relation_strict_micro_f1": metrics["eval_relation_strict_micro_f1"],
+                 "link_threshold": metrics["eval_link_threshold"]}
+        self.history.append(epoch)
+        if self.best is None or epoch["relation_strict_micro_f1"] > self.best["relation_strict_micro_f1"]:
+            self.best = {**epoch, "probabilities": self.last_probabilities,
+                         "weights": {key: value.detach().to("cpu", copy=True)
+                                     for key, value in model.state_dict().items()}}
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.training = False
+        if self.best is not None:
+            model.load_state_dict(self.best.pop("weights"))
+
+
+def adapt_epochs(training_args: TrainingArguments, data_args: DataArguments, train_candidates: int) -> None:
+    """At least ``--min_train_steps`` optimiser steps (at most ``--max_train_epochs`` epochs): a small corpus gets
+    more epochs, a large one keeps ``--num_train_epochs``. ``--max_steps`` wins."""
+    if training_args.max_steps > 0 or data_args.min_train_steps <= 0:
+        return
+    batches = math.ceil(train_candidates / (training_args.per_device_train_batch_size * training_args.world_size))
+    steps_per_epoch = max(batches // training_args.gradient_accumulation_steps, 1)
+    needed = min(math.ceil(data_args.min_train_steps / steps_per_epoch), data_args.max_train_epochs)
+    if needed > training_args.num_train_epochs:
+        logger.info(f"{train_candidates} training candidates make {steps_per_epoch} steps per epoch: training "
+                    f"{needed} epochs instead of {training_args.num_train_epochs:g} (--min_train_steps "
+                    f"{data_args.min_train_steps}, at most --max_train_epochs {data_args.max_train_epochs})")
+        training_args.num_train_epochs = needed
 
 
 def relation_metrics(report: dict[str, Any], prefix: str) -> dict[str, float]:
@@ -234,25 +354,43 @@ def write_model_card(output_dir: Path, model_args: ModelArguments, data_args: Da
         value = results.get(key)
         return "n/a" if value is None else f"{value:.4f}"
 
+    features = results.get("input_features") or []
+    features_text = (", after the rule's view of the pair as tokens (" + ", ".join(
+        {"rule": "`[rule]`/`[not-rule]`: the nearest-drug rule's pair or not",
+         "between": "`[between-N]`: drugs between the two"}[name] for name in features) + ")") if features else ""
+    names = {"model": "this model", "rule": "nearest-drug rule", "every_candidate": "every candidate linked"}
+    rows = "\n".join(f"| {names[system]} | " + " | ".join(
+        number(f"{split}_{'' if system == 'model' else system + '_'}relation_{mode}_micro_f1")
+        for split, mode in (("validation", "strict"), ("test", "strict"), ("test", "lenient"))) + " |"
+        for system in SYSTEMS)
+    if "selected_epoch" in results:
+        selection = (f"Selected on the validation notes: epoch {results['selected_epoch']:g} of "
+                     f"{results['train_epochs']:g}, link threshold {results['link_threshold']}.")
+    else:
+        selection = f"No selection on validation notes: the last epoch, link threshold {results.get('link_threshold')}."
+    if results.get("preferred_on_validation") == "rule":
+        selection += (" **On the validation notes the nearest-drug rule scored higher than this model**: "
+                      "`annotate_notes.py --relations auto` (the default) links with the rule.")
+
     body = f"""
 # {label}
 
 Links each attribute (strength, dosage, route, frequency, duration, form, reason, adverse event) to its
 drug, as in n2c2-2018 Track 2, trained with `run_re.py` on {"a SYNTHETIC sample (not patient notes)" if synthetic
 else "the data described above"}. Input: the sentence(s) of an (attribute, drug) candidate with typed markers
-around both (`[Strength] 25 mg [/Strength] ... [Drug] metoprolol [/Drug]`); output: `linked` or `none`.
+around both (`[Strength] 25 mg [/Strength] ... [Drug] metoprolol [/Drug]`){features_text}; output: `linked` or `none`.
 A stock `AutoModelForSequenceClassification`: no custom code.
 
-## Results (test split, relations on gold entities)
+## Results (relations on gold entities, strict micro-F1; lenient on test)
 
-| system | strict micro-F1 | lenient micro-F1 |
-|---|---|---|
-| this model | {number('test_relation_strict_micro_f1')} | {number('test_relation_lenient_micro_f1')} |
-| nearest-drug rule | {number('test_rule_relation_strict_micro_f1')} | {number('test_rule_relation_lenient_micro_f1')} |
-
+| system | validation | test | test lenient |
+|---|---|---|---|
+{rows}
+{selection}
 ## How to use
 With the project's `annotate_notes.py` (NER, then relations, then a medication list):
-`annotate_notes.py --model_name_or_path NER_MODEL --relation_model_name_or_path THIS_MODEL --input_dir notes/ --output_dir out/`.
+`annotate_notes.py --model_name_or_path NER_MODEL --relation_model_name_or_path THIS_MODEL --input_dir notes/ --output_dir out/`
+(`--relations auto`, the default: this model, or the rule where it scored higher on validation).
 
 ## Limitations
 For research; **not for clinical decisions**. Candidates: same sentence (Reason and ADE within
@@ -305,8 +443,20 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     train_documents = load_documents(data_args.dataset_path, data_args.train_split) if training_args.do_train else []
     if data_args.max_train_documents is not None:
         train_documents = train_documents[:data_args.max_train_documents]
+    features = input_features(data_args)
+    # Validation notes: scored (--do_eval) and, while training, the epoch and the threshold are chosen on them.
+    validation_in_training = training_args.do_train and bool(
+        set(data_args.validation_split.split("+")) & set(data_args.train_split.split("+")))
+    selecting = training_args.do_train and data_args.select_on_validation and not validation_in_training
     eval_documents = load_documents(data_args.dataset_path, data_args.validation_split) \
-        if training_args.do_eval else []
+        if training_args.do_eval or selecting else []
+    if validation_in_training:
+        logger.warning(f"--train_split {data_args.train_split} holds the validation notes: no selection on them; the "
+                       f"last epoch and --link_threshold {data_args.link_threshold} are kept (the paper's retraining)")
+    elif selecting and not eval_documents:
+        logger.warning(f"no {data_args.validation_split} notes in {data_args.dataset_path}: the last epoch and "
+                       f"--link_threshold {data_args.link_threshold} are kept (nothing to select on)")
+    selecting = selecting and bool(eval_documents)
     test_documents = load_documents(data_args.dataset_path, data_args.test_split) if training_args.do_predict else []
     resume_checkpoint = prepare_output_dir(output_dir, training_args, data_args.overwrite_output_dir) \
         if training_args.do_train else None
@@ -316,7 +466,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path,
                                revision=model_args.model_revision, token=model_args.token,
                                trust_remote_code=model_args.trust_remote_code, cache_dir=model_args.cache_dir)
-    tokenizer.add_special_tokens({"additional_special_tokens": list(MARKER_TOKENS)}, replace_extra_special_tokens=False)
+    tokenizer.add_special_tokens({"additional_special_tokens": list(MARKER_TOKENS) + list(FEATURE_TOKENS)},
+                                 replace_extra_special_tokens=False)
     # Again on the tokenizer object (a Hub tokenizer unreadable before), before training.
     corpus_vocabulary = check_vocabulary_upload(push_to_hub, acknowledged=model_args.push_corpus_vocabulary,
                                                 tokenizer=tokenizer)
@@ -340,7 +491,10 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     # Inference (annotate_notes.py) builds candidates exactly as here: the settings travel in config.json.
     setattr(model.config, CONFIG_SENTENCE_WINDOW, data_args.sentence_window)
     setattr(model.config, CONFIG_MAX_SEQ_LENGTH, data_args.max_seq_length)
-    setattr(model.config, CONFIG_LINK_THRESHOLD, data_args.link_threshold)
+    setattr(model.config, CONFIG_INPUT_FEATURES, list(features))
+    if training_args.do_train:
+        setattr(model.config, CONFIG_LINK_THRESHOLD, data_args.link_threshold)
+    link_threshold = getattr(model.config, CONFIG_LINK_THRESHOLD, data_args.link_threshold)
 
     from datasets import Dataset
 
@@ -357,73 +511,110 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         return encoded, candidates
 
     train_dataset, _ = to_dataset(train_documents, "Candidates of the training notes")
-    eval_dataset, _ = to_dataset(eval_documents, "Candidates of the validation notes")
+    eval_dataset, eval_candidates = to_dataset(eval_documents, "Candidates of the validation notes")
     test_dataset, test_candidates = to_dataset(test_documents, "Candidates of the test notes")
+    selecting = selecting and eval_dataset is not None
     run_args = {"model_name_or_path": model_args.model_name_or_path, "config_name": model_args.config_name,
                 "config_overrides": model_args.config_overrides, "dataset_path": data_args.dataset_path,
                 "train_split": data_args.train_split, "sentence_window": data_args.sentence_window,
-                "max_seq_length": data_args.max_seq_length,
+                "max_seq_length": data_args.max_seq_length, "input_features": list(features),
                 **{key: getattr(training_args, key) for key in ("seed", "learning_rate", "per_device_train_batch_size",
                                                                   "world_size")}}
     if resume_checkpoint is not None:
         check_resume_matches(resume_checkpoint, run_args, RESUME_MUST_MATCH)
+    if training_args.do_train and train_dataset is not None:
+        adapt_epochs(training_args, data_args, len(train_dataset))
+    selection = KeepBestEpoch()
+    if selecting:
+        if training_args.eval_strategy != IntervalStrategy.EPOCH:
+            logger.info("Scoring the validation notes after every epoch (--select_on_validation)")
+        training_args.eval_strategy = IntervalStrategy.EPOCH
+
+    def linked_probabilities(predictions) -> list[float]:
+        return torch.tensor(predictions).float().softmax(-1)[:, 1].tolist()
 
     def compute_metrics(prediction) -> dict[str, float]:
-        # Candidate-level (binary) scores: the relation-level ones come from score_relations on the test notes.
-        predicted = prediction.predictions.argmax(-1)
-        gold = prediction.label_ids
-        tp = int(((predicted == 1) & (gold == 1)).sum())
-        precision = tp / max(int((predicted == 1).sum()), 1)
-        recall = tp / max(int((gold == 1).sum()), 1)
-        return {"link_precision": precision, "link_recall": recall,
-                "link_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0}
+        # The validation notes as relations (n2c2 strict micro-F1 on gold entities), at the best threshold.
+        probabilities = linked_probabilities(prediction.predictions)
+        selection.last_probabilities = probabilities
+        if data_args.tune_link_threshold:
+            threshold, f1 = best_threshold(eval_documents, eval_candidates, probabilities)
+        else:
+            threshold = link_threshold
+            f1 = score_links(eval_documents, model_links(eval_candidates, probabilities, threshold))["strict"]["micro"]["f1"]
+        return {"relation_strict_micro_f1": f1, "link_threshold": threshold}
 
     trainer = Trainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                      processing_class=tokenizer, compute_metrics=compute_metrics,
-                      callbacks=[RecordRunArguments(run_args)])
-    results: dict[str, Any] = {"num_parameters": sum(p.numel() for p in model.parameters())}
+                      processing_class=tokenizer, compute_metrics=compute_metrics if eval_dataset is not None else None,
+                      callbacks=[RecordRunArguments(run_args)] + ([selection] if selecting else []))
+    results: dict[str, Any] = {"num_parameters": sum(p.numel() for p in model.parameters()),
+                               "input_features": list(features)}
+    validation_probabilities = None
     if training_args.do_train:
         if train_dataset is None:
             raise UsageError(f"{data_args.dataset_path}: no candidate pairs in the {data_args.train_split} notes")
         started = time.perf_counter()
         train_result = trainer.train(resume_from_checkpoint=resume_checkpoint)
-        save_final_model(trainer, output_dir)
         metrics = {**train_result.metrics, "train_wall_seconds": round(time.perf_counter() - started, 2),
-                   "train_candidates": len(train_dataset), "train_notes": len(train_documents)}
+                   "train_candidates": len(train_dataset), "train_notes": len(train_documents),
+                   "train_epochs": training_args.num_train_epochs}
+        if selection.best is not None:  # the best epoch's weights are back in the model
+            validation_probabilities = selection.best["probabilities"]
+            if data_args.tune_link_threshold:
+                link_threshold = selection.best["link_threshold"]
+            metrics.update(selected_epoch=selection.best["epoch"], selected_step=selection.best["step"])
+            results["validation_history"] = selection.history
+            logger.info(f"Selected on validation: epoch {selection.best['epoch']:g} of "
+                        f"{training_args.num_train_epochs:g} (strict micro-F1 "
+                        f"{selection.best['relation_strict_micro_f1']:.4f}), link threshold {link_threshold}")
+        setattr(model.config, CONFIG_LINK_THRESHOLD, link_threshold)
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)
         results.update(metrics)
-    if training_args.do_eval and eval_dataset is not None:
-        metrics = trainer.evaluate(metric_key_prefix="eval")
-        trainer.save_metrics("eval", metrics)
-        results.update(metrics)
-    if training_args.do_predict and test_documents:
+    results["link_threshold"] = link_threshold
+
+    # Validation and test notes: the model, the nearest-drug rule and every candidate, side by side.
+    trainer.compute_metrics = None  # from here on, scores are relations over whole notes (score_links)
+    for split, documents, dataset, candidates in (("validation", eval_documents, eval_dataset, eval_candidates),
+                                                   ("test", test_documents, test_dataset, test_candidates)):
+        if not documents or (split == "validation" and not (training_args.do_eval or selecting)) \
+                or (split == "test" and not training_args.do_predict):
+            continue
         started = time.perf_counter()
-        links: list[list[tuple[Candidate, float]]] = [[] for _ in test_documents]
-        if test_dataset is not None:
-            output = trainer.predict(test_dataset, metric_key_prefix="test")
-            probabilities = torch.tensor(output.predictions).float().softmax(-1)[:, 1].numpy()
-            for document, candidate, probability in zip(test_dataset["document"], test_dataset["candidate"],
-                                                        probabilities):
-                if probability >= data_args.link_threshold:
-                    links[document].append((test_candidates[document][candidate], float(probability)))
-            results.update({k: v for k, v in output.metrics.items() if k.startswith("test_link")})
-        gold = to_brat_documents(test_documents, None)
-        model_report = score_relations(gold, to_brat_documents(test_documents, links))
-        rule_links = [[(c, 1.0) for c in nearest_drug_rule(d["text"], mentions_of(d), data_args.sentence_window)]
-                      for d in test_documents]
-        rule_report = score_relations(gold, to_brat_documents(test_documents, rule_links))
-        recall = candidate_recall(((d["text"], mentions_of(d), [(r["type"], r["arg1"], r["arg2"]) for r in d["relations"]])
-                                   for d in test_documents), data_args.sentence_window)
-        results.update(relation_metrics(model_report, "test_"), **relation_metrics(rule_report, "test_rule_"),
-                       test_candidate_recall={t: round(c["reached"] / c["gold"], 4) for t, c in recall.items()},
-                       test_notes=len(test_documents), test_predict_seconds=round(time.perf_counter() - started, 2))
-        trainer.save_metrics("test", {k: v for k, v in results.items() if k.startswith("test_")})
-        if trainer.is_world_process_zero():
-            write_predictions(output_dir, test_documents, links,
-                              note_file_mode([Path(data_args.dataset_path) / "dataset_dict.json"]))
-        logger.info(f"Test relations (on gold entities): strict micro-F1 {results['test_relation_strict_micro_f1']:.4f}"
-                    f" (nearest-drug rule {results['test_rule_relation_strict_micro_f1']:.4f})")
+        probabilities = validation_probabilities if split == "validation" else None
+        if probabilities is None and dataset is not None:
+            probabilities = linked_probabilities(trainer.predict(dataset, metric_key_prefix=split).predictions)
+        links = model_links(candidates, probabilities or [], link_threshold)
+        gold = to_brat_documents(documents, None)
+        reports = {"model": score_links(documents, links, gold),
+                   **{name: score_links(documents, system_links, gold)
+                      for name, system_links in baseline_links(documents, data_args.sentence_window).items()}}
+        for system, report in reports.items():
+            results.update(relation_metrics(report, f"{split}_" if system == "model" else f"{split}_{system}_"))
+        results[f"{split}_notes"] = len(documents)
+        results[f"{split}_predict_seconds"] = round(time.perf_counter() - started, 2)
+        if split == "validation":
+            scores = {system: round(report["strict"]["micro"]["f1"], 6) for system, report in reports.items()}
+            setattr(model.config, CONFIG_VALIDATION_SCORES, scores)
+            # The model is preferred only where it beat the rule on notes it was not trained on.
+            setattr(model.config, CONFIG_PREFERRED, "model" if scores["model"] > scores["rule"] else "rule")
+            results["preferred_on_validation"] = getattr(model.config, CONFIG_PREFERRED)
+            trainer.save_metrics("eval", {k: v for k, v in results.items() if k.startswith("validation_")})
+        else:
+            recall = candidate_recall(((d["text"], mentions_of(d), [(r["type"], r["arg1"], r["arg2"])
+                                                                    for r in d["relations"]])
+                                       for d in documents), data_args.sentence_window)
+            results["test_candidate_recall"] = {t: round(c["reached"] / c["gold"], 4) for t, c in recall.items()}
+            trainer.save_metrics("test", {k: v for k, v in results.items() if k.startswith("test_")})
+            if trainer.is_world_process_zero():
+                write_predictions(output_dir, documents, links,
+                                  note_file_mode([Path(data_args.dataset_path) / "dataset_dict.json"]))
+        logger.info(f"{split.capitalize()} relations (on gold entities), strict micro-F1: model "
+                    f"{results[f'{split}_relation_strict_micro_f1']:.4f}, nearest-drug rule "
+                    f"{results[f'{split}_rule_relation_strict_micro_f1']:.4f}, every candidate "
+                    f"{results[f'{split}_every_candidate_relation_strict_micro_f1']:.4f}")
+    if training_args.do_train:
+        save_final_model(trainer, output_dir)  # after the validation scores and the threshold went into its config
 
     if trainer.is_world_process_zero():
         stats_path = Path(data_args.dataset_path) / STATS_FILE

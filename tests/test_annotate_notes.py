@@ -3,7 +3,10 @@
 import json
 import os
 import random
+import shutil
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import torch
 
 import annotate_notes
 from annotate_notes import NoteAnnotator, load_model_and_tokenizer, main
-from conftest import tiny_encoder_config
+from conftest import REPO_ROOT, tiny_encoder_config
 from corpus_io import BratDocument, BratEntity, read_brat_document, read_predictions, write_brat_ann
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
 from prepare_n2c2 import document_to_examples
@@ -530,7 +533,8 @@ def test_interrupted_run_leaves_each_ann_with_its_records(crf_dir, tmp_path, mon
 def test_help_and_argument_checks(capsys, crf_dir, tmp_path):
     help_text = annotate_notes.build_parser().format_help()
     for phrase in ("marginal", "over their words", "--min_confidence", "--stride", "--trust_remote_code",
-                   "--model_name_or_path", "--words_per_group", "interruption"):
+                   "--model_name_or_path", "--words_per_group", "interruption", "--relations {model,rule,auto}",
+                   "validation notes", "nearest drug"):
         assert phrase in " ".join(help_text.split())
     write_txt(tmp_path / "n" / "a.txt", "Aspirin")
     arguments = ["--model_name_or_path", str(crf_dir), "--input_dir", str(tmp_path / "n"), "--output_dir",
@@ -580,3 +584,316 @@ def test_byte_level_bpe_model_gets_a_prefix_space(tmp_path):
     assert [(s, e) for x in note.sentences for s, e in zip(x.token_starts, x.token_ends)] == \
            [(s, e) for _, s, e in tokenize_words(text)]
     assert all(entity.text == text[entity.start:entity.end] for entity in note.entities)
+
+
+# ---------------------------------------------------------------------------------------------
+# Relations: --relations model|rule|auto (the relation model, the nearest-drug rule, or what won on validation)
+# ---------------------------------------------------------------------------------------------
+
+RULE_WON = {"model": 0.795, "rule": 0.8123, "every_candidate": 0.6}
+MODEL_WON = {"model": 0.9071, "rule": 0.8123, "every_candidate": 0.6}
+CLI_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+
+
+def save_tiny_relation_model(folder: Path, tokenizer_dir: Path, features=("rule", "between")) -> Path:
+    """A stock sequence classifier as run_re.py saves one (markers and feature tokens in its tokenizer, its settings
+    in config.json), whose classifier ignores the input: every candidate is ``linked`` with probability sigmoid(1),
+    so the model links every candidate pair at its threshold 0.5, which the nearest-drug rule does not."""
+    from transformers import AutoModelForSequenceClassification
+
+    from relations import FEATURE_TOKENS, LABELS, MARKER_TOKENS
+    from windows import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tokenizer_dir))
+    tokenizer.add_special_tokens({"additional_special_tokens": list(MARKER_TOKENS) + list(FEATURE_TOKENS)},
+                                 replace_extra_special_tokens=False)
+    torch.manual_seed(0)
+    config = tiny_encoder_config("distilbert", vocab_size=len(tokenizer), num_labels=2,
+                                 id2label=dict(enumerate(LABELS)), label2id={label: i for i, label in enumerate(LABELS)},
+                                 pad_token_id=tokenizer.pad_token_id)
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([0.0, 1.0]))
+    model.config.update({"relation_sentence_window": 1, "relation_max_seq_length": 64,
+                         "relation_link_threshold": 0.5, "relation_input_features": list(features)})
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def relation_model_variant(base: Path, folder: Path, **config_changes) -> Path:
+    """A copy of ``base`` whose config.json has ``config_changes`` (None: the key removed)."""
+    shutil.copytree(base, folder)
+    config = json.loads((folder / "config.json").read_text())
+    for key, value in config_changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def relation_models(crf_dir, tmp_path_factory):
+    """The tiny relation model as run_re.py writes it when the rule won on validation, when the model won, and as an
+    earlier version wrote it (no validation scores), and one whose sentence window is 0."""
+    root = tmp_path_factory.mktemp("relation_models")
+    base = save_tiny_relation_model(root / "base", crf_dir)
+    return {
+        "rule": relation_model_variant(base, root / "rule_won", relation_validation_scores=RULE_WON,
+                                       relation_preferred="rule"),
+        "model": relation_model_variant(base, root / "model_won", relation_validation_scores=MODEL_WON,
+                                        relation_preferred="model"),
+        "unscored": base,
+        "window0": relation_model_variant(base, root / "window0", relation_sentence_window=0,
+                                          relation_validation_scores=RULE_WON, relation_preferred="rule"),
+    }
+
+
+@pytest.fixture(scope="module")
+def relation_notes(tmp_path_factory):
+    """Notes with several drugs per sentence (where the rule and linking every candidate differ), one secret word."""
+    folder = tmp_path_factory.mktemp("relation_notes")
+    for note in generate_notes(3, seed=99, split="relations"):
+        write_txt(folder / f"{note.doc_id}.txt", note.text)
+    write_txt(folder / "two_drugs.txt", f"Metoprolol 25 mg PO BID and lisinopril 10 mg PO daily.\n"
+                                        f"Started {SECRET} 5 mg PO daily for hypertension; aspirin 81 mg PO daily.")
+    return folder
+
+
+def run_annotate(*arguments) -> subprocess.CompletedProcess:
+    """The command line as a user runs it, in a fresh process."""
+    return subprocess.run([sys.executable, str(REPO_ROOT / "annotate_notes.py"), *map(str, arguments)], cwd=REPO_ROOT,
+                          env=CLI_ENV, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+
+
+def note_mentions(out: Path) -> dict:
+    """Each annotated note's entities as relations.Mention, with their T ids (from entities.jsonl)."""
+    from relations import Mention
+
+    mentions = {}
+    for record in read_jsonl(out / "entities.jsonl"):
+        mentions.setdefault(record["document_id"], []).append(
+            Mention(record["type"], record["start"], record["end"], record["id"]))
+    return mentions
+
+
+def r_lines(notes: Path, out: Path) -> dict:
+    """The R lines of each note's .ann, as (type, attribute id, drug id)."""
+    return {txt.stem: {(r.type, r.arg1, r.arg2) for r in read_brat_document(txt, out / f"{txt.stem}.ann").relations}
+            for txt in sorted(notes.glob("*.txt"))}
+
+
+def rule_links(notes: Path, mentions: dict, sentence_window: int = 1) -> dict:
+    """What relations.nearest_drug_rule links on the same entities."""
+    from relations import nearest_drug_rule
+
+    links = {}
+    for txt in sorted(notes.glob("*.txt")):
+        found = mentions.get(txt.stem, [])
+        text = txt.read_bytes().decode("utf-8")
+        links[txt.stem] = {(c.type, found[c.attribute].id, found[c.drug].id)
+                           for c in nearest_drug_rule(text, found, sentence_window)}
+    return links
+
+
+def model_links(notes: Path, mentions: dict, relation_dir: Path) -> dict:
+    """What the relation model links on the same entities (its RelationLinker, here), checked to be every candidate
+    (the tiny model's classifier ignores its input)."""
+    from annotate_notes import RelationLinker
+    from relations import candidate_pairs
+
+    linker = RelationLinker.from_pretrained(str(relation_dir), device="cpu")
+    texts = {txt.stem: txt.read_bytes().decode("utf-8") for txt in sorted(notes.glob("*.txt"))}
+    links = linker.link_notes({doc: (text, mentions.get(doc, [])) for doc, text in texts.items()})
+    result = {}
+    for doc, note_links in links.items():
+        found = mentions.get(doc, [])
+        assert {c for c, _ in note_links} == set(candidate_pairs(texts[doc], found, 1))
+        assert all(probability == pytest.approx(1 / (1 + 2.718281828459045 ** -1)) for _, probability in note_links)
+        result[doc] = {(c.type, found[c.attribute].id, found[c.drug].id) for c, _ in note_links}
+    return result
+
+
+def assert_medications_match(out: Path, links: dict, confidence: float) -> None:
+    """medications.jsonl holds the same links as the R lines, each with the linker's confidence."""
+    records = read_jsonl(out / "medications.jsonl")
+    for doc, expected in links.items():
+        assert {(a["relation"], a["id"], r["id"]) for r in records if r["document_id"] == doc
+                for a in r["attributes"]} == expected
+    assert all(a["relation_confidence"] == pytest.approx(confidence, abs=1e-4)
+               for r in records for a in r["attributes"])
+
+
+@pytest.mark.parametrize("preferred, num_processes", [("rule", 1), ("model", 1), ("rule", 2)])
+def test_relations_auto_links_with_what_won_on_validation(crf_dir, relation_models, relation_notes, tmp_path,
+                                                          preferred, num_processes):
+    out = tmp_path / "out"
+    result = run_annotate("--model_name_or_path", crf_dir, "--relation_model_name_or_path", relation_models[preferred],
+                          "--input_dir", relation_notes, "--output_dir", out, "--device", "cpu",
+                          "--num_processes", num_processes)  # --relations auto: the default
+    assert result.returncode == 0, result.stderr[-3000:]
+    mentions = note_mentions(out)
+    rule, model = rule_links(relation_notes, mentions), model_links(relation_notes, mentions, relation_models[preferred])
+    assert rule != model and sum(map(len, rule.values())) >= 4, "the notes tell the rule from the model"
+    assert r_lines(relation_notes, out) == (rule if preferred == "rule" else model)
+    assert_medications_match(out, rule if preferred == "rule" else model, 1.0 if preferred == "rule" else 0.7311)
+
+    scores = RULE_WON if preferred == "rule" else MODEL_WON
+    other = "model" if preferred == "rule" else "rule"
+    reason = (f"auto: on validation the {preferred} scored {scores[preferred]:.4f} strict micro-F1, "
+              f"the {other} {scores[other]:.4f}")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["relations_by"] == preferred and summary["relations_choice_reason"] == reason
+    assert summary["relations"] == sum(map(len, (rule if preferred == "rule" else model).values()))
+    assert summary["settings"]["link_threshold"] == (None if preferred == "rule" else 0.5)
+    # Logged once per run (not once per process), with the numbers; never note text.
+    logged = [line for line in result.stderr.splitlines() if "Relations: " in line]
+    expected = (f"Relations: the nearest-drug rule ({reason}); sentence window 1" if preferred == "rule"
+                else f"Relations: the relation model {relation_models[preferred]} ({reason})")
+    assert len(logged) == 1 and logged[0].endswith(expected), logged
+    assert reason in result.stdout  # the printed summary says it too
+    assert SECRET not in result.stderr + result.stdout + json.dumps(summary)
+
+
+def test_relations_auto_without_validation_scores_uses_the_model(crf_dir, relation_models, relation_notes, tmp_path):
+    out = tmp_path / "out"
+    result = run_annotate("--model_name_or_path", crf_dir, "--relation_model_name_or_path",
+                          relation_models["unscored"], "--input_dir", relation_notes, "--output_dir", out,
+                          "--device", "cpu", "--relations", "auto")
+    assert result.returncode == 0, result.stderr[-3000:]
+    mentions = note_mentions(out)
+    assert r_lines(relation_notes, out) == model_links(relation_notes, mentions, relation_models["unscored"])
+    why = f"no validation scores recorded in {relation_models['unscored']}: using the model"
+    assert why in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["relations_by"] == "model" and why in summary["relations_choice_reason"]
+
+
+def test_relations_rule_needs_no_relation_model(crf_dir, relation_notes, tmp_path):
+    out = tmp_path / "out"
+    result = run_annotate("--model_name_or_path", crf_dir, "--relations", "rule", "--input_dir", relation_notes,
+                          "--output_dir", out, "--device", "cpu")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rule = rule_links(relation_notes, note_mentions(out), sentence_window=1)  # relations.DEFAULT_SENTENCE_WINDOW
+    assert r_lines(relation_notes, out) == rule and any(rule.values())
+    assert_medications_match(out, rule, 1.0)
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["relations_by"], summary["relations_choice_reason"]) == ("rule", "--relations rule")
+    assert summary["medication_records"] == sum(r["drug"]["type"] == "Drug" for r in read_jsonl(out / "medications.jsonl"))
+    assert "Relations: the nearest-drug rule (--relations rule); sentence window 1" in result.stderr
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--relations", "model"], "--relations model needs --relation_model_name_or_path"),
+    (["--relations", "rule", "--link_threshold", "0.4", "--relation_model_name_or_path", "MODEL"],
+     "--link_threshold is for the relation model"),
+])
+def test_relations_requests_that_cannot_be_met_are_one_line(crf_dir, relation_models, relation_notes, tmp_path,
+                                                            extra, message):
+    out = tmp_path / "out"
+    extra = [str(relation_models["model"]) if item == "MODEL" else item for item in extra]
+    result = run_annotate("--model_name_or_path", crf_dir, "--input_dir", relation_notes, "--output_dir", out,
+                          "--device", "cpu", *extra)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith(f"annotate_notes.py: error: {message}")
+    assert not out.exists()
+
+
+def test_onnx_backend_links_with_the_rule_without_torch(crf_dir, relation_models, relation_notes, tmp_path):
+    """--backend onnx with auto choosing the rule: the rule's links, and torch never imported (the relation model's
+    config is read, its weights are not)."""
+    import export_onnx
+
+    onnx_dir = tmp_path / "onnx"
+    assert export_onnx.main(["--model_name_or_path", str(crf_dir), "--output_dir", str(onnx_dir)]) == 0
+    out = tmp_path / "out"
+    argv = ["--model_name_or_path", str(onnx_dir), "--backend", "onnx", "--relation_model_name_or_path",
+            str(relation_models["rule"]), "--input_dir", str(relation_notes), "--output_dir", str(out)]
+    # As if torch were not installed (test_annotate_parallel's way): importing it fails, transformers sees none.
+    script = "import sys\nsys.modules['torch'] = None\nimport annotate_notes\nsys.exit(annotate_notes.main(sys.argv[1:]))"
+    result = subprocess.run([sys.executable, "-c", script, *argv], cwd=REPO_ROOT, env=CLI_ENV, capture_output=True,
+                            text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "PyTorch was not found" in result.stderr  # transformers saw no torch
+    rule = rule_links(relation_notes, note_mentions(out))
+    assert r_lines(relation_notes, out) == rule and any(rule.values())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["relations_by"] == "rule" and summary["settings"]["backend"] == "onnx"
+
+
+def test_note_annotator_relations_choice(crf_dir, relation_models, monkeypatch):
+    """The Python API makes the same choice (annotate_notes.choose_relations), and the linker builds the model's input
+    as training did (its input features)."""
+    from annotate_notes import RelationLinker, RuleLinker, choose_relations
+    from command_line import UsageError
+    from relations import DEFAULT_SENTENCE_WINDOW, nearest_drug_rule
+
+    text = "Metoprolol 25 mg PO BID and lisinopril 10 mg PO daily. Aspirin 81 mg PO daily."
+    annotator = NoteAnnotator.from_pretrained(str(crf_dir), device="cpu",
+                                              relation_model_name_or_path=str(relation_models["rule"]))
+    assert isinstance(annotator.relation_linker, RuleLinker) and annotator.relation_linker.sentence_window == 1
+    assert "the rule scored 0.8123" in annotator.relation_linker.choice_reason
+    entities = annotator(text)
+    mentions = annotate_notes.mentions_of(entities)
+    expected = {(c.type, mentions[c.attribute].id, mentions[c.drug].id) for c in nearest_drug_rule(text, mentions)}
+    medications = annotator.medications(text)
+    assert {(a["relation"], a["id"], r["id"]) for r in medications for a in r["attributes"]} == expected and expected
+    assert {a["relation_confidence"] for r in medications for a in r["attributes"]} == {1.0}
+
+    # rule: no relation model needed (the default window), or the relation model's window without its weights.
+    linker = NoteAnnotator.from_pretrained(str(crf_dir), device="cpu", relations="rule").relation_linker
+    assert isinstance(linker, RuleLinker) and linker.sentence_window == DEFAULT_SENTENCE_WINDOW
+    assert choose_relations("rule", str(relation_models["window0"])).sentence_window == 0
+    assert choose_relations("auto", str(relation_models["window0"])).by == "rule"
+    assert choose_relations("auto").by is None  # no relation model: no relations, as before
+
+    # model: the relation model, whatever won; its input features reach its input.
+    annotator = NoteAnnotator.from_pretrained(str(crf_dir), device="cpu", relations="model",
+                                              relation_model_name_or_path=str(relation_models["rule"]))
+    linker = annotator.relation_linker
+    assert isinstance(linker, RelationLinker) and linker.input_features == ("rule", "between")
+    seen = []
+    real = linker.probabilities
+    monkeypatch.setattr(linker, "probabilities", lambda inputs: seen.extend(inputs) or real(inputs))
+    assert annotator.medications(text)
+    assert seen and all(item.split(" ")[0] in ("[rule]", "[not-rule]") and item.split(" ")[1].startswith("[between-")
+                        for item in seen)
+
+    # Requests that cannot be met, before anything loads.
+    with pytest.raises(UsageError, match="--relations model needs"):
+        NoteAnnotator.from_pretrained(str(crf_dir), device="cpu", relations="model")
+    with pytest.raises(UsageError, match="--link_threshold is for the relation model"):
+        choose_relations("rule", str(relation_models["model"]), link_threshold=0.4)
+    with pytest.raises(UsageError, match="auto chose the nearest-drug rule"):
+        choose_relations("auto", str(relation_models["rule"]), link_threshold=0.4)
+    assert choose_relations("auto", str(relation_models["model"]), link_threshold=0.4).by == "model"
+    with pytest.raises(UsageError, match="--relations must be one of"):
+        choose_relations("nearest")
+    with pytest.raises(ValueError, match="not a run_re.py relation model"):
+        choose_relations("rule", str(crf_dir))
+
+
+def test_relation_linker_refuses_a_model_without_its_feature_tokens(crf_dir, relation_models, tmp_path):
+    """A config that lists input features needs their tokens in the tokenizer (run_re.py adds them)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from annotate_notes import RelationLinker
+    from relations import MARKER_TOKENS
+    from windows import load_tokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(relation_models["rule"]))
+    markers_only = load_tokenizer(str(crf_dir))
+    markers_only.add_special_tokens({"additional_special_tokens": list(MARKER_TOKENS)},
+                                    replace_extra_special_tokens=False)
+    with pytest.raises(ValueError, match="6 tokens of its input features"):
+        RelationLinker(model, markers_only)
+    model.config.relation_input_features = []  # an earlier version's model: markers only, no features
+    assert RelationLinker(model, markers_only).input_features == ()
+    model.config.relation_input_features = ["rule", "distance"]
+    with pytest.raises(ValueError, match="does not know"):
+        RelationLinker(model, markers_only)

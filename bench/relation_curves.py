@@ -1,0 +1,335 @@
+#!/usr/bin/env python
+"""Relation benchmarks that discriminate: every candidate, the nearest-drug rule and the model, over seeds and
+training-set sizes, with paired bootstrap intervals of the model's lead over the rule.
+
+    .venv/bin/python bench/relation_curves.py --list                  # the runs, done or pending
+    .venv/bin/python bench/relation_curves.py --jobs 1                # run what is pending (CPU: hours)
+    python3 bench/relation_curves.py --jobs 8 --device cuda           # on one GPU, 8 runs at a time (minutes)
+    .venv/bin/python bench/relation_curves.py --report                # bench/results/relations/curves.md
+    .venv/bin/python bench/relation_curves.py --smoke                 # a minute: tiny model, 2 runs, report
+
+Corpora (a benchmark *discriminates* only where linking every candidate scores at least 10 points below the rule):
+
+- ``synthetic-hard``: ``prepare_n2c2.py --synthetic 500 --synthetic_hard --synthetic_test_notes 100`` (360 training,
+  40 validation, 100 test notes): several drugs per sentence, attributes before their drug, a drug in between,
+  "respectively", shared attributes, reasons in the next sentence (synthetic_n2c2.py's hard mode).
+- ``phee``: PHEE's events as n2c2 relations (bench/relation_bench.py's prepared corpus; official splits). Kept as
+  the benchmark that does NOT discriminate (its sentences mostly hold one drug).
+
+Systems (``run_re.py`` fine-tuning the offline MiniLM, batch 32, lr 5e-5, max_seq_length 128, fp32):
+
+- ``selected``: ``run_re.py``'s defaults, the README's command: epoch and link threshold chosen on the validation
+  notes, at least 600 optimiser steps.
+- ``v1``: the earlier recipe: 3 epochs, the last one, threshold 0.5
+  (``--select_on_validation false --tune_link_threshold false --min_train_steps 0``).
+- ``features``: ``selected`` plus the rule's view of each candidate as input tokens (``--input_features
+  rule,between``: ``[rule]``/``[not-rule]``, ``[between-N]``). Measured, and not the default: see bench/README.md.
+
+Each run (corpus, system, training notes, seed) writes one JSON under ``bench/results/relations/curves/``: the
+validation and test scores of the model, the rule and every candidate, the selection, training seconds, and the
+per-test-note strict counts ``(tp, fp, fn)`` of each (numbers only: the bootstrap needs them). A run whose JSON
+exists is skipped. ``--report`` reads them all: mean and standard deviation over seeds, the difference to the rule
+with a paired bootstrap 95% interval (``significance.paired_bootstrap``, notes redrawn, seeds averaged), and the
+shipped path ``--relations auto`` (per seed the model, or the rule where the model lost on validation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+CURVES_RESULTS = common.RESULTS_DIR / "relations" / "curves"
+CURVES_RUNS = common.RUNS_DIR / "relation_curves"
+HARD_DIR = common.CACHE_DIR / "synthetic_hard_prepared"
+SEEDS = (42, 43, 44)
+SIZES = {"synthetic-hard": (20, 50, 100, 200), "phee": (None,)}  # training notes (None: all)
+SYSTEMS = {
+    "selected": [],  # run_re.py's defaults: the documented command
+    "v1": ["--select_on_validation", "false", "--tune_link_threshold", "false", "--min_train_steps", "0"],
+    "features": ["--input_features", "rule,between"],
+}
+SYSTEM_NAMES = {"selected": "selected on validation (the documented defaults)", "v1": "v1: 3 epochs, the last, 0.5",
+                "features": "selected + the rule's view as input tokens"}
+RE_FLAGS = [
+    "--do_train", "true", "--do_eval", "true", "--do_predict", "true", "--save_strategy", "no",
+    "--num_train_epochs", "3", "--learning_rate", "5e-5", "--lr_scheduler_type", "linear", "--warmup_steps", "0",
+    "--weight_decay", "0.0", "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "256",
+    "--max_seq_length", "128", "--logging_steps", "1000", "--report_to", "none", "--dataloader_num_workers", "0",
+    "--disable_tqdm", "true", "--log_level", "warning",
+]
+SMOKE_FLAGS = ["--config_name", str(common.REPO_DIR / "configs" / "architectures" / "distilbert-base-cased.json"),
+               "--config_overrides", "dim=64,n_layers=2,n_heads=2,hidden_dim=128,max_position_embeddings=256",
+               "--learning_rate", "1e-3", "--min_train_steps", "30"]
+DISCRIMINATING_GAP = 10.0  # points: every candidate at least this far below the rule
+
+
+def corpus_dir(corpus: str, smoke: bool = False) -> Path:
+    """The prepared folder of a corpus, built on first use (PHEE: bench/relation_bench.py's)."""
+    if smoke:
+        folder = common.smoke_dir() / "relation_curves_data"
+        if not (folder / "dataset_dict.json").is_file():
+            import prepare_n2c2
+
+            prepare_n2c2.main(["--synthetic", "40", "--synthetic_hard", "--synthetic_test_notes", "10",
+                               "--output_dir", str(folder), "--overwrite"])
+        return folder
+    if corpus == "synthetic-hard":
+        if not (HARD_DIR / "dataset_dict.json").is_file():
+            import prepare_n2c2
+
+            prepare_n2c2.main(["--synthetic", "500", "--synthetic_hard", "--synthetic_test_notes", "100",
+                               "--seed", "42", "--output_dir", str(HARD_DIR), "--overwrite"])
+        return HARD_DIR
+    import relation_bench
+
+    if (relation_bench.PREPARED_DIR / "documents").is_dir():  # also a copy holding only documents/ and stats.json
+        return relation_bench.PREPARED_DIR
+    prepared = relation_bench.phee_corpus()
+    if prepared is None:
+        raise FileNotFoundError("PHEE is not under BENCH_DATA_DIR: see bench/README.md")
+    return prepared.dataset
+
+
+def run_key(corpus: str, system: str, size: int | None, seed: int) -> str:
+    return f"{corpus}__{system}__n{'all' if size is None else size}__s{seed}"
+
+
+def all_runs(smoke: bool = False) -> list[tuple[str, str, int | None, int]]:
+    if smoke:
+        return [("smoke", system, 20, 42) for system in ("v1", "selected")]
+    # The documented system first, then the earlier recipe, then the ablation: an interrupted queue has the rows that
+    # matter most.
+    return [(corpus, system, size, seed) for system in ("selected", "v1", "features")
+            for corpus, sizes in SIZES.items() for size in sizes for seed in SEEDS]
+
+
+def per_document_counts(documents, links_by_document) -> list[list[int]]:
+    """Strict relation (tp, fp, fn) of each note (evaluate_ablations.score_relations, one note at a time)."""
+    from evaluate_ablations import score_relations
+    from run_re import to_brat_documents
+
+    counts = []
+    for document, links in zip(documents, links_by_document):
+        micro = score_relations(to_brat_documents([document], None), to_brat_documents([document], [links])
+                                )["strict"]["micro"]
+        counts.append([int(micro["tp"]), int(micro["fp"]), int(micro["fn"])])
+    return counts
+
+
+def predicted_links(run_dir: Path, documents) -> list[list[tuple[Any, float]]]:
+    """The model's links of each test note, read back from run_re.py's predictions (test_relations.jsonl)."""
+    from corpus_io import PREDICTIONS_DIRNAME, TEST_RELATIONS_FILE
+    from relations import Candidate
+    from run_re import mentions_of
+
+    by_document: dict[str, list[dict[str, Any]]] = {}
+    for line in (run_dir / PREDICTIONS_DIRNAME / TEST_RELATIONS_FILE).read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        by_document.setdefault(record["document_id"], []).append(record)
+    links = []
+    for document in documents:
+        index = {mention.id: number for number, mention in enumerate(mentions_of(document))}
+        links.append([(Candidate(index[r["attribute"]], index[r["drug"]], r["type"], 0), r["confidence"])
+                      for r in by_document.get(document["document_id"], [])])
+    return links
+
+
+def run_one(corpus: str, system: str, size: int | None, seed: int, device: str, smoke: bool) -> dict[str, Any]:
+    """One run_re.py training in this process; its JSON result (numbers only)."""
+    import run_re
+    from relations import DEFAULT_SENTENCE_WINDOW
+
+    key = run_key(corpus, system, size, seed)
+    dataset = corpus_dir(corpus, smoke)
+    run_dir = (common.smoke_dir() / "relation_curves_runs" if smoke else CURVES_RUNS) / key
+    shutil.rmtree(run_dir, ignore_errors=True)
+    # The smoke model: from scratch, with a tiny tokenizer learned once from the smoke notes.
+    model = SMOKE_FLAGS[:4] + ["--tokenizer_name", str(smoke_tokenizer())] if smoke else \
+        ["--model_name_or_path", str(common.minilm_dir())]
+    argv = model + ["--dataset_path", str(dataset), "--output_dir", str(run_dir), "--seed", str(seed),
+                    *RE_FLAGS, *SYSTEMS[system]] + ([] if size is None else ["--max_train_documents", str(size)])
+    if device == "cpu":
+        argv += ["--use_cpu", "true"]
+    if smoke:  # the smoke model's learning rate and steps (later flags win)
+        argv += SMOKE_FLAGS[4:]
+    started = time.perf_counter()
+    results = run_re.main(argv)
+    seconds = time.perf_counter() - started
+    documents = run_re.load_documents(str(dataset), "test")
+    baselines = run_re.baseline_links(documents, DEFAULT_SENTENCE_WINDOW)
+    counts = {"model": per_document_counts(documents, predicted_links(run_dir, documents)),
+              **{name: per_document_counts(documents, links) for name, links in baselines.items()}}
+    shutil.rmtree(run_dir, ignore_errors=True)
+    keep = ("train_notes", "train_candidates", "train_epochs", "selected_epoch", "link_threshold",
+            "preferred_on_validation", "train_wall_seconds", "train_runtime", "validation_history", "input_features",
+            "test_notes", "validation_notes", "num_parameters")
+    return {"key": key, "corpus": corpus, "system": system, "train_notes_asked": size, "seed": seed,
+            "device": device, "smoke": smoke, "run_seconds": round(seconds, 1),
+            **{k: results[k] for k in keep if k in results},
+            **{k: v for k, v in results.items() if "micro_f1" in k},
+            "test_counts": counts, "machine": common.machine_info(),
+            "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def smoke_tokenizer() -> Path:
+    """A tiny WordPiece tokenizer for the smoke model, learned once from the smoke notes (subwords.py)."""
+    folder = common.smoke_dir() / "relation_curves_tokenizer"
+    if not (folder / "tokenizer_config.json").is_file():
+        from datasets import load_from_disk
+
+        from subwords import train_subword_tokenizer
+
+        words = [row["text"].split() for row in load_from_disk(str(corpus_dir("smoke", True) / "documents"))]
+        train_subword_tokenizer(words, vocab_size=800).save_pretrained(str(folder))
+    return folder
+
+
+def result_path(key: str, smoke: bool) -> Path:
+    return (common.smoke_dir() / "smoke_results" / "relation_curves" if smoke else CURVES_RESULTS) / f"{key}.json"
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+
+def f1_of(counts) -> float:
+    from significance import micro_f1
+
+    return 100 * micro_f1(counts)
+
+
+def report(smoke: bool = False) -> str:
+    """The markdown tables: per corpus and training size, every candidate / rule / each system (mean ± sd over
+    seeds), the difference to the rule with its bootstrap interval, the shipped path (auto) and the training cost."""
+    from significance import paired_bootstrap
+
+    folder = result_path("x", smoke).parent
+    rows = [common.read_json(path) for path in sorted(folder.glob("*.json"))]
+    lines = ["# Relation benchmarks: every candidate, rule, model (strict micro-F1 on gold entities, test notes)", "",
+             "Generated by `bench/relation_curves.py --report` from the JSON files beside it; see the script's "
+             "docstring for the corpora and systems. Differences: model minus rule, mean over seeds, with a paired "
+             "bootstrap 95% interval (2000 redraws of the test notes, `significance.py`). `auto`: per seed, the "
+             "model, or the rule where the model scored lower on the validation notes (`annotate_notes.py "
+             "--relations auto`).", ""]
+    groups: dict[tuple[str, Any], dict[str, list]] = {}
+    for row in rows:
+        groups.setdefault((row["corpus"], row["train_notes_asked"]), {}).setdefault(row["system"], []).append(row)
+    for (corpus, size), systems in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or 10**9)):
+        first = next(iter(systems.values()))[0]
+        rule, every = first["test_counts"]["rule"], first["test_counts"]["every_candidate"]
+        gap = f1_of(rule) - f1_of(every)
+        lines += [f"## {corpus}, {first.get('train_notes', size)} training notes "
+                  f"({'discriminating' if gap >= DISCRIMINATING_GAP else 'NOT discriminating'}: every candidate "
+                  f"{abs(gap):.1f} points {'below' if gap >= 0 else 'above'} the rule)", "",
+                  "| system | seeds | test F1 (mean ± sd) | minus rule [95% CI] | P(not better) | validation F1 | "
+                  "epochs (selected / trained) | threshold | train s (mean) | device |",
+                  "|---|---|---|---|---|---|---|---|---|---|",
+                  f"| every candidate | - | {f1_of(every):.1f} | {f1_of(every) - f1_of(rule):+.1f} | - | "
+                  f"{100 * first.get('validation_every_candidate_relation_strict_micro_f1', float('nan')):.1f} "
+                  "| - | - | - | - |",
+                  f"| nearest-drug rule | - | {f1_of(rule):.1f} | 0 | - | "
+                  f"{100 * first.get('validation_rule_relation_strict_micro_f1', float('nan')):.1f} | - | - | - | - |"]
+        for system in [name for name in SYSTEMS if name in systems] + [n for n in systems if n not in SYSTEMS]:
+            runs = sorted(systems[system], key=lambda row: row["seed"])
+            model_counts = [row["test_counts"]["model"] for row in runs]
+            lines.append(_system_row(SYSTEM_NAMES.get(system, system), runs, model_counts, rule, paired_bootstrap))
+            if system == "selected":
+                auto = [row["test_counts"]["model"] if row.get("preferred_on_validation", "model") == "model"
+                        else row["test_counts"]["rule"] for row in runs]
+                lines.append(_system_row("the documented defaults, `--relations auto`", runs, auto, rule, paired_bootstrap,
+                                         note=f"rule chosen for {sum(a is not m for a, m in zip(auto, model_counts))}"
+                                              f" of {len(runs)} seeds"))
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _system_row(name, runs, counts, rule, paired_bootstrap, note: str = "") -> str:
+    scores = [f1_of(c) for c in counts]
+    spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
+    interval = paired_bootstrap(counts, [rule])
+    validation = [100 * row.get("validation_relation_strict_micro_f1", float("nan")) for row in runs]
+    epochs = "/".join(f"{row.get('selected_epoch', row.get('train_epochs', '?')):g}"
+                      if isinstance(row.get('selected_epoch', row.get('train_epochs')), (int, float)) else "?"
+                      for row in runs)
+    trained = ",".join(f"{row.get('train_epochs', 0):g}" for row in runs)
+    thresholds = ",".join(f"{row.get('link_threshold', 0):g}" for row in runs)
+    seconds = statistics.mean(row.get("train_wall_seconds", 0) for row in runs)
+    devices = ",".join(sorted({(row["machine"].get("cuda") or "CPU") for row in runs}))
+    return (f"| {name}{' (' + note + ')' if note else ''} | {len(runs)} | {statistics.mean(scores):.1f} ± {spread:.1f} | "
+            f"{100 * interval['difference']:+.1f} [{100 * interval['low']:+.1f}, {100 * interval['high']:+.1f}] | "
+            f"{interval['p_not_better']:.3f} | {statistics.mean(validation):.1f} | {epochs} / {trained} | "
+            f"{thresholds} | {seconds:.0f} | {devices} |")
+
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--list", action="store_true", help="List the runs, done or pending, and stop.")
+    parser.add_argument("--report", action="store_true", help="Write the report from the results and stop.")
+    parser.add_argument("--smoke", action="store_true", help="Tiny model, 2 runs on 40 hard notes, then the report.")
+    parser.add_argument("--jobs", type=int, default=1, help="Runs at a time (each its own process).")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--only", default=None, help="Run only the runs whose key contains this.")
+    parser.add_argument("--run", default=None, help=argparse.SUPPRESS)  # one run, in this process (a worker)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.run:
+        corpus, system, size, seed = json.loads(args.run)
+        result = run_one(corpus, system, size, seed, args.device, args.smoke)
+        common.write_json(result_path(result["key"], args.smoke), result)
+        return 0
+    if args.report:
+        target = result_path("x", args.smoke).parent.parent / ("relation_curves.md" if args.smoke else "curves.md")
+        target.write_text(report(args.smoke), encoding="utf-8")
+        print(f"wrote {target}")
+        return 0
+    runs = [run for run in all_runs(args.smoke) if args.only is None or args.only in run_key(*run)]
+    pending = [run for run in runs if args.smoke or not result_path(run_key(*run), args.smoke).is_file()]
+    if args.list:
+        for run in runs:
+            print(("pending " if run in pending else "done    ") + run_key(*run))
+        return 0
+    for corpus in sorted({run[0] for run in pending}):  # prepare once, before the workers start
+        corpus_dir(corpus, args.smoke)
+    if args.smoke:
+        smoke_tokenizer()
+
+    def launch(run) -> tuple[str, int, float]:
+        started = time.perf_counter()
+        log = (common.smoke_dir() if args.smoke else common.CACHE_DIR) / "logs" / f"{run_key(*run)}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, __file__, "--run", json.dumps(list(run)), "--device", args.device] + \
+            (["--smoke"] if args.smoke else [])
+        with open(log, "w") as handle:
+            status = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT)
+        return run_key(*run), status, time.perf_counter() - started
+
+    failed = 0
+    with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+        for key, status, seconds in pool.map(launch, pending):
+            failed += status != 0
+            print(f"{'ok    ' if status == 0 else 'FAILED'} {key} ({seconds:.0f} s)", flush=True)
+    if args.smoke:
+        return main(["--report", "--smoke"]) or (1 if failed else 0)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
