@@ -457,7 +457,7 @@ def choose_relations(relations: str = "auto", relation_model_name_or_path: str |
         reason = (f"auto: on validation the {preferred} scored {float(scores[preferred]):.4f} strict micro-F1, "
                   f"the {other} {float(scores[other]):.4f}")
     except (TypeError, KeyError, ValueError):  # the preference without its numbers: still the run's own choice
-        reason = f"auto: {name} records that the {preferred} scored higher on validation"
+        reason = f"auto: {name} records that the {preferred} is preferred on validation"
     if preferred == "rule" and link_threshold is not None:
         raise UsageError(f"--link_threshold is for the relation model, and --relations auto chose the nearest-drug "
                          f"rule ({reason}): pass --relations model to link with the model at that threshold")

@@ -103,10 +103,10 @@ class DataArguments:
     link_threshold: float = field(default=DEFAULT_LINK_THRESHOLD, metadata={
         "help": "Link a candidate at this probability or above; with validation notes the threshold is tuned there "
                 "instead (see --tune_link_threshold)."})
-    input_features: str = field(default="", metadata={
+    input_features: str = field(default=",".join(INPUT_FEATURES), metadata={
         "help": "The rule's view of each candidate given to the model before its text, comma-separated, of "
                 f"{', '.join(INPUT_FEATURES)} ('rule': is it the nearest-drug rule's pair; 'between': drugs between "
-                "the two arguments). Off by default: measured, it did not help (bench/README.md)."})
+                "the two arguments); '' for none. A small or weak model starts from the rule (bench/README.md)."})
     select_on_validation: bool = field(default=True, metadata={
         "help": "Score the validation notes (strict relation micro-F1 on gold entities) after every epoch and keep "
                 "the best epoch. Off, or without validation notes: the last epoch."})
@@ -369,8 +369,10 @@ def write_model_card(output_dir: Path, model_args: ModelArguments, data_args: Da
     else:
         selection = f"No selection on validation notes: the last epoch, link threshold {results.get('link_threshold')}."
     if results.get("preferred_on_validation") == "rule":
-        selection += (" **On the validation notes the nearest-drug rule scored higher than this model**: "
-                      "`annotate_notes.py --relations auto` (the default) links with the rule.")
+        selection += (" **On the validation notes this model did not beat the nearest-drug rule** (strict micro-F1 "
+                      f"{number('validation_relation_strict_micro_f1')} against "
+                      f"{number('validation_rule_relation_strict_micro_f1')}): `annotate_notes.py --relations auto` "
+                      "(the default) links with the rule.")
 
     body = f"""
 # {label}
@@ -386,11 +388,12 @@ A stock `AutoModelForSequenceClassification`: no custom code.
 | system | validation | test | test lenient |
 |---|---|---|---|
 {rows}
+
 {selection}
 ## How to use
 With the project's `annotate_notes.py` (NER, then relations, then a medication list):
 `annotate_notes.py --model_name_or_path NER_MODEL --relation_model_name_or_path THIS_MODEL --input_dir notes/ --output_dir out/`
-(`--relations auto`, the default: this model, or the rule where it scored higher on validation).
+(`--relations auto`, the default: this model where it beat the rule on the validation notes, else the rule).
 
 ## Limitations
 For research; **not for clinical decisions**. Candidates: same sentence (Reason and ADE within
@@ -593,12 +596,13 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
             results.update(relation_metrics(report, f"{split}_" if system == "model" else f"{split}_{system}_"))
         results[f"{split}_notes"] = len(documents)
         results[f"{split}_predict_seconds"] = round(time.perf_counter() - started, 2)
-        if split == "validation":
+        if split == "validation" and not validation_in_training:  # scores of notes it trained on choose nothing
             scores = {system: round(report["strict"]["micro"]["f1"], 6) for system, report in reports.items()}
             setattr(model.config, CONFIG_VALIDATION_SCORES, scores)
             # The model is preferred only where it beat the rule on notes it was not trained on.
             setattr(model.config, CONFIG_PREFERRED, "model" if scores["model"] > scores["rule"] else "rule")
             results["preferred_on_validation"] = getattr(model.config, CONFIG_PREFERRED)
+        if split == "validation":
             trainer.save_metrics("eval", {k: v for k, v in results.items() if k.startswith("validation_")})
         else:
             recall = candidate_recall(((d["text"], mentions_of(d), [(r["type"], r["arg1"], r["arg2"])

@@ -23,6 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import relation_curves  # noqa: E402
 import quality  # noqa: E402
 import self_pretraining  # noqa: E402
 from evaluate_ablations import (  # noqa: E402
@@ -1022,6 +1023,7 @@ def main() -> int:
     sections += learning_curves(results) + [""]
     sections += self_pretraining_section(results)
     sections += relations_section() + relation_targets() + [""]
+    sections += relation_curves.summary()
     sections += ["## Parameters (Table I), printed by `python parameter_table.py --config_names configs/architectures/*.json`", ""]
     sections += parameter_rows() + [""]
     bench_params = {}

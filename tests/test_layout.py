@@ -22,6 +22,7 @@ ALLOWED_THIRD_PARTY = {
     "onnx_backend": {"numpy", "onnxruntime", "tqdm"},  # serving without torch
     "folder_safety": set(),  # every script uses it, --help included: standard library only
     "command_line": set(),
+    "significance": set(),  # the paired bootstrap: counts in, an interval out
 }
 
 

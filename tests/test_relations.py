@@ -126,6 +126,7 @@ TINY_RE_ARGS = [
     "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "128", "--learning_rate", "1e-3",
     "--num_train_epochs", "3", "--logging_steps", "1000", "--disable_tqdm", "true", "--save_strategy", "no",
     "--eval_strategy", "no", "--dataloader_num_workers", "0", "--max_seq_length", "128",
+    "--min_train_steps", "0",  # 3 epochs: the rule for small corpora is tested on its own (adapt_epochs)
 ]
 
 
@@ -195,6 +196,69 @@ def test_run_re_learns_links_and_writes_scored_brat_predictions(relation_run, da
     assert "README.md" in uploaded and "model.safetensors" in uploaded
     assert not any(name.startswith(PREDICTIONS_DIRNAME) for name in uploaded)
     assert json.loads((output_dir / "run_info.json").read_text())["vocabulary_from_corpus"] is True
+
+
+def test_run_re_keeps_the_best_validation_epoch_and_its_threshold(relation_run, dataset):
+    output_dir, results = relation_run
+    history = results["validation_history"]
+    assert [round(row["epoch"]) for row in history] == [1, 2, 3], "scored after every epoch (selection is the default)"
+    best = max(history, key=lambda row: row["relation_strict_micro_f1"])  # the first of equals, as selection keeps
+    assert results["selected_epoch"] == best["epoch"] and results["link_threshold"] == best["link_threshold"]
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["relation_link_threshold"] == results["link_threshold"]
+    assert config["relation_validation_scores"] == {
+        "model": round(results["validation_relation_strict_micro_f1"], 6),
+        "rule": round(results["validation_rule_relation_strict_micro_f1"], 6),
+        "every_candidate": round(results["validation_every_candidate_relation_strict_micro_f1"], 6)}
+    assert results["validation_relation_strict_micro_f1"] == pytest.approx(best["relation_strict_micro_f1"])
+    assert config["relation_preferred"] == ("model" if config["relation_validation_scores"]["model"] >
+                                            config["relation_validation_scores"]["rule"] else "rule")
+    # The saved weights are the selected epoch's: re-linking the validation notes gives the recorded score.
+    documents = run_re.load_documents(str(dataset), "validation")
+    linker = RelationLinker.from_pretrained(str(output_dir))
+    links = linker.link_notes({d["document_id"]: (d["text"], run_re.mentions_of(d)) for d in documents})
+    report = score_relations(run_re.to_brat_documents(documents, None),
+                             run_re.to_brat_documents(documents, [links[d["document_id"]] for d in documents]))
+    assert report["strict"]["micro"]["f1"] == pytest.approx(best["relation_strict_micro_f1"], abs=1e-9)
+    card = (output_dir / "README.md").read_text()
+    assert f"epoch {results['selected_epoch']:g} of 3" in card and "every candidate linked" in card
+
+
+def test_a_model_that_loses_to_the_rule_on_validation_says_so(dataset, ner_dir, tmp_path):
+    # Two optimiser steps at a tiny learning rate: a model no better than chance, against a rule near 0.97.
+    results = run([*TINY_RE_ARGS, "--tokenizer_name", ner_dir, "--dataset_path", dataset, "--output_dir",
+                   tmp_path / "weak", "--max_steps", "2", "--learning_rate", "1e-7", "--do_predict", "false"])
+    config = json.loads((tmp_path / "weak" / "config.json").read_text())
+    assert results["validation_relation_strict_micro_f1"] < results["validation_rule_relation_strict_micro_f1"]
+    assert config["relation_preferred"] == "rule" and results["preferred_on_validation"] == "rule"
+    assert "this model did not beat the nearest-drug rule" in (tmp_path / "weak" / "README.md").read_text()
+
+
+def test_training_on_the_validation_notes_selects_nothing_on_them(dataset, ner_dir, tmp_path, caplog):
+    # The paper's protocol: select on validation, then retrain on train+validation with the chosen settings.
+    with caplog.at_level("WARNING"):
+        results = run([*TINY_RE_ARGS, "--tokenizer_name", ner_dir, "--dataset_path", dataset, "--output_dir",
+                       tmp_path / "retrained", "--train_split", "train+validation", "--max_steps", "3",
+                       "--link_threshold", "0.4", "--do_predict", "false"])
+    config = json.loads((tmp_path / "retrained" / "config.json").read_text())
+    assert "selected_epoch" not in results and config["relation_link_threshold"] == 0.4
+    assert "relation_preferred" not in config and "relation_validation_scores" not in config
+    assert "holds the validation notes: no selection" in caplog.text
+
+
+@pytest.mark.parametrize("candidates, epochs, max_steps, expected", [
+    (640, 3, -1, 30),     # 20 steps per epoch: 600 steps need 30 epochs
+    (64_000, 3, -1, 3),   # 2000 steps per epoch: --num_train_epochs already gives 6000
+    (64, 3, -1, 40),      # 2 steps per epoch: capped at --max_train_epochs
+    (640, 3, 50, 3),      # --max_steps wins
+])
+def test_small_corpora_train_at_least_the_minimum_number_of_steps(candidates, epochs, max_steps, expected):
+    from transformers import TrainingArguments
+
+    training_args = TrainingArguments(output_dir="unused", per_device_train_batch_size=32, num_train_epochs=epochs,
+                                      max_steps=max_steps, use_cpu=True, report_to="none")
+    run_re.adapt_epochs(training_args, run_re.DataArguments(), candidates)
+    assert training_args.num_train_epochs == expected
 
 
 def test_card_holds_no_note_text(relation_run, dataset):

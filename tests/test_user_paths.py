@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -389,21 +390,43 @@ def test_every_pinned_runtime_requirement_is_used():
 
 
 @pytest.mark.slow
-def test_the_readme_example_is_tagged_right_by_the_quickstart_model(tmp_path):
-    """make quickstart's model (its config, its sample) tags the README's example sentence as the README implies."""
+def test_the_readme_examples_are_right_with_the_quickstart_models(tmp_path):
+    """make quickstart's models (their configs, their sample) tag the README's example sentence as the README implies,
+    and its medication example, run as written in a fresh process, prints the links the README shows."""
     import re
 
     import prepare_n2c2
+    import run_re
     from annotate_notes import NoteAnnotator
 
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     sentence = re.search(r'annotator\("([^"]+)"\)', readme).group(1)
     prepare_n2c2.main(["--synthetic", "120", "--seed", "42", "--output_dir", str(tmp_path / "data")])
-    run(["configs/quickstart.json", "--dataset_path", tmp_path / "data", "--output_dir", tmp_path / "model",
+    quickstart = tmp_path / "outputs" / "quickstart"
+    run(["configs/quickstart.json", "--dataset_path", tmp_path / "data", "--output_dir", quickstart / "model",
          "--report_to", "none", "--disable_tqdm", "true"])
-    entities = [(e.type, e.text) for e in NoteAnnotator.from_pretrained(str(tmp_path / "model"))(sentence)]
+    entities = [(e.type, e.text) for e in NoteAnnotator.from_pretrained(str(quickstart / "model"))(sentence)]
     assert entities == [("Drug", "metoprolol"), ("Strength", "25 mg"), ("Route", "PO"), ("Frequency", "BID"),
                         ("Reason", "hypertension")]
+
+    # The relation model exactly as the quickstart trains it (configs/relations/quickstart.json), then the README's
+    # medication block as written, from a folder where outputs/quickstart/ holds the two models.
+    previous = os.getcwd()
+    os.chdir(REPO_ROOT)
+    try:
+        results = run_re.main(["configs/relations/quickstart.json", "--dataset_path", str(tmp_path / "data"),
+                               "--tokenizer_name", str(quickstart / "model"), "--output_dir",
+                               str(quickstart / "relations"), "--disable_tqdm", "true"])
+    finally:
+        os.chdir(previous)
+    assert results["test_relation_strict_micro_f1"] >= results["test_rule_relation_strict_micro_f1"], \
+        "the quickstart relation model is at least the rule on its test notes"
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "annotator.medications(" in b)
+    shown = [line[2:] for line in block.splitlines() if line.startswith("# ")]
+    assert len(shown) == 3, "the README shows the three drugs' links"
+    printed = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, check=True).stdout.splitlines()
+    assert printed == shown
 
 
 # ---------------------------------------------------------------------------
@@ -472,3 +495,197 @@ def test_predictions_are_no_more_readable_than_the_data_and_the_model_has_usual_
     assert predictions and {path.stat().st_mode & 0o777 for path in predictions} == {prediction_mode}
     for name in ("model.safetensors", "config.json", "tokenizer.json", "run_info.json", "README.md"):
         assert (tmp_path / "out" / name).stat().st_mode & 0o777 == 0o644, name
+
+
+# ---------------------------------------------------------------------------
+# The README's walk from a corpus of one's own to a scored end-to-end relation run
+# ---------------------------------------------------------------------------
+
+OWN_CORPUS_WORDS = {
+    "Medication": ["metoprolol", "lisinopril", "aspirin", "heparin", "furosemide", "atorvastatin", "metformin",
+                   "amoxicillin", "warfarin", "omeprazole", "gabapentin", "prednisone", "vancomycin", "amlodipine"],
+    "Dose": ["25 mg", "10 mg", "81 mg", "5000 units", "40 mg", "500 mg", "20 mg", "1 g", "300 mg", "12.5 mg"],
+    "Administration": ["PO", "IV", "SC", "by mouth", "orally"],
+    "Timing": ["BID", "daily", "q8h", "TID", "at bedtime", "every 6 hours", "twice a day"],
+    "Indication": ["hypertension", "chest pain", "DVT prophylaxis", "edema", "pneumonia", "GERD", "neuropathy"],
+    "Formulation": ["tablet", "capsule", "patch"],
+    "Duration": ["7 days", "two weeks", "5 days"],
+}
+
+
+def own_scheme_note(rng) -> tuple[str, list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+    """A short note in a scheme of its own: ``(text, entities (type, start, end), relations (name, arg1, arg2))``.
+    Every link is ``MODIFY``: attribute -> medication, and in some sentences timing -> dose; ``Formulation`` and
+    ``Duration`` are types a user's label map may leave out."""
+    text, entities, relations = "", [], []
+
+    def sentence(*parts: str) -> list[int]:
+        """Plain text, and entity types in angle brackets (``"<Dose>"``) filled with a word of that type: the
+        entities' indices."""
+        nonlocal text
+        indices = []
+        for part in parts:
+            if part.startswith("<"):
+                entity_type = part.strip("<>")
+                words = rng.choice(OWN_CORPUS_WORDS[entity_type])
+                if not text or text.endswith("\n"):
+                    words = words.capitalize()
+                indices.append(len(entities))
+                entities.append((entity_type, len(text), len(text) + len(words)))
+                part = words
+            text += part
+        text += ".\n"
+        return indices
+
+    for _ in range(rng.randint(4, 6)):
+        kind = rng.randrange(5)
+        if kind == 0:
+            drug, dose, route, timing, reason = sentence("<Medication>", " ", "<Dose>", " ", "<Administration>", " ",
+                                                         "<Timing>", " for ", "<Indication>")
+            relations += [("MODIFY", a, drug) for a in (dose, route, timing, reason)] + [("MODIFY", timing, dose)]
+        elif kind == 1:
+            drug, dose, form, timing = sentence("Started ", "<Medication>", " ", "<Dose>", " ", "<Formulation>", " ",
+                                                "<Timing>")
+            relations += [("MODIFY", a, drug) for a in (dose, form, timing)]
+        elif kind == 2:
+            drug, route, timing, duration = sentence("<Medication>", " ", "<Administration>", " ", "<Timing>", " for ",
+                                                     "<Duration>")
+            relations += [("MODIFY", a, drug) for a in (route, timing, duration)]
+        elif kind == 3:  # one indication, two medications
+            reason, first, first_dose, second, second_dose = sentence("For ", "<Indication>", ", ", "<Medication>", " ",
+                                                                      "<Dose>", " and ", "<Medication>", " ", "<Dose>")
+            relations += [("MODIFY", reason, first), ("MODIFY", first_dose, first), ("MODIFY", reason, second),
+                          ("MODIFY", second_dose, second)]
+        else:
+            sentence(rng.choice(["Patient seen and examined", "Vitals stable overnight", "No acute distress"]))
+    return text, entities, relations
+
+
+def write_own_scheme_corpus(folder: Path, notes: dict[str, int], seed: int = 0) -> dict[str, Counter]:
+    """``folder/<split>/noteNNN.txt/.ann`` in the scheme of :func:`own_scheme_note`; per split, the relations written,
+    counted by (name, Arg1 type, Arg2 type)."""
+    import random
+
+    rng = random.Random(seed)
+    written = {}
+    for split, count in notes.items():
+        (folder / split).mkdir(parents=True)
+        written[split] = Counter()
+        for index in range(count):
+            text, entities, relations = own_scheme_note(rng)
+            lines = [f"T{number}\t{kind} {start} {end}\t{text[start:end]}"
+                     for number, (kind, start, end) in enumerate(entities, 1)]
+            lines += [f"R{number}\t{name} Arg1:T{arg1 + 1} Arg2:T{arg2 + 1}"
+                      for number, (name, arg1, arg2) in enumerate(relations, 1)]
+            written[split].update((name, entities[arg1][0], entities[arg2][0]) for name, arg1, arg2 in relations)
+            (folder / split / f"note{index:03d}.txt").write_text(text, encoding="utf-8")
+            (folder / split / f"note{index:03d}.ann").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return written
+
+
+@pytest.mark.slow
+def test_the_readme_takes_a_corpus_of_ones_own_to_a_scored_end_to_end_relation_run(tmp_path):
+    """The README's "Your own corpus, end to end" commands as written, in fresh processes, on brat notes with types of
+    their own and one relation name (MODIFY) told apart by argument types. The commands run in a folder holding
+    ``my_corpus/`` (and a link to ``configs/``), with only the interpreter's and the scripts' paths changed: the
+    README's models are the quickstart's tiny ones, quick enough as they are (one CPU thread each: on a busy machine
+    two threads per process run several times slower)."""
+    import re
+    import shlex
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Your own corpus, end to end: entities and relations\n")[1].split("\n## ")[0]
+    commands = [shlex.split(line, comments=True) for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+                for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+    scripts = ["prepare_n2c2.py", "run_ner_crf.py", "run_re.py", "annotate_notes.py", "evaluate_ablations.py"]
+    assert [command[:2] for command in commands] == [[".venv/bin/python", name] for name in scripts]
+    prepare, ner, relations, annotate, evaluate = commands
+
+    def value(command: list[str], flag: str) -> str:
+        return command[command.index(flag) + 1]
+
+    written = write_own_scheme_corpus(tmp_path / "my_corpus", {"train": 10, "test": 4})
+    (tmp_path / "configs").symlink_to(REPO_ROOT / "configs", target_is_directory=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "OMP_NUM_THREADS": "1"}
+
+    def run_as_written(command: list[str]) -> str:
+        result = subprocess.run([sys.executable, str(REPO_ROOT / command[1]), *command[2:]], cwd=tmp_path,
+                                env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, f"{shlex.join(command)}\n{(result.stdout + result.stderr)[-3000:]}"
+        return result.stdout + result.stderr
+
+    # 1. The maps, and what stats.json says of them: every relation written is kept under its mapped type or
+    # counted as unmapped by name and argument types (a pair both of whose types are mapped included).
+    label_map = json.loads(value(prepare, "--label_map"))
+    relation_rules = json.loads(value(prepare, "--relation_map"))["MODIFY"]
+    output = run_as_written(prepare)
+    stats = json.loads((tmp_path / value(prepare, "--output_dir") / "stats.json").read_text())
+    expected_kept, expected_unmapped = {}, {}
+    for split, counts in written.items():
+        expected_kept[split], expected_unmapped[split] = Counter(), Counter()
+        for (name, arg1, arg2), count in counts.items():
+            rule = relation_rules.get(f"{arg1}>{arg2}") if arg1 in label_map and arg2 in label_map else None
+            if rule:
+                expected_kept[split][rule] += count
+            else:
+                expected_unmapped[split][f"{name} {arg1}>{arg2}"] += count
+    assert {"Strength-Drug", "Route-Drug", "Frequency-Drug", "Reason-Drug"} == set(expected_kept["train"])
+    assert {"MODIFY Timing>Dose", "MODIFY Formulation>Medication", "MODIFY Duration>Medication"} == \
+        set(expected_unmapped["train"])
+    # (train and validation: the training notes, split by prepare_n2c2.py)
+    kept = {split: Counter(stats["relations"][split]["kept"]) for split in ("train", "validation", "test")}
+    unmapped = {split: Counter(stats["unmapped_relation_types"][split]) for split in ("train", "validation", "test")}
+    assert kept["test"] == expected_kept["test"] and kept["train"] + kept["validation"] == expected_kept["train"]
+    assert unmapped["test"] == expected_unmapped["test"]
+    assert unmapped["train"] + unmapped["validation"] == expected_unmapped["train"]
+    assert not any(any(reasons.values()) for split in stats["relations"].values()
+                   for reasons in split["dropped"].values())
+    total_kept = sum(sum(counts.values()) for counts in expected_kept.values())
+    total_unmapped = sum(sum(counts.values()) for counts in expected_unmapped.values())
+    assert f"relations: {total_kept} read, {total_kept} kept, dropped: none; {total_unmapped} ignored as unmapped" \
+           in output
+    assert set(sum((Counter(counts) for counts in stats["unmapped_types"].values()), Counter())) == \
+           {"Formulation", "Duration"}
+    # The mapped gold written by --write_brat: n2c2 types, T and R lines.
+    assert {path.name for path in (tmp_path / value(prepare, "--write_brat")).iterdir() if path.is_dir()} == \
+           {"train", "validation", "test"}
+    gold = tmp_path / value(prepare, "--write_brat") / "test"
+    gold_lines = [line.split("\t") for path in sorted(gold.glob("*.ann")) for line in path.read_text().splitlines()]
+    assert len(list(gold.glob("*.ann"))) == len(list(gold.glob("*.txt"))) == 4
+    assert {fields[1].split()[0] for fields in gold_lines if fields[0].startswith("T")} == \
+           {"Drug", "Strength", "Route", "Frequency", "Reason"}
+    gold_relations = Counter(fields[1].split()[0] for fields in gold_lines if fields[0].startswith("R"))
+    assert gold_relations == expected_kept["test"]
+
+    # 2. The NER model, then the relation model: the model's, the rule's and every candidate's scores side by side.
+    run_as_written(ner)
+    run_as_written(relations)
+    relation_dir = tmp_path / value(relations, "--output_dir")
+    results = json.loads((relation_dir / "all_results.json").read_text())
+    for key in ("validation_relation_strict_micro_f1", "validation_rule_relation_strict_micro_f1",
+                "validation_every_candidate_relation_strict_micro_f1", "test_relation_strict_micro_f1",
+                "test_rule_relation_strict_micro_f1", "test_every_candidate_relation_strict_micro_f1",
+                "selected_epoch", "link_threshold"):
+        assert key in results, key
+    assert results["validation_history"] and results["preferred_on_validation"] in ("model", "rule")
+    card = (relation_dir / "README.md").read_text()
+    assert "| this model |" in card and "| nearest-drug rule |" in card and "| every candidate linked |" in card
+
+    # 3. The test notes annotated: T and R lines in n2c2 types, linked as the relation model's validation chose.
+    run_as_written(annotate)
+    annotated = tmp_path / value(annotate, "--output_dir")
+    predicted = [line for path in annotated.glob("*.ann") for line in path.read_text().splitlines()]
+    assert [line for line in predicted if line.startswith("R")] and "MODIFY" not in "\n".join(predicted)
+    assert (annotated / "medications.jsonl").read_text().strip()
+    summary = json.loads((annotated / "summary.json").read_text())
+    assert summary["relations_by"] == results["preferred_on_validation"] and summary["relations"] > 0
+
+    # 4. Scored end to end against the mapped gold: every gold relation counted, and some found.
+    run_as_written(evaluate)
+    report_dir = tmp_path / value(evaluate, "--output_dir")
+    assert (report_dir / "report.md").is_file()
+    report = json.loads((report_dir / "report.json").read_text())["relations"]
+    assert report["setting"] == "end_to_end"
+    assert report["num_gold_relations"] == sum(gold_relations.values())
+    assert report["strict"]["micro"]["f1"] > 0 and report["lenient"]["micro"]["f1"] > 0
