@@ -185,6 +185,86 @@ def run_one(corpus: str, system: str, size: int | None, seed: int, device: str, 
             "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
+E2E_RESULT = common.RESULTS_DIR / "relations" / "curves_end_to_end.json"
+
+
+def end_to_end(keep: bool = False) -> dict[str, Any]:
+    """End to end on hard notes, with the quickstart's recipe (CPU, minutes): 120 hard synthetic notes (100 train and
+    validation, 20 test), the quickstart's NER model (configs/quickstart.json) and relation model
+    (configs/relations/quickstart.json) trained on them, the test notes annotated with ``--relations model`` and
+    with ``--relations rule``, each scored against the gold brat (``--relation_setting end_to_end``), strict and
+    lenient, beside the relation scores on gold entities."""
+    import annotate_notes
+    import prepare_n2c2
+    import run_ner_crf
+    import run_re
+    from evaluate_ablations import score_brat_folders
+
+    root = CURVES_RUNS / "end_to_end"
+    shutil.rmtree(root, ignore_errors=True)
+    data, brat = root / "data", root / "brat"
+    prepare_n2c2.main(["--synthetic", "120", "--synthetic_hard", "--seed", "42", "--output_dir", str(data),
+                       "--write_brat", str(brat)])
+    started = time.perf_counter()
+    run_ner_crf.main([str(common.REPO_DIR / "configs" / "quickstart.json"), "--dataset_path", str(data),
+                      "--output_dir", str(root / "ner"), "--disable_tqdm", "true", "--report_to", "none"])
+    ner_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    relations = run_re.main([str(common.REPO_DIR / "configs" / "relations" / "quickstart.json"), "--dataset_path",
+                             str(data), "--tokenizer_name", str(root / "ner"), "--output_dir", str(root / "re"),
+                             "--disable_tqdm", "true"])
+    re_seconds = time.perf_counter() - started
+    result: dict[str, Any] = {
+        "corpus": "synthetic-hard", "recipe": "quickstart (tiny, from scratch, CPU)", "seed": 42,
+        "train_notes": relations.get("train_notes"), "test_notes": relations.get("test_notes"),
+        "ner_train_seconds": round(ner_seconds, 1), "re_train_seconds": round(re_seconds, 1),
+        "gold_entities": {k: v for k, v in relations.items() if k.startswith("test_") and "micro_f1" in k},
+        "preferred_on_validation": relations.get("preferred_on_validation"), "machine": common.machine_info()}
+    for linker in ("model", "rule"):
+        annotated = root / f"annotated_{linker}"
+        status = annotate_notes.main(["--model_name_or_path", str(root / "ner"), "--relation_model_name_or_path",
+                                      str(root / "re"), "--relations", linker, "--input_dir", str(brat / "test"),
+                                      "--output_dir", str(annotated), "--device", "cpu"])
+        if status:
+            raise RuntimeError(f"annotate_notes.py --relations {linker} exited {status}")
+        report = score_brat_folders(brat / "test", annotated, relation_setting="end_to_end")
+        result[f"end_to_end_{linker}"] = {
+            "relation_strict_micro_f1": report["relations"]["strict"]["micro"]["f1"],
+            "relation_lenient_micro_f1": report["relations"]["lenient"]["micro"]["f1"],
+            "entity_strict_micro_f1": report["strict"]["micro"]["f1"],
+            "entity_lenient_micro_f1": report["lenient"]["micro"]["f1"]}
+    result["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+    common.write_json(E2E_RESULT, result)
+    return result
+
+
+def end_to_end_lines() -> list[str]:
+    """bench/README.md's end-to-end table (from curves_end_to_end.json), or nothing before it is run."""
+    if not E2E_RESULT.is_file():
+        return []
+    result = common.read_json(E2E_RESULT)
+    gold = result["gold_entities"]
+    lines = [f"End to end on hard notes with the quickstart's recipe ({result['recipe']}; {result['train_notes']} "
+             f"training notes, {result['test_notes']} test notes, seed {result['seed']}; `bench/relation_curves.py "
+             "--end_to_end`): relations strict / lenient micro-F1 (%), on gold entities and end to end (the NER "
+             "model's entities, then `annotate_notes.py --relations model` or `--relations rule`, scored with "
+             "`--relation_setting end_to_end`).", "",
+             "| linker | on gold entities, strict | end to end, strict | end to end, lenient | NER strict micro-F1 |",
+             "|---|---|---|---|---|"]
+    for linker, prefix in (("model", "test_"), ("rule", "test_rule_")):
+        row = result[f"end_to_end_{linker}"]
+        lines.append(f"| {'relation model' if linker == 'model' else 'nearest-drug rule'} | "
+                     f"{100 * gold[prefix + 'relation_strict_micro_f1']:.1f} | "
+                     f"{100 * row['relation_strict_micro_f1']:.1f} | {100 * row['relation_lenient_micro_f1']:.1f} | "
+                     f"{100 * row['entity_strict_micro_f1']:.1f} |")
+    lines += ["", f"Training: NER {result['ner_train_seconds']:.0f} s, relations {result['re_train_seconds']:.0f} s "
+              f"(CPU, {result['machine'].get('cpu_count')} cores); `--relations auto` chose the "
+              f"{result['preferred_on_validation']} on validation.", ""]
+    return lines
+
+
 def smoke_tokenizer() -> Path:
     """A tiny WordPiece tokenizer for the smoke model, learned once from the smoke notes (subwords.py)."""
     folder = common.smoke_dir() / "relation_curves_tokenizer"
@@ -352,7 +432,8 @@ def summary(smoke: bool = False) -> list[str]:
         lines.append(f"- {corpus}, {notes} notes: documented defaults − rule {lead:+.1f} (target +3: "
                      f"{'met' if lead >= 3 else 'MISSED'}); `--relations auto` − rule {auto:+.1f} (target ≥ 0: "
                      f"{'met' if auto >= 0 else 'MISSED'})")
-    lines += ["", "Training seconds: wall time of `trainer.train` with 8 to 10 runs sharing one H200 (the "
+    lines += [""] + end_to_end_lines()
+    lines += ["Training seconds: wall time of `trainer.train` with 8 to 10 runs sharing one H200 (the "
               "per-epoch validation scoring included): a cost, not a speed measurement. Runs: "
               "`python3 bench/relation_curves.py --jobs 8 --device cuda` (GPU), `--jobs 1` on a CPU; "
               "`--report` writes curves.md.", ""]
@@ -394,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="Runs at a time (each its own process).")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--only", default=None, help="Run only the runs whose key contains this.")
+    parser.add_argument("--end_to_end", action="store_true",
+                        help="The end-to-end row: quickstart-size NER and relation models on hard notes (CPU).")
     parser.add_argument("--run", default=None, help=argparse.SUPPRESS)  # one run, in this process (a worker)
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -401,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
         corpus, system, size, seed = json.loads(args.run)
         result = run_one(corpus, system, size, seed, args.device, args.smoke)
         common.write_json(result_path(result["key"], args.smoke), result)
+        return 0
+    if args.end_to_end:
+        print(json.dumps(end_to_end(), indent=2, default=str))
         return 0
     if args.report:
         target = result_path("x", args.smoke).parent.parent / ("relation_curves.md" if args.smoke else "curves.md")
