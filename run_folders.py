@@ -212,6 +212,10 @@ def prepare_output_dir(output_dir: Path, training_args: TrainingArguments, overw
     resume = training_args.resume_from_checkpoint
     if overwrite and resume:
         raise UsageError("--overwrite_output_dir starts afresh and --resume_from_checkpoint continues: pass one")
+    # Every process looks at the folder before the first one writes into it: a process that looked after process 0
+    # had claimed the folder would find it "not empty" and stop the run (seen under load with two CPU processes).
+    not_empty = output_dir.is_dir() and any(output_dir.iterdir())
+    wait_for_every_process(training_args)
     if resume:
         if str(resume).lower() in ("true", "last"):
             complete = complete_checkpoints(output_dir) if output_dir.is_dir() else []
@@ -224,7 +228,7 @@ def prepare_output_dir(output_dir: Path, training_args: TrainingArguments, overw
         if training_args.process_index == 0:
             Manifest(output_dir).claim_for_writing(RUN_OUTPUT_PATTERNS)
         return resume
-    if output_dir.is_dir() and any(output_dir.iterdir()):
+    if not_empty:
         if not overwrite:
             held = sorted(path.name for path in output_dir.iterdir())
             raise UsageError(f"--output_dir {output_dir} is not empty ({len(held)} entries, e.g. "
@@ -238,6 +242,15 @@ def prepare_output_dir(output_dir: Path, training_args: TrainingArguments, overw
     if training_args.process_index == 0:
         Manifest(output_dir).claim_for_writing(RUN_OUTPUT_PATTERNS)
     return None
+
+
+def wait_for_every_process(training_args: TrainingArguments) -> None:
+    """A barrier across the processes of a data-parallel run (nothing in a single process)."""
+    if training_args.world_size > 1:
+        import torch.distributed
+
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
 
 
 def check_resume_matches(checkpoint: str, current: dict[str, Any], must_match: Sequence[str]) -> None:

@@ -60,6 +60,28 @@ def tiny_encoder_config(architecture="bert", vocab_size=400, **overrides):
     return cls(**kwargs)
 
 
+def hub_uploaded_files(upload: dict, folder) -> list[str]:
+    """What an intercepted ``HfApi.upload_folder(**upload)`` call would send: every file of ``folder`` that the patterns
+    it received let through, as huggingface_hub filters them. Asserts that this is exactly
+    ``run_folders.hub_upload_files(folder)``, with no prediction, checkpoint or corpus-text (.jsonl) file, and that
+    the folder holds files that stay local, so that a push without the allow-list (``allow_patterns=None``, the whole
+    output folder, another folder) fails here."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    from run_folders import hub_upload_files
+
+    folder = Path(folder)
+    assert Path(upload["folder_path"]) == folder, upload["folder_path"]
+    everything = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    uploaded = sorted(filter_repo_objects(everything, allow_patterns=upload.get("allow_patterns"),
+                                          ignore_patterns=upload.get("ignore_patterns")))
+    assert uploaded == hub_upload_files(folder), f"allow_patterns={upload.get('allow_patterns')!r}"
+    assert not [name for name in uploaded
+                if name.startswith(("predictions/", "checkpoint-")) or name.endswith(".jsonl")], uploaded
+    assert set(everything) - set(uploaded), "the folder holds nothing the allow-list keeps local: nothing is checked"
+    return uploaded
+
+
 @pytest.fixture(scope="session")
 def wordpiece_tokenizer():
     return build_wordpiece_tokenizer()

@@ -13,7 +13,7 @@ import torch
 
 import pretrain_mlm
 import prepare_n2c2
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, hub_uploaded_files
 from subwords import CONTINUATION, train_subword_tokenizer, vocabulary_report
 
 TINY = ["--config_overrides", "dim=32,n_layers=1,n_heads=2,hidden_dim=64,max_position_embeddings=128",
@@ -161,7 +161,10 @@ def test_pretrain_then_fine_tune_with_run_ner_crf(dataset, tmp_path):
                            "--max_steps", "12", *TINY])
     resumed = pretrain_mlm.main(["--dataset_paths", str(dataset), "--output_dir", str(tmp_path / "mlm"), "--do_train",
                                  "--max_steps", "18", "--resume_from_checkpoint", "true", *TINY])
-    assert resumed["train_epochs_run"] < results["train_epochs_run"]  # only the 6 steps after the checkpoint
+    assert resumed["train_epochs_run"] < results["train_epochs_run"]
+    # Resumed from checkpoint-12, not restarted: this train() call ran only the 6 steps after it (a restart runs 18).
+    # train_epochs_run alone cannot tell: it subtracts the checkpoint's epoch whether or not training started there.
+    assert round(resumed["train_steps_per_second"] * resumed["train_runtime"]) == 6
 
 
 def test_test_text_is_never_used(dataset, tmp_path):
@@ -235,7 +238,7 @@ def test_push_to_hub_uploads_the_encoder_only_and_a_learned_vocabulary_only_when
     assert not uploads and not (tmp_path / "refused").exists()  # refused before any work
     pretrain_mlm.main([*args, "--output_dir", str(tmp_path / "mlm"), "--push_corpus_vocabulary"])
     assert [u["repo_id"] for u in uploads] == ["someone/encoder"]  # once, at the end (not at each checkpoint)
-    uploaded = pretrain_mlm.hub_upload_files(tmp_path / "mlm")
+    uploaded = hub_uploaded_files(uploads[0], tmp_path / "mlm")  # what the upload received, not what it should
     assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= set(uploaded)
     assert not [name for name in uploaded if name.startswith("checkpoint-") or "pretraining_data" in name
                 or "trainer_state" in name]

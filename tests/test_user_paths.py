@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import run_ner_crf
-from conftest import REPO_ROOT, build_wordpiece_tokenizer
+from conftest import REPO_ROOT, build_wordpiece_tokenizer, hub_uploaded_files
 from evaluate_ablations import STRICT_MICRO_F1
 from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, read_jsonl, run, synthetic_dataset  # noqa: F401
 
@@ -149,9 +149,11 @@ def test_a_rerun_into_a_run_folder_is_refused_unless_told_to_start_afresh_or_res
     # Resuming checks that the run is the same one.
     with pytest.raises(run_ner_crf.UsageError, match=r"belongs to another run \(seed: 7 in the checkpoint, 99 now"):
         run([*args, "--num_train_epochs", "2", "--resume_from_checkpoint", "true", "--seed", "99"])
-    run([*args, "--num_train_epochs", "2", "--resume_from_checkpoint", "true"])
+    resumed = run([*args, "--num_train_epochs", "2", "--resume_from_checkpoint", "true"])
     assert "Resuming from" in caplog.text
     assert json.loads((tmp_path / "run" / "trainer_state.json").read_text())["global_step"] == 8
+    # Resumed, not restarted: this train() call ran only the 4 steps after checkpoint-4 (a restart runs all 8).
+    assert round(resumed["train_steps_per_second"] * resumed["train_runtime"]) == 4
     # Starting afresh removes the earlier run's model, checkpoints and predictions first.
     run([*args, "--overwrite_output_dir", "--max_predict_samples", "10", "--seed", "99"])
     assert "--overwrite_output_dir: removed" in caplog.text
@@ -453,8 +455,9 @@ def test_a_corpus_derived_vocabulary_is_uploaded_only_when_acknowledged(syntheti
         run([*args, "--output_dir", tmp_path / "refused"])
     assert not uploads and not (tmp_path / "refused").exists()  # refused before any work
     run([*args, "--output_dir", tmp_path / "acknowledged", "--push_corpus_vocabulary"])
-    uploaded = run_ner_crf.hub_upload_files(tmp_path / "acknowledged")
-    assert uploads and "tokenizer.json" in uploaded
+    assert [u["repo_id"] for u in uploads] == ["someone/tiny"]
+    uploaded = hub_uploaded_files(uploads[0], tmp_path / "acknowledged")  # what the upload received, not what it should
+    assert "tokenizer.json" in uploaded
     # The single rare word the notes hold is in the acknowledged vocabulary, and nowhere else that is uploaded.
     assert SECRET in (tmp_path / "acknowledged" / "tokenizer.json").read_text()
     for name in uploaded:
@@ -473,8 +476,8 @@ def test_an_upload_with_an_outside_tokenizer_holds_no_corpus_word(synthetic_data
          tmp_path / "outside_tokenizer", *COMMON_ARGS, "--train_file", train, "--do_eval", "false",
          "--do_predict", "false", "--num_train_epochs", "1", "--output_dir", tmp_path / "out", "--push_to_hub",
          "--hub_model_id", "someone/tiny"])
-    assert uploads
-    for name in run_ner_crf.hub_upload_files(tmp_path / "out"):
+    assert [u["repo_id"] for u in uploads] == ["someone/tiny"]
+    for name in hub_uploaded_files(uploads[0], tmp_path / "out"):
         if name != "model.safetensors":
             assert SECRET not in (tmp_path / "out" / name).read_text(errors="replace"), name
 
