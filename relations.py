@@ -196,11 +196,10 @@ def fit_to_length(text: str, tokenizer, max_seq_length: int) -> str:
     if length(text) <= max_seq_length:
         return text
     # The feature tokens before the marked text (candidate_inputs' features) stay whatever is cut.
-    prefix = ""
-    while any(text.startswith(token + " ") for token in FEATURE_TOKENS):
-        token = next(token for token in FEATURE_TOKENS if text.startswith(token + " "))
-        prefix, text = prefix + token + " ", text[len(token) + 1:]
-    if prefix:
+    words = text.split(" ")
+    features = next(count for count, word in enumerate(words + [""]) if word not in FEATURE_TOKENS)
+    if features:
+        prefix, text = " ".join(words[:features]) + " ", " ".join(words[features:])
         return prefix + fit_to_length(text, lambda piece, **kwargs: tokenizer(prefix + piece, **kwargs), max_seq_length)
     first = min(text.index(marker) for marker in MARKER_TOKENS if not marker.startswith("[/") and marker in text)
     last = max(text.index(marker) + len(marker) for marker in MARKER_TOKENS if marker.startswith("[/") and marker in text)

@@ -410,8 +410,8 @@ a model trained on notes inherits their terms (n2c2: a data-use agreement).
 # ---------------------------------------------------------------------------
 
 RESUME_MUST_MATCH = ("model_name_or_path", "config_name", "config_overrides", "dataset_path", "train_split",
-                     "sentence_window", "max_seq_length", "seed", "learning_rate", "per_device_train_batch_size",
-                     "world_size")
+                     "sentence_window", "max_seq_length", "input_features", "seed", "learning_rate",
+                     "per_device_train_batch_size", "world_size")
 
 
 def parse_args(argv: Sequence[str] | None = None):

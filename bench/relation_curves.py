@@ -363,8 +363,7 @@ def summary(smoke: bool = False) -> list[str]:
     if not groups:
         return []
     columns = list(groups)
-    header = [f"{corpus} {first_runs(groups[key])[0].get('train_notes', size)}" for key in columns
-              for corpus, size in [key]]
+    header = [f"{corpus} {first_runs(groups[(corpus, size)])[0].get('train_notes', size)}" for corpus, size in columns]
     lines = ["## Relations where the nearest drug is wrong: learning curves, 3 seeds (`bench/relation_curves.py`)", "",
              "Strict micro-F1 (%) of relations on gold entities, test notes, mean ± sd over seeds (MiniLM fine-tuned "
              "by `run_re.py`). Columns: corpus and training notes. synthetic-hard: 100 test notes of "
@@ -397,7 +396,7 @@ def summary(smoke: bool = False) -> list[str]:
 
     def difference(key, system, against, counts_of=lambda runs: [row["test_counts"]["model"] for row in runs]):
         systems = groups[key]
-        if system not in systems or (against not in ("rule",) and against not in systems):
+        if system not in systems or (against != "rule" and against not in systems):
             return "not run"
         other = [reference(key, "rule")] if against == "rule" else counts_of(systems[against])
         result = paired_bootstrap(counts_of(systems[system]), other)
@@ -449,9 +448,7 @@ def _system_row(name, runs, counts, rule, paired_bootstrap, note: str = "") -> s
     spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
     interval = paired_bootstrap(counts, [rule])
     validation = [100 * row.get("validation_relation_strict_micro_f1", float("nan")) for row in runs]
-    epochs = "/".join(f"{row.get('selected_epoch', row.get('train_epochs', '?')):g}"
-                      if isinstance(row.get('selected_epoch', row.get('train_epochs')), (int, float)) else "?"
-                      for row in runs)
+    epochs = "/".join(f"{row.get('selected_epoch', row.get('train_epochs', 0)):g}" for row in runs)
     trained = ",".join(f"{row.get('train_epochs', 0):g}" for row in runs)
     thresholds = ",".join(f"{row.get('link_threshold', 0):g}" for row in runs)
     seconds = statistics.mean(row.get("train_wall_seconds", 0) for row in runs)
