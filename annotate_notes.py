@@ -180,23 +180,23 @@ from typing import TYPE_CHECKING, Any, Collection, Iterable, Iterator, Mapping, 
 
 from transformers import HfArgumentParser
 
-from corpus_io import (
+from clinical_ner_crf.corpus_io import (
     ANNOTATED_LOG_FILE, ENTITIES_FILE, MEDICATIONS_FILE, ONNX_FILE, ONNX_INT8_FILE, SUMMARY_FILE, WORD_PREDICTIONS_FILE, BratFormatError, atomic_open, jsonl_line, note_file_mode,
     prediction_record, process_part_name, process_parts, read_text, remove_stale_temporary_files, round_confidence,
     write_brat_ann, write_json_atomically,
 )
-from command_line import UsageError, exit_status
-from folder_safety import (
+from clinical_ner_crf.command_line import UsageError, exit_status
+from clinical_ner_crf.folder_safety import (
     FolderLock, Manifest, check_output_apart, die_with_parent, irregular_reason,
 )
-from relations import (
+from clinical_ner_crf.relations import (
     CONFIG_INPUT_FEATURES, CONFIG_LINK_THRESHOLD, CONFIG_MAX_SEQ_LENGTH, CONFIG_PREFERRED,
     CONFIG_SENTENCE_WINDOW, CONFIG_VALIDATION_SCORES, DEFAULT_LINK_THRESHOLD, DEFAULT_SENTENCE_WINDOW, INPUT_FEATURES,
     LABELS as RELATION_LABELS, MARKER_TOKENS, RELATION_CHOICES, TOKENS_OF_FEATURE, Candidate, Mention, candidate_inputs,
     fit_to_length, medication_records, nearest_drug_rule, select_links,
 )
-from tagging import DRUG_TYPE
-from windows import (
+from clinical_ner_crf.tagging import DRUG_TYPE
+from clinical_ner_crf.windows import (
     DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_STRIDE, Entity, NotePrediction, is_crf_model, load_tokenizer,
     max_input_length, model_labels, predict_notes, window_budget, word_tokenizer,
 )
@@ -569,7 +569,7 @@ class NoteAnnotator:
             if choice.by is not None:
                 logger.info("%s", choice.describe())
         if backend == "onnx":
-            from onnx_backend import OnnxTokenClassifier
+            from clinical_ner_crf.onnx_backend import OnnxTokenClassifier
 
             model = OnnxTokenClassifier(model_name_or_path, onnx_model_file or ONNX_FILE, num_threads=num_threads)
             tokenizer = load_tokenizer(model_name_or_path)
@@ -589,7 +589,7 @@ class NoteAnnotator:
     def predict(self, texts: Mapping[str, str], progress: bool | None = False) -> dict[str, NotePrediction]:
         """Word tags, confidences and entities of ``{document_id: text}``."""
         if self.backend == "onnx":
-            from onnx_backend import predict_notes_onnx
+            from clinical_ner_crf.onnx_backend import predict_notes_onnx
 
             settings = {key: self.settings[key] for key in ("batch_size", "max_seq_length", "stride", "min_confidence")}
             return predict_notes_onnx(self.model, self.tokenizer, texts, progress=progress, **settings)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from corpus_io import (
+from clinical_ner_crf.corpus_io import (
     PREDICTIONS_DIRNAME,
     REPORT_JSON_FILE,
     REPORT_MARKDOWN_FILE,
@@ -53,9 +53,9 @@ from corpus_io import (
     split_lines,
     write_folder_atomically,
 )
-from command_line import USAGE_EXIT_STATUS, UsageError, exit_status
-from folder_safety import FolderLock, check_output_apart
-from tagging import (
+from clinical_ner_crf.command_line import USAGE_EXIT_STATUS, UsageError, exit_status
+from clinical_ner_crf.folder_safety import FolderLock, check_output_apart
+from clinical_ner_crf.tagging import (
     N2C2_ENTITY_TYPES,
     N2C2_RELATION_TYPES,
     bio_to_spans,

@@ -48,17 +48,17 @@ import torch
 from transformers import AutoConfig, AutoModelForTokenClassification, HfArgumentParser
 
 import modeling_crf  # noqa: F401  (registers the CRF model with the Auto classes)
-from command_line import DataError, UsageError, run_main
-from corpus_io import (
+from clinical_ner_crf.command_line import DataError, UsageError, run_main
+from clinical_ner_crf.corpus_io import (
     CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, check_output_dir, set_tree_mode,
     usual_file_mode, write_folder_atomically,
 )
-from folder_safety import FolderLock, check_output_apart
+from clinical_ner_crf.folder_safety import FolderLock, check_output_apart
 from modeling_crf import IMPOSSIBLE_SCORE, bio_transition_mask
-from onnx_backend import EMISSIONS_OUTPUT, OnnxTokenClassifier
-from relations import CONFIG_SENTENCE_WINDOW
-from run_folders import is_hub_id, vocabulary_from_corpus
-from windows import encoder_max_positions, is_crf_model, load_tokenizer, model_labels
+from clinical_ner_crf.onnx_backend import EMISSIONS_OUTPUT, OnnxTokenClassifier
+from clinical_ner_crf.relations import CONFIG_SENTENCE_WINDOW
+from clinical_ner_crf.run_folders import is_hub_id, vocabulary_from_corpus
+from clinical_ner_crf.windows import encoder_max_positions, is_crf_model, load_tokenizer, model_labels
 
 logger = logging.getLogger(__name__)
 

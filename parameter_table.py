@@ -72,7 +72,7 @@ def count_parameters(encoder_config, labels: list[str]) -> dict:
     from transformers import AutoModel, AutoModelForTokenClassification
 
     from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig, _encoder_init_kwargs
-    from tagging import is_tag
+    from clinical_ner_crf.tagging import is_tag
 
     id2label = dict(enumerate(labels))
     label2id = {label: i for i, label in id2label.items()}
@@ -95,7 +95,7 @@ def count_parameters(encoder_config, labels: list[str]) -> dict:
 
 
 def build_rows(paths, num_labels: int | None = None) -> list[dict]:
-    from tagging import N2C2_LABELS
+    from clinical_ner_crf.tagging import N2C2_LABELS
 
     rows = []
     for path in paths:

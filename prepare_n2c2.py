@@ -74,16 +74,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
-import corpus_io
-from command_line import UsageError, run_main
-from folder_safety import FolderLock, check_output_apart, resolved
-import relations as relations_module
-from corpus_io import (
+from clinical_ner_crf import corpus_io
+from clinical_ner_crf.command_line import UsageError, run_main
+from clinical_ner_crf.folder_safety import FolderLock, check_output_apart, resolved
+from clinical_ner_crf import relations as relations_module
+from clinical_ner_crf.corpus_io import (
     DOCUMENTS_DIRNAME, LABEL_DISTRIBUTION_FILE, STATS_FILE, BratDocument, BratFormatError, check_output_dir,
     atomic_open, conll_entity_types, load_label_map, load_relation_map, note_file_mode, read_corpus, set_tree_mode,
     write_brat_ann, write_folder_atomically,
 )
-from tagging import (
+from clinical_ner_crf.tagging import (
     DRUG_TYPE, N2C2_ENTITY_TYPES, N2C2_LABELS, N2C2_RELATION_TYPES, bio_labels, entity_types_of, is_all_o,
     split_sentences, spans_to_bio, tag_type, tokenize_words,
 )
@@ -643,7 +643,7 @@ def build_dataset(args: DataArguments) -> dict:
     with tempfile.TemporaryDirectory(prefix="synthetic-brat-") as scratch:
         synthetic_dir = None
         if args.synthetic is not None:
-            from synthetic_n2c2 import write_synthetic_corpus
+            from clinical_ner_crf.synthetic_n2c2 import write_synthetic_corpus
 
             num_test = args.synthetic_test_notes if args.synthetic_test_notes is not None else round(args.synthetic / 6)
             if not 0 <= num_test < args.synthetic:

@@ -56,16 +56,16 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, Trainer, TrainingArguments, set_seed
 
-from command_line import DataError
-from corpus_io import DOCUMENTS_DIRNAME, PRETRAINING_DATA_FILE, RUN_INFO_FILE, write_json_atomically
-from folder_safety import NotARegularFile, irregular_reason, open_regular_file
-from run_folders import (
+from clinical_ner_crf.command_line import DataError
+from clinical_ner_crf.corpus_io import DOCUMENTS_DIRNAME, PRETRAINING_DATA_FILE, RUN_INFO_FILE, write_json_atomically
+from clinical_ner_crf.folder_safety import NotARegularFile, irregular_reason, open_regular_file
+from clinical_ner_crf.run_folders import (
     RecordRunArguments, UsageError, check_resume_matches, check_vocabulary_upload, main_with_usage_errors, parse_config_overrides,
     output_folder_lock, parse_script_args, prepare_output_dir, push_model_to_hub, hub_upload_files, save_final_model,
     setup_logging,
 )
-from subwords import PAPER_VOCABULARY_SIZE, sentence_batches, train_subword_tokenizer, vocabulary_figures
-from tagging import split_sentences, tokenize_words
+from clinical_ner_crf.subwords import PAPER_VOCABULARY_SIZE, sentence_batches, train_subword_tokenizer, vocabulary_figures
+from clinical_ner_crf.tagging import split_sentences, tokenize_words
 
 logger = logging.getLogger(__name__)
 
@@ -652,7 +652,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     started = time.perf_counter()
     text_sha256 = text.digest.hexdigest()  # texts_digest of the documents, computed as they were read
     if model_args.model_name_or_path or model_args.tokenizer_name or resume_checkpoint:
-        from windows import load_tokenizer
+        from clinical_ner_crf.windows import load_tokenizer
 
         tokenizer = load_tokenizer(resume_checkpoint or model_args.tokenizer_name or model_args.model_name_or_path)
     else:

@@ -49,26 +49,26 @@ from transformers import (
     set_seed,
 )
 
-from corpus_io import (
+from clinical_ner_crf.corpus_io import (
     ALL_RESULTS_FILE, BRAT_DIRNAME, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, RUN_INFO_FILE, STATS_FILE,
     TEST_PREDICTIONS_FILE, note_file_mode, prediction_record, set_tree_mode, write_brat_ann,
     write_folder_atomically, write_json_atomically, write_predictions_file,
 )
 from evaluate_ablations import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, ner_metrics, type_metric_name
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
-from run_folders import (
+from clinical_ner_crf.run_folders import (
     RecordRunArguments, UsageError, card_license, check_launch, check_resume_matches, check_vocabulary_upload,
     config_to_argv, hub_upload_files, is_hub_id, main_with_usage_errors, output_folder_lock, parse_config_overrides, prepare_output_dir,
     push_model_to_hub, save_final_model, setup_logging, trainer_state_epoch,
 )
-from run_folders import ALLOW_TEST_TRAINING_HELP, check_train_split
-from subwords import PAPER_VOCABULARY_SIZE, train_subword_tokenizer, vocabulary_report
-from tagging import begin_to_inside, bio_to_char_spans, check_labels, entity_types_of, is_tag, labels_for_types
-from windows import (
+from clinical_ner_crf.run_folders import ALLOW_TEST_TRAINING_HELP, check_train_split
+from clinical_ner_crf.subwords import PAPER_VOCABULARY_SIZE, train_subword_tokenizer, vocabulary_report
+from clinical_ner_crf.tagging import begin_to_inside, bio_to_char_spans, check_labels, entity_types_of, is_tag, labels_for_types
+from clinical_ner_crf.windows import (
     WindowCollator, copy_pipeline_files, encode_word_windows, encoder_max_positions, max_input_length,
     merge_window_predictions, pipeline_config_entry, select_predictions,
 )
-from windows import load_tokenizer as load_word_tokenizer
+from clinical_ner_crf.windows import load_tokenizer as load_word_tokenizer
 
 logger = logging.getLogger(__name__)
 

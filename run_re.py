@@ -38,26 +38,26 @@ from transformers import (
 )
 
 import modeling_crf  # noqa: F401  (registers the CRF config: --tokenizer_name may be a NER model's folder)
-from corpus_io import (
+from clinical_ner_crf.corpus_io import (
     ALL_RESULTS_FILE, BRAT_DIRNAME, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, RUN_INFO_FILE, STATS_FILE,
     TEST_RELATIONS_FILE, BratDocument, BratEntity, BratRelation, jsonl_line, note_file_mode, set_tree_mode,
     write_brat_ann, write_folder_atomically, write_json_atomically,
 )
 from evaluate_ablations import score_relations
-from relations import (
+from clinical_ner_crf.relations import (
     CONFIG_INPUT_FEATURES, CONFIG_LINK_THRESHOLD, CONFIG_MAX_SEQ_LENGTH, CONFIG_PREFERRED, CONFIG_SENTENCE_WINDOW,
     CONFIG_VALIDATION_SCORES, DEFAULT_LINK_THRESHOLD, DEFAULT_SENTENCE_WINDOW, FEATURE_TOKENS, INPUT_FEATURES, LABELS,
     MARKER_TOKENS, Candidate, Mention, candidate_inputs, candidate_pairs, candidate_recall, fit_to_length,
     nearest_drug_rule, select_links,
 )
-from run_folders import (
+from clinical_ner_crf.run_folders import (
     RecordRunArguments, UsageError, card_license, check_resume_matches, check_vocabulary_upload, hub_upload_files, is_hub_id,
     main_with_usage_errors, output_folder_lock, parse_config_overrides, parse_script_args, prepare_output_dir,
     push_model_to_hub,
     save_final_model, setup_logging,
 )
-from run_folders import ALLOW_TEST_TRAINING_HELP, check_train_split
-from windows import encoder_max_positions, load_tokenizer, max_input_length
+from clinical_ner_crf.run_folders import ALLOW_TEST_TRAINING_HELP, check_train_split
+from clinical_ner_crf.windows import encoder_max_positions, load_tokenizer, max_input_length
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ SENTENCES = (
 
 
 def long_note(min_characters: int = 10_000) -> str:
-    from synthetic_n2c2 import generate_notes
+    from clinical_ner_crf.synthetic_n2c2 import generate_notes
 
     notes, seed = [], 0
     while sum(len(n) for n in notes) < min_characters:
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
 
     import annotate_notes
     from annotate_notes import NoteAnnotator
-    from windows import NerPipeline
+    from clinical_ner_crf.windows import NerPipeline
 
     text = long_note()
     with tempfile.TemporaryDirectory() as scratch:

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (sets sys.path to the repository)
-from corpus_io import (  # noqa: E402
+from clinical_ner_crf.corpus_io import (  # noqa: E402
     RUN_INFO_FILE, STATS_FILE, atomic_open, prediction_record, run_predictions_path, write_json_atomically,
     write_predictions_file)
 from evaluate_ablations import STRICT_MACRO_F1, STRICT_MICRO_F1, entity_scores, headline_metrics  # noqa: E402

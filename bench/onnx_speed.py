@@ -57,7 +57,7 @@ def export(model_dir: Path, out: Path) -> Path:
 def annotators(model_dir: Path, onnx_dir: Path, threads: int | None) -> dict[str, Any]:
     """NoteAnnotator per backend (the one-call API the users call)."""
     from annotate_notes import NoteAnnotator
-    from corpus_io import ONNX_INT8_FILE
+    from clinical_ner_crf.corpus_io import ONNX_INT8_FILE
 
     return {
         "torch": NoteAnnotator.from_pretrained(str(model_dir), device="cpu", max_seq_length=128),
@@ -79,7 +79,7 @@ def alternate(contenders: dict[str, Callable[[], Any]], rounds: int) -> dict[str
 
 def time_parts(annotator, notes: dict[str, str]) -> dict[str, float]:
     """One pass, split: pre-processing, the model call, and (CRF) decoding, for either backend."""
-    from windows import encode_notes
+    from clinical_ner_crf.windows import encode_notes
 
     started = time.perf_counter()
     encoded = encode_notes(notes, annotator.tokenizer, annotator.max_seq_length, annotator.settings["stride"],
@@ -88,7 +88,7 @@ def time_parts(annotator, notes: dict[str, str]) -> dict[str, float]:
     batch_size = annotator.settings["batch_size"]
     model_seconds = decode_seconds = 0.0
     if annotator.backend == "onnx":
-        from onnx_backend import ONNX_INPUTS, crf_decode, pad_batch
+        from clinical_ner_crf.onnx_backend import ONNX_INPUTS, crf_decode, pad_batch
 
         model = annotator.model
         keys = [k for k in ONNX_INPUTS if k in encoded.rows and k in model.input_names] + \
@@ -107,7 +107,7 @@ def time_parts(annotator, notes: dict[str, str]) -> dict[str, float]:
     else:
         import torch
 
-        from windows import WindowCollator
+        from clinical_ner_crf.windows import WindowCollator
 
         # PyTorch runs encoder and CRF in one forward: its decoding cost is this minus the Apt model's time.
         model, collator = annotator.model, WindowCollator(annotator.tokenizer)
@@ -157,7 +157,7 @@ def f1_by_backend(model_dir: Path, scratch: Path, corpus_path: Path) -> dict[str
     """Strict micro-F1 on the test notes with each backend, and fp32-vs-torch entity identity."""
     from datasets import load_from_disk
 
-    from corpus_io import BratDocument, BratEntity
+    from clinical_ner_crf.corpus_io import BratDocument, BratEntity
     from evaluate_ablations import score_entities
 
     documents = [row for row in load_from_disk(str(corpus_path / "documents")) if row["split"] == "test"]
@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import torch
     from transformers import pipeline
 
-    from tagging import split_sentences
+    from clinical_ner_crf.tagging import split_sentences
 
     started = time.perf_counter()
     load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -279,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                           for backend, annotator in by_backend.items()}
         notes_file = scratch / "notes.json"
         notes_file.write_text(json.dumps(list(notes.values())))
-        from corpus_io import ONNX_INT8_FILE
+        from clinical_ner_crf.corpus_io import ONNX_INT8_FILE
 
         print("[onnx-speed] peak RSS per backend (child processes)", flush=True)
         result["peak_rss"] = {

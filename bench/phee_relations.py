@@ -68,11 +68,11 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from corpus_io import (  # noqa: E402
+from clinical_ner_crf.corpus_io import (  # noqa: E402
     BratDocument, load_label_map, note_file_mode, read_brat_document, read_brat_folder, set_tree_mode,
     write_brat_entities, write_folder_atomically,
 )
-from tagging import DRUG_TYPE, N2C2_RELATION_TYPES, relation_type  # noqa: E402
+from clinical_ner_crf.tagging import DRUG_TYPE, N2C2_RELATION_TYPES, relation_type  # noqa: E402
 
 logger = logging.getLogger("phee_relations")
 

@@ -39,7 +39,7 @@ from typing import Any, Iterator, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from corpus_io import ALL_RESULTS_FILE, RUN_INFO_FILE, STATS_FILE, read_predictions, run_predictions_path  # noqa: E402
+from clinical_ner_crf.corpus_io import ALL_RESULTS_FILE, RUN_INFO_FILE, STATS_FILE, read_predictions, run_predictions_path  # noqa: E402
 from evaluate_ablations import (  # noqa: E402
     STRICT_MACRO_F1, STRICT_MICRO_F1, evaluate_run, flat_metrics, headline_metrics)
 

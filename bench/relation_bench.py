@@ -59,11 +59,11 @@ from typing import Any, Iterator, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from corpus_io import (  # noqa: E402
+from clinical_ner_crf.corpus_io import (  # noqa: E402
     ALL_RESULTS_FILE, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, STATS_FILE, TEST_RELATIONS_FILE, BratDocument,
     BratEntity, BratRelation, note_file_mode, write_brat_ann,
 )
-from tagging import N2C2_RELATION_TYPES  # noqa: E402
+from clinical_ner_crf.tagging import N2C2_RELATION_TYPES  # noqa: E402
 
 RELATIONS_RESULTS = common.RESULTS_DIR / "relations"
 RELATIONS_RUNS = common.RUNS_DIR / "relations"
@@ -279,7 +279,7 @@ def headline(report: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def mentions_of(document: dict[str, Any]):
-    from relations import Mention
+    from clinical_ner_crf.relations import Mention
 
     return [Mention(e["type"], e["start"], e["end"], e["id"]) for e in document["entities"]]
 
@@ -287,7 +287,7 @@ def mentions_of(document: dict[str, Any]):
 def rule_links(documents: Sequence[dict[str, Any]], mentions: Sequence[Sequence[Any]]
                ) -> tuple[list[list[tuple[str, str, str]]], float]:
     """The nearest-drug rule's links of each document (as id triples) and the seconds it took."""
-    from relations import nearest_drug_rule
+    from clinical_ner_crf.relations import nearest_drug_rule
 
     started = time.perf_counter()
     chosen = [nearest_drug_rule(d["text"], m) for d, m in zip(documents, mentions)]
@@ -297,7 +297,7 @@ def rule_links(documents: Sequence[dict[str, Any]], mentions: Sequence[Sequence[
 
 def rule_step(setup: Setup, corpus: Corpus) -> dict[str, Any]:
     from evaluate_ablations import score_relations
-    from relations import candidate_pairs, candidate_recall
+    from clinical_ner_crf.relations import candidate_pairs, candidate_recall
 
     documents = load_documents(corpus.dataset, "test")
     mentions = [mentions_of(d) for d in documents]

@@ -132,8 +132,8 @@ def per_document_counts(documents, links_by_document) -> list[list[int]]:
 
 def predicted_links(run_dir: Path, documents) -> list[list[tuple[Any, float]]]:
     """The model's links of each test note, read back from run_re.py's predictions (test_relations.jsonl)."""
-    from corpus_io import PREDICTIONS_DIRNAME, TEST_RELATIONS_FILE
-    from relations import Candidate
+    from clinical_ner_crf.corpus_io import PREDICTIONS_DIRNAME, TEST_RELATIONS_FILE
+    from clinical_ner_crf.relations import Candidate
     from run_re import mentions_of
 
     by_document: dict[str, list[dict[str, Any]]] = {}
@@ -151,7 +151,7 @@ def predicted_links(run_dir: Path, documents) -> list[list[tuple[Any, float]]]:
 def run_one(corpus: str, system: str, size: int | None, seed: int, device: str, smoke: bool) -> dict[str, Any]:
     """One run_re.py training in this process; its JSON result (numbers only)."""
     import run_re
-    from relations import DEFAULT_SENTENCE_WINDOW
+    from clinical_ner_crf.relations import DEFAULT_SENTENCE_WINDOW
 
     key = run_key(corpus, system, size, seed)
     dataset = corpus_dir(corpus, smoke)
@@ -271,7 +271,7 @@ def smoke_tokenizer() -> Path:
     if not (folder / "tokenizer_config.json").is_file():
         from datasets import load_from_disk
 
-        from subwords import train_subword_tokenizer
+        from clinical_ner_crf.subwords import train_subword_tokenizer
 
         words = [row["text"].split() for row in load_from_disk(str(corpus_dir("smoke", True) / "documents"))]
         train_subword_tokenizer(words, vocab_size=800).save_pretrained(str(folder))
@@ -288,7 +288,7 @@ def result_path(key: str, smoke: bool) -> Path:
 
 
 def f1_of(counts) -> float:
-    from significance import micro_f1
+    from clinical_ner_crf.significance import micro_f1
 
     return 100 * micro_f1(counts)
 
@@ -296,7 +296,7 @@ def f1_of(counts) -> float:
 def report(smoke: bool = False) -> str:
     """The markdown tables: per corpus and training size, every candidate / rule / each system (mean ± sd over
     seeds), the difference to the rule with its bootstrap interval, the shipped path (auto) and the training cost."""
-    from significance import paired_bootstrap
+    from clinical_ner_crf.significance import paired_bootstrap
 
     groups = load_groups(smoke)
     lines = ["# Relation benchmarks: every candidate, rule, model (strict micro-F1 on gold entities, test notes)", "",
@@ -357,7 +357,7 @@ def auto_counts(runs: list[dict[str, Any]]) -> list:
 def summary(smoke: bool = False) -> list[str]:
     """bench/README.md's section: the learning curve of every system against the rule and every candidate, the
     documented defaults' lead over the rule with its interval, the targets of issue 26 and the training cost."""
-    from significance import paired_bootstrap
+    from clinical_ner_crf.significance import paired_bootstrap
 
     groups = load_groups(smoke)
     if not groups:

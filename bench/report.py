@@ -433,7 +433,7 @@ def vocabulary_table() -> list[str]:
             continue
         v = rows[corpus]
         for key, name in (("word_level_baseline", "issue 7: characters + whole words"),
-                          ("wordpiece", "subwords.py WordPiece")):
+                          ("wordpiece", "clinical_ner_crf/subwords.py WordPiece")):
             r = v[key]
             same = ("yes" if v["identical_in_three_processes"] else "**NO**") if key == "wordpiece" else ""
             lines.append(f"| {common.CORPORA[corpus]['title']} | {name} | {r['asked']:,} | {r['vocabulary_size']:,} | "

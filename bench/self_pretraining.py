@@ -79,7 +79,7 @@ def word_level_vocabulary(word_sequences, vocab_size: int = 8000, min_frequency:
     as a ``##`` continuation) and then whole words by frequency, down to ``min_frequency``."""
     from tokenizers import pre_tokenizers
 
-    from subwords import SPECIAL_TOKENS, _normalizer, wordpiece_tokenizer
+    from clinical_ner_crf.subwords import SPECIAL_TOKENS, _normalizer, wordpiece_tokenizer
 
     normalizer, pre_tokenizer = _normalizer(False), pre_tokenizers.BertPreTokenizer()
     counts: Counter = Counter()
@@ -111,7 +111,7 @@ def _vocabulary_digest(dataset_path: Path) -> str:
 def measure_vocabularies(corpus: str, dataset_path: Path) -> dict[str, Any]:
     from datasets import load_from_disk
 
-    from subwords import train_subword_tokenizer, vocabulary_report
+    from clinical_ner_crf.subwords import train_subword_tokenizer, vocabulary_report
 
     data = load_from_disk(str(dataset_path))
     train, test = data["train"]["tokens"], data["test"]["tokens"]
@@ -195,7 +195,7 @@ def add_losses(record: dict[str, Any], dataset_paths: Sequence[Path]) -> dict[st
     loss (its old ``final_train_loss`` was the Trainer's mean), the last logged loss, and the context-free loss
     on the same text (checked by its hash) with the encoder's own tokenizer."""
     import pretrain_mlm
-    from windows import load_tokenizer
+    from clinical_ner_crf.windows import load_tokenizer
 
     folder = pretrained_dir(record["corpus"], record_variant(record))
     text, _ = pretrain_mlm.gather_texts(pretrain_mlm.DataArguments(dataset_paths=[str(p) for p in dataset_paths]))

@@ -91,7 +91,7 @@ def tiny_encoder_dir(words: list[list[str]], out: Path) -> Path:
     """A tiny random BERT with a tokenizer trained on the words (smoke mode)."""
     from transformers import BertConfig, BertModel
 
-    from subwords import train_subword_tokenizer
+    from clinical_ner_crf.subwords import train_subword_tokenizer
 
     tokenizer = train_subword_tokenizer(words, vocab_size=1000, min_frequency=1)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -128,8 +128,8 @@ def build_models(encoder_dir: Path, labels: list[str], seed: int):
 
 def our_batches(words, tags, tokenizer, labels, batch_size: int, seed: int, max_seq_length: int = 128):
     """Our pipeline: word windows, first-subword labels, length-grouped, dynamically padded."""
-    from tagging import begin_to_inside
-    from windows import WindowCollator, encode_word_windows
+    from clinical_ner_crf.tagging import begin_to_inside
+    from clinical_ner_crf.windows import WindowCollator, encode_word_windows
 
     b_to_i = begin_to_inside(labels)
     rows = encode_word_windows(words, tokenizer, max_seq_length, 32, tags, False, b_to_i)
@@ -157,7 +157,7 @@ def paper_batches(words, tags, tokenizer, labels, batch_size: int, seed: int):
     """Paper style: pad every sentence to 180 subwords, cut the rest, label every subword."""
     import torch
 
-    from tagging import begin_to_inside
+    from clinical_ner_crf.tagging import begin_to_inside
 
     b_to_i = begin_to_inside(labels)
     order = list(range(len(words)))
@@ -275,8 +275,8 @@ def annotator_vs_pipeline(crf_dir: Path, apt_dir: Path, texts: list[str], batch_
     from transformers import pipeline
 
     import annotate_notes
-    import windows
-    from tagging import split_sentences
+    from clinical_ner_crf import windows
+    from clinical_ner_crf.tagging import split_sentences
 
     notes = {f"n{i}": text for i, text in enumerate(texts)}
     sentences = [text[s:e] for text in texts for s, e in split_sentences(text) if text[s:e].strip()]
@@ -297,8 +297,8 @@ def annotator_vs_pipeline(crf_dir: Path, apt_dir: Path, texts: list[str], batch_
     result["annotator_best_batch_size"] = annotator_batch
 
     def preprocess():  # what predict_notes does before the model: sentences, words, windows
-        from tagging import tokenize_words
-        from windows import encode_word_windows
+        from clinical_ner_crf.tagging import tokenize_words
+        from clinical_ner_crf.windows import encode_word_windows
 
         sentence_words = [[w for w, _, _ in tokenize_words(text, s, e)] for text in notes.values()
                           for s, e in split_sentences(text)]
@@ -393,7 +393,7 @@ def run_rss_child(args: argparse.Namespace) -> None:
         alternate_training({"ours": (crf.to(device), batches)}, args.steps, device, args.bf16)
     else:
         import annotate_notes
-        import windows
+        from clinical_ner_crf import windows
 
         model, tokenizer = annotate_notes.load_model_and_tokenizer(args.crf_dir, device=device)
         windows.predict_notes(model, tokenizer, {f"n{i}": t for i, t in enumerate(texts)}, batch_size=32,

@@ -783,8 +783,8 @@ def table(runs: list[dict[str, Any]]) -> list[str]:
 
 
 # The code under test: its hashes at the start and the end say which version every run met.
-CODE_FILES = ("annotate_notes.py", "export_onnx.py", "run_ner_crf.py", "prepare_n2c2.py", "folder_safety.py",
-              "corpus_io.py", "run_folders.py", "onnx_backend.py", "command_line.py")
+CODE_FILES = ("annotate_notes.py", "export_onnx.py", "run_ner_crf.py", "prepare_n2c2.py", "clinical_ner_crf/folder_safety.py",
+              "clinical_ner_crf/corpus_io.py", "clinical_ner_crf/run_folders.py", "clinical_ner_crf/onnx_backend.py", "clinical_ner_crf/command_line.py")
 
 
 def code_hashes() -> dict[str, str]:

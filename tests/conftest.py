@@ -14,6 +14,7 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+LIBRARY = "clinical_ner_crf"  # the folder of shared modules beside the commands
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -32,8 +33,8 @@ cream, injection, suspension. Allergies: penicillin. Vitals: BP 120/80 HR 72.
 def build_wordpiece_tokenizer(texts=(_TOKENIZER_TEXT,), vocab_size=400, lowercase=False):
     """A BERT-style fast tokenizer built here (no download), with the project's own builder. It stands for an outside
     tokenizer (a Hub model's), so it is not marked as learned from a corpus (tests mark one when they need to)."""
-    from tagging import tokenize_words
-    from subwords import train_subword_tokenizer
+    from clinical_ner_crf.tagging import tokenize_words
+    from clinical_ner_crf.subwords import train_subword_tokenizer
 
     words = [[word for word, _, _ in tokenize_words(text)] for text in texts]
     return train_subword_tokenizer(words, vocab_size, min_frequency=1, lowercase=lowercase, from_corpus=False)
@@ -68,7 +69,7 @@ def hub_uploaded_files(upload: dict, folder) -> list[str]:
     output folder, another folder) fails here."""
     from huggingface_hub.utils import filter_repo_objects
 
-    from run_folders import hub_upload_files
+    from clinical_ner_crf.run_folders import hub_upload_files
 
     folder = Path(folder)
     assert Path(upload["folder_path"]) == folder, upload["folder_path"]

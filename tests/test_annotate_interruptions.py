@@ -16,7 +16,7 @@ import pytest
 
 import annotate_notes
 from conftest import REPO_ROOT
-from synthetic_n2c2 import generate_notes
+from clinical_ner_crf.synthetic_n2c2 import generate_notes
 from test_annotate_notes import assert_ann_matches, train_tiny_crf, write_txt
 
 NUM_NOTES = 8

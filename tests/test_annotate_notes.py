@@ -12,19 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from folder_safety import MANIFEST_FILE, Manifest
+from clinical_ner_crf.folder_safety import MANIFEST_FILE, Manifest
 import torch
 
 import annotate_notes
 from annotate_notes import NoteAnnotator, load_model_and_tokenizer, main
 from conftest import REPO_ROOT, tiny_encoder_config
-from corpus_io import BratDocument, BratEntity, read_brat_document, read_predictions, write_brat_ann
+from clinical_ner_crf.corpus_io import BratDocument, BratEntity, read_brat_document, read_predictions, write_brat_ann
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
 from prepare_n2c2 import document_to_examples
-from subwords import train_subword_tokenizer
-from synthetic_n2c2 import generate_notes, write_notes
-from tagging import N2C2_ENTITY_TYPES, N2C2_LABELS, bio_to_char_spans, split_sentences, tokenize_words
-from windows import (
+from clinical_ner_crf.subwords import train_subword_tokenizer
+from clinical_ner_crf.synthetic_n2c2 import generate_notes, write_notes
+from clinical_ner_crf.tagging import N2C2_ENTITY_TYPES, N2C2_LABELS, bio_to_char_spans, split_sentences, tokenize_words
+from clinical_ner_crf.windows import (
     WindowCollator, copy_pipeline_files, encode_word_windows, max_input_length, needs_prefix_space,
     pipeline_config_entry, predict_notes,
 )
@@ -602,8 +602,8 @@ def save_tiny_relation_model(folder: Path, tokenizer_dir: Path, features=("rule"
     so the model links every candidate pair at its threshold 0.5, which the nearest-drug rule does not."""
     from transformers import AutoModelForSequenceClassification
 
-    from relations import FEATURE_TOKENS, LABELS, MARKER_TOKENS
-    from windows import load_tokenizer
+    from clinical_ner_crf.relations import FEATURE_TOKENS, LABELS, MARKER_TOKENS
+    from clinical_ner_crf.windows import load_tokenizer
 
     tokenizer = load_tokenizer(str(tokenizer_dir))
     tokenizer.add_special_tokens({"additional_special_tokens": list(MARKER_TOKENS) + list(FEATURE_TOKENS)},
@@ -672,7 +672,7 @@ def run_annotate(*arguments) -> subprocess.CompletedProcess:
 
 def note_mentions(out: Path) -> dict:
     """Each annotated note's entities as relations.Mention, with their T ids (from entities.jsonl)."""
-    from relations import Mention
+    from clinical_ner_crf.relations import Mention
 
     mentions = {}
     for record in read_jsonl(out / "entities.jsonl"):
@@ -689,7 +689,7 @@ def r_lines(notes: Path, out: Path) -> dict:
 
 def rule_links(notes: Path, mentions: dict, sentence_window: int = 1) -> dict:
     """What relations.nearest_drug_rule links on the same entities."""
-    from relations import nearest_drug_rule
+    from clinical_ner_crf.relations import nearest_drug_rule
 
     links = {}
     for txt in sorted(notes.glob("*.txt")):
@@ -704,7 +704,7 @@ def model_links(notes: Path, mentions: dict, relation_dir: Path) -> dict:
     """What the relation model links on the same entities (its RelationLinker, here), checked to be every candidate
     (the tiny model's classifier ignores its input)."""
     from annotate_notes import RelationLinker
-    from relations import candidate_pairs
+    from clinical_ner_crf.relations import candidate_pairs
 
     linker = RelationLinker.from_pretrained(str(relation_dir), device="cpu")
     texts = {txt.stem: txt.read_bytes().decode("utf-8") for txt in sorted(notes.glob("*.txt"))}
@@ -830,8 +830,8 @@ def test_note_annotator_relations_choice(crf_dir, relation_models, monkeypatch):
     """The Python API makes the same choice (annotate_notes.choose_relations), and the linker builds the model's input
     as training did (its input features)."""
     from annotate_notes import RelationLinker, RuleLinker, choose_relations
-    from command_line import UsageError
-    from relations import DEFAULT_SENTENCE_WINDOW, nearest_drug_rule
+    from clinical_ner_crf.command_line import UsageError
+    from clinical_ner_crf.relations import DEFAULT_SENTENCE_WINDOW, nearest_drug_rule
 
     text = "Metoprolol 25 mg PO BID and lisinopril 10 mg PO daily. Aspirin 81 mg PO daily."
     annotator = NoteAnnotator.from_pretrained(str(crf_dir), device="cpu",
@@ -883,8 +883,8 @@ def test_relation_linker_refuses_a_model_without_its_feature_tokens(crf_dir, rel
     from transformers import AutoModelForSequenceClassification
 
     from annotate_notes import RelationLinker
-    from relations import MARKER_TOKENS
-    from windows import load_tokenizer
+    from clinical_ner_crf.relations import MARKER_TOKENS
+    from clinical_ner_crf.windows import load_tokenizer
 
     model = AutoModelForSequenceClassification.from_pretrained(str(relation_models["rule"]))
     markers_only = load_tokenizer(str(crf_dir))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from corpus_io import RUN_INFO_FILE, read_predictions, run_predictions_path
+from clinical_ner_crf.corpus_io import RUN_INFO_FILE, read_predictions, run_predictions_path
 from evaluate_ablations import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, entity_view, metric_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

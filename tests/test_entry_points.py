@@ -18,10 +18,10 @@ import torch
 
 import annotate_notes
 from annotate_notes import NoteAnnotator
-from conftest import REPO_ROOT
-from synthetic_n2c2 import generate_notes
-from tagging import bio_to_spans, split_sentences, tokenize_words
-from windows import NerPipeline
+from conftest import LIBRARY, REPO_ROOT
+from clinical_ner_crf.synthetic_n2c2 import generate_notes
+from clinical_ner_crf.tagging import bio_to_spans, split_sentences, tokenize_words
+from clinical_ner_crf.windows import NerPipeline
 
 TINY_MODEL_ARGS = [
     "--config_name", "configs/architectures/distilbert-base-cased.json",
@@ -227,9 +227,9 @@ def test_annotator_runs_without_datasets_or_the_training_script(crf_dir, tmp_pat
 
     scripts = tmp_path / "scripts"
     scripts.mkdir()
-    for name in ("annotate_notes.py", "windows.py", "tagging.py", "corpus_io.py", "modeling_crf.py", "relations.py",
-                 "folder_safety.py", "command_line.py"):
+    for name in ("annotate_notes.py", "modeling_crf.py"):  # what a user copies: the script, the model, the library
         shutil.copy(REPO_ROOT / name, scripts / name)
+    shutil.copytree(REPO_ROOT / LIBRARY, scripts / LIBRARY, ignore=shutil.ignore_patterns("__pycache__"))
     # site-packages without datasets: every entry linked, except datasets itself.
     packages = tmp_path / "site-packages"
     packages.mkdir()

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from folder_safety import MANIFEST_FILE, Manifest
+from clinical_ner_crf.folder_safety import MANIFEST_FILE, Manifest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import evaluate_ablations
-from corpus_io import (
+from clinical_ner_crf.corpus_io import (
     PREDICTIONS_DIRNAME,
     REPORT_JSON_FILE,
     REPORT_MARKDOWN_FILE,
@@ -56,7 +56,7 @@ from evaluate_ablations import (
     top_confusions,
     type_metric_name,
 )
-from tagging import N2C2_ENTITY_TYPES, bio_to_char_spans, bio_to_spans, tokenize_words
+from clinical_ner_crf.tagging import N2C2_ENTITY_TYPES, bio_to_char_spans, bio_to_spans, tokenize_words
 
 
 def approx(value):
@@ -1092,7 +1092,7 @@ def test_cli_predictions_mode_existing_report_folder_is_refused_unless_overwrite
 
 
 def test_score_entities_scores_documents_as_the_brat_folder_scorer_does(tmp_path):
-    from corpus_io import BratDocument, BratEntity, write_brat_ann
+    from clinical_ner_crf.corpus_io import BratDocument, BratEntity, write_brat_ann
     from evaluate_ablations import score_brat_folders, score_entities
 
     text = "Aspirin 81 mg daily for pain."

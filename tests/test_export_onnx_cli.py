@@ -16,9 +16,9 @@ import pytest
 
 import annotate_notes
 import export_onnx
-from command_line import run_main
+from clinical_ner_crf.command_line import run_main
 from conftest import REPO_ROOT, tiny_encoder_config
-from folder_safety import MANIFEST_FILE
+from clinical_ner_crf.folder_safety import MANIFEST_FILE
 from test_annotate_notes import train_tiny_crf, write_txt
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -1,4 +1,4 @@
-"""folder_safety.py: inputs and outputs apart, one writer per folder, the manifest, regular files only, workers
+"""clinical_ner_crf/folder_safety.py: inputs and outputs apart, one writer per folder, the manifest, regular files only, workers
 that die with their parent. Locks and deaths are tested with real second processes and real signals."""
 
 import json
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from command_line import UsageError
-from folder_safety import (
+from clinical_ner_crf.command_line import UsageError
+from clinical_ner_crf.folder_safety import (
     MANIFEST_FILE, FolderInUse, FolderLock, Manifest, NotARegularFile, check_output_apart, irregular_reason, lock_path,
     read_regular_file,
 )
@@ -26,7 +26,7 @@ def hold_lock_in_another_process(folder: Path, command: str = "holder.py") -> su
     code = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(REPO_ROOT)!r})
-        from folder_safety import FolderLock
+        from clinical_ner_crf.folder_safety import FolderLock
         FolderLock({str(folder)!r}, {command!r}).acquire()
         print("held", flush=True)
         time.sleep(600)
@@ -189,7 +189,7 @@ def test_a_worker_dies_with_its_parent(tmp_path):
         sys.path.insert(0, {str(REPO_ROOT)!r})
 
         def work(parent):
-            from folder_safety import die_with_parent
+            from clinical_ner_crf.folder_safety import die_with_parent
             die_with_parent(parent)
             while True:
                 with open({str(marker)!r}, "a") as handle:

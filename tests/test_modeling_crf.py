@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import build_wordpiece_tokenizer, tiny_encoder_config
-from windows import copy_pipeline_files, pipeline_config_entry
+from clinical_ner_crf.windows import copy_pipeline_files, pipeline_config_entry
 from modeling_crf import (
     IMPOSSIBLE_SCORE,
     CRFForTokenClassification,

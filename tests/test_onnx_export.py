@@ -7,16 +7,16 @@ import pytest
 import torch
 
 import annotate_notes
-import corpus_io
+from clinical_ner_crf import corpus_io
 import export_onnx
 import modeling_crf
-import onnx_backend
+from clinical_ner_crf import onnx_backend
 from annotate_notes import NoteAnnotator, load_model_and_tokenizer
 from conftest import tiny_encoder_config
-from run_folders import hub_upload_files
-from synthetic_n2c2 import generate_notes
+from clinical_ner_crf.run_folders import hub_upload_files
+from clinical_ner_crf.synthetic_n2c2 import generate_notes
 from test_annotate_notes import train_tiny_crf, write_txt
-from windows import predict_notes
+from clinical_ner_crf.windows import predict_notes
 
 WINDOWS = {"max_seq_length": 64, "stride": 16, "batch_size": 16}
 

@@ -55,7 +55,7 @@ def test_meta_device_counts_equal_real_models(architecture):
     from transformers import AutoModelForTokenClassification
 
     from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
-    from tagging import N2C2_LABELS
+    from clinical_ner_crf.tagging import N2C2_LABELS
 
     config = tiny_encoder_config(architecture)
     counts = count_parameters(config, N2C2_LABELS)

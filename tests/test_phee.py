@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import prepare_n2c2 as p
-import tagging
+from clinical_ner_crf import tagging
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LABEL_MAP = REPO_ROOT / "configs" / "label_maps" / "phee_to_n2c2.json"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from corpus_io import BratDocument, BratEntity, BratRelation, load_label_map, read_brat_document, read_brat_folder
+from clinical_ner_crf.corpus_io import BratDocument, BratEntity, BratRelation, load_label_map, read_brat_document, read_brat_folder
 from evaluate_ablations import score_entities
-from tagging import N2C2_RELATION_TYPES
+from clinical_ner_crf.tagging import N2C2_RELATION_TYPES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "bench"))

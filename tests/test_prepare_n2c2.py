@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from command_line import UsageError
-from folder_safety import MANIFEST_FILE, Manifest
+from clinical_ner_crf.command_line import UsageError
+from clinical_ner_crf.folder_safety import MANIFEST_FILE, Manifest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import corpus_io
+from clinical_ner_crf import corpus_io
 import prepare_n2c2 as p
-import tagging
-from tagging import N2C2_LABELS, bio_to_char_spans, split_sentences, tokenize_words
-from corpus_io import BratDocument, BratEntity, BratFormatError, read_brat_document, read_brat_folder, read_conll_file, write_brat_ann
+from clinical_ner_crf import tagging
+from clinical_ner_crf.tagging import N2C2_LABELS, bio_to_char_spans, split_sentences, tokenize_words
+from clinical_ner_crf.corpus_io import BratDocument, BratEntity, BratFormatError, read_brat_document, read_brat_folder, read_conll_file, write_brat_ann
 from prepare_n2c2 import document_to_examples, downsample_plain
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -255,7 +255,7 @@ def test_an_unreadable_note_is_skipped_and_counted(tmp_path, monkeypatch):
     folder = tmp_path / "notes"
     write_pair(folder, "1", NOTE, "T1\tDrug 0 7\tAspirin\n")
     write_pair(folder, "2", NOTE, "T1\tDrug 0 7\tAspirin\n")
-    import corpus_io
+    from clinical_ner_crf import corpus_io
 
     real_read = corpus_io.read_regular_file
 
@@ -888,7 +888,7 @@ def test_cli_reports_bad_input_with_file_and_line(tmp_path):
 
 
 def test_atomic_writes_get_the_usual_permissions_and_leave_nothing_on_failure(tmp_path):
-    from corpus_io import atomic_open
+    from clinical_ner_crf.corpus_io import atomic_open
 
     umask = os.umask(0o022)
     try:

@@ -1,4 +1,4 @@
-"""subwords.py (a deterministic WordPiece from the training words) and pretrain_mlm.py (self-pretraining)."""
+"""clinical_ner_crf/subwords.py (a deterministic WordPiece from the training words) and pretrain_mlm.py (self-pretraining)."""
 
 import hashlib
 import json
@@ -14,7 +14,7 @@ import torch
 import pretrain_mlm
 import prepare_n2c2
 from conftest import REPO_ROOT, hub_uploaded_files
-from subwords import CONTINUATION, train_subword_tokenizer, vocabulary_report
+from clinical_ner_crf.subwords import CONTINUATION, train_subword_tokenizer, vocabulary_report
 
 TINY = ["--config_overrides", "dim=32,n_layers=1,n_heads=2,hidden_dim=64,max_position_embeddings=128",
         "--per_device_train_batch_size", "16", "--learning_rate", "1e-3", "--use_cpu", "--report_to", "none",
@@ -259,7 +259,7 @@ def test_push_to_hub_uploads_the_encoder_only_and_a_learned_vocabulary_only_when
 
 def run_script(argv, capsys) -> tuple[int, list[str]]:
     """pretrain_mlm.py as its command line runs it (command_line.run_main): exit status and stderr's lines."""
-    from command_line import run_main
+    from clinical_ner_crf.command_line import run_main
 
     capsys.readouterr()
     with pytest.raises(SystemExit) as exited:
@@ -341,7 +341,7 @@ def test_long_documents_are_read_in_bounded_pieces_and_nothing_is_lost(monkeypat
     assert sources == [{"notes_dir": str(notes), "documents": 2}] and text.documents == 2
     assert text.digest.hexdigest() == pretrain_mlm.texts_digest([one_line, "Aspirin 81 mg daily.\n"])
     sentences = list(text.sentence_pass("test"))
-    from tagging import tokenize_words
+    from clinical_ner_crf.tagging import tokenize_words
 
     expected = [word for word, _, _ in tokenize_words(one_line)]
     got = [word for sentence in sentences for word in sentence][:-5]  # the short note's 5 words at the end
@@ -351,7 +351,7 @@ def test_long_documents_are_read_in_bounded_pieces_and_nothing_is_lost(monkeypat
 
 
 def test_packing_counts_what_vocabulary_report_counts(words):
-    from subwords import vocabulary_figures
+    from clinical_ner_crf.subwords import vocabulary_figures
 
     train, test = words
     tokenizer = train_subword_tokenizer(train[:200], vocab_size=400)

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from corpus_io import (
+from clinical_ner_crf.corpus_io import (
     REPORT_JSON_FILE,
     REPORT_MARKDOWN_FILE,
     BratDocument,
@@ -27,7 +27,7 @@ from evaluate_ablations import (
     score_brat_folders,
     score_relations,
 )
-from tagging import N2C2_RELATION_TYPES
+from clinical_ner_crf.tagging import N2C2_RELATION_TYPES
 
 
 def approx(value):

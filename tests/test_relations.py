@@ -11,15 +11,15 @@ import annotate_notes
 import run_re
 from annotate_notes import NoteAnnotator, RelationLinker
 from conftest import REPO_ROOT
-from corpus_io import (
+from clinical_ner_crf.corpus_io import (
     MEDICATIONS_FILE, PREDICTIONS_DIRNAME, TEST_RELATIONS_FILE, read_brat_document,
 )
 from evaluate_ablations import score_relations
-from relations import (
+from clinical_ner_crf.relations import (
     MARKER_TOKENS, Mention, candidate_inputs, candidate_pairs, candidate_recall, fit_to_length, marked_text,
     medication_records, nearest_drug_rule,
 )
-from run_folders import UsageError, hub_upload_files
+from clinical_ner_crf.run_folders import UsageError, hub_upload_files
 
 NOTE = "Metoprolol 25 mg PO BID and lisinopril 10 mg daily. Stopped lisinopril for a rash.\nTylenol."
 #       0         1         2         3         4         5         6         7         8
@@ -299,7 +299,7 @@ def test_linker_on_gold_entities_gives_the_training_scripts_links(relation_run, 
 
 
 def test_annotate_notes_writes_r_lines_and_a_medication_list(relation_run, ner_dir, tmp_path, caplog):
-    from synthetic_n2c2 import generate_notes
+    from clinical_ner_crf.synthetic_n2c2 import generate_notes
 
     relation_dir, _ = relation_run
     notes = generate_notes(6, seed=99, split="test")

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 import prepare_n2c2 as p
-from corpus_io import (
+from clinical_ner_crf.corpus_io import (
     BratDocument, BratEntity, BratFormatError, BratRelation, load_label_map, load_relation_map, read_brat_document, read_brat_folder,
     write_brat_ann, write_brat_entities,
 )
-from tagging import N2C2_LABELS, N2C2_RELATION_TYPES
+from clinical_ner_crf.tagging import N2C2_LABELS, N2C2_RELATION_TYPES
 
 NOTE = "Aspirin 81 mg daily\nfor chest\npain.\n"
 ENTITIES = ("T1\tDrug 0 7\tAspirin\nT2\tStrength 8 13\t81 mg\nT3\tFrequency 14 19\tdaily\n"
@@ -108,7 +108,7 @@ def test_relation_map_maps_types_and_counts_the_unmapped(tmp_path):
            "R1\thas Arg1:T3 Arg2:T2\nR2\thas_cue Arg1:E1 Arg2:T1\nR3\tis_a Arg1:T2 Arg2:T1\n")
     txt = write_pair(tmp_path, "phee", text, ann)
     label_map = {"Drug": "Drug", "Effect": "ADE"}
-    relation_map = tmp_path / "relations.json"
+    relation_map = tmp_path / "clinical_ner_crf.relations.json"
     relation_map.write_text(json.dumps({"has": "ADE-Drug", "has_cue": None}))
     doc = read_brat_document(txt, label_map=label_map, relation_map=load_relation_map(relation_map))
     assert triples(doc) == [("ADE-Drug", "T3", "T2")]

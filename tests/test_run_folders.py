@@ -1,4 +1,4 @@
-"""run_folders.py: the corpus-vocabulary mark travels with the tokenizer, and every upload path checks it.
+"""clinical_ner_crf/run_folders.py: the corpus-vocabulary mark travels with the tokenizer, and every upload path checks it.
 
 A vocabulary learned from notes holds their words. ``subwords.train_subword_tokenizer`` marks it in the tokenizer's own
 tokenizer_config.json (``"vocabulary_from_corpus": true``), so the fact travels with every save, checkpoint, copy and
@@ -20,12 +20,12 @@ import run_ner_crf
 import run_re
 from conftest import REPO_ROOT, build_wordpiece_tokenizer, tiny_encoder_config
 from test_user_paths import intercept_uploads
-from corpus_io import EXPORT_INFO_FILE, RUN_ARGS_FILE, RUN_INFO_FILE
-from run_folders import (
+from clinical_ner_crf.corpus_io import EXPORT_INFO_FILE, RUN_ARGS_FILE, RUN_INFO_FILE
+from clinical_ner_crf.run_folders import (
     HUB_UPLOAD_PATTERNS, UsageError, check_vocabulary_upload, corpus_vocabulary_evidence, push_model_to_hub,
     vocabulary_from_corpus,
 )
-from subwords import CORPUS_VOCABULARY_MARK, VOCABULARY_SOURCE_KEY, mark_corpus_vocabulary
+from clinical_ner_crf.subwords import CORPUS_VOCABULARY_MARK, VOCABULARY_SOURCE_KEY, mark_corpus_vocabulary
 from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, run, synthetic_dataset  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the whole module
@@ -80,7 +80,7 @@ def test_the_checkpoint_says_it_in_its_tokenizer_config_with_no_corpus_text(corp
 def test_the_mark_survives_save_and_load_round_trips(tmp_path):
     from transformers import AutoTokenizer
 
-    from windows import load_tokenizer
+    from clinical_ner_crf.windows import load_tokenizer
 
     tokenizer = mark_corpus_vocabulary(build_wordpiece_tokenizer(), "a test's description")
     tokenizer.save_pretrained(tmp_path / "first")
@@ -135,7 +135,7 @@ def test_folders_from_before_the_mark_are_read_from_their_runs_records(tmp_path)
         (tmp_path / "copy" / RUN_ARGS_FILE).write_text(json.dumps(run_args))
         assert vocabulary_from_corpus(tmp_path / "copy"), run_args
     # A tokenizer loaded from such a folder gets the mark, so everything the run saves carries it.
-    from windows import load_tokenizer
+    from clinical_ner_crf.windows import load_tokenizer
 
     tokenizer = load_tokenizer(str(tmp_path / "run"))
     assert CORPUS_VOCABULARY_MARK not in tokenizer.init_kwargs

@@ -91,7 +91,7 @@ def test_crf_run_learns_and_writes_its_outputs(synthetic_dataset, tmp_path):
     assert "AutoModelForTokenClassification" in config["auto_map"]
     assert (output_dir / "modeling_crf.py").is_file()
     # The pipeline of pipeline(model=output_dir, trust_remote_code=True) travels beside the model.
-    assert config["custom_pipelines"]["token-classification"]["impl"] == "windows.NerPipeline"
+    assert config["custom_pipelines"]["token-classification"]["impl"] == "clinical_ner_crf.windows.NerPipeline"
     assert (output_dir / "windows.py").is_file() and (output_dir / "tagging.py").is_file()
     # The saved tokenizer says what the encoder takes (max_position_embeddings=256), not its default 512.
     assert json.loads((output_dir / "tokenizer_config.json").read_text())["model_max_length"] == 256

@@ -1,10 +1,10 @@
-"""significance.py: the paired bootstrap over documents."""
+"""clinical_ner_crf/significance.py: the paired bootstrap over documents."""
 
 import random
 
 import pytest
 
-from significance import micro_f1, paired_bootstrap
+from clinical_ner_crf.significance import micro_f1, paired_bootstrap
 
 
 def test_micro_f1_sums_counts_over_documents_before_dividing():

@@ -1,4 +1,4 @@
-"""subwords.py: the base alphabet of every learned vocabulary, and the mark a learned vocabulary carries."""
+"""clinical_ner_crf/subwords.py: the base alphabet of every learned vocabulary, and the mark a learned vocabulary carries."""
 
 import hashlib
 import os
@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import REPO_ROOT
-from subwords import (
+from clinical_ner_crf.subwords import (
     ACCENTED_LETTERS, BASE_ALPHABET, CLINICAL_SYMBOLS, CONTINUATION, CORPUS_VOCABULARY_MARK, PRINTABLE_ASCII,
     SPECIAL_TOKENS, VOCABULARY_SOURCE_KEY, base_alphabet, train_subword_tokenizer, vocabulary_report,
 )

@@ -1,4 +1,4 @@
-"""synthetic_n2c2.py: deterministic, clearly marked, n2c2-like notes that read back through the brat reader."""
+"""clinical_ner_crf/synthetic_n2c2.py: deterministic, clearly marked, n2c2-like notes that read back through the brat reader."""
 
 import hashlib
 import json
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-import corpus_io
+from clinical_ner_crf import corpus_io
 import prepare_n2c2 as p
-import synthetic_n2c2
-import tagging
-from command_line import UsageError
-from relations import candidate_pairs, candidate_recall
-from synthetic_n2c2 import (DRUGS, FREQUENCIES, HARD_LIST_MIX, HARD_NARRATIVE_MIX, ROUTE_VARIANTS, SYNTHETIC_HEADER,
+from clinical_ner_crf import synthetic_n2c2
+from clinical_ner_crf import tagging
+from clinical_ner_crf.command_line import UsageError
+from clinical_ner_crf.relations import candidate_pairs, candidate_recall
+from clinical_ner_crf.synthetic_n2c2 import (DRUGS, FREQUENCIES, HARD_LIST_MIX, HARD_NARRATIVE_MIX, ROUTE_VARIANTS, SYNTHETIC_HEADER,
                             TOXICITY_DRUGS, _vocabulary, generate_notes, write_notes, write_synthetic_corpus)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -14,8 +14,8 @@ import pytest
 
 import annotate_notes
 from conftest import REPO_ROOT
-from folder_safety import MANIFEST_FILE, lock_path
-from synthetic_n2c2 import generate_notes, write_notes
+from clinical_ner_crf.folder_safety import MANIFEST_FILE, lock_path
+from clinical_ner_crf.synthetic_n2c2 import generate_notes, write_notes
 from test_annotate_interruptions import crf_dir  # noqa: F401 (a fixture)
 from test_annotate_notes import write_txt
 from test_run_ner_crf import synthetic_dataset  # noqa: F401 (a fixture)
@@ -235,7 +235,7 @@ def test_overwriting_a_training_run_keeps_the_users_own_files(tmp_path):
     writes that the toolkit did not write (the user's README.md, say)."""
     from transformers import TrainingArguments
 
-    from run_folders import prepare_output_dir
+    from clinical_ner_crf.run_folders import prepare_output_dir
 
     out = tmp_path / "run"
     args = TrainingArguments(output_dir=str(out), use_cpu=True, report_to=[])

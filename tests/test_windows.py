@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from windows import encode_word_windows, merge_window_predictions, word_windows
+from clinical_ner_crf.windows import encode_word_windows, merge_window_predictions, word_windows
 
 
 @pytest.mark.parametrize("seed", range(30))

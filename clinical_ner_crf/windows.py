@@ -36,10 +36,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 from transformers import AutoTokenizer
 from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
 
-try:  # inside a saved model folder (loaded with trust_remote_code=True), tagging.py sits beside this file
-    from .tagging import bio_to_spans, check_labels, split_sentences, tokenize_words
-except ImportError:  # the flat scripts
-    from tagging import bio_to_spans, check_labels, split_sentences, tokenize_words
+# Relative: in the library and inside a saved model folder (trust_remote_code=True), where tagging.py sits beside it.
+from .tagging import bio_to_spans, check_labels, split_sentences, tokenize_words
 
 if TYPE_CHECKING:  # annotations only; the functions that run torch import it themselves
     import torch

@@ -26,8 +26,8 @@ import bisect
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from corpus_io import round_confidence
-from tagging import ATTRIBUTE_TYPES, DRUG_TYPE, relation_type, split_sentences
+from .corpus_io import round_confidence
+from .tagging import ATTRIBUTE_TYPES, DRUG_TYPE, relation_type, split_sentences
 
 LABELS = ("none", "linked")
 LONG_RANGE_TYPES = ("Reason", "ADE")  # attributes that may sit in another sentence than their drug

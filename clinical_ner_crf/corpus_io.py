@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
-from folder_safety import claim_whole_folder, irregular_reason, read_regular_file, refuse_foreign_files
-from tagging import N2C2_ENTITY_TYPES, N2C2_RELATION_TYPES, bio_to_spans, is_tag, relation_argument_types
+from .folder_safety import claim_whole_folder, irregular_reason, read_regular_file, refuse_foreign_files
+from .tagging import N2C2_ENTITY_TYPES, N2C2_RELATION_TYPES, bio_to_spans, is_tag, relation_argument_types
 
 logger = logging.getLogger(__name__)
 

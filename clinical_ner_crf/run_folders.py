@@ -30,13 +30,13 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.tokenization_utils_base import TOKENIZER_CONFIG_FILE
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from command_line import UsageError, run_main
-from folder_safety import FolderLock, Manifest, check_output_apart
-from corpus_io import (
+from .command_line import UsageError, run_main
+from .folder_safety import FolderLock, Manifest, check_output_apart
+from .corpus_io import (
     CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, PREDICTIONS_DIRNAME, PRETRAINING_DATA_FILE,
     QUANTIZATION_FILE, RUN_ARGS_FILE, RUN_INFO_FILE, usual_file_mode, write_json_atomically,
 )
-from subwords import CORPUS_VOCABULARY_MARK, mark_corpus_vocabulary
+from .subwords import CORPUS_VOCABULARY_MARK, mark_corpus_vocabulary
 
 logger = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from command_line import UsageError
+from .command_line import UsageError
 
 logger = logging.getLogger(__name__)
 

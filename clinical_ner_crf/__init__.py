@@ -1,0 +1,1 @@
+"""The library the commands share: one concept per module (docs/architecture.md)."""
