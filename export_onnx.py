@@ -23,7 +23,7 @@ Verification: the fp32 graph is run on dummy inputs of other batch sizes and len
 
 The folder appears whole or not at all (docs/architecture.md, "Output folders, re-runs and interruptions"):
 it is written into a hidden sibling (``.NAME.partial-*``), verified, claimed whole in its manifest and moved
-into place (``corpus_io.write_folder_atomically``); a sibling left by a killed export is removed (and named)
+into place (``files.write_folder_atomically``); a sibling left by a killed export is removed (and named)
 by the next one. A non-empty ``--output_dir`` is refused unless ``--overwrite_output_dir`` (or
 ``--overwrite``), and then replaced only once the new export is complete, and only if it holds nothing the
 toolkit did not write. The folder is locked for the whole export (``folder_safety.FolderLock``) and never
@@ -49,16 +49,18 @@ from transformers import AutoConfig, AutoModelForTokenClassification, HfArgument
 
 import modeling_crf  # noqa: F401  (registers the CRF model with the Auto classes)
 from clinical_ner_crf.command_line import DataError, UsageError, run_main
-from clinical_ner_crf.corpus_io import (
+from clinical_ner_crf.files import (
     CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, check_output_dir, set_tree_mode,
     usual_file_mode, write_folder_atomically,
 )
 from clinical_ner_crf.folder_safety import FolderLock, check_output_apart
-from modeling_crf import IMPOSSIBLE_SCORE, bio_transition_mask
+from clinical_ner_crf.model_cards import onnx_model_card
+from clinical_ner_crf.command_line import first_line
 from clinical_ner_crf.onnx_backend import EMISSIONS_OUTPUT, OnnxTokenClassifier
 from clinical_ner_crf.relations import CONFIG_SENTENCE_WINDOW
-from clinical_ner_crf.run_folders import is_hub_id, vocabulary_from_corpus
+from clinical_ner_crf.hub_upload import is_hub_id, vocabulary_from_corpus
 from clinical_ner_crf.windows import encoder_max_positions, is_crf_model, load_tokenizer, model_labels
+from modeling_crf import IMPOSSIBLE_SCORE, bio_transition_mask
 
 logger = logging.getLogger(__name__)
 
@@ -188,44 +190,6 @@ def quantize_int8(output_dir: Path) -> dict:
     }
 
 
-def model_card(info: dict, quantization: dict | None) -> str:
-    lines = [
-        "# ONNX export",
-        "",
-        f"Made by `export_onnx.py` from `{info['source_model']}` ({info['model_kind']} model, "
-        f"{info['num_labels']} labels), torch {info['torch_version']}, opset {info['opset']}, "
-        f"TorchScript exporter, dynamic batch and sequence axes.",
-        "",
-        f"- `{ONNX_FILE}`: encoder + emission layer, fp32. Inputs: {', '.join(info['inputs'])}; "
-        f"output `{EMISSIONS_OUTPUT}` [batch, sequence, {info['num_labels']}].",
-        f"- Verified at export: max abs emission difference to PyTorch {info['max_abs_emission_diff']:.3g} "
-        f"(tolerance {info['atol']:g}) on dummy inputs.",
-    ]
-    if info["model_kind"] == "crf":
-        lines.append(f"- `{CRF_FILE}`: the CRF's start/transition/end scores with the IOB2 constraints applied; "
-                     f"decoded (Viterbi, forward-backward marginals) in numpy by `onnx_backend.py` over the "
-                     f"positions the model was trained on (`{info['label_alignment']}`).")
-    if quantization:
-        ops = ", ".join(f"{op} {n}" for op, n in quantization["quantized_op_types"].items())
-        lines.append(f"- `{ONNX_INT8_FILE}`: dynamic int8 quantization (onnxruntime `quantize_dynamic`, QInt8 "
-                     f"weights): {ops}; {quantization['float_matmul_gemm_left']} of "
-                     f"{quantization['float_matmul_gemm_before']} MatMul/Gemm left in float; "
-                     f"emission difference to PyTorch {info.get('int8_max_abs_emission_diff', float('nan')):.3g} "
-                     f"(not bounded: quantization changes scores). See `{QUANTIZATION_FILE}`.")
-    if info["vocabulary_from_corpus"]:
-        lines.append("- The tokenizer's vocabulary was learned from the training notes (`\"vocabulary_from_corpus\": "
-                     "true` in its `tokenizer_config.json`): its words come from them.")
-    lines += ["", "Run it with `python annotate_notes.py --backend onnx --model_name_or_path THIS_FOLDER ...` or "
-              "`NoteAnnotator.from_pretrained(THIS_FOLDER, backend=\"onnx\")`.", ""]
-    return "\n".join(lines)
-
-
-def first_line(error: BaseException) -> str:
-    """What an error says, on one line (its type when it says nothing)."""
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
-
-
 def check_model_path(path: str) -> None:
     """Before anything is created (the lock included): a path that is not there must at least read as a Hub id."""
     if not Path(path).exists() and not is_hub_id(path):
@@ -314,7 +278,7 @@ def load_source_model(args: ExportArguments, config=None):
 
 
 def check_output_folder(output_dir: Path, overwrite: bool) -> None:
-    """``corpus_io.check_output_dir`` (a non-empty folder needs --overwrite_output_dir and must hold only the
+    """``files.check_output_dir`` (a non-empty folder needs --overwrite_output_dir and must hold only the
     toolkit's files: it is replaced as a whole once the new export is complete), as a usage error."""
     try:
         check_output_dir(output_dir, overwrite)
@@ -376,7 +340,7 @@ def export_to(args: ExportArguments, model, labels: list[str], tokenizer, folder
         logger.info("int8 ONNX vs PyTorch: max abs emission difference %.3g", info["int8_max_abs_emission_diff"])
         (folder / QUANTIZATION_FILE).write_text(json.dumps(quantization, indent=1) + "\n", encoding="utf-8")
     (folder / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-    (folder / "README.md").write_text(model_card(info, quantization), encoding="utf-8")
+    (folder / "README.md").write_text(onnx_model_card(info, quantization), encoding="utf-8")
     set_tree_mode(folder, usual_file_mode())  # numbers and a tokenizer, no note text: the usual permissions
     return {"max_diff": max_diff, "quantized": quantization is not None}
 

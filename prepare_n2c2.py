@@ -74,14 +74,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
-from clinical_ner_crf import corpus_io
+
+from clinical_ner_crf import documents
 from clinical_ner_crf.command_line import UsageError, run_main
 from clinical_ner_crf.folder_safety import FolderLock, check_output_apart, resolved
 from clinical_ner_crf import relations as relations_module
-from clinical_ner_crf.corpus_io import (
-    DOCUMENTS_DIRNAME, LABEL_DISTRIBUTION_FILE, STATS_FILE, BratDocument, BratFormatError, check_output_dir,
-    atomic_open, conll_entity_types, load_label_map, load_relation_map, note_file_mode, read_corpus, set_tree_mode,
-    write_brat_ann, write_folder_atomically,
+from clinical_ner_crf.brat import write_brat_ann
+from clinical_ner_crf.corpus_formats import read_corpus
+from clinical_ner_crf.conll import conll_entity_types
+from clinical_ner_crf.label_maps import load_label_map, load_relation_map
+from clinical_ner_crf.documents import BratDocument, BratFormatError
+from clinical_ner_crf.files import (
+    DOCUMENTS_DIRNAME, LABEL_DISTRIBUTION_FILE, STATS_FILE, check_output_dir, atomic_open, note_file_mode,
+    set_tree_mode, write_folder_atomically,
 )
 from clinical_ner_crf.tagging import (
     DRUG_TYPE, N2C2_ENTITY_TYPES, N2C2_LABELS, N2C2_RELATION_TYPES, bio_labels, entity_types_of, is_all_o,
@@ -105,7 +110,7 @@ DROP_CATEGORIES = (
 CHANGE_CATEGORIES = ("clipped_overlap", "expanded_to_words", "discontinuous_spanned", "discontinuous_first_fragment")
 # Counter categories of :func:`document_relations`: every source relation ends "kept" or in one of these.
 # ``self_relation``: both arguments became one kept entity (exact duplicates merged); a relation linking an entity to
-# itself in the source is an error of the reader (corpus_io.INVALID_RELATION_KINDS), never read.
+# itself in the source is an error of the reader (brat.INVALID_RELATION_KINDS), never read.
 RELATION_DROP_REASONS = ("argument_dropped", "argument_missing", "duplicate", "self_relation")
 
 
@@ -589,7 +594,7 @@ def overlapping_documents(documents: dict[str, list[BratDocument]]) -> dict[str,
 def main(argv: Sequence[str] | None = None) -> dict:
     """Build the dataset and return the statistics written to ``stats.json``."""
     args = parse_args(argv)
-    corpus_io.SHOW_TEXT_IN_MESSAGES = args.show_text_in_messages
+    documents.SHOW_TEXT_IN_MESSAGES = args.show_text_in_messages
     try:
         # One writer per folder: the dataset folder and the synthetic brat folder, locked for the whole run.
         with contextlib.ExitStack() as locks:
@@ -597,7 +602,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 locks.enter_context(FolderLock(folder, "prepare_n2c2.py"))
             return build_dataset(args)
     finally:
-        corpus_io.SHOW_TEXT_IN_MESSAGES = False
+        documents.SHOW_TEXT_IN_MESSAGES = False
 
 
 def build_dataset(args: DataArguments) -> dict:

@@ -57,15 +57,21 @@ import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, Trainer, TrainingArguments, set_seed
 
 from clinical_ner_crf.command_line import DataError
-from clinical_ner_crf.corpus_io import DOCUMENTS_DIRNAME, PRETRAINING_DATA_FILE, RUN_INFO_FILE, write_json_atomically
+from clinical_ner_crf.files import DOCUMENTS_DIRNAME, PRETRAINING_DATA_FILE, RUN_INFO_FILE, write_json_atomically
 from clinical_ner_crf.folder_safety import NotARegularFile, irregular_reason, open_regular_file
+from clinical_ner_crf.model_cards import write_pretraining_model_card
 from clinical_ner_crf.run_folders import (
-    RecordRunArguments, UsageError, check_resume_matches, check_vocabulary_upload, main_with_usage_errors, parse_config_overrides,
-    output_folder_lock, parse_script_args, prepare_output_dir, push_model_to_hub, hub_upload_files, save_final_model,
-    setup_logging,
+    RecordRunArguments, UsageError, check_resume_matches, output_folder_lock,
+    prepare_output_dir, save_final_model,
 )
-from clinical_ner_crf.subwords import PAPER_VOCABULARY_SIZE, sentence_batches, train_subword_tokenizer, vocabulary_figures
+from clinical_ner_crf.hub_upload import check_vocabulary_upload, hub_upload_files, push_model_to_hub
+from clinical_ner_crf.command_line import parse_config_overrides, parse_script_args, setup_logging
+from clinical_ner_crf.subwords import (
+    PAPER_VOCABULARY_SIZE, sentence_batches, train_subword_tokenizer, vocabulary_figures,
+)
 from clinical_ner_crf.tagging import split_sentences, tokenize_words
+from clinical_ner_crf.command_line import run_main
+
 
 logger = logging.getLogger(__name__)
 
@@ -581,47 +587,6 @@ def build_encoder(model_args: ModelArguments, tokenizer, max_seq_length: int):
     return AutoModelForMaskedLM.from_config(config)
 
 
-def write_model_card(output_dir: Path, record: dict[str, Any], training_args: TrainingArguments,
-                     model_type: str) -> Path:
-    """README.md of the encoder: what it is, what it saw (counts, no text or paths), how to fine-tune it."""
-    sources = ", ".join(f"{source['documents']:,} documents of a prepared dataset ({'+'.join(source['splits'])})"
-                        if "dataset_path" in source else f"{source['documents']:,} unlabelled notes"
-                        for source in record["sources"])
-    vocabulary = record["vocabulary"]
-    corpus_note = ("**The vocabulary was learned from the pre-training notes, so its entries are words of that "
-                   "text**: share this model only where the notes' terms allow it.\n\n"
-                   if record["vocabulary_from_corpus"] else "")
-    last = record.get("last_logged_loss")
-    card = f"""---
-library_name: transformers
-tags:
-- fill-mask
-- clinical
-- self-pretraining
-pipeline_tag: fill-mask
----
-
-# Encoder pre-trained with pretrain_mlm.py (masked language modelling from scratch)
-
-A `{model_type}`-architecture encoder pre-trained on {sources}: {record["tokens"]:,} tokens
-in blocks of {record["max_seq_length"]}, {record["epochs"]:.1f} epochs, whole-word masking. Vocabulary:
-{vocabulary["vocabulary_size"]:,} WordPiece entries, {vocabulary["pieces_per_word"]} pieces per word.
-{corpus_note}Masked-LM loss: {record["mean_train_loss"]:.2f} on average over the run{f", {last:.2f} at the end" if last is not None else ""};
-a predictor that ignores context scores {record["context_free_loss"]:.2f}. Text SHA-256 `{record["text_sha256"]}` (the
-text itself is not recorded). Seed {training_args.seed}, learning rate {training_args.learning_rate}.
-
-Fine-tune it for entity recognition (CRF head; `--use_crf false` for a linear head):
-
-```bash
-accelerate launch run_ner_crf.py --model_name_or_path <this model> --dataset_path data/n2c2 \\
-    --output_dir runs/self_pretrained_crf --do_train --do_eval --do_predict
-```
-"""
-    path = output_dir / "README.md"
-    path.write_text(card, encoding="utf-8")
-    return path
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model_args, data_args, training_args = parse_args(argv)
     # The output folder is never where the text is, and one command writes it at a time.
@@ -751,7 +716,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
             "seed": training_args.seed,
             "vocabulary_from_corpus": corpus_vocabulary,
         })
-        write_model_card(output_dir, record, training_args, model.config.model_type)
+        write_pretraining_model_card(output_dir, record, training_args, model.config.model_type)
         if push_to_hub:
             repo_id = training_args.hub_model_id or output_dir.name
             push_model_to_hub(output_dir, repo_id, training_args.hub_token, private=training_args.hub_private_repo,
@@ -767,4 +732,4 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
 
 
 if __name__ == "__main__":
-    main_with_usage_errors(main, "pretrain_mlm.py")
+    run_main(main, "pretrain_mlm.py")

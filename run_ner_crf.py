@@ -32,55 +32,45 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import torch
 import datasets
-from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets, load_dataset, load_from_disk
-from datasets import Sequence as DatasetSequence
+import torch
+from datasets import (
+    ClassLabel, Dataset, DatasetDict, Sequence as DatasetSequence, concatenate_datasets, load_dataset, load_from_disk,
+)
 from transformers import (
-    AutoConfig,
-    AutoModelForTokenClassification,
-    AutoTokenizer,
-    EarlyStoppingCallback,
-    HfArgumentParser,
-    Trainer,
-    TrainingArguments,
-    set_seed,
+    AutoConfig, AutoModelForTokenClassification, AutoTokenizer, EarlyStoppingCallback, HfArgumentParser, Trainer,
+    TrainingArguments, set_seed,
 )
 
-from clinical_ner_crf.corpus_io import (
+from clinical_ner_crf.brat import write_brat_ann
+from clinical_ner_crf.files import (
     ALL_RESULTS_FILE, BRAT_DIRNAME, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, RUN_INFO_FILE, STATS_FILE,
-    TEST_PREDICTIONS_FILE, note_file_mode, prediction_record, set_tree_mode, write_brat_ann,
-    write_folder_atomically, write_json_atomically, write_predictions_file,
+    TEST_PREDICTIONS_FILE, note_file_mode, set_tree_mode, write_folder_atomically, write_json_atomically,
 )
-from evaluate_ablations import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, ner_metrics, type_metric_name
-from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
+from clinical_ner_crf.metrics import STRICT_MACRO_F1, STRICT_MICRO_F1
+from clinical_ner_crf.model_cards import default_model_label, write_ner_model_card
+from clinical_ner_crf.prediction_records import prediction_record, write_predictions_file
 from clinical_ner_crf.run_folders import (
-    RecordRunArguments, UsageError, card_license, check_launch, check_resume_matches, check_vocabulary_upload,
-    config_to_argv, hub_upload_files, is_hub_id, main_with_usage_errors, output_folder_lock, parse_config_overrides, prepare_output_dir,
-    push_model_to_hub, save_final_model, setup_logging, trainer_state_epoch,
+    ALLOW_TEST_TRAINING_HELP, RecordRunArguments, UsageError, check_resume_matches, check_train_split,
+    output_folder_lock, prepare_output_dir, save_final_model, trainer_state_epoch,
 )
-from clinical_ner_crf.run_folders import ALLOW_TEST_TRAINING_HELP, check_train_split
+from clinical_ner_crf.hub_upload import check_vocabulary_upload, hub_upload_files, push_model_to_hub
+from clinical_ner_crf.command_line import check_launch, config_to_argv, parse_config_overrides, setup_logging
 from clinical_ner_crf.subwords import PAPER_VOCABULARY_SIZE, train_subword_tokenizer, vocabulary_report
-from clinical_ner_crf.tagging import begin_to_inside, bio_to_char_spans, check_labels, entity_types_of, is_tag, labels_for_types
+from clinical_ner_crf.tagging import begin_to_inside, bio_to_char_spans, check_labels, is_tag, labels_for_types
+from clinical_ner_crf.token_metrics import ner_metrics
 from clinical_ner_crf.windows import (
-    WindowCollator, copy_pipeline_files, encode_word_windows, encoder_max_positions, max_input_length,
-    merge_window_predictions, pipeline_config_entry, select_predictions,
+    WindowCollator, copy_pipeline_files, encode_word_windows, encoder_max_positions,
+    load_tokenizer as load_word_tokenizer, max_input_length, merge_window_predictions, pipeline_config_entry,
+    select_predictions,
 )
-from clinical_ner_crf.windows import load_tokenizer as load_word_tokenizer
+from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
+from clinical_ner_crf.command_line import run_main
+
 
 logger = logging.getLogger(__name__)
-
-# The example sentence of the card's snippet (ours, not from any corpus).
-CARD_EXAMPLE = "Started metoprolol 25 mg PO BID for hypertension."
-PAPER_CITATION = """@inproceedings{belkadi2023exploring,
-  title     = {Exploring the Value of Pre-trained Language Models for Clinical Named Entity Recognition},
-  author    = {Belkadi, Samuel and Han, Lifeng and Wu, Yuping and Nenadic, Goran},
-  booktitle = {2023 IEEE International Conference on Big Data (BigData)},
-  year      = {2023},
-  note      = {arXiv:2210.12770}
-}"""
 
 
 @dataclass
@@ -428,18 +418,6 @@ def build_model(model_args: ModelArguments, labels: list[str], tokenizer, label_
     return model
 
 
-def default_model_label(model_args: ModelArguments) -> str:
-    """``--model_label``, else the label of the run being fine-tuned further, else ``{encoder}-{CRF|Apt}``."""
-    if model_args.model_label:
-        return model_args.model_label
-    if model_args.model_name_or_path:
-        earlier = Path(model_args.model_name_or_path) / RUN_INFO_FILE
-        if earlier.is_file():
-            return json.loads(earlier.read_text(encoding="utf-8")).get("model_label") or earlier.parent.name
-    base = model_args.model_name_or_path.rstrip("/").split("/")[-1] if model_args.model_name_or_path else "Transformer"
-    return f"{base}-{'CRF' if model_args.use_crf else 'Apt'}"
-
-
 # What a resumed run must share with its checkpoint (the epochs may grow: that is what resuming is for).
 RESUME_MUST_MATCH = (
     "model_name_or_path", "config_name", "config_overrides", "use_crf", "use_bio_constraints", "train_tokenizer",
@@ -590,166 +568,6 @@ def data_file_mode(data_args: DataTrainingArguments) -> int:
     return note_file_mode(files)
 
 
-def training_data_description(data_args: DataTrainingArguments, dataset_stats: dict[str, Any]) -> tuple[str, str]:
-    """``(name, type)`` of the data a run used, for the card's model-index (never corpus text)."""
-    if dataset_stats.get("synthetic"):
-        return "synthetic n2c2-format sample (SYNTHETIC: generated by synthetic_n2c2.py, not patient notes)", "synthetic"
-    if data_args.dataset_name:
-        return data_args.dataset_name, data_args.dataset_name
-    if data_args.dataset_path:
-        return f"{Path(data_args.dataset_path).name} (local, prepared with prepare_n2c2.py)", "local"
-    files = [Path(f).name for f in (data_args.train_file, data_args.validation_file, data_args.test_file) if f]
-    return f"local files ({', '.join(files)})", "local"
-
-
-def _number(value: Any, digits: int = 4) -> str:
-    """A metric for the card; "n/a" (never nan) when there is none."""
-    return "n/a" if value is None or value != value else f"{float(value):.{digits}f}"
-
-
-def training_results_table(log_history: Sequence[dict[str, Any]]) -> str:
-    """The Trainer card's "Training results": one row per evaluation (training loss: the last logged before it)."""
-    rows, train_loss = {}, None
-    for entry in log_history:
-        if "loss" in entry:
-            train_loss = entry["loss"]
-        if f"eval_{STRICT_MICRO_F1}" in entry:
-            # One row per step: a final evaluation after training repeats the last step (and may be another model).
-            rows.setdefault(entry.get("step"), (
-                f"| {_number(entry.get('epoch'), 2)} | {entry.get('step', '')} | "
-                f"{'No log' if train_loss is None else _number(train_loss)} | {_number(entry.get('eval_loss'))} | "
-                f"{_number(entry[f'eval_{STRICT_MICRO_F1}'])} | {_number(entry.get(f'eval_{STRICT_MACRO_F1}'))} |"))
-    if not rows:
-        return "No evaluation during training."
-    return "\n".join(["| Epoch | Step | Training loss | Validation loss | Strict micro-F1 | Strict macro-F1 |",
-                      "|---:|---:|---:|---:|---:|---:|", *rows.values()])
-
-
-def framework_versions() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    lines = []
-    for package in ("transformers", "torch", "tokenizers", "datasets", "accelerate", "pytorch-crf"):
-        try:
-            lines.append(f"- {package} {version(package)}")
-        except PackageNotFoundError:
-            pass
-    return "\n".join(lines + [f"- Python {sys.version.split()[0]}"])
-
-
-def write_model_card(
-    output_dir: Path, model_args: ModelArguments, data_args: DataTrainingArguments, training_args: TrainingArguments,
-    labels: list[str], results: dict[str, Any], run_info: dict[str, Any], dataset_stats: dict[str, Any],
-    log_history: Sequence[dict[str, Any]] = (),
-) -> Path:
-    """README.md with model-index metadata, built from numbers and settings only: never any corpus text."""
-    from huggingface_hub import ModelCard, ModelCardData
-    from huggingface_hub.repocard_data import EvalResult
-
-    model_label = run_info["model_label"]
-    dataset_name, dataset_type = training_data_description(data_args, dataset_stats)
-    license_id, license_name = card_license(model_args.model_license, dataset_stats)
-    eval_results = [
-        EvalResult(task_type="token-classification", dataset_type=dataset_type, dataset_name=dataset_name,
-                   dataset_split=data_args.test_split, metric_type="f1", metric_name=metric_title,
-                   metric_value=round(float(results[key]), 4))
-        for key, metric_title in ((f"test_{STRICT_MICRO_F1}", "Strict entity micro-F1"),
-                                  (f"test_{STRICT_MACRO_F1}", "Strict entity macro-F1"))
-        if results.get(key) is not None
-    ]
-    base_model = model_args.model_name_or_path if is_hub_id(model_args.model_name_or_path) else None
-    card_data = ModelCardData(
-        license=license_id, license_name=license_name,
-        library_name="transformers", pipeline_tag="token-classification",
-        tags=["token-classification", "ner", "clinical", "crf" if model_args.use_crf else "linear-head"]
-        + (["synthetic-data"] if dataset_stats.get("synthetic") else []),
-        base_model=base_model, model_name=model_label, eval_results=eval_results or None,
-    )
-    type_scores = {entity_type: results.get("test_" + type_metric_name(entity_type))
-                   for entity_type in entity_types_of(labels)}
-    per_type_rows = "\n".join(f"| {entity_type} | {_number(score)} |" for entity_type, score in type_scores.items())
-    scored = sorted((score, entity_type) for entity_type, score in type_scores.items() if score is not None)
-    hardest = (f"On this run's test split the lowest strict F1 is for {scored[0][1]} ({scored[0][0]:.2f})"
-               + (f" and {scored[1][1]} ({scored[1][0]:.2f})" if len(scored) > 1 else "") + ". "
-               if scored else "")
-    hyper = {key: getattr(training_args, key) for key in (
-        "learning_rate", "per_device_train_batch_size", "num_train_epochs", "max_steps", "lr_scheduler_type",
-        "warmup_steps", "weight_decay", "seed", "bf16", "fp16")}
-    hyper.update(crf_learning_rate=model_args.crf_learning_rate, classifier_dropout=model_args.classifier_dropout,
-                 max_seq_length=data_args.max_seq_length, stride=data_args.stride,
-                 label_all_tokens=data_args.label_all_tokens, world_size=training_args.world_size)
-    remote = ", trust_remote_code=True" if model_args.use_crf else ""
-    if model_args.model_name_or_path:
-        encoder = f"`{model_args.model_name_or_path}`" if base_model else "a local pre-trained encoder"
-    else:
-        encoder = f"a Transformer trained from scratch (`{Path(str(model_args.config_name)).name}` architecture)"
-    licence_note = (
-        f"This card says `license: {license_id}`. " + (
-            "The model was trained on data under its own terms (n2c2-2018 is under a data-use agreement; for data "
-            "of unknown licence, check before publishing): a model trained on such data inherits them. Pass "
-            "`--model_license` to state the licence that applies." if license_name else "")
-    )
-    body = f"""
-# {model_label}
-
-Clinical named-entity recogniser for drugs and their attributes, trained with `run_ner_crf.py`
-(a {"CRF" if model_args.use_crf else "linear (Apt)"} head on {encoder}) on {dataset_name}.
-
-## Results (test split `{data_args.test_split}`, word level)
-
-| metric | value |
-|---|---|
-| strict entity micro-F1 | {_number(results.get('test_' + STRICT_MICRO_F1))} |
-| strict entity macro-F1 | {_number(results.get('test_' + STRICT_MACRO_F1))} |
-| lenient entity micro-F1 | {_number(results.get('test_' + LENIENT_MICRO_F1))} |
-
-| entity type | strict F1 |
-|---|---|
-{per_type_rows}
-
-## Labels
-{len(labels)} IOB2 tags: {", ".join(f"`{label}`" for label in labels)}
-
-## Training
-- Base model: {base_model or ("a local encoder" if model_args.model_name_or_path else "none (trained from scratch)")}
-- Parameters: {run_info["num_parameters"]:,}
-- Training data: {dataset_name}; split `{data_args.train_split}` ({run_info["num_train_sentences"]:,} sentences from {run_info["num_train_documents"]:,} documents; train_fraction {data_args.train_fraction}); efficient training (down-sampled all-O sentences): {"yes" if run_info["efficient_training"] else "no"}
-- Hyper-parameters: `{json.dumps(hyper, default=str)}`
-
-### Training results
-
-{training_results_table(log_history)}
-
-## How to use
-```python
-from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
-
-model = AutoModelForTokenClassification.from_pretrained("REPO_OR_PATH"{remote})
-tokenizer = AutoTokenizer.from_pretrained("REPO_OR_PATH"{remote})
-ner = pipeline("token-classification", model="REPO_OR_PATH"{remote}, aggregation_strategy="simple")
-print(ner("{CARD_EXAMPLE}"))
-```
-{"CRF models ship their own code: `modeling_crf.py` (the model) and `windows.py` + `tagging.py` (the pipeline: sentences, words and windows, so that a text of any length is tagged to its last character). Loading them needs `trust_remote_code=True`, which runs those files (the tokenizer too, because it reads the model's config): read them first; they depend only on torch, transformers, tokenizers and pytorch-crf. The pipeline returns the CRF's Viterbi path with marginal-probability scores; a model object in the stock pipeline gives the same path (its `logits` are built from it)." if model_args.use_crf else "A stock transformers token-classification model: no custom code needed. The stock pipeline truncates long texts unless given `stride=`."}
-
-## Intended use and limitations
-For research on clinical information extraction. **Not for clinical decisions** and not validated
-for patient care. {"Trained on a SYNTHETIC sample, not patient notes: for trying the toolkit only. " if dataset_stats.get("synthetic") else ""}Performance on notes from other institutions, specialties or note types will differ.
-{hardest}{licence_note}{" Its tokenizer was trained on the training notes: its vocabulary is derived from them." if model_args.train_tokenizer else " Its tokenizer's vocabulary was learned from notes (the model it was fine-tuned from): its vocabulary is derived from them." if run_info.get("vocabulary_from_corpus") else ""}
-
-## Framework versions
-{framework_versions()}
-
-## Citation
-```bibtex
-{PAPER_CITATION}
-```
-"""
-    card = ModelCard.from_template(card_data, template_str="---\n{{ card_data }}\n---\n" + body)
-    path = output_dir / "README.md"
-    card.save(path)
-    return path
-
-
 # ---------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------
@@ -771,8 +589,6 @@ def parse_args(args: list[str] | None = None):
         args = config_to_argv(config) + args
     check_launch(args)
     return parser.parse_args_into_dataclasses(args=args)
-
-
 
 
 def main(args: list[str] | None = None) -> dict[str, Any]:
@@ -985,7 +801,7 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
         write_json_atomically(output_dir / RUN_INFO_FILE, run_info)
         write_json_atomically(output_dir / ALL_RESULTS_FILE, all_results)
         if training_args.do_train:
-            card = write_model_card(output_dir, model_args, data_args, training_args, labels, all_results, run_info,
+            card = write_ner_model_card(output_dir, model_args, data_args, training_args, labels, all_results, run_info,
                                     dataset_stats, trainer.state.log_history)
             logger.info(f"Model card written to {card}")
         if push_to_hub:
@@ -1016,4 +832,4 @@ def print_outputs(output_dir: Path, results: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    main_with_usage_errors(main, "run_ner_crf.py")
+    run_main(main, "run_ner_crf.py")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,30 +33,29 @@ from typing import Any, Sequence
 
 import torch
 from transformers import (
-    AutoConfig, IntervalStrategy, AutoModelForSequenceClassification, Trainer, TrainerCallback, TrainingArguments, set_seed,
+    AutoConfig, AutoModelForSequenceClassification, IntervalStrategy, Trainer, TrainingArguments, set_seed,
 )
 
 import modeling_crf  # noqa: F401  (registers the CRF config: --tokenizer_name may be a NER model's folder)
-from clinical_ner_crf.corpus_io import (
-    ALL_RESULTS_FILE, BRAT_DIRNAME, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, RUN_INFO_FILE, STATS_FILE,
-    TEST_RELATIONS_FILE, BratDocument, BratEntity, BratRelation, jsonl_line, note_file_mode, set_tree_mode,
-    write_brat_ann, write_folder_atomically, write_json_atomically,
+from clinical_ner_crf.files import ALL_RESULTS_FILE, RUN_INFO_FILE, STATS_FILE, note_file_mode, write_json_atomically
+from clinical_ner_crf.model_cards import relation_model_label, write_relation_model_card
+from clinical_ner_crf.relation_training import (
+    KeepBestEpoch, adapt_epochs, baseline_links, best_threshold, build_examples, check_dataset_path, input_features,
+    load_documents, mentions_of, model_links, relation_metrics, score_links, to_brat_documents, write_predictions,
 )
-from evaluate_ablations import score_relations
 from clinical_ner_crf.relations import (
     CONFIG_INPUT_FEATURES, CONFIG_LINK_THRESHOLD, CONFIG_MAX_SEQ_LENGTH, CONFIG_PREFERRED, CONFIG_SENTENCE_WINDOW,
     CONFIG_VALIDATION_SCORES, DEFAULT_LINK_THRESHOLD, DEFAULT_SENTENCE_WINDOW, FEATURE_TOKENS, INPUT_FEATURES, LABELS,
-    MARKER_TOKENS, Candidate, Mention, candidate_inputs, candidate_pairs, candidate_recall, fit_to_length,
-    nearest_drug_rule, select_links,
+    MARKER_TOKENS, candidate_recall,
 )
 from clinical_ner_crf.run_folders import (
-    RecordRunArguments, UsageError, card_license, check_resume_matches, check_vocabulary_upload, hub_upload_files, is_hub_id,
-    main_with_usage_errors, output_folder_lock, parse_config_overrides, parse_script_args, prepare_output_dir,
-    push_model_to_hub,
-    save_final_model, setup_logging,
+    ALLOW_TEST_TRAINING_HELP, RecordRunArguments, UsageError, check_resume_matches, check_train_split,
+    output_folder_lock, prepare_output_dir, save_final_model,
 )
-from clinical_ner_crf.run_folders import ALLOW_TEST_TRAINING_HELP, check_train_split
+from clinical_ner_crf.hub_upload import check_vocabulary_upload, hub_upload_files, push_model_to_hub
+from clinical_ner_crf.command_line import parse_config_overrides, parse_script_args, setup_logging
 from clinical_ner_crf.windows import encoder_max_positions, load_tokenizer, max_input_length
+from clinical_ner_crf.command_line import run_main
 
 logger = logging.getLogger(__name__)
 
@@ -125,284 +123,14 @@ class DataArguments:
 # ---------------------------------------------------------------------------
 
 
-def check_dataset_path(dataset_path: str | None) -> None:
-    """A run needs a prepare_n2c2.py output folder: not given or missing is a usage error (one line). What is in it
-    is checked where it is read (:func:`load_documents`)."""
-    if not dataset_path:
-        raise UsageError("--dataset_path is required: give a prepare_n2c2.py output folder (prepared with relations)")
-    if not Path(dataset_path).exists():
-        raise UsageError(f"--dataset_path {dataset_path} does not exist: give a prepare_n2c2.py output folder "
-                         "(prepare_n2c2.py --train_dir ... --output_dir FOLDER writes one)")
-
-
-def load_documents(dataset_path: str, split_expression: str) -> list[dict[str, Any]]:
-    """The rows of ``documents/`` in the named split(s) (``train+validation`` joins), each with text, entities
-    and relations."""
-    from datasets import load_from_disk
-
-    folder = Path(dataset_path) / DOCUMENTS_DIRNAME
-    if not folder.is_dir():
-        raise UsageError(f"--dataset_path {dataset_path}: not a prepare_n2c2.py output folder (no {DOCUMENTS_DIRNAME}/)")
-    documents = load_from_disk(str(folder))
-    if "relations" not in documents.column_names:
-        raise UsageError(f"--dataset_path {dataset_path}: prepared without relations (re-run prepare_n2c2.py)")
-    splits = split_expression.split("+")
-    return [row for row in documents if row["split"] in splits]
-
-
-def mentions_of(document: dict[str, Any]) -> list[Mention]:
-    return [Mention(e["type"], e["start"], e["end"], e["id"]) for e in document["entities"]]
-
-
-def gold_links(document: dict[str, Any]) -> set[tuple[str, str]]:
-    return {(relation["arg1"], relation["arg2"]) for relation in document["relations"]}
-
-
-def build_examples(documents: Sequence[dict[str, Any]], tokenizer, data_args: DataArguments
-                   ) -> tuple[list[dict[str, Any]], list[list[Candidate]]]:
-    """One example per candidate (``text``, ``label``, ``document``, ``candidate``), and each note's candidates."""
-    examples, candidates_by_document = [], []
-    for index, document in enumerate(documents):
-        mentions = mentions_of(document)
-        candidates, texts = candidate_inputs(document["text"], mentions, data_args.sentence_window,
-                                             input_features(data_args))
-        links = gold_links(document)
-        for number, (candidate, text) in enumerate(zip(candidates, texts)):
-            linked = (mentions[candidate.attribute].id, mentions[candidate.drug].id) in links
-            examples.append({"text": fit_to_length(text, tokenizer, data_args.max_seq_length), "label": int(linked),
-                             "document": index, "candidate": number})
-        candidates_by_document.append(candidates)
-    return examples, candidates_by_document
-
-
-def input_features(data_args: DataArguments) -> tuple[str, ...]:
-    """``--input_features`` as a tuple (checked against relations.INPUT_FEATURES)."""
-    features = tuple(name.strip() for name in data_args.input_features.split(",") if name.strip())
-    unknown = sorted(set(features) - set(INPUT_FEATURES))
-    if unknown:
-        raise UsageError(f"--input_features: unknown {', '.join(unknown)} (known: {', '.join(INPUT_FEATURES)})")
-    return features
-
-
-def to_brat_documents(documents: Sequence[dict[str, Any]], links: Sequence[Sequence[tuple[Candidate, float]]] | None
-                      ) -> list[BratDocument]:
-    """corpus_io documents for the scorer: the gold relations (``links`` None) or the predicted ones."""
-    converted = []
-    for index, document in enumerate(documents):
-        mentions = mentions_of(document)
-        entities = [BratEntity(m.id, m.type, ((m.start, m.end),), document["text"][m.start:m.end], 0) for m in mentions]
-        if links is None:
-            relations = [BratRelation(f"R{n}", r["type"], r["arg1"], r["arg2"], 0)
-                         for n, r in enumerate(document["relations"], start=1)]
-        else:
-            relations = [BratRelation(f"R{n}", c.type, mentions[c.attribute].id, mentions[c.drug].id, 0)
-                         for n, (c, _) in enumerate(links[index], start=1)]
-        converted.append(BratDocument(document["document_id"], document["text"], entities, relations=relations))
-    return converted
-
-
 # ---------------------------------------------------------------------------
 # Links and their scores: the model's, the rule's, every candidate's
 # ---------------------------------------------------------------------------
-
-THRESHOLD_GRID = tuple(round(0.05 * step, 2) for step in range(1, 20))  # --tune_link_threshold tries these
-SYSTEMS = ("model", "rule", "every_candidate")  # the three rows of every score table
-
-
-def model_links(candidates_by_document: Sequence[Sequence[Candidate]], probabilities: Sequence[float],
-                threshold: float) -> list[list[tuple[Candidate, float]]]:
-    """Each note's links from the ``linked`` probabilities of all candidates (in note, then candidate order)."""
-    links, start = [], 0
-    for candidates in candidates_by_document:
-        links.append(select_links(candidates, probabilities[start:start + len(candidates)], threshold))
-        start += len(candidates)
-    return links
-
-
-def baseline_links(documents: Sequence[dict[str, Any]], sentence_window: int) -> dict[str, list]:
-    """The two references: the nearest-drug rule, and every candidate pair linked (how much there is to learn)."""
-    rule, every = [], []
-    for document in documents:
-        mentions = mentions_of(document)
-        rule.append([(c, 1.0) for c in nearest_drug_rule(document["text"], mentions, sentence_window)])
-        every.append([(c, 1.0) for c in candidate_pairs(document["text"], mentions, sentence_window)])
-    return {"rule": rule, "every_candidate": every}
-
-
-def score_links(documents: Sequence[dict[str, Any]], links: Sequence[Sequence[tuple[Candidate, float]]],
-                gold: list[BratDocument] | None = None) -> dict[str, Any]:
-    """The n2c2 relation report (strict and lenient) of ``links`` on gold entities."""
-    return score_relations(gold or to_brat_documents(documents, None), to_brat_documents(documents, links))
-
-
-def best_threshold(documents: Sequence[dict[str, Any]], candidates_by_document: Sequence[Sequence[Candidate]],
-                   probabilities: Sequence[float]) -> tuple[float, float]:
-    """The threshold of :data:`THRESHOLD_GRID` with the best strict micro-F1 (ties: the one nearest 0.5), and that F1."""
-    gold = to_brat_documents(documents, None)
-    best = None
-    for threshold in THRESHOLD_GRID:
-        f1 = score_links(documents, model_links(candidates_by_document, probabilities, threshold), gold
-                         )["strict"]["micro"]["f1"]
-        if best is None or (f1, -abs(threshold - 0.5)) > best[0]:
-            best = ((f1, -abs(threshold - 0.5)), threshold, f1)
-    return best[1], best[2]
-
-
-class KeepBestEpoch(TrainerCallback):
-    """Selection on validation: after each epoch's evaluation (``eval_relation_strict_micro_f1``, at the threshold
-    that epoch scores best with), keep the best epoch's weights in memory; put them back when training ends."""
-
-    def __init__(self):
-        self.best: dict[str, Any] | None = None
-        self.history: list[dict[str, float]] = []
-        self.last_probabilities: Sequence[float] | None = None  # set by compute_metrics
-        self.training = False
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.training = True
-
-    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-        if not self.training or not metrics or "eval_relation_strict_micro_f1" not in metrics:
-            return
-        epoch = {"epoch": round(state.epoch or 0, 2), "step": state.global_step,
-                 "relation_strict_micro_f1": metrics["eval_relation_strict_micro_f1"],
-                 "link_threshold": metrics["eval_link_threshold"]}
-        self.history.append(epoch)
-        if self.best is None or epoch["relation_strict_micro_f1"] > self.best["relation_strict_micro_f1"]:
-            self.best = {**epoch, "probabilities": self.last_probabilities,
-                         "weights": {key: value.detach().to("cpu", copy=True)
-                                     for key, value in model.state_dict().items()}}
-
-    def on_train_end(self, args, state, control, model=None, **kwargs):
-        self.training = False
-        if self.best is not None:
-            model.load_state_dict(self.best.pop("weights"))
-
-
-def adapt_epochs(training_args: TrainingArguments, data_args: DataArguments, train_candidates: int) -> None:
-    """At least ``--min_train_steps`` optimiser steps (at most ``--max_train_epochs`` epochs): a small corpus gets
-    more epochs, a large one keeps ``--num_train_epochs``. ``--max_steps`` wins."""
-    if training_args.max_steps > 0 or data_args.min_train_steps <= 0:
-        return
-    batches = math.ceil(train_candidates / (training_args.per_device_train_batch_size * training_args.world_size))
-    steps_per_epoch = max(batches // training_args.gradient_accumulation_steps, 1)
-    needed = min(math.ceil(data_args.min_train_steps / steps_per_epoch), data_args.max_train_epochs)
-    if needed > training_args.num_train_epochs:
-        logger.info(f"{train_candidates} training candidates make {steps_per_epoch} steps per epoch: training "
-                    f"{needed} epochs instead of {training_args.num_train_epochs:g} (--min_train_steps "
-                    f"{data_args.min_train_steps}, at most --max_train_epochs {data_args.max_train_epochs})")
-        training_args.num_train_epochs = needed
-
-
-def relation_metrics(report: dict[str, Any], prefix: str) -> dict[str, float]:
-    """Flat numbers of a ``score_relations`` report: strict/lenient micro P/R/F and strict F1 per type."""
-    metrics = {}
-    for mode in ("strict", "lenient"):
-        for key, short in (("precision", "p"), ("recall", "r"), ("f1", "f1")):
-            metrics[f"{prefix}relation_{mode}_micro_{short}"] = report[mode]["micro"][key]
-    for relation_type, row in report["strict"]["per_type"].items():
-        metrics[f"{prefix}relation_strict_{relation_type}_f1"] = row["f1"]
-    return metrics
 
 
 # ---------------------------------------------------------------------------
 # Outputs
 # ---------------------------------------------------------------------------
-
-
-def write_predictions(output_dir: Path, documents: Sequence[dict[str, Any]],
-                      links: Sequence[Sequence[tuple[Candidate, float]]], file_mode: int) -> Path:
-    """Brat ``.ann`` per test note (the gold entities and the predicted relations) and one JSONL record per link."""
-
-    def write(folder: Path) -> None:
-        lines = []
-        for document, document_links in zip(documents, links):
-            mentions = mentions_of(document)
-            write_brat_ann(folder / BRAT_DIRNAME / f"{document['document_id']}.ann",
-                           [(m.type, m.start, m.end) for m in mentions], document["text"],
-                           relations=[(c.type, c.attribute, c.drug) for c, _ in document_links])
-            lines += [jsonl_line({"document_id": document["document_id"], "type": c.type,
-                                  "attribute": mentions[c.attribute].id, "drug": mentions[c.drug].id,
-                                  "confidence": round(float(p), 6)}) for c, p in document_links]
-        (folder / TEST_RELATIONS_FILE).write_text("".join(lines), encoding="utf-8")
-        set_tree_mode(folder, file_mode)
-
-    write_folder_atomically(output_dir / PREDICTIONS_DIRNAME, overwrite=True, write=write)
-    return output_dir / PREDICTIONS_DIRNAME
-
-
-def model_label(model_args: ModelArguments) -> str:
-    """The model's name in the card and run_info.json."""
-    source = model_args.model_name_or_path or f"scratch-{Path(model_args.config_name).stem}"
-    return model_args.model_label or f"{source.rstrip('/').split('/')[-1]}-RE"
-
-
-def write_model_card(output_dir: Path, model_args: ModelArguments, data_args: DataArguments, results: dict[str, Any],
-                     synthetic: bool) -> Path:
-    """README.md from numbers and settings only (never corpus text)."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    label = model_label(model_args)
-    license_id, license_name = card_license(model_args.model_license, {"synthetic": synthetic})
-    card_data = ModelCardData(license=license_id, license_name=license_name, library_name="transformers",
-                              pipeline_tag="text-classification", model_name=label,
-                              base_model=model_args.model_name_or_path if is_hub_id(model_args.model_name_or_path)
-                              else None, tags=["relation-extraction", "clinical", "n2c2-2018-track2"]
-                              + (["synthetic-data"] if synthetic else []))
-
-    def number(key):
-        value = results.get(key)
-        return "n/a" if value is None else f"{value:.4f}"
-
-    features = results.get("input_features") or []
-    features_text = (", after the rule's view of the pair as tokens (" + ", ".join(
-        {"rule": "`[rule]`/`[not-rule]`: the nearest-drug rule's pair or not",
-         "between": "`[between-N]`: drugs between the two"}[name] for name in features) + ")") if features else ""
-    names = {"model": "this model", "rule": "nearest-drug rule", "every_candidate": "every candidate linked"}
-    rows = "\n".join(f"| {names[system]} | " + " | ".join(
-        number(f"{split}_{'' if system == 'model' else system + '_'}relation_{mode}_micro_f1")
-        for split, mode in (("validation", "strict"), ("test", "strict"), ("test", "lenient"))) + " |"
-        for system in SYSTEMS)
-    if "selected_epoch" in results:
-        selection = (f"Selected on the validation notes: epoch {results['selected_epoch']:g} of "
-                     f"{results['train_epochs']:g}, link threshold {results['link_threshold']}.")
-    else:
-        selection = f"No selection on validation notes: the last epoch, link threshold {results.get('link_threshold')}."
-    if results.get("preferred_on_validation") == "rule":
-        selection += (" **On the validation notes this model did not beat the nearest-drug rule** (strict micro-F1 "
-                      f"{number('validation_relation_strict_micro_f1')} against "
-                      f"{number('validation_rule_relation_strict_micro_f1')}): `annotate_notes.py --relations auto` "
-                      "(the default) links with the rule.")
-
-    body = f"""
-# {label}
-
-Links each attribute (strength, dosage, route, frequency, duration, form, reason, adverse event) to its
-drug, as in n2c2-2018 Track 2, trained with `run_re.py` on {"a SYNTHETIC sample (not patient notes)" if synthetic
-else "the data described above"}. Input: the sentence(s) of an (attribute, drug) candidate with typed markers
-around both (`[Strength] 25 mg [/Strength] ... [Drug] metoprolol [/Drug]`){features_text}; output: `linked` or `none`.
-A stock `AutoModelForSequenceClassification`: no custom code.
-
-## Results (relations on gold entities, strict micro-F1; lenient on test)
-
-| system | validation | test | test lenient |
-|---|---|---|---|
-{rows}
-
-{selection}
-## How to use
-With the project's `annotate_notes.py` (NER, then relations, then a medication list):
-`annotate_notes.py --model_name_or_path NER_MODEL --relation_model_name_or_path THIS_MODEL --input_dir notes/ --output_dir out/`
-(`--relations auto`, the default: this model where it beat the rule on the validation notes, else the rule).
-
-## Limitations
-For research; **not for clinical decisions**. Candidates: same sentence (Reason and ADE within
-{data_args.sentence_window} sentence(s)); a relation beyond that is never found. Licence `{license_id}`:
-a model trained on notes inherits their terms (n2c2: a data-use agreement).
-"""
-    card = ModelCard.from_template(card_data, template_str="---\n{{ card_data }}\n---\n" + body)
-    card.save(output_dir / "README.md")
-    return output_dir / "README.md"
 
 
 # ---------------------------------------------------------------------------
@@ -446,7 +174,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     train_documents = load_documents(data_args.dataset_path, data_args.train_split) if training_args.do_train else []
     if data_args.max_train_documents is not None:
         train_documents = train_documents[:data_args.max_train_documents]
-    features = input_features(data_args)
+    features = input_features(data_args.input_features)
     # Validation notes: scored (--do_eval) and, while training, the epoch and the threshold are chosen on them.
     validation_in_training = training_args.do_train and bool(
         set(data_args.validation_split.split("+")) & set(data_args.train_split.split("+")))
@@ -502,7 +230,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     from datasets import Dataset
 
     def to_dataset(documents, description):
-        examples, candidates = build_examples(documents, tokenizer, data_args)
+        examples, candidates = build_examples(documents, tokenizer, sentence_window=data_args.sentence_window,
+                                              max_seq_length=data_args.max_seq_length, features=features)
         if not examples:
             return None, candidates
         dataset = Dataset.from_list(examples)
@@ -526,7 +255,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     if resume_checkpoint is not None:
         check_resume_matches(resume_checkpoint, run_args, RESUME_MUST_MATCH)
     if training_args.do_train and train_dataset is not None:
-        adapt_epochs(training_args, data_args, len(train_dataset))
+        adapt_epochs(training_args, len(train_dataset), min_train_steps=data_args.min_train_steps,
+                     max_train_epochs=data_args.max_train_epochs)
     selection = KeepBestEpoch()
     if selecting:
         if training_args.eval_strategy != IntervalStrategy.EPOCH:
@@ -626,12 +356,12 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         write_json_atomically(output_dir / ALL_RESULTS_FILE, results)
         if training_args.do_train:
             write_json_atomically(output_dir / RUN_INFO_FILE, {
-                "model_label": model_label(model_args), "task": "relations",
+                "model_label": relation_model_label(model_args), "task": "relations",
                 "model_name_or_path": model_args.model_name_or_path, "config_name": model_args.config_name,
                 "vocabulary_from_corpus": corpus_vocabulary, "seed": training_args.seed,
                 "sentence_window": data_args.sentence_window, "synthetic": synthetic,
                 "num_parameters": results["num_parameters"]})
-            write_model_card(output_dir, model_args, data_args, results, synthetic)
+            write_relation_model_card(output_dir, model_args, data_args, results, synthetic)
             if push_to_hub:
                 repo_id = training_args.hub_model_id or output_dir.name
                 push_model_to_hub(output_dir, repo_id, training_args.hub_token or model_args.token,
@@ -642,4 +372,4 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
 
 
 if __name__ == "__main__":
-    main_with_usage_errors(main, "run_re.py")
+    run_main(main, "run_re.py")

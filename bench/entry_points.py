@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
 
     import annotate_notes
-    from annotate_notes import NoteAnnotator
+    from clinical_ner_crf.note_annotator import NoteAnnotator
     from clinical_ner_crf.windows import NerPipeline
 
     text = long_note()

@@ -56,8 +56,8 @@ def export(model_dir: Path, out: Path) -> Path:
 
 def annotators(model_dir: Path, onnx_dir: Path, threads: int | None) -> dict[str, Any]:
     """NoteAnnotator per backend (the one-call API the users call)."""
-    from annotate_notes import NoteAnnotator
-    from clinical_ner_crf.corpus_io import ONNX_INT8_FILE
+    from clinical_ner_crf.note_annotator import NoteAnnotator
+    from clinical_ner_crf.files import ONNX_INT8_FILE
 
     return {
         "torch": NoteAnnotator.from_pretrained(str(model_dir), device="cpu", max_seq_length=128),
@@ -157,8 +157,8 @@ def f1_by_backend(model_dir: Path, scratch: Path, corpus_path: Path) -> dict[str
     """Strict micro-F1 on the test notes with each backend, and fp32-vs-torch entity identity."""
     from datasets import load_from_disk
 
-    from clinical_ner_crf.corpus_io import BratDocument, BratEntity
-    from evaluate_ablations import score_entities
+    from clinical_ner_crf.documents import BratDocument, BratEntity
+    from clinical_ner_crf.n2c2_scoring import score_entities
 
     documents = [row for row in load_from_disk(str(corpus_path / "documents")) if row["split"] == "test"]
     notes = {row["document_id"]: row["text"] for row in documents}
@@ -279,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                           for backend, annotator in by_backend.items()}
         notes_file = scratch / "notes.json"
         notes_file.write_text(json.dumps(list(notes.values())))
-        from clinical_ner_crf.corpus_io import ONNX_INT8_FILE
+        from clinical_ner_crf.files import ONNX_INT8_FILE
 
         print("[onnx-speed] peak RSS per backend (child processes)", flush=True)
         result["peak_rss"] = {

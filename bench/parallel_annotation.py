@@ -48,7 +48,7 @@ CONFIGS = ("torch_1x1", "torch_2x1", "torch_1x2", "accelerate_2x1", "onnx_int8_1
 
 def command(config: str, model_dir: Path, onnx_dir: Path, notes_dir: Path, out: Path) -> list[str]:
     """The user's command for one configuration."""
-    from clinical_ner_crf.corpus_io import ONNX_INT8_FILE
+    from clinical_ner_crf.files import ONNX_INT8_FILE
 
     backend, shape = config.rsplit("_", 1)
     processes, threads = (int(n) for n in shape.split("x"))

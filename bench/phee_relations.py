@@ -9,7 +9,7 @@ relations: each event has a Treatment (with Drug, Dosage, Route, Freq, Duration,
 Combination sub-arguments), an Effect and a Subject. Its brat files hold the entities but almost none of the
 event structure (their ``E`` lines name only the trigger), so the structure is taken from the authors' JSON
 (``json/{split}.json``, one sentence per line, ``id`` = the brat file stem) and the entities from the brat
-files, read exactly as the NER benchmark reads them: ``corpus_io.read_brat_document`` with
+files, read exactly as the NER benchmark reads them: ``brat.read_brat_document`` with
 ``configs/label_maps/phee_to_n2c2.json`` (Drug, Dosage, Route, Freq -> Frequency, Duration,
 Treat-Disorder -> Reason, Effect -> ADE).
 
@@ -68,10 +68,10 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from clinical_ner_crf.corpus_io import (  # noqa: E402
-    BratDocument, load_label_map, note_file_mode, read_brat_document, read_brat_folder, set_tree_mode,
-    write_brat_entities, write_folder_atomically,
-)
+from clinical_ner_crf.brat import read_brat_document, read_brat_folder, write_brat_entities
+from clinical_ner_crf.label_maps import load_label_map
+from clinical_ner_crf.documents import BratDocument
+from clinical_ner_crf.files import note_file_mode, set_tree_mode, write_folder_atomically
 from clinical_ner_crf.tagging import DRUG_TYPE, N2C2_RELATION_TYPES, relation_type  # noqa: E402
 
 logger = logging.getLogger("phee_relations")

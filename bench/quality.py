@@ -39,9 +39,11 @@ from typing import Any, Iterator, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from clinical_ner_crf.corpus_io import ALL_RESULTS_FILE, RUN_INFO_FILE, STATS_FILE, read_predictions, run_predictions_path  # noqa: E402
-from evaluate_ablations import (  # noqa: E402
-    STRICT_MACRO_F1, STRICT_MICRO_F1, evaluate_run, flat_metrics, headline_metrics)
+from clinical_ner_crf.prediction_records import read_predictions
+from clinical_ner_crf.files import ALL_RESULTS_FILE, RUN_INFO_FILE, STATS_FILE, run_predictions_path
+from clinical_ner_crf.reports import flat_metrics
+from clinical_ner_crf.token_metrics import evaluate_run, headline_metrics
+from clinical_ner_crf.metrics import STRICT_MACRO_F1, STRICT_MICRO_F1
 
 QUALITY_DIR = common.RESULTS_DIR / "quality"
 

@@ -59,9 +59,10 @@ from typing import Any, Iterator, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from clinical_ner_crf.corpus_io import (  # noqa: E402
-    ALL_RESULTS_FILE, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, STATS_FILE, TEST_RELATIONS_FILE, BratDocument,
-    BratEntity, BratRelation, note_file_mode, write_brat_ann,
+from clinical_ner_crf.brat import write_brat_ann
+from clinical_ner_crf.documents import BratDocument, BratEntity, BratRelation
+from clinical_ner_crf.files import (
+    ALL_RESULTS_FILE, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, STATS_FILE, TEST_RELATIONS_FILE, note_file_mode,
 )
 from clinical_ner_crf.tagging import N2C2_RELATION_TYPES  # noqa: E402
 
@@ -296,7 +297,7 @@ def rule_links(documents: Sequence[dict[str, Any]], mentions: Sequence[Sequence[
 
 
 def rule_step(setup: Setup, corpus: Corpus) -> dict[str, Any]:
-    from evaluate_ablations import score_relations
+    from clinical_ner_crf.n2c2_scoring import score_relations
     from clinical_ner_crf.relations import candidate_pairs, candidate_recall
 
     documents = load_documents(corpus.dataset, "test")
@@ -356,7 +357,7 @@ def model_links(run_dir: Path, documents: Sequence[dict[str, Any]]) -> list[list
 
 
 def re_step(setup: Setup, corpus: Corpus, seed: int) -> dict[str, Any]:
-    from evaluate_ablations import score_relations
+    from clinical_ner_crf.n2c2_scoring import score_relations
 
     key = step_key(setup, Step("re", seed))
     run_dir = re_run_dir(setup, seed)
@@ -452,9 +453,10 @@ def relation_losses(gold_documents: Sequence[BratDocument], pred_documents: Sequ
 def e2e_step(setup: Setup, corpus: Corpus, seed: int) -> dict[str, Any]:
     import torch
 
-    from annotate_notes import NoteAnnotator, RelationLinker
-    from annotate_notes import mentions_of as predicted_mentions
-    from evaluate_ablations import score_brat_folders, score_entities, score_relations
+    from clinical_ner_crf.note_annotator import NoteAnnotator
+    from clinical_ner_crf.relation_linking import RelationLinker
+    from clinical_ner_crf.relation_linking import mentions_of as predicted_mentions
+    from clinical_ner_crf.n2c2_scoring import score_brat_folders, score_entities, score_relations
 
     ner_dir, re_dir = ner_run_dir(setup, seed), re_run_dir(setup, seed)
     for what, folder in (("NER", ner_dir), ("relation", re_dir)):
@@ -571,7 +573,7 @@ def describe(step: Step, result: dict[str, Any]) -> str:
                 f"{result['test_rule_relation_strict_micro_f1']:.4f}), "
                 f"train {result.get('train_wall_seconds', 0):.0f}s")
     if step.kind == "ner":
-        from evaluate_ablations import STRICT_MICRO_F1
+        from clinical_ner_crf.metrics import STRICT_MICRO_F1
 
         return f"NER strict micro-F1 {result[STRICT_MICRO_F1]:.4f}"
     if step.kind == "e2e":

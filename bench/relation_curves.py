@@ -119,8 +119,8 @@ def all_runs(smoke: bool = False) -> list[tuple[str, str, int | None, int]]:
 
 def per_document_counts(documents, links_by_document) -> list[list[int]]:
     """Strict relation (tp, fp, fn) of each note (evaluate_ablations.score_relations, one note at a time)."""
-    from evaluate_ablations import score_relations
-    from run_re import to_brat_documents
+    from clinical_ner_crf.n2c2_scoring import score_relations
+    from clinical_ner_crf.relation_training import to_brat_documents
 
     counts = []
     for document, links in zip(documents, links_by_document):
@@ -132,9 +132,9 @@ def per_document_counts(documents, links_by_document) -> list[list[int]]:
 
 def predicted_links(run_dir: Path, documents) -> list[list[tuple[Any, float]]]:
     """The model's links of each test note, read back from run_re.py's predictions (test_relations.jsonl)."""
-    from clinical_ner_crf.corpus_io import PREDICTIONS_DIRNAME, TEST_RELATIONS_FILE
+    from clinical_ner_crf.files import PREDICTIONS_DIRNAME, TEST_RELATIONS_FILE
     from clinical_ner_crf.relations import Candidate
-    from run_re import mentions_of
+    from clinical_ner_crf.relation_training import mentions_of
 
     by_document: dict[str, list[dict[str, Any]]] = {}
     for line in (run_dir / PREDICTIONS_DIRNAME / TEST_RELATIONS_FILE).read_text(encoding="utf-8").splitlines():
@@ -198,7 +198,7 @@ def end_to_end(keep: bool = False) -> dict[str, Any]:
     import prepare_n2c2
     import run_ner_crf
     import run_re
-    from evaluate_ablations import score_brat_folders
+    from clinical_ner_crf.n2c2_scoring import score_brat_folders
 
     root = CURVES_RUNS / "end_to_end"
     shutil.rmtree(root, ignore_errors=True)

@@ -26,8 +26,8 @@ import common  # noqa: E402
 import relation_curves  # noqa: E402
 import quality  # noqa: E402
 import self_pretraining  # noqa: E402
-from evaluate_ablations import (  # noqa: E402
-    LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, aggregate_runs, learning_curve, plot_learning_curve)
+from clinical_ner_crf.reports import aggregate_runs, learning_curve, plot_learning_curve
+from clinical_ner_crf.metrics import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1
 
 SYSTEM_NAMES = {
     "feature-crf": "Feature CRF (sklearn-crfsuite, peer)",

@@ -26,7 +26,7 @@ import bisect
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from .corpus_io import round_confidence
+from .prediction_records import round_confidence
 from .tagging import ATTRIBUTE_TYPES, DRUG_TYPE, relation_type, split_sentences
 
 LABELS = ("none", "linked")

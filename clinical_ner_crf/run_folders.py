@@ -17,145 +17,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
-import sys
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-import datasets
-import transformers
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.tokenization_utils_base import TOKENIZER_CONFIG_FILE
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .command_line import UsageError, run_main
-from .folder_safety import FolderLock, Manifest, check_output_apart
-from .corpus_io import (
-    CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, PREDICTIONS_DIRNAME, PRETRAINING_DATA_FILE,
-    QUANTIZATION_FILE, RUN_ARGS_FILE, RUN_INFO_FILE, usual_file_mode, write_json_atomically,
+from .command_line import UsageError
+from .files import (
+    PREDICTIONS_DIRNAME, PRETRAINING_DATA_FILE, RUN_ARGS_FILE, RUN_INFO_FILE, usual_file_mode, write_json_atomically,
 )
-from .subwords import CORPUS_VOCABULARY_MARK, mark_corpus_vocabulary
+from .folder_safety import FolderLock, Manifest, check_output_apart
+
 
 logger = logging.getLogger(__name__)
-
-# Files `--push_to_hub` uploads: model, tokenizer, config, modeling file and card. Nothing else
-# (no predictions, datasets, logs or training state: they may hold corpus text).
-HUB_UPLOAD_PATTERNS = [
-    "config.json",
-    "model.safetensors",
-    "model-*.safetensors",
-    "model.safetensors.index.json",
-    "modeling_crf.py",
-    "windows.py",  # the CRF pipeline (windows.NerPipeline) and the tag scheme it imports
-    "tagging.py",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "added_tokens.json",
-    "README.md",
-    # export_onnx.py folders: the graphs, the CRF scores, and what the export and quantization did (numbers).
-    ONNX_FILE,
-    ONNX_FILE + ".data",  # external weights of a large graph
-    ONNX_INT8_FILE,
-    CRF_FILE,
-    EXPORT_INFO_FILE,
-    QUANTIZATION_FILE,
-]
-
-
-def config_to_argv(config: dict[str, Any]) -> list[str]:
-    """A JSON config as command-line flags, so that flags given after it override it."""
-    argv = []
-    for key, value in config.items():
-        if isinstance(value, bool):
-            argv += [f"--{key}", str(value).lower()]
-        elif isinstance(value, list):
-            argv += [f"--{key}", *map(str, value)]
-        elif value is not None:
-            argv += [f"--{key}", str(value)]
-    return argv
-
-
-def parse_config_overrides(overrides: str | None) -> dict[str, Any]:
-    """'n_layers=2,dim=128,activation=gelu' -> {'n_layers': 2, 'dim': 128, 'activation': 'gelu'}."""
-    parsed: dict[str, Any] = {}
-    for item in filter(None, (overrides or "").split(",")):
-        key, _, value = item.partition("=")
-        try:
-            parsed[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            parsed[key.strip()] = value.strip()
-    return parsed
-
-
-def parse_script_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple:
-    """``SCRIPT.py [CONFIG.json] [--flag value ...]`` into the script's argument dataclasses: flags given after a
-    JSON config file override it; a single-process launch with a GPU count is checked (:func:`check_launch`)."""
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(tuple(dataclass_types))
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0].endswith(".json"):
-        argv = config_to_argv(json.loads(Path(argv[0]).read_text())) + argv[1:]
-    check_launch(argv)
-    return parser.parse_args_into_dataclasses(args=argv)
-
-
-def flag_value(argv: Sequence[str], name: str) -> bool:
-    """The last value of a boolean ``--name [true|false]`` flag on a command line (False when absent)."""
-    value = False
-    for index, arg in enumerate(argv):
-        if arg == f"--{name}":
-            following = argv[index + 1] if index + 1 < len(argv) else ""
-            value = following.lower() not in ("false", "0", "no") if not following.startswith("--") else True
-        elif arg.startswith(f"--{name}="):
-            value = arg.split("=", 1)[1].lower() not in ("false", "0", "no")
-    return value
-
-
-def setup_logging(training_args: TrainingArguments, script_logger: logging.Logger) -> None:
-    """Logging as in transformers' run_ner.py: INFO on the main process (counts, paths and settings, never text)."""
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stdout)])
-    if training_args.should_log:
-        transformers.utils.logging.set_verbosity_info()
-    log_level = training_args.get_process_log_level()
-    for log in (script_logger, logger):
-        log.setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.enable_default_handler()
-    transformers.utils.logging.enable_explicit_format()
-    script_logger.warning(f"Process rank: {training_args.process_index}, device: {training_args.device}, "
-                          f"n_gpu: {training_args.n_gpu}, distributed: {training_args.parallel_mode.value}, "
-                          f"world size: {training_args.world_size}, bf16: {training_args.bf16}, "
-                          f"fp16: {training_args.fp16}")
-    if training_args.device.type == "cpu":
-        training_args.dataloader_pin_memory = False  # pinning is for GPU transfers (torch warns on CPU)
-
-
-def check_launch(argv: Sequence[str]) -> None:
-    """Launched as several processes on a machine without GPU, only --use_cpu joins them into one CPU run;
-    without it each process trains the same model on its own. Checked before TrainingArguments, which
-    already sets up the devices (and would wait for a process group)."""
-    import torch
-
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched > 1 and not torch.cuda.is_available() and not flag_value(argv, "use_cpu"):
-        raise UsageError(f"started as {launched} processes on a machine without GPU: pass --use_cpu so that they "
-                         "form one CPU run (torch.distributed over gloo)")
-
-
-def main_with_usage_errors(main, script_name: str) -> None:
-    """Run ``main()`` under the exit convention of :mod:`command_line` (usage error 2, data error 1)."""
-    run_main(main, script_name)
 
 
 # What a run writes into its output folder: claimed in its manifest (folder_safety.Manifest) before the run writes
@@ -295,109 +172,6 @@ def trainer_state_epoch(checkpoint: str | None) -> float:
     return float(json.loads(state.read_text()).get("epoch") or 0.0) if checkpoint and state.is_file() else 0.0
 
 
-def push_model_to_hub(output_dir: Path, repo_id: str, token: str | None, private: bool | None = None,
-                      script: str = "run_ner_crf.py", corpus_vocabulary_acknowledged: bool = False):
-    """Upload model, tokenizer, config, code files and card: nothing else (see HUB_UPLOAD_PATTERNS). A tokenizer
-    marked as learned from a corpus is uploaded only when acknowledged (``--push_corpus_vocabulary``): checked again
-    here, on the folder being uploaded (:func:`check_vocabulary_upload`)."""
-    from huggingface_hub import HfApi
-
-    check_vocabulary_upload(True, acknowledged=corpus_vocabulary_acknowledged, tokenizer=output_dir)
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    return api.upload_folder(repo_id=repo_id, folder_path=str(output_dir), allow_patterns=HUB_UPLOAD_PATTERNS,
-                             commit_message=f"Upload model trained with {script}")
-
-
-def hub_upload_files(output_dir: Path) -> list[str]:
-    """The files of ``output_dir`` that :func:`push_model_to_hub` would upload."""
-    from huggingface_hub.utils import filter_repo_objects
-
-    files = [p.relative_to(output_dir).as_posix() for p in Path(output_dir).rglob("*") if p.is_file()]
-    return sorted(filter_repo_objects(files, allow_patterns=HUB_UPLOAD_PATTERNS))
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
-def _marked(config: Mapping[str, Any]) -> bool:
-    return config.get(CORPUS_VOCABULARY_MARK) is True
-
-
-def corpus_vocabulary_evidence(tokenizer: Any) -> str | None:
-    """Where a tokenizer says that its vocabulary was learned from a corpus, or None (see :func:`vocabulary_from_corpus`)."""
-    if tokenizer is None or (isinstance(tokenizer, (str, os.PathLike)) and not str(tokenizer)):
-        return None
-    if not isinstance(tokenizer, (str, os.PathLike)):  # a tokenizer object: its init kwargs are its tokenizer_config.json
-        if _marked(getattr(tokenizer, "init_kwargs", None) or {}):
-            return f"{CORPUS_VOCABULARY_MARK} in the tokenizer's config"
-        name = getattr(tokenizer, "name_or_path", "")
-        return corpus_vocabulary_evidence(name) if name and Path(name).is_dir() else None
-    folder = Path(tokenizer)
-    if folder.is_dir():
-        if _marked(_read_json(folder / TOKENIZER_CONFIG_FILE)):
-            return f"{CORPUS_VOCABULARY_MARK} in {folder / TOKENIZER_CONFIG_FILE}"
-        # Folders written before the mark existed: the run's record says it (a checkpoint's, in its run folder).
-        records = [folder / RUN_INFO_FILE]
-        if re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-\d+", folder.name):
-            records.append(folder.parent / RUN_INFO_FILE)
-        for record in records:
-            if _read_json(record).get("vocabulary_from_corpus"):
-                return f"vocabulary_from_corpus in {record}"
-        run_args = _read_json(folder / RUN_ARGS_FILE)
-        learned_by_pretrain_mlm = "text_sha256" in run_args and not (run_args.get("tokenizer_name")
-                                                                      or run_args.get("model_name_or_path"))
-        if run_args.get("train_tokenizer") or learned_by_pretrain_mlm:
-            return f"the run arguments in {folder / RUN_ARGS_FILE}"
-        return None
-    if is_hub_id(str(tokenizer)):
-        from transformers.utils import cached_file
-
-        try:  # the tokenizer's own config (a few hundred bytes), as from_pretrained would fetch it
-            path = cached_file(str(tokenizer), TOKENIZER_CONFIG_FILE, _raise_exceptions_for_missing_entries=False,
-                               _raise_exceptions_for_connection_errors=False)
-        except Exception:  # unreachable or gated: the check on the folder being uploaded still runs (push_model_to_hub)
-            path = None
-        if path and _marked(_read_json(Path(path))):
-            return f"{CORPUS_VOCABULARY_MARK} in {tokenizer}'s {TOKENIZER_CONFIG_FILE}"
-    return None
-
-
-def vocabulary_from_corpus(tokenizer: Any) -> bool:
-    """Whether a tokenizer's vocabulary was learned from a corpus, so that its words are corpus text, as the tokenizer
-    itself says: the mark ``subwords.py`` puts into its tokenizer_config.json (``"vocabulary_from_corpus": true``),
-    which travels with every save_pretrained, checkpoint, copy and export. ``tokenizer`` is a tokenizer object (its
-    init kwargs), a local folder (a model, one of its ``checkpoint-N`` folders, an export) or a Hub id (its
-    tokenizer_config.json). A folder written before the mark existed is read from its run's records (run_info.json,
-    the run folder's for a checkpoint; a checkpoint's run_args.json)."""
-    return corpus_vocabulary_evidence(tokenizer) is not None
-
-
-def check_vocabulary_upload(push_to_hub: bool, *, acknowledged: bool, tokenizer: Any = None,
-                            learned_here: bool = False) -> bool:
-    """Whether the tokenizer a run trains with (and uploads) holds a vocabulary learned from a corpus: learned by this
-    run (``learned_here``), or marked in ``tokenizer`` (see :func:`vocabulary_from_corpus`). With ``push_to_hub``
-    such a tokenizer is refused unless ``--push_corpus_vocabulary`` (``acknowledged``) says the user knows its words
-    are corpus text: a :class:`UsageError` of one line, raised before any work. The one home of that rule: every
-    upload path calls it (the scripts before any work, :func:`push_model_to_hub` on the folder it uploads).
-    A tokenizer object found to hold such a vocabulary gets the mark if it lacks it (a folder written before the
-    mark existed), so that everything the run saves carries it."""
-    evidence = "learned from the training text by this run" if learned_here else corpus_vocabulary_evidence(tokenizer)
-    init_kwargs = getattr(tokenizer, "init_kwargs", None)
-    if evidence and isinstance(init_kwargs, dict) and not _marked(init_kwargs):
-        mark_corpus_vocabulary(tokenizer, "learned from a corpus (said by the records of the run that built it)")
-    if push_to_hub and evidence and not acknowledged:
-        raise UsageError(f"--push_to_hub: the tokenizer's vocabulary is learned from the training notes ({evidence}), "
-                         "so its words are corpus text; pass --push_corpus_vocabulary to acknowledge that and upload "
-                         "it (check your data's terms first)")
-    return evidence is not None
-
-
 # The help of --allow_test_training (run_ner_crf.py and run_re.py).
 ALLOW_TEST_TRAINING_HELP = ("Allow --train_split to name the test split (e.g. 'test', 'train+test'), refused by "
                             "default: a model trained on the test notes makes every test score meaningless. Only for "
@@ -416,16 +190,3 @@ def check_train_split(train_split: str, test_split: str | None, allowed: bool) -
                          f"model will never be scored on those notes")
 
 
-def is_hub_id(name: str | None) -> bool:
-    """Whether ``name`` reads as a Hub model id (``org/name`` or ``name``), not a local path."""
-    return bool(name) and not Path(name).exists() and re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None
-
-
-def card_license(model_license: str | None, dataset_stats: dict[str, Any]) -> tuple[str, str | None]:
-    """``(license, license_name)`` of a model card: the user's choice, else apache-2.0 for the synthetic sample,
-    else "other": a model trained on notes inherits their terms (n2c2: a data-use agreement)."""
-    if model_license:
-        return model_license, None
-    if dataset_stats.get("synthetic"):
-        return "apache-2.0", None
-    return "other", "data-use-agreement"

@@ -52,7 +52,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .corpus_io import split_at_line_breaks, write_brat_entities
+from .brat import split_at_line_breaks, write_brat_entities
 from .folder_safety import Manifest
 from .tagging import DRUG_TYPE, relation_type
 

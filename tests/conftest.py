@@ -69,7 +69,7 @@ def hub_uploaded_files(upload: dict, folder) -> list[str]:
     output folder, another folder) fails here."""
     from huggingface_hub.utils import filter_repo_objects
 
-    from clinical_ner_crf.run_folders import hub_upload_files
+    from clinical_ner_crf.hub_upload import hub_upload_files
 
     folder = Path(folder)
     assert Path(upload["folder_path"]) == folder, upload["folder_path"]

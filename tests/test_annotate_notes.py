@@ -16,9 +16,12 @@ from clinical_ner_crf.folder_safety import MANIFEST_FILE, Manifest
 import torch
 
 import annotate_notes
-from annotate_notes import NoteAnnotator, load_model_and_tokenizer, main
+from annotate_notes import main
+from clinical_ner_crf.note_annotator import NoteAnnotator, load_model_and_tokenizer
 from conftest import REPO_ROOT, tiny_encoder_config
-from clinical_ner_crf.corpus_io import BratDocument, BratEntity, read_brat_document, read_predictions, write_brat_ann
+from clinical_ner_crf.brat import read_brat_document, write_brat_ann
+from clinical_ner_crf.prediction_records import read_predictions
+from clinical_ner_crf.documents import BratDocument, BratEntity
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
 from prepare_n2c2 import document_to_examples
 from clinical_ner_crf.subwords import train_subword_tokenizer
@@ -126,7 +129,7 @@ def assert_ann_matches(txt: Path, ann: Path, records: list[dict]) -> None:
 
 
 def test_round_trip_brat_score_equals_word_level_score(crf_dir, tmp_path, caplog):
-    from evaluate_ablations import entity_scores
+    from clinical_ner_crf.token_metrics import entity_scores
     from evaluate_ablations import main as evaluate_main
 
     synthetic_dir, notes_dir, gold_dir, out = (tmp_path / name for name in ("synthetic", "notes", "gold", "out"))
@@ -703,7 +706,7 @@ def rule_links(notes: Path, mentions: dict, sentence_window: int = 1) -> dict:
 def model_links(notes: Path, mentions: dict, relation_dir: Path) -> dict:
     """What the relation model links on the same entities (its RelationLinker, here), checked to be every candidate
     (the tiny model's classifier ignores its input)."""
-    from annotate_notes import RelationLinker
+    from clinical_ner_crf.relation_linking import RelationLinker
     from clinical_ner_crf.relations import candidate_pairs
 
     linker = RelationLinker.from_pretrained(str(relation_dir), device="cpu")
@@ -829,7 +832,7 @@ def test_onnx_backend_links_with_the_rule_without_torch(crf_dir, relation_models
 def test_note_annotator_relations_choice(crf_dir, relation_models, monkeypatch):
     """The Python API makes the same choice (annotate_notes.choose_relations), and the linker builds the model's input
     as training did (its input features)."""
-    from annotate_notes import RelationLinker, RuleLinker, choose_relations
+    from clinical_ner_crf.relation_linking import RelationLinker, RuleLinker, choose_relations
     from clinical_ner_crf.command_line import UsageError
     from clinical_ner_crf.relations import DEFAULT_SENTENCE_WINDOW, nearest_drug_rule
 
@@ -882,7 +885,7 @@ def test_relation_linker_refuses_a_model_without_its_feature_tokens(crf_dir, rel
     """A config that lists input features needs their tokens in the tokenizer (run_re.py adds them)."""
     from transformers import AutoModelForSequenceClassification
 
-    from annotate_notes import RelationLinker
+    from clinical_ner_crf.relation_linking import RelationLinker
     from clinical_ner_crf.relations import MARKER_TOKENS
     from clinical_ner_crf.windows import load_tokenizer
 

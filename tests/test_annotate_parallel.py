@@ -18,7 +18,7 @@ from clinical_ner_crf.folder_safety import MANIFEST_FILE
 
 import annotate_notes
 from conftest import REPO_ROOT
-from clinical_ner_crf.corpus_io import process_part_name
+from clinical_ner_crf.files import process_part_name
 from clinical_ner_crf.synthetic_n2c2 import generate_notes
 from test_annotate_interruptions import by_document, crf_dir, read_records  # noqa: F401 (crf_dir: a fixture)
 from test_annotate_notes import write_txt

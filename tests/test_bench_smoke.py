@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from clinical_ner_crf.corpus_io import RUN_INFO_FILE, read_predictions, run_predictions_path
-from evaluate_ablations import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, entity_view, metric_name
+from clinical_ner_crf.prediction_records import read_predictions
+from clinical_ner_crf.files import RUN_INFO_FILE, run_predictions_path
+from clinical_ner_crf.metrics import entity_view
+from clinical_ner_crf.metrics import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, metric_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "bench"))

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import annotate_notes
-from annotate_notes import NoteAnnotator
+from clinical_ner_crf.note_annotator import NoteAnnotator
 from conftest import LIBRARY, REPO_ROOT
 from clinical_ner_crf.synthetic_n2c2 import generate_notes
 from clinical_ner_crf.tagging import bio_to_spans, split_sentences, tokenize_words

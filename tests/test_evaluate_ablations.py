@@ -16,45 +16,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import evaluate_ablations
-from clinical_ner_crf.corpus_io import (
-    PREDICTIONS_DIRNAME,
-    REPORT_JSON_FILE,
-    REPORT_MARKDOWN_FILE,
-    RUN_INFO_FILE,
-    BratFormatError,
-    PredictionFormatError,
-    TEST_PREDICTIONS_FILE,
-    prediction_record,
-    read_predictions,
-    run_predictions_path,
-    write_brat_ann,
-    write_json_atomically,
-    write_predictions_file,
+from clinical_ner_crf.brat import write_brat_ann
+from clinical_ner_crf.prediction_records import (
+    PredictionFormatError, prediction_record, read_predictions, write_predictions_file,
 )
-from evaluate_ablations import (
-    ENTITY_MODES,
-    LENIENT_MICRO_F1,
-    STRICT_MACRO_F1,
-    STRICT_MICRO_F1,
-    TAG_VIEWS,
-    aggregate_runs,
-    entity_scores,
-    entity_view,
-    evaluate_run,
-    flat_metrics,
-    main,
-    match_counts,
-    metric_name,
-    ner_metrics,
-    paper_ablations,
-    render_comparison_markdown,
-    render_run_markdown,
-    score_brat_folders,
-    summarize_counts,
-    tag_confusion,
-    tag_scores,
-    top_confusions,
-    type_metric_name,
+from clinical_ner_crf.documents import BratFormatError
+from clinical_ner_crf.files import (
+    PREDICTIONS_DIRNAME, REPORT_JSON_FILE, REPORT_MARKDOWN_FILE, RUN_INFO_FILE, TEST_PREDICTIONS_FILE,
+    run_predictions_path, write_json_atomically,
+)
+from evaluate_ablations import main
+from clinical_ner_crf.reports import aggregate_runs, flat_metrics, render_comparison_markdown, render_run_markdown
+from clinical_ner_crf.n2c2_scoring import score_brat_folders
+from clinical_ner_crf.token_metrics import (
+    ENTITY_MODES, TAG_VIEWS, entity_scores, evaluate_run, match_counts, ner_metrics, paper_ablations, tag_confusion,
+    tag_scores, top_confusions,
+)
+from clinical_ner_crf.metrics import entity_view
+from clinical_ner_crf.metrics import (
+    LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, metric_name, summarize_counts, type_metric_name,
 )
 from clinical_ner_crf.tagging import N2C2_ENTITY_TYPES, bio_to_char_spans, bio_to_spans, tokenize_words
 
@@ -1092,8 +1072,9 @@ def test_cli_predictions_mode_existing_report_folder_is_refused_unless_overwrite
 
 
 def test_score_entities_scores_documents_as_the_brat_folder_scorer_does(tmp_path):
-    from clinical_ner_crf.corpus_io import BratDocument, BratEntity, write_brat_ann
-    from evaluate_ablations import score_brat_folders, score_entities
+    from clinical_ner_crf.brat import write_brat_ann
+    from clinical_ner_crf.documents import BratDocument, BratEntity
+    from clinical_ner_crf.n2c2_scoring import score_brat_folders, score_entities
 
     text = "Aspirin 81 mg daily for pain."
     gold = BratDocument("d1", text, [BratEntity("T1", "Drug", ((0, 7),), "Aspirin", 0),

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import run_ner_crf
-from evaluate_ablations import STRICT_MICRO_F1, type_metric_name
+from clinical_ner_crf.metrics import STRICT_MICRO_F1, type_metric_name
 from clinical_ner_crf.tagging import entity_types_of
 from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, run, synthetic_dataset  # noqa: F401
 from test_user_paths import run_ner_style_rows, write_jsonl

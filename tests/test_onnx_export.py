@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import annotate_notes
-from clinical_ner_crf import corpus_io
+from clinical_ner_crf import files
 import export_onnx
 import modeling_crf
 from clinical_ner_crf import onnx_backend
-from annotate_notes import NoteAnnotator, load_model_and_tokenizer
+from clinical_ner_crf.note_annotator import NoteAnnotator, load_model_and_tokenizer
 from conftest import tiny_encoder_config
-from clinical_ner_crf.run_folders import hub_upload_files
+from clinical_ner_crf.hub_upload import hub_upload_files
 from clinical_ner_crf.synthetic_n2c2 import generate_notes
 from test_annotate_notes import train_tiny_crf, write_txt
 from clinical_ner_crf.windows import predict_notes
@@ -115,18 +115,18 @@ def test_numpy_crf_matches_modeling_crf(spread):
 
 
 def test_crf_export_folder(crf_onnx, crf_dir):
-    info = json.loads((crf_onnx / corpus_io.EXPORT_INFO_FILE).read_text())
+    info = json.loads((crf_onnx / files.EXPORT_INFO_FILE).read_text())
     print(f"\nCRF fp32 max abs emission difference {info['max_abs_emission_diff']:.3g}, "
           f"int8 {info['int8_max_abs_emission_diff']:.3g}")
     assert info["max_abs_emission_diff"] < 1e-4
     assert info["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
-    crf = json.loads((crf_onnx / corpus_io.CRF_FILE).read_text())
+    crf = json.loads((crf_onnx / files.CRF_FILE).read_text())
     model, _ = load_model_and_tokenizer(str(crf_dir))
     start, trans, end = model.crf_scores()
     assert crf["transitions"] == trans.tolist() and crf["start_transitions"] == start.tolist()
     assert crf["end_transitions"] == end.tolist()
     assert min(min(row) for row in crf["transitions"]) == modeling_crf.IMPOSSIBLE_SCORE  # IOB2 constraints travel
-    quantization = json.loads((crf_onnx / corpus_io.QUANTIZATION_FILE).read_text())
+    quantization = json.loads((crf_onnx / files.QUANTIZATION_FILE).read_text())
     assert quantization["quantized_op_types"] and quantization["float_matmul_gemm_before"] > 0
     card = (crf_onnx / "README.md").read_text()
     assert "opset 17" in card and "int8" in card
@@ -187,10 +187,10 @@ def test_annotate_notes_cli_onnx_backend(crf_dir, crf_onnx, texts, tmp_path):
 def test_apt_onnx_gives_torch_entities_and_folder_rules(apt_dir, texts, tmp_path, capsys):
     out = tmp_path / "apt_onnx"
     assert export_onnx.main(["--model_name_or_path", str(apt_dir), "--output_dir", str(out)]) == 0
-    info = json.loads((out / corpus_io.EXPORT_INFO_FILE).read_text())
+    info = json.loads((out / files.EXPORT_INFO_FILE).read_text())
     print(f"\nApt fp32 max abs emission difference {info['max_abs_emission_diff']:.3g}")
     assert info["model_kind"] == "linear" and "token_type_ids" not in info["inputs"]  # DistilBERT takes none
-    assert not (out / corpus_io.CRF_FILE).exists() and not (out / corpus_io.ONNX_INT8_FILE).exists()
+    assert not (out / files.CRF_FILE).exists() and not (out / files.ONNX_INT8_FILE).exists()
 
     model, tokenizer = load_model_and_tokenizer(str(apt_dir))
     expected = predict_notes(model, tokenizer, texts, **WINDOWS)
@@ -219,7 +219,7 @@ def test_all_subwords_crf_decodes_the_same_positions(crf_dir, texts, tmp_path):
     (model_dir / "config.json").write_text(json.dumps(config))
     out = tmp_path / "all_subwords_onnx"
     assert export_onnx.main(["--model_name_or_path", str(model_dir), "--output_dir", str(out)]) == 0
-    assert json.loads((out / corpus_io.CRF_FILE).read_text())["label_alignment"] == "all_subwords"
+    assert json.loads((out / files.CRF_FILE).read_text())["label_alignment"] == "all_subwords"
     model, tokenizer = load_model_and_tokenizer(str(model_dir))
     some = {key: texts[key] for key in list(texts)[:2] + ["long"]}
     expected = predict_notes(model, tokenizer, some, **WINDOWS)

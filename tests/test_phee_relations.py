@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from clinical_ner_crf.corpus_io import BratDocument, BratEntity, BratRelation, load_label_map, read_brat_document, read_brat_folder
-from evaluate_ablations import score_entities
+from clinical_ner_crf.brat import read_brat_document, read_brat_folder
+from clinical_ner_crf.label_maps import load_label_map
+from clinical_ner_crf.documents import BratDocument, BratEntity, BratRelation
+from clinical_ner_crf.n2c2_scoring import score_entities
 from clinical_ner_crf.tagging import N2C2_RELATION_TYPES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -15,11 +15,16 @@ from clinical_ner_crf.folder_safety import MANIFEST_FILE, Manifest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clinical_ner_crf import corpus_io
+from clinical_ner_crf import conll
+
+from clinical_ner_crf import documents
+
 import prepare_n2c2 as p
 from clinical_ner_crf import tagging
 from clinical_ner_crf.tagging import N2C2_LABELS, bio_to_char_spans, split_sentences, tokenize_words
-from clinical_ner_crf.corpus_io import BratDocument, BratEntity, BratFormatError, read_brat_document, read_brat_folder, read_conll_file, write_brat_ann
+from clinical_ner_crf.brat import read_brat_document, read_brat_folder, write_brat_ann
+from clinical_ner_crf.conll import read_conll_file
+from clinical_ner_crf.documents import BratDocument, BratEntity, BratFormatError
 from prepare_n2c2 import document_to_examples, downsample_plain
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +99,7 @@ def test_reads_contiguous_and_discontinuous_spans_and_relations_and_ignores_othe
         ("T1", "Drug", ((0, 7),), 1), ("T2", "Strength", ((8, 13),), 2), ("T3", "Reason", ((24, 29), (30, 34)), 3)]
     reason = doc.entities[2]
     assert reason.is_discontinuous and (reason.start, reason.end) == (24, 34) and reason.text == "chest pain"
-    assert doc.relations == [corpus_io.BratRelation("R1", "Reason-Drug", "T3", "T1", 4)]  # E1 is read, not kept
+    assert doc.relations == [documents.BratRelation("R1", "Reason-Drug", "T3", "T1", 4)]  # E1 is read, not kept
 
 
 def test_out_of_order_fragments_span_first_start_to_last_end():
@@ -197,7 +202,7 @@ def test_messages_give_lengths_and_hashes_not_text_unless_asked(tmp_path, monkey
         read_brat_document(txt)
     assert "Aspirn" not in str(info.value) and "Aspirin" not in str(info.value)
     assert "does not match the .txt at 0-7, which holds <7 characters, sha256 " in str(info.value)
-    monkeypatch.setattr(corpus_io, "SHOW_TEXT_IN_MESSAGES", True)  # prepare_n2c2.py --show_text_in_messages
+    monkeypatch.setattr(documents, "SHOW_TEXT_IN_MESSAGES", True)  # prepare_n2c2.py --show_text_in_messages
     with pytest.raises(BratFormatError) as info:
         read_brat_document(txt)
     assert "'Aspirn'" in str(info.value) and "'Aspirin'" in str(info.value)
@@ -255,16 +260,15 @@ def test_an_unreadable_note_is_skipped_and_counted(tmp_path, monkeypatch):
     folder = tmp_path / "notes"
     write_pair(folder, "1", NOTE, "T1\tDrug 0 7\tAspirin\n")
     write_pair(folder, "2", NOTE, "T1\tDrug 0 7\tAspirin\n")
-    from clinical_ner_crf import corpus_io
-
-    real_read = corpus_io.read_regular_file
+    from clinical_ner_crf import documents, folder_safety
+    real_read = folder_safety.read_regular_file
 
     def read_regular_file(path, limit=None):  # as chmod 000 does for a user who is not root
         if Path(path).name == "2.txt":
             raise PermissionError(13, "Permission denied", str(path))
         return real_read(path, limit)
 
-    monkeypatch.setattr(corpus_io, "read_regular_file", read_regular_file)
+    monkeypatch.setattr(documents, "read_regular_file", read_regular_file)
     with pytest.raises(BratFormatError, match="2.txt: cannot be read"):
         read_brat_folder(folder)
     stats = p.main(["--train_dir", str(folder), "--output_dir", str(tmp_path / "out"), "--skip_invalid",
@@ -637,7 +641,7 @@ def test_conll_documents_text_and_entities(tmp_path):
     assert documents[0].repaired_tags == Counter({"GENE": 1})
     rows, _ = document_to_examples(documents[0], tagging.bio_labels(["GENE"]))
     assert [row["ner_tags"] for row in rows] == [["B-GENE", "O", "O"], ["B-GENE", "O"]]
-    assert corpus_io.conll_entity_types([path]) == ["GENE"]
+    assert conll.conll_entity_types([path]) == ["GENE"]
 
 
 def test_conll_without_docstart_and_bad_lines(tmp_path):
@@ -888,7 +892,7 @@ def test_cli_reports_bad_input_with_file_and_line(tmp_path):
 
 
 def test_atomic_writes_get_the_usual_permissions_and_leave_nothing_on_failure(tmp_path):
-    from clinical_ner_crf.corpus_io import atomic_open
+    from clinical_ner_crf.files import atomic_open
 
     umask = os.umask(0o022)
     try:

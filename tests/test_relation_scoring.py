@@ -9,23 +9,12 @@ import json
 
 import pytest
 
-from clinical_ner_crf.corpus_io import (
-    REPORT_JSON_FILE,
-    REPORT_MARKDOWN_FILE,
-    BratDocument,
-    BratEntity,
-    BratFormatError,
-    BratRelation,
-    read_brat_document,
-    write_brat_ann,
-)
-from evaluate_ablations import (
-    RELATION_SETTINGS,
-    document_relations,
-    main,
-    match_relation_counts,
-    score_brat_folders,
-    score_relations,
+from clinical_ner_crf.brat import read_brat_document, write_brat_ann
+from clinical_ner_crf.documents import BratDocument, BratEntity, BratFormatError, BratRelation
+from clinical_ner_crf.files import REPORT_JSON_FILE, REPORT_MARKDOWN_FILE
+from evaluate_ablations import main
+from clinical_ner_crf.n2c2_scoring import (
+    RELATION_SETTINGS, document_relations, match_relation_counts, score_brat_folders, score_relations,
 )
 from clinical_ner_crf.tagging import N2C2_RELATION_TYPES
 

@@ -9,17 +9,18 @@ import pytest
 
 import annotate_notes
 import run_re
-from annotate_notes import NoteAnnotator, RelationLinker
+from clinical_ner_crf.note_annotator import NoteAnnotator
+from clinical_ner_crf.relation_linking import RelationLinker
 from conftest import REPO_ROOT
-from clinical_ner_crf.corpus_io import (
-    MEDICATIONS_FILE, PREDICTIONS_DIRNAME, TEST_RELATIONS_FILE, read_brat_document,
-)
-from evaluate_ablations import score_relations
+from clinical_ner_crf.brat import read_brat_document
+from clinical_ner_crf.files import MEDICATIONS_FILE, PREDICTIONS_DIRNAME, TEST_RELATIONS_FILE
+from clinical_ner_crf.n2c2_scoring import score_relations
 from clinical_ner_crf.relations import (
     MARKER_TOKENS, Mention, candidate_inputs, candidate_pairs, candidate_recall, fit_to_length, marked_text,
     medication_records, nearest_drug_rule,
 )
-from clinical_ner_crf.run_folders import UsageError, hub_upload_files
+from clinical_ner_crf.run_folders import UsageError
+from clinical_ner_crf.hub_upload import hub_upload_files
 
 NOTE = "Metoprolol 25 mg PO BID and lisinopril 10 mg daily. Stopped lisinopril for a rash.\nTylenol."
 #       0         1         2         3         4         5         6         7         8
@@ -257,7 +258,7 @@ def test_small_corpora_train_at_least_the_minimum_number_of_steps(candidates, ep
 
     training_args = TrainingArguments(output_dir="unused", per_device_train_batch_size=32, num_train_epochs=epochs,
                                       max_steps=max_steps, use_cpu=True, report_to="none")
-    run_re.adapt_epochs(training_args, run_re.DataArguments(), candidates)
+    adapt_epochs(training_args, candidates, min_train_steps=600, max_train_epochs=40)  # run_re.py's defaults
     assert training_args.num_train_epochs == expected
 
 

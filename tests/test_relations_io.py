@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 import prepare_n2c2 as p
-from clinical_ner_crf.corpus_io import (
-    BratDocument, BratEntity, BratFormatError, BratRelation, load_label_map, load_relation_map, read_brat_document, read_brat_folder,
-    write_brat_ann, write_brat_entities,
-)
+from clinical_ner_crf.brat import read_brat_document, read_brat_folder, write_brat_ann, write_brat_entities
+from clinical_ner_crf.label_maps import load_label_map, load_relation_map
+from clinical_ner_crf.documents import BratDocument, BratEntity, BratFormatError, BratRelation
 from clinical_ner_crf.tagging import N2C2_LABELS, N2C2_RELATION_TYPES
 
 NOTE = "Aspirin 81 mg daily\nfor chest\npain.\n"

@@ -20,10 +20,10 @@ import run_ner_crf
 import run_re
 from conftest import REPO_ROOT, build_wordpiece_tokenizer, tiny_encoder_config
 from test_user_paths import intercept_uploads
-from clinical_ner_crf.corpus_io import EXPORT_INFO_FILE, RUN_ARGS_FILE, RUN_INFO_FILE
-from clinical_ner_crf.run_folders import (
-    HUB_UPLOAD_PATTERNS, UsageError, check_vocabulary_upload, corpus_vocabulary_evidence, push_model_to_hub,
-    vocabulary_from_corpus,
+from clinical_ner_crf.files import EXPORT_INFO_FILE, RUN_ARGS_FILE, RUN_INFO_FILE
+from clinical_ner_crf.run_folders import UsageError
+from clinical_ner_crf.hub_upload import (
+    HUB_UPLOAD_PATTERNS, check_vocabulary_upload, corpus_vocabulary_evidence, push_model_to_hub, vocabulary_from_corpus,
 )
 from clinical_ner_crf.subwords import CORPUS_VOCABULARY_MARK, VOCABULARY_SOURCE_KEY, mark_corpus_vocabulary
 from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, run, synthetic_dataset  # noqa: F401

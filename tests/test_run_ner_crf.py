@@ -12,7 +12,7 @@ from datasets import load_from_disk
 
 import run_ner_crf
 from conftest import REPO_ROOT, hub_uploaded_files
-from evaluate_ablations import STRICT_MACRO_F1, STRICT_MICRO_F1
+from clinical_ner_crf.metrics import STRICT_MACRO_F1, STRICT_MICRO_F1
 
 TEST_F1 = f"test_{STRICT_MICRO_F1}"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from clinical_ner_crf import corpus_io
+from clinical_ner_crf import brat
 import prepare_n2c2 as p
 from clinical_ner_crf import synthetic_n2c2
 from clinical_ner_crf import tagging
@@ -49,7 +49,7 @@ def case_shares(texts) -> dict[str, float]:
 def converted(notes, tmp_path_factory):
     """The notes written as brat, read back with text validation, and converted."""
     folder = write_notes(notes, tmp_path_factory.mktemp("synthetic") / "train")
-    documents, problems = corpus_io.read_brat_folder(folder)
+    documents, problems = brat.read_brat_folder(folder)
     rows, counts = [], Counter()
     for doc in documents:
         doc_rows, doc_counts = p.document_to_examples(doc, tagging.N2C2_LABELS)
@@ -268,7 +268,7 @@ def hard_notes():
 
 def prepared_documents(notes, folder: Path) -> list[dict]:
     """The notes written as brat, read back (text validated) and kept as prepare_n2c2.py keeps them in documents/."""
-    documents, problems = corpus_io.read_brat_folder(write_notes(notes, folder))
+    documents, problems = brat.read_brat_folder(write_notes(notes, folder))
     assert problems == []
     prepared = []
     for doc in documents:
@@ -282,7 +282,7 @@ def prepared_documents(notes, folder: Path) -> list[dict]:
 def link_scores(documents) -> dict[str, float]:
     """Strict micro-F1 on gold entities (evaluate_ablations.score_relations, as bench/relation_bench.py scores it) of
     linking every candidate pair and of the nearest-drug rule, and the candidates' recall."""
-    from evaluate_ablations import score_relations
+    from clinical_ner_crf.n2c2_scoring import score_relations
 
     mentions = [relation_bench.mentions_of(document) for document in documents]
     gold = relation_bench.brat_documents(documents, None)
@@ -322,14 +322,14 @@ def test_hard_notes_are_valid_brat(hard_notes, tmp_path):
     folder = write_notes(hard_notes, tmp_path / "hard")
     types = Counter()
     for note in hard_notes:
-        doc = corpus_io.read_brat_document(folder / f"{note.doc_id}.txt", validate_text=True)
+        doc = brat.read_brat_document(folder / f"{note.doc_id}.txt", validate_text=True)
         assert doc.text == note.text
         assert [(e.type, e.spans) for e in doc.entities] == [(t, tuple(f)) for t, f in note.entities]
         by_id = {entity.id: entity for entity in doc.entities}
         index = {entity.id: number for number, entity in enumerate(doc.entities)}
         assert [(r.type, index[r.arg1], index[r.arg2]) for r in doc.relations] == note.relations
         for relation in doc.relations:  # n2c2: Arg1 the attribute, Arg2 the drug, the type the attribute's
-            assert corpus_io.relation_argument_problem(relation.id, relation.type, by_id[relation.arg1],
+            assert brat.relation_argument_problem(relation.id, relation.type, by_id[relation.arg1],
                                                        by_id[relation.arg2], tagging.N2C2_ENTITY_TYPES) is None
             assert relation.type == tagging.relation_type(by_id[relation.arg1].type)
         linked = Counter(attribute for _, attribute, _ in note.relations)
@@ -355,7 +355,7 @@ def test_hard_notes_discriminate_the_rule_from_every_candidate(hard_notes, tmp_p
     default = link_scores(prepared_documents(generate_notes(60, seed=11, split="test"), tmp_path / "default"))
     assert default["rule"] >= 0.95 and hard["rule"] <= default["rule"] - 0.10, (default, hard)
     # About three quarters all-O sentences, as in the default notes: the same kind of note, harder links.
-    documents, _ = corpus_io.read_brat_folder(tmp_path / "hard")
+    documents, _ = brat.read_brat_folder(tmp_path / "hard")
     rows = [row for doc in documents for row in p.document_to_examples(doc, tagging.N2C2_LABELS)[0]]
     assert 0.68 <= p.all_o_share(rows) <= 0.82
 

@@ -15,7 +15,7 @@ import pytest
 
 import run_ner_crf
 from conftest import REPO_ROOT, build_wordpiece_tokenizer, hub_uploaded_files
-from evaluate_ablations import STRICT_MICRO_F1
+from clinical_ner_crf.metrics import STRICT_MICRO_F1
 from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, read_jsonl, run, synthetic_dataset  # noqa: F401
 
 SECRET = "Zyxolimab"  # a made-up drug name that must never reach a log, a card or a results file
@@ -399,7 +399,7 @@ def test_the_readme_examples_are_right_with_the_quickstart_models(tmp_path):
 
     import prepare_n2c2
     import run_re
-    from annotate_notes import NoteAnnotator
+    from clinical_ner_crf.note_annotator import NoteAnnotator
 
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     sentence = re.search(r'annotator\("([^"]+)"\)', readme).group(1)

@@ -1,0 +1,465 @@
+"""Reports: the tables (Markdown, CSV) and plots of evaluate_ablations.py: one run, runs compared and aggregated over seeds, learning curves, the confusion matrix, and the banner that marks a synthetic sample."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import re
+import statistics
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from .files import REPORT_JSON_FILE
+from .metrics import (
+    AVERAGES, LENIENT_MICRO_F1, STATS, STRICT_MACRO_F1, STRICT_MICRO_F1, _ordered_types, _zero_row, entity_view,
+    metric_name,
+)
+from .token_metrics import ABLATION_TITLES, BIO_VIEW, ENTITY_MODES, TAG_VIEWS, TOKEN_VIEW, TOKEN_WITHOUT_O_VIEW
+
+logger = logging.getLogger(__name__)
+
+
+# What the reports say of runs whose run_info has "synthetic": true (synthetic_n2c2.py notes).
+SYNTHETIC_SAMPLE = "the SYNTHETIC sample (synthetic_n2c2.py), not real patient notes"
+
+
+# Run_info fields that define a configuration: runs equal on all of them differ only by seed.
+_GROUP_FIELDS = ("model_label", "model_name_or_path", "config_name", "use_crf", "train_split", "train_fraction",
+                 "efficient_training")
+
+
+def _flat_scores(view: str, scores: Mapping[str, Any]) -> dict[str, float]:
+    return {metric_name(view, average, short): scores[average][key] for average in AVERAGES for key, short in STATS}
+
+
+def flat_metrics(report: Mapping[str, Any]) -> dict[str, float]:
+    """One run's headline numbers as a flat ``{metric_name: value}`` row (the comparison tables)."""
+    row = {}
+    for view in TAG_VIEWS:
+        row |= _flat_scores(view.name, report["tag"][view.name])
+        row[view.accuracy_name] = report["tag"][view.name]["accuracy"]
+    for mode, _ in ENTITY_MODES:
+        row |= _flat_scores(entity_view(mode), report["entity"][mode])
+    for name, ablation in report["ablations"].items():
+        row |= _flat_scores(name, ablation["scores"])
+    return row
+
+
+def _group_label(info: Mapping[str, Any], fallback: str) -> str:
+    label = info.get("model_label") or fallback
+    extras = []
+    if info.get("efficient_training"):
+        extras.append("efficient")
+    fraction = info.get("train_fraction")
+    if fraction not in (None, 1, 1.0):
+        extras.append(f"{float(fraction):g} of train")
+    return f"{label} ({', '.join(extras)})" if extras else label
+
+
+def run_title(name: str, run_info: Mapping[str, Any] | None) -> str:
+    """How a figure names a run: model label (and training extras) and seed, else its folder name."""
+    if not run_info:
+        return name
+    seed = run_info.get("seed")
+    return _group_label(run_info, name) + ("" if seed is None else f", seed {seed}")
+
+
+def aggregate_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Group runs that differ only by seed; mean and sample standard deviation of each metric.
+
+    ``runs``: ``[{"name", "run_info", "metrics"}]``. Returns one dict per group, in first-seen
+    order: ``label``, ``series`` (the learning-curve line), ``config``, ``runs``, ``seeds``,
+    ``n``, ``num_train_sentences`` (mean), ``mean``, ``std`` (None for a single run) and
+    ``left_out``: runs that repeat a seed of their group (``{"run", "seed", "same_seed_as",
+    "reason"}``). A repeated seed is the same sample twice, not a second one, so only the first
+    run given with each seed counts, and ``n`` is the number of distinct seeds.
+    """
+    groups: dict[tuple, dict[str, Any]] = {}
+    for run in runs:
+        info = run.get("run_info") or {}
+        key = tuple(json.dumps(info.get(name), sort_keys=True) for name in _GROUP_FIELDS) if info else (run["name"],)
+        group = groups.setdefault(key, {
+            "label": _group_label(info, run["name"]),
+            "series": (info.get("model_label") or run["name"]) + (" (efficient)" if info.get("efficient_training") else ""),
+            "config": {name: info.get(name) for name in _GROUP_FIELDS},
+            "runs": [], "seeds": [], "left_out": [], "_metrics": [], "_train": [],
+        })
+        seed = info.get("seed")
+        if seed is not None and seed in group["seeds"]:
+            kept = group["runs"][group["seeds"].index(seed)]
+            group["left_out"].append({"run": run["name"], "seed": seed, "same_seed_as": kept,
+                                      "reason": f"same seed ({seed}) as {kept}: not an independent sample"})
+            logger.warning("%s left out of the comparison: same seed as %s", run["name"], kept)
+            continue
+        group["runs"].append(run["name"])
+        group["seeds"].append(info.get("seed"))
+        group["_metrics"].append(run["metrics"])
+        if info.get("num_train_sentences") is not None:
+            group["_train"].append(float(info["num_train_sentences"]))
+    result = []
+    for group in groups.values():
+        metrics, train = group.pop("_metrics"), group.pop("_train")
+        group["n"] = len(metrics)
+        group["num_train_sentences"] = statistics.fmean(train) if train else None
+        columns = [column for column in metrics[0] if all(column in m for m in metrics)]
+        group["mean"] = {c: statistics.fmean(m[c] for m in metrics) for c in columns}
+        # Sample standard deviation; None for a single run (no spread to report).
+        group["std"] = {c: (statistics.stdev(m[c] for m in metrics) if len(metrics) > 1 else None) for c in columns}
+        result.append(group)
+    # Same label for different configs (e.g. two model paths behind one model_label): disambiguate.
+    seen = Counter(group["label"] for group in result)
+    for group in result:
+        if seen[group["label"]] > 1:
+            group["label"] += f" [{group['config'].get('model_name_or_path') or group['runs'][0]}]"
+    return result
+
+
+LEARNING_CURVE_METRICS = ((metric_name(BIO_VIEW.name, "macro"), "BIO-strict macro F1"),
+                          (STRICT_MICRO_F1, "entity strict micro F1"))
+
+
+def learning_curve(groups: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Points per series (model) when the groups span more than one training-set size."""
+    sized = [g for g in groups if g["num_train_sentences"] is not None or g["config"].get("train_fraction") is not None]
+    x_key = "num_train_sentences" if all(g["num_train_sentences"] is not None for g in sized) else "train_fraction"
+    xs = {g["num_train_sentences"] if x_key == "num_train_sentences" else g["config"]["train_fraction"] for g in sized}
+    if len(xs) < 2:
+        return None
+    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for group in sized:
+        x = group["num_train_sentences"] if x_key == "num_train_sentences" else group["config"]["train_fraction"]
+        point = {"x": float(x), "train_fraction": group["config"].get("train_fraction"), "n": group["n"]}
+        for metric, _ in LEARNING_CURVE_METRICS:
+            point[metric] = group["mean"].get(metric)
+            point[f"{metric}_std"] = group["std"].get(metric)
+        series[group["series"]].append(point)
+    for points in series.values():
+        points.sort(key=lambda point: point["x"])
+    if not any(len({point["x"] for point in points}) > 1 for points in series.values()):
+        return None  # e.g. full vs efficient training of one model: separate series, one point each
+    return {"x": x_key, "metrics": [m for m, _ in LEARNING_CURVE_METRICS], "series": dict(series)}
+
+
+def _fmt(value: Any, digits: int) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _is_number(cell: Any) -> bool:
+    return cell is None or isinstance(cell, (int, float)) or bool(re.fullmatch(r"[-+]?[\d.]+( ± [\d.]+)?", str(cell)))
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 3) -> str:
+    # Numbers right-aligned, names left-aligned.
+    align = ["---:" if rows and all(_is_number(row[i]) for row in rows) else "---" for i in range(len(headers))]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(_fmt(cell, digits) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _scores_table(scores: Mapping[str, Any], first: str = "Type", digits: int = 3) -> str:
+    rows = [[name, row["precision"], row["recall"], row["f1"], row["support"]]
+            for name, row in scores["per_type"].items()]
+    rows += [[f"**{average} avg**", scores[average]["precision"], scores[average]["recall"],
+              scores[average]["f1"], scores[average]["support"]] for average in AVERAGES]
+    if "accuracy" in scores:
+        rows.append(["**accuracy**", None, None, scores["accuracy"], None])
+    return _md_table([first, "P", "R", "F1", "Support"], rows, digits)
+
+
+def _averages_table(named_scores: Sequence[tuple[str, Mapping[str, Any]]], digits: int = 3) -> str:
+    rows = []
+    for name, scores in named_scores:
+        rows.append([f"*{ABLATION_TITLES.get(name, name)}*", None, None, None])
+        for average in AVERAGES:
+            rows.append([f"{average} avg", scores[average]["precision"], scores[average]["recall"],
+                         scores[average]["f1"]])
+    return _md_table(["Metrics", "P", "R", "F1"], rows, digits)
+
+
+def render_run_markdown(name: str, report: Mapping[str, Any], run_info: Mapping[str, Any] | None = None,
+                        digits: int = 3, confusion_png: str | None = None) -> str:
+    info = run_info or {}
+    parts = [f"## {name}", ""]
+    if info.get("synthetic"):
+        parts += [f"**Scored on {SYNTHETIC_SAMPLE}.**", ""]
+    if info:
+        parts.append(", ".join(f"{key}: {info[key]}" for key in
+                               ("model_label", "model_name_or_path", "seed", "train_fraction",
+                                "num_train_sentences", "efficient_training") if key in info))
+        parts.append("")
+    parts += [f"{report['num_sentences']} sentences, {report['num_words']} words scored.", ""]
+    for mode, title in ENTITY_MODES:
+        parts += [f"### {title}", "", _scores_table(report["entity"][mode], digits=digits), ""]
+    for view in TAG_VIEWS:
+        parts += [f"### {view.title}", "", _scores_table(report["tag"][view.name], "Tag", digits), ""]
+    parts += ["### Ablations at token level (paper Table IV)", "",
+              _averages_table([(n, a["scores"]) for n, a in report["ablations"].items()], digits), ""]
+    parts += ["### Most frequent confusions (BIO tags; gold -> predicted)", ""]
+    top = report["confusion"].get("top") or []
+    parts.append(_md_table(["Gold", "Predicted", "Words"], [[c["gold"], c["pred"], c["count"]] for c in top])
+                 if top else "No confusions.")
+    if confusion_png:
+        parts += ["", f"![confusion matrix]({confusion_png})"]
+    parts += ["", *[f"> {note}" for note in report["notes"]], ""]
+    return "\n".join(parts)
+
+
+def render_brat_markdown(report: Mapping[str, Any], digits: int = 4) -> str:
+    strict, lenient = report["strict"], report["lenient"]
+    rows = []
+    for entity_type in _ordered_types(set(strict["per_type"]) | set(lenient["per_type"])):
+        s, l = strict["per_type"].get(entity_type, _zero_row()), lenient["per_type"].get(entity_type, _zero_row())
+        rows.append([entity_type, s["precision"], s["recall"], s["f1"], l["precision"], l["recall"], l["f1"],
+                     s["support"]])
+    for average in AVERAGES:
+        s, l = strict[average], lenient[average]
+        rows.append([f"**Overall ({average})**", s["precision"], s["recall"], s["f1"], l["precision"],
+                     l["recall"], l["f1"], s["support"]])
+    headers = ["Type", "Strict P", "Strict R", "Strict F1", "Lenient P", "Lenient R", "Lenient F1", "Gold"]
+    parts = ["# n2c2-2018 official-style entity scores", "",
+             f"{report['num_documents']} documents; {report['num_gold_entities']} gold and "
+             f"{report['num_pred_entities']} predicted entities.", "", _md_table(headers, rows, digits), ""]
+    count_rows = [[t, c["tp"], c["fp"], c["fn"], lenient["per_type"][t]["tp"], lenient["per_type"][t]["fp"],
+                   lenient["per_type"][t]["fn"]] for t, c in strict["per_type"].items()]
+    count_rows.append(["**micro**", strict["micro"]["tp"], strict["micro"]["fp"], strict["micro"]["fn"],
+                       lenient["micro"]["tp"], lenient["micro"]["fp"], lenient["micro"]["fn"]])
+    parts += ["## Counts", "", _md_table(["Type", "Strict TP", "Strict FP", "Strict FN", "Lenient TP",
+                                          "Lenient FP", "Lenient FN"], count_rows), ""]
+    if report["missing_predictions"]:
+        parts += [f"Documents without a prediction file (scored as empty): {len(report['missing_predictions'])}.", ""]
+    if report.get("skipped_prediction_files"):
+        parts += [f"Prediction files that could not be read, skipped (their documents scored as no predictions): "
+                  f"{len(report['skipped_prediction_files'])} (see {REPORT_JSON_FILE}).", ""]
+    if report["skipped_prediction_lines"]:
+        parts += [f"Malformed prediction lines skipped: {len(report['skipped_prediction_lines'])} "
+                  f"(see {REPORT_JSON_FILE}).", ""]
+    duplicates = report.get("duplicate_entities", {})
+    if any(duplicates.values()):
+        parts += [f"Exact duplicate entities (same type, start and end in one note) counted once: "
+                  f"{duplicates['gold']} gold, {duplicates['pred']} predicted.", ""]
+    parts += [f"> {note}" for note in report["notes"]] + [""]
+    if "relations" in report:  # only when the gold files have relations: entity-only reports stay as they were
+        parts += [render_relations_markdown(report["relations"], digits)]
+    return "\n".join(parts)
+
+
+def render_relations_markdown(relations: Mapping[str, Any], digits: int = 4) -> str:
+    """The ``relations`` section of a brat report (:func:`score_relations`) as Markdown: scores and counts."""
+    strict, lenient = relations["strict"], relations["lenient"]
+    rows = []
+    for relation_type in strict["per_type"]:  # the same types in both modes, in the official order
+        s, l = strict["per_type"][relation_type], lenient["per_type"][relation_type]
+        rows.append([relation_type, s["precision"], s["recall"], s["f1"], l["precision"], l["recall"], l["f1"],
+                     s["support"]])
+    for average in AVERAGES:
+        s, l = strict[average], lenient[average]
+        rows.append([f"**Overall ({average})**", s["precision"], s["recall"], s["f1"], l["precision"],
+                     l["recall"], l["f1"], s["support"]])
+    headers = ["Relation", "Strict P", "Strict R", "Strict F1", "Lenient P", "Lenient R", "Lenient F1", "Gold"]
+    count_rows = [[t, c["tp"], c["fp"], c["fn"], lenient["per_type"][t]["tp"], lenient["per_type"][t]["fp"],
+                   lenient["per_type"][t]["fn"]] for t, c in strict["per_type"].items()]
+    count_rows.append(["**micro**", strict["micro"]["tp"], strict["micro"]["fp"], strict["micro"]["fn"],
+                       lenient["micro"]["tp"], lenient["micro"]["fp"], lenient["micro"]["fn"]])
+    parts = [f"# n2c2-2018 official-style relation scores, {relations['setting_title']}", "",
+             f"{relations['num_gold_relations']} gold and {relations['num_pred_relations']} predicted relations; "
+             f"{relations['pred_relations_with_unmatched_argument']} predicted relations have an argument that "
+             f"matches no gold entity (strict: same type, start and end).", "",
+             _md_table(headers, rows, digits), "",
+             "## Relation counts", "",
+             _md_table(["Relation", "Strict TP", "Strict FP", "Strict FN", "Lenient TP", "Lenient FP",
+                        "Lenient FN"], count_rows), ""]
+    duplicates = relations.get("duplicate_relations", {})
+    if any(duplicates.values()):
+        parts += [f"Exact duplicate relations (same type and arguments in one note) counted once: "
+                  f"{duplicates['gold']} gold, {duplicates['pred']} predicted.", ""]
+    invalid = relations.get("invalid_pred_relations", {}).get("by_kind", {})
+    if invalid:
+        parts += [f"Predicted relations that cannot be right, scored as false positives: {sum(invalid.values())} ("
+                  + ", ".join(f"{kind} {count}" for kind, count in invalid.items()) + f"; see {REPORT_JSON_FILE}).", ""]
+    parts += [f"> {note}" for note in relations["notes"]] + [""]
+    return "\n".join(parts)
+
+
+def _mean_std(group: Mapping[str, Any], column: str, digits: int) -> str:
+    mean = group["mean"].get(column)
+    if mean is None:
+        return ""
+    if group["std"].get(column) is not None:
+        return f"{mean:.{digits}f} ± {group['std'][column]:.{digits}f}"
+    return f"{mean:.{digits}f}"
+
+
+def render_comparison_markdown(groups: Sequence[Mapping[str, Any]], ablation_names: Sequence[str],
+                               digits: int = 3) -> str:
+    def table(title: str, columns: Sequence[tuple[str, str]]) -> list[str]:
+        headers = ["Model", "Train sentences", "Runs"] + [header for _, header in columns]
+        rows = [[g["label"], "" if g["num_train_sentences"] is None else f"{g['num_train_sentences']:.0f}",
+                 str(g["n"])] + [_mean_std(g, column, digits) for column, _ in columns] for g in groups]
+        return [f"### {title}", "", _md_table(headers, rows, digits), ""]
+
+    prf = [(short, short.upper()) for _, short in STATS]
+    bio, token, strict = BIO_VIEW.name, TOKEN_VIEW.name, entity_view("strict")
+    parts = ["## Comparison across runs", "",
+             "Mean ± sample standard deviation over runs that differ only by seed.", ""]
+    left_out = [item for g in groups for item in g["left_out"]]
+    if left_out:
+        parts += ["Left out of the means (only the first run given with a seed counts):", ""]
+        parts += [f"- {item['run']}: {item['reason']}" for item in left_out] + [""]
+    parts += table("BIO-strict macro average (paper Table II)", [(metric_name(bio, "macro", k), h) for k, h in prf])
+    parts += table("BIO-strict weighted average (paper Table III)",
+                   [(metric_name(bio, "weighted", k), h) for k, h in prf]
+                   + [(BIO_VIEW.accuracy_name, "Accuracy (micro F1)")])
+    parts += table("Token level (paper Figures 6-7)",
+                   [(metric_name(token, "macro"), "Macro F1"), (metric_name(token, "weighted"), "Weighted F1"),
+                    (TOKEN_VIEW.accuracy_name, "Accuracy"),
+                    (metric_name(TOKEN_WITHOUT_O_VIEW.name, "macro"), "Macro F1 without O")])
+    for name in ablation_names:
+        parts += table(f"{ABLATION_TITLES.get(name, name)} (token level, paper Table IV)",
+                       [(metric_name(name, a, k), f"{a} {h}") for a in AVERAGES for k, h in prf])
+    parts += table("Entity level",
+                   [(metric_name(strict, "micro", "p"), "Strict P"), (metric_name(strict, "micro", "r"), "Strict R"),
+                    (STRICT_MICRO_F1, "Strict F1"), (STRICT_MACRO_F1, "Strict macro F1"),
+                    (LENIENT_MICRO_F1, "Lenient F1")])
+    return "\n".join(parts)
+
+
+def render_learning_curve_markdown(curve: Mapping[str, Any], digits: int = 3) -> str:
+    xs = sorted({point["x"] for points in curve["series"].values() for point in points})
+    x_name = "training sentences" if curve["x"] == "num_train_sentences" else "training fraction"
+    parts = ["## Learning curve", "",
+             f"F1 by {x_name} (mean ± sd over seeds): where the lines cross is where pre-training "
+             "stops paying off.", ""]
+    for metric, title in LEARNING_CURVE_METRICS:
+        rows = []
+        for series, points in curve["series"].items():
+            by_x = {point["x"]: point for point in points}
+            cells = []
+            for x in xs:
+                point = by_x.get(x)
+                if point is None or point.get(metric) is None:
+                    cells.append("")
+                elif point.get(f"{metric}_std") is not None:
+                    cells.append(f"{point[metric]:.{digits}f} ± {point[f'{metric}_std']:.{digits}f}")
+                else:
+                    cells.append(f"{point[metric]:.{digits}f}")
+            rows.append([series] + cells)
+        parts += [f"### {title}", "", _md_table(["Model"] + [f"{x:g}" for x in xs], rows, digits), ""]
+    return "\n".join(parts)
+
+
+def write_comparison_csv(groups: Sequence[Mapping[str, Any]], path: Path) -> None:
+    columns: list[str] = []
+    for group in groups:
+        columns += [c for c in group["mean"] if c not in columns]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["model", "model_name_or_path", "train_fraction", "efficient_training",
+                         "num_train_sentences", "n_runs", "seeds", "runs"]
+                        + [f"{c}_{stat}" for c in columns for stat in ("mean", "std")])
+        for g in groups:
+            config = g["config"]
+            writer.writerow([g["label"], config.get("model_name_or_path"), config.get("train_fraction"),
+                             config.get("efficient_training"), g["num_train_sentences"], g["n"],
+                             " ".join("" if s is None else str(s) for s in g["seeds"]), " ".join(g["runs"])]
+                            + [round(g[stat][c], 6) if g[stat].get(c) is not None else ""
+                               for c in columns for stat in ("mean", "std")])
+
+
+def write_confusion_csv(confusion: Mapping[str, Any], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["gold \\ predicted"] + list(confusion["labels"]))
+        for label, row in zip(confusion["labels"], confusion["matrix"]):
+            writer.writerow([label] + list(row))
+
+
+def plot_confusion_matrix(confusion: Mapping[str, Any], path: Path, title: str = "") -> None:
+    from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
+    import numpy as np
+
+    labels = confusion["labels"]
+    matrix = np.array(confusion["matrix"], dtype=float)
+    size = max(4.0, 0.45 * len(labels) + 2)
+    figure = Figure(figsize=(size + 1, size))
+    axes = figure.add_subplot()
+    # Log colours: O dominates by orders of magnitude; empty cells stay white.
+    shown = np.ma.masked_where(matrix <= 0, matrix)
+    image = axes.imshow(shown, cmap="Blues", norm=LogNorm(vmin=1, vmax=max(1.0, matrix.max())) if matrix.max() > 0 else None)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="words")
+    axes.set_xticks(range(len(labels)), labels, rotation=90, fontsize=8)
+    axes.set_yticks(range(len(labels)), labels, fontsize=8)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("gold")
+    if len(labels) <= 25:
+        threshold = math.sqrt(max(1.0, matrix.max()))
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                if matrix[i, j]:
+                    axes.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center", fontsize=5.5,
+                              color="white" if matrix[i, j] > threshold else "black")
+    axes.set_title(title or "Confusion matrix (words)", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=150)
+
+
+def plot_learning_curve(curve: Mapping[str, Any], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    metrics = dict(LEARNING_CURVE_METRICS)
+    figure = Figure(figsize=(5.5 * len(curve["metrics"]), 4.2))
+    for index, metric in enumerate(curve["metrics"], start=1):
+        axes = figure.add_subplot(1, len(curve["metrics"]), index)
+        for series, points in curve["series"].items():
+            points = [p for p in points if p.get(metric) is not None]
+            if not points:
+                continue
+            axes.errorbar([p["x"] for p in points], [p[metric] for p in points],
+                          yerr=[p[f"{metric}_std"] or 0.0 for p in points], marker="o", capsize=3, label=series)
+        xs = [p["x"] for points in curve["series"].values() for p in points]
+        if xs and min(xs) > 0 and max(xs) / min(xs) >= 20:
+            axes.set_xscale("log")
+        axes.set_xlabel("training sentences" if curve["x"] == "num_train_sentences" else "training fraction")
+        axes.set_ylabel(metrics[metric])
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    figure.suptitle("Learning curve: F1 against training data (mean ± sd over seeds)", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=150)
+
+
+def write_learning_curve_csv(curve: Mapping[str, Any], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["series", curve["x"], "train_fraction", "n_runs"]
+                        + [f"{m}{suffix}" for m in curve["metrics"] for suffix in ("_mean", "_std")])
+        for series, points in curve["series"].items():
+            for p in points:
+                writer.writerow([series, p["x"], p["train_fraction"], p["n"]]
+                                + ["" if p.get(f"{m}{suffix}") is None else p[f"{m}{suffix}"]
+                                   for m in curve["metrics"] for suffix in ("", "_std")])
+
+
+def synthetic_status(run_infos: Iterable[Mapping[str, Any] | None]) -> bool | str:
+    """``True`` when every run says ``"synthetic": true``, ``"mixed"`` when some do, else ``False``
+    (a run without run_info counts as not synthetic: nothing says it is)."""
+    flags = [bool((info or {}).get("synthetic")) for info in run_infos]
+    return "mixed" if any(flags) and not all(flags) else any(flags)
+
+
+def synthetic_banner(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The opening lines of a multi-run report: what of it comes from synthetic notes, if anything."""
+    status = synthetic_status(run["run_info"] for run in runs)
+    if status is True:
+        return [f"**SYNTHETIC DATA: every number in this report comes from {SYNTHETIC_SAMPLE}.**", ""]
+    if status == "mixed":
+        names = ", ".join(run["name"] for run in runs if (run["run_info"] or {}).get("synthetic"))
+        return [f"**SYNTHETIC DATA in part: the numbers of {names} come from {SYNTHETIC_SAMPLE}.**", ""]
+    return []
