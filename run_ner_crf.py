@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import sys
 import time
 from collections import Counter
@@ -45,10 +44,12 @@ from transformers import (
 )
 
 from clinical_ner_crf.brat import write_brat_ann
+from clinical_ner_crf.command_line import check_launch, config_to_argv, parse_config_overrides, run_main, setup_logging
 from clinical_ner_crf.files import (
     ALL_RESULTS_FILE, BRAT_DIRNAME, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, RUN_INFO_FILE, STATS_FILE,
     TEST_PREDICTIONS_FILE, note_file_mode, set_tree_mode, write_folder_atomically, write_json_atomically,
 )
+from clinical_ner_crf.hub_upload import check_vocabulary_upload, hub_upload_files, push_model_to_hub
 from clinical_ner_crf.metrics import STRICT_MACRO_F1, STRICT_MICRO_F1
 from clinical_ner_crf.model_cards import default_model_label, write_ner_model_card
 from clinical_ner_crf.prediction_records import prediction_record, write_predictions_file
@@ -56,8 +57,7 @@ from clinical_ner_crf.run_folders import (
     ALLOW_TEST_TRAINING_HELP, RecordRunArguments, UsageError, check_resume_matches, check_train_split,
     output_folder_lock, prepare_output_dir, save_final_model, trainer_state_epoch,
 )
-from clinical_ner_crf.hub_upload import check_vocabulary_upload, hub_upload_files, push_model_to_hub
-from clinical_ner_crf.command_line import check_launch, config_to_argv, parse_config_overrides, setup_logging
+from clinical_ner_crf.sampling import sample_documents
 from clinical_ner_crf.subwords import PAPER_VOCABULARY_SIZE, train_subword_tokenizer, vocabulary_report
 from clinical_ner_crf.tagging import begin_to_inside, bio_to_char_spans, check_labels, is_tag, labels_for_types
 from clinical_ner_crf.token_metrics import ner_metrics
@@ -67,7 +67,6 @@ from clinical_ner_crf.windows import (
     select_predictions,
 )
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
-from clinical_ner_crf.command_line import run_main
 
 
 logger = logging.getLogger(__name__)
@@ -320,17 +319,6 @@ def select_split(raw: DatasetDict, split_expression: str) -> Dataset:
             raise UsageError(f"split {name!r} not in the dataset (has: {', '.join(raw)})")
         parts.append(raw[name])
     return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
-
-
-def sample_documents(dataset: Dataset, fraction: float, seed: int) -> Dataset:
-    """Keep a seeded random ``fraction`` of the documents (all their sentences)."""
-    if not 0 < fraction <= 1:
-        raise UsageError(f"--train_fraction must be in (0, 1], got {fraction}")
-    if fraction == 1 or "document_id" not in dataset.column_names:
-        return dataset
-    documents = sorted(set(dataset["document_id"]))
-    keep = set(random.Random(seed).sample(documents, max(1, round(fraction * len(documents)))))
-    return dataset.filter(lambda document_id: document_id in keep, input_columns="document_id")
 
 
 def load_tokenizer(model_args: ModelArguments, train_dataset: Dataset | None, text_column: str,

@@ -198,7 +198,7 @@ def add_losses(record: dict[str, Any], dataset_paths: Sequence[Path]) -> dict[st
     from clinical_ner_crf.windows import load_tokenizer
 
     folder = pretrained_dir(record["corpus"], record_variant(record))
-    text, _ = pretrain_mlm.gather_texts(pretrain_mlm.DataArguments(dataset_paths=[str(p) for p in dataset_paths]))
+    text, _ = gather_texts(dataset_paths=[str(p) for p in dataset_paths])
     if text.digest.hexdigest() != record["text_sha256"]:  # texts_digest of the documents read
         raise RuntimeError(f"{record['key']}: the corpora changed since pre-training; pre-train again")
     tokenizer = load_tokenizer(str(folder))

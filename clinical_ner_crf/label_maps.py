@@ -1,11 +1,14 @@
 """Label maps: a corpus's own entity and relation type names mapped to the ones a model is trained on (JSON files, `configs/label_maps/`)."""
 
 from __future__ import annotations
+
 import json
 from pathlib import Path
-from typing import Any
-from .folder_safety import read_regular_file
+from typing import Any, Sequence
+
 from .documents import BratFormatError, _decode_utf8
+from .folder_safety import read_regular_file
+from .tagging import N2C2_ENTITY_TYPES, N2C2_LABELS, bio_labels
 
 
 def _load_map(source, what: str) -> tuple[Any, str]:
@@ -53,3 +56,21 @@ def load_relation_map(source) -> dict[str, Any]:
         raise BratFormatError(where, None, "a relation map must be a JSON object of source relation type -> target type "
                               "(or null), or -> {\"Arg1Type>Arg2Type\": target type}", "malformed_line")
     return relation_map
+
+
+def resolve_labels(
+    label_map: dict | None = None, entity_types: Sequence[str] | None = None, conll_types: Sequence[str] | None = None
+) -> list[str]:
+    """The tag list: ``entity_types`` if given; else the label map's targets (the full n2c2
+    scheme when they are all n2c2 types, else in order of first appearance); else the CoNLL
+    types; else the n2c2 scheme."""
+    if entity_types:
+        return bio_labels(entity_types)
+    if label_map is not None:
+        targets = list(dict.fromkeys(target for target in label_map.values() if target is not None))
+        if not targets:
+            raise ValueError("the label map maps no type to a target")
+        return list(N2C2_LABELS) if set(targets) <= set(N2C2_ENTITY_TYPES) else bio_labels(targets)
+    if conll_types is not None:
+        return bio_labels(conll_types)
+    return list(N2C2_LABELS)

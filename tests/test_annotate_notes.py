@@ -23,7 +23,7 @@ from clinical_ner_crf.brat import read_brat_document, write_brat_ann
 from clinical_ner_crf.prediction_records import read_predictions
 from clinical_ner_crf.documents import BratDocument, BratEntity
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
-from prepare_n2c2 import document_to_examples
+from clinical_ner_crf.sentence_examples import document_to_examples
 from clinical_ner_crf.subwords import train_subword_tokenizer
 from clinical_ner_crf.synthetic_n2c2 import generate_notes, write_notes
 from clinical_ner_crf.tagging import N2C2_ENTITY_TYPES, N2C2_LABELS, bio_to_char_spans, split_sentences, tokenize_words

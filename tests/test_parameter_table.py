@@ -5,7 +5,8 @@ import json
 import pytest
 
 from conftest import REPO_ROOT, tiny_encoder_config
-from parameter_table import build_rows, count_parameters, format_table, main
+from parameter_table import main
+from clinical_ner_crf.parameter_counts import build_rows, count_parameters, format_table
 
 ARCHITECTURES = sorted((REPO_ROOT / "configs" / "architectures").glob("*.json"))
 POOLER = 768 * 768 + 768  # BERT-base's unused pooler: 590,592

@@ -25,7 +25,8 @@ from clinical_ner_crf.tagging import N2C2_LABELS, bio_to_char_spans, split_sente
 from clinical_ner_crf.brat import read_brat_document, read_brat_folder, write_brat_ann
 from clinical_ner_crf.conll import read_conll_file
 from clinical_ner_crf.documents import BratDocument, BratEntity, BratFormatError
-from prepare_n2c2 import document_to_examples, downsample_plain
+from clinical_ner_crf.sampling import downsample_plain
+from clinical_ner_crf.sentence_examples import document_to_examples
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

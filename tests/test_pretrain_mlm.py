@@ -336,8 +336,7 @@ def test_long_documents_are_read_in_bounded_pieces_and_nothing_is_lost(monkeypat
     assert "".join(segments) == one_line and max(map(len, segments)) <= 1001 and len(segments) > 10
     assert all(segment[-1].isspace() for segment in segments[:-4])  # cut between words while there are spaces
 
-    data_args = pretrain_mlm.DataArguments(notes_dirs=[str(notes)])
-    text, sources = pretrain_mlm.gather_texts(data_args)
+    text, sources = gather_texts(notes_dirs=[str(notes)])
     assert sources == [{"notes_dir": str(notes), "documents": 2}] and text.documents == 2
     assert text.digest.hexdigest() == pretrain_mlm.texts_digest([one_line, "Aspirin 81 mg daily.\n"])
     sentences = list(text.sentence_pass("test"))

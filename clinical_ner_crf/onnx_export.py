@@ -1,0 +1,114 @@
+"""ONNX export: a token classifier's encoder and linear layer traced to an ONNX graph of emission scores (the CRF's scores saved beside it, decoded in numpy by :mod:`onnx_backend`), checked against torch, and optionally quantized to int8."""
+
+from __future__ import annotations
+
+import inspect
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .files import ONNX_FILE, ONNX_INT8_FILE
+from .onnx_backend import OnnxTokenClassifier
+from .windows import encoder_max_positions, is_crf_model
+from modeling_crf import IMPOSSIBLE_SCORE, bio_transition_mask
+
+
+class EmissionModel(torch.nn.Module):
+    """The exported part: encoder + emission layer (CRF) or the whole stock head (linear)."""
+
+    def __init__(self, model, input_names: Sequence[str]):
+        super().__init__()
+        self.model, self.input_names, self.crf = model, list(input_names), is_crf_model(model)
+
+    def forward(self, *inputs):
+        kwargs = dict(zip(self.input_names, inputs))
+        if self.crf:
+            hidden = self.model.encoder(**kwargs, return_dict=True)[0]
+            return self.model.classifier(self.model.dropout(hidden))
+        return self.model(**kwargs).logits
+
+
+def onnx_input_names(model) -> list[str]:
+    """input_ids, attention_mask, and token_type_ids when the encoder takes them."""
+    if is_crf_model(model):
+        takes_token_types = model._encoder_takes_token_type_ids
+    else:
+        takes_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
+    return ["input_ids", "attention_mask"] + ["token_type_ids"] * takes_token_types
+
+
+def dummy_inputs(tokenizer, input_names, batch: int, length: int, padded: bool, seed: int) -> dict[str, torch.Tensor]:
+    """Random in-vocabulary ids between [CLS]/[SEP]-style specials; with ``padded``, rows of shorter lengths."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, len(tokenizer), (batch, length), generator=generator)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    if padded:
+        for row in range(1, batch):
+            mask[row, max(2, length - 3 * row):] = 0
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = ids.masked_fill(mask == 0, pad)
+    inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    return {name: inputs[name] for name in input_names}
+
+
+def crf_parameters(model, labels: list[str]) -> dict:
+    """The CRF's effective scores (``crf_scores()``: IOB2 constraints applied) and what they mean."""
+    start, transitions, end = (tensor.detach().float().cpu() for tensor in model.crf_scores())
+    record = {
+        "labels": labels,
+        "start_transitions": start.tolist(),
+        "transitions": transitions.tolist(),  # transitions[i][j]: from tag i to tag j
+        "end_transitions": end.tolist(),
+        "use_bio_constraints": bool(model.config.use_bio_constraints),
+        "impossible_score": IMPOSSIBLE_SCORE,
+        "label_alignment": model.config.label_alignment,
+        "decode_positions": "label_mask & attention_mask, packed to the left (first subwords; every subword "
+                            "for label_alignment=all_subwords)",
+    }
+    if model.config.use_bio_constraints:
+        start_ok, trans_ok, end_ok = bio_transition_mask(model.config.id2label)
+        record["allowed"] = {"start": start_ok.tolist(), "transitions": trans_ok.tolist(), "end": end_ok.tolist()}
+    return record
+
+
+def verify(model, wrapper, tokenizer, input_names, onnx_dir: Path, model_file: str) -> float:
+    """Max abs emission difference between PyTorch and the ONNX graph on dummy inputs of several shapes."""
+    session = OnnxTokenClassifier(onnx_dir, model_file)
+    worst = 0.0
+    for seed, (batch, length, padded) in enumerate([(1, 7, False), (3, 23, True), (5, 64, True), (2, 130, False)]):
+        length = min(length, encoder_max_positions(model.config) or length)
+        inputs = dummy_inputs(tokenizer, input_names, batch, length, padded, seed)
+        with torch.no_grad():
+            expected = wrapper(*inputs.values()).float().numpy()
+        got = session.emissions({name: tensor.numpy() for name, tensor in inputs.items()})
+        attended = inputs["attention_mask"].numpy().astype(bool)
+        worst = max(worst, float(np.abs(expected - got)[attended].max()))
+    return worst
+
+
+def quantize_int8(output_dir: Path) -> dict:
+    """``model.int8.onnx`` by onnxruntime dynamic quantization (QInt8 weights); what changed, by op type."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(output_dir / ONNX_FILE), str(output_dir / ONNX_INT8_FILE), weight_type=QuantType.QInt8)
+    before = Counter(node.op_type for node in onnx.load(str(output_dir / ONNX_FILE)).graph.node)
+    after = Counter(node.op_type for node in onnx.load(str(output_dir / ONNX_INT8_FILE)).graph.node)
+    integer_ops = {op: n for op, n in after.items() if "Integer" in op or "Quant" in op or op.startswith("Q")}
+    return {
+        "method": "onnxruntime.quantization.quantize_dynamic",
+        "weight_type": "QInt8",
+        "activations": "quantized to uint8 at run time (DynamicQuantizeLinear)",
+        "file": ONNX_INT8_FILE,
+        "fp32_file_kept": ONNX_FILE,
+        "op_types_before": dict(sorted(before.items())),
+        "op_types_after": dict(sorted(after.items())),
+        "quantized_op_types": {op: n for op, n in sorted(integer_ops.items())},
+        "float_matmul_gemm_left": after.get("MatMul", 0) + after.get("Gemm", 0),
+        "float_matmul_gemm_before": before.get("MatMul", 0) + before.get("Gemm", 0),
+        "bytes_fp32": (output_dir / ONNX_FILE).stat().st_size,
+        "bytes_int8": (output_dir / ONNX_INT8_FILE).stat().st_size,
+    }
