@@ -40,8 +40,9 @@ from clinical_ner_crf.folder_safety import FolderLock, check_output_apart
 from clinical_ner_crf.tagging import entity_types_of
 from clinical_ner_crf.token_metrics import BIO_VIEW, evaluate_run, paper_ablations
 from clinical_ner_crf.n2c2_scoring import DEFAULT_RELATION_SETTING, RELATION_SETTINGS, score_brat_folders
+from clinical_ner_crf import reports
 from clinical_ner_crf.reports import (
-    aggregate_runs, flat_metrics, learning_curve, plot_confusion_matrix, plot_learning_curve, render_brat_markdown,
+    aggregate_runs, flat_metrics, learning_curve, render_brat_markdown,
     render_comparison_markdown, render_learning_curve_markdown, render_run_markdown, run_title, synthetic_banner,
     synthetic_status, write_comparison_csv, write_confusion_csv, write_learning_curve_csv,
 )
@@ -226,7 +227,7 @@ def evaluate_predictions(args: EvaluationArguments, output_dir: Path,
         run_dir = output_dir / "runs" / name
         run_dir.mkdir(parents=True, exist_ok=True)
         write_confusion_csv(report["confusion"], run_dir / "confusion_matrix.csv")
-        plot_confusion_matrix(report["confusion"], run_dir / "confusion_matrix.png",
+        reports.plot_confusion_matrix(report["confusion"], run_dir / "confusion_matrix.png",
                               f"{run_title(name, run_info)}: BIO tags, words (rows gold, columns predicted)")
         markdown = render_run_markdown(name, report, run_info, args.digits, "confusion_matrix.png")
         (run_dir / REPORT_MARKDOWN_FILE).write_text(markdown, encoding="utf-8")
@@ -243,7 +244,7 @@ def evaluate_predictions(args: EvaluationArguments, output_dir: Path,
     write_comparison_csv(groups, output_dir / "comparison.csv")
     curve = learning_curve(groups)
     if curve:
-        plot_learning_curve(curve, output_dir / "learning_curve.png")
+        reports.plot_learning_curve(curve, output_dir / "learning_curve.png")
         write_learning_curve_csv(curve, output_dir / "learning_curve.csv")
 
     markdown = banner + ["# Evaluation report", "", comparison_md, ""]

@@ -84,6 +84,7 @@ from clinical_ner_crf.files import (
 )
 from clinical_ner_crf.folder_safety import FolderLock, check_output_apart, resolved
 from clinical_ner_crf.label_maps import load_label_map, load_relation_map, resolve_labels
+from clinical_ner_crf import reports
 from clinical_ner_crf.sampling import downsample_plain, split_validation
 from clinical_ner_crf.sentence_examples import (
     CHANGE_CATEGORIES, DROP_CATEGORIES, RELATION_DOCUMENT_CASES, RELATION_DROP_REASONS, RELATION_TYPE_CASES,
@@ -198,45 +199,6 @@ def _split_stats(rows: list[dict], labels: Sequence[str], num_documents: int | N
         "all_o_share": round(all_o / len(rows), 6) if rows else 0.0,
         "tag_counts": {label: tag_counts[label] for label in labels},
     }
-
-
-def plot_label_distribution(stats: dict, path, synthetic: bool = False) -> None:
-    """The paper's Figure 3: tag counts and all-O share of train before and after down-sampling."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = stats["labels"]
-    splits = [name for name in ("train", "train_downsampled") if name in stats["splits"]]
-    figure, (tags_axis, share_axis) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 1]})
-    width = 0.8 / len(splits)
-    for offset, name in enumerate(splits):
-        counts = [max(stats["splits"][name]["tag_counts"][label], 0) for label in labels]
-        positions = [index + offset * width for index in range(len(labels))]
-        tags_axis.bar(positions, counts, width=width, label=name)
-    tags_axis.set_xticks([index + width * (len(splits) - 1) / 2 for index in range(len(labels))])
-    tags_axis.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
-    tags_axis.set_yscale("log")
-    tags_axis.set_ylabel("tokens (log scale)")
-    tags_axis.legend()
-    tags_axis.set_title("Tag counts, train before / after down-sampling")
-    for offset, name in enumerate(s for s in ("train", "train_downsampled", "validation", "validation_downsampled")
-                                  if s in stats["splits"]):
-        share = stats["splits"][name]["all_o_share"]
-        share_axis.bar(offset, share, color="C0" if "downsampled" not in name else "C1")
-        share_axis.text(offset, share, f"{share:.2f}", ha="center", va="bottom", fontsize=8)
-    share_axis.axhline(stats["plain_ratio"], color="gray", linestyle="--", linewidth=1)
-    names = [s for s in ("train", "train_downsampled", "validation", "validation_downsampled") if s in stats["splits"]]
-    share_axis.set_xticks(range(len(names)))
-    share_axis.set_xticklabels([n.replace("_downsampled", "\ndown-sampled") for n in names], fontsize=8)
-    share_axis.set_ylim(0, 1)
-    share_axis.set_title("All-O sentence share")
-    if synthetic:
-        figure.suptitle("SYNTHETIC data (not real patient notes)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> DataArguments:
@@ -456,7 +418,7 @@ def build_dataset(args: DataArguments) -> dict:
             "relations": [{"type": Value("string"), "arg1": Value("string"), "arg2": Value("string")}],
         })).save_to_disk(str(tmp_dir / DOCUMENTS_DIRNAME))
         (tmp_dir / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-        plot_label_distribution(stats, tmp_dir / LABEL_DISTRIBUTION_FILE, synthetic=stats["synthetic"])
+        reports.plot_label_distribution(stats, tmp_dir / LABEL_DISTRIBUTION_FILE, synthetic=stats["synthetic"])
         # The dataset holds the notes' text: no more readable than they are (docs/architecture.md).
         set_tree_mode(tmp_dir, note_file_mode(sources))
 

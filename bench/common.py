@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -26,6 +27,18 @@ DATA_DIR = Path(os.environ.get("BENCH_DATA_DIR", REPO_DIR.parent / "shared" / "d
 
 if str(REPO_DIR) not in sys.path:
     sys.path.insert(0, str(REPO_DIR))
+
+
+def command(name: str) -> SimpleNamespace:
+    """A command (a top-level script), to call in-process as from its command line: its ``main`` (and ``parse_args``)
+    and nothing else: everything else comes from the library, which commands never are. In-process saves a torch
+    start-up per call; the tests that need a real process start one."""
+    module = importlib.import_module(name)
+    return SimpleNamespace(**{attribute: getattr(module, attribute) for attribute in ("main", "parse_args")
+                              if hasattr(module, attribute)})
+
+
+prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -73,7 +86,6 @@ def prepare_corpus(name: str, data_dir: Path = DATA_DIR, cache_dir: Path = CACHE
     if not corpus_available(name, data_dir):
         print(f"[bench] corpus {name!r} not found under {data_dir}: skipped", flush=True)
         return None
-    import prepare_n2c2
 
     args = [a.format(data=data_dir) for a in CORPORA[name]["args"]]
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,9 @@ import tempfile
 from pathlib import Path
 
 import common  # noqa: F401  (puts the repository on sys.path)
+from common import command
+
+annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
 
 SENTENCES = (
     "Started metoprolol 25 mg PO BID for hypertension.",
@@ -57,7 +60,6 @@ def main(argv=None) -> int:
 
     from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
 
-    import annotate_notes
     from clinical_ner_crf.note_annotator import NoteAnnotator
     from clinical_ner_crf.windows import NerPipeline
 

@@ -37,17 +37,21 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from common import command
+
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402
 import speed  # noqa: E402
 
+export_onnx = command("export_onnx")  # the command, called in-process as from its command line
+
 BACKENDS = ("torch", "onnx_fp32", "onnx_int8")
 
 
 def export(model_dir: Path, out: Path) -> Path:
-    import export_onnx
 
     if export_onnx.main(["--model_name_or_path", str(model_dir), "--output_dir", str(out), "--quantize", "int8"]) != 0:
         raise SystemExit(f"export of {model_dir} failed")

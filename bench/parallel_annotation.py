@@ -37,11 +37,14 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402
 import speed  # noqa: E402
+
+export_onnx = common.command("export_onnx")  # the command, called in-process as from its command line
 
 CONFIGS = ("torch_1x1", "torch_2x1", "torch_1x2", "accelerate_2x1", "onnx_int8_1x1", "onnx_int8_2x1")
 
@@ -142,7 +145,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         crf.save_pretrained(model_dir), tokenizer.save_pretrained(model_dir)
         del crf
         if any(config.startswith("onnx") for config in args.configs):
-            import export_onnx
 
             if export_onnx.main(["--model_name_or_path", str(model_dir), "--output_dir", str(onnx_dir),
                                  "--quantize", "int8"]) != 0:

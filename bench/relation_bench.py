@@ -57,14 +57,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
 from clinical_ner_crf.brat import write_brat_ann
 from clinical_ner_crf.documents import BratDocument, BratEntity, BratRelation
 from clinical_ner_crf.files import (
     ALL_RESULTS_FILE, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, STATS_FILE, TEST_RELATIONS_FILE, note_file_mode,
 )
+from common import command
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 from clinical_ner_crf.tagging import N2C2_RELATION_TYPES  # noqa: E402
+
+prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
 
 RELATIONS_RESULTS = common.RESULTS_DIR / "relations"
 RELATIONS_RUNS = common.RUNS_DIR / "relations"
@@ -177,7 +182,6 @@ def phee_corpus(prepare: bool = True) -> Corpus | None:
     if not (PREPARED_DIR / "dataset_dict.json").is_file() or not (PREPARED_DIR / STATS_FILE).is_file():
         if not prepare:
             return None
-        import prepare_n2c2
 
         prepare_n2c2.main(phee_relations.prepare_args(folder) + ["--output_dir", str(PREPARED_DIR), "--seed", "42",
                                                                   "--overwrite"])
@@ -189,7 +193,6 @@ def smoke_corpus() -> Corpus:
     root = common.smoke_dir() / "smoke_relations"
     dataset, brat = root / "data", root / "brat"
     if not (dataset / "dataset_dict.json").is_file() or not (brat / "test").is_dir():
-        import prepare_n2c2
 
         shutil.rmtree(root, ignore_errors=True)
         prepare_n2c2.main(["--synthetic", "30", "--seed", "42", "--write_brat", str(brat), "--output_dir", str(dataset),

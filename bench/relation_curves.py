@@ -47,8 +47,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from clinical_ner_crf.relation_training import baseline_links, load_documents
+from common import command
+
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+
+annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
+prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
+run_ner_crf = command("run_ner_crf")  # the command, called in-process as from its command line
+run_re = command("run_re")  # the command, called in-process as from its command line
 
 CURVES_RESULTS = common.RESULTS_DIR / "relations" / "curves"
 CURVES_RUNS = common.RUNS_DIR / "relation_curves"
@@ -82,14 +91,12 @@ def corpus_dir(corpus: str, smoke: bool = False) -> Path:
     if smoke:
         folder = common.smoke_dir() / "relation_curves_data"
         if not (folder / "dataset_dict.json").is_file():
-            import prepare_n2c2
 
             prepare_n2c2.main(["--synthetic", "40", "--synthetic_hard", "--synthetic_test_notes", "10",
                                "--output_dir", str(folder), "--overwrite"])
         return folder
     if corpus == "synthetic-hard":
         if not (HARD_DIR / "dataset_dict.json").is_file():
-            import prepare_n2c2
 
             prepare_n2c2.main(["--synthetic", "500", "--synthetic_hard", "--synthetic_test_notes", "100",
                                "--seed", "42", "--output_dir", str(HARD_DIR), "--overwrite"])
@@ -150,7 +157,6 @@ def predicted_links(run_dir: Path, documents) -> list[list[tuple[Any, float]]]:
 
 def run_one(corpus: str, system: str, size: int | None, seed: int, device: str, smoke: bool) -> dict[str, Any]:
     """One run_re.py training in this process; its JSON result (numbers only)."""
-    import run_re
     from clinical_ner_crf.relations import DEFAULT_SENTENCE_WINDOW
 
     key = run_key(corpus, system, size, seed)
@@ -169,8 +175,8 @@ def run_one(corpus: str, system: str, size: int | None, seed: int, device: str, 
     started = time.perf_counter()
     results = run_re.main(argv)
     seconds = time.perf_counter() - started
-    documents = run_re.load_documents(str(dataset), "test")
-    baselines = run_re.baseline_links(documents, DEFAULT_SENTENCE_WINDOW)
+    documents = load_documents(str(dataset), "test")
+    baselines = baseline_links(documents, DEFAULT_SENTENCE_WINDOW)
     counts = {"model": per_document_counts(documents, predicted_links(run_dir, documents)),
               **{name: per_document_counts(documents, links) for name, links in baselines.items()}}
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -194,10 +200,6 @@ def end_to_end(keep: bool = False) -> dict[str, Any]:
     (configs/relations/quickstart.json) trained on them, the test notes annotated with ``--relations model`` and
     with ``--relations rule``, each scored against the gold brat (``--relation_setting end_to_end``), strict and
     lenient, beside the relation scores on gold entities."""
-    import annotate_notes
-    import prepare_n2c2
-    import run_ner_crf
-    import run_re
     from clinical_ner_crf.n2c2_scoring import score_brat_folders
 
     root = CURVES_RUNS / "end_to_end"

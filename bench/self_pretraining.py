@@ -43,9 +43,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from clinical_ner_crf.mlm_blocks import context_free_loss, pack_blocks
+from clinical_ner_crf.pretraining_text import gather_texts
+from common import command
+
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import quality  # noqa: E402
+
+prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
 
 VOCABULARY_DIR = common.RESULTS_DIR / "vocabulary"
 PRETRAINING_DIR = common.RESULTS_DIR / "pretraining"
@@ -194,7 +201,6 @@ def add_losses(record: dict[str, Any], dataset_paths: Sequence[Path]) -> dict[st
     """A record from before pretrain_mlm.py kept its losses apart, completed from its cached encoder: the mean
     loss (its old ``final_train_loss`` was the Trainer's mean), the last logged loss, and the context-free loss
     on the same text (checked by its hash) with the encoder's own tokenizer."""
-    import pretrain_mlm
     from clinical_ner_crf.windows import load_tokenizer
 
     folder = pretrained_dir(record["corpus"], record_variant(record))
@@ -202,13 +208,13 @@ def add_losses(record: dict[str, Any], dataset_paths: Sequence[Path]) -> dict[st
     if text.digest.hexdigest() != record["text_sha256"]:  # texts_digest of the documents read
         raise RuntimeError(f"{record['key']}: the corpora changed since pre-training; pre-train again")
     tokenizer = load_tokenizer(str(folder))
-    blocks = pretrain_mlm.pack_blocks(text.sentence_pass("packing blocks"), tokenizer, 128)
+    blocks = pack_blocks(text.sentence_pass("packing blocks"), tokenizer, 128)
     history = common.read_json(folder / "trainer_state.json")["log_history"]
     mean = record.get("mean_train_loss", record.get("final_train_loss"))
     record = {key: value for key, value in record.items() if key != "final_train_loss"}
     return {**record, "mean_train_loss": mean,
             "last_logged_loss": next(h["loss"] for h in reversed(history) if "loss" in h),
-            "context_free_loss": pretrain_mlm.context_free_loss(blocks, tokenizer.all_special_ids)}
+            "context_free_loss": context_free_loss(blocks, tokenizer.all_special_ids)}
 
 
 # ---------------------------------------------------------------------------
@@ -264,7 +270,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.smoke:
-        import prepare_n2c2
 
         smoke = common.smoke_dir()
         data = smoke / "smoke_self"

@@ -47,8 +47,14 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from clinical_ner_crf.note_annotator import load_model_and_tokenizer
+from common import command
+
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+
+prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
 
 PAPER_MAX_LENGTH = 180
 
@@ -63,7 +69,6 @@ def load_sentences(corpus: str, num_sentences: int, seed: int, smoke: bool) -> t
     from datasets import load_from_disk
 
     if smoke:
-        import prepare_n2c2
 
         path = Path(os.environ.get("BENCH_SMOKE_DIR", common.CACHE_DIR)) / "smoke_speed"
         if not (path / "dataset_dict.json").is_file():
@@ -274,14 +279,13 @@ def annotator_vs_pipeline(crf_dir: Path, apt_dir: Path, texts: list[str], batch_
                           annotator_batch_sizes: Sequence[int], repeats: int, rounds: int = 5) -> dict[str, Any]:
     from transformers import pipeline
 
-    import annotate_notes
     from clinical_ner_crf import windows
     from clinical_ner_crf.tagging import split_sentences
 
     notes = {f"n{i}": text for i, text in enumerate(texts)}
     sentences = [text[s:e] for text in texts for s, e in split_sentences(text) if text[s:e].strip()]
-    crf, crf_tok = annotate_notes.load_model_and_tokenizer(str(crf_dir), device=device)
-    apt, apt_tok = annotate_notes.load_model_and_tokenizer(str(apt_dir), device=device)
+    crf, crf_tok = load_model_and_tokenizer(str(crf_dir), device=device)
+    apt, apt_tok = load_model_and_tokenizer(str(apt_dir), device=device)
     result: dict[str, Any] = {"num_notes": len(notes), "num_sentences": len(sentences)}
 
     def best_of(fn) -> float:
@@ -392,10 +396,9 @@ def run_rss_child(args: argparse.Namespace) -> None:
         batches = our_batches(words, tags, tokenizer, labels, args.batch_size, args.seed)
         alternate_training({"ours": (crf.to(device), batches)}, args.steps, device, args.bf16)
     else:
-        import annotate_notes
         from clinical_ner_crf import windows
 
-        model, tokenizer = annotate_notes.load_model_and_tokenizer(args.crf_dir, device=device)
+        model, tokenizer = load_model_and_tokenizer(args.crf_dir, device=device)
         windows.predict_notes(model, tokenizer, {f"n{i}": t for i, t in enumerate(texts)}, batch_size=32,
                                      max_seq_length=128)
     print(f"PEAK_RSS_MB {common.peak_rss_mb():.1f}", flush=True)

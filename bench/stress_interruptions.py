@@ -82,6 +82,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 

@@ -19,6 +19,7 @@ from .metrics import (
 )
 from .token_metrics import ABLATION_TITLES, BIO_VIEW, ENTITY_MODES, TAG_VIEWS, TOKEN_VIEW, TOKEN_WITHOUT_O_VIEW
 
+
 logger = logging.getLogger(__name__)
 
 
@@ -463,3 +464,42 @@ def synthetic_banner(runs: Sequence[Mapping[str, Any]]) -> list[str]:
         names = ", ".join(run["name"] for run in runs if (run["run_info"] or {}).get("synthetic"))
         return [f"**SYNTHETIC DATA in part: the numbers of {names} come from {SYNTHETIC_SAMPLE}.**", ""]
     return []
+
+
+def plot_label_distribution(stats: dict, path, synthetic: bool = False) -> None:
+    """The paper's Figure 3: tag counts and all-O share of train before and after down-sampling."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = stats["labels"]
+    splits = [name for name in ("train", "train_downsampled") if name in stats["splits"]]
+    figure, (tags_axis, share_axis) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 1]})
+    width = 0.8 / len(splits)
+    for offset, name in enumerate(splits):
+        counts = [max(stats["splits"][name]["tag_counts"][label], 0) for label in labels]
+        positions = [index + offset * width for index in range(len(labels))]
+        tags_axis.bar(positions, counts, width=width, label=name)
+    tags_axis.set_xticks([index + width * (len(splits) - 1) / 2 for index in range(len(labels))])
+    tags_axis.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
+    tags_axis.set_yscale("log")
+    tags_axis.set_ylabel("tokens (log scale)")
+    tags_axis.legend()
+    tags_axis.set_title("Tag counts, train before / after down-sampling")
+    for offset, name in enumerate(s for s in ("train", "train_downsampled", "validation", "validation_downsampled")
+                                  if s in stats["splits"]):
+        share = stats["splits"][name]["all_o_share"]
+        share_axis.bar(offset, share, color="C0" if "downsampled" not in name else "C1")
+        share_axis.text(offset, share, f"{share:.2f}", ha="center", va="bottom", fontsize=8)
+    share_axis.axhline(stats["plain_ratio"], color="gray", linestyle="--", linewidth=1)
+    names = [s for s in ("train", "train_downsampled", "validation", "validation_downsampled") if s in stats["splits"]]
+    share_axis.set_xticks(range(len(names)))
+    share_axis.set_xticklabels([n.replace("_downsampled", "\ndown-sampled") for n in names], fontsize=8)
+    share_axis.set_ylim(0, 1)
+    share_axis.set_title("All-O sentence share")
+    if synthetic:
+        figure.suptitle("SYNTHETIC data (not real patient notes)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

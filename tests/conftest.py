@@ -1,8 +1,12 @@
 """Shared fixtures: tiny encoders and tokenizers built locally, fully offline."""
 
+import importlib
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 # Offline before anything imports huggingface_hub: tests never reach the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -11,12 +15,21 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
-import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = "clinical_ner_crf"  # the folder of shared modules beside the commands
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(REPO_ROOT))
+
+
+def command(name: str) -> SimpleNamespace:
+    """A command (a top-level script), to call in-process as from its command line: its ``main`` (and ``parse_args``)
+    and nothing else: everything else comes from the library, which commands never are. In-process saves a torch
+    start-up per call; the tests that need a real process start one."""
+    module = importlib.import_module(name)
+    return SimpleNamespace(**{attribute: getattr(module, attribute) for attribute in ("main", "parse_args")
+                              if hasattr(module, attribute)})
+
 
 # Enough clinical-style text that a WordPiece vocabulary covers the usual words.
 _TOKENIZER_TEXT = """

@@ -14,10 +14,15 @@ from pathlib import Path
 
 import pytest
 
-import annotate_notes
-from conftest import REPO_ROOT
+from clinical_ner_crf import folder_annotation
+from clinical_ner_crf.brat import write_brat_ann
+from clinical_ner_crf.durable_jsonl import JsonlScan
 from clinical_ner_crf.synthetic_n2c2 import generate_notes
+from conftest import REPO_ROOT, command
 from test_annotate_notes import assert_ann_matches, train_tiny_crf, write_txt
+
+
+annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
 
 NUM_NOTES = 8
 # One note per group, so an interruption falls between the groups of a run (the default groups are far larger).
@@ -170,19 +175,22 @@ def kill():
     os.kill(os.getpid(), signal.SIGKILL)
 
 if kind == "torn":
-    real_append, calls = annotate_notes.JsonlAppender.append, []
+    from clinical_ner_crf import durable_jsonl
+    from clinical_ner_crf.prediction_records import jsonl_line
+
+    real_append, calls = durable_jsonl.JsonlAppender.append, []
 
     def append(self, records):
         if self.path.name == "entities.jsonl":
             calls.append(1)
             if len(calls) == int(target):
-                text = "".join(annotate_notes.jsonl_line(record) for record in records)
+                text = "".join(jsonl_line(record) for record in records)
                 self.handle.write(text[:len(text) // 2])
                 self.handle.flush()
                 kill()
         return real_append(self, records)
 
-    annotate_notes.JsonlAppender.append = append
+    durable_jsonl.JsonlAppender.append = append
 else:
     real_replace = os.replace
 
@@ -241,7 +249,7 @@ def test_interrupted_overwrite_never_pairs_an_old_ann_with_new_records(crf_dir, 
     assert expected != before, "the second settings must change some entities"
 
     # Stopped at the second note's .ann; the JSONL files are not compacted on the way out.
-    real_write, written = annotate_notes.write_brat_ann, []
+    real_write, written = write_brat_ann, []
 
     def write_then_stop(path, *args, **kwargs):
         if written:
@@ -249,8 +257,8 @@ def test_interrupted_overwrite_never_pairs_an_old_ann_with_new_records(crf_dir, 
         written.append(path)
         return real_write(path, *args, **kwargs)
 
-    monkeypatch.setattr(annotate_notes, "write_brat_ann", write_then_stop)
-    monkeypatch.setattr(annotate_notes.JsonlScan, "compact", lambda self, keep, mode, **kwargs: {})
+    monkeypatch.setattr(folder_annotation, "write_brat_ann", write_then_stop)
+    monkeypatch.setattr(JsonlScan, "compact", lambda self, keep, mode, **kwargs: {})
     assert annotate_notes.main([*plain, "--overwrite", *stricter]) == 130
     monkeypatch.undo()
     # n0 rewritten, n1's old .ann removed before its new records went in, n2 untouched.
@@ -291,7 +299,7 @@ def test_compaction_keeps_each_notes_last_block_and_drops_the_rest(tmp_path):
     ]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines) + "[1, 2]\n\n" + '{"document_id": "a", "i',
                     encoding="utf-8")
-    scan = annotate_notes.JsonlScan(path)
+    scan = JsonlScan(path)
     assert scan.malformed == 2 and not scan.ends_with_newline
     dropped = scan.compact({"a": True, "b": True, "c": False}, 0o600)
     assert dict(dropped) == {"malformed_lines": 2, "records_without_ann": 1, "superseded_records": 5}
@@ -300,6 +308,6 @@ def test_compaction_keeps_each_notes_last_block_and_drops_the_rest(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o600
     # A clean file is not rewritten: only its mode is set.
     inode = path.stat().st_ino
-    assert not annotate_notes.JsonlScan(path).compact({"a": True, "b": True}, 0o640)
+    assert not JsonlScan(path).compact({"a": True, "b": True}, 0o640)
     assert path.stat().st_ino == inode and path.stat().st_mode & 0o777 == 0o640
     assert not list(tmp_path.glob(".*.tmp"))

@@ -11,18 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-
-from clinical_ner_crf.folder_safety import MANIFEST_FILE, Manifest
 import torch
 
-import annotate_notes
-from annotate_notes import main
-from clinical_ner_crf.note_annotator import NoteAnnotator, load_model_and_tokenizer
-from conftest import REPO_ROOT, tiny_encoder_config
+from clinical_ner_crf import folder_annotation
 from clinical_ner_crf.brat import read_brat_document, write_brat_ann
-from clinical_ner_crf.prediction_records import read_predictions
 from clinical_ner_crf.documents import BratDocument, BratEntity
-from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
+from clinical_ner_crf.folder_safety import MANIFEST_FILE, Manifest
+from clinical_ner_crf.note_annotator import NoteAnnotator, load_model_and_tokenizer
+from clinical_ner_crf.prediction_records import read_predictions
+from clinical_ner_crf.relation_linking import mentions_of
 from clinical_ner_crf.sentence_examples import document_to_examples
 from clinical_ner_crf.subwords import train_subword_tokenizer
 from clinical_ner_crf.synthetic_n2c2 import generate_notes, write_notes
@@ -31,6 +28,13 @@ from clinical_ner_crf.windows import (
     WindowCollator, copy_pipeline_files, encode_word_windows, max_input_length, needs_prefix_space,
     pipeline_config_entry, predict_notes,
 )
+from conftest import REPO_ROOT, command, tiny_encoder_config
+from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
+
+
+main = command("annotate_notes").main
+annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
+export_onnx = command("export_onnx")  # the command, called in-process as from its command line
 
 SECRET = "Zyxolimab"  # a word that must never reach logs or summaries
 
@@ -130,7 +134,7 @@ def assert_ann_matches(txt: Path, ann: Path, records: list[dict]) -> None:
 
 def test_round_trip_brat_score_equals_word_level_score(crf_dir, tmp_path, caplog):
     from clinical_ner_crf.token_metrics import entity_scores
-    from evaluate_ablations import main as evaluate_main
+    evaluate_main = command("evaluate_ablations").main
 
     synthetic_dir, notes_dir, gold_dir, out = (tmp_path / name for name in ("synthetic", "notes", "gold", "out"))
     notes = generate_notes(6, seed=7, split="test")  # not the training notes
@@ -503,7 +507,7 @@ def test_interrupted_run_leaves_each_ann_with_its_records(crf_dir, tmp_path, mon
     arguments = ["--model_name_or_path", str(crf_dir), "--input_dir", str(notes), "--output_dir", str(out),
                  "--words_per_group", "1", "--word_predictions"]  # one note per group
     written = []
-    real_write = annotate_notes.write_brat_ann
+    real_write = write_brat_ann
 
     def write_then_stop(path, *args, **kwargs):
         if written:
@@ -511,7 +515,7 @@ def test_interrupted_run_leaves_each_ann_with_its_records(crf_dir, tmp_path, mon
         written.append(path)
         return real_write(path, *args, **kwargs)
 
-    monkeypatch.setattr(annotate_notes, "write_brat_ann", write_then_stop)
+    monkeypatch.setattr(folder_annotation, "write_brat_ann", write_then_stop)
     assert main(arguments) == 130
     assert "run the same command again" in capsys.readouterr().err
     # n0 complete; n1's records (written before the interruption) dropped with no .ann; no summary or temp files.
@@ -522,7 +526,7 @@ def test_interrupted_run_leaves_each_ann_with_its_records(crf_dir, tmp_path, mon
     assert_ann_matches(notes / "n0.txt", out / "n0.ann", records)
 
     # The same command again annotates exactly the rest.
-    monkeypatch.setattr(annotate_notes, "write_brat_ann", real_write)
+    monkeypatch.setattr(folder_annotation, "write_brat_ann", real_write)
     assert main(arguments) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["notes_annotated"] == 2 and summary["notes_already_annotated"] == 1
@@ -810,7 +814,6 @@ def test_relations_requests_that_cannot_be_met_are_one_line(crf_dir, relation_mo
 def test_onnx_backend_links_with_the_rule_without_torch(crf_dir, relation_models, relation_notes, tmp_path):
     """--backend onnx with auto choosing the rule: the rule's links, and torch never imported (the relation model's
     config is read, its weights are not)."""
-    import export_onnx
 
     onnx_dir = tmp_path / "onnx"
     assert export_onnx.main(["--model_name_or_path", str(crf_dir), "--output_dir", str(onnx_dir)]) == 0
@@ -830,7 +833,7 @@ def test_onnx_backend_links_with_the_rule_without_torch(crf_dir, relation_models
 
 
 def test_note_annotator_relations_choice(crf_dir, relation_models, monkeypatch):
-    """The Python API makes the same choice (annotate_notes.choose_relations), and the linker builds the model's input
+    """The Python API makes the same choice (choose_relations), and the linker builds the model's input
     as training did (its input features)."""
     from clinical_ner_crf.relation_linking import RelationLinker, RuleLinker, choose_relations
     from clinical_ner_crf.command_line import UsageError
@@ -842,7 +845,7 @@ def test_note_annotator_relations_choice(crf_dir, relation_models, monkeypatch):
     assert isinstance(annotator.relation_linker, RuleLinker) and annotator.relation_linker.sentence_window == 1
     assert "the rule scored 0.8123" in annotator.relation_linker.choice_reason
     entities = annotator(text)
-    mentions = annotate_notes.mentions_of(entities)
+    mentions = mentions_of(entities)
     expected = {(c.type, mentions[c.attribute].id, mentions[c.drug].id) for c in nearest_drug_rule(text, mentions)}
     medications = annotator.medications(text)
     assert {(a["relation"], a["id"], r["id"]) for r in medications for a in r["attributes"]} == expected and expected

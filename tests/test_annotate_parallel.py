@@ -10,18 +10,21 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from clinical_ner_crf.folder_safety import MANIFEST_FILE
-
-import annotate_notes
-from conftest import REPO_ROOT
 from clinical_ner_crf.files import process_part_name
+from clinical_ner_crf.folder_annotation import _JSONL_FILES, _compact_outputs, split_notes
+from clinical_ner_crf.folder_safety import MANIFEST_FILE
 from clinical_ner_crf.synthetic_n2c2 import generate_notes
+from conftest import REPO_ROOT, command
 from test_annotate_interruptions import by_document, crf_dir, read_records  # noqa: F401 (crf_dir: a fixture)
 from test_annotate_notes import write_txt
+
+annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
+export_onnx = command("export_onnx")  # the command, called in-process as from its command line
 
 NUM_NOTES = 12
 # Small groups, so that each process writes several groups (and a crash falls between them).
@@ -75,12 +78,12 @@ def test_split_notes_gives_every_note_once_balanced_by_size(tmp_path):
     for i, size in enumerate(sizes):
         paths.append(tmp_path / f"n{i}.txt")
         paths[-1].write_text("x" * size)
-    shares = annotate_notes.split_notes(paths, 3)
+    shares = split_notes(paths, 3)
     assert sorted(path for share in shares for path in share) == sorted(paths)
     loads = [sum(path.stat().st_size for path in share) for share in shares]
     assert max(loads) - min(loads) <= 100 and sum(loads) == sum(sizes)
-    assert shares == annotate_notes.split_notes(list(reversed(paths)), 3)  # the same folder, the same split
-    assert annotate_notes.split_notes(paths[:1], 3) == [[paths[0]], [], []]  # fewer notes than processes
+    assert shares == split_notes(list(reversed(paths)), 3)  # the same folder, the same split
+    assert split_notes(paths[:1], 3) == [[paths[0]], [], []]  # fewer notes than processes
 
 
 @pytest.mark.slow
@@ -117,8 +120,9 @@ CRASHING_RUN = """\
 import multiprocessing, os, sys
 sys.path.insert(0, {repo!r})
 import annotate_notes
+from clinical_ner_crf import folder_annotation
 
-real_write_ann, written = annotate_notes._write_ann, []
+real_write_ann, written = folder_annotation._write_ann, []
 
 
 def write_ann_then_die(path, *args, **kwargs):
@@ -130,7 +134,7 @@ def write_ann_then_die(path, *args, **kwargs):
     return real_write_ann(path, *args, **kwargs)
 
 
-annotate_notes._write_ann = write_ann_then_die
+folder_annotation._write_ann = write_ann_then_die
 if __name__ == "__main__":
     sys.exit(annotate_notes.main())
 """
@@ -183,8 +187,8 @@ def test_merging_parts_keeps_only_the_new_records_of_notes_written_again(tmp_pat
     (out / process_part_name("annotated.jsonl", 1)).write_text(json.dumps({"document_id": "c", "ann": True}) + "\n")
     for document in "abc":
         (out / f"{document}.ann").write_text("")
-    repairs = {name: annotate_notes.Counter() for name in annotate_notes._JSONL_FILES}
-    annotate_notes._compact_outputs(out, {}, repairs)
+    repairs = {name: Counter() for name in _JSONL_FILES}
+    _compact_outputs(out, {}, repairs)
     assert [json.loads(text) for text in (out / "entities.jsonl").read_text().splitlines()] == [
         {"document_id": "b", "id": "T1"}, {"document_id": "c", "id": "T1"}, {"document_id": "c", "id": "T2"}]
     assert repairs["entities.jsonl"] == {"superseded_records": 4, "malformed_lines": 1}
@@ -218,7 +222,6 @@ if __name__ == "__main__":
 
 @pytest.mark.slow
 def test_onnx_backend_in_two_processes_runs_without_torch(crf_dir, notes_dir, reference, tmp_path):
-    import export_onnx
 
     onnx_dir = tmp_path / "onnx"
     assert export_onnx.main(["--model_name_or_path", str(crf_dir), "--output_dir", str(onnx_dir)]) == 0

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from clinical_ner_crf.prediction_records import read_predictions
 from clinical_ner_crf.files import RUN_INFO_FILE, run_predictions_path
-from clinical_ner_crf.metrics import entity_view
-from clinical_ner_crf.metrics import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, metric_name
+from clinical_ner_crf.metrics import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, entity_view, metric_name
+from clinical_ner_crf.prediction_records import read_predictions
+from conftest import command
+
+
+evaluate_ablations = command("evaluate_ablations")  # the command, called in-process as from its command line
+prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "bench"))
@@ -25,7 +29,6 @@ pytest.importorskip("psutil", reason="feature-CRF packages missing (pip install 
 
 @pytest.fixture(scope="module")
 def synthetic_dataset(tmp_path_factory):
-    import prepare_n2c2
 
     out = tmp_path_factory.mktemp("bench") / "data"
     prepare_n2c2.main(["--synthetic", "12", "--seed", "7", "--output_dir", str(out)])
@@ -54,7 +57,6 @@ def test_feature_crf_scores_and_is_deterministic(synthetic_dataset, tmp_path):
 
 
 def test_feature_crf_run_folder_gives_the_full_report(synthetic_dataset, tmp_path):
-    import evaluate_ablations
     import feature_crf
 
     assert feature_crf.main(["--dataset_path", str(synthetic_dataset), "--corpus_name", "notes",

@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 
 from clinical_ner_crf.metrics import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1
+from conftest import command
+
+
+prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "bench"))
@@ -20,7 +24,6 @@ pytest.importorskip("psutil", reason="feature-CRF packages missing (pip install 
 
 @pytest.fixture(scope="module")
 def user_dataset(tmp_path_factory):
-    import prepare_n2c2
 
     out = tmp_path_factory.mktemp("user") / "clinic_notes"
     prepare_n2c2.main(["--synthetic", "12", "--seed", "7", "--output_dir", str(out)])

@@ -16,12 +16,16 @@ from pathlib import Path
 import pytest
 import torch
 
-import annotate_notes
 from clinical_ner_crf.note_annotator import NoteAnnotator
-from conftest import LIBRARY, REPO_ROOT
 from clinical_ner_crf.synthetic_n2c2 import generate_notes
 from clinical_ner_crf.tagging import bio_to_spans, split_sentences, tokenize_words
 from clinical_ner_crf.windows import NerPipeline
+from conftest import LIBRARY, REPO_ROOT, command
+
+
+annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
+prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
+run_ner_crf = command("run_ner_crf")  # the command, called in-process as from its command line
 
 TINY_MODEL_ARGS = [
     "--config_name", "configs/architectures/distilbert-base-cased.json",
@@ -34,7 +38,6 @@ TINY_MODEL_ARGS = [
 
 
 def train(dataset: Path, output_dir: Path, use_crf: bool) -> Path:
-    import run_ner_crf
 
     previous = os.getcwd()
     os.chdir(REPO_ROOT)  # the configs are relative to the repository
@@ -48,7 +51,6 @@ def train(dataset: Path, output_dir: Path, use_crf: bool) -> Path:
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    import prepare_n2c2
 
     output_dir = tmp_path_factory.mktemp("data") / "synthetic"
     prepare_n2c2.main(["--synthetic", "40", "--seed", "3", "--output_dir", str(output_dir)])

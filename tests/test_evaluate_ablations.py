@@ -10,33 +10,35 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from clinical_ner_crf.folder_safety import MANIFEST_FILE, Manifest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-import evaluate_ablations
 from clinical_ner_crf.brat import write_brat_ann
-from clinical_ner_crf.prediction_records import (
-    PredictionFormatError, prediction_record, read_predictions, write_predictions_file,
-)
 from clinical_ner_crf.documents import BratFormatError
 from clinical_ner_crf.files import (
     PREDICTIONS_DIRNAME, REPORT_JSON_FILE, REPORT_MARKDOWN_FILE, RUN_INFO_FILE, TEST_PREDICTIONS_FILE,
     run_predictions_path, write_json_atomically,
 )
-from evaluate_ablations import main
-from clinical_ner_crf.reports import aggregate_runs, flat_metrics, render_comparison_markdown, render_run_markdown
+from clinical_ner_crf.folder_safety import MANIFEST_FILE, Manifest
+from clinical_ner_crf.metrics import (
+    LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, entity_view, metric_name, summarize_counts, type_metric_name,
+)
 from clinical_ner_crf.n2c2_scoring import score_brat_folders
+from clinical_ner_crf.prediction_records import (
+    PredictionFormatError, prediction_record, read_predictions, write_predictions_file,
+)
+from clinical_ner_crf.reports import (
+    aggregate_runs, flat_metrics, plot_confusion_matrix, render_comparison_markdown, render_run_markdown,
+)
+from clinical_ner_crf.tagging import N2C2_ENTITY_TYPES, bio_to_char_spans, bio_to_spans, tokenize_words
 from clinical_ner_crf.token_metrics import (
     ENTITY_MODES, TAG_VIEWS, entity_scores, evaluate_run, match_counts, ner_metrics, paper_ablations, tag_confusion,
     tag_scores, top_confusions,
 )
-from clinical_ner_crf.metrics import entity_view
-from clinical_ner_crf.metrics import (
-    LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, metric_name, summarize_counts, type_metric_name,
-)
-from clinical_ner_crf.tagging import N2C2_ENTITY_TYPES, bio_to_char_spans, bio_to_spans, tokenize_words
+from clinical_ner_crf import reports
+from conftest import REPO_ROOT, command
+
+
+main = command("evaluate_ablations").main
 
 
 def approx(value):
@@ -759,13 +761,13 @@ def test_cli_runs_that_share_a_seed_count_once(tmp_path, caplog):
 
 def test_cli_confusion_matrix_titles_name_the_model_and_seed(tmp_path, monkeypatch):
     titles = {}
-    plot = evaluate_ablations.plot_confusion_matrix
+    plot = plot_confusion_matrix
 
     def recording_plot(confusion, path, title=""):
         titles[path.parent.name] = title
         plot(confusion, path, title)
 
-    monkeypatch.setattr(evaluate_ablations, "plot_confusion_matrix", recording_plot)
+    monkeypatch.setattr(reports, "plot_confusion_matrix", recording_plot)
     runs_root, out = tmp_path / "runs", tmp_path / "report"
     run_dirs = [_make_run(runs_root, "run-a", _info("BERT-CRF", 7, 1.0, 100), 0.9, 1),
                 _make_run(runs_root, "run-b", _info("TransformerCRF", 3, 0.5, 50), 0.8, 2),
@@ -840,7 +842,7 @@ def test_cli_missing_inputs_fail_in_one_line_before_anything_is_scored(tmp_path,
 # Brat mode on a user's files: unreadable predictions, line endings, input errors, an existing report
 # ---------------------------------------------------------------------------
 
-SCRIPT = Path(evaluate_ablations.__file__)
+SCRIPT = Path(str(REPO_ROOT / "evaluate_ablations.py"))
 
 
 def _brat_main(gold, pred, out, *extra):

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
-import annotate_notes
-import export_onnx
 from clinical_ner_crf.command_line import run_main
-from conftest import REPO_ROOT, tiny_encoder_config
 from clinical_ner_crf.folder_safety import MANIFEST_FILE
+from conftest import REPO_ROOT, command, tiny_encoder_config
 from test_annotate_notes import train_tiny_crf, write_txt
+
+
+annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
+export_onnx = command("export_onnx")  # the command, called in-process as from its command line
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import REPO_ROOT
 
+
 MODULES = sorted(path.stem for path in REPO_ROOT.glob("*.py"))
 # What each shared module may import from outside the standard library (docs/architecture.md).
 ALLOWED_THIRD_PARTY = {
@@ -106,7 +107,6 @@ def test_preparing_data_does_not_import_the_deep_learning_stack():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
-
 
 
 def test_readme_says_which_files_each_script_needs():

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-import run_ner_crf
+from clinical_ner_crf.hub_upload import is_hub_id
 from clinical_ner_crf.metrics import STRICT_MICRO_F1, type_metric_name
 from clinical_ner_crf.tagging import entity_types_of
 from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, run, synthetic_dataset  # noqa: F401
@@ -80,6 +80,6 @@ def test_a_card_for_other_data_inherits_its_terms(synthetic_dataset, tmp_path):
 
 
 def test_base_model_is_written_only_for_hub_ids(tmp_path):
-    assert run_ner_crf.is_hub_id("emilyalsentzer/Bio_ClinicalBERT") and run_ner_crf.is_hub_id("bert-base-cased")
-    assert not run_ner_crf.is_hub_id(str(tmp_path)) and not run_ner_crf.is_hub_id("/no/such/local/path")
-    assert not run_ner_crf.is_hub_id("./relative/model") and not run_ner_crf.is_hub_id(None)
+    assert is_hub_id("emilyalsentzer/Bio_ClinicalBERT") and is_hub_id("bert-base-cased")
+    assert not is_hub_id(str(tmp_path)) and not is_hub_id("/no/such/local/path")
+    assert not is_hub_id("./relative/model") and not is_hub_id(None)

@@ -11,18 +11,13 @@ import textwrap
 import pytest
 import torch
 
-from conftest import build_wordpiece_tokenizer, tiny_encoder_config
 from clinical_ner_crf.windows import copy_pipeline_files, pipeline_config_entry
+from conftest import build_wordpiece_tokenizer, tiny_encoder_config
 from modeling_crf import (
-    IMPOSSIBLE_SCORE,
-    CRFForTokenClassification,
-    CRFTokenClassificationConfig,
-    bio_transition_mask,
-    crf_log_marginals,
-    crf_log_partition,
-    crf_marginals,
-    crf_viterbi,
+    CRFForTokenClassification, CRFTokenClassificationConfig, IMPOSSIBLE_SCORE, bio_transition_mask, crf_log_marginals,
+    crf_log_partition, crf_marginals, crf_viterbi,
 )
+
 
 LABELS = ["O", "B-Drug", "I-Drug", "B-Dose", "I-Dose"]
 O, B_DRUG, I_DRUG, B_DOSE, I_DOSE = range(5)

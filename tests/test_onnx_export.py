@@ -6,17 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-import annotate_notes
-from clinical_ner_crf import files
-import export_onnx
 import modeling_crf
-from clinical_ner_crf import onnx_backend
-from clinical_ner_crf.note_annotator import NoteAnnotator, load_model_and_tokenizer
-from conftest import tiny_encoder_config
+from clinical_ner_crf import files, onnx_backend
+from clinical_ner_crf.command_line import UsageError
 from clinical_ner_crf.hub_upload import hub_upload_files
+from clinical_ner_crf.note_annotator import NoteAnnotator, load_model_and_tokenizer
 from clinical_ner_crf.synthetic_n2c2 import generate_notes
-from test_annotate_notes import train_tiny_crf, write_txt
 from clinical_ner_crf.windows import predict_notes
+from conftest import command, tiny_encoder_config
+from test_annotate_notes import train_tiny_crf, write_txt
+
+
+annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
+export_onnx = command("export_onnx")  # the command, called in-process as from its command line
 
 WINDOWS = {"max_seq_length": 64, "stride": 16, "batch_size": 16}
 
@@ -201,7 +203,7 @@ def test_apt_onnx_gives_torch_entities_and_folder_rules(apt_dir, texts, tmp_path
 
     # A second export into the same folder is refused (a usage error: one line, exit status 2, under
     # command_line.run_main), unless --overwrite_output_dir.
-    with pytest.raises(export_onnx.UsageError, match="--overwrite_output_dir"):
+    with pytest.raises(UsageError, match="--overwrite_output_dir"):
         export_onnx.main(["--model_name_or_path", str(apt_dir), "--output_dir", str(out)])
     assert export_onnx.main(["--model_name_or_path", str(apt_dir), "--output_dir", str(out),
                              "--overwrite_output_dir"]) == 0

@@ -4,9 +4,11 @@ import json
 
 import pytest
 
-from conftest import REPO_ROOT, tiny_encoder_config
-from parameter_table import main
 from clinical_ner_crf.parameter_counts import build_rows, count_parameters, format_table
+from conftest import REPO_ROOT, command, tiny_encoder_config
+
+
+main = command("parameter_table").main
 
 ARCHITECTURES = sorted((REPO_ROOT / "configs" / "architectures").glob("*.json"))
 POOLER = 768 * 768 + 768  # BERT-base's unused pooler: 590,592

@@ -6,8 +6,13 @@ from pathlib import Path
 
 import pytest
 
-import prepare_n2c2 as p
 from clinical_ner_crf import tagging
+from clinical_ner_crf.label_maps import resolve_labels
+from clinical_ner_crf.sampling import all_o_share, downsample_plain
+from conftest import command
+
+
+p = command("prepare_n2c2")  # the command, called in-process as from its command line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LABEL_MAP = REPO_ROOT / "configs" / "label_maps" / "phee_to_n2c2.json"
@@ -48,7 +53,7 @@ def test_label_map_file_is_the_documented_one():
     assert json.loads(LABEL_MAP.read_text()) == {
         "Drug": "Drug", "Dosage": "Dosage", "Route": "Route", "Freq": "Frequency", "Duration": "Duration",
         "Treat-Disorder": "Reason", "Effect": "ADE"}
-    assert p.resolve_labels(json.loads(LABEL_MAP.read_text())) == tagging.N2C2_LABELS
+    assert resolve_labels(json.loads(LABEL_MAP.read_text())) == tagging.N2C2_LABELS
 
 
 def test_b_tags_equal_ann_entities_minus_dropped(phee_dir, phee_build):
@@ -90,4 +95,4 @@ def test_downsampled_shares(phee_build):
     from datasets import load_from_disk
 
     train = load_from_disk(str(output_dir))["train"]
-    assert p.all_o_share(p.downsample_plain(train, 0.0, seed=42)) == 0.0
+    assert all_o_share(downsample_plain(train, 0.0, seed=42)) == 0.0

@@ -12,16 +12,20 @@ from pathlib import Path
 import pytest
 
 from clinical_ner_crf.brat import read_brat_document, read_brat_folder
-from clinical_ner_crf.label_maps import load_label_map
 from clinical_ner_crf.documents import BratDocument, BratEntity, BratRelation
+from clinical_ner_crf.label_maps import load_label_map
 from clinical_ner_crf.n2c2_scoring import score_entities
 from clinical_ner_crf.tagging import N2C2_RELATION_TYPES
+from conftest import command
+
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 import phee_relations  # noqa: E402
 import relation_bench  # noqa: E402
+
+prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
 
 SPLITS = ("train", "dev", "test")
 
@@ -157,7 +161,6 @@ def test_prepared_converted_folder_is_the_ner_benchmarks_data(converted, phee_da
     """prepare_n2c2.py reads the converted folder with no label map: the same sentences and tags as the NER
     benchmark's PHEE data, and every converted relation is kept or counted as dropped."""
     import common
-    import prepare_n2c2
 
     folder, summary, _ = converted
     ours = prepare_n2c2.main(phee_relations.prepare_args(folder) + ["--output_dir", str(tmp_path / "ours")])

@@ -9,24 +9,21 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from clinical_ner_crf.command_line import UsageError
-from clinical_ner_crf.folder_safety import MANIFEST_FILE, Manifest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from clinical_ner_crf import conll
-
-from clinical_ner_crf import documents
-
-import prepare_n2c2 as p
-from clinical_ner_crf import tagging
-from clinical_ner_crf.tagging import N2C2_LABELS, bio_to_char_spans, split_sentences, tokenize_words
+from clinical_ner_crf import conll, documents, reports, tagging
 from clinical_ner_crf.brat import read_brat_document, read_brat_folder, write_brat_ann
+from clinical_ner_crf.command_line import UsageError
 from clinical_ner_crf.conll import read_conll_file
 from clinical_ner_crf.documents import BratDocument, BratEntity, BratFormatError
-from clinical_ner_crf.sampling import downsample_plain
-from clinical_ner_crf.sentence_examples import document_to_examples
+from clinical_ner_crf.folder_safety import MANIFEST_FILE, Manifest
+from clinical_ner_crf.sampling import all_o_share, downsample_plain, split_validation
+from clinical_ner_crf.sentence_examples import DROP_CATEGORIES, document_to_examples
+from clinical_ner_crf.tagging import N2C2_LABELS, bio_to_char_spans, split_sentences, tokenize_words
+from conftest import command
+
+
+p = command("prepare_n2c2")  # the command, called in-process as from its command line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -512,7 +509,7 @@ def test_boundaries_inside_words_expand_and_duplicates_are_counted():
     assert counts["expanded_to_words", "Drug"] == 1 and counts["expanded_to_words", "Strength"] == 1
     assert counts["dropped_duplicate", "Drug"] == 1 and counts["dropped_no_words", "Route"] == 1
     for entity_type in ("Drug", "Strength", "Route"):
-        dropped = sum(counts[c, entity_type] for c in p.DROP_CATEGORIES)
+        dropped = sum(counts[c, entity_type] for c in DROP_CATEGORIES)
         assert counts["kept", entity_type] + dropped == counts["source", entity_type]
 
 
@@ -556,7 +553,7 @@ def test_property_bio_tags_and_offsets_give_back_the_entities(tmp_path_factory, 
     recovered = [span for row in rows for span in bio_to_char_spans(row["ner_tags"], row["token_starts"],
                                                                      row["token_ends"])]
     assert recovered == sorted(entities, key=lambda entity: entity[1])
-    assert sum(counts[c, t] for c, t in counts if c in p.DROP_CATEGORIES) == 0
+    assert sum(counts[c, t] for c, t in counts if c in DROP_CATEGORIES) == 0
     # Every word is in exactly one sentence, with its own text.
     assert [w for row in rows for w in row["tokens"]] == [w for w, _, _ in tokenize_words(text)]
     # And the same through the brat writer and reader (entities crossing lines become fragments).
@@ -586,7 +583,7 @@ def make_rows(num_entity, num_plain, seed=0):
 def test_downsample_plain_reaches_the_ratio_keeping_entity_sentences(plain_ratio):
     rows = make_rows(300, 900)
     sampled = downsample_plain(rows, plain_ratio, seed=1)
-    assert abs(p.all_o_share(sampled) - plain_ratio) <= 0.005
+    assert abs(all_o_share(sampled) - plain_ratio) <= 0.005
     assert sum(not tagging.is_all_o(r["ner_tags"]) for r in sampled) == 300
     assert [int(r["id"]) for r in sampled] == sorted(int(r["id"]) for r in sampled)  # order kept
     assert downsample_plain(rows, plain_ratio, seed=1) == sampled
@@ -610,18 +607,18 @@ def test_downsample_plain_accepts_a_dataset():
                                 features=Features({"id": Value("string"),
                                                    "ner_tags": Sequence(ClassLabel(names=["O", "B-Drug", "I-Drug"]))}))
     sampled = downsample_plain(dataset, 0.2, seed=3)
-    assert len(sampled) == 50 and p.all_o_share(sampled) == 0.2
+    assert len(sampled) == 50 and all_o_share(sampled) == 0.2
     assert sampled["id"] == [r["id"] for r in downsample_plain(rows, 0.2, seed=3)]
 
 
 def test_split_validation_by_document_seeded():
     documents = [BratDocument(f"doc{i:03d}", "", []) for i in range(303)]
-    train, validation = p.split_validation(documents, 0.1, seed=42)
+    train, validation = split_validation(documents, 0.1, seed=42)
     assert (len(train), len(validation)) == (273, 30)
     assert not {d.doc_id for d in train} & {d.doc_id for d in validation}
-    assert [d.doc_id for d in p.split_validation(documents, 0.1, seed=42)[1]] == [d.doc_id for d in validation]
-    assert [d.doc_id for d in p.split_validation(documents, 0.1, seed=7)[1]] != [d.doc_id for d in validation]
-    assert len(p.split_validation(documents[:5], 0.1, seed=1)[1]) == 1
+    assert [d.doc_id for d in split_validation(documents, 0.1, seed=42)[1]] == [d.doc_id for d in validation]
+    assert [d.doc_id for d in split_validation(documents, 0.1, seed=7)[1]] != [d.doc_id for d in validation]
+    assert len(split_validation(documents[:5], 0.1, seed=1)[1]) == 1
 
 
 # ---------------------------------------------------------------------------
@@ -789,10 +786,10 @@ def test_cli_downsampled_shares_and_test_untouched(built):
     for split in ("train", "validation"):
         entity_rows = [r["id"] for r in dataset[split] if any(r["ner_tags"])]
         assert [r["id"] for r in dataset[f"{split}_downsampled"] if any(r["ner_tags"])] == entity_rows
-        share = p.all_o_share(dataset[f"{split}_downsampled"])
+        share = all_o_share(dataset[f"{split}_downsampled"])
         assert abs(share - 0.2) <= 0.05  # tiny corpus: 1 sentence moves the share by ~0.05
         assert stats["downsampling"][split]["all_o_share_after"] == pytest.approx(share, abs=1e-6)
-    assert stats["splits"]["test"]["all_o_share"] == pytest.approx(p.all_o_share(dataset["test"]), abs=1e-6)
+    assert stats["splits"]["test"]["all_o_share"] == pytest.approx(all_o_share(dataset["test"]), abs=1e-6)
     assert stats["splits"]["test"]["all_o_share"] > 0.2
 
 
@@ -827,7 +824,7 @@ def test_failed_run_leaves_no_half_written_dataset(corpus, tmp_path, monkeypatch
     def explode(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(p, "plot_label_distribution", explode)
+    monkeypatch.setattr(reports, "plot_label_distribution", explode)
     with pytest.raises(RuntimeError, match="disk full"):
         build(corpus, tmp_path / "out")
     assert os.listdir(tmp_path) == []

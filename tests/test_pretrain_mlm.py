@@ -11,10 +11,20 @@ from pathlib import Path
 import pytest
 import torch
 
-import pretrain_mlm
-import prepare_n2c2
-from conftest import REPO_ROOT, hub_uploaded_files
+from clinical_ner_crf import pretraining_text
+from clinical_ner_crf.command_line import UsageError
+from clinical_ner_crf.mlm_blocks import (
+    WholeWordMaskCollator, blocks_dataset, context_free_loss, iter_blocks, pack_blocks, padding_share, piece_entropy,
+)
+from clinical_ner_crf.pretraining_text import document_segments, gather_texts, texts_digest
 from clinical_ner_crf.subwords import CONTINUATION, train_subword_tokenizer, vocabulary_report
+from clinical_ner_crf.tagging import split_sentences
+from conftest import REPO_ROOT, command, hub_uploaded_files
+
+
+prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
+pretrain_mlm = command("pretrain_mlm")  # the command, called in-process as from its command line
+run_ner_crf = command("run_ner_crf")  # the command, called in-process as from its command line
 
 TINY = ["--config_overrides", "dim=32,n_layers=1,n_heads=2,hidden_dim=64,max_position_embeddings=128",
         "--per_device_train_batch_size", "16", "--learning_rate", "1e-3", "--use_cpu", "--report_to", "none",
@@ -84,7 +94,7 @@ def test_blocks_hold_every_word_in_order_and_are_nearly_full(words):
     train, _ = words
     tokenizer = train_subword_tokenizer(train, vocab_size=600)
     sentences = train[:300] + [["x" * 300]]  # a word longer than a block
-    blocks = pretrain_mlm.pack_blocks(sentences, tokenizer, max_seq_length=32)
+    blocks = pack_blocks(sentences, tokenizer, max_seq_length=32)
     expected = [i for ids in tokenizer(sentences, is_split_into_words=True, add_special_tokens=False)["input_ids"]
                 for i in ids]
     assert [i for ids in blocks["input_ids"] for i in ids[1:-1]] == expected
@@ -92,24 +102,24 @@ def test_blocks_hold_every_word_in_order_and_are_nearly_full(words):
         assert len(ids) <= 32 and ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
         assert word_ids[0] == word_ids[-1] == -1 and word_ids[1:-1] == sorted(word_ids[1:-1])
     lengths = [len(ids) for ids in blocks["input_ids"]]
-    assert pretrain_mlm.padding_share(lengths, batch_size=16) < 0.05
+    assert padding_share(lengths, batch_size=16) < 0.05
 
 
 def test_context_free_loss_is_the_entropy_of_the_pieces_predicted():
     cls, sep, a, b, c = 2, 3, 10, 11, 12
     blocks = {"input_ids": [[cls, a, a, b, sep], [cls, a, c, sep]]}  # a: 3 of 5, b and c: 1 of 5 each
     expected = -(0.6 * math.log(0.6) + 2 * 0.2 * math.log(0.2))
-    assert pretrain_mlm.context_free_loss(blocks, [cls, sep]) == pytest.approx(expected, abs=1e-4)
-    assert pretrain_mlm.context_free_loss({"input_ids": [[cls, a, a, sep]]}, [cls, sep]) == 0.0  # one piece: no doubt
+    assert context_free_loss(blocks, [cls, sep]) == pytest.approx(expected, abs=1e-4)
+    assert context_free_loss({"input_ids": [[cls, a, a, sep]]}, [cls, sep]) == 0.0  # one piece: no doubt
 
 
 def test_whole_words_are_masked_together(words):
     train, _ = words
     tokenizer = train_subword_tokenizer(train, vocab_size=300)
-    blocks = pretrain_mlm.pack_blocks(train[:400], tokenizer, max_seq_length=64)
+    blocks = pack_blocks(train[:400], tokenizer, max_seq_length=64)
     features = [{"input_ids": i, "word_ids": w} for i, w in zip(blocks["input_ids"], blocks["word_ids"])][:64]
     torch.manual_seed(0)
-    batch = pretrain_mlm.WholeWordMaskCollator(tokenizer, 0.15)(features)
+    batch = WholeWordMaskCollator(tokenizer, 0.15)(features)
     masked = batch["labels"] != -100
     assert 0.08 < masked.sum() / batch["attention_mask"].sum() < 0.25
     for row, feature in enumerate(features):
@@ -128,7 +138,6 @@ def test_whole_words_are_masked_together(words):
 
 
 def test_pretrain_then_fine_tune_with_run_ner_crf(dataset, tmp_path):
-    import run_ner_crf
 
     results = pretrain_mlm.main(["--dataset_paths", str(dataset), "--output_dir", str(tmp_path / "mlm"), "--do_train",
                                  "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "6",
@@ -156,7 +165,7 @@ def test_pretrain_then_fine_tune_with_run_ner_crf(dataset, tmp_path):
                                        "--report_to", "none", "--disable_tqdm", "true"])
         assert fine_tuned["test_sentences"] == 32
     # The same command again resumes only when asked, from a complete checkpoint of the same run.
-    with pytest.raises(pretrain_mlm.UsageError, match="is not empty"):
+    with pytest.raises(UsageError, match="is not empty"):
         pretrain_mlm.main(["--dataset_paths", str(dataset), "--output_dir", str(tmp_path / "mlm"), "--do_train",
                            "--max_steps", "12", *TINY])
     resumed = pretrain_mlm.main(["--dataset_paths", str(dataset), "--output_dir", str(tmp_path / "mlm"), "--do_train",
@@ -168,7 +177,7 @@ def test_pretrain_then_fine_tune_with_run_ner_crf(dataset, tmp_path):
 
 
 def test_test_text_is_never_used(dataset, tmp_path):
-    with pytest.raises(pretrain_mlm.UsageError, match="test text is never used"):
+    with pytest.raises(UsageError, match="test text is never used"):
         pretrain_mlm.main(["--dataset_paths", str(dataset), "--text_splits", "train", "test", "--output_dir",
                            str(tmp_path / "a"), "--do_train", *TINY])
     # A folder of notes holding a test document (a copy under another name) is refused too.
@@ -179,7 +188,7 @@ def test_test_text_is_never_used(dataset, tmp_path):
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "copy.txt").write_text(test_text, encoding="utf-8")
-    with pytest.raises(pretrain_mlm.UsageError, match="1 notes are test documents"):
+    with pytest.raises(UsageError, match="1 notes are test documents"):
         pretrain_mlm.main(["--dataset_paths", str(dataset), "--notes_dirs", str(notes), "--output_dir",
                            str(tmp_path / "b"), "--do_train", *TINY])
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
@@ -233,7 +242,7 @@ def test_push_to_hub_uploads_the_encoder_only_and_a_learned_vocabulary_only_when
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **kwargs: uploads.append(kwargs) or "ok")
     args = ["--dataset_paths", str(dataset), "--do_train", "--max_steps", "4", "--save_strategy", "steps",
             "--save_steps", "2", "--push_to_hub", "--hub_model_id", "someone/encoder", *TINY]
-    with pytest.raises(pretrain_mlm.UsageError, match="--push_corpus_vocabulary"):
+    with pytest.raises(UsageError, match="--push_corpus_vocabulary"):
         pretrain_mlm.main([*args, "--output_dir", str(tmp_path / "refused")])
     assert not uploads and not (tmp_path / "refused").exists()  # refused before any work
     pretrain_mlm.main([*args, "--output_dir", str(tmp_path / "mlm"), "--push_corpus_vocabulary"])
@@ -309,7 +318,7 @@ def test_notes_that_are_not_text_are_skipped_named_and_counted(dataset, tmp_path
         "holds a NUL byte": 1, "is a folder, not a file": 1, "is a named pipe": 1, "not valid UTF-8": 1}
     assert record["sources"] == [{"notes_dir": str(notes), "documents": len(good)}]
     # The text seen is exactly the good notes, hashed as before (texts_digest, the one home of the hash).
-    assert record["text_sha256"] == pretrain_mlm.texts_digest(good)
+    assert record["text_sha256"] == texts_digest(good)
     assert secret not in "".join(path.read_text(errors="replace") for path in (tmp_path / "mlm").glob("*.json"))
 
 
@@ -326,19 +335,19 @@ def test_long_documents_are_read_in_bounded_pieces_and_nothing_is_lost(monkeypat
     notes.mkdir()
     (notes / "long.txt").write_text(one_line, encoding="utf-8")
     (notes / "short.txt").write_text("Aspirin 81 mg daily.\n", encoding="utf-8")
-    monkeypatch.setattr(pretrain_mlm, "SEGMENT_CHARS", 1000)
-    monkeypatch.setattr(pretrain_mlm, "READ_BYTES", 333)
+    monkeypatch.setattr(pretraining_text, "SEGMENT_CHARS", 1000)
+    monkeypatch.setattr(pretraining_text, "READ_BYTES", 333)
     seen = []
-    split = pretrain_mlm.split_sentences
-    monkeypatch.setattr(pretrain_mlm, "split_sentences", lambda text: seen.append(len(text)) or split(text))
+    split = split_sentences
+    monkeypatch.setattr(pretraining_text, "split_sentences", lambda text: seen.append(len(text)) or split(text))
 
-    segments = list(pretrain_mlm.document_segments([one_line[i:i + 333] for i in range(0, len(one_line), 333)], 1000))
+    segments = list(document_segments([one_line[i:i + 333] for i in range(0, len(one_line), 333)], 1000))
     assert "".join(segments) == one_line and max(map(len, segments)) <= 1001 and len(segments) > 10
     assert all(segment[-1].isspace() for segment in segments[:-4])  # cut between words while there are spaces
 
     text, sources = gather_texts(notes_dirs=[str(notes)])
     assert sources == [{"notes_dir": str(notes), "documents": 2}] and text.documents == 2
-    assert text.digest.hexdigest() == pretrain_mlm.texts_digest([one_line, "Aspirin 81 mg daily.\n"])
+    assert text.digest.hexdigest() == texts_digest([one_line, "Aspirin 81 mg daily.\n"])
     sentences = list(text.sentence_pass("test"))
     from clinical_ner_crf.tagging import tokenize_words
 
@@ -356,13 +365,13 @@ def test_packing_counts_what_vocabulary_report_counts(words):
     tokenizer = train_subword_tokenizer(train[:200], vocab_size=400)
     sentences = test[:300] + [["∑∂", "x"]]  # unknown pieces too
     counts = {"words": 0, "pieces": 0, "unknown": 0}
-    blocks = list(pretrain_mlm.iter_blocks(sentences, tokenizer, 32, vocabulary_counts=counts))
+    blocks = list(iter_blocks(sentences, tokenizer, 32, vocabulary_counts=counts))
     report = vocabulary_report(tokenizer, sentences)
     assert vocabulary_figures(len(tokenizer), **counts) == report and report["unknown_rate"] > 0
-    packed = pretrain_mlm.pack_blocks(sentences, tokenizer, 32)
+    packed = pack_blocks(sentences, tokenizer, 32)
     assert [ids for ids, _ in blocks] == packed["input_ids"] and [w for _, w in blocks] == packed["word_ids"]
-    dataset, lengths, piece_counts = pretrain_mlm.blocks_dataset(iter(blocks), tokenizer.all_special_ids,
+    dataset, lengths, piece_counts = blocks_dataset(iter(blocks), tokenizer.all_special_ids,
                                                                  rows_per_part=7)
     assert dataset["input_ids"] == packed["input_ids"] and lengths == [len(ids) for ids in packed["input_ids"]]
-    assert pretrain_mlm.piece_entropy(piece_counts) == pretrain_mlm.context_free_loss(packed,
+    assert piece_entropy(piece_counts) == context_free_loss(packed,
                                                                                       tokenizer.all_special_ids)

@@ -12,11 +12,14 @@ import pytest
 from clinical_ner_crf.brat import read_brat_document, write_brat_ann
 from clinical_ner_crf.documents import BratDocument, BratEntity, BratFormatError, BratRelation
 from clinical_ner_crf.files import REPORT_JSON_FILE, REPORT_MARKDOWN_FILE
-from evaluate_ablations import main
 from clinical_ner_crf.n2c2_scoring import (
     RELATION_SETTINGS, document_relations, match_relation_counts, score_brat_folders, score_relations,
 )
 from clinical_ner_crf.tagging import N2C2_RELATION_TYPES
+from conftest import command
+
+
+main = command("evaluate_ablations").main
 
 
 def approx(value):

@@ -7,20 +7,23 @@ import sys
 
 import pytest
 
-import annotate_notes
-import run_re
-from clinical_ner_crf.note_annotator import NoteAnnotator
-from clinical_ner_crf.relation_linking import RelationLinker
-from conftest import REPO_ROOT
 from clinical_ner_crf.brat import read_brat_document
 from clinical_ner_crf.files import MEDICATIONS_FILE, PREDICTIONS_DIRNAME, TEST_RELATIONS_FILE
+from clinical_ner_crf.hub_upload import hub_upload_files
 from clinical_ner_crf.n2c2_scoring import score_relations
+from clinical_ner_crf.note_annotator import NoteAnnotator
+from clinical_ner_crf.relation_linking import RelationLinker, mentions_of
+from clinical_ner_crf.relation_training import adapt_epochs, load_documents, to_brat_documents
 from clinical_ner_crf.relations import (
     MARKER_TOKENS, Mention, candidate_inputs, candidate_pairs, candidate_recall, fit_to_length, marked_text,
     medication_records, nearest_drug_rule,
 )
 from clinical_ner_crf.run_folders import UsageError
-from clinical_ner_crf.hub_upload import hub_upload_files
+from conftest import REPO_ROOT, command
+
+
+annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
+run_re = command("run_re")  # the command, called in-process as from its command line
 
 NOTE = "Metoprolol 25 mg PO BID and lisinopril 10 mg daily. Stopped lisinopril for a rash.\nTylenol."
 #       0         1         2         3         4         5         6         7         8
@@ -183,7 +186,7 @@ def test_run_re_learns_links_and_writes_scored_brat_predictions(relation_run, da
         txt = gold_dir / f"{document['document_id']}.txt"
         txt.write_text(document["text"], encoding="utf-8", newline="")
         predicted.append(read_brat_document(txt, brat / f"{document['document_id']}.ann"))
-        gold.append(run_re.to_brat_documents([document], None)[0])
+        gold.append(to_brat_documents([document], None)[0])
     report = score_relations(gold, predicted)
     assert report["strict"]["micro"]["f1"] == pytest.approx(results["test_relation_strict_micro_f1"])
     links = [json.loads(line) for line in (output_dir / PREDICTIONS_DIRNAME / TEST_RELATIONS_FILE).open()]
@@ -215,11 +218,11 @@ def test_run_re_keeps_the_best_validation_epoch_and_its_threshold(relation_run, 
     assert config["relation_preferred"] == ("model" if config["relation_validation_scores"]["model"] >
                                             config["relation_validation_scores"]["rule"] else "rule")
     # The saved weights are the selected epoch's: re-linking the validation notes gives the recorded score.
-    documents = run_re.load_documents(str(dataset), "validation")
+    documents = load_documents(str(dataset), "validation")
     linker = RelationLinker.from_pretrained(str(output_dir))
-    links = linker.link_notes({d["document_id"]: (d["text"], run_re.mentions_of(d)) for d in documents})
-    report = score_relations(run_re.to_brat_documents(documents, None),
-                             run_re.to_brat_documents(documents, [links[d["document_id"]] for d in documents]))
+    links = linker.link_notes({d["document_id"]: (d["text"], mentions_of(d)) for d in documents})
+    report = score_relations(to_brat_documents(documents, None),
+                             to_brat_documents(documents, [links[d["document_id"]] for d in documents]))
     assert report["strict"]["micro"]["f1"] == pytest.approx(best["relation_strict_micro_f1"], abs=1e-9)
     card = (output_dir / "README.md").read_text()
     assert f"epoch {results['selected_epoch']:g} of 3" in card and "every candidate linked" in card
@@ -292,7 +295,7 @@ def test_linker_on_gold_entities_gives_the_training_scripts_links(relation_run, 
     documents = [row for row in load_from_disk(str(dataset / "documents")) if row["split"] == "test"]
     linked = set()
     for document in documents:
-        mentions = run_re.mentions_of(document)
+        mentions = mentions_of(document)
         links = linker.link_notes({document["document_id"]: (document["text"], mentions)})[document["document_id"]]
         # link_notes renumbers ids T1.. in entity order; map back to the document's ids.
         linked |= {(document["document_id"], mentions[c.attribute].id, mentions[c.drug].id) for c, _ in links}
@@ -381,7 +384,7 @@ def test_stats_count_the_links_no_candidate_reaches(dataset):
     stats = json.loads((dataset / "stats.json").read_text())["relations"]
     for split in ("train", "test"):
         documents = [row for row in load_from_disk(str(dataset / "documents")) if row["split"] == split]
-        counts = candidate_recall((d["text"], run_re.mentions_of(d), [(r["type"], r["arg1"], r["arg2"])
+        counts = candidate_recall((d["text"], mentions_of(d), [(r["type"], r["arg1"], r["arg2"])
                                                                         for r in d["relations"]]) for d in documents)
         expected = {t: c["gold"] - c["reached"] for t, c in counts.items() if c["gold"] > c["reached"]}
         assert stats[split]["cases"]["beyond_candidates"] == expected
@@ -393,7 +396,7 @@ def test_stats_count_the_links_no_candidate_reaches(dataset):
                                                 ("validation", ["--test_split", "validation"])])
 def test_run_re_refuses_to_train_on_the_test_split_unless_allowed(tmp_path, monkeypatch, train_split, extra):
     reached = []
-    monkeypatch.setattr(run_re, "run", lambda *args: reached.append(args))
+    monkeypatch.setattr(sys.modules["run_re"], "run", lambda *args: reached.append(args))
     data = tmp_path / "data"
     data.mkdir()
     argv = ["--dataset_path", str(data), "--output_dir", str(tmp_path / "out"), "--do_train",

@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pytest
 
-import prepare_n2c2 as p
 from clinical_ner_crf.brat import read_brat_document, read_brat_folder, write_brat_ann, write_brat_entities
-from clinical_ner_crf.label_maps import load_label_map, load_relation_map
 from clinical_ner_crf.documents import BratDocument, BratEntity, BratFormatError, BratRelation
+from clinical_ner_crf.label_maps import load_label_map, load_relation_map
+from clinical_ner_crf.n2c2_scoring import document_relations
+from clinical_ner_crf.sentence_examples import document_to_examples, relation_cases
 from clinical_ner_crf.tagging import N2C2_LABELS, N2C2_RELATION_TYPES
+from conftest import command
+
+
+p = command("prepare_n2c2")  # the command, called in-process as from its command line
 
 NOTE = "Aspirin 81 mg daily\nfor chest\npain.\n"
 ENTITIES = ("T1\tDrug 0 7\tAspirin\nT2\tStrength 8 13\t81 mg\nT3\tFrequency 14 19\tdaily\n"
@@ -274,8 +279,8 @@ def test_relations_whose_arguments_merge_into_one_entity_are_dropped_and_counted
     # Another scheme's relation between two exact duplicates: after the duplicates merge, it would link T1 to itself.
     text = "Aspirin 81 mg."
     doc = doc_with(text, [("T1", "Drug", "Aspirin"), ("T2", "Drug", "Aspirin")], [("same_as", "T2", "T1")])
-    _, _, kept = p.document_to_examples(doc, N2C2_LABELS, return_entities=True)
-    relations, counts = p.document_relations(doc, kept)
+    _, _, kept = document_to_examples(doc, N2C2_LABELS, return_entities=True)
+    relations, counts = document_relations(doc, kept)
     assert relations == []
     assert counts == Counter({("source", "same_as"): 1, ("self_relation", "same_as"): 1})
 
@@ -296,8 +301,8 @@ def test_document_to_examples_reports_the_kept_entities_with_final_spans():
     text = "Digoxin toxicity after aspirin 81mg daily."
     doc = doc_with(text, [("T1", "ADE", "Digoxin toxicity"), ("T2", "Drug", "Digoxin"), ("T3", "Drug", "aspirin"),
                           ("T4", "Strength", "81"), ("T5", "Drug", "aspirin"), ("T6", "Frequency", "daily")])
-    rows, counts = p.document_to_examples(doc, N2C2_LABELS)  # the two-value form is unchanged
-    again, counts_again, kept = p.document_to_examples(doc, N2C2_LABELS, return_entities=True)
+    rows, counts = document_to_examples(doc, N2C2_LABELS)  # the two-value form is unchanged
+    again, counts_again, kept = document_to_examples(doc, N2C2_LABELS, return_entities=True)
     assert again == rows and counts_again == counts
     at = text.index
     assert kept == {
@@ -316,8 +321,8 @@ def test_document_relations_keep_or_count_every_relation():
                           ("T4", "Strength", "81"), ("T5", "Drug", "aspirin"), ("T6", "Frequency", "daily")],
                    [("ADE-Drug", "T1", "T2"), ("Strength-Drug", "T4", "T3"), ("Frequency-Drug", "T6", "T5"),
                     ("Frequency-Drug", "T6", "T3"), ("Strength-Drug", "T4", "T7")])
-    _, _, kept = p.document_to_examples(doc, N2C2_LABELS, return_entities=True)
-    relations, counts = p.document_relations(doc, kept)
+    _, _, kept = document_to_examples(doc, N2C2_LABELS, return_entities=True)
+    relations, counts = document_relations(doc, kept)
     assert relations == [{"type": "Strength-Drug", "arg1": "T4", "arg2": "T3"},
                          {"type": "Frequency-Drug", "arg1": "T6", "arg2": "T3"}]  # T5 is T3's duplicate
     assert counts == Counter({("source", "Strength-Drug"): 2, ("source", "Frequency-Drug"): 2,
@@ -333,9 +338,9 @@ def test_relation_cases_are_counted():
                           ("T7", "Drug", "Keflex"), ("T8", "Drug", "Aspirin")],
                    [("Strength-Drug", "T2", "T1"), ("Strength-Drug", "T4", "T3"), ("Frequency-Drug", "T5", "T1"),
                     ("Frequency-Drug", "T5", "T3"), ("ADE-Drug", "T6", "T7")])
-    rows, _, kept = p.document_to_examples(doc, N2C2_LABELS, return_entities=True)
-    relations, _ = p.document_relations(doc, kept)
-    cases = p.relation_cases(text, list(kept.values()), relations, rows)
+    rows, _, kept = document_to_examples(doc, N2C2_LABELS, return_entities=True)
+    relations, _ = document_relations(doc, kept)
+    cases = relation_cases(text, list(kept.values()), relations, rows)
     assert cases == Counter({("across_sentences", "ADE-Drug"): 1, ("shared_attributes", "Frequency-Drug"): 1,
                              ("drugs_without_attributes", None): 1, ("lines_with_several_drugs", None): 1})
 
@@ -426,7 +431,7 @@ def test_the_relation_map_option(relation_build, tmp_path):
 def test_a_users_corpus_with_its_own_names_mapped_written_as_brat_and_scored(tmp_path):
     """A MODIFY-style corpus: mapped by argument types, the mapped gold written with --write_brat, then scored end to
     end against the corpus itself read through the same (inline) maps."""
-    from evaluate_ablations import main as evaluate
+    evaluate = command("evaluate_ablations").main
 
     corpus = tmp_path / "corpus"
     text = "Aspirin 81 mg PO daily. Heparin 5000 units SC q8h."

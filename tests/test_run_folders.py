@@ -14,19 +14,19 @@ from pathlib import Path
 
 import pytest
 
-import export_onnx
-import pretrain_mlm
-import run_ner_crf
-import run_re
-from conftest import REPO_ROOT, build_wordpiece_tokenizer, tiny_encoder_config
-from test_user_paths import intercept_uploads
 from clinical_ner_crf.files import EXPORT_INFO_FILE, RUN_ARGS_FILE, RUN_INFO_FILE
-from clinical_ner_crf.run_folders import UsageError
 from clinical_ner_crf.hub_upload import (
     HUB_UPLOAD_PATTERNS, check_vocabulary_upload, corpus_vocabulary_evidence, push_model_to_hub, vocabulary_from_corpus,
 )
+from clinical_ner_crf.run_folders import UsageError
 from clinical_ner_crf.subwords import CORPUS_VOCABULARY_MARK, VOCABULARY_SOURCE_KEY, mark_corpus_vocabulary
+from conftest import REPO_ROOT, build_wordpiece_tokenizer, command, tiny_encoder_config
 from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, run, synthetic_dataset  # noqa: F401
+from test_user_paths import intercept_uploads
+
+export_onnx = command("export_onnx")  # the command, called in-process as from its command line
+pretrain_mlm = command("pretrain_mlm")  # the command, called in-process as from its command line
+run_re = command("run_re")  # the command, called in-process as from its command line
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the whole module
 
@@ -42,8 +42,6 @@ SCRATCH_ARCHITECTURE = ["--config_name", "configs/architectures/distilbert-base-
 
 def tokenizer_config(folder: Path) -> dict:
     return json.loads((Path(folder) / "tokenizer_config.json").read_text(encoding="utf-8"))
-
-
 
 
 @pytest.fixture(scope="module")

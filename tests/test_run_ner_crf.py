@@ -10,9 +10,14 @@ from pathlib import Path
 import pytest
 from datasets import load_from_disk
 
-import run_ner_crf
-from conftest import REPO_ROOT, hub_uploaded_files
+from clinical_ner_crf.command_line import UsageError
 from clinical_ner_crf.metrics import STRICT_MACRO_F1, STRICT_MICRO_F1
+from clinical_ner_crf.model_cards import CARD_EXAMPLE
+from clinical_ner_crf.sampling import sample_documents
+from conftest import REPO_ROOT, command, hub_uploaded_files
+
+
+run_ner_crf = command("run_ner_crf")  # the command, called in-process as from its command line
 
 TEST_F1 = f"test_{STRICT_MICRO_F1}"
 
@@ -66,13 +71,13 @@ def test_every_config_parses(config, tmp_path):
 
 def test_train_fraction_samples_whole_documents(synthetic_dataset):
     train = load_from_disk(str(synthetic_dataset))["train"]
-    half = run_ner_crf.sample_documents(train, 0.5, seed=1)
+    half = sample_documents(train, 0.5, seed=1)
     documents, kept = set(train["document_id"]), set(half["document_id"])
     assert len(kept) == round(0.5 * len(documents))
     # Every sentence of a kept document is kept.
     for document_id in kept:
         assert train["document_id"].count(document_id) == half["document_id"].count(document_id)
-    assert run_ner_crf.sample_documents(train, 0.5, seed=1)["id"] == half["id"], "seeded"
+    assert sample_documents(train, 0.5, seed=1)["id"] == half["id"], "seeded"
 
 
 def test_crf_run_learns_and_writes_its_outputs(synthetic_dataset, tmp_path):
@@ -205,7 +210,7 @@ def test_push_to_hub_uploads_no_corpus_text(synthetic_dataset, tmp_path, monkeyp
         if name.endswith(".safetensors"):
             continue  # weights: numbers only
         # (the card's example sentence is the project's own text, not the corpus's)
-        words = re.findall(r"\w+|[^\w\s]", data.decode("utf-8").replace(run_ner_crf.CARD_EXAMPLE, ""))
+        words = re.findall(r"\w+|[^\w\s]", data.decode("utf-8").replace(CARD_EXAMPLE, ""))
         text = " ".join(words)
         leaked = [gram for gram in ngrams if gram in text]
         assert not leaked, f"{name} holds corpus text: {leaked[:3]}"
@@ -215,9 +220,9 @@ def test_push_to_hub_uploads_no_corpus_text(synthetic_dataset, tmp_path, monkeyp
 @pytest.mark.parametrize("train_split, extra", [("test", []), ("train+test", []), ("train + test", []),
                                                 ("train+validation", ["--test_split", "validation"])])
 def test_training_on_the_test_split_is_refused_before_any_model_is_built(tmp_path, monkeypatch, train_split, extra):
-    monkeypatch.setattr(run_ner_crf, "run", lambda *args: pytest.fail("reached the run (model building)"))
+    monkeypatch.setattr(sys.modules["run_ner_crf"], "run", lambda *args: pytest.fail("reached the run (model building)"))
     output_dir = tmp_path / "out"
-    with pytest.raises(run_ner_crf.UsageError, match="trains on the test split") as info:
+    with pytest.raises(UsageError, match="trains on the test split") as info:
         run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", tmp_path, "--output_dir", output_dir,
              "--train_split", train_split, *extra])
     assert "\n" not in str(info.value) and "--allow_test_training" in str(info.value)
@@ -225,16 +230,16 @@ def test_training_on_the_test_split_is_refused_before_any_model_is_built(tmp_pat
 
 
 def test_training_on_the_test_file_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(run_ner_crf, "run", lambda *args: pytest.fail("reached the run (model building)"))
+    monkeypatch.setattr(sys.modules["run_ner_crf"], "run", lambda *args: pytest.fail("reached the run (model building)"))
     data = tmp_path / "notes.json"
     data.write_text("{}\n")
-    with pytest.raises(run_ner_crf.UsageError, match="is the --test_file"):
+    with pytest.raises(UsageError, match="is the --test_file"):
         run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--train_file", data, "--test_file", data, "--output_dir", tmp_path / "o"])
 
 
 def test_allow_test_training_lets_the_run_start(tmp_path, monkeypatch):
     reached = []
-    monkeypatch.setattr(run_ner_crf, "run", lambda model_args, data_args, training_args: reached.append(data_args))
+    monkeypatch.setattr(sys.modules["run_ner_crf"], "run", lambda model_args, data_args, training_args: reached.append(data_args))
     data = tmp_path / "data"
     data.mkdir()
     run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", data, "--output_dir", tmp_path / "out",

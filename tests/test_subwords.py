@@ -7,11 +7,12 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT
 from clinical_ner_crf.subwords import (
     ACCENTED_LETTERS, BASE_ALPHABET, CLINICAL_SYMBOLS, CONTINUATION, CORPUS_VOCABULARY_MARK, PRINTABLE_ASCII,
     SPECIAL_TOKENS, VOCABULARY_SOURCE_KEY, base_alphabet, train_subword_tokenizer, vocabulary_report,
 )
+from conftest import REPO_ROOT
+
 
 # A tiny training text with none of the characters below but letters, digits and a full stop.
 TINY_TEXT = [["Patient", "was", "given", "aspirin", "81", "mg", "daily", "."],

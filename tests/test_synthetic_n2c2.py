@@ -12,19 +12,27 @@ from pathlib import Path
 
 import pytest
 
-from clinical_ner_crf import brat
-import prepare_n2c2 as p
-from clinical_ner_crf import synthetic_n2c2
-from clinical_ner_crf import tagging
+from clinical_ner_crf import brat, synthetic_n2c2, tagging
 from clinical_ner_crf.command_line import UsageError
+from clinical_ner_crf.n2c2_scoring import document_relations
 from clinical_ner_crf.relations import candidate_pairs, candidate_recall
-from clinical_ner_crf.synthetic_n2c2 import (DRUGS, FREQUENCIES, HARD_LIST_MIX, HARD_NARRATIVE_MIX, ROUTE_VARIANTS, SYNTHETIC_HEADER,
-                            TOXICITY_DRUGS, _vocabulary, generate_notes, write_notes, write_synthetic_corpus)
+from clinical_ner_crf.sampling import all_o_share
+from clinical_ner_crf.sentence_examples import (
+    DROP_CATEGORIES, RELATION_DROP_REASONS, document_to_examples, relation_cases,
+)
+from clinical_ner_crf.synthetic_n2c2 import (
+    DRUGS, FREQUENCIES, HARD_LIST_MIX, HARD_NARRATIVE_MIX, ROUTE_VARIANTS, SYNTHETIC_HEADER, TOXICITY_DRUGS,
+    _vocabulary, generate_notes, write_notes, write_synthetic_corpus,
+)
+from conftest import command
+
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 import relation_bench  # noqa: E402  (its scoring helpers: the benchmark's own way of scoring the rule)
+
+p = command("prepare_n2c2")  # the command, called in-process as from its command line
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +60,7 @@ def converted(notes, tmp_path_factory):
     documents, problems = brat.read_brat_folder(folder)
     rows, counts = [], Counter()
     for doc in documents:
-        doc_rows, doc_counts = p.document_to_examples(doc, tagging.N2C2_LABELS)
+        doc_rows, doc_counts = document_to_examples(doc, tagging.N2C2_LABELS)
         rows += doc_rows
         counts.update(doc_counts)
     return documents, problems, rows, counts
@@ -60,14 +68,14 @@ def converted(notes, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def relation_counts(converted):
-    """Relations as prepare_n2c2.py keeps them, and their hard cases (``p.relation_cases``), over the notes."""
+    """Relations as prepare_n2c2.py keeps them, and their hard cases (``relation_cases``), over the notes."""
     documents, _, _, _ = converted
     counts = Counter()
     for doc in documents:
-        rows, _, kept = p.document_to_examples(doc, tagging.N2C2_LABELS, return_entities=True)
-        relations, doc_counts = p.document_relations(doc, kept)
+        rows, _, kept = document_to_examples(doc, tagging.N2C2_LABELS, return_entities=True)
+        relations, doc_counts = document_relations(doc, kept)
         counts.update(doc_counts)
-        counts.update(p.relation_cases(doc.text, [e for i, e in kept.items() if e["id"] == i], relations, rows))
+        counts.update(relation_cases(doc.text, [e for i, e in kept.items() if e["id"] == i], relations, rows))
     return counts
 
 
@@ -130,7 +138,7 @@ def test_the_hard_relation_cases_occur(notes, relation_counts):
     assert without >= 20  # as generated; relation_counts: as prepare_n2c2.py keeps them
     assert relation_counts["argument_dropped", "ADE-Drug"] >= 2
     for relation_type in tagging.N2C2_RELATION_TYPES:
-        dropped = sum(relation_counts[reason, relation_type] for reason in p.RELATION_DROP_REASONS)
+        dropped = sum(relation_counts[reason, relation_type] for reason in RELATION_DROP_REASONS)
         assert relation_counts["kept", relation_type] + dropped == relation_counts["source", relation_type] > 0
 
 
@@ -146,13 +154,13 @@ def test_all_nine_types_multiword_discontinuous_and_overlapping(notes, converted
     assert sum(counts[c, t] for c, t in counts if c == "dropped_overlap") >= 2  # drug inside "X toxicity", coordinations
     # Every entity is either a B- tag or counted.
     for entity_type in tagging.N2C2_ENTITY_TYPES:
-        dropped = sum(counts[c, entity_type] for c in p.DROP_CATEGORIES)
+        dropped = sum(counts[c, entity_type] for c in DROP_CATEGORIES)
         assert counts["kept", entity_type] + dropped == counts["source", entity_type]
 
 
 def test_about_three_quarters_all_o(converted):
     _, _, rows, _ = converted
-    assert 0.68 <= p.all_o_share(rows) <= 0.82
+    assert 0.68 <= all_o_share(rows) <= 0.82
 
 
 def test_learnable_patterns_and_varied_vocabulary(notes):
@@ -272,8 +280,8 @@ def prepared_documents(notes, folder: Path) -> list[dict]:
     assert problems == []
     prepared = []
     for doc in documents:
-        _, _, kept = p.document_to_examples(doc, tagging.N2C2_LABELS, return_entities=True)
-        relations, _ = p.document_relations(doc, kept)
+        _, _, kept = document_to_examples(doc, tagging.N2C2_LABELS, return_entities=True)
+        relations, _ = document_relations(doc, kept)
         prepared.append({"document_id": doc.doc_id, "text": doc.text, "relations": relations,
                          "entities": [entity for source, entity in kept.items() if entity["id"] == source]})
     return prepared
@@ -356,8 +364,8 @@ def test_hard_notes_discriminate_the_rule_from_every_candidate(hard_notes, tmp_p
     assert default["rule"] >= 0.95 and hard["rule"] <= default["rule"] - 0.10, (default, hard)
     # About three quarters all-O sentences, as in the default notes: the same kind of note, harder links.
     documents, _ = brat.read_brat_folder(tmp_path / "hard")
-    rows = [row for doc in documents for row in p.document_to_examples(doc, tagging.N2C2_LABELS)[0]]
-    assert 0.68 <= p.all_o_share(rows) <= 0.82
+    rows = [row for doc in documents for row in document_to_examples(doc, tagging.N2C2_LABELS)[0]]
+    assert 0.68 <= all_o_share(rows) <= 0.82
 
 
 def template_notes(make, count: int = 12) -> list:

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-import annotate_notes
-from conftest import REPO_ROOT
 from clinical_ner_crf.folder_safety import MANIFEST_FILE, lock_path
 from clinical_ner_crf.synthetic_n2c2 import generate_notes, write_notes
+from conftest import REPO_ROOT, command
 from test_annotate_interruptions import crf_dir  # noqa: F401 (a fixture)
 from test_annotate_notes import write_txt
 from test_run_ner_crf import synthetic_dataset  # noqa: F401 (a fixture)
+
+annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 pytestmark = pytest.mark.usefixtures("one_thread")

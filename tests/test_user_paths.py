@@ -13,10 +13,15 @@ from pathlib import Path
 
 import pytest
 
-import run_ner_crf
-from conftest import REPO_ROOT, build_wordpiece_tokenizer, hub_uploaded_files
+from clinical_ner_crf.command_line import UsageError
 from clinical_ner_crf.metrics import STRICT_MICRO_F1
+from clinical_ner_crf.model_cards import default_model_label
+from conftest import REPO_ROOT, build_wordpiece_tokenizer, command, hub_uploaded_files
 from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, read_jsonl, run, synthetic_dataset  # noqa: F401
+
+prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
+run_ner_crf = command("run_ner_crf")  # the command, called in-process as from its command line
+run_re = command("run_re")  # the command, called in-process as from its command line
 
 SECRET = "Zyxolimab"  # a made-up drug name that must never reach a log, a card or a results file
 
@@ -120,7 +125,7 @@ def test_missing_or_ambiguous_data_is_a_one_line_error_at_start(tmp_path):
         (["--train_file", data / "t.txt"], "no such file"),
         (["--dataset_path", tmp_path], "is inside --dataset_path"),  # the user's data is never written into
     ):
-        with pytest.raises(run_ner_crf.UsageError, match=message):
+        with pytest.raises(UsageError, match=message):
             run([*TINY_MODEL_ARGS, *COMMON_ARGS, *args, "--output_dir", tmp_path / "out"])
     assert not (tmp_path / "out").exists()
 
@@ -143,11 +148,11 @@ def test_a_rerun_into_a_run_folder_is_refused_unless_told_to_start_afresh_or_res
     code, again = script(*args)
     assert code == 2 and "is not empty" in again and "--overwrite_output_dir" in again, again[-2000:]
     assert "--resume_from_checkpoint true" in again
-    with pytest.raises(run_ner_crf.UsageError, match="is not empty"):
+    with pytest.raises(UsageError, match="is not empty"):
         run([*args, "--seed", "99"])
     assert (tmp_path / "run" / "model.safetensors").read_bytes() == weights
     # Resuming checks that the run is the same one.
-    with pytest.raises(run_ner_crf.UsageError, match=r"belongs to another run \(seed: 7 in the checkpoint, 99 now"):
+    with pytest.raises(UsageError, match=r"belongs to another run \(seed: 7 in the checkpoint, 99 now"):
         run([*args, "--num_train_epochs", "2", "--resume_from_checkpoint", "true", "--seed", "99"])
     resumed = run([*args, "--num_train_epochs", "2", "--resume_from_checkpoint", "true"])
     assert "Resuming from" in caplog.text
@@ -249,7 +254,7 @@ def test_a_config_file_label_is_dropped_when_another_model_is_named():
     model_args, _, _ = run_ner_crf.parse_args(["configs/bert_crf.json", "--output_dir", "x",
                                                "--model_name_or_path", "emilyalsentzer/Bio_ClinicalBERT"])
     assert model_args.model_label is None
-    assert run_ner_crf.default_model_label(model_args) == "Bio_ClinicalBERT-CRF"
+    assert default_model_label(model_args) == "Bio_ClinicalBERT-CRF"
     model_args, _, _ = run_ner_crf.parse_args(["configs/bert_crf.json", "--output_dir", "x", "--use_crf", "false",
                                                "--model_label", "Mine"])
     assert model_args.model_label == "Mine"
@@ -261,7 +266,6 @@ def test_a_config_file_label_is_dropped_when_another_model_is_named():
 
 
 def test_types_the_corpus_lacks_are_neither_trained_nor_reported(tmp_path):
-    import prepare_n2c2
 
     brat = tmp_path / "brat"
     prepare_n2c2.main(["--synthetic", "30", "--seed", "5", "--output_dir", str(tmp_path / "synthetic"),
@@ -321,7 +325,7 @@ def test_two_cpu_processes_train_evaluate_and_predict_every_sentence_once(synthe
 def test_two_processes_that_are_not_connected_refuse_to_train_twice(synthetic_dataset, tmp_path, monkeypatch):
     for name, value in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}.items():
         monkeypatch.setenv(name, value)  # what a launcher sets
-    with pytest.raises(run_ner_crf.UsageError, match="machine without GPU: pass --use_cpu"):
+    with pytest.raises(UsageError, match="machine without GPU: pass --use_cpu"):
         run([*TINY_MODEL_ARGS, "--dataset_path", synthetic_dataset, "--output_dir", tmp_path / "o", "--do_train",
              "--report_to", "none"])
 
@@ -341,7 +345,7 @@ def test_naming_a_repo_with_custom_code_runs_none_of_it(synthetic_dataset, tmp_p
     (model_dir / "config.json").write_text(json.dumps(
         {"model_type": "evil", "auto_map": {"AutoConfig": "configuration_evil.EvilConfig"}}))
     build_wordpiece_tokenizer().save_pretrained(model_dir)  # a complete-looking repository
-    with pytest.raises(run_ner_crf.UsageError, match="pass --trust_remote_code to run it"):
+    with pytest.raises(UsageError, match="pass --trust_remote_code to run it"):
         run(["--model_name_or_path", model_dir, "--dataset_path", synthetic_dataset, "--output_dir", tmp_path / "out",
              "--do_train", "--use_cpu", "--report_to", "none"])
     assert not marker.exists()
@@ -397,8 +401,6 @@ def test_the_readme_examples_are_right_with_the_quickstart_models(tmp_path):
     and its medication example, run as written in a fresh process, prints the links the README shows."""
     import re
 
-    import prepare_n2c2
-    import run_re
     from clinical_ner_crf.note_annotator import NoteAnnotator
 
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
@@ -451,7 +453,7 @@ def test_a_corpus_derived_vocabulary_is_uploaded_only_when_acknowledged(syntheti
     train = write_jsonl(tmp_path / "train.jsonl", run_ner_style_rows(synthetic_dataset, "train", secret_every=5)[:100])
     args = [*TINY_MODEL_ARGS, *COMMON_ARGS, "--train_file", train, "--do_eval", "false", "--do_predict", "false",
             "--num_train_epochs", "1", "--push_to_hub", "--hub_model_id", "someone/tiny"]
-    with pytest.raises(run_ner_crf.UsageError, match="vocabulary is learned from the training notes"):
+    with pytest.raises(UsageError, match="vocabulary is learned from the training notes"):
         run([*args, "--output_dir", tmp_path / "refused"])
     assert not uploads and not (tmp_path / "refused").exists()  # refused before any work
     run([*args, "--output_dir", tmp_path / "acknowledged", "--push_corpus_vocabulary"])
