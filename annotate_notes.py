@@ -3,7 +3,7 @@
 
 From Python, one call for a note or a list of notes (CRF or linear "Apt" models)::
 
-    from annotate_notes import NoteAnnotator
+    from clinical_ner_crf.note_annotator import NoteAnnotator
     annotator = NoteAnnotator.from_pretrained("runs/bert_crf")
     annotator("Started metoprolol 25 mg PO BID.")      # [Entity(type, start, end, text, confidence, ...)]
     annotator([note_1, note_2])                         # one list of entities per note
@@ -176,21 +176,20 @@ from typing import Optional, Sequence, TYPE_CHECKING
 
 from transformers import HfArgumentParser
 
-from clinical_ner_crf.command_line import exit_status
+from clinical_ner_crf.command_line import exit_status, show_info_logs
 from clinical_ner_crf.files import ONNX_FILE, ONNX_INT8_FILE
 from clinical_ner_crf.folder_annotation import (
-    InputError, WORDS_PER_GROUP, _check_output_folder, annotate_folder, format_summary, list_notes,
+    InputError, WORDS_PER_GROUP, check_annotation_output_folder, annotate_folder, format_summary, list_notes,
 )
 from clinical_ner_crf.folder_safety import FolderLock, check_output_apart
 from clinical_ner_crf.note_annotator import BACKENDS
 from clinical_ner_crf.parallel_annotation import (
-    ProcessFailed, _choose_relations, _launched_processes, _load_annotator, _process_settings,
+    ProcessFailed, relations_of_arguments, launched_processes, load_annotator, process_settings,
     annotate_folder_in_processes,
 )
 from clinical_ner_crf.relation_linking import check_relation_request
 from clinical_ner_crf.relations import RELATION_CHOICES
 from clinical_ner_crf.windows import DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_STRIDE
-
 
 if TYPE_CHECKING:
     import torch
@@ -285,9 +284,9 @@ def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
         problems.append(f"--words_per_group must be at least 1, got {args.words_per_group}")
     if args.num_processes < 1:
         problems.append(f"--num_processes must be at least 1, got {args.num_processes}")
-    if args.num_processes > 1 and _launched_processes() > 1:
+    if args.num_processes > 1 and launched_processes() > 1:
         problems.append(f"--num_processes {args.num_processes} under a launcher that already started "
-                        f"{_launched_processes()} processes: give the number to one of them")
+                        f"{launched_processes()} processes: give the number to one of them")
     if args.num_threads is not None and args.num_threads < 1:
         problems.append(f"--num_threads must be at least 1, got {args.num_threads}")
     if args.backend == "onnx":
@@ -304,7 +303,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
         except RuntimeError:
             problems.append(f"--device {args.device!r} is not a device (cpu, cuda, cuda:N)")
         else:
-            processes = max(args.num_processes, _launched_processes())
+            processes = max(args.num_processes, launched_processes())
             if device.type == "cuda" and not torch.cuda.is_available():
                 problems.append("--device cuda: no CUDA GPU is available")
             elif device.type == "cuda" and device.index is None and processes > torch.cuda.device_count():
@@ -321,8 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
                         level=logging.INFO)
-    logger.setLevel(logging.INFO)
-    distributed = _launched_processes() > 1
+    show_info_logs(logger)
+    distributed = launched_processes() > 1
     # One command writes a folder at a time: process 0 (this one, or rank 0 of a launched run) holds the lock for all.
     lock = FolderLock(args.output_dir, "annotate_notes.py", enabled=int(os.environ.get("RANK", "0")) == 0)
     try:
@@ -331,10 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output_apart(args.output_dir, {"--input_dir": args.input_dir})
         lock.acquire()
         if lock.enabled:  # and on the output folder, before loading a model
-            _check_output_folder(args.input_dir, Path(args.output_dir), list_notes(args.input_dir).notes)
+            check_annotation_output_folder(args.input_dir, Path(args.output_dir), list_notes(args.input_dir).notes)
         # Model or rule: decided once from the relation model's config (every launched process decides the same
         # way; process 0 says it), handed to the processes this one starts.
-        relations = _choose_relations(args)
+        relations = relations_of_arguments(args)
         if relations.by is not None and int(os.environ.get("RANK", "0")) == 0:
             logger.info("%s", relations.describe())
         if args.num_processes > 1:
@@ -347,13 +346,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 # gloo carries the plan, the counts and the wait for the last process, which may be long.
                 dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
-                device, threads = _process_settings(args, int(os.environ.get("LOCAL_RANK", "0")),
-                                                    int(os.environ.get("LOCAL_WORLD_SIZE", str(_launched_processes()))))
+                device, threads = process_settings(args, int(os.environ.get("LOCAL_RANK", "0")),
+                                                    int(os.environ.get("LOCAL_WORLD_SIZE", str(launched_processes()))))
                 logger.info("process %d of %d: %s, %s threads", dist.get_rank(), dist.get_world_size(), device,
                             threads)
             else:
-                device, threads = _process_settings(args, 0, 1)
-            annotator = _load_annotator(args, device, threads, relations)
+                device, threads = process_settings(args, 0, 1)
+            annotator = load_annotator(args, device, threads, relations)
             summary = annotate_folder(annotator, args.input_dir, args.output_dir, overwrite=args.overwrite,
                                       word_predictions=args.word_predictions, words_per_group=args.words_per_group,
                                       progress=None, distributed=distributed)

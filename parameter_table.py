@@ -28,7 +28,6 @@ from typing import Optional
 
 from clinical_ner_crf.parameter_counts import build_rows, format_table
 
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 

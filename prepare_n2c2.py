@@ -88,10 +88,9 @@ from clinical_ner_crf import reports
 from clinical_ner_crf.sampling import downsample_plain, split_validation
 from clinical_ner_crf.sentence_examples import (
     CHANGE_CATEGORIES, DROP_CATEGORIES, RELATION_DOCUMENT_CASES, RELATION_DROP_REASONS, RELATION_TYPE_CASES,
-    document_relations, document_to_examples, relation_cases,
+    kept_relations, document_to_examples, relation_cases,
 )
 from clinical_ner_crf.tagging import N2C2_RELATION_TYPES, entity_types_of, is_all_o, tag_type
-
 
 logger = logging.getLogger(__name__)
 
@@ -369,7 +368,7 @@ def build_dataset(args: DataArguments) -> dict:
             doc_rows, doc_counts, kept = document_to_examples(doc, labels, overlap=args.overlap,
                                                               discontinuous=args.discontinuous, return_entities=True)
             doc_entities = [entity for entity_id, entity in kept.items() if entity["id"] == entity_id]
-            doc_relations, doc_relation_counts = document_relations(doc, kept)
+            doc_relations, doc_relation_counts = kept_relations(doc, kept)
             rows[split].extend(doc_rows)
             counts[split].update(doc_counts)
             relation_counts[split].update(doc_relation_counts)

@@ -61,7 +61,6 @@ from clinical_ner_crf.run_folders import (
 )
 from clinical_ner_crf.subwords import PAPER_VOCABULARY_SIZE, train_subword_tokenizer, vocabulary_figures
 
-
 logger = logging.getLogger(__name__)
 
 PAPER_ARCHITECTURE = "configs/architectures/distilbert-base-cased.json"

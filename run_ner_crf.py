@@ -68,7 +68,6 @@ from clinical_ner_crf.windows import (
 )
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
 
-
 logger = logging.getLogger(__name__)
 
 

@@ -41,7 +41,7 @@ from clinical_ner_crf.files import ALL_RESULTS_FILE, RUN_INFO_FILE, STATS_FILE, 
 from clinical_ner_crf.model_cards import relation_model_label, write_relation_model_card
 from clinical_ner_crf.relation_training import (
     KeepBestEpoch, adapt_epochs, baseline_links, best_threshold, build_examples, check_dataset_path, input_features,
-    load_documents, mentions_of, model_links, relation_metrics, score_links, to_brat_documents, write_predictions,
+    load_documents, document_mentions, model_links, relation_metrics, score_links, to_brat_documents, write_predictions,
 )
 from clinical_ner_crf.relations import (
     CONFIG_INPUT_FEATURES, CONFIG_LINK_THRESHOLD, CONFIG_MAX_SEQ_LENGTH, CONFIG_PREFERRED, CONFIG_SENTENCE_WINDOW,
@@ -335,7 +335,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         if split == "validation":
             trainer.save_metrics("eval", {k: v for k, v in results.items() if k.startswith("validation_")})
         else:
-            recall = candidate_recall(((d["text"], mentions_of(d), [(r["type"], r["arg1"], r["arg2"])
+            recall = candidate_recall(((d["text"], document_mentions(d), [(r["type"], r["arg1"], r["arg2"])
                                                                     for r in d["relations"]])
                                        for d in documents), data_args.sentence_window)
             results["test_candidate_recall"] = {t: round(c["reached"] / c["gold"], 4) for t, c in recall.items()}

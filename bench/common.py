@@ -34,7 +34,7 @@ def command(name: str) -> SimpleNamespace:
     and nothing else: everything else comes from the library, which commands never are. In-process saves a torch
     start-up per call; the tests that need a real process start one."""
     module = importlib.import_module(name)
-    return SimpleNamespace(**{attribute: getattr(module, attribute) for attribute in ("main", "parse_args")
+    return SimpleNamespace(**{attribute: getattr(module, attribute) for attribute in ("main", "parse_args", "build_parser")
                               if hasattr(module, attribute)})
 
 

@@ -38,7 +38,6 @@ from clinical_ner_crf.metrics import STRICT_MACRO_F1, STRICT_MICRO_F1
 from clinical_ner_crf.prediction_records import prediction_record, write_predictions_file
 from clinical_ner_crf.token_metrics import entity_scores, headline_metrics
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (sets sys.path to the repository)
 

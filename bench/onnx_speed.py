@@ -39,7 +39,6 @@ from typing import Any, Callable, Sequence
 
 from common import command
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -137,12 +136,12 @@ def peak_rss_mb(model_dir: Path, backend: str, onnx_file: str | None, notes_file
             "sys.path[:0] = [sys.argv[1], sys.argv[1] + '/bench']\n"
             "backend, path, onnx_file, notes = sys.argv[2], sys.argv[3], sys.argv[4], json.load(open(sys.argv[5]))\n"
             "if backend == 'onnx_only':\n"
-            "    from onnx_backend import OnnxTokenClassifier, predict_notes_onnx\n"
-            "    from windows import load_tokenizer\n"
+            "    from clinical_ner_crf.onnx_backend import OnnxTokenClassifier, predict_notes_onnx\n"
+            "    from clinical_ner_crf.windows import load_tokenizer\n"
             "    model = OnnxTokenClassifier(path, onnx_file)\n"
             "    predict_notes_onnx(model, load_tokenizer(path), dict(enumerate(notes)), max_seq_length=128)\n"
             "else:\n"
-            "    from annotate_notes import NoteAnnotator\n"
+            "    from clinical_ner_crf.note_annotator import NoteAnnotator\n"
             "    kwargs = {'backend': backend} | ({'onnx_model_file': onnx_file} if backend == 'onnx' else {})\n"
             "    NoteAnnotator.from_pretrained(path, max_seq_length=128, **kwargs)(notes)\n"
             "import common\n"

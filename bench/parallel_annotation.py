@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 

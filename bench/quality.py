@@ -44,7 +44,6 @@ from clinical_ner_crf.reports import flat_metrics
 from clinical_ner_crf.token_metrics import evaluate_run, headline_metrics
 from common import command
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 

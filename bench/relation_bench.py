@@ -64,7 +64,6 @@ from clinical_ner_crf.files import (
 )
 from common import command
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from clinical_ner_crf.tagging import N2C2_RELATION_TYPES  # noqa: E402

@@ -50,7 +50,6 @@ from typing import Any
 from clinical_ner_crf.relation_training import baseline_links, load_documents
 from common import command
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
@@ -141,7 +140,7 @@ def predicted_links(run_dir: Path, documents) -> list[list[tuple[Any, float]]]:
     """The model's links of each test note, read back from run_re.py's predictions (test_relations.jsonl)."""
     from clinical_ner_crf.files import PREDICTIONS_DIRNAME, TEST_RELATIONS_FILE
     from clinical_ner_crf.relations import Candidate
-    from clinical_ner_crf.relation_training import mentions_of
+    from clinical_ner_crf.relation_training import document_mentions
 
     by_document: dict[str, list[dict[str, Any]]] = {}
     for line in (run_dir / PREDICTIONS_DIRNAME / TEST_RELATIONS_FILE).read_text(encoding="utf-8").splitlines():
@@ -149,7 +148,7 @@ def predicted_links(run_dir: Path, documents) -> list[list[tuple[Any, float]]]:
         by_document.setdefault(record["document_id"], []).append(record)
     links = []
     for document in documents:
-        index = {mention.id: number for number, mention in enumerate(mentions_of(document))}
+        index = {mention.id: number for number, mention in enumerate(document_mentions(document))}
         links.append([(Candidate(index[r["attribute"]], index[r["drug"]], r["type"], 0), r["confidence"])
                       for r in by_document.get(document["document_id"], [])])
     return links

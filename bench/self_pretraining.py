@@ -47,7 +47,6 @@ from clinical_ner_crf.mlm_blocks import context_free_loss, pack_blocks
 from clinical_ner_crf.pretraining_text import gather_texts
 from common import command
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import quality  # noqa: E402
@@ -108,7 +107,7 @@ def _vocabulary_digest(dataset_path: Path) -> str:
     code = ("import hashlib, sys\n"
             f"sys.path.insert(0, {str(common.REPO_DIR)!r})\n"
             "from datasets import load_from_disk\n"
-            "from subwords import train_subword_tokenizer\n"
+            "from clinical_ner_crf.subwords import train_subword_tokenizer\n"
             "words = load_from_disk(sys.argv[1])['train']['tokens']\n"
             "print(hashlib.sha256(train_subword_tokenizer(words).backend_tokenizer.to_str().encode()).hexdigest())\n")
     result = subprocess.run([sys.executable, "-c", code, str(dataset_path)], capture_output=True, text=True, check=True)

@@ -50,7 +50,6 @@ from typing import Any, Sequence
 from clinical_ner_crf.note_annotator import load_model_and_tokenizer
 from common import command
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 

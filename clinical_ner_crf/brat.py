@@ -1,16 +1,18 @@
 """Brat: standoff ``.ann`` files beside their ``.txt`` notes, read (with every line checked: file, line, reason) and written exact to the character (an entity that crosses a line break as fragments, n2c2 style)."""
 
 from __future__ import annotations
+
 import logging
 import operator
 import re
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from .documents import BratDocument, BratEntity, BratFormatError, BratRelation, decode_utf8, describe_text, read_text
+from .files import atomic_open, split_lines
 from .folder_safety import irregular_reason, read_regular_file
 from .tagging import N2C2_ENTITY_TYPES, N2C2_RELATION_TYPES, relation_argument_types
-from .files import atomic_open, split_lines
-from .documents import BratDocument, BratEntity, BratFormatError, BratRelation, _decode_utf8, describe_text, read_text
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +23,7 @@ _SPANS_PATTERN = re.compile(r"(\S+) (\d+ \d+(?:;\d+ \d+)*)")
 _ARGUMENT_PATTERN = re.compile(r"[^\s:]+:([^\s:]+)")
 
 
-def _check_types(label_map: dict | None, entity_types: Sequence[str] | None) -> tuple[dict | None, set[str]]:
+def check_types(label_map: dict | None, entity_types: Sequence[str] | None) -> tuple[dict | None, set[str]]:
     """The allowed target types: ``entity_types``, else the label map's targets, else the n2c2 types."""
     if label_map is not None:
         targets = {target for target in label_map.values() if target is not None}
@@ -33,7 +35,7 @@ def _check_types(label_map: dict | None, entity_types: Sequence[str] | None) -> 
     return None, set(entity_types) if entity_types is not None else set(N2C2_ENTITY_TYPES)
 
 
-def _resolve_type(source_type: str, label_map: dict | None, allowed_types, unmapped: Counter
+def resolve_type(source_type: str, label_map: dict | None, allowed_types, unmapped: Counter
                   ) -> tuple[str | None, str | None]:
     """The dataset type of a source entity type, as ``(target_type, error)``.
 
@@ -134,13 +136,13 @@ def read_brat_document(
     """
     txt_path = Path(txt_path)
     ann_path = txt_path.with_suffix(".ann") if ann_path is None else Path(ann_path)
-    label_map, allowed_types = _check_types(label_map, entity_types)
+    label_map, allowed_types = check_types(label_map, entity_types)
     if not txt_path.is_file():
         raise BratFormatError(ann_path, None, f"no matching .txt file (expected {txt_path.name})", "missing_txt")
     if not ann_path.is_file():
         raise BratFormatError(txt_path, None, f"no matching .ann file (expected {ann_path.name})", "missing_ann")
     text = read_text(txt_path)
-    ann_text = _decode_utf8(ann_path, read_regular_file(ann_path))
+    ann_text = decode_utf8(ann_path, read_regular_file(ann_path))
 
     entities: list[BratEntity] = []
     unmapped: Counter = Counter()
@@ -215,7 +217,7 @@ def read_brat_document(
             problem(line_number, f"span text {describe_text(surface)} does not match the .txt at "
                                  f"{offsets.replace(' ', '-')}, which holds {describe_text(actual)}", "text_mismatch")
             continue
-        target_type, error = _resolve_type(source_type, label_map, allowed_types, unmapped)
+        target_type, error = resolve_type(source_type, label_map, allowed_types, unmapped)
         if error:
             problem(line_number, error, "unknown_type")
         if target_type is None:
@@ -325,7 +327,7 @@ def read_brat_folder(
     texts, annotations, seen, entry_problems = _brat_files(folder)
     if not texts and not annotations and not entry_problems:
         raise BratFormatError(folder, None, "no .txt or .ann files found", "empty_folder")
-    _check_types(label_map, entity_types)  # fail on a bad label map before reading anything
+    check_types(label_map, entity_types)  # fail on a bad label map before reading anything
     if seen["hidden"] or seen["other"]:
         logger.info("%s: %d hidden and %d other files are not notes and were not read", folder, seen["hidden"],
                     seen["other"])

@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: --help and the usage errors need no torch, transformers or datasets
     from transformers import TrainingArguments
@@ -44,6 +44,13 @@ def exit_status(error: BaseException) -> int:
     if isinstance(error, (UsageError, FileNotFoundError)) or getattr(error, "kind", None) in MISSING_INPUT_KINDS:
         return USAGE_EXIT_STATUS
     return DATA_EXIT_STATUS
+
+
+def show_info_logs(script_logger: logging.Logger) -> None:
+    """INFO lines from the command and from the library it calls (counts, paths and settings, never note text),
+    whatever the level of the root logger."""
+    for log in (script_logger, logging.getLogger(__package__)):
+        log.setLevel(logging.INFO)
 
 
 def run_main(main: Callable[[], object], script_name: str,

@@ -1,13 +1,15 @@
 """CoNLL: ``token<TAB>tag`` files (IOB2, a blank line between sentences) read into documents."""
 
 from __future__ import annotations
+
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
-from .tagging import bio_to_spans, is_tag
+
+from .brat import check_types, resolve_type
+from .documents import BratDocument, BratEntity, BratFormatError, decode_utf8, describe_text
 from .files import split_lines
-from .documents import BratDocument, BratEntity, BratFormatError, _decode_utf8, describe_text
-from .brat import _check_types, _resolve_type
+from .tagging import bio_to_spans, is_tag
 
 
 def read_conll_file(
@@ -27,8 +29,8 @@ def read_conll_file(
     path = Path(path)
     if not path.is_file():
         raise BratFormatError(path, None, "no such file", "missing_file")
-    label_map, allowed_types = _check_types(label_map, entity_types) if (label_map or entity_types) else (None, None)
-    lines = split_lines(_decode_utf8(path, path.read_bytes()))
+    label_map, allowed_types = check_types(label_map, entity_types) if (label_map or entity_types) else (None, None)
+    lines = split_lines(decode_utf8(path, path.read_bytes()))
 
     # Group (token, tag, line) rows into sentences and sentences into documents.
     documents_rows: list[list[list[tuple[str, str, int]]]] = []
@@ -89,7 +91,7 @@ def read_conll_file(
                 line_number = sentence_rows[first][2]
                 if first not in strict_starts:
                     repaired[source_type] += 1
-                target_type, error = _resolve_type(source_type, label_map, allowed_types, unmapped)
+                target_type, error = resolve_type(source_type, label_map, allowed_types, unmapped)
                 if error:
                     raise BratFormatError(path, line_number, error, "unknown_type")
                 if target_type is None:
@@ -107,7 +109,7 @@ def conll_entity_types(paths: Iterable) -> list[str]:
     """The entity types of the tags in CoNLL files, sorted."""
     types = set()
     for path in paths:
-        for line in split_lines(_decode_utf8(Path(path), Path(path).read_bytes())):
+        for line in split_lines(decode_utf8(Path(path), Path(path).read_bytes())):
             columns = line.split("\t") if "\t" in line else line.split()
             if len(columns) >= 2 and is_tag(columns[-1].strip()) and columns[-1].strip() != "O":
                 types.add(columns[-1].strip()[2:])

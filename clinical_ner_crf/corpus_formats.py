@@ -1,11 +1,13 @@
 """Corpus formats: every input format behind one table (:data:`CORPUS_FORMATS`): a brat standoff folder or a CoNLL file in, documents out."""
 
 from __future__ import annotations
+
 from dataclasses import dataclass
 from typing import Callable
-from .documents import BratDocument, BratFormatError
-from .conll import read_conll_file
+
 from .brat import read_brat_folder
+from .conll import read_conll_file
+from .documents import BratDocument, BratFormatError
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,15 @@ translation: offsets count characters of the raw file). :class:`BratFormatError`
 reason; :func:`describe_text` shows an offset, a length and a hash instead of note text unless asked."""
 
 from __future__ import annotations
+
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
-from .folder_safety import read_regular_file
+
 from .files import split_lines
+from .folder_safety import read_regular_file
 
 
 class BratFormatError(ValueError):
@@ -98,7 +100,7 @@ class BratDocument:
     unmapped_relation_types: Counter = field(default_factory=Counter)
 
 
-def _decode_utf8(path: Path, raw: bytes) -> str:
+def decode_utf8(path: Path, raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -114,7 +116,7 @@ def read_text(path) -> str:
     ``OSError``) at once, without waiting for a writer."""
     path = Path(path)
     # newline="" semantics: decode the bytes ourselves so no newline translation happens.
-    return _decode_utf8(path, read_regular_file(path))
+    return decode_utf8(path, read_regular_file(path))
 
 
 # Messages about the user's files give offsets, lengths and a hash of any text, never the text itself,

@@ -150,7 +150,7 @@ class JsonlAppender:
         self.handle.close()
 
 
-def _sync_folder(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
     """Make removals in ``folder`` durable before what follows them (not every system can open a folder)."""
     try:
         descriptor = os.open(folder, os.O_RDONLY)

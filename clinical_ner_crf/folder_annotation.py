@@ -17,7 +17,7 @@ from typing import Any, Collection, Iterator, Mapping, Sequence
 from .brat import write_brat_ann
 from .command_line import UsageError
 from .documents import BratFormatError, read_text
-from .durable_jsonl import JsonlAppender, JsonlScan, _sync_folder
+from .durable_jsonl import JsonlAppender, JsonlScan, sync_folder
 from .files import (
     ANNOTATED_LOG_FILE, ENTITIES_FILE, MEDICATIONS_FILE, SUMMARY_FILE, WORD_PREDICTIONS_FILE, note_file_mode,
     process_part_name, process_parts, remove_stale_temporary_files, write_json_atomically,
@@ -28,7 +28,6 @@ from .prediction_records import prediction_record, round_confidence
 from .relations import Candidate
 from .tagging import DRUG_TYPE
 from .windows import NotePrediction
-
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +166,7 @@ def _note_groups(paths: Sequence[Path], words_per_group: int) -> Iterator[list[t
 
 
 @dataclass
-class _Tally:
+class Tally:
     """What one process did: counts for the summary, failures (file names and kinds), the notes written."""
 
     counts: Counter = field(default_factory=Counter)
@@ -182,7 +181,7 @@ class _Tally:
         logger.error("%s: skipped: %s", path.name, reason)
         self.failures.append({"file": path.name, "kind": kind})
 
-    def update(self, other: "_Tally") -> None:
+    def update(self, other: "Tally") -> None:
         self.counts.update(other.counts)
         self.entity_types.update(other.entity_types)
         self.relation_types.update(other.relation_types)
@@ -206,10 +205,10 @@ class _Plan:
     notes_redone: int = 0  # their .ann and records disagreed: annotated again
 
 
-_JSONL_FILES = (ENTITIES_FILE, WORD_PREDICTIONS_FILE, MEDICATIONS_FILE)
+JSONL_FILES = (ENTITIES_FILE, WORD_PREDICTIONS_FILE, MEDICATIONS_FILE)
 
 
-def _compact_outputs(output_dir: Path, notes: Mapping[str, Path], repairs: dict[str, Counter], *,
+def compact_outputs(output_dir: Path, notes: Mapping[str, Path], repairs: dict[str, Counter], *,
                      excluded: Collection[str] = frozenset(), annotated_now: Collection[str] = frozenset(),
                      since: Mapping[str, int] | None = None) -> int:
     """Compact the JSONL files (see JsonlScan), merging the parts of a multi-process run (this one, or one that
@@ -221,7 +220,7 @@ def _compact_outputs(output_dir: Path, notes: Mapping[str, Path], repairs: dict[
     for log in logs:
         for record in _read_log(log):
             (annotated_now if record["ann"] else excluded).add(record["document_id"])
-    scans = [JsonlScan(output_dir / name, process_parts(output_dir, name)) for name in _JSONL_FILES]
+    scans = [JsonlScan(output_dir / name, process_parts(output_dir, name)) for name in JSONL_FILES]
     documents = set().union(*(scan.documents for scan in scans))
 
     def ann_path(document_id: str) -> Path | None:
@@ -260,11 +259,11 @@ def _read_log(path: Path) -> Iterator[dict[str, Any]]:
 
 # What a run writes into its output folder besides the .ann of each note (folder_safety.Manifest): the JSONL
 # files, the summary, the parts and logs of a multi-process run, and atomic_open's temporary files of all of them.
-_OWN_FILES = (*_JSONL_FILES, SUMMARY_FILE)
-_OWN_PATTERNS = (*(f".{name}.process-*" for name in (*_JSONL_FILES, ANNOTATED_LOG_FILE)),)
+_OWN_FILES = (*JSONL_FILES, SUMMARY_FILE)
+_OWN_PATTERNS = (*(f".{name}.process-*" for name in (*JSONL_FILES, ANNOTATED_LOG_FILE)),)
 
 
-def _check_output_folder(input_dir, output_dir: Path, notes: Sequence[Path]) -> Manifest:
+def check_annotation_output_folder(input_dir, output_dir: Path, notes: Sequence[Path]) -> Manifest:
     """Refuse an output folder where the run would write over what the toolkit did not write: the input folder
     (or one inside or around it), output files of the same names, or an ``.ann`` of one of the notes (gold
     annotations copied there, say). Claims the run's own names; returns the folder's manifest."""
@@ -319,12 +318,12 @@ def inconsistent_notes(output_dir: Path, notes: Mapping[str, Path]) -> list[str]
     return wrong
 
 
-def _plan(input_dir, output_dir: Path, overwrite: bool, tally: _Tally) -> _Plan:
+def plan_folder(input_dir, output_dir: Path, overwrite: bool, tally: Tally) -> _Plan:
     """Process 0, before any process writes: check and claim the output folder, tidy it (stale temporary files,
     the parts of a killed multi-process run), list the notes, repair what an earlier run left inconsistent, and
     decide which notes to annotate."""
     folder = list_notes(input_dir)
-    manifest = _check_output_folder(input_dir, output_dir, folder.notes)
+    manifest = check_annotation_output_folder(input_dir, output_dir, folder.notes)
     output_dir.mkdir(parents=True, exist_ok=True)
     stale = remove_stale_temporary_files(output_dir, manifest.owns)  # of its own files only
     if stale:
@@ -339,8 +338,8 @@ def _plan(input_dir, output_dir: Path, overwrite: bool, tally: _Tally) -> _Plan:
             tally.fail(path, "duplicate_name", f"{notes[path.stem].name} has the same name; rename one of them")
             continue
         notes[path.stem] = path
-    repairs = {name: Counter() for name in _JSONL_FILES}
-    mode = _compact_outputs(output_dir, notes, repairs)
+    repairs = {name: Counter() for name in JSONL_FILES}
+    mode = compact_outputs(output_dir, notes, repairs)
     # A note whose .ann lost its records (a run of an earlier version, a crash in the wrong place) is annotated
     # again: its .ann is ours, so it goes first, and then it is a note like any other without an .ann.
     redone = inconsistent_notes(output_dir, notes)
@@ -349,8 +348,8 @@ def _plan(input_dir, output_dir: Path, overwrite: bool, tally: _Tally) -> _Plan:
                        "again: %s", len(redone), ENTITIES_FILE, _some_names([notes[d].name for d in redone]))
         for document_id in redone:
             (output_dir / ann_name(notes[document_id])).unlink()
-        _sync_folder(output_dir)
-        mode = _compact_outputs(output_dir, notes, repairs)
+        sync_folder(output_dir)
+        mode = compact_outputs(output_dir, notes, repairs)
     todo, already_annotated = [], []
     for path in notes.values():
         (todo if overwrite or not (output_dir / ann_name(path)).exists() else already_annotated).append(path)
@@ -359,11 +358,11 @@ def _plan(input_dir, output_dir: Path, overwrite: bool, tally: _Tally) -> _Plan:
                     len(already_annotated), output_dir, _some_names([path.name for path in already_annotated]))
     manifest.claim(ann_name(path) for path in todo)  # before any process writes one
     main_sizes = {name: (output_dir / name).stat().st_size if (output_dir / name).is_file() else 0
-                  for name in _JSONL_FILES}
+                  for name in JSONL_FILES}
     return _Plan(folder, notes, todo, already_annotated, stale, mode, main_sizes, repairs, len(redone))
 
 
-def _annotate_notes(annotator: NoteAnnotator, paths: Sequence[Path], output_dir: Path, tally: _Tally, *,
+def annotate_note_groups(annotator: NoteAnnotator, paths: Sequence[Path], output_dir: Path, tally: Tally, *,
                     jsonl_mode: int, overwrite: bool, word_predictions: bool, words_per_group: int,
                     progress: bool | None, process_index: int | None = None) -> None:
     """Annotate ``paths`` into ``output_dir``, group by group: records appended (to the JSONL files, or to this
@@ -412,7 +411,7 @@ def _annotate_notes(annotator: NoteAnnotator, paths: Sequence[Path], output_dir:
                                    f"{path.name} appeared in {output_dir} during the run (pass --overwrite)")
                         del predictions[document_id]
             if removed:
-                _sync_folder(output_dir)
+                sync_folder(output_dir)
             # 2. The group's records, durable, in a file no more readable than any note in it.
             jsonl_mode &= note_file_mode(notes[document_id] for document_id in predictions)
             links = annotator.link(texts, predictions) if linking else {}
@@ -502,8 +501,8 @@ def _annotate_folder(annotator: NoteAnnotator, input_dir, output_dir: Path, proc
                      progress: bool | None, distributed: bool) -> dict[str, Any] | None:
     if distributed:
         import torch.distributed as dist
-    tally = _Tally()
-    plan = _plan(input_dir, output_dir, overwrite, tally) if process_index == 0 else None
+    tally = Tally()
+    plan = plan_folder(input_dir, output_dir, overwrite, tally) if process_index == 0 else None
     settings = dict(jsonl_mode=plan.jsonl_mode if plan else 0, overwrite=overwrite, word_predictions=word_predictions,
                     words_per_group=words_per_group, progress=progress)
     if distributed:
@@ -511,8 +510,8 @@ def _annotate_folder(annotator: NoteAnnotator, input_dir, output_dir: Path, proc
         shares = [split_notes(plan.todo, num_processes), plan.jsonl_mode] if plan else [None, None]
         dist.broadcast_object_list(shares, src=0)
         settings["jsonl_mode"] = shares[1]
-        own = _Tally()
-        _annotate_notes(annotator, shares[0][process_index], output_dir, own, process_index=process_index,
+        own = Tally()
+        annotate_note_groups(annotator, shares[0][process_index], output_dir, own, process_index=process_index,
                         **settings)
         tallies = [None] * num_processes if process_index == 0 else None
         dist.gather_object(own, tallies, dst=0)  # also waits for every process to finish
@@ -522,20 +521,20 @@ def _annotate_folder(annotator: NoteAnnotator, input_dir, output_dir: Path, proc
             tally.update(other)
     else:
         try:
-            _annotate_notes(annotator, plan.todo, output_dir, tally, **settings)
+            annotate_note_groups(annotator, plan.todo, output_dir, tally, **settings)
         except BaseException:
             # Interrupted (Ctrl-C) or failed: leave the folder tidy if we can; the next run does it otherwise.
             try:
-                _compact_outputs(output_dir, plan.notes, plan.repairs, excluded=tally.excluded,
+                compact_outputs(output_dir, plan.notes, plan.repairs, excluded=tally.excluded,
                                  annotated_now=tally.annotated, since=plan.main_sizes)
             except Exception as error:  # noqa: BLE001 (the first error is the one to report)
                 logger.warning("could not compact the JSONL files (%s); the next run will", type(error).__name__)
             raise
-    return _finish(plan, tally, _annotator_facts(annotator), output_dir, started=started,
+    return finish_annotation(plan, tally, annotator_facts(annotator), output_dir, started=started,
                    num_processes=num_processes, word_predictions=word_predictions, words_per_group=words_per_group)
 
 
-def _annotator_facts(annotator: NoteAnnotator) -> dict[str, Any]:
+def annotator_facts(annotator: NoteAnnotator) -> dict[str, Any]:
     """What ``summary.json`` says of the annotator (sent back by each process of a --num_processes run)."""
     linker = annotator.relation_linker
     device = annotator.settings["device"]
@@ -548,11 +547,11 @@ def _annotator_facts(annotator: NoteAnnotator) -> dict[str, Any]:
                          "sentence_window": linker.sentence_window if linker else None}}
 
 
-def _finish(plan: _Plan, tally: _Tally, facts: Mapping[str, Any], output_dir: Path, *, started: float,
+def finish_annotation(plan: _Plan, tally: Tally, facts: Mapping[str, Any], output_dir: Path, *, started: float,
             num_processes: int, word_predictions: bool, words_per_group: int) -> dict[str, Any]:
     """After every process: merge the parts and compact (the records of notes written again kept only from this
     run), then write ``summary.json``."""
-    mode = _compact_outputs(output_dir, plan.notes, plan.repairs, excluded=tally.excluded,
+    mode = compact_outputs(output_dir, plan.notes, plan.repairs, excluded=tally.excluded,
                             annotated_now=tally.annotated, since=plan.main_sizes)
     linking = facts["linking"]
     for name in [ENTITIES_FILE] + [WORD_PREDICTIONS_FILE] * word_predictions + [MEDICATIONS_FILE] * linking:

@@ -17,7 +17,6 @@ from .files import (
 )
 from .subwords import CORPUS_VOCABULARY_MARK, mark_corpus_vocabulary
 
-
 # Files `--push_to_hub` uploads: model, tokenizer, config, modeling file and card. Nothing else
 # (no predictions, datasets, logs or training state: they may hold corpus text).
 HUB_UPLOAD_PATTERNS = [

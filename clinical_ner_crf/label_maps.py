@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from .documents import BratFormatError, _decode_utf8
+from .documents import BratFormatError, decode_utf8
 from .folder_safety import read_regular_file
 from .tagging import N2C2_ENTITY_TYPES, N2C2_LABELS, bio_labels
 
@@ -19,7 +19,7 @@ def _load_map(source, what: str) -> tuple[Any, str]:
         if text.startswith("{"):
             return json.loads(text), where
         path = Path(text)
-        return json.loads(_decode_utf8(path, read_regular_file(path))), where
+        return json.loads(decode_utf8(path, read_regular_file(path))), where
     except OSError as error:
         raise BratFormatError(where, None, f"{what} file {'not found' if not Path(text).exists() else error.strerror}: "
                               "give a JSON file's path or the JSON object itself", "missing_file") from None

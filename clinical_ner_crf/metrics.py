@@ -6,7 +6,6 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .tagging import N2C2_ENTITY_TYPES
 
-
 AVERAGES = ("micro", "macro", "weighted")
 # Score row key -> the stat's short name in flat metric names.
 STATS = (("precision", "p"), ("recall", "r"), ("f1", "f1"))
@@ -50,7 +49,7 @@ def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
     }
 
 
-def _zero_row(support: int = 0) -> dict[str, Any]:
+def zero_row(support: int = 0) -> dict[str, Any]:
     return {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": int(support)}
 
 
@@ -60,7 +59,7 @@ def _averages(per_type: Mapping[str, Mapping[str, Any]], micro: dict[str, Any]) 
     total = sum(row["support"] for row in rows)
     result = {"per_type": {name: dict(row) for name, row in per_type.items()}, "micro": micro}
     if not rows:
-        result["macro"], result["weighted"] = _zero_row(), _zero_row()
+        result["macro"], result["weighted"] = zero_row(), zero_row()
         return result
     result["macro"] = {key: sum(row[key] for row in rows) / len(rows) for key in ("precision", "recall", "f1")}
     result["macro"]["support"] = int(total)
@@ -78,7 +77,7 @@ def summarize_counts(counts: Mapping[str, Mapping[str, int]], with_counts: bool 
     :data:`tagging.N2C2_RELATION_TYPES`), any others alphabetically after them.
     """
     per_type = {}
-    for name in _ordered_types(counts, order):
+    for name in ordered_types(counts, order):
         tp, fp, fn = (int(counts[name].get(key, 0)) for key in ("tp", "fp", "fn"))
         per_type[name] = {**_prf(tp, fp, fn), "support": tp + fn}
         if with_counts:
@@ -90,7 +89,7 @@ def summarize_counts(counts: Mapping[str, Mapping[str, int]], with_counts: bool 
     return _averages(per_type, micro)
 
 
-def _ordered_types(types: Iterable[str], order: Sequence[str] = N2C2_ENTITY_TYPES) -> list[str]:
+def ordered_types(types: Iterable[str], order: Sequence[str] = N2C2_ENTITY_TYPES) -> list[str]:
     """The types of ``order`` (default: the n2c2 types in the paper's order) first, any others alphabetically."""
     types = set(types)
     return [t for t in order if t in types] + sorted(types - set(order))

@@ -7,7 +7,7 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
-from .run_folders import UsageError
+from .command_line import UsageError
 from .subwords import sentence_batches
 
 

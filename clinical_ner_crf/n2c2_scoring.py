@@ -16,9 +16,7 @@ from .documents import BratFormatError, read_text
 from .files import split_lines
 from .metrics import summarize_counts
 from .tagging import N2C2_ENTITY_TYPES, N2C2_RELATION_TYPES
-from .token_metrics import (
-    ENTITY_MODES, LENIENT_NOTE, _add_counts, _pare_down_counts, _span_equals, distinct, match_counts,
-)
+from .token_metrics import ENTITY_MODES, LENIENT_NOTE, add_counts, distinct, match_counts, pare_down_counts, span_equals
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +93,7 @@ def match_relation_counts(
       overlap). Arguments are compared in place, never crosswise: a relation with its attribute
       and drug swapped matches nothing, in either mode.
     * "pare down matches", exactly as :func:`match_counts` does for entities (one loop,
-      ``_pare_down_counts``): predictions are visited in order; one that matches a gold relation
+      ``pare_down_counts``): predictions are visited in order; one that matches a gold relation
       already matched by an earlier prediction is dropped, counted neither as a true nor as a
       false positive. So an exact duplicate of a correct relation costs nothing (1 tp), while
       duplicates of a wrong relation are each a false positive, as the script counts every kept
@@ -110,7 +108,7 @@ def match_relation_counts(
     """
     if mode not in dict(ENTITY_MODES):
         raise ValueError(f"mode must be 'strict' or 'lenient', not {mode!r}")
-    spans_equal = _span_equals(mode)
+    spans_equal = span_equals(mode)
 
     def argument_equals(gold: RelationArgument, pred: RelationArgument) -> bool:
         return gold[0] == pred[0] and spans_equal(gold[1:], pred[1:])
@@ -127,7 +125,7 @@ def match_relation_counts(
         pred_by_type[relation[0]].append(relation)
     counts = {}
     for relation_type in dict.fromkeys([*gold_by_type, *pred_by_type]):
-        tp, fp, fn = _pare_down_counts(gold_by_type.get(relation_type, []), pred_by_type.get(relation_type, []),
+        tp, fp, fn = pare_down_counts(gold_by_type.get(relation_type, []), pred_by_type.get(relation_type, []),
                                        equals)
         counts[relation_type] = {"tp": tp, "fp": fp, "fn": fn}
     return counts
@@ -166,7 +164,7 @@ class _RelationTally:
         self.num_gold += len(gold)
         self.num_pred += len(pred)
         for mode, total in self.counts.items():
-            _add_counts(total, match_relation_counts(gold, pred, mode))
+            add_counts(total, match_relation_counts(gold, pred, mode))
 
     def report(self, setting: str) -> dict[str, Any]:
         return {
@@ -287,7 +285,7 @@ def score_entities(gold_documents: Iterable[Any], pred_documents: Iterable[Any])
         pred_spans, pred_repeats = distinct(_brat_spans(pred, None) if pred is not None else [])
         duplicates.update(gold=gold_repeats, pred=pred_repeats)
         for mode, total in totals.items():
-            _add_counts(total, match_counts(gold_spans, pred_spans, mode))
+            add_counts(total, match_counts(gold_spans, pred_spans, mode))
     return {**{mode: summarize_counts(total, with_counts=True) for mode, total in totals.items()},
             "duplicate_entities": {"gold": duplicates["gold"], "pred": duplicates["pred"]}}
 
@@ -377,7 +375,7 @@ def score_brat_folders(
         num_gold, num_pred = num_gold + len(gold_spans), num_pred + len(pred_spans)
         duplicates.update(gold=gold_repeats, pred=pred_repeats)
         for mode, total in totals.items():
-            _add_counts(total, match_counts(gold_spans, pred_spans, mode))
+            add_counts(total, match_counts(gold_spans, pred_spans, mode))
         relations.add(gold_document, pred_document)
     if missing:
         logger.warning("%d gold documents have no prediction file in %s (scored as empty)", len(missing), pred_dir)

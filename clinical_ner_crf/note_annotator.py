@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TYPE_CHECKING
 
 from .command_line import UsageError
 from .files import ONNX_FILE
@@ -15,8 +15,6 @@ from .windows import (
     DEFAULT_BATCH_SIZE, DEFAULT_STRIDE, Entity, NotePrediction, is_crf_model, load_tokenizer, max_input_length,
     model_labels, predict_notes, window_budget, word_tokenizer,
 )
-
-
 
 if TYPE_CHECKING:  # annotations only; the functions that run torch import it themselves
     import torch
@@ -127,7 +125,7 @@ class NoteAnnotator:
             if choice.by is not None:
                 logger.info("%s", choice.describe())
         if backend == "onnx":
-            from clinical_ner_crf.onnx_backend import OnnxTokenClassifier
+            from .onnx_backend import OnnxTokenClassifier
 
             model = OnnxTokenClassifier(model_name_or_path, onnx_model_file or ONNX_FILE, num_threads=num_threads)
             tokenizer = load_tokenizer(model_name_or_path)
@@ -147,7 +145,7 @@ class NoteAnnotator:
     def predict(self, texts: Mapping[str, str], progress: bool | None = False) -> dict[str, NotePrediction]:
         """Word tags, confidences and entities of ``{document_id: text}``."""
         if self.backend == "onnx":
-            from clinical_ner_crf.onnx_backend import predict_notes_onnx
+            from .onnx_backend import predict_notes_onnx
 
             settings = {key: self.settings[key] for key in ("batch_size", "max_seq_length", "stride", "min_confidence")}
             return predict_notes_onnx(self.model, self.tokenizer, texts, progress=progress, **settings)

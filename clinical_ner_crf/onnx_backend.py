@@ -30,8 +30,8 @@ import numpy as np
 from .command_line import DataError
 from .files import CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE
 from .windows import (
-    CRF_MODEL_TYPE, DEFAULT_BATCH_SIZE, DEFAULT_STRIDE, NotePrediction, assemble_notes, encode_notes,
-    max_input_length, model_labels,
+    CRF_MODEL_TYPE, DEFAULT_BATCH_SIZE, DEFAULT_STRIDE, NotePrediction, assemble_notes, encode_notes, max_input_length,
+    model_labels,
 )
 
 logger = logging.getLogger(__name__)

@@ -9,21 +9,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .folder_annotation import _Tally, _annotate_notes, _annotator_facts, _compact_outputs, _finish, _plan, split_notes
+from .folder_annotation import (
+    Tally, annotate_note_groups, annotator_facts, compact_outputs, finish_annotation, plan_folder, split_notes,
+)
 from .folder_safety import FolderLock, die_with_parent
 from .note_annotator import NoteAnnotator
 from .relation_linking import RelationChoice, choose_relations
 
-
 logger = logging.getLogger(__name__)
 
 
-def _launched_processes() -> int:
+def launched_processes() -> int:
     """How many processes a launcher (accelerate launch, torchrun) started for this run."""
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _process_settings(args, process_index: int, processes_here: int) -> tuple[str, int | None]:
+def process_settings(args, process_index: int, processes_here: int) -> tuple[str, int | None]:
     """(device, CPU threads) of one of several processes: process k on ``cuda:k`` when the device is ``cuda``;
     --num_threads, or the cores divided among the processes of this machine (None: the libraries' defaults)."""
     device = f"cuda:{process_index}" if args.device == "cuda" and processes_here > 1 else args.device
@@ -33,13 +34,13 @@ def _process_settings(args, process_index: int, processes_here: int) -> tuple[st
     return device, max(1, cores // processes_here)
 
 
-def _choose_relations(args) -> RelationChoice:
+def relations_of_arguments(args) -> RelationChoice:
     """--relations, decided from the relation model's config (the same in every process)."""
     return choose_relations(args.relations, args.relation_model_name_or_path, link_threshold=args.link_threshold,
                             revision=args.model_revision, token=args.token)
 
 
-def _load_annotator(args, device: str, threads: int | None,
+def load_annotator(args, device: str, threads: int | None,
                     relations: RelationChoice) -> NoteAnnotator:
     if threads and args.backend == "torch" and device == "cpu":
         import torch
@@ -62,13 +63,13 @@ def _annotate_share(args, process_index: int, share: list[Path], jsonl_mode: int
     logging.basicConfig(format=f"%(asctime)s - %(levelname)s - process {process_index} - %(message)s",
                         datefmt="%m/%d/%Y %H:%M:%S", level=logging.INFO)
     logger.setLevel(logging.INFO)
-    device, threads = _process_settings(args, process_index, args.num_processes)
+    device, threads = process_settings(args, process_index, args.num_processes)
     logger.info("process %d of %d: %s, %s threads, %d notes", process_index, args.num_processes, device, threads,
                 len(share))
     try:
-        annotator = _load_annotator(args, device, threads, relations)
-        tally = _Tally()
-        _annotate_notes(annotator, share, Path(args.output_dir), tally, jsonl_mode=jsonl_mode,
+        annotator = load_annotator(args, device, threads, relations)
+        tally = Tally()
+        annotate_note_groups(annotator, share, Path(args.output_dir), tally, jsonl_mode=jsonl_mode,
                         overwrite=args.overwrite, word_predictions=args.word_predictions,
                         words_per_group=args.words_per_group, process_index=process_index,
                         progress=None if process_index == 0 else False)  # one bar: process 0's share
@@ -77,7 +78,7 @@ def _annotate_share(args, process_index: int, share: list[Path], jsonl_mode: int
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
-    results.put((process_index, tally, _annotator_facts(annotator)))
+    results.put((process_index, tally, annotator_facts(annotator)))
 
 
 def annotate_folder_in_processes(args, relations: RelationChoice | None = None
@@ -87,7 +88,7 @@ def annotate_folder_in_processes(args, relations: RelationChoice | None = None
     says (default: ``args.relations`` decided here, once). One that fails stops the others; what they wrote is
     merged, and the same command finishes the rest (:class:`ProcessFailed`)."""
     if relations is None:
-        relations = _choose_relations(args)
+        relations = relations_of_arguments(args)
     with FolderLock(args.output_dir, "annotate_notes.py"):
         return _annotate_folder_in_processes(args, relations)
 
@@ -98,15 +99,15 @@ def _annotate_folder_in_processes(args, relations: RelationChoice) -> dict[str, 
 
     started = time.perf_counter()
     output_dir = Path(args.output_dir)
-    tally = _Tally()
-    plan = _plan(args.input_dir, output_dir, args.overwrite, tally)
+    tally = Tally()
+    plan = plan_folder(args.input_dir, output_dir, args.overwrite, tally)
     shares = split_notes(plan.todo, args.num_processes)
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no state copied from this one
     results = context.Queue()
     processes = [context.Process(target=_annotate_share,
                                  args=(args, index, share, plan.jsonl_mode, results, os.getpid(), relations),
                                  name=f"annotate-{index}") for index, share in enumerate(shares)]
-    received: dict[int, tuple[_Tally, dict[str, Any]]] = {}
+    received: dict[int, tuple[Tally, dict[str, Any]]] = {}
     failed: tuple | None = None  # (process, exit status[, reason])
     try:
         for process in processes:
@@ -136,13 +137,13 @@ def _annotate_folder_in_processes(args, relations: RelationChoice) -> dict[str, 
             process.join()
     if failed is not None:
         # Every process has stopped: merge what they wrote (the next run would).
-        _compact_outputs(output_dir, plan.notes, plan.repairs)
+        compact_outputs(output_dir, plan.notes, plan.repairs)
         if failed[1] == 130 or failed[0] == -1:
             raise KeyboardInterrupt
         raise ProcessFailed(failed[0], args.num_processes, failed[1], *failed[2:])
     for index in sorted(received):
         tally.update(received[index][0])
-    return _finish(plan, tally, received[0][1], output_dir, started=started, num_processes=args.num_processes,
+    return finish_annotation(plan, tally, received[0][1], output_dir, started=started, num_processes=args.num_processes,
                    word_predictions=args.word_predictions, words_per_group=args.words_per_group)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 REPO_DIR = Path(__file__).resolve().parent.parent  # configs/ sits beside the library folder
 BERT_REFERENCE = REPO_DIR / "configs" / "architectures" / "bert-base-cased.json"
 
@@ -49,7 +48,7 @@ def count_parameters(encoder_config, labels: list[str]) -> dict:
     from transformers import AutoModel, AutoModelForTokenClassification
 
     from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig, _encoder_init_kwargs
-    from clinical_ner_crf.tagging import is_tag
+    from .tagging import is_tag
 
     id2label = dict(enumerate(labels))
     label2id = {label: i for i, label in id2label.items()}
@@ -72,7 +71,7 @@ def count_parameters(encoder_config, labels: list[str]) -> dict:
 
 
 def build_rows(paths, num_labels: int | None = None) -> list[dict]:
-    from clinical_ner_crf.tagging import N2C2_LABELS
+    from .tagging import N2C2_LABELS
 
     rows = []
     for path in paths:

@@ -1,12 +1,13 @@
 """Prediction records: the word-level JSON lines a run writes for each sentence (words, offsets, gold and predicted tags, confidences) and reads back for its reports (docs/architecture.md gives the format)."""
 
 from __future__ import annotations
+
 import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
-from .tagging import is_tag
-from .files import atomic_open
 
+from .files import atomic_open
+from .tagging import is_tag
 
 # The fields of a record, in file order. `gold_tags` is null for unlabelled text; `confidences`
 # is the probability of each predicted tag (CRF marginal or softmax), null where unknown.

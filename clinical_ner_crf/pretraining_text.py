@@ -10,10 +10,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .command_line import DataError
+from .command_line import DataError, UsageError
 from .files import DOCUMENTS_DIRNAME
 from .folder_safety import NotARegularFile, irregular_reason, open_regular_file
-from .run_folders import UsageError
 from .tagging import split_sentences, tokenize_words
 
 logger = logging.getLogger(__name__)

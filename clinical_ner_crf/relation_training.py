@@ -10,6 +10,7 @@ from typing import Any, Sequence
 from transformers import TrainerCallback, TrainingArguments
 
 from .brat import write_brat_ann
+from .command_line import UsageError
 from .documents import BratDocument, BratEntity, BratRelation
 from .files import (
     BRAT_DIRNAME, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, TEST_RELATIONS_FILE, set_tree_mode, write_folder_atomically,
@@ -20,7 +21,6 @@ from .relations import (
     Candidate, INPUT_FEATURES, Mention, candidate_inputs, candidate_pairs, fit_to_length, nearest_drug_rule,
     select_links,
 )
-from .run_folders import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def load_documents(dataset_path: str, split_expression: str) -> list[dict[str, A
     return [row for row in documents if row["split"] in splits]
 
 
-def mentions_of(document: dict[str, Any]) -> list[Mention]:
+def document_mentions(document: dict[str, Any]) -> list[Mention]:
     return [Mention(e["type"], e["start"], e["end"], e["id"]) for e in document["entities"]]
 
 
@@ -63,7 +63,7 @@ def build_examples(documents: Sequence[dict[str, Any]], tokenizer, *, sentence_w
     """One example per candidate (``text``, ``label``, ``document``, ``candidate``), and each note's candidates."""
     examples, candidates_by_document = [], []
     for index, document in enumerate(documents):
-        mentions = mentions_of(document)
+        mentions = document_mentions(document)
         candidates, texts = candidate_inputs(document["text"], mentions, sentence_window, features)
         links = gold_links(document)
         for number, (candidate, text) in enumerate(zip(candidates, texts)):
@@ -88,7 +88,7 @@ def to_brat_documents(documents: Sequence[dict[str, Any]], links: Sequence[Seque
     """corpus_io documents for the scorer: the gold relations (``links`` None) or the predicted ones."""
     converted = []
     for index, document in enumerate(documents):
-        mentions = mentions_of(document)
+        mentions = document_mentions(document)
         entities = [BratEntity(m.id, m.type, ((m.start, m.end),), document["text"][m.start:m.end], 0) for m in mentions]
         if links is None:
             relations = [BratRelation(f"R{n}", r["type"], r["arg1"], r["arg2"], 0)
@@ -118,7 +118,7 @@ def baseline_links(documents: Sequence[dict[str, Any]], sentence_window: int) ->
     """The two references: the nearest-drug rule, and every candidate pair linked (how much there is to learn)."""
     rule, every = [], []
     for document in documents:
-        mentions = mentions_of(document)
+        mentions = document_mentions(document)
         rule.append([(c, 1.0) for c in nearest_drug_rule(document["text"], mentions, sentence_window)])
         every.append([(c, 1.0) for c in candidate_pairs(document["text"], mentions, sentence_window)])
     return {"rule": rule, "every_candidate": every}
@@ -208,7 +208,7 @@ def write_predictions(output_dir: Path, documents: Sequence[dict[str, Any]],
     def write(folder: Path) -> None:
         lines = []
         for document, document_links in zip(documents, links):
-            mentions = mentions_of(document)
+            mentions = document_mentions(document)
             write_brat_ann(folder / BRAT_DIRNAME / f"{document['document_id']}.ann",
                            [(m.type, m.start, m.end) for m in mentions], document["text"],
                            relations=[(c.type, c.attribute, c.drug) for c, _ in document_links])

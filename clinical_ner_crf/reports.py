@@ -14,11 +14,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .files import REPORT_JSON_FILE
 from .metrics import (
-    AVERAGES, LENIENT_MICRO_F1, STATS, STRICT_MACRO_F1, STRICT_MICRO_F1, _ordered_types, _zero_row, entity_view,
-    metric_name,
+    AVERAGES, LENIENT_MICRO_F1, STATS, STRICT_MACRO_F1, STRICT_MICRO_F1, entity_view, metric_name, ordered_types,
+    zero_row,
 )
 from .token_metrics import ABLATION_TITLES, BIO_VIEW, ENTITY_MODES, TAG_VIEWS, TOKEN_VIEW, TOKEN_WITHOUT_O_VIEW
-
 
 logger = logging.getLogger(__name__)
 
@@ -215,8 +214,8 @@ def render_run_markdown(name: str, report: Mapping[str, Any], run_info: Mapping[
 def render_brat_markdown(report: Mapping[str, Any], digits: int = 4) -> str:
     strict, lenient = report["strict"], report["lenient"]
     rows = []
-    for entity_type in _ordered_types(set(strict["per_type"]) | set(lenient["per_type"])):
-        s, l = strict["per_type"].get(entity_type, _zero_row()), lenient["per_type"].get(entity_type, _zero_row())
+    for entity_type in ordered_types(set(strict["per_type"]) | set(lenient["per_type"])):
+        s, l = strict["per_type"].get(entity_type, zero_row()), lenient["per_type"].get(entity_type, zero_row())
         rows.append([entity_type, s["precision"], s["recall"], s["f1"], l["precision"], l["recall"], l["f1"],
                      s["support"]])
     for average in AVERAGES:

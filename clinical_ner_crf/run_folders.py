@@ -31,7 +31,6 @@ from .files import (
 )
 from .folder_safety import FolderLock, Manifest, check_output_apart
 
-
 logger = logging.getLogger(__name__)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
-from datasets import Dataset
-
-from .run_folders import UsageError
+from .command_line import UsageError
 from .tagging import is_all_o
+
+if TYPE_CHECKING:  # annotations only: preparing data needs no datasets
+    from datasets import Dataset
 
 
 def downsample_plain(examples, plain_ratio: float, seed: int = 42):

@@ -11,7 +11,6 @@ from .documents import BratDocument
 from .tagging import DRUG_TYPE, entity_types_of, spans_to_bio, split_sentences, tokenize_words
 from clinical_ner_crf import relations as relations_module
 
-
 OVERLAP_POLICIES = ("longest", "shortest", "first", "clip")
 DISCONTINUOUS_POLICIES = ("span", "first", "drop")
 # Counter categories of :func:`document_to_examples`. Every source entity ends in exactly
@@ -21,7 +20,7 @@ DROP_CATEGORIES = (
     "dropped_crosses_sentence", "dropped_not_in_labels",
 )
 CHANGE_CATEGORIES = ("clipped_overlap", "expanded_to_words", "discontinuous_spanned", "discontinuous_first_fragment")
-# Counter categories of :func:`document_relations`: every source relation ends "kept" or in one of these.
+# Counter categories of :func:`kept_relations`: every source relation ends "kept" or in one of these.
 # ``self_relation``: both arguments became one kept entity (exact duplicates merged); a relation linking an entity to
 # itself in the source is an error of the reader (brat.INVALID_RELATION_KINDS), never read.
 RELATION_DROP_REASONS = ("argument_dropped", "argument_missing", "duplicate", "self_relation")
@@ -170,7 +169,7 @@ def document_to_examples(
     return rows, counts, entities
 
 
-def document_relations(doc: BratDocument, entities: dict[str, dict]) -> tuple[list[dict], Counter]:
+def kept_relations(doc: BratDocument, entities: dict[str, dict]) -> tuple[list[dict], Counter]:
     """The relations of ``doc`` whose two arguments are among ``entities`` (by source id, as
     :func:`document_to_examples` reports them), as ``{type, arg1, arg2}`` rows on the kept ids, and a
     Counter keyed by ``(category, relation_type)``: ``source``, ``kept`` and each of

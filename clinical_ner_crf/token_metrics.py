@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from .metrics import (
-    AVERAGES, LENIENT_MICRO_F1, STATS, STRICT_MACRO_F1, _ordered_types, _zero_row, entity_view, metric_name,
-    summarize_counts, type_metric_name,
+    AVERAGES, LENIENT_MICRO_F1, STATS, STRICT_MACRO_F1, entity_view, metric_name, ordered_types, summarize_counts,
+    type_metric_name, zero_row,
 )
 from .tagging import bio_to_spans, entity_types_of, is_tag, parse_tag, tag_type
 
@@ -44,9 +44,9 @@ ENTITY_MODES = (("strict", "Entity level, strict (seqeval mode=strict, scheme=IO
 
 
 def _ordered_labels(labels: Iterable[str], level: str) -> list[str]:
-    """``O`` first, then B/I pairs (or bare types at token level) in :func:`_ordered_types` order."""
+    """``O`` first, then B/I pairs (or bare types at token level) in :func:`ordered_types` order."""
     labels = set(labels)
-    types = _ordered_types({_label_type(label, level) for label in labels} - {None})
+    types = ordered_types({_label_type(label, level) for label in labels} - {None})
     ordered = ["O"] if "O" in labels else []
     for entity_type in types:
         candidates = [entity_type] if level == "token" else [f"B-{entity_type}", f"I-{entity_type}"]
@@ -112,14 +112,14 @@ def match_counts(
     for entity_type, start, end in pred_spans:
         pred_by_type[entity_type].append((start, end))
 
-    equals = _span_equals(mode)
+    equals = span_equals(mode)
     for entity_type, preds in pred_by_type.items():
-        tp, fp, fn = _pare_down_counts(gold_by_type.get(entity_type, []), preds, equals)
+        tp, fp, fn = pare_down_counts(gold_by_type.get(entity_type, []), preds, equals)
         counts[entity_type].update(tp=tp, fp=fp, fn=fn)
     return dict(counts)
 
 
-def _span_equals(mode: str):
+def span_equals(mode: str):
     """``ClinicalConcept.span_matches`` of the official script for ``(start, end)`` pairs: strict, the
     same start and end; lenient, any overlap of the half-open spans."""
     if mode == "strict":
@@ -127,7 +127,7 @@ def _span_equals(mode: str):
     return lambda g, s: g[1] > s[0] and g[0] < s[1]
 
 
-def _pare_down_counts(golds: Sequence[Any], preds: Sequence[Any], equals) -> tuple[int, int, int]:
+def pare_down_counts(golds: Sequence[Any], preds: Sequence[Any], equals) -> tuple[int, int, int]:
     """``(tp, fp, fn)`` of ``SingleEvaluator``'s "pare down matches" then count, for one document.
 
     Predictions are visited in order; one that ``equals`` a gold item already matched by an earlier
@@ -159,7 +159,7 @@ def distinct(items: Sequence[Any]) -> tuple[list[Any], int]:
     return unique, len(items) - len(unique)
 
 
-def _add_counts(total: dict[str, Counter], counts: Mapping[str, Mapping[str, int]]) -> None:
+def add_counts(total: dict[str, Counter], counts: Mapping[str, Mapping[str, int]]) -> None:
     for entity_type, row in counts.items():
         total[entity_type].update(row)
 
@@ -181,7 +181,7 @@ def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], 
         raise ValueError(f"mode must be 'strict' or 'lenient', not {mode!r}")
     counts: dict[str, Counter] = defaultdict(Counter)
     for gold_tags, pred_tags in zip(gold, pred):
-        _add_counts(counts, match_counts(bio_to_spans(gold_tags, strict=False),
+        add_counts(counts, match_counts(bio_to_spans(gold_tags, strict=False),
                                          bio_to_spans(pred_tags, strict=False), "lenient"))
     return summarize_counts(counts)
 
@@ -202,8 +202,8 @@ def _seqeval_strict(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
 
     types = [name for name in report if not name.endswith(" avg")]
     if not types:  # no entity anywhere: seqeval's macro average would be NaN
-        return {"per_type": {}, "micro": _zero_row(), "macro": _zero_row(), "weighted": _zero_row()}
-    result = {"per_type": {name: row(report[name]) for name in _ordered_types(types)}}
+        return {"per_type": {}, "micro": zero_row(), "macro": zero_row(), "weighted": zero_row()}
+    result = {"per_type": {name: row(report[name]) for name in ordered_types(types)}}
     for average in AVERAGES:
         result[average] = row(report[f"{average} avg"])
     return result
@@ -262,7 +262,7 @@ def tag_scores(
             if label not in excluded and _label_type(label, level) not in excluded]
     accuracy = float((y_true == y_pred).mean()) if len(y_true) else 0.0
     if not len(y_true) or not kept:
-        return {"per_type": {}, "micro": _zero_row(), "macro": _zero_row(), "weighted": _zero_row(),
+        return {"per_type": {}, "micro": zero_row(), "macro": zero_row(), "weighted": zero_row(),
                 "accuracy": accuracy}
 
     from sklearn.metrics import precision_recall_fscore_support

@@ -31,13 +31,14 @@ from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence, TYPE_CHECKING
 
 from transformers import AutoTokenizer
 from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
 
-# Relative: in the library and inside a saved model folder (trust_remote_code=True), where tagging.py sits beside it.
 from .tagging import bio_to_spans, check_labels, split_sentences, tokenize_words
+
+# Relative: in the library and inside a saved model folder (trust_remote_code=True), where tagging.py sits beside it.
 
 if TYPE_CHECKING:  # annotations only; the functions that run torch import it themselves
     import torch

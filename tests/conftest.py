@@ -27,8 +27,20 @@ def command(name: str) -> SimpleNamespace:
     and nothing else: everything else comes from the library, which commands never are. In-process saves a torch
     start-up per call; the tests that need a real process start one."""
     module = importlib.import_module(name)
-    return SimpleNamespace(**{attribute: getattr(module, attribute) for attribute in ("main", "parse_args")
+    return SimpleNamespace(**{attribute: getattr(module, attribute) for attribute in ("main", "parse_args", "build_parser")
                               if hasattr(module, attribute)})
+
+
+def assert_plain(obj):
+    """Results hold plain Python numbers, never numpy scalars."""
+    if isinstance(obj, dict):
+        for value in obj.values():
+            assert_plain(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            assert_plain(value)
+    else:
+        assert obj is None or type(obj) in (float, int, str, bool), type(obj)
 
 
 # Enough clinical-style text that a WordPiece vocabulary covers the usual words.

@@ -7,7 +7,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,17 @@ from clinical_ner_crf import folder_annotation
 from clinical_ner_crf.brat import read_brat_document, write_brat_ann
 from clinical_ner_crf.documents import BratDocument, BratEntity
 from clinical_ner_crf.folder_safety import MANIFEST_FILE, Manifest
-from clinical_ner_crf.note_annotator import NoteAnnotator, load_model_and_tokenizer
+from clinical_ner_crf.note_annotator import load_model_and_tokenizer
 from clinical_ner_crf.prediction_records import read_predictions
-from clinical_ner_crf.relation_linking import mentions_of
 from clinical_ner_crf.sentence_examples import document_to_examples
 from clinical_ner_crf.subwords import train_subword_tokenizer
 from clinical_ner_crf.synthetic_n2c2 import generate_notes, write_notes
-from clinical_ner_crf.tagging import N2C2_ENTITY_TYPES, N2C2_LABELS, bio_to_char_spans, split_sentences, tokenize_words
+from clinical_ner_crf.tagging import N2C2_ENTITY_TYPES, N2C2_LABELS, bio_to_char_spans, tokenize_words
 from clinical_ner_crf.windows import (
-    WindowCollator, copy_pipeline_files, encode_word_windows, max_input_length, needs_prefix_space,
-    pipeline_config_entry, predict_notes,
+    WindowCollator, copy_pipeline_files, encode_word_windows, max_input_length, pipeline_config_entry, predict_notes,
 )
 from conftest import REPO_ROOT, command, tiny_encoder_config
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
-
 
 main = command("annotate_notes").main
 annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
@@ -230,113 +226,6 @@ def test_pipeline_and_command_line_agree(crf_dir, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Long notes, window edges, one-word notes, confidences
 # ---------------------------------------------------------------------------------------------
-
-
-def test_note_of_50k_characters_with_a_giant_sentence(crf, tmp_path):
-    model, tokenizer = crf
-    giant = " ".join(["aspirin 81 mg PO daily and metoprolol 25 mg tablet by mouth twice a day for hypertension"] * 300)
-    long_word = "metoprolol" * 40  # one word longer than a whole window
-    text = "\n\n".join([note.text for note in generate_notes(5, seed=3, split="long")] + [giant, long_word])
-    text = (text + "\n") * max(1, -(-50_000 // len(text)))
-    assert len(text) >= 50_000
-    giant_spans = [span for span in split_sentences(text) if span[1] - span[0] >= len(giant)]
-    assert giant_spans, "the giant line must stay one sentence"
-
-    started = time.perf_counter()
-    note = predict_notes(model, tokenizer, {"long": text}, max_seq_length=64, stride=16, batch_size=64)["long"]
-    seconds = time.perf_counter() - started
-    print(f"\n50k-character note ({len(text)} characters, {note.num_windows} windows): {seconds:.2f} s")
-
-    # Every word of the note got exactly one prediction, in order.
-    words = [(s, e) for sentence in note.sentences for s, e in zip(sentence.token_starts, sentence.token_ends)]
-    assert words == [(s, e) for _, s, e in tokenize_words(text)]
-    assert max(sentence.num_windows for sentence in note.sentences) > 50
-    entities = note.entities
-    assert len(entities) > 100
-    for previous, entity in zip(entities, entities[1:]):
-        assert previous.end <= entity.start
-    assert all(entity.text == text[entity.start:entity.end] for entity in entities)
-    assert all(0.0 < entity.confidence <= 1.0 for entity in entities)
-
-    txt = write_txt(tmp_path / "long.txt", text)
-    write_brat_ann(tmp_path / "long.ann", [(e.type, e.start, e.end) for e in entities], text)
-    document = read_brat_document(txt, validate_text=True)
-    assert [(e.type, e.start, e.end) for e in document.entities] == [(e.type, e.start, e.end) for e in entities]
-
-
-def test_entity_longer_than_a_window_is_merged_whole(wordpiece_tokenizer):
-    model = constant_crf()
-    sentence = " ".join(["aspirin", "81", "mg", "PO", "daily"] * 60)
-    text = f"{sentence}\n\nHeparin"
-    notes = predict_notes(model, wordpiece_tokenizer, {"doc": text}, max_seq_length=24, stride=6, batch_size=7)
-    note = notes["doc"]
-    assert note.sentences[0].num_windows > 10
-    # The CRF path is one Dose entity per sentence; windows hand over inside it without a break.
-    assert [(e.type, e.start, e.end) for e in note.entities] == [("Dose", 0, len(sentence)),
-                                                                ("Dose", len(text) - 7, len(text))]
-    assert note.sentences[0].pred_tags == ["B-Dose"] + ["I-Dose"] * (len(note.sentences[0].tokens) - 1)
-    # Windows or not, the words are tagged the same.
-    whole = predict_notes(model, wordpiece_tokenizer, {"doc": "aspirin 81 mg PO daily"})["doc"]
-    assert whole.entities[0].text == "aspirin 81 mg PO daily"
-
-
-def test_one_word_and_tiny_notes(crf):
-    model, tokenizer = crf
-    texts = {"one": "Aspirin", "dot": ".", "spaced": "\n\n   Heparin  \n", "empty": "", "blank": " \n\t "}
-    result = predict_notes(model, tokenizer, texts)
-    assert [s.tokens for s in result["one"].sentences] == [["Aspirin"]]
-    assert [s.tokens for s in result["spaced"].sentences] == [["Heparin"]]
-    assert result["empty"].sentences == [] and result["blank"].sentences == []
-    for document_id, note in result.items():
-        for entity in note.entities:
-            assert entity.text == texts[document_id][entity.start:entity.end]
-
-
-def test_crf_confidences_are_marginals_and_min_confidence_filters(crf):
-    model, tokenizer = crf
-    text = "She was started on lisinopril 10 mg PO daily for hypertension and developed a rash."
-    note = predict_notes(model, tokenizer, {"d": text})["d"]
-    sentence = note.sentences[0]
-    # The same numbers straight from the model: Viterbi tags and their marginals at first subwords.
-    encoding = tokenizer([sentence.tokens], is_split_into_words=True, return_tensors="pt")
-    word_ids = encoding.word_ids(0)
-    first = torch.tensor([[w is not None and (t == 0 or word_ids[t - 1] != w) for t, w in enumerate(word_ids)]])
-    with torch.no_grad():
-        outputs = model(**encoding, label_mask=first, return_marginals=True)
-    tags = outputs.decoded_tags[0][first[0]]
-    assert sentence.pred_tags == [model.config.id2label[int(t)] for t in tags]
-    assert sentence.confidences == pytest.approx(outputs.marginals[0][first[0]].gather(1, tags[:, None])[:, 0].tolist())
-    assert note.entities
-    assert all(e.confidence == pytest.approx(statistics.mean(e.word_confidences)) for e in note.entities)
-
-    texts = {f"n{i}": note.text for i, note in enumerate(generate_notes(2, seed=5, split="conf"))}
-    everything = NoteAnnotator(model, tokenizer)(list(texts.values()))
-    threshold = statistics.median(e.confidence for entities in everything for e in entities)
-    filtered = NoteAnnotator(model, tokenizer, min_confidence=threshold)(list(texts.values()))
-    assert filtered == [[e for e in entities if e.confidence >= threshold] for entities in everything]
-    assert 0 < sum(map(len, filtered)) < sum(map(len, everything))
-
-
-def test_linear_apt_model_gets_softmax_confidences(tmp_path, wordpiece_tokenizer):
-    from transformers import AutoModelForTokenClassification
-
-    labels = ["O", "B-Drug", "I-Drug"]
-    torch.manual_seed(0)
-    config = tiny_encoder_config("distilbert", num_labels=3, id2label=dict(enumerate(labels)),
-                                 label2id={label: i for i, label in enumerate(labels)})
-    AutoModelForTokenClassification.from_config(config).save_pretrained(tmp_path)
-    wordpiece_tokenizer.save_pretrained(tmp_path)
-    model, tokenizer = load_model_and_tokenizer(str(tmp_path))
-    assert not NoteAnnotator(model, tokenizer).is_crf
-    text = "Aspirin 81 mg PO daily, metoprolol tartrate 25 mg."
-    sentence = predict_notes(model, tokenizer, {"d": text})["d"].sentences[0]
-    encoding = tokenizer([sentence.tokens], is_split_into_words=True, return_tensors="pt")
-    word_ids = encoding.word_ids(0)
-    first = [t for t, w in enumerate(word_ids) if w is not None and (t == 0 or word_ids[t - 1] != w)]
-    with torch.no_grad():
-        probabilities = model(input_ids=encoding["input_ids"]).logits[0].softmax(-1)[first]
-    assert sentence.confidences == pytest.approx(probabilities.max(-1).values.tolist(), abs=1e-6)
-    assert sentence.pred_tags == [labels[i] for i in probabilities.argmax(-1).tolist()]
 
 
 def test_clinical_style_notes_not_from_the_sample(crf_dir, tmp_path):
@@ -566,33 +455,6 @@ def test_help_and_argument_checks(capsys, crf_dir, tmp_path):
         predict_notes(model, tokenizer, {"a": "Aspirin"}, max_seq_length=16, stride=14)
 
 
-def test_byte_level_bpe_model_gets_a_prefix_space(tmp_path):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import AutoTokenizer, RobertaTokenizerFast
-
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    backend.train_from_iterator(["Aspirin 81 mg PO daily for chest pain, heparin 5000 units SC q8h."] * 5,
-                                trainers.BpeTrainer(vocab_size=350, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
-                                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    RobertaTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                         unk_token="<unk>").save_pretrained(tmp_path)
-    assert needs_prefix_space(AutoTokenizer.from_pretrained(tmp_path))
-    torch.manual_seed(0)
-    config = CRFTokenClassificationConfig(encoder_config=tiny_encoder_config("roberta", vocab_size=len(backend.get_vocab())),
-                                          id2label=dict(enumerate(["O", "B-Drug", "I-Drug"])))
-    CRFForTokenClassification(config).save_pretrained(tmp_path)
-    model, tokenizer = load_model_and_tokenizer(str(tmp_path))
-    assert tokenizer.add_prefix_space and not needs_prefix_space(tokenizer)
-    assert max_input_length(model, tokenizer, 512) == 128  # 130 positions after the padding index
-    text = "Aspirin 81 mg PO daily for chest pain. " * 30
-    note = predict_notes(model, tokenizer, {"d": text}, max_seq_length=32, stride=8)["d"]
-    assert [(s, e) for x in note.sentences for s, e in zip(x.token_starts, x.token_ends)] == \
-           [(s, e) for _, s, e in tokenize_words(text)]
-    assert all(entity.text == text[entity.start:entity.end] for entity in note.entities)
-
-
 # ---------------------------------------------------------------------------------------------
 # Relations: --relations model|rule|auto (the relation model, the nearest-drug rule, or what won on validation)
 # ---------------------------------------------------------------------------------------------
@@ -820,7 +682,7 @@ def test_onnx_backend_links_with_the_rule_without_torch(crf_dir, relation_models
     out = tmp_path / "out"
     argv = ["--model_name_or_path", str(onnx_dir), "--backend", "onnx", "--relation_model_name_or_path",
             str(relation_models["rule"]), "--input_dir", str(relation_notes), "--output_dir", str(out)]
-    # As if torch were not installed (test_annotate_parallel's way): importing it fails, transformers sees none.
+    # As if torch were not installed (test_parallel_annotation's way): importing it fails, transformers sees none.
     script = "import sys\nsys.modules['torch'] = None\nimport annotate_notes\nsys.exit(annotate_notes.main(sys.argv[1:]))"
     result = subprocess.run([sys.executable, "-c", script, *argv], cwd=REPO_ROOT, env=CLI_ENV, capture_output=True,
                             text=True, timeout=600, stdin=subprocess.DEVNULL)
@@ -832,74 +694,3 @@ def test_onnx_backend_links_with_the_rule_without_torch(crf_dir, relation_models
     assert summary["relations_by"] == "rule" and summary["settings"]["backend"] == "onnx"
 
 
-def test_note_annotator_relations_choice(crf_dir, relation_models, monkeypatch):
-    """The Python API makes the same choice (choose_relations), and the linker builds the model's input
-    as training did (its input features)."""
-    from clinical_ner_crf.relation_linking import RelationLinker, RuleLinker, choose_relations
-    from clinical_ner_crf.command_line import UsageError
-    from clinical_ner_crf.relations import DEFAULT_SENTENCE_WINDOW, nearest_drug_rule
-
-    text = "Metoprolol 25 mg PO BID and lisinopril 10 mg PO daily. Aspirin 81 mg PO daily."
-    annotator = NoteAnnotator.from_pretrained(str(crf_dir), device="cpu",
-                                              relation_model_name_or_path=str(relation_models["rule"]))
-    assert isinstance(annotator.relation_linker, RuleLinker) and annotator.relation_linker.sentence_window == 1
-    assert "the rule scored 0.8123" in annotator.relation_linker.choice_reason
-    entities = annotator(text)
-    mentions = mentions_of(entities)
-    expected = {(c.type, mentions[c.attribute].id, mentions[c.drug].id) for c in nearest_drug_rule(text, mentions)}
-    medications = annotator.medications(text)
-    assert {(a["relation"], a["id"], r["id"]) for r in medications for a in r["attributes"]} == expected and expected
-    assert {a["relation_confidence"] for r in medications for a in r["attributes"]} == {1.0}
-
-    # rule: no relation model needed (the default window), or the relation model's window without its weights.
-    linker = NoteAnnotator.from_pretrained(str(crf_dir), device="cpu", relations="rule").relation_linker
-    assert isinstance(linker, RuleLinker) and linker.sentence_window == DEFAULT_SENTENCE_WINDOW
-    assert choose_relations("rule", str(relation_models["window0"])).sentence_window == 0
-    assert choose_relations("auto", str(relation_models["window0"])).by == "rule"
-    assert choose_relations("auto").by is None  # no relation model: no relations, as before
-
-    # model: the relation model, whatever won; its input features reach its input.
-    annotator = NoteAnnotator.from_pretrained(str(crf_dir), device="cpu", relations="model",
-                                              relation_model_name_or_path=str(relation_models["rule"]))
-    linker = annotator.relation_linker
-    assert isinstance(linker, RelationLinker) and linker.input_features == ("rule", "between")
-    seen = []
-    real = linker.probabilities
-    monkeypatch.setattr(linker, "probabilities", lambda inputs: seen.extend(inputs) or real(inputs))
-    assert annotator.medications(text)
-    assert seen and all(item.split(" ")[0] in ("[rule]", "[not-rule]") and item.split(" ")[1].startswith("[between-")
-                        for item in seen)
-
-    # Requests that cannot be met, before anything loads.
-    with pytest.raises(UsageError, match="--relations model needs"):
-        NoteAnnotator.from_pretrained(str(crf_dir), device="cpu", relations="model")
-    with pytest.raises(UsageError, match="--link_threshold is for the relation model"):
-        choose_relations("rule", str(relation_models["model"]), link_threshold=0.4)
-    with pytest.raises(UsageError, match="auto chose the nearest-drug rule"):
-        choose_relations("auto", str(relation_models["rule"]), link_threshold=0.4)
-    assert choose_relations("auto", str(relation_models["model"]), link_threshold=0.4).by == "model"
-    with pytest.raises(UsageError, match="--relations must be one of"):
-        choose_relations("nearest")
-    with pytest.raises(ValueError, match="not a run_re.py relation model"):
-        choose_relations("rule", str(crf_dir))
-
-
-def test_relation_linker_refuses_a_model_without_its_feature_tokens(crf_dir, relation_models, tmp_path):
-    """A config that lists input features needs their tokens in the tokenizer (run_re.py adds them)."""
-    from transformers import AutoModelForSequenceClassification
-
-    from clinical_ner_crf.relation_linking import RelationLinker
-    from clinical_ner_crf.relations import MARKER_TOKENS
-    from clinical_ner_crf.windows import load_tokenizer
-
-    model = AutoModelForSequenceClassification.from_pretrained(str(relation_models["rule"]))
-    markers_only = load_tokenizer(str(crf_dir))
-    markers_only.add_special_tokens({"additional_special_tokens": list(MARKER_TOKENS)},
-                                    replace_extra_special_tokens=False)
-    with pytest.raises(ValueError, match="6 tokens of its input features"):
-        RelationLinker(model, markers_only)
-    model.config.relation_input_features = []  # an earlier version's model: markers only, no features
-    assert RelationLinker(model, markers_only).input_features == ()
-    model.config.relation_input_features = ["rule", "distance"]
-    with pytest.raises(ValueError, match="does not know"):
-        RelationLinker(model, markers_only)

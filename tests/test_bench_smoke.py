@@ -16,7 +16,6 @@ from clinical_ner_crf.metrics import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_M
 from clinical_ner_crf.prediction_records import read_predictions
 from conftest import command
 
-
 evaluate_ablations = command("evaluate_ablations")  # the command, called in-process as from its command line
 prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
 

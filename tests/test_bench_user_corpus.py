@@ -12,7 +12,6 @@ import pytest
 from clinical_ner_crf.metrics import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1
 from conftest import command
 
-
 prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,6 @@ from clinical_ner_crf.tagging import bio_to_spans, split_sentences, tokenize_wor
 from clinical_ner_crf.windows import NerPipeline
 from conftest import LIBRARY, REPO_ROOT, command
 
-
 annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
 prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
 run_ner_crf = command("run_ner_crf")  # the command, called in-process as from its command line
@@ -244,7 +243,8 @@ def test_annotator_runs_without_datasets_or_the_training_script(crf_dir, tmp_pat
     script = (
         "import importlib.util, sys\n"
         "assert importlib.util.find_spec('datasets') is None and importlib.util.find_spec('run_ner_crf') is None\n"
-        "from annotate_notes import NoteAnnotator, main\n"
+        "from annotate_notes import main\n"
+        "from clinical_ner_crf.note_annotator import NoteAnnotator\n"
         f"entities = NoteAnnotator.from_pretrained({str(crf_dir)!r})({NOTES['crlf']!r})\n"
         f"code = main(['--model_name_or_path', {str(crf_dir)!r}, '--input_dir', {str(tmp_path / 'notes')!r},"
         f" '--output_dir', {str(tmp_path / 'out')!r}])\n"
@@ -267,7 +267,7 @@ def test_readme_python_snippets_run_as_written(crf_dir, tmp_path):
 
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     blocks = [block for block in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-              if "outputs/quickstart/model" in block and "outputs/quickstart/relations" not in block]  # those: test_relations
+              if "outputs/quickstart/model" in block and "outputs/quickstart/relations" not in block]  # those: test_run_re
     assert len(blocks) >= 2
     model_dir = tmp_path / "outputs" / "quickstart" / "model"
     model_dir.parent.mkdir(parents=True)

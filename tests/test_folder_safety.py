@@ -18,7 +18,6 @@ from clinical_ner_crf.folder_safety import (
     read_regular_file,
 )
 
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

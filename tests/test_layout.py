@@ -1,52 +1,119 @@
-"""The layout: every module imports, no import cycle, and each module depends only on what it says."""
+"""The layout: the top level holds the commands and modeling_crf.py, the library folder everything they share.
+
+No script imports a script (tests and bench/ neither: they call a command's ``main`` through ``command()``), there
+is no import cycle, each library module imports only what it says, every module has its test file, and the
+fact -> home table of docs/architecture.md is what the code imports.
+"""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from conftest import LIBRARY, REPO_ROOT
 
-from conftest import REPO_ROOT
+# The commands a user runs (README "Commands"), and the model file that travels to the Hub alone.
+COMMANDS = {"prepare_n2c2", "run_ner_crf", "evaluate_ablations", "run_re", "annotate_notes", "export_onnx",
+            "pretrain_mlm", "parameter_table"}
+MODEL_FILE = "modeling_crf"
+LIBRARY_DIR = REPO_ROOT / LIBRARY
+LIBRARY_MODULES = sorted(path.stem for path in LIBRARY_DIR.glob("*.py") if path.stem != "__init__")
 
-
-MODULES = sorted(path.stem for path in REPO_ROOT.glob("*.py"))
-# What each shared module may import from outside the standard library (docs/architecture.md).
+# What a library module may import from outside the standard library and the project.
 ALLOWED_THIRD_PARTY = {
     "tagging": {"tokenizers"},
-    "corpus_io": {"tqdm"},  # progress bars
-    "windows": {"torch", "transformers", "tqdm"},
-    "modeling_crf": {"torch", "torchcrf", "transformers"},
+    "windows": {"torch", "transformers", "tqdm"},  # copied beside every saved CRF model, with tagging.py
     "subwords": {"tokenizers", "transformers"},
-    "run_folders": {"torch", "transformers", "datasets", "huggingface_hub"},  # the allow-listed upload
     "relations": set(),  # no torch: bench/ uses it on its own
     "onnx_backend": {"numpy", "onnxruntime", "tqdm"},  # serving without torch
-    "folder_safety": set(),  # every script uses it, --help included: standard library only
-    "command_line": set(),
+    "folder_safety": set(),  # every command uses it, --help included: standard library only
+    # The same at import: transformers, torch and datasets only inside the functions of the training commands.
+    "command_line": {"transformers", "torch", "datasets"},
+    "files": set(),
+    "documents": set(),
+    "brat": {"tqdm"},  # progress bars
+    "conll": set(),
+    "label_maps": set(),
+    "corpus_formats": set(),
+    "prediction_records": set(),
     "significance": set(),  # the paired bootstrap: counts in, an interval out
+    "metrics": set(),
+    "durable_jsonl": set(),
+    "n2c2_scoring": set(),
+    "token_metrics": {"seqeval", "numpy", "sklearn"},  # seqeval checks the strict entity scores
+    "sentence_examples": set(),
+    "sampling": {"datasets"},  # sample_documents takes a datasets.Dataset
+    "synthetic_n2c2": set(),
+    "hub_upload": {"huggingface_hub", "transformers"},
 }
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Top-level names of every module a file imports, at any depth (function-level imports too)."""
+def python_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.py"))
+
+
+def tracked_top_level_python() -> set[str]:
+    listed = subprocess.run(["git", "ls-files", "*.py"], cwd=REPO_ROOT, capture_output=True, text=True)
+    if listed.returncode != 0:  # not a git checkout (a copied tree): what is on disk
+        return {path.stem for path in python_files(REPO_ROOT)}
+    return {Path(name).stem for name in listed.stdout.split() if "/" not in name}
+
+
+def imports_of(path: Path) -> set[str]:
+    """Project-level names of every module a file imports, at any depth (function-level imports too): a library
+    module as ``clinical_ner_crf.NAME``, anything else by its top-level name."""
+    in_library = path.parent == LIBRARY_DIR
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-        elif isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
-            names.add(node.module.split(".")[0])  # `from .tagging import` inside a saved model folder
+            names.update(alias.name if alias.name.startswith(LIBRARY + ".") else alias.name.split(".")[0]
+                         for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 1 and in_library:
+                base = f"{LIBRARY}.{node.module}" if node.module else LIBRARY
+            elif node.level == 0:
+                base = node.module
+            else:
+                continue
+            if base == LIBRARY:  # from clinical_ner_crf import brat, files
+                names.update(f"{LIBRARY}.{alias.name}" for alias in node.names)
+            elif base.startswith(LIBRARY + "."):
+                names.add(base)
+            else:
+                names.add(base.split(".")[0])
     return names
 
 
+def module_name(path: Path) -> str:
+    return f"{LIBRARY}.{path.stem}" if path.parent == LIBRARY_DIR else path.stem
+
+
 def project_graph() -> dict[str, set[str]]:
-    return {name: imported_modules(REPO_ROOT / f"{name}.py") & set(MODULES) - {name} for name in MODULES}
+    """Commands, modeling_crf and library modules -> the project modules each imports."""
+    files = [REPO_ROOT / f"{name}.py" for name in sorted(COMMANDS | {MODEL_FILE})]
+    files += [LIBRARY_DIR / f"{name}.py" for name in LIBRARY_MODULES]
+    project = {module_name(path) for path in files}
+    return {module_name(path): (imports_of(path) & project) - {module_name(path)} for path in files}
 
 
-def test_the_expected_modules_exist():
-    assert {"tagging", "corpus_io", "windows", "modeling_crf", "prepare_n2c2", "run_ner_crf", "evaluate_ablations",
-            "annotate_notes", "synthetic_n2c2", "parameter_table", "subwords", "run_folders", "pretrain_mlm", "relations", "run_re", "folder_safety", "command_line"} <= set(MODULES)
+def test_the_top_level_holds_the_commands_and_the_model_file():
+    assert tracked_top_level_python() == COMMANDS | {MODEL_FILE}
+    assert (LIBRARY_DIR / "__init__.py").is_file() and not [path for path in LIBRARY_DIR.iterdir() if path.is_dir()
+                                                              and path.name != "__pycache__"], "one flat folder"
+
+
+def test_no_script_imports_a_script():
+    """Commands, the library, tests and bench/ import no command (tests and bench/ run a command's main through
+    conftest.command / common.command, or in a process of its own)."""
+    offenders = []
+    for folder in (REPO_ROOT, LIBRARY_DIR, REPO_ROOT / "tests", REPO_ROOT / "bench"):
+        for path in python_files(folder):
+            if path.name == "test_layout.py":
+                continue
+            imported = imports_of(path) & COMMANDS - {path.stem}
+            offenders += [f"{path.relative_to(REPO_ROOT)} imports {name}" for name in sorted(imported)]
+    assert not offenders
 
 
 def test_no_import_cycle():
@@ -64,34 +131,42 @@ def test_no_import_cycle():
         path.pop()
         done.add(name)
 
-    for name in MODULES:
+    for name in graph:
         visit(name)
 
 
 def test_modules_depend_only_on_what_they_say():
     graph = project_graph()
-    assert graph["modeling_crf"] == set(), "modeling_crf.py travels to the Hub alone"
-    assert graph["tagging"] == set()
-    assert graph["corpus_io"] == {"tagging", "folder_safety"}
-    assert graph["folder_safety"] == {"command_line"} and graph["command_line"] == set()
-    assert graph["windows"] == {"tagging"}
-    assert graph["relations"] == {"tagging", "corpus_io"}
-    assert "run_ner_crf" not in graph["run_re"], "the relation script stands beside the NER one, not on it"
-    assert "run_ner_crf" not in graph["annotate_notes"] and "prepare_n2c2" not in graph["annotate_notes"]
+    assert graph[MODEL_FILE] == set(), "modeling_crf.py travels to the Hub alone"
+    assert graph[f"{LIBRARY}.tagging"] == set()
+    assert graph[f"{LIBRARY}.windows"] == {f"{LIBRARY}.tagging"}, "windows.py travels with tagging.py alone"
+    assert graph[f"{LIBRARY}.command_line"] == set()
+    assert graph[f"{LIBRARY}.folder_safety"] == {f"{LIBRARY}.command_line"}
+    for name in LIBRARY_MODULES:
+        assert not graph[f"{LIBRARY}.{name}"] & COMMANDS, f"{name} imports a command"
     for name, allowed in ALLOWED_THIRD_PARTY.items():
-        third_party = {module for module in imported_modules(REPO_ROOT / f"{name}.py")
-                       if module not in sys.stdlib_module_names and module not in MODULES and module != "__future__"}
+        third_party = {module for module in imports_of(LIBRARY_DIR / f"{name}.py")
+                       if module not in sys.stdlib_module_names and not module.startswith(LIBRARY)
+                       and module not in ("__future__", MODEL_FILE)}
         assert third_party <= allowed, f"{name}.py imports {sorted(third_party - allowed)}"
+
+
+def test_every_library_module_and_command_has_its_test_file():
+    tests = {path.stem for path in python_files(REPO_ROOT / "tests")}
+    missing = sorted(f"test_{name}.py" for name in [*LIBRARY_MODULES, *COMMANDS, MODEL_FILE]
+                     if f"test_{name}" not in tests)
+    assert not missing
 
 
 def test_every_module_imports_on_its_own():
     """Each module imports with none of the others imported before it (one process; the project's modules
     are forgotten between imports, third-party ones are kept to spare the time)."""
+    modules = sorted(project_graph())
     code = (
         "import importlib, sys\n"
-        f"modules = {MODULES!r}\n"
+        f"modules = {modules!r}\n"
         "for module in modules:\n"
-        "    for name in modules:\n"
+        f"    for name in [name for name in sys.modules if name in modules or name.startswith({LIBRARY!r})]:\n"
         "        sys.modules.pop(name, None)\n"
         "    importlib.import_module(module)\n"
         "print('ok')\n"
@@ -101,35 +176,58 @@ def test_every_module_imports_on_its_own():
 
 
 def test_preparing_data_does_not_import_the_deep_learning_stack():
-    """prepare_n2c2 (and the word splitter) import in milliseconds: no torch, transformers or datasets at import."""
-    code = ("import sys, prepare_n2c2, tagging, corpus_io\n"
+    """prepare_n2c2 (and the word splitter, the readers) import in milliseconds: no torch, transformers or datasets."""
+    code = (f"import sys, prepare_n2c2, {LIBRARY}.tagging, {LIBRARY}.brat, {LIBRARY}.command_line\n"
             "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
 
 
-def test_readme_says_which_files_each_script_needs():
-    """The README's table equals what each script imports, directly or through another project file."""
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("| script | needs |"):].split("\n\n")[0].splitlines()[2:]
-    stated = {}
-    for row in table:
-        script, needs = (cell.strip() for cell in row.strip("|").split("|"))
-        stated[script.strip("`").removesuffix(".py")] = {name.strip(" `").removesuffix(".py")
-                                                         for name in needs.split(",")}
-    graph = project_graph()
+def architecture_table() -> list[tuple[str, str, str]]:
+    """(fact, home, imported by) rows of docs/architecture.md's fact -> home table."""
+    text = (REPO_ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = text[text.index("| fact | home | imported by |"):].split("\n\n")[0].splitlines()[2:]
+    rows = []
+    for line in table:
+        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        assert len(cells) == 3, line
+        rows.append((cells[0], cells[1], cells[2]))
+    return rows
 
-    def closure(name, seen=None):
-        seen = set() if seen is None else seen
-        for dependency in graph[name]:
-            if dependency not in seen:
-                seen.add(dependency)
-                closure(dependency, seen)
-        return seen
 
-    scripts = {"prepare_n2c2", "run_ner_crf", "evaluate_ablations", "annotate_notes", "parameter_table", "synthetic_n2c2",
-               "pretrain_mlm", "run_re", "export_onnx"}
-    assert set(stated) == scripts
-    for script in scripts:
-        assert stated[script] == closure(script), script
+def importers() -> dict[str, list[str]]:
+    """Project module -> the commands and library modules that import it, as the table writes them."""
+    by = {}
+    for module, imported in project_graph().items():
+        for name in imported:
+            by.setdefault(name, []).append(module.removeprefix(LIBRARY + "."))
+    return {name: sorted(modules, key=lambda module: (module not in COMMANDS, module)) for name, modules in by.items()}
+
+
+def test_the_architecture_table_names_every_module_once_and_says_who_imports_it():
+    """Each row's home is one module; every library module (and modeling_crf.py) is a home; the "imported by" column
+    is exactly the commands and library modules that import the home (tests and bench/ not counted)."""
+    rows = architecture_table()
+    homes = [re.fullmatch(r"`([\w/]+)\.py`", home).group(1) for _, home, _ in rows]
+    assert sorted(homes) == sorted([f"{LIBRARY}/{name}" for name in LIBRARY_MODULES if name != "__init__"]
+                                   + [MODEL_FILE])
+    expected = importers()
+    wrong = []
+    for (_, _, stated), home in zip(rows, homes):
+        module = home.replace("/", ".")
+        want = ", ".join(f"`{name}`" for name in expected.get(module, [])) or "—"
+        if stated != want:
+            wrong.append(f"{home}: table says {stated!r}, the code: {want!r}")
+    assert not wrong, "\n".join(wrong)
+
+
+if __name__ == "__main__":  # python tests/test_layout.py: rewrite the "imported by" column from the code
+    path = REPO_ROOT / "docs" / "architecture.md"
+    text = path.read_text(encoding="utf-8")
+    by = importers()
+    for fact, home, stated in architecture_table():
+        module = re.fullmatch(r"`([\w/]+)\.py`", home).group(1).replace("/", ".")
+        column = ", ".join(f"`{name}`" for name in by.get(module, [])) or "—"
+        text = text.replace(f"| {fact} | {home} | {stated} |", f"| {fact} | {home} | {column} |")
+    path.write_text(text, encoding="utf-8")

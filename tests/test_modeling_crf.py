@@ -18,7 +18,6 @@ from modeling_crf import (
     crf_log_partition, crf_marginals, crf_viterbi,
 )
 
-
 LABELS = ["O", "B-Drug", "I-Drug", "B-Dose", "I-Dose"]
 O, B_DRUG, I_DRUG, B_DOSE, I_DOSE = range(5)
 SENTENCE = "Aspirin 81 mg PO daily, metoprolol tartrate."

@@ -6,11 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from clinical_ner_crf import tagging
-from clinical_ner_crf.label_maps import resolve_labels
 from clinical_ner_crf.sampling import all_o_share, downsample_plain
 from conftest import command
-
 
 p = command("prepare_n2c2")  # the command, called in-process as from its command line
 
@@ -47,13 +44,6 @@ def phee_build(phee_dir, tmp_path_factory):
         "--test_dir", str(phee_dir / "test"), "--label_map", str(LABEL_MAP), "--output_dir", str(output_dir),
     ])
     return output_dir, stats
-
-
-def test_label_map_file_is_the_documented_one():
-    assert json.loads(LABEL_MAP.read_text()) == {
-        "Drug": "Drug", "Dosage": "Dosage", "Route": "Route", "Freq": "Frequency", "Duration": "Duration",
-        "Treat-Disorder": "Reason", "Effect": "ADE"}
-    assert resolve_labels(json.loads(LABEL_MAP.read_text())) == tagging.N2C2_LABELS
 
 
 def test_b_tags_equal_ann_entities_minus_dropped(phee_dir, phee_build):

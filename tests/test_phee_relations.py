@@ -18,7 +18,6 @@ from clinical_ner_crf.n2c2_scoring import score_entities
 from clinical_ner_crf.tagging import N2C2_RELATION_TYPES
 from conftest import command
 
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 

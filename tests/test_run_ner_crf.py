@@ -16,7 +16,6 @@ from clinical_ner_crf.model_cards import CARD_EXAMPLE
 from clinical_ner_crf.sampling import sample_documents
 from conftest import REPO_ROOT, command, hub_uploaded_files
 
-
 run_ner_crf = command("run_ner_crf")  # the command, called in-process as from its command line
 
 TEST_F1 = f"test_{STRICT_MICRO_F1}"
@@ -96,7 +95,7 @@ def test_crf_run_learns_and_writes_its_outputs(synthetic_dataset, tmp_path):
     assert "AutoModelForTokenClassification" in config["auto_map"]
     assert (output_dir / "modeling_crf.py").is_file()
     # The pipeline of pipeline(model=output_dir, trust_remote_code=True) travels beside the model.
-    assert config["custom_pipelines"]["token-classification"]["impl"] == "clinical_ner_crf.windows.NerPipeline"
+    assert config["custom_pipelines"]["token-classification"]["impl"] == "windows.NerPipeline"
     assert (output_dir / "windows.py").is_file() and (output_dir / "tagging.py").is_file()
     # The saved tokenizer says what the encoder takes (max_position_embeddings=256), not its default 512.
     assert json.loads((output_dir / "tokenizer_config.json").read_text())["model_max_length"] == 256

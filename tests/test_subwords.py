@@ -12,7 +12,7 @@ from clinical_ner_crf.subwords import (
     SPECIAL_TOKENS, VOCABULARY_SOURCE_KEY, base_alphabet, train_subword_tokenizer, vocabulary_report,
 )
 from conftest import REPO_ROOT
-
+from test_pretrain_mlm import words  # noqa: F401 (fixtures)
 
 # A tiny training text with none of the characters below but letters, digits and a full stop.
 TINY_TEXT = [["Patient", "was", "given", "aspirin", "81", "mg", "daily", "."],
@@ -89,7 +89,7 @@ def test_a_learned_vocabulary_is_marked_and_its_description_holds_no_word(tiny_v
 def test_the_vocabulary_with_its_alphabet_is_the_same_in_every_process(tmp_path):
     code = ("import sys\n"
             f"sys.path.insert(0, {str(REPO_ROOT)!r})\n"
-            "from subwords import train_subword_tokenizer\n"
+            "from clinical_ner_crf.subwords import train_subword_tokenizer\n"
             f"train_subword_tokenizer({TINY_TEXT!r} * 5, vocab_size=400, min_frequency=1).save_pretrained(sys.argv[1])\n")
     digests = set()
     for index in range(2):
@@ -98,3 +98,18 @@ def test_the_vocabulary_with_its_alphabet_is_the_same_in_every_process(tmp_path)
                        env={**os.environ, "PYTHONHASHSEED": str(index + 11)})  # different string hashing
         digests.add(hashlib.sha256((folder / "tokenizer.json").read_bytes()).hexdigest())
     assert len(digests) == 1
+
+
+def test_the_vocabulary_is_a_wordpiece_of_at_most_the_size_asked(words):
+    train, test = words
+    tokenizer = train_subword_tokenizer(train, vocab_size=400, min_frequency=2)  # 291 of them: the base alphabet
+    assert len(tokenizer) == 400
+    vocab = tokenizer.get_vocab()
+    assert any(piece.startswith(CONTINUATION) for piece in vocab) and "[UNK]" in vocab
+    # Every character of the training words is in the vocabulary, so no training word is unknown.
+    assert vocabulary_report(tokenizer, train)["unknown_rate"] == 0.0
+    report = vocabulary_report(tokenizer, test)
+    assert 1.0 <= report["pieces_per_word"] < 3 and report["unknown_rate"] < 0.01
+    # A larger size gives longer pieces; a size the corpus cannot fill stops at what it has.
+    larger = train_subword_tokenizer(train, vocab_size=100_000)
+    assert len(larger) < 100_000 and vocabulary_report(larger, test)["pieces_per_word"] < report["pieces_per_word"]

@@ -14,18 +14,16 @@ import pytest
 
 from clinical_ner_crf import brat, synthetic_n2c2, tagging
 from clinical_ner_crf.command_line import UsageError
-from clinical_ner_crf.n2c2_scoring import document_relations
 from clinical_ner_crf.relations import candidate_pairs, candidate_recall
 from clinical_ner_crf.sampling import all_o_share
 from clinical_ner_crf.sentence_examples import (
-    DROP_CATEGORIES, RELATION_DROP_REASONS, document_to_examples, relation_cases,
+    DROP_CATEGORIES, RELATION_DROP_REASONS, document_to_examples, kept_relations, relation_cases,
 )
 from clinical_ner_crf.synthetic_n2c2 import (
     DRUGS, FREQUENCIES, HARD_LIST_MIX, HARD_NARRATIVE_MIX, ROUTE_VARIANTS, SYNTHETIC_HEADER, TOXICITY_DRUGS,
     _vocabulary, generate_notes, write_notes, write_synthetic_corpus,
 )
 from conftest import command
-
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "bench"))
@@ -73,7 +71,7 @@ def relation_counts(converted):
     counts = Counter()
     for doc in documents:
         rows, _, kept = document_to_examples(doc, tagging.N2C2_LABELS, return_entities=True)
-        relations, doc_counts = document_relations(doc, kept)
+        relations, doc_counts = kept_relations(doc, kept)
         counts.update(doc_counts)
         counts.update(relation_cases(doc.text, [e for i, e in kept.items() if e["id"] == i], relations, rows))
     return counts
@@ -281,7 +279,7 @@ def prepared_documents(notes, folder: Path) -> list[dict]:
     prepared = []
     for doc in documents:
         _, _, kept = document_to_examples(doc, tagging.N2C2_LABELS, return_entities=True)
-        relations, _ = document_relations(doc, kept)
+        relations, _ = kept_relations(doc, kept)
         prepared.append({"document_id": doc.doc_id, "text": doc.text, "relations": relations,
                          "entities": [entity for source, entity in kept.items() if entity["id"] == source]})
     return prepared
@@ -317,7 +315,7 @@ def test_hard_notes_deterministic_marked_and_apart(hard_notes):
         assert note.text.startswith(SYNTHETIC_HEADER + "\n") and note.doc_id.startswith("synthetic-hard-test-")
     assert not {note.text for note in hard_notes} & {note.text for note in generate_notes(60, seed=11, split="test")}
     # The same notes in another process, whatever its hash seed (string seeds only).
-    code = ("import hashlib, json, synthetic_n2c2 as s; h = hashlib.sha256()\n"
+    code = ("import hashlib, json, clinical_ner_crf.synthetic_n2c2 as s; h = hashlib.sha256()\n"
             "for n in s.generate_notes(4, seed=11, split='test', hard=True): "
             "h.update(json.dumps([n.doc_id, n.text, n.entities, n.relations]).encode())\n"
             "print(h.hexdigest())")

@@ -16,7 +16,7 @@ import pytest
 from clinical_ner_crf.command_line import UsageError
 from clinical_ner_crf.metrics import STRICT_MICRO_F1
 from clinical_ner_crf.model_cards import default_model_label
-from conftest import REPO_ROOT, build_wordpiece_tokenizer, command, hub_uploaded_files
+from conftest import LIBRARY, REPO_ROOT, build_wordpiece_tokenizer, command, hub_uploaded_files
 from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, read_jsonl, run, synthetic_dataset  # noqa: F401
 
 prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
@@ -380,7 +380,7 @@ def test_every_pinned_runtime_requirement_is_used():
     import ast
 
     imported = set()
-    for path in REPO_ROOT.glob("*.py"):
+    for path in [*REPO_ROOT.glob("*.py"), *(REPO_ROOT / LIBRARY).glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 imported.update(alias.name.split(".")[0] for alias in node.names)

@@ -4,7 +4,8 @@ import random
 
 import pytest
 
-from clinical_ner_crf.windows import encode_word_windows, merge_window_predictions, word_windows
+from clinical_ner_crf.windows import encode_word_windows, merge_window_predictions, predict_notes, word_windows
+from test_annotate_notes import constant_crf
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -97,3 +98,19 @@ def test_a_word_the_tokenizer_drops_still_gets_a_position(wordpiece_tokenizer):
     assert sorted(set(rows["word_index"][0]) - {-1}) == [0, 1, 2]
     merged = merge_window_predictions(rows, [[max(x, 0) for x in rows["labels"][0]]], [[1.0] * 5], [3])
     assert merged[0][0] == [1, 0, 0]
+
+
+def test_entity_longer_than_a_window_is_merged_whole(wordpiece_tokenizer):
+    model = constant_crf()
+    sentence = " ".join(["aspirin", "81", "mg", "PO", "daily"] * 60)
+    text = f"{sentence}\n\nHeparin"
+    notes = predict_notes(model, wordpiece_tokenizer, {"doc": text}, max_seq_length=24, stride=6, batch_size=7)
+    note = notes["doc"]
+    assert note.sentences[0].num_windows > 10
+    # The CRF path is one Dose entity per sentence; windows hand over inside it without a break.
+    assert [(e.type, e.start, e.end) for e in note.entities] == [("Dose", 0, len(sentence)),
+                                                                ("Dose", len(text) - 7, len(text))]
+    assert note.sentences[0].pred_tags == ["B-Dose"] + ["I-Dose"] * (len(note.sentences[0].tokens) - 1)
+    # Windows or not, the words are tagged the same.
+    whole = predict_notes(model, wordpiece_tokenizer, {"doc": "aspirin 81 mg PO daily"})["doc"]
+    assert whole.entities[0].text == "aspirin 81 mg PO daily"

@@ -19,7 +19,6 @@ from clinical_ner_crf.folder_safety import MANIFEST_FILE
 from conftest import REPO_ROOT, command, tiny_encoder_config
 from test_annotate_notes import train_tiny_crf, write_txt
 
-
 annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
 export_onnx = command("export_onnx")  # the command, called in-process as from its command line
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from clinical_ner_crf.command_line import UsageError
 from clinical_ner_crf.files import EXPORT_INFO_FILE, RUN_ARGS_FILE, RUN_INFO_FILE
 from clinical_ner_crf.hub_upload import (
     HUB_UPLOAD_PATTERNS, check_vocabulary_upload, corpus_vocabulary_evidence, push_model_to_hub, vocabulary_from_corpus,
 )
-from clinical_ner_crf.run_folders import UsageError
 from clinical_ner_crf.subwords import CORPUS_VOCABULARY_MARK, VOCABULARY_SOURCE_KEY, mark_corpus_vocabulary
 from conftest import REPO_ROOT, build_wordpiece_tokenizer, command, tiny_encoder_config
 from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, run, synthetic_dataset  # noqa: F401

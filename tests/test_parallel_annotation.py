@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from clinical_ner_crf.files import process_part_name
-from clinical_ner_crf.folder_annotation import _JSONL_FILES, _compact_outputs, split_notes
+from clinical_ner_crf.folder_annotation import JSONL_FILES, compact_outputs, split_notes
 from clinical_ner_crf.folder_safety import MANIFEST_FILE
 from clinical_ner_crf.synthetic_n2c2 import generate_notes
 from conftest import REPO_ROOT, command
-from test_annotate_interruptions import by_document, crf_dir, read_records  # noqa: F401 (crf_dir: a fixture)
+from test_folder_annotation import by_document, crf_dir, read_records  # noqa: F401 (crf_dir: a fixture)
 from test_annotate_notes import write_txt
 
 annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
@@ -187,8 +187,8 @@ def test_merging_parts_keeps_only_the_new_records_of_notes_written_again(tmp_pat
     (out / process_part_name("annotated.jsonl", 1)).write_text(json.dumps({"document_id": "c", "ann": True}) + "\n")
     for document in "abc":
         (out / f"{document}.ann").write_text("")
-    repairs = {name: Counter() for name in _JSONL_FILES}
-    _compact_outputs(out, {}, repairs)
+    repairs = {name: Counter() for name in JSONL_FILES}
+    compact_outputs(out, {}, repairs)
     assert [json.loads(text) for text in (out / "entities.jsonl").read_text().splitlines()] == [
         {"document_id": "b", "id": "T1"}, {"document_id": "c", "id": "T1"}, {"document_id": "c", "id": "T2"}]
     assert repairs["entities.jsonl"] == {"superseded_records": 4, "malformed_lines": 1}

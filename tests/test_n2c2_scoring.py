@@ -1,4 +1,4 @@
-"""Hand-counted checks of the relation scorer (evaluate_ablations.py: n2c2-2018 official-script semantics).
+"""clinical_ner_crf/n2c2_scoring.py: entities and relations scored as the official n2c2 script scores them, checked by hand.
 
 A relation is ``(type, arg1, arg2)``, each argument its entity's ``(type, first start, last end)``; Arg1 is the
 attribute, Arg2 the drug. Strict: same relation type, arguments equal (entity type, start and end); lenient: same
@@ -6,18 +6,18 @@ relation type, arguments of the same entity type that overlap. Matching pares do
 """
 
 import json
+import random
 
 import pytest
 
 from clinical_ner_crf.brat import read_brat_document, write_brat_ann
 from clinical_ner_crf.documents import BratDocument, BratEntity, BratFormatError, BratRelation
-from clinical_ner_crf.files import REPORT_JSON_FILE, REPORT_MARKDOWN_FILE
 from clinical_ner_crf.n2c2_scoring import (
     RELATION_SETTINGS, document_relations, match_relation_counts, score_brat_folders, score_relations,
 )
-from clinical_ner_crf.tagging import N2C2_RELATION_TYPES
-from conftest import command
-
+from clinical_ner_crf.tagging import N2C2_RELATION_TYPES, bio_to_char_spans, tokenize_words
+from clinical_ner_crf.token_metrics import entity_scores
+from conftest import assert_plain, command
 
 main = command("evaluate_ablations").main
 
@@ -264,29 +264,6 @@ INVALID = [("R2\tStrength-Drug Arg1:T2 Arg2:T2\n", "self_relation", "Arg1 and Ar
            ("R2\tDosage-Drug Arg1:T2 Arg2:T1\n", "relation_argument_type", "Arg1 T2 is a Strength, but Dosage-Drug")]
 
 
-@pytest.mark.parametrize("line, kind, fragment", INVALID, ids=[kind for _, kind, _ in INVALID])
-def test_a_gold_relation_that_cannot_be_right_is_an_error_naming_file_and_line(tmp_path, capsys, line, kind, fragment):
-    gold, pred = tmp_path / "gold", tmp_path / "pred"
-    gold.mkdir()
-    pred.mkdir()
-    (gold / "doc2.txt").write_text(DOC2)
-    (gold / "doc2.ann").write_text(DOC2_GOLD + line)
-    (pred / "doc2.ann").write_text(DOC2_GOLD)
-    with pytest.raises(BratFormatError) as info:
-        score_brat_folders(gold, pred)
-    assert (info.value.path, info.value.line, info.value.kind) == (str(gold / "doc2.ann"), 4, kind)
-    assert str(info.value).startswith(f"{gold / 'doc2.ann'}:4: relation R2: ") and fragment in str(info.value)
-    # The command line: one line naming file and line, exit status 1 (bad data), no report written.
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--gold_brat", str(gold), "--pred_brat", str(pred), "--output_dir", str(tmp_path / "out")])
-    assert exit_info.value.code == 1
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "Metoprolol" not in err
-    (error_line,) = [text for text in err.splitlines() if "error:" in text]
-    assert error_line.startswith(f"evaluate_ablations.py: error: {gold / 'doc2.ann'}:4: relation R2: ")
-    assert not (tmp_path / "out").exists()
-
-
 def test_predicted_relations_that_cannot_be_right_are_false_positives_and_listed(tmp_path):
     gold, pred = tmp_path / "gold", tmp_path / "pred"
     gold.mkdir()
@@ -390,40 +367,189 @@ def test_score_relations_api():
 # ---------------------------------------------------------------------------
 
 
-def test_cli_relations_in_report_json_and_markdown(relation_folders, tmp_path):
-    gold, pred = relation_folders
-    out = tmp_path / "report"
-    main(["--gold_brat", str(gold), "--pred_brat", str(pred), "--output_dir", str(out)])
-    report = json.loads((out / REPORT_JSON_FILE).read_text())
-    assert counts(report["relations"]["strict"]) == EXPECTED_STRICT
-    markdown = (out / REPORT_MARKDOWN_FILE).read_text()
-    assert "# n2c2-2018 official-style relation scores, end to end" in markdown
-    assert "| Relation | Strict P | Strict R | Strict F1 | Lenient P | Lenient R | Lenient F1 | Gold |" in markdown
-    assert "| Strength-Drug | 0.7500 | 0.6000 | 0.6667 | 1.0000 | 0.8000 | 0.8889 | 5 |" in markdown
-    assert "| Dosage-Drug | 0.0000 | 0.0000 | 0.0000 | 0.0000 | 0.0000 | 0.0000 | 0 |" in markdown
-    assert "| **Overall (micro)** | 0.4286 | 0.3750 | 0.4000 | 0.5714 | 0.5000 | 0.5333 | 8 |" in markdown
-    assert "| **micro** | 3 | 4 | 5 | 4 | 3 | 4 |" in markdown  # the counts table
-    assert "8 gold and 7 predicted relations; 2 predicted relations have an argument that matches no gold " \
-           "entity" in markdown
-    assert "Exact duplicate relations (same type and arguments in one note) counted once: 0 gold, 2 predicted." \
-        in markdown
-    assert "Predicted relations that cannot be right, scored as false positives: 2 (relation_argument_type 1, " \
-           "reversed_relation 1;" in markdown
-    # The entity report comes first, unchanged in form.
-    assert markdown.index("official-style entity scores") < markdown.index("official-style relation scores")
-
-    out2 = tmp_path / "report-gold-entities"
-    report2 = main(["--gold_brat", str(gold), "--pred_brat", str(pred), "--output_dir", str(out2),
-                    "--relation_setting", "gold_entities"])
-    assert report2["relations"]["setting"] == "gold_entities"
-    assert "relation scores, on gold entities" in (out2 / REPORT_MARKDOWN_FILE).read_text()
-    assert counts(report2["relations"]["strict"]) == EXPECTED_STRICT  # a label only
+def test_brat_strict_and_lenient_by_hand(brat_folders):
+    report = score_brat_folders(*brat_folders)
+    assert report["num_documents"] == 3
+    assert report["missing_predictions"] == ["doc3"]
+    assert report["unmatched_predictions"] == ["extra"]
+    strict, lenient = report["strict"], report["lenient"]
+    # Strict. Drug: aspirin, morphine right; heparin missed. Strength: 81 / mg both wrong.
+    # Route PO predicted Form. Frequency: daily right, its exact duplicate counted once. Reason missed.
+    # ADE: discontinuous spans collapse to 12..31 on both sides, a match. Problem: extra type.
+    expected_strict = {"Drug": (2, 0, 1), "Reason": (0, 0, 1), "Route": (0, 0, 1), "Strength": (0, 2, 1),
+                       "Form": (0, 1, 0), "Frequency": (1, 0, 0), "ADE": (1, 0, 0), "Problem": (0, 1, 0)}
+    assert {t: (r["tp"], r["fp"], r["fn"]) for t, r in strict["per_type"].items()} == expected_strict
+    assert list(strict["per_type"]) == list(expected_strict)  # paper order, then others
+    assert strict["micro"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 8, "tp": 4, "fp": 4, "fn": 4}
+    assert strict["per_type"]["Drug"]["f1"] == approx(0.8)
+    # Lenient: "81" overlaps "81 mg" (found), "mg" on the same gold span is dropped.
+    assert (lenient["per_type"]["Strength"]["tp"], lenient["per_type"]["Strength"]["fp"]) == (1, 0)
+    assert (lenient["micro"]["tp"], lenient["micro"]["fp"], lenient["micro"]["fn"]) == (5, 2, 3)
+    assert lenient["micro"]["precision"] == approx(5 / 7)
+    assert lenient["micro"]["recall"] == approx(5 / 8)
+    assert lenient["micro"]["f1"] == approx(2 / 3)
+    assert_plain(report)
 
 
-def test_cli_rejects_an_unknown_relation_setting(relation_folders, tmp_path, capsys):
-    gold, pred = relation_folders
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--gold_brat", str(gold), "--pred_brat", str(pred), "--output_dir", str(tmp_path / "out"),
-              "--relation_setting", "pipeline"])
-    assert exit_info.value.code == 2
-    assert "--relation_setting" in capsys.readouterr().err
+def test_brat_malformed_prediction_lines_are_skipped_and_listed(brat_folders):
+    gold, pred = brat_folders
+    (pred / "doc1.ann").write_text(DOC1_PRED + "T7\tDrug 40 30\treversed\nT8 no tabs here\n")
+    report = score_brat_folders(gold, pred)
+    assert [(s["document"], s["line"]) for s in report["skipped_prediction_lines"]] == [("doc1", 7), ("doc1", 8)]
+    assert report["strict"]["micro"]["tp"] == 4 and report["strict"]["micro"]["fp"] == 4
+    assert "reversed" not in json.dumps(report)
+    (gold / "doc1.ann").write_text(DOC1_GOLD + "T9 broken\n")
+    with pytest.raises(BratFormatError, match="doc1.ann:8"):
+        score_brat_folders(gold, pred)
+
+
+def test_brat_entity_type_filter(brat_folders):
+    report = score_brat_folders(*brat_folders, entity_types=["Drug"])
+    assert list(report["strict"]["per_type"]) == ["Drug"]
+    assert report["strict"]["micro"]["tp"] == 2 and report["strict"]["micro"]["fn"] == 1
+
+
+def test_a_predicted_duplicate_counts_once_right_or_wrong(tmp_path):
+    # Gold: aspirin (Drug), 81 mg (Strength). Predicted: aspirin twice (right), 81 twice (wrong strict, overlapping
+    # lenient), PO as Route twice (no gold: wrong in both modes).
+    gold, pred = tmp_path / "gold", tmp_path / "pred"
+    gold.mkdir()
+    pred.mkdir()
+    (gold / "doc1.txt").write_text(DOC1_TEXT)
+    (gold / "doc1.ann").write_text("T1\tDrug 0 7\taspirin\nT2\tStrength 8 13\t81 mg\n")
+    (pred / "doc1.ann").write_text("T1\tDrug 0 7\taspirin\nT2\tStrength 8 10\t81\nT3\tDrug 0 7\taspirin\n"
+                                   "T4\tRoute 14 16\tPO\nT5\tStrength 8 10\t81\nT6\tRoute 14 16\tPO\n")
+    report = score_brat_folders(gold, pred)
+    # By hand, counting each distinct span once. Strict: Drug tp 1; Strength 81 fp 1, 81 mg fn 1; Route fp 1.
+    strict = {t: (r["tp"], r["fp"], r["fn"]) for t, r in report["strict"]["per_type"].items()}
+    assert strict == {"Drug": (1, 0, 0), "Strength": (0, 1, 1), "Route": (0, 1, 0)}
+    assert report["strict"]["micro"]["precision"] == approx(1 / 3) and report["strict"]["micro"]["recall"] == 0.5
+    # Lenient: 81 overlaps 81 mg (tp); Route PO fp once, not twice.
+    lenient = {t: (r["tp"], r["fp"], r["fn"]) for t, r in report["lenient"]["per_type"].items()}
+    assert lenient == {"Drug": (1, 0, 0), "Strength": (1, 0, 0), "Route": (0, 1, 0)}
+    assert report["duplicate_entities"] == {"gold": 0, "pred": 3}
+    assert report["num_pred_entities"] == 3
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_word_level_and_brat_character_level_agree(tmp_path, seed):
+    """Round trip: text -> tokenize_words -> tags -> bio_to_char_spans -> write_brat_ann ->
+    score_brat_folders gives the word-level entity scores, strict and lenient."""
+    rng = random.Random(seed)
+    vocabulary = ["aspirin", "81", "mg", "PO", "daily", ",", "pain", "(", "x", "nausea"]
+    gold_dir, strict_dir, lenient_dir = (tmp_path / n for n in ("gold", "strict", "lenient"))
+    gold_lenient_dir = tmp_path / "gold_lenient"
+    for folder in (gold_dir, strict_dir, lenient_dir, gold_lenient_dir):
+        folder.mkdir()
+    all_gold, all_pred = [], []
+    for doc in range(4):
+        lines = [" ".join(rng.choice(vocabulary) for _ in range(rng.randint(1, 9)))
+                 for _ in range(rng.randint(1, 4))]
+        text = "\n".join(lines) + "\n"
+        spans = {"gold": [], "pred": [], "gold_l": [], "pred_l": []}
+        line_start = 0
+        for line in lines:  # one sentence per line
+            words = tokenize_words(text, line_start, line_start + len(line))
+            line_start += len(line) + 1
+            starts, ends = [w[1] for w in words], [w[2] for w in words]
+            gold, pred = _random_tags(rng, len(words)), _random_tags(rng, len(words))
+            all_gold.append(gold)
+            all_pred.append(pred)
+            for key, tags, strict in (("gold", gold, True), ("pred", pred, True),
+                                      ("gold_l", gold, False), ("pred_l", pred, False)):
+                spans[key] += bio_to_char_spans(tags, starts, ends, strict=strict)
+        for folder, key in ((gold_dir, "gold"), (strict_dir, "pred"), (gold_lenient_dir, "gold_l"),
+                            (lenient_dir, "pred_l")):
+            (folder / f"doc{doc}.txt").write_text(text)
+            write_brat_ann(folder / f"doc{doc}.ann", spans[key], text)
+
+    for mode, gold_folder, pred_folder in (("strict", gold_dir, strict_dir),
+                                           ("lenient", gold_lenient_dir, lenient_dir)):
+        words = entity_scores(all_gold, all_pred, mode)
+        chars = score_brat_folders(gold_folder, pred_folder)[mode]
+        assert list(chars["per_type"]) == list(words["per_type"])
+        for entity_type, row in words["per_type"].items():
+            assert {k: chars["per_type"][entity_type][k] for k in row} == pytest.approx(row)
+        for average in ("micro", "macro", "weighted"):
+            assert {k: chars[average][k] for k in words[average]} == pytest.approx(words[average])
+
+
+def test_score_entities_scores_documents_as_the_brat_folder_scorer_does(tmp_path):
+    from clinical_ner_crf.brat import write_brat_ann
+    from clinical_ner_crf.documents import BratDocument, BratEntity
+    from clinical_ner_crf.n2c2_scoring import score_brat_folders, score_entities
+
+    text = "Aspirin 81 mg daily for pain."
+    gold = BratDocument("d1", text, [BratEntity("T1", "Drug", ((0, 7),), "Aspirin", 0),
+                                     BratEntity("T2", "Strength", ((8, 13),), "81 mg", 0)])
+    pred = BratDocument("d1", text, [BratEntity("T1", "Drug", ((0, 7),), "Aspirin", 0),
+                                     BratEntity("T2", "Strength", ((8, 10),), "81", 0)])  # overlaps, not exact
+    report = score_entities([gold], [pred])
+    assert report["strict"]["micro"]["tp"] == 1 and report["strict"]["micro"]["fp"] == 1
+    assert report["strict"]["micro"]["fn"] == 1 and report["lenient"]["micro"]["tp"] == 2
+    assert score_entities([gold], [None])["strict"]["micro"]["fn"] == 2
+    for folder, document in (("gold", gold), ("pred", pred)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "d1.txt").write_text(text)
+        write_brat_ann(tmp_path / folder / "d1.ann", [(e.type, e.start, e.end) for e in document.entities], text)
+    from_files = score_brat_folders(tmp_path / "gold", tmp_path / "pred")
+    for mode in ("strict", "lenient"):
+        assert from_files[mode]["micro"] == report[mode]["micro"]
+
+
+@pytest.fixture
+def brat_folders(tmp_path):
+    gold, pred = tmp_path / "gold", tmp_path / "pred"
+    gold.mkdir()
+    pred.mkdir()
+    for name, text, gold_ann, pred_ann in (("doc1", DOC1_TEXT, DOC1_GOLD, DOC1_PRED),
+                                           ("doc2", DOC2_TEXT, DOC2_GOLD, DOC2_PRED),
+                                           ("doc3", DOC3_TEXT, DOC3_GOLD, None)):
+        (gold / f"{name}.txt").write_text(text)
+        (gold / f"{name}.ann").write_text(gold_ann)
+        if pred_ann is not None:
+            (pred / f"{name}.ann").write_text(pred_ann)
+    (pred / "extra.ann").write_text("T1\tDrug 0 3\tabc\n")
+    return gold, pred
+
+
+DOC1_TEXT = "aspirin 81 mg PO daily for pain\n"
+
+
+DOC1_GOLD = """T1\tDrug 0 7\taspirin
+T2\tStrength 8 13\t81 mg
+T3\tRoute 14 16\tPO
+T4\tFrequency 17 22\tdaily
+T5\tReason 27 31\tpain
+R1\tReason-Drug Arg1:T5 Arg2:T1
+#1\tAnnotatorNotes T1\tchecked
+"""
+
+
+DOC1_PRED = """T1\tDrug 0 7\taspirin
+T2\tStrength 8 10\t81
+T3\tStrength 11 13\tmg
+T4\tForm 14 16\tPO
+T5\tFrequency 17 22\tdaily
+T6\tFrequency 17 22\tdaily
+"""
+
+
+DOC2_TEXT = "Patient had nausea and\nvomiting due to morphine.\n"
+
+
+DOC2_GOLD = "T1\tADE 12 18;23 31\tnausea vomiting\nT2\tDrug 39 47\tmorphine\n"
+
+
+DOC2_PRED = "T1\tADE 12 22;23 31\tnausea and vomiting\nT2\tDrug 39 47\tmorphine\nT3\tProblem 0 7\tPatient\n"
+
+
+DOC3_TEXT = "Heparin 5000 units SC.\n"
+
+
+DOC3_GOLD = "T1\tDrug 0 7\tHeparin\n"
+
+
+def _random_tags(rng, n):
+    types = ("Drug", "Strength", "ADE")
+    return [rng.choice(["O", "O", "O"] + [f"{p}-{t}" for p in "BI" for t in types]) for _ in range(n)]
