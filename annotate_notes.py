@@ -158,11 +158,12 @@ Backends
     int8 graph): the same windows, merge and entities, the CRF decoded in numpy (``onnx_backend.py``).
     ``summary.json`` records the backend in its settings.
 
-Needs torch, transformers and the project's ``tagging.py``, ``windows.py``, ``corpus_io.py``,
-``relations.py`` and ``modeling_crf.py`` (no ``datasets``, no training script). ``--backend onnx`` (the CLI,
-with any number of processes, and ``NoteAnnotator``) needs ``onnxruntime`` and ``onnx_backend.py`` instead of
-torch and ``modeling_crf.py``: torch is imported only by the torch backend, a relation model that links (not
-one whose config chose the rule) and a launcher.
+The work is the library's (``clinical_ner_crf/``): ``note_annotator.py`` (the Python API), ``folder_annotation.py``
+(one process over a folder), ``parallel_annotation.py`` (several), ``relation_linking.py``. Needs torch,
+transformers, the library folder and ``modeling_crf.py`` (no ``datasets``, no training script). ``--backend onnx``
+(the CLI, with any number of processes, and ``NoteAnnotator``) needs ``onnxruntime`` instead of torch and
+``modeling_crf.py``: torch is imported only by the torch backend, a relation model that links (not one whose config
+chose the rule) and a launcher.
 """
 
 from __future__ import annotations
@@ -172,39 +173,26 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, TYPE_CHECKING
+from typing import Optional, Sequence
 
 from transformers import HfArgumentParser
 
 from clinical_ner_crf.command_line import exit_status, show_info_logs
 from clinical_ner_crf.files import ONNX_FILE, ONNX_INT8_FILE
 from clinical_ner_crf.folder_annotation import (
-    InputError, WORDS_PER_GROUP, check_annotation_output_folder, annotate_folder, format_summary, list_notes,
+    WORDS_PER_GROUP, InputError, annotate_folder, check_annotation_output_folder, format_summary, list_notes,
 )
 from clinical_ner_crf.folder_safety import FolderLock, check_output_apart
 from clinical_ner_crf.note_annotator import BACKENDS
 from clinical_ner_crf.parallel_annotation import (
-    ProcessFailed, relations_of_arguments, launched_processes, load_annotator, process_settings,
-    annotate_folder_in_processes,
+    ProcessFailed, annotate_folder_in_processes, launched_processes, load_annotator, process_settings,
+    relations_of_arguments,
 )
 from clinical_ner_crf.relation_linking import check_relation_request
 from clinical_ner_crf.relations import RELATION_CHOICES
 from clinical_ner_crf.windows import DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_STRIDE
 
-if TYPE_CHECKING:
-    import torch
-
 logger = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------------
-# The Python API
-# ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
-# Files
-# ---------------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------

@@ -28,76 +28,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from clinical_ner_crf.prediction_records import PredictionFormatError, read_predictions
-from clinical_ner_crf.label_maps import load_label_map, load_relation_map
+from clinical_ner_crf import reports
+from clinical_ner_crf.command_line import USAGE_EXIT_STATUS, UsageError, exit_status
 from clinical_ner_crf.documents import BratFormatError
 from clinical_ner_crf.files import (
     PREDICTIONS_DIRNAME, REPORT_JSON_FILE, REPORT_MARKDOWN_FILE, RUN_INFO_FILE, TEST_PREDICTIONS_FILE, check_output_dir,
     run_predictions_path, write_folder_atomically,
 )
-from clinical_ner_crf.command_line import USAGE_EXIT_STATUS, UsageError, exit_status
 from clinical_ner_crf.folder_safety import FolderLock, check_output_apart
+from clinical_ner_crf.label_maps import load_label_map, load_relation_map
+from clinical_ner_crf.n2c2_scoring import DEFAULT_RELATION_SETTING, RELATION_SETTINGS, score_brat_folders
+from clinical_ner_crf.prediction_records import PredictionFormatError, read_predictions
+from clinical_ner_crf.reports import (
+    aggregate_runs, flat_metrics, learning_curve, render_brat_markdown, render_comparison_markdown,
+    render_learning_curve_markdown, render_run_markdown, run_title, synthetic_banner, synthetic_status,
+    write_comparison_csv, write_confusion_csv, write_learning_curve_csv,
+)
 from clinical_ner_crf.tagging import entity_types_of
 from clinical_ner_crf.token_metrics import BIO_VIEW, evaluate_run, paper_ablations
-from clinical_ner_crf.n2c2_scoring import DEFAULT_RELATION_SETTING, RELATION_SETTINGS, score_brat_folders
-from clinical_ner_crf import reports
-from clinical_ner_crf.reports import (
-    aggregate_runs, flat_metrics, learning_curve, render_brat_markdown,
-    render_comparison_markdown, render_learning_curve_markdown, render_run_markdown, run_title, synthetic_banner,
-    synthetic_status, write_comparison_csv, write_confusion_csv, write_learning_curve_csv,
-)
 
 logger = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------------
-# Views and metric names (the one table of both)
-# ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
-# Score arithmetic
-# ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
-# Input checks
-# ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
-# Entity level: strict (seqeval) and lenient (n2c2 official semantics)
-# ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
-# Tag level: the paper's "BIO-strict" and "token-level" views, ablations, confusions
-# ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
-# One run: the full report
-# ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
-# Relations: n2c2-2018 official-style scoring
-# ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
-# Brat folders: n2c2-2018 official-style scoring
-# ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
-# Several runs: comparison tables, seed aggregation, learning curve
-# ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
-# Rendering: Markdown, CSV, PNG
-# ---------------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Build an Arrow BIO dataset for drug and attribute NER from n2c2-2018 Track 2 brat notes.
 
-The tag scheme, words and sentences come from ``tagging.py``; reading brat and CoNLL and
-writing files from ``corpus_io.py``. This script turns documents into sentence rows, applies
-the entity policies below, down-samples and writes the dataset.
+The library does the work (``clinical_ner_crf/``): the tag scheme, words and sentences (``tagging.py``), reading
+brat and CoNLL (``brat.py``, ``conll.py``), documents as sentence rows under the entity policies below
+(``sentence_examples.py``), down-sampling (``sampling.py``) and writing files (``files.py``). This script reads its
+arguments, calls them in order and writes the dataset.
 
     python prepare_n2c2.py --train_dir n2c2/train --test_dir n2c2/test --output_dir data/n2c2
     python prepare_n2c2.py --synthetic 120 --output_dir data/synthetic
@@ -72,7 +73,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
-from clinical_ner_crf import documents
+from clinical_ner_crf import documents, reports
 from clinical_ner_crf.brat import write_brat_ann
 from clinical_ner_crf.command_line import UsageError, run_main
 from clinical_ner_crf.conll import conll_entity_types
@@ -84,20 +85,14 @@ from clinical_ner_crf.files import (
 )
 from clinical_ner_crf.folder_safety import FolderLock, check_output_apart, resolved
 from clinical_ner_crf.label_maps import load_label_map, load_relation_map, resolve_labels
-from clinical_ner_crf import reports
 from clinical_ner_crf.sampling import downsample_plain, split_validation
 from clinical_ner_crf.sentence_examples import (
     CHANGE_CATEGORIES, DROP_CATEGORIES, RELATION_DOCUMENT_CASES, RELATION_DROP_REASONS, RELATION_TYPE_CASES,
-    kept_relations, document_to_examples, relation_cases,
+    document_to_examples, kept_relations, relation_cases,
 )
 from clinical_ner_crf.tagging import N2C2_RELATION_TYPES, entity_types_of, is_all_o, tag_type
 
 logger = logging.getLogger(__name__)
-
-# ---------------------------------------------------------------------------
-# Documents to BIO sentences
-# ---------------------------------------------------------------------------
-
 
 # ---------------------------------------------------------------------------
 # Command line

@@ -15,7 +15,7 @@ for a stock ``AutoModelForSequenceClassification`` (no custom code to load; the 
 the tokenizer as special tokens). Prediction links every candidate whose probability is at least
 ``--link_threshold``.
 
-Scores (the n2c2 scorer's semantics, ``evaluate_ablations.score_relations``): relations on gold entities,
+Scores (the n2c2 scorer's semantics, ``n2c2_scoring.score_relations``): relations on gold entities,
 strict and lenient, micro and per type, for the model and for the rule most tools use (the nearest drug,
 ``relations.nearest_drug_rule``), on the same test notes; and the candidates' recall ceiling per type.
 Predictions (brat ``.ann`` with the gold entities and the predicted R lines) go to
@@ -37,11 +37,13 @@ from transformers import (
 )
 
 import modeling_crf  # noqa: F401  (registers the CRF config: --tokenizer_name may be a NER model's folder)
+from clinical_ner_crf.command_line import parse_config_overrides, parse_script_args, run_main, setup_logging
 from clinical_ner_crf.files import ALL_RESULTS_FILE, RUN_INFO_FILE, STATS_FILE, note_file_mode, write_json_atomically
+from clinical_ner_crf.hub_upload import check_vocabulary_upload, hub_upload_files, push_model_to_hub
 from clinical_ner_crf.model_cards import relation_model_label, write_relation_model_card
 from clinical_ner_crf.relation_training import (
-    KeepBestEpoch, adapt_epochs, baseline_links, best_threshold, build_examples, check_dataset_path, input_features,
-    load_documents, document_mentions, model_links, relation_metrics, score_links, to_brat_documents, write_predictions,
+    KeepBestEpoch, adapt_epochs, baseline_links, best_threshold, build_examples, check_dataset_path, document_mentions,
+    input_features, load_documents, model_links, relation_metrics, score_links, to_brat_documents, write_predictions,
 )
 from clinical_ner_crf.relations import (
     CONFIG_INPUT_FEATURES, CONFIG_LINK_THRESHOLD, CONFIG_MAX_SEQ_LENGTH, CONFIG_PREFERRED, CONFIG_SENTENCE_WINDOW,
@@ -52,10 +54,7 @@ from clinical_ner_crf.run_folders import (
     ALLOW_TEST_TRAINING_HELP, RecordRunArguments, UsageError, check_resume_matches, check_train_split,
     output_folder_lock, prepare_output_dir, save_final_model,
 )
-from clinical_ner_crf.hub_upload import check_vocabulary_upload, hub_upload_files, push_model_to_hub
-from clinical_ner_crf.command_line import parse_config_overrides, parse_script_args, setup_logging
 from clinical_ner_crf.windows import encoder_max_positions, load_tokenizer, max_input_length
-from clinical_ner_crf.command_line import run_main
 
 logger = logging.getLogger(__name__)
 
@@ -116,21 +115,6 @@ class DataArguments:
     max_train_epochs: int = field(default=40, metadata={"help": "The most epochs --min_train_steps may add up to."})
     max_train_documents: int | None = field(default=None, metadata={"help": "Use only this many training documents."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Start afresh in an existing --output_dir."})
-
-
-# ---------------------------------------------------------------------------
-# Data: documents -> candidates -> model inputs
-# ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
-# Links and their scores: the model's, the rule's, every candidate's
-# ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
-# Outputs
-# ---------------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ is-punctuation flags, length bucket, BOS / EOS, and the lower-cased word, shape 
 flags of the words at offsets -2, -1, +1, +2. Training: L-BFGS, c1 = 0.1, c2 = 0.1, at most
 ``--max_iterations`` (100) iterations, all possible transitions. The model is trained on the
 ``train`` split (or ``train_downsampled`` with ``--train_split``) and scored on ``test`` with
-``evaluate_ablations.entity_scores`` (strict, seqeval IOB2) — the project's one metric home.
+``token_metrics.entity_scores`` (strict, seqeval IOB2) — the project's one metric home.
 
 Seeds: crfsuite's L-BFGS is deterministic (no random initialisation, no shuffling), so the
 seeds 43 and 44 give the same model as 42; they are run anyway (``--seeds``) and the result

@@ -131,7 +131,7 @@ def time_parts(annotator, notes: dict[str, str]) -> dict[str, float]:
 def peak_rss_mb(model_dir: Path, backend: str, onnx_file: str | None, notes_file: Path) -> dict[str, Any] | None:
     """Peak RSS (VmHWM: ru_maxrss would carry this big process's figure over fork + exec) of a fresh process
     that loads one backend and annotates the notes, and whether torch got imported. ``backend``: torch, onnx
-    (through annotate_notes.NoteAnnotator) or onnx_only (onnx_backend.py alone, the torch-free path)."""
+    (through note_annotator.NoteAnnotator) or onnx_only (onnx_backend.py alone, the torch-free path)."""
     code = ("import json, sys\n"
             "sys.path[:0] = [sys.argv[1], sys.argv[1] + '/bench']\n"
             "backend, path, onnx_file, notes = sys.argv[2], sys.argv[3], sys.argv[4], json.load(open(sys.argv[5]))\n"

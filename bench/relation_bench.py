@@ -29,9 +29,9 @@ scratch):
 4. ``ner/phee-relations__minilm-crf__s{seed}__train__f1``: the NER model, ``bench/quality.py``'s MiniLM-CRF run
    (same flags as its PHEE row: 3 epochs, batch 16, lr 1e-4, CRF lr 1e-3) on the prepared relation corpus.
 5. ``phee__e2e-minilm__s{seed}``: end to end on the test notes: the NER model's entities
-   (``annotate_notes.NoteAnnotator``, max_seq_length 128) linked by the relation model
-   (``annotate_notes.RelationLinker``) and, for comparison, by the rule; scored with
-   ``evaluate_ablations.score_relations`` (setting ``end_to_end``) against the prepared gold (the gold of step 3)
+   (``note_annotator.NoteAnnotator``, max_seq_length 128) linked by the relation model
+   (``relation_linking.RelationLinker``) and, for comparison, by the rule; scored with
+   ``n2c2_scoring.score_relations`` (setting ``end_to_end``) against the prepared gold (the gold of step 3)
    and, with ``score_brat_folders``, against the converted annotations as written (nested entities included).
    Beside them the NER entity scores on the same notes and where the gold relations were lost: each gold
    relation's attribute and drug found exactly by NER, mis-bounded (same type, overlapping), typed differently,
@@ -250,13 +250,13 @@ def data_step(setup: Setup, corpus: Corpus) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------
-# Scoring helpers (the scorer is evaluate_ablations.score_relations; numbers only leave this file)
+# Scoring helpers (the scorer is n2c2_scoring.score_relations; numbers only leave this file)
 # ---------------------------------------------------------------------------
 
 
 def brat_documents(documents: Sequence[dict[str, Any]], relations: Sequence[Sequence[tuple[str, str, str]]] | None
                    ) -> list[BratDocument]:
-    """The prepared documents as corpus_io documents, with their gold relations (``relations`` None) or the given
+    """The prepared documents as documents (documents.BratDocument), with their gold relations (``relations`` None) or the given
     ``(type, attribute id, drug id)`` triples."""
     converted = []
     for index, document in enumerate(documents):

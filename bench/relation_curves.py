@@ -124,7 +124,7 @@ def all_runs(smoke: bool = False) -> list[tuple[str, str, int | None, int]]:
 
 
 def per_document_counts(documents, links_by_document) -> list[list[int]]:
-    """Strict relation (tp, fp, fn) of each note (evaluate_ablations.score_relations, one note at a time)."""
+    """Strict relation (tp, fp, fn) of each note (n2c2_scoring.score_relations, one note at a time)."""
     from clinical_ner_crf.n2c2_scoring import score_relations
     from clinical_ner_crf.relation_training import to_brat_documents
 

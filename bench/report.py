@@ -6,7 +6,7 @@
 Reads ``bench/results/quality/*.json`` (one per corpus, system, seed, split, fraction),
 ``bench/results/speed.json`` and the Table I rows printed by ``parameter_table.py``, and
 writes ``bench/README.md`` plus ``bench/results/learning_curve_{corpus}.png`` (drawn by
-``evaluate_ablations.plot_learning_curve``). Missing results show as "pending". A corpus of
+``reports.plot_learning_curve``). Missing results show as "pending". A corpus of
 the user's own (``quality.py --dataset_path``) gets a section of its own, titled with its name.
 The README is left untouched when only its rebuild time would change (it is tracked).
 """
@@ -1017,7 +1017,7 @@ def main() -> int:
     sections += efficient_table(results) + [""]
     sections += ["## Learning curves (MiniLM-CRF vs TransformerCRF from scratch)", "",
                  "Fractions 0.1, 0.25, 0.5, 1.0 of the training documents (`--train_fraction`, seeded), "
-                 "grouped and plotted by `evaluate_ablations.aggregate_runs/learning_curve/plot_learning_curve`; "
+                 "grouped and plotted by `reports.aggregate_runs/learning_curve/plot_learning_curve`; "
                  "x = training sentences. PHEE documents are single sentences, and the NCBI-disease IOB "
                  "files carry no abstract boundaries (no -DOCSTART-), so on both corpora a document fraction is "
                  "a sentence fraction.", ""]
@@ -1107,7 +1107,7 @@ Systems and CPU budgets (2 cores, no GPU in this session):
   the Trainer's training loop). Peak RSS: neural runs, the whole `run_ner_crf.py` process
   (GNU time); feature CRF, the process RSS right after training (psutil).
 - Strict = seqeval IOB2 strict (exact type and word boundaries) via
-  `evaluate_ablations.entity_scores`, the project's one metric home; lenient = same type, any
+  `token_metrics.entity_scores`, the project's one metric home; lenient = same type, any
   overlap. Mean ± sample sd over seeds 42, 43, 44 (n shows how many are in).
 - CRF runs finished before 2026-11-22 16:22 UTC trained the encoder with eager attention: the
   CRF model's config reset the pre-trained encoder's `sdpa` choice to none (fixed in commit

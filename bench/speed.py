@@ -8,7 +8,7 @@
 What is measured (every pair alternates step by step, A B A B ..., after a warm-up step each,
 so that background load hits both sides alike; the ratio of the summed times is reported):
 
-1. Training throughput, words/s: OUR pipeline (run_ner_crf.encode_word_windows: first-subword
+1. Training throughput, words/s: OUR pipeline (windows.encode_word_windows: first-subword
    labels, batches grouped by length and padded to their longest row, CRF over the first
    subword of each word) vs a PAPER-STYLE pipeline on the same model and sentences (every row
    padded to 180 subwords, words past 180 cut, CRF over every subword with continuation

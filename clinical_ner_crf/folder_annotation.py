@@ -490,7 +490,7 @@ def annotate_folder(
         process_index, num_processes = dist.get_rank(), dist.get_world_size()
     else:
         process_index, num_processes = 0, 1
-    with FolderLock(output_dir, "annotate_notes.annotate_folder", enabled=process_index == 0):
+    with FolderLock(output_dir, "folder_annotation.annotate_folder", enabled=process_index == 0):
         return _annotate_folder(annotator, input_dir, output_dir, process_index, num_processes, started,
                                 overwrite=overwrite, word_predictions=word_predictions,
                                 words_per_group=words_per_group, progress=progress, distributed=distributed)

@@ -355,5 +355,3 @@ def onnx_model_card(info: dict, quantization: dict | None) -> str:
     lines += ["", "Run it with `python annotate_notes.py --backend onnx --model_name_or_path THIS_FOLDER ...` or "
               "`NoteAnnotator.from_pretrained(THIS_FOLDER, backend=\"onnx\")`.", ""]
     return "\n".join(lines)
-
-

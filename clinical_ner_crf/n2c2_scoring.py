@@ -54,7 +54,7 @@ RelationKey = tuple[str, RelationArgument, RelationArgument]
 
 
 def document_relations(document) -> list[RelationKey]:
-    """The relations of a ``corpus_io`` document as ``(type, arg1, arg2)``, in file order.
+    """The relations of a ``documents.BratDocument`` as ``(type, arg1, arg2)``, in file order.
 
     An argument is its entity's ``(type, start, end)``: first start and last end, so discontinuous
     entities collapse as the official script reads them (and as :func:`match_counts` scores them).
@@ -275,7 +275,7 @@ def _brat_spans(document, entity_types: Optional[set[str]]) -> list[tuple[str, i
 
 def score_entities(gold_documents: Iterable[Any], pred_documents: Iterable[Any]) -> dict[str, Any]:
     """Strict and lenient entity P/R/F per type and micro/macro/weighted over character spans, without files:
-    what :func:`score_brat_folders` computes for each gold/predicted ``.ann`` pair, for ``corpus_io``
+    what :func:`score_brat_folders` computes for each gold/predicted ``.ann`` pair, for ``documents``
     documents paired by position (a ``None`` prediction counts as no predicted entities), with
     ``duplicate_entities`` (exact duplicates in a note, counted once: ``{gold, pred}``)."""
     totals = {mode: defaultdict(Counter) for mode, _ in ENTITY_MODES}

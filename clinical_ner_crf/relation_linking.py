@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .command_line import UsageError
 from .relations import (
     CONFIG_INPUT_FEATURES, CONFIG_LINK_THRESHOLD, CONFIG_MAX_SEQ_LENGTH, CONFIG_PREFERRED, CONFIG_SENTENCE_WINDOW,
-    CONFIG_VALIDATION_SCORES, Candidate, DEFAULT_LINK_THRESHOLD, DEFAULT_SENTENCE_WINDOW, INPUT_FEATURES,
-    LABELS as RELATION_LABELS, MARKER_TOKENS, Mention, RELATION_CHOICES, TOKENS_OF_FEATURE, candidate_inputs,
+    CONFIG_VALIDATION_SCORES, DEFAULT_LINK_THRESHOLD, DEFAULT_SENTENCE_WINDOW, INPUT_FEATURES,
+    LABELS as RELATION_LABELS, MARKER_TOKENS, RELATION_CHOICES, TOKENS_OF_FEATURE, Candidate, Mention, candidate_inputs,
     fit_to_length, nearest_drug_rule, select_links,
 )
 from .windows import DEFAULT_BATCH_SIZE, Entity, load_tokenizer, max_input_length

@@ -18,7 +18,7 @@ from .files import (
 from .n2c2_scoring import score_relations
 from .prediction_records import jsonl_line
 from .relations import (
-    Candidate, INPUT_FEATURES, Mention, candidate_inputs, candidate_pairs, fit_to_length, nearest_drug_rule,
+    INPUT_FEATURES, Candidate, Mention, candidate_inputs, candidate_pairs, fit_to_length, nearest_drug_rule,
     select_links,
 )
 
@@ -85,7 +85,7 @@ def input_features(names: str) -> tuple[str, ...]:
 
 def to_brat_documents(documents: Sequence[dict[str, Any]], links: Sequence[Sequence[tuple[Candidate, float]]] | None
                       ) -> list[BratDocument]:
-    """corpus_io documents for the scorer: the gold relations (``links`` None) or the predicted ones."""
+    """Documents (documents.BratDocument) for the scorer: the gold relations (``links`` None) or the predicted ones."""
     converted = []
     for index, document in enumerate(documents):
         mentions = document_mentions(document)

@@ -1,7 +1,7 @@
 """Relations: which drug each attribute belongs to (n2c2-2018 Track 2), from candidates to a medication list.
 
 One home for the relation side, shared by ``run_re.py`` (training), ``annotate_notes.py`` (inference)
-and bench/ (no torch: the standard library, ``tagging.py`` and ``corpus_io.py``; the model itself is a
+and bench/ (no torch: the standard library, ``tagging.py`` and ``prediction_records.py``; the model itself is a
 stock ``AutoModelForSequenceClassification``):
 
 - **Candidates** (:func:`candidate_pairs`): every (attribute, drug) pair in the same sentence, and for

@@ -187,5 +187,3 @@ def check_train_split(train_split: str, test_split: str | None, allowed: bool) -
         raise UsageError(f"--train_split {train_split} trains on the test split ({named[0]}): its test scores would "
                          f"be meaningless; train on train (or train+validation), or pass --allow_test_training if the "
                          f"model will never be scored on those notes")
-
-

@@ -24,7 +24,7 @@ gives what the docs compare: pieces per word and the unknown-token rate on held-
 A vocabulary learned from notes holds their words, so the tokenizer carries that fact in its own files:
 ``tokenizer_config.json`` gets ``"vocabulary_from_corpus": true`` (``CORPUS_VOCABULARY_MARK``) and a
 short ``"vocabulary_source"`` (what built it, counts only), kept by every ``save_pretrained``, checkpoint,
-copy and ONNX export; ``run_folders.check_vocabulary_upload`` reads it before any upload.
+copy and ONNX export; ``hub_upload.check_vocabulary_upload`` reads it before any upload.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ own ("Held warfarin for supratherapeutic INR; started enoxaparin 80 mg SC BID"),
 nearest drug is right but other drugs compete. What decides the right drug is in the words and the sentence order,
 never chance. Every relation stays within ``relations.candidate_pairs``' reach (a hard paragraph wraps only where a
 line break cannot end a sentence), and Arg1 is the attribute, Arg2 the drug. Measured on 200 hard test notes with
-gold entities (strict micro-F1, ``evaluate_ablations.score_relations``): the rule 79.8, every candidate linked 66.7,
+gold entities (strict micro-F1, ``n2c2_scoring.score_relations``): the rule 79.8, every candidate linked 66.7,
 candidate recall 100% for every type (default notes: 97.4, 86.0, 99.6%, where a wrap before "PO" or "25 mg"
 splits a sentence as the sentence splitter reads it). Hard notes are named
 ``synthetic-hard-{split}-NNNN`` and drawn from their own seed; the default notes are unchanged by this mode.

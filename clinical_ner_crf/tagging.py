@@ -300,4 +300,3 @@ def split_sentences(text: str, entities: Iterable = ()) -> list[tuple[int, int]]
         sentence_start = gap_end
     sentences.append((sentence_start, last))
     return sentences
-

@@ -15,7 +15,9 @@ Training, evaluation and every way of calling a model go through the functions h
   (with ``tagging.py``) so that ``pipeline(model=path_or_repo, trust_remote_code=True)`` gives the
   same entities as the command line, to the last character of the note.
 
-Depends on torch, transformers and ``tagging.py`` only (no ``datasets``, no training script). torch is
+Depends on torch, transformers and ``tagging.py`` only (no ``datasets``, no training script); ``tagging.py`` is
+imported relatively, which works both in the library and inside a saved model folder, where it sits beside this file.
+torch is
 imported by the functions that run a PyTorch model, not at module level, so that the ONNX backend
 (``onnx_backend.py``: windows, merge and entities from here) runs where torch is not installed.
 """
@@ -31,14 +33,12 @@ from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from transformers import AutoTokenizer
 from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
 
 from .tagging import bio_to_spans, check_labels, split_sentences, tokenize_words
-
-# Relative: in the library and inside a saved model folder (trust_remote_code=True), where tagging.py sits beside it.
 
 if TYPE_CHECKING:  # annotations only; the functions that run torch import it themselves
     import torch

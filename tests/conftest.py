@@ -89,7 +89,7 @@ def tiny_encoder_config(architecture="bert", vocab_size=400, **overrides):
 def hub_uploaded_files(upload: dict, folder) -> list[str]:
     """What an intercepted ``HfApi.upload_folder(**upload)`` call would send: every file of ``folder`` that the patterns
     it received let through, as huggingface_hub filters them. Asserts that this is exactly
-    ``run_folders.hub_upload_files(folder)``, with no prediction, checkpoint or corpus-text (.jsonl) file, and that
+    ``hub_upload.hub_upload_files(folder)``, with no prediction, checkpoint or corpus-text (.jsonl) file, and that
     the folder holds files that stay local, so that a push without the allow-list (``allow_patterns=None``, the whole
     output folder, another folder) fails here."""
     from huggingface_hub.utils import filter_repo_objects

@@ -17,8 +17,10 @@ prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
-pytest.importorskip("sklearn_crfsuite", reason="feature-CRF packages missing (pip install -r requirements-dev.txt)")
-pytest.importorskip("psutil", reason="feature-CRF packages missing (pip install -r requirements-dev.txt)")
+# The feature-CRF packages of requirements-dev.txt (installed by `make test`): a plain import, so that their absence
+# fails the module instead of skipping its tests unseen.
+import psutil  # noqa: E402,F401
+import sklearn_crfsuite  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")

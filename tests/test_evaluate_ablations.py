@@ -1,5 +1,6 @@
 """Hand-computed checks of every number evaluate_ablations.py reports (issue 5)."""
 
+import errno
 import json
 import os
 import random
@@ -25,7 +26,7 @@ from conftest import REPO_ROOT, command
 from test_n2c2_scoring import (
     DOC1_GOLD, DOC1_PRED, DOC1_TEXT, DOC2, DOC2_GOLD, DOC2_TEXT, EXPECTED_STRICT, INVALID, counts,
 )
-from test_n2c2_scoring import relation_folders  # noqa: F401 (fixtures)
+from test_n2c2_scoring import brat_folders, relation_folders  # noqa: F401 (fixtures)
 from test_token_metrics import approx
 
 main = command("evaluate_ablations").main
@@ -214,11 +215,20 @@ def test_cli_brat_mode_without_relations_reports_as_before(brat_folders, tmp_pat
     assert "relation" not in (tmp_path / "out" / REPORT_MARKDOWN_FILE).read_text().lower()
 
 
-def test_cli_rejects_mixed_or_missing_inputs(tmp_path):
-    with pytest.raises(SystemExit):
-        main(["--output_dir", str(tmp_path)])
-    with pytest.raises(SystemExit):
-        main(["--gold_brat", str(tmp_path), "--output_dir", str(tmp_path)])
+@pytest.mark.parametrize("argv, message", [
+    ([], "give either --predictions or --gold_brat/--pred_brat"),  # missing: neither mode
+    (["--predictions", "run", "--gold_brat", "gold", "--pred_brat", "pred"],
+     "give either --predictions or --gold_brat/--pred_brat"),  # mixed: both modes
+    (["--gold_brat", "gold"], "--gold_brat and --pred_brat go together"),  # half of brat mode
+])
+def test_cli_rejects_mixed_or_missing_inputs(tmp_path, capsys, argv, message):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as raised:
+        main([*(str(tmp_path / a) if a in ("run", "gold", "pred") else a for a in argv), "--output_dir",
+              str(tmp_path / "out")])
+    assert raised.value.code == 2  # a usage error (command_line's convention)
+    assert _error_line(capsys.readouterr().err) == f"evaluate_ablations.py: error: {message}"
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_runs_that_share_a_seed_count_once(tmp_path, caplog):
@@ -362,7 +372,7 @@ def _error_line(err):
     return line
 
 
-def _make_unreadable(path, how):
+def _make_unreadable(path, how, monkeypatch):
     if how == "not_utf8":
         # A Latin-1 byte on line 2 (the surface text of T2 in DOC1_PRED).
         path.write_bytes(DOC1_PRED.replace("81\n", "81 \xb5g\n").encode("latin-1"))
@@ -372,24 +382,32 @@ def _make_unreadable(path, how):
     elif how == "dangling_symlink":
         path.symlink_to(path.parent / "gone.ann")
     elif how == "no_permission":
+        # chmod 000, as the kernel refuses it to a user who is not root: os.open fails with EACCES. Simulated, so
+        # that the case runs as root too (CI runs as root, and root reads a file without permissions).
         path.write_text(DOC1_PRED)
-        path.chmod(0)
+        real_open = os.open
+
+        def refusing_open(file, flags, *args, **kwargs):
+            if Path(os.fsdecode(file)) == path:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fsdecode(file))
+            return real_open(file, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refusing_open)
 
 
 # (how the file is broken, the kind in report.json, its line, the reason in the warning)
 UNREADABLE = [("not_utf8", "not_utf8", 2, "not valid UTF-8"), ("folder", "not_a_file", None, "not a regular file"),
               ("dangling_symlink", "dangling_symlink", None, "dangling symbolic link"),
-              pytest.param("no_permission", "unreadable", None, "Permission denied", marks=pytest.mark.skipif(
-                  os.geteuid() == 0, reason="root reads a file without permissions"))]
+              ("no_permission", "unreadable", None, "Permission denied")]
 
 
 @pytest.mark.parametrize("how, kind, line, reason", UNREADABLE)
-def test_cli_brat_unreadable_prediction_file_is_skipped_and_reported(brat_folders, tmp_path, caplog, how, kind, line,
-                                                                     reason):
+def test_cli_brat_unreadable_prediction_file_is_skipped_and_reported(brat_folders, tmp_path, caplog, monkeypatch, how,
+                                                                     kind, line, reason):
     gold, pred = brat_folders
     out = tmp_path / "report"
     (pred / "doc1.ann").unlink()
-    _make_unreadable(pred / "doc1.ann", how)
+    _make_unreadable(pred / "doc1.ann", how, monkeypatch)
     report = _brat_main(gold, pred, out)  # no traceback: the other documents are scored
 
     # doc1 counts as no predictions: its 5 gold entities are false negatives; doc2 is scored as before.

@@ -14,7 +14,7 @@ import pytest
 
 from clinical_ner_crf.command_line import UsageError
 from clinical_ner_crf.folder_safety import (
-    FolderInUse, FolderLock, MANIFEST_FILE, Manifest, NotARegularFile, check_output_apart, irregular_reason, lock_path,
+    MANIFEST_FILE, FolderInUse, FolderLock, Manifest, NotARegularFile, check_output_apart, irregular_reason, lock_path,
     read_regular_file,
 )
 

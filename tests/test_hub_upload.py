@@ -2,7 +2,7 @@
 
 A vocabulary learned from notes holds their words. ``subwords.train_subword_tokenizer`` marks it in the tokenizer's own
 tokenizer_config.json (``"vocabulary_from_corpus": true``), so the fact travels with every save, checkpoint, copy and
-export, and ``run_folders.check_vocabulary_upload`` reads it from the tokenizer a run actually uses: a checkpoint folder
+export, and ``hub_upload.check_vocabulary_upload`` reads it from the tokenizer a run actually uses: a checkpoint folder
 (no run_info.json) or a ``--tokenizer_name`` of such a model is refused for ``--push_to_hub`` before any work, unless
 ``--push_corpus_vocabulary``.
 """

@@ -11,8 +11,12 @@ import pytest
 from clinical_ner_crf.hub_upload import is_hub_id
 from clinical_ner_crf.metrics import STRICT_MICRO_F1, type_metric_name
 from clinical_ner_crf.tagging import entity_types_of
+from conftest import command
 from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, run, synthetic_dataset  # noqa: F401
 from test_user_paths import run_ner_style_rows, write_jsonl
+
+run_ner_crf = command("run_ner_crf")  # the commands, for their parsed arguments
+run_re = command("run_re")
 
 
 def card_metadata(card: str) -> dict:
@@ -83,3 +87,30 @@ def test_base_model_is_written_only_for_hub_ids(tmp_path):
     assert is_hub_id("emilyalsentzer/Bio_ClinicalBERT") and is_hub_id("bert-base-cased")
     assert not is_hub_id(str(tmp_path)) and not is_hub_id("/no/such/local/path")
     assert not is_hub_id("./relative/model") and not is_hub_id(None)
+
+    # The cards themselves (NER and relations), from the commands' own parsed arguments: a Hub id is the card's
+    # base_model (the Hub links the two); a local folder is a path on this machine, which the card never names.
+    from clinical_ner_crf.model_cards import write_ner_model_card, write_relation_model_card
+
+    local = tmp_path / "my_encoder"
+    local.mkdir()
+    labels = ["O", "B-Drug", "I-Drug"]
+    run_info = {"model_label": "m", "num_parameters": 10, "num_train_sentences": 5, "num_train_documents": 2,
+                "efficient_training": True}
+    for base, expected in (("emilyalsentzer/Bio_ClinicalBERT", "emilyalsentzer/Bio_ClinicalBERT"),
+                           ("bert-base-cased", "bert-base-cased"), (str(local), None)):
+        common = ["--model_name_or_path", base, "--dataset_path", str(tmp_path), "--use_cpu", "--report_to", "none"]
+        ner = tmp_path / "ner" / base.replace("/", "_")
+        ner.mkdir(parents=True)
+        model_args, data_args, training_args = run_ner_crf.parse_args([*common, "--output_dir", str(ner)])
+        write_ner_model_card(ner, model_args, data_args, training_args, labels, {f"test_{STRICT_MICRO_F1}": 0.5},
+                             run_info, {"synthetic": True})
+        relations = tmp_path / "re" / base.replace("/", "_")
+        relations.mkdir(parents=True)
+        model_args, data_args, _ = run_re.parse_args([*common, "--output_dir", str(relations)])
+        write_relation_model_card(relations, model_args, data_args, {}, synthetic=True)
+        for card in ((ner / "README.md").read_text(), (relations / "README.md").read_text()):
+            metadata = card_metadata(card)
+            assert metadata.get("base_model") == expected, (base, metadata)
+            if expected is None:
+                assert "base_model" not in metadata and str(local) not in card

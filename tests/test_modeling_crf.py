@@ -14,7 +14,7 @@ import torch
 from clinical_ner_crf.windows import copy_pipeline_files, pipeline_config_entry
 from conftest import build_wordpiece_tokenizer, tiny_encoder_config
 from modeling_crf import (
-    CRFForTokenClassification, CRFTokenClassificationConfig, IMPOSSIBLE_SCORE, bio_transition_mask, crf_log_marginals,
+    IMPOSSIBLE_SCORE, CRFForTokenClassification, CRFTokenClassificationConfig, bio_transition_mask, crf_log_marginals,
     crf_log_partition, crf_marginals, crf_viterbi,
 )
 

@@ -124,14 +124,17 @@ def test_crf_onnx_fp32_gives_torch_entities(crf_dir, crf_onnx, texts):
                                           batch_size=3)
     assert_same_predictions(expected, got)
 
-    # int8: runs, gives entities; report how many agree with PyTorch.
+    # int8: runs, and gives (almost) PyTorch's entities.
     int8 = NoteAnnotator.from_pretrained(str(crf_onnx), backend="onnx", onnx_model_file="model.int8.onnx", **WINDOWS)
     got = entity_keys(int8.predict(texts))
     want = entity_keys(expected)
     agree = sum(len(set(got[doc]) & set(want[doc])) for doc in want)
     total_expected, total_got = sum(map(len, want.values())), sum(map(len, got.values()))
     print(f"\nCRF int8: {agree} of {total_expected} PyTorch entities found ({total_got} predicted)")
-    assert total_got > 0
+    # Measured here: 1003 of 1004 found, 1004 predicted (int8 moves emissions by ~0.06, so only near ties flip).
+    # Not exact: int8 kernels differ between CPUs (VNNI or not); 97% in both directions leaves room for a few flips
+    # and still fails an int8 graph whose emissions are far off (noise, a wrong scale: most entities change).
+    assert agree >= 0.97 * total_expected and agree >= 0.97 * total_got, (agree, total_expected, total_got)
 
 
 def test_annotate_notes_cli_onnx_backend(crf_dir, crf_onnx, texts, tmp_path):

@@ -20,8 +20,8 @@ from clinical_ner_crf.folder_annotation import JSONL_FILES, compact_outputs, spl
 from clinical_ner_crf.folder_safety import MANIFEST_FILE
 from clinical_ner_crf.synthetic_n2c2 import generate_notes
 from conftest import REPO_ROOT, command
-from test_folder_annotation import by_document, crf_dir, read_records  # noqa: F401 (crf_dir: a fixture)
 from test_annotate_notes import write_txt
+from test_folder_annotation import by_document, crf_dir, read_records  # noqa: F401 (crf_dir: a fixture)
 
 annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
 export_onnx = command("export_onnx")  # the command, called in-process as from its command line

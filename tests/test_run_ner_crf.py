@@ -158,9 +158,33 @@ def test_early_stopping_ends_training_when_validation_stops_improving(synthetic_
 
 def test_bf16_mixed_precision_run(synthetic_dataset, tmp_path):
     # CPU autocast in bfloat16: the CRF itself stays float32, so the loss is finite.
-    results = run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir",
-                   tmp_path / "bf16", "--bf16", "true", "--num_train_epochs", "1", "--max_train_samples", "64",
-                   "--max_predict_samples", "50"])
+    import torch
+
+    seen = []  # (training?, module class, autocast on the CPU, its dtype, input dtype, output dtype) of each forward
+
+    def record(module, inputs, output):
+        name = type(module).__name__
+        if name in ("Linear", "CRF"):
+            tensor_in = next((t for t in inputs if torch.is_tensor(t) and t.is_floating_point()), None)
+            seen.append((module.training, name, torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"),
+                         None if tensor_in is None else tensor_in.dtype,
+                         output.dtype if torch.is_tensor(output) else None))
+
+    hook = torch.nn.modules.module.register_module_forward_hook(record)  # every module's forward, this run's too
+    try:
+        results = run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir",
+                       tmp_path / "bf16", "--bf16", "true", "--num_train_epochs", "1", "--max_train_samples", "64",
+                       "--max_predict_samples", "50"])
+    finally:
+        hook.remove()
+    # --bf16 is active: every training forward of the encoder's and the head's linear layers ran under CPU autocast
+    # in bfloat16 and gave bfloat16 activations; the CRF's own forward (its NLL) got float32 emissions.
+    linear = [entry for entry in seen if entry[0] and entry[1] == "Linear"]
+    crf = [entry for entry in seen if entry[0] and entry[1] == "CRF"]
+    assert linear and crf, "no training forward seen"
+    assert {entry[2:4] + entry[5:] for entry in linear} == {(True, torch.bfloat16, torch.bfloat16)}
+    assert {entry[2] for entry in crf} == {False} and {entry[4] for entry in crf} == {torch.float32}
+    assert torch.load(tmp_path / "bf16" / "training_args.bin", weights_only=False).bf16 is True
     assert results["train_loss"] == results["train_loss"] and results["train_loss"] < 1e3
     rows = read_jsonl(tmp_path / "bf16" / "predictions" / "test_predictions.jsonl")
     assert len(rows) == 50 and all(len(row["pred_tags"]) == len(row["tokens"]) for row in rows)

@@ -286,7 +286,7 @@ def prepared_documents(notes, folder: Path) -> list[dict]:
 
 
 def link_scores(documents) -> dict[str, float]:
-    """Strict micro-F1 on gold entities (evaluate_ablations.score_relations, as bench/relation_bench.py scores it) of
+    """Strict micro-F1 on gold entities (n2c2_scoring.score_relations, as bench/relation_bench.py scores it) of
     linking every candidate pair and of the nearest-drug rule, and the candidates' recall."""
     from clinical_ner_crf.n2c2_scoring import score_relations
 

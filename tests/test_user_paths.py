@@ -181,7 +181,18 @@ def test_a_checkpoint_killed_while_saving_is_skipped_by_name(synthetic_dataset, 
         (partial / name).write_bytes((tmp_path / "run" / "checkpoint-4" / name).read_bytes())
     code, output = script(*args, "--num_train_epochs", "2", "--resume_from_checkpoint", "true")
     assert code == 0, output[-3000:]
-    assert "checkpoint-8: incomplete" in output and "Resuming from" in output and "checkpoint-4" in output
+    assert "checkpoint-8: incomplete" in output and f"Resuming from {tmp_path / 'run' / 'checkpoint-4'}:" in output
+    # What only a resume from checkpoint-4 gives (not a restart from scratch that logs the same, nor the incomplete
+    # checkpoint-8): 64 sentences / batch 16 = 4 steps an epoch, so this process trained steps 5-8 only, 4 steps of
+    # 64 sentences (a restart trains 8 steps, 128 sentences; checkpoint-8 would leave none to train). The Trainer's
+    # speed metrics count the steps and samples of this train() call only.
+    results = json.loads((tmp_path / "run" / "train_results.json").read_text())
+    assert round(results["train_steps_per_second"] * results["train_runtime"]) == 4
+    assert round(results["train_samples_per_second"] * results["train_runtime"]) == 64
+    assert json.loads((tmp_path / "run" / "trainer_state.json").read_text())["global_step"] == 8
+    # The second epoch's save replaced the killed folder with a whole checkpoint, marked complete at step 8.
+    assert (partial / "run_args.json").is_file() and (partial / "model.safetensors").is_file()
+    assert json.loads((partial / "trainer_state.json").read_text())["global_step"] == 8
     # With no complete checkpoint, resuming says so in one line.
     shutil.rmtree(tmp_path / "run" / "checkpoint-4")
     shutil.rmtree(tmp_path / "run" / "checkpoint-8")
