@@ -39,13 +39,17 @@ quickstart: $(STAMP)
 	@echo "Medication list of the test notes: $(QUICKSTART_DIR)/annotated/medications.jsonl"
 	@echo "End-to-end entities and relations: $(QUICKSTART_DIR)/report_end_to_end/report.md"
 
+# Two pytest workers (pytest-xdist), a test file each at a time (module fixtures built once); one torch thread per
+# process (conftest.py), so the two share the 2 cores of CI without slowing each other.
+PYTEST := $(PY) -m pytest -q -n 2 --dist loadfile
+
 # The suite CI runs: every test, the slow ones included.
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PYTEST) tests
 
-# A quicker loop while developing: skips tests marked slow.
+# A quicker loop while developing: at least one test of every module and command, not those marked slow.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

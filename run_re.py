@@ -40,6 +40,7 @@ import modeling_crf  # noqa: F401  (registers the CRF config: --tokenizer_name m
 from clinical_ner_crf.command_line import parse_config_overrides, parse_script_args, run_main, setup_logging
 from clinical_ner_crf.files import ALL_RESULTS_FILE, RUN_INFO_FILE, STATS_FILE, note_file_mode, write_json_atomically
 from clinical_ner_crf.hub_upload import check_vocabulary_upload, hub_upload_files, push_model_to_hub
+from clinical_ner_crf.metrics import RELATION_STRICT_MICRO_F1, system_metric_name
 from clinical_ner_crf.model_cards import relation_model_label, write_relation_model_card
 from clinical_ner_crf.relation_training import (
     KeepBestEpoch, adapt_epochs, baseline_links, best_threshold, build_examples, check_dataset_path, document_mentions,
@@ -259,7 +260,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         else:
             threshold = link_threshold
             f1 = score_links(eval_documents, model_links(eval_candidates, probabilities, threshold))["strict"]["micro"]["f1"]
-        return {"relation_strict_micro_f1": f1, "link_threshold": threshold}
+        return {RELATION_STRICT_MICRO_F1: f1, "link_threshold": threshold}
 
     trainer = Trainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                       processing_class=tokenizer, compute_metrics=compute_metrics if eval_dataset is not None else None,
@@ -283,7 +284,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
             results["validation_history"] = selection.history
             logger.info(f"Selected on validation: epoch {selection.best['epoch']:g} of "
                         f"{training_args.num_train_epochs:g} (strict micro-F1 "
-                        f"{selection.best['relation_strict_micro_f1']:.4f}), link threshold {link_threshold}")
+                        f"{selection.best[RELATION_STRICT_MICRO_F1]:.4f}), link threshold {link_threshold}")
         setattr(model.config, CONFIG_LINK_THRESHOLD, link_threshold)
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)
@@ -327,10 +328,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
             if trainer.is_world_process_zero():
                 write_predictions(output_dir, documents, links,
                                   note_file_mode([Path(data_args.dataset_path) / "dataset_dict.json"]))
-        logger.info(f"{split.capitalize()} relations (on gold entities), strict micro-F1: model "
-                    f"{results[f'{split}_relation_strict_micro_f1']:.4f}, nearest-drug rule "
-                    f"{results[f'{split}_rule_relation_strict_micro_f1']:.4f}, every candidate "
-                    f"{results[f'{split}_every_candidate_relation_strict_micro_f1']:.4f}")
+        scores = [f"{name} {results[f'{split}_' + system_metric_name(RELATION_STRICT_MICRO_F1, system)]:.4f}"
+                  for name, system in (("model", None), ("nearest-drug rule", "rule"), ("every candidate", "every_candidate"))]
+        logger.info(f"{split.capitalize()} relations (on gold entities), strict micro-F1: " + ", ".join(scores))
     if training_args.do_train:
         save_final_model(trainer, output_dir)  # after the validation scores and the threshold went into its config
 

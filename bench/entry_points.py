@@ -20,9 +20,8 @@ import tempfile
 from pathlib import Path
 
 import common  # noqa: F401  (puts the repository on sys.path)
-from common import command
 
-annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
+annotate_notes = common.command("annotate_notes")  # the command, called in-process as from its command line
 
 SENTENCES = (
     "Started metoprolol 25 mg PO BID for hypertension.",

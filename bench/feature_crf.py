@@ -33,13 +33,13 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from clinical_ner_crf.files import RUN_INFO_FILE, STATS_FILE, atomic_open, run_predictions_path, write_json_atomically
-from clinical_ner_crf.metrics import STRICT_MACRO_F1, STRICT_MICRO_F1
-from clinical_ner_crf.prediction_records import prediction_record, write_predictions_file
-from clinical_ner_crf.token_metrics import entity_scores, headline_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (sets sys.path to the repository)
+from clinical_ner_crf.files import RUN_INFO_FILE, STATS_FILE, atomic_open, run_predictions_path, write_json_atomically  # noqa: E402
+from clinical_ner_crf.metrics import STRICT_MACRO_F1, STRICT_MICRO_F1  # noqa: E402
+from clinical_ner_crf.prediction_records import prediction_record, write_predictions_file  # noqa: E402
+from clinical_ner_crf.token_metrics import entity_scores, headline_metrics  # noqa: E402
 
 SYSTEM = "feature-crf"
 MODEL_LABEL = "feature-CRF"

@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from common import command
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -45,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import common  # noqa: E402
 import speed  # noqa: E402
 
-export_onnx = command("export_onnx")  # the command, called in-process as from its command line
+export_onnx = common.command("export_onnx")  # the command, called in-process as from its command line
 
 BACKENDS = ("torch", "onnx_fp32", "onnx_int8")
 

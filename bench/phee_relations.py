@@ -66,13 +66,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from clinical_ner_crf.brat import read_brat_document, read_brat_folder, write_brat_entities
-from clinical_ner_crf.documents import BratDocument
-from clinical_ner_crf.files import note_file_mode, set_tree_mode, write_folder_atomically
-from clinical_ner_crf.label_maps import load_label_map
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+from clinical_ner_crf.brat import read_brat_document, read_brat_folder, write_brat_entities  # noqa: E402
+from clinical_ner_crf.documents import BratDocument  # noqa: E402
+from clinical_ner_crf.files import note_file_mode, set_tree_mode, write_folder_atomically  # noqa: E402
+from clinical_ner_crf.label_maps import load_label_map  # noqa: E402
 from clinical_ner_crf.tagging import DRUG_TYPE, N2C2_RELATION_TYPES, relation_type  # noqa: E402
 
 logger = logging.getLogger("phee_relations")

@@ -37,17 +37,16 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from clinical_ner_crf.files import ALL_RESULTS_FILE, RUN_INFO_FILE, STATS_FILE, run_predictions_path
-from clinical_ner_crf.metrics import STRICT_MACRO_F1, STRICT_MICRO_F1
-from clinical_ner_crf.prediction_records import read_predictions
-from clinical_ner_crf.reports import flat_metrics
-from clinical_ner_crf.token_metrics import evaluate_run, headline_metrics
-from common import command
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+from clinical_ner_crf.files import ALL_RESULTS_FILE, RUN_INFO_FILE, STATS_FILE, run_predictions_path  # noqa: E402
+from clinical_ner_crf.metrics import STRICT_MACRO_F1, STRICT_MICRO_F1  # noqa: E402
+from clinical_ner_crf.prediction_records import read_predictions  # noqa: E402
+from clinical_ner_crf.reports import flat_metrics  # noqa: E402
+from clinical_ner_crf.token_metrics import evaluate_run, headline_metrics  # noqa: E402
 
-prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
+prepare_n2c2 = common.command("prepare_n2c2")  # the command, called in-process as from its command line
 
 QUALITY_DIR = common.RESULTS_DIR / "quality"
 

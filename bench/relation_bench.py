@@ -57,18 +57,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from clinical_ner_crf.brat import write_brat_ann
-from clinical_ner_crf.documents import BratDocument, BratEntity, BratRelation
-from clinical_ner_crf.files import (
-    ALL_RESULTS_FILE, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, STATS_FILE, TEST_RELATIONS_FILE, note_file_mode,
-)
-from common import command
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+from clinical_ner_crf.brat import write_brat_ann  # noqa: E402
+from clinical_ner_crf.documents import BratDocument, BratEntity, BratRelation  # noqa: E402
+from clinical_ner_crf.files import (  # noqa: E402
+    ALL_RESULTS_FILE, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, STATS_FILE, TEST_RELATIONS_FILE, note_file_mode,
+)
 from clinical_ner_crf.tagging import N2C2_RELATION_TYPES  # noqa: E402
 
-prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
+prepare_n2c2 = common.command("prepare_n2c2")  # the command, called in-process as from its command line
 
 RELATIONS_RESULTS = common.RESULTS_DIR / "relations"
 RELATIONS_RUNS = common.RUNS_DIR / "relations"

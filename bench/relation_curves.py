@@ -47,16 +47,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from clinical_ner_crf.relation_training import baseline_links, load_documents
-from common import command
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+from clinical_ner_crf.relation_training import baseline_links, load_documents  # noqa: E402
 
-annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
-prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
-run_ner_crf = command("run_ner_crf")  # the command, called in-process as from its command line
-run_re = command("run_re")  # the command, called in-process as from its command line
+annotate_notes = common.command("annotate_notes")  # the command, called in-process as from its command line
+prepare_n2c2 = common.command("prepare_n2c2")  # the command, called in-process as from its command line
+run_ner_crf = common.command("run_ner_crf")  # the command, called in-process as from its command line
+run_re = common.command("run_re")  # the command, called in-process as from its command line
 
 CURVES_RESULTS = common.RESULTS_DIR / "relations" / "curves"
 CURVES_RUNS = common.RUNS_DIR / "relation_curves"

@@ -21,11 +21,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from clinical_ner_crf.metrics import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1
-from clinical_ner_crf.reports import aggregate_runs, learning_curve, plot_learning_curve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+from clinical_ner_crf.metrics import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1  # noqa: E402
+from clinical_ner_crf.reports import aggregate_runs, learning_curve, plot_learning_curve  # noqa: E402
 import relation_curves  # noqa: E402
 import quality  # noqa: E402
 import self_pretraining  # noqa: E402

@@ -43,15 +43,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from clinical_ner_crf.mlm_blocks import context_free_loss, pack_blocks
-from clinical_ner_crf.pretraining_text import gather_texts
-from common import command
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+from clinical_ner_crf.mlm_blocks import context_free_loss, pack_blocks  # noqa: E402
+from clinical_ner_crf.pretraining_text import gather_texts  # noqa: E402
 import quality  # noqa: E402
 
-prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
+prepare_n2c2 = common.command("prepare_n2c2")  # the command, called in-process as from its command line
 
 VOCABULARY_DIR = common.RESULTS_DIR / "vocabulary"
 PRETRAINING_DIR = common.RESULTS_DIR / "pretraining"

@@ -47,13 +47,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from clinical_ner_crf.note_annotator import load_model_and_tokenizer
-from common import command
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+from clinical_ner_crf.note_annotator import load_model_and_tokenizer  # noqa: E402
 
-prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
+prepare_n2c2 = common.command("prepare_n2c2")  # the command, called in-process as from its command line
 
 PAPER_MAX_LENGTH = 180
 

@@ -31,9 +31,26 @@ def type_metric_name(entity_type: str) -> str:
     return f"{entity_view('strict')}_{entity_type}_f1"
 
 
+def relation_view(mode: str) -> str:
+    """The view name of relations scored in an entity mode: ``"strict"`` -> ``"relation_strict"``."""
+    return f"relation_{mode}"
+
+
+def relation_type_metric_name(relation_type: str) -> str:
+    """The strict F1 of one relation type: ``"Strength-Drug"`` -> ``"relation_strict_Strength-Drug_f1"``."""
+    return f"{relation_view('strict')}_{relation_type}_f1"
+
+
+def system_metric_name(name: str, system: str | None = None) -> str:
+    """A score of another system than the model beside the model's: ``("relation_strict_micro_f1", "rule")`` ->
+    ``"rule_relation_strict_micro_f1"`` (run_re.py scores the nearest-drug rule and every candidate linked so)."""
+    return f"{system}_{name}" if system else name
+
+
 STRICT_MICRO_F1 = metric_name(entity_view("strict"), "micro")
 STRICT_MACRO_F1 = metric_name(entity_view("strict"), "macro")
 LENIENT_MICRO_F1 = metric_name(entity_view("lenient"), "micro")
+RELATION_STRICT_MICRO_F1 = metric_name(relation_view("strict"), "micro")  # run_re.py's selection metric
 
 
 def _safe_div(numerator: float, denominator: float) -> float:

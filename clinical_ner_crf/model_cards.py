@@ -11,7 +11,10 @@ from transformers import TrainingArguments
 
 from .files import CRF_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, RUN_INFO_FILE
 from .hub_upload import is_hub_id
-from .metrics import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, type_metric_name
+from .metrics import (
+    LENIENT_MICRO_F1, RELATION_STRICT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, metric_name, relation_view,
+    system_metric_name, type_metric_name,
+)
 from .onnx_backend import EMISSIONS_OUTPUT
 from .relation_training import SYSTEMS
 from .tagging import entity_types_of
@@ -239,7 +242,7 @@ def write_relation_model_card(output_dir: Path, model_args, data_args, results: 
          "between": "`[between-N]`: drugs between the two"}[name] for name in features) + ")") if features else ""
     names = {"model": "this model", "rule": "nearest-drug rule", "every_candidate": "every candidate linked"}
     rows = "\n".join(f"| {names[system]} | " + " | ".join(
-        number(f"{split}_{'' if system == 'model' else system + '_'}relation_{mode}_micro_f1")
+        number(f"{split}_" + system_metric_name(metric_name(relation_view(mode), "micro"), None if system == "model" else system))
         for split, mode in (("validation", "strict"), ("test", "strict"), ("test", "lenient"))) + " |"
         for system in SYSTEMS)
     if "selected_epoch" in results:
@@ -249,8 +252,9 @@ def write_relation_model_card(output_dir: Path, model_args, data_args, results: 
         selection = f"No selection on validation notes: the last epoch, link threshold {results.get('link_threshold')}."
     if results.get("preferred_on_validation") == "rule":
         selection += (" **On the validation notes this model did not beat the nearest-drug rule** (strict micro-F1 "
-                      f"{number('validation_relation_strict_micro_f1')} against "
-                      f"{number('validation_rule_relation_strict_micro_f1')}): `annotate_notes.py --relations auto` "
+                      f"{number('validation_' + RELATION_STRICT_MICRO_F1)} against "
+                      f"{number('validation_' + system_metric_name(RELATION_STRICT_MICRO_F1, 'rule'))}): "
+                      "`annotate_notes.py --relations auto` "
                       "(the default) links with the rule.")
 
     body = f"""

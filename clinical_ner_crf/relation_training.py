@@ -15,6 +15,7 @@ from .documents import BratDocument, BratEntity, BratRelation
 from .files import (
     BRAT_DIRNAME, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, TEST_RELATIONS_FILE, set_tree_mode, write_folder_atomically,
 )
+from .metrics import RELATION_STRICT_MICRO_F1, STATS, metric_name, relation_type_metric_name, relation_view
 from .n2c2_scoring import score_relations
 from .prediction_records import jsonl_line
 from .relations import (
@@ -157,13 +158,13 @@ class KeepBestEpoch(TrainerCallback):
         self.training = True
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-        if not self.training or not metrics or "eval_relation_strict_micro_f1" not in metrics:
+        if not self.training or not metrics or "eval_" + RELATION_STRICT_MICRO_F1 not in metrics:
             return
         epoch = {"epoch": round(state.epoch or 0, 2), "step": state.global_step,
-                 "relation_strict_micro_f1": metrics["eval_relation_strict_micro_f1"],
+                 RELATION_STRICT_MICRO_F1: metrics["eval_" + RELATION_STRICT_MICRO_F1],
                  "link_threshold": metrics["eval_link_threshold"]}
         self.history.append(epoch)
-        if self.best is None or epoch["relation_strict_micro_f1"] > self.best["relation_strict_micro_f1"]:
+        if self.best is None or epoch[RELATION_STRICT_MICRO_F1] > self.best[RELATION_STRICT_MICRO_F1]:
             self.best = {**epoch, "probabilities": self.last_probabilities,
                          "weights": {key: value.detach().to("cpu", copy=True)
                                      for key, value in model.state_dict().items()}}
@@ -194,10 +195,10 @@ def relation_metrics(report: dict[str, Any], prefix: str) -> dict[str, float]:
     """Flat numbers of a ``score_relations`` report: strict/lenient micro P/R/F and strict F1 per type."""
     metrics = {}
     for mode in ("strict", "lenient"):
-        for key, short in (("precision", "p"), ("recall", "r"), ("f1", "f1")):
-            metrics[f"{prefix}relation_{mode}_micro_{short}"] = report[mode]["micro"][key]
+        for key, short in STATS:
+            metrics[prefix + metric_name(relation_view(mode), "micro", short)] = report[mode]["micro"][key]
     for relation_type, row in report["strict"]["per_type"].items():
-        metrics[f"{prefix}relation_strict_{relation_type}_f1"] = row["f1"]
+        metrics[prefix + relation_type_metric_name(relation_type)] = row["f1"]
     return metrics
 
 

@@ -17,8 +17,7 @@ Training, evaluation and every way of calling a model go through the functions h
 
 Depends on torch, transformers and ``tagging.py`` only (no ``datasets``, no training script); ``tagging.py`` is
 imported relatively, which works both in the library and inside a saved model folder, where it sits beside this file.
-torch is
-imported by the functions that run a PyTorch model, not at module level, so that the ONNX backend
+torch is imported by the functions that run a PyTorch model, not at module level, so that the ONNX backend
 (``onnx_backend.py``: windows, merge and entities from here) runs where torch is not installed.
 """
 

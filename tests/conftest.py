@@ -14,6 +14,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+# One thread per process, in-process and in the commands tests start: `make test` runs two pytest workers on the 2
+# cores of CI, and tiny models run fastest on one thread anyway (see one_thread below).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -21,7 +21,7 @@ from test_run_ner_crf import synthetic_dataset  # noqa: F401 (a fixture)
 
 annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
