@@ -52,7 +52,7 @@ from clinical_ner_crf.files import (
 )
 from clinical_ner_crf.folder_safety import FolderLock, check_output_apart
 from clinical_ner_crf.hub_upload import is_hub_id, vocabulary_from_corpus
-from clinical_ner_crf.model_cards import onnx_model_card
+from clinical_ner_crf.model_cards import onnx_model_card, write_card
 from clinical_ner_crf.onnx_backend import EMISSIONS_OUTPUT
 from clinical_ner_crf.onnx_export import (
     EmissionModel, crf_parameters, dummy_inputs, onnx_input_names, quantize_int8, verify,
@@ -240,7 +240,7 @@ def export_to(args: ExportArguments, model, labels: list[str], tokenizer, folder
         logger.info("int8 ONNX vs PyTorch: max abs emission difference %.3g", info["int8_max_abs_emission_diff"])
         (folder / QUANTIZATION_FILE).write_text(json.dumps(quantization, indent=1) + "\n", encoding="utf-8")
     (folder / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-    (folder / "README.md").write_text(onnx_model_card(info, quantization), encoding="utf-8")
+    write_card(folder, onnx_model_card(info, quantization))
     set_tree_mode(folder, usual_file_mode())  # numbers and a tokenizer, no note text: the usual permissions
     return {"max_diff": max_diff, "quantized": quantization is not None}
 

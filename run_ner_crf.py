@@ -59,7 +59,9 @@ from clinical_ner_crf.run_folders import (
 )
 from clinical_ner_crf.sampling import sample_documents
 from clinical_ner_crf.subwords import PAPER_VOCABULARY_SIZE, train_subword_tokenizer, vocabulary_report
-from clinical_ner_crf.tagging import begin_to_inside, bio_to_char_spans, check_labels, is_tag, labels_for_types
+from clinical_ner_crf.tagging import (
+    begin_to_inside, bio_to_char_spans, check_labels, is_tag, labels_for_types, tag_type,
+)
 from clinical_ner_crf.token_metrics import ner_metrics
 from clinical_ner_crf.windows import (
     WindowCollator, copy_pipeline_files, encode_word_windows, encoder_max_positions,
@@ -67,6 +69,7 @@ from clinical_ner_crf.windows import (
     select_predictions,
 )
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
+
 
 logger = logging.getLogger(__name__)
 
@@ -279,7 +282,7 @@ def tags_to_class_labels(raw: DatasetDict, column: str, data_args: DataTrainingA
                     raise UsageError(f"{_row_location(data_args, source, split, row)}: tag {tag!r} is not IOB2 "
                                      "(expected O, B-TYPE or I-TYPE)")
                 if tag != "O":
-                    types.add(tag[2:])
+                    types.add(tag_type(tag))
     labels = labels_for_types(types)
     tag_ids = {label: index for index, label in enumerate(labels)}
     features = {split: dataset.features.copy() for split, dataset in raw.items()}

@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 from .brat import check_types, resolve_type
 from .documents import BratDocument, BratEntity, BratFormatError, decode_utf8, describe_text
 from .files import split_lines
-from .tagging import bio_to_spans, is_tag
+from .tagging import bio_to_spans, is_tag, tag_type
 
 
 def read_conll_file(
@@ -111,6 +111,7 @@ def conll_entity_types(paths: Iterable) -> list[str]:
     for path in paths:
         for line in split_lines(decode_utf8(Path(path), Path(path).read_bytes())):
             columns = line.split("\t") if "\t" in line else line.split()
-            if len(columns) >= 2 and is_tag(columns[-1].strip()) and columns[-1].strip() != "O":
-                types.add(columns[-1].strip()[2:])
+            tag = columns[-1].strip() if len(columns) >= 2 else ""
+            if is_tag(tag) and tag != "O":
+                types.add(tag_type(tag))
     return sorted(types)

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from transformers import TrainingArguments
 
-from .files import CRF_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, RUN_INFO_FILE
+from .files import CRF_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, RUN_INFO_FILE, atomic_open
 from .hub_upload import is_hub_id
 from .metrics import (
     LENIENT_MICRO_F1, RELATION_STRICT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, metric_name, relation_view,
@@ -18,6 +18,17 @@ from .metrics import (
 from .onnx_backend import EMISSIONS_OUTPUT
 from .relation_training import SYSTEMS
 from .tagging import entity_types_of
+
+
+CARD_FILE = "README.md"
+
+
+def write_card(output_dir, card: str) -> Path:
+    """The one way a card reaches a model folder: ``README.md`` written atomically (never half a card), newlines kept."""
+    path = Path(output_dir) / CARD_FILE
+    with atomic_open(path, newline="") as handle:
+        handle.write(card)
+    return path
 
 
 def card_license(model_license: str | None, dataset_stats: dict[str, Any]) -> tuple[str, str | None]:
@@ -208,9 +219,7 @@ for patient care. {"Trained on a SYNTHETIC sample, not patient notes: for trying
 ```
 """
     card = ModelCard.from_template(card_data, template_str="---\n{{ card_data }}\n---\n" + body)
-    path = output_dir / "README.md"
-    card.save(path)
-    return path
+    return write_card(output_dir, str(card))
 
 
 def relation_model_label(model_args) -> str:
@@ -284,8 +293,7 @@ For research; **not for clinical decisions**. Candidates: same sentence (Reason 
 a model trained on notes inherits their terms (n2c2: a data-use agreement).
 """
     card = ModelCard.from_template(card_data, template_str="---\n{{ card_data }}\n---\n" + body)
-    card.save(output_dir / "README.md")
-    return output_dir / "README.md"
+    return write_card(output_dir, str(card))
 
 
 def write_pretraining_model_card(output_dir: Path, record: dict[str, Any], training_args: TrainingArguments,
@@ -324,9 +332,7 @@ accelerate launch run_ner_crf.py --model_name_or_path <this model> --dataset_pat
     --output_dir runs/self_pretrained_crf --do_train --do_eval --do_predict
 ```
 """
-    path = output_dir / "README.md"
-    path.write_text(card, encoding="utf-8")
-    return path
+    return write_card(output_dir, card)
 
 
 def onnx_model_card(info: dict, quantization: dict | None) -> str:

@@ -15,7 +15,7 @@ from .metrics import (
     AVERAGES, LENIENT_MICRO_F1, STATS, STRICT_MACRO_F1, entity_view, metric_name, ordered_types, summarize_counts,
     type_metric_name, zero_row,
 )
-from .tagging import bio_to_spans, entity_types_of, is_tag, parse_tag, tag_type
+from .tagging import bio_labels, bio_to_spans, entity_types_of, is_tag, parse_tag, tag_type
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def _ordered_labels(labels: Iterable[str], level: str) -> list[str]:
     types = ordered_types({_label_type(label, level) for label in labels} - {None})
     ordered = ["O"] if "O" in labels else []
     for entity_type in types:
-        candidates = [entity_type] if level == "token" else [f"B-{entity_type}", f"I-{entity_type}"]
+        candidates = [entity_type] if level == "token" else bio_labels([entity_type])[1:]
         ordered += [label for label in candidates if label in labels]
     return ordered
 
