@@ -158,6 +158,23 @@ def test_every_library_module_and_command_has_its_test_file():
     assert not missing
 
 
+def fast_tests(path: Path) -> list[str]:
+    """The test functions of a file that ``make test-fast`` runs: not marked slow (on the function or the module)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    module_slow = any(isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "pytestmark" for t in node.targets)
+                      and "slow" in ast.unparse(node.value) for node in tree.body)
+    return [] if module_slow else [
+        node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+        and not any("slow" in ast.unparse(decorator) for decorator in node.decorator_list)]
+
+
+def test_the_fast_tier_covers_every_module_and_command():
+    missing = [name for name in [*LIBRARY_MODULES, *COMMANDS, MODEL_FILE]
+               if (REPO_ROOT / "tests" / f"test_{name}.py").is_file()
+               and not fast_tests(REPO_ROOT / "tests" / f"test_{name}.py")]
+    assert not missing, f"only slow tests: {missing}"
+
+
 def test_every_module_imports_on_its_own():
     """Each module imports with none of the others imported before it (one process; the project's modules
     are forgotten between imports, third-party ones are kept to spare the time)."""
