@@ -24,7 +24,8 @@ from clinical_ner_crf.prediction_records import prediction_record, write_predict
 from clinical_ner_crf.reports import plot_confusion_matrix
 from conftest import REPO_ROOT, command
 from test_n2c2_scoring import (
-    DOC1_GOLD, DOC1_PRED, DOC1_TEXT, DOC2, DOC2_GOLD, DOC2_TEXT, EXPECTED_STRICT, INVALID, counts,
+    BRAT_DOC1_GOLD, BRAT_DOC1_PRED, BRAT_DOC1_TEXT, BRAT_DOC2_GOLD, BRAT_DOC2_TEXT, DOC2, DOC2_GOLD, EXPECTED_STRICT,
+    INVALID, counts,
 )
 from test_n2c2_scoring import brat_folders, relation_folders  # noqa: F401 (fixtures)
 from test_token_metrics import approx
@@ -63,11 +64,11 @@ def test_a_gold_folder_scored_against_itself_is_perfect_with_a_duplicated_span(t
     counts the copy, so gold against itself gave recall < 1; each exact duplicate now counts once, and is reported."""
     gold = tmp_path / "gold"
     gold.mkdir()
-    (gold / "doc1.txt").write_text(DOC1_TEXT)
-    (gold / "doc1.ann").write_text(DOC1_GOLD + "T6\tFrequency 17 22\tdaily\nT7\tReason 27 31\tpain\n"
+    (gold / "doc1.txt").write_text(BRAT_DOC1_TEXT)
+    (gold / "doc1.ann").write_text(BRAT_DOC1_GOLD + "T6\tFrequency 17 22\tdaily\nT7\tReason 27 31\tpain\n"
                                    "R2\tReason-Drug Arg1:T7 Arg2:T1\n")
-    (gold / "doc2.txt").write_text(DOC2_TEXT)
-    (gold / "doc2.ann").write_text(DOC2_GOLD)
+    (gold / "doc2.txt").write_text(BRAT_DOC2_TEXT)
+    (gold / "doc2.ann").write_text(BRAT_DOC2_GOLD)
     report = _brat_main(gold, gold, tmp_path / "out")
     for mode in ("strict", "lenient"):
         micro = report[mode]["micro"]
@@ -206,7 +207,7 @@ def test_cli_brat_mode_without_relations_reports_as_before(brat_folders, tmp_pat
     gold, pred = brat_folders
     # The fixture's one gold relation (no prediction has it) is scored; without it there is nothing to score.
     assert score_brat_folders(gold, pred)["relations"]["strict"]["micro"]["fn"] == 1
-    (gold / "doc1.ann").write_text(DOC1_GOLD.replace("R1\tReason-Drug Arg1:T5 Arg2:T1\n", ""))
+    (gold / "doc1.ann").write_text(BRAT_DOC1_GOLD.replace("R1\tReason-Drug Arg1:T5 Arg2:T1\n", ""))
     report = _brat_main(gold, pred, tmp_path / "out", "--relation_setting", "gold_entities")
     assert set(report) == {"mode", "unit", "gold_dir", "pred_dir", "num_documents", "num_gold_entities",
                            "num_pred_entities", "duplicate_entities", "missing_predictions", "unmatched_predictions",
@@ -374,8 +375,8 @@ def _error_line(err):
 
 def _make_unreadable(path, how, monkeypatch):
     if how == "not_utf8":
-        # A Latin-1 byte on line 2 (the surface text of T2 in DOC1_PRED).
-        path.write_bytes(DOC1_PRED.replace("81\n", "81 \xb5g\n").encode("latin-1"))
+        # A Latin-1 byte on line 2 (the surface text of T2 in BRAT_DOC1_PRED).
+        path.write_bytes(BRAT_DOC1_PRED.replace("81\n", "81 \xb5g\n").encode("latin-1"))
     elif how == "folder":
         path.mkdir()
         (path / "inside.txt").write_text("x")
@@ -384,7 +385,7 @@ def _make_unreadable(path, how, monkeypatch):
     elif how == "no_permission":
         # chmod 000, as the kernel refuses it to a user who is not root: os.open fails with EACCES. Simulated, so
         # that the case runs as root too (CI runs as root, and root reads a file without permissions).
-        path.write_text(DOC1_PRED)
+        path.write_text(BRAT_DOC1_PRED)
         real_open = os.open
 
         def refusing_open(file, flags, *args, **kwargs):
@@ -465,7 +466,7 @@ def _bad_gold_text(gold, pred):
 
 
 def _bad_gold_utf8(gold, pred):
-    (gold / "doc2.ann").write_bytes(DOC2_GOLD.encode("utf-8") + b"T3\tDrug 0 7\tPatient \xff\n")
+    (gold / "doc2.ann").write_bytes(BRAT_DOC2_GOLD.encode("utf-8") + b"T3\tDrug 0 7\tPatient \xff\n")
     return f"{gold / 'doc2.ann'}:3", "not valid UTF-8"
 
 

@@ -9,7 +9,7 @@ from clinical_ner_crf.mlm_blocks import (
     WholeWordMaskCollator, blocks_dataset, context_free_loss, iter_blocks, pack_blocks, padding_share, piece_entropy,
 )
 from clinical_ner_crf.subwords import train_subword_tokenizer, vocabulary_report
-from test_pretrain_mlm import words  # noqa: F401 (fixtures)
+from test_pretrain_mlm import dataset, words  # noqa: F401 (fixtures)
 
 
 def test_blocks_hold_every_word_in_order_and_are_nearly_full(words):

@@ -393,12 +393,12 @@ def test_brat_strict_and_lenient_by_hand(brat_folders):
 
 def test_brat_malformed_prediction_lines_are_skipped_and_listed(brat_folders):
     gold, pred = brat_folders
-    (pred / "doc1.ann").write_text(DOC1_PRED + "T7\tDrug 40 30\treversed\nT8 no tabs here\n")
+    (pred / "doc1.ann").write_text(BRAT_DOC1_PRED + "T7\tDrug 40 30\treversed\nT8 no tabs here\n")
     report = score_brat_folders(gold, pred)
     assert [(s["document"], s["line"]) for s in report["skipped_prediction_lines"]] == [("doc1", 7), ("doc1", 8)]
     assert report["strict"]["micro"]["tp"] == 4 and report["strict"]["micro"]["fp"] == 4
     assert "reversed" not in json.dumps(report)
-    (gold / "doc1.ann").write_text(DOC1_GOLD + "T9 broken\n")
+    (gold / "doc1.ann").write_text(BRAT_DOC1_GOLD + "T9 broken\n")
     with pytest.raises(BratFormatError, match="doc1.ann:8"):
         score_brat_folders(gold, pred)
 
@@ -415,7 +415,7 @@ def test_a_predicted_duplicate_counts_once_right_or_wrong(tmp_path):
     gold, pred = tmp_path / "gold", tmp_path / "pred"
     gold.mkdir()
     pred.mkdir()
-    (gold / "doc1.txt").write_text(DOC1_TEXT)
+    (gold / "doc1.txt").write_text(BRAT_DOC1_TEXT)
     (gold / "doc1.ann").write_text("T1\tDrug 0 7\taspirin\nT2\tStrength 8 13\t81 mg\n")
     (pred / "doc1.ann").write_text("T1\tDrug 0 7\taspirin\nT2\tStrength 8 10\t81\nT3\tDrug 0 7\taspirin\n"
                                    "T4\tRoute 14 16\tPO\nT5\tStrength 8 10\t81\nT6\tRoute 14 16\tPO\n")
@@ -502,9 +502,9 @@ def brat_folders(tmp_path):
     gold, pred = tmp_path / "gold", tmp_path / "pred"
     gold.mkdir()
     pred.mkdir()
-    for name, text, gold_ann, pred_ann in (("doc1", DOC1_TEXT, DOC1_GOLD, DOC1_PRED),
-                                           ("doc2", DOC2_TEXT, DOC2_GOLD, DOC2_PRED),
-                                           ("doc3", DOC3_TEXT, DOC3_GOLD, None)):
+    for name, text, gold_ann, pred_ann in (("doc1", BRAT_DOC1_TEXT, BRAT_DOC1_GOLD, BRAT_DOC1_PRED),
+                                           ("doc2", BRAT_DOC2_TEXT, BRAT_DOC2_GOLD, BRAT_DOC2_PRED),
+                                           ("doc3", BRAT_DOC3_TEXT, BRAT_DOC3_GOLD, None)):
         (gold / f"{name}.txt").write_text(text)
         (gold / f"{name}.ann").write_text(gold_ann)
         if pred_ann is not None:
@@ -513,10 +513,10 @@ def brat_folders(tmp_path):
     return gold, pred
 
 
-DOC1_TEXT = "aspirin 81 mg PO daily for pain\n"
+BRAT_DOC1_TEXT = "aspirin 81 mg PO daily for pain\n"
 
 
-DOC1_GOLD = """T1\tDrug 0 7\taspirin
+BRAT_DOC1_GOLD = """T1\tDrug 0 7\taspirin
 T2\tStrength 8 13\t81 mg
 T3\tRoute 14 16\tPO
 T4\tFrequency 17 22\tdaily
@@ -526,7 +526,7 @@ R1\tReason-Drug Arg1:T5 Arg2:T1
 """
 
 
-DOC1_PRED = """T1\tDrug 0 7\taspirin
+BRAT_DOC1_PRED = """T1\tDrug 0 7\taspirin
 T2\tStrength 8 10\t81
 T3\tStrength 11 13\tmg
 T4\tForm 14 16\tPO
@@ -535,19 +535,19 @@ T6\tFrequency 17 22\tdaily
 """
 
 
-DOC2_TEXT = "Patient had nausea and\nvomiting due to morphine.\n"
+BRAT_DOC2_TEXT = "Patient had nausea and\nvomiting due to morphine.\n"
 
 
-DOC2_GOLD = "T1\tADE 12 18;23 31\tnausea vomiting\nT2\tDrug 39 47\tmorphine\n"
+BRAT_DOC2_GOLD = "T1\tADE 12 18;23 31\tnausea vomiting\nT2\tDrug 39 47\tmorphine\n"
 
 
-DOC2_PRED = "T1\tADE 12 22;23 31\tnausea and vomiting\nT2\tDrug 39 47\tmorphine\nT3\tProblem 0 7\tPatient\n"
+BRAT_DOC2_PRED = "T1\tADE 12 22;23 31\tnausea and vomiting\nT2\tDrug 39 47\tmorphine\nT3\tProblem 0 7\tPatient\n"
 
 
-DOC3_TEXT = "Heparin 5000 units SC.\n"
+BRAT_DOC3_TEXT = "Heparin 5000 units SC.\n"
 
 
-DOC3_GOLD = "T1\tDrug 0 7\tHeparin\n"
+BRAT_DOC3_GOLD = "T1\tDrug 0 7\tHeparin\n"
 
 
 def _random_tags(rng, n):

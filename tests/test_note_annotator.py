@@ -13,7 +13,7 @@ from clinical_ner_crf.tagging import split_sentences, tokenize_words
 from clinical_ner_crf.windows import max_input_length, needs_prefix_space, predict_notes
 from conftest import tiny_encoder_config
 from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
-from test_annotate_notes import crf  # noqa: F401 (fixtures)
+from test_annotate_notes import crf, crf_dir  # noqa: F401 (fixtures)
 from test_annotate_notes import write_txt
 
 

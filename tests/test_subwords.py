@@ -12,7 +12,7 @@ from clinical_ner_crf.subwords import (
     SPECIAL_TOKENS, VOCABULARY_SOURCE_KEY, base_alphabet, train_subword_tokenizer, vocabulary_report,
 )
 from conftest import REPO_ROOT
-from test_pretrain_mlm import words  # noqa: F401 (fixtures)
+from test_pretrain_mlm import dataset, words  # noqa: F401 (fixtures)
 
 # A tiny training text with none of the characters below but letters, digits and a full stop.
 TINY_TEXT = [["Patient", "was", "given", "aspirin", "81", "mg", "daily", "."],
