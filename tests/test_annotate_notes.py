@@ -7,6 +7,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,14 @@ SECRET = "Zyxolimab"  # a word that must never reach logs or summaries
 # ---------------------------------------------------------------------------------------------
 
 
+_TRAINED_CRFS: dict[tuple[int, int], Path] = {}  # (steps, seed) -> a pristine copy, kept for this test process
+
+
 def train_tiny_crf(output_dir: Path, steps: int = 100, seed: int = 0) -> Path:
-    """A 2-layer BERT-CRF trained on synthetic notes (enough to predict every common type)."""
+    """A 2-layer BERT-CRF trained on synthetic notes (enough to predict every common type). Trained once per test
+    process for each (steps, seed), deterministically; later calls get a copy of that model in ``output_dir``."""
+    if (steps, seed) in _TRAINED_CRFS:
+        return Path(shutil.copytree(_TRAINED_CRFS[(steps, seed)], output_dir, dirs_exist_ok=True))
     notes = generate_notes(30, seed=1, split="train")
     rows = []
     for note in notes:
@@ -71,6 +78,7 @@ def train_tiny_crf(output_dir: Path, steps: int = 100, seed: int = 0) -> Path:
     model.eval().save_pretrained(output_dir)
     copy_pipeline_files(output_dir)
     tokenizer.save_pretrained(output_dir)
+    _TRAINED_CRFS[(steps, seed)] = Path(shutil.copytree(output_dir, Path(tempfile.mkdtemp(prefix="tiny_crf_")) / "model"))
     return output_dir
 
 
@@ -597,6 +605,7 @@ def assert_medications_match(out: Path, links: dict, confidence: float) -> None:
                for r in records for a in r["attributes"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preferred, num_processes", [("rule", 1), ("model", 1), ("rule", 2)])
 def test_relations_auto_links_with_what_won_on_validation(crf_dir, relation_models, relation_notes, tmp_path,
                                                           preferred, num_processes):

@@ -261,6 +261,7 @@ def test_annotator_runs_without_datasets_or_the_training_script(crf_dir, tmp_pat
     assert len((tmp_path / "out" / "entities.jsonl").read_text().splitlines()) == int(count)
 
 
+@pytest.mark.slow
 def test_readme_python_snippets_run_as_written(crf_dir, tmp_path):
     """Every README Python block that uses the quickstart model runs as written, in a fresh process."""
     import re

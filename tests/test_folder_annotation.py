@@ -128,6 +128,7 @@ def rerun_and_check(crf_dir, notes_dir, out, reference, stale: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_signal_then_plain_rerun_completes_exactly_what_is_missing(crf_dir, notes_dir, reference, tmp_path,
                                                                   signal_number):
@@ -208,6 +209,7 @@ def kill_at(where: str, crf_dir, notes_dir, out, tmp_path) -> None:
     assert process.wait(timeout=300) == -signal.SIGKILL, log_tail(tmp_path)
 
 
+@pytest.mark.slow
 def test_kills_inside_an_append_and_before_an_ann_then_plain_rerun(crf_dir, notes_dir, reference, tmp_path):
     out = tmp_path / "out"
     # 1. Killed halfway through the third group's records: a torn last line, two complete notes.

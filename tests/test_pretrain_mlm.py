@@ -128,6 +128,7 @@ def test_test_text_is_never_used(dataset, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_the_readme_commands_with_a_folder_of_unlabelled_notes(dataset, tmp_path):
     """The README's two self-pretraining commands as written, in fresh processes: only the paths, the step count
     and a tiny model changed (and CPU flags added)."""

@@ -135,6 +135,7 @@ def test_missing_or_ambiguous_data_is_a_one_line_error_at_start(tmp_path):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_rerun_into_a_run_folder_is_refused_unless_told_to_start_afresh_or_resume(synthetic_dataset, tmp_path,
                                                                                       caplog):
     args = [*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir", tmp_path / "run",
@@ -169,6 +170,7 @@ def test_a_rerun_into_a_run_folder_is_refused_unless_told_to_start_afresh_or_res
     assert {path.stem for path in (tmp_path / "run" / "predictions" / "brat").glob("*.ann")} == documents
 
 
+@pytest.mark.slow
 def test_a_checkpoint_killed_while_saving_is_skipped_by_name(synthetic_dataset, tmp_path):
     args = [*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir", tmp_path / "run",
             "--max_train_samples", "64", "--save_strategy", "epoch", "--num_train_epochs", "1", "--do_eval", "false",
