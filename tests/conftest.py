@@ -117,6 +117,18 @@ def wordpiece_tokenizer():
 
 
 @pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory):
+    """prepare_n2c2.py --synthetic 40 --seed 3, as a user runs it: built once per test process, read (never written)
+    by the tests of every module that trains on it."""
+    import subprocess
+
+    output_dir = tmp_path_factory.mktemp("data") / "synthetic"
+    subprocess.run([sys.executable, "prepare_n2c2.py", "--synthetic", "40", "--seed", "3", "--output_dir",
+                    str(output_dir)], cwd=REPO_ROOT, check=True, capture_output=True)
+    return output_dir
+
+
+@pytest.fixture(scope="session")
 def shared_data_dir():
     return SHARED_DATA
 

@@ -21,7 +21,7 @@ from clinical_ner_crf.hub_upload import (
 )
 from clinical_ner_crf.subwords import CORPUS_VOCABULARY_MARK, VOCABULARY_SOURCE_KEY, mark_corpus_vocabulary
 from conftest import REPO_ROOT, build_wordpiece_tokenizer, command, tiny_encoder_config
-from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, run, synthetic_dataset  # noqa: F401
+from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, run
 from test_user_paths import intercept_uploads
 
 export_onnx = command("export_onnx")  # the command, called in-process as from its command line

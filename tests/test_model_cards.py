@@ -12,7 +12,7 @@ from clinical_ner_crf.hub_upload import is_hub_id
 from clinical_ner_crf.metrics import STRICT_MICRO_F1, type_metric_name
 from clinical_ner_crf.tagging import entity_types_of
 from conftest import command
-from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, run, synthetic_dataset  # noqa: F401
+from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, run
 from test_user_paths import run_ner_style_rows, write_jsonl
 
 run_ner_crf = command("run_ner_crf")  # the commands, for their parsed arguments

@@ -1,44 +1,15 @@
 """clinical_ner_crf/relation_linking.py: the relation model or the nearest-drug rule at inference, chosen once from the model's config."""
 
-import json
 
 import pytest
 
-from clinical_ner_crf.files import PREDICTIONS_DIRNAME, TEST_RELATIONS_FILE
 from clinical_ner_crf.note_annotator import NoteAnnotator
-from clinical_ner_crf.relation_linking import RelationLinker, mentions_of
-from clinical_ner_crf.relation_training import document_mentions
+from clinical_ner_crf.relation_linking import mentions_of
 from conftest import command
 from test_annotate_notes import crf_dir, relation_models  # noqa: F401 (fixtures)
-from test_run_re import dataset, ner_dir, relation_run  # noqa: F401 (fixtures)
 
 annotate_notes = command("annotate_notes")
 run_re = command("run_re")
-
-
-def test_linker_on_gold_entities_gives_the_training_scripts_links(relation_run, dataset):
-    """One inference path: annotate_notes' RelationLinker and run_re.py's Trainer.predict agree link for link."""
-    from datasets import load_from_disk
-
-    output_dir, _ = relation_run
-    linker = RelationLinker.from_pretrained(str(output_dir), device="cpu", batch_size=7)
-    written = {(r["document_id"], r["attribute"], r["drug"]) for r in
-               map(json.loads, (output_dir / PREDICTIONS_DIRNAME / TEST_RELATIONS_FILE).open())}
-    documents = [row for row in load_from_disk(str(dataset / "documents")) if row["split"] == "test"]
-    linked = set()
-    for document in documents:
-        mentions = document_mentions(document)
-        links = linker.link_notes({document["document_id"]: (document["text"], mentions)})[document["document_id"]]
-        # link_notes renumbers ids T1.. in entity order; map back to the document's ids.
-        linked |= {(document["document_id"], mentions[c.attribute].id, mentions[c.drug].id) for c, _ in links}
-    assert linked == written and written
-
-
-def test_a_token_classification_model_is_not_a_relation_model(ner_dir):
-    with pytest.raises(ValueError, match="not a run_re.py relation model"):
-        NoteAnnotator.from_pretrained(str(ner_dir), relation_model_name_or_path=str(ner_dir), device="cpu")
-    with pytest.raises(ValueError, match="no relation model"):
-        NoteAnnotator.from_pretrained(str(ner_dir), device="cpu").medications("Aspirin 81 mg daily.")
 
 
 def test_note_annotator_relations_choice(crf_dir, relation_models, monkeypatch):

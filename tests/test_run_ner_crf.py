@@ -33,14 +33,6 @@ COMMON_ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def synthetic_dataset(tmp_path_factory):
-    output_dir = tmp_path_factory.mktemp("data") / "synthetic"
-    subprocess.run([sys.executable, "prepare_n2c2.py", "--synthetic", "40", "--seed", "3", "--output_dir",
-                    str(output_dir)], cwd=REPO_ROOT, check=True, capture_output=True)
-    return output_dir
-
-
 def run(args, cwd=REPO_ROOT):
     """run_ner_crf.main in this process, from the repository root (configs use relative paths)."""
     previous = os.getcwd()

@@ -17,7 +17,6 @@ from clinical_ner_crf.synthetic_n2c2 import generate_notes, write_notes
 from conftest import REPO_ROOT, command
 from test_annotate_notes import write_txt
 from test_folder_annotation import crf_dir  # noqa: F401 (a fixture)
-from test_run_ner_crf import synthetic_dataset  # noqa: F401 (a fixture)
 
 annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
 

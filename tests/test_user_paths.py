@@ -17,7 +17,7 @@ from clinical_ner_crf.command_line import UsageError
 from clinical_ner_crf.metrics import STRICT_MICRO_F1
 from clinical_ner_crf.model_cards import default_model_label
 from conftest import LIBRARY, REPO_ROOT, build_wordpiece_tokenizer, command, hub_uploaded_files
-from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, read_jsonl, run, synthetic_dataset  # noqa: F401
+from test_run_ner_crf import COMMON_ARGS, TINY_MODEL_ARGS, read_jsonl, run
 
 prepare_n2c2 = command("prepare_n2c2")  # the command, called in-process as from its command line
 run_ner_crf = command("run_ner_crf")  # the command, called in-process as from its command line
