@@ -637,6 +637,7 @@ def test_relations_auto_links_with_what_won_on_validation(crf_dir, relation_mode
     assert SECRET not in result.stderr + result.stdout + json.dumps(summary)
 
 
+@pytest.mark.slow
 def test_relations_auto_without_validation_scores_uses_the_model(crf_dir, relation_models, relation_notes, tmp_path):
     out = tmp_path / "out"
     result = run_annotate("--model_name_or_path", crf_dir, "--relation_model_name_or_path",
@@ -651,6 +652,7 @@ def test_relations_auto_without_validation_scores_uses_the_model(crf_dir, relati
     assert summary["relations_by"] == "model" and why in summary["relations_choice_reason"]
 
 
+@pytest.mark.slow
 def test_relations_rule_needs_no_relation_model(crf_dir, relation_notes, tmp_path):
     out = tmp_path / "out"
     result = run_annotate("--model_name_or_path", crf_dir, "--relations", "rule", "--input_dir", relation_notes,
@@ -682,6 +684,7 @@ def test_relations_requests_that_cannot_be_met_are_one_line(crf_dir, relation_mo
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_onnx_backend_links_with_the_rule_without_torch(crf_dir, relation_models, relation_notes, tmp_path):
     """--backend onnx with auto choosing the rule: the rule's links, and torch never imported (the relation model's
     config is read, its weights are not)."""

@@ -33,6 +33,7 @@ def synthetic_run(synthetic_dataset, tmp_path_factory):
     return output_dir, results, (output_dir / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_card_for_the_synthetic_sample_says_so_and_states_its_numbers(synthetic_run):
     output_dir, results, card = synthetic_run
     metadata = card_metadata(card)
@@ -55,6 +56,7 @@ def test_a_card_for_the_synthetic_sample_says_so_and_states_its_numbers(syntheti
     assert f"{results[f'test_{STRICT_MICRO_F1}']:.4f}" in card
 
 
+@pytest.mark.slow
 def test_the_cards_snippet_runs_as_written_in_a_fresh_process(synthetic_run, tmp_path):
     output_dir, _, card = synthetic_run
     snippet = re.search(r"```python\n(.*?)```", card, flags=re.S).group(1).replace("REPO_OR_PATH", str(output_dir))

@@ -100,6 +100,7 @@ def relation_run(dataset, ner_dir, tmp_path_factory):
     return output_dir, results
 
 
+@pytest.mark.slow
 def test_run_re_learns_links_and_writes_scored_brat_predictions(relation_run, dataset):
     output_dir, results = relation_run
     # Learned: far above linking every candidate (what an untrained model does at threshold 0.5 or nothing).
@@ -134,6 +135,7 @@ def test_run_re_learns_links_and_writes_scored_brat_predictions(relation_run, da
     assert json.loads((output_dir / "run_info.json").read_text())["vocabulary_from_corpus"] is True
 
 
+@pytest.mark.slow
 def test_run_re_keeps_the_best_validation_epoch_and_its_threshold(relation_run, dataset):
     output_dir, results = relation_run
     history = results["validation_history"]
@@ -160,6 +162,7 @@ def test_run_re_keeps_the_best_validation_epoch_and_its_threshold(relation_run, 
     assert f"epoch {results['selected_epoch']:g} of 3" in card and "every candidate linked" in card
 
 
+@pytest.mark.slow
 def test_a_model_that_loses_to_the_rule_on_validation_says_so(dataset, ner_dir, tmp_path):
     # Two optimiser steps at a tiny learning rate: a model no better than chance, against a rule near 0.97.
     results = run([*TINY_RE_ARGS, "--tokenizer_name", ner_dir, "--dataset_path", dataset, "--output_dir",
@@ -170,6 +173,7 @@ def test_a_model_that_loses_to_the_rule_on_validation_says_so(dataset, ner_dir, 
     assert "this model did not beat the nearest-drug rule" in (tmp_path / "weak" / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_training_on_the_validation_notes_selects_nothing_on_them(dataset, ner_dir, tmp_path, caplog):
     # The paper's protocol: select on validation, then retrain on train+validation with the chosen settings.
     with caplog.at_level("WARNING"):
@@ -182,6 +186,7 @@ def test_training_on_the_validation_notes_selects_nothing_on_them(dataset, ner_d
     assert "holds the validation notes: no selection" in caplog.text
 
 
+@pytest.mark.slow
 def test_card_holds_no_note_text(relation_run, dataset):
     from datasets import load_from_disk
 
@@ -193,6 +198,7 @@ def test_card_holds_no_note_text(relation_run, dataset):
     assert "nearest-drug rule" in card
 
 
+@pytest.mark.slow
 def test_push_of_a_corpus_vocabulary_needs_acknowledging(dataset, ner_dir, tmp_path):
     with pytest.raises(UsageError, match="--push_corpus_vocabulary"):
         run([*TINY_RE_ARGS, "--tokenizer_name", ner_dir, "--dataset_path", dataset, "--output_dir", tmp_path / "x",
@@ -201,6 +207,7 @@ def test_push_of_a_corpus_vocabulary_needs_acknowledging(dataset, ner_dir, tmp_p
         run([*TINY_RE_ARGS, "--dataset_path", dataset, "--output_dir", tmp_path / "y"])
 
 
+@pytest.mark.slow
 def test_annotate_notes_writes_r_lines_and_a_medication_list(relation_run, ner_dir, tmp_path, caplog):
     from clinical_ner_crf.synthetic_n2c2 import generate_notes
 
@@ -248,6 +255,7 @@ def test_annotate_notes_writes_r_lines_and_a_medication_list(relation_run, ner_d
     assert not any(marker in caplog.text for marker in MARKER_TOKENS)
 
 
+@pytest.mark.slow
 def test_readme_relation_snippets_run_as_written(relation_run, ner_dir, tmp_path):
     """The README's Python blocks that use the quickstart relation model run as written, in a fresh process."""
     import re
@@ -268,6 +276,7 @@ def test_readme_relation_snippets_run_as_written(relation_run, ner_dir, tmp_path
         assert result.stdout.strip(), "the snippet prints the medication list"
 
 
+@pytest.mark.slow
 def test_stats_count_the_links_no_candidate_reaches(dataset):
     """stats.json's beyond_candidates is the candidate rule's shortfall on the documents written (the hard cases
     of the synthetic sample: a drug and its strength on two wrapped lines read as two sentences)."""
@@ -315,6 +324,7 @@ def test_run_re_without_its_dataset_is_one_line(tmp_path, dataset_args):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_linker_on_gold_entities_gives_the_training_scripts_links(relation_run, dataset):
     """One inference path: annotate_notes' RelationLinker and run_re.py's Trainer.predict agree link for link."""
     from datasets import load_from_disk
@@ -333,6 +343,7 @@ def test_linker_on_gold_entities_gives_the_training_scripts_links(relation_run, 
     assert linked == written and written
 
 
+@pytest.mark.slow
 def test_a_token_classification_model_is_not_a_relation_model(ner_dir):
     with pytest.raises(ValueError, match="not a run_re.py relation model"):
         NoteAnnotator.from_pretrained(str(ner_dir), relation_model_name_or_path=str(ner_dir), device="cpu")

@@ -62,6 +62,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_folder_of_json_files_with_string_tags(synthetic_dataset, tmp_path):
     folder = tmp_path / "conll_like"
     for split in ("train", "validation", "test"):
@@ -76,6 +77,7 @@ def test_a_folder_of_json_files_with_string_tags(synthetic_dataset, tmp_path):
     assert len(rows) == 200 and rows[0]["gold_tags"] is not None and rows[0]["token_starts"] is None
 
 
+@pytest.mark.slow
 def test_train_validation_test_files_and_a_tag_that_is_not_iob2(synthetic_dataset, tmp_path):
     files = {split: write_jsonl(tmp_path / f"{split}.jsonl", run_ner_style_rows(synthetic_dataset, split)[:60])
              for split in ("train", "validation", "test")}
@@ -217,6 +219,7 @@ def test_prediction_only_runs_keep_the_models_description(synthetic_dataset, tmp
     assert len(read_jsonl(tmp_path / "model" / "predictions" / "test_predictions.jsonl")) == 30
 
 
+@pytest.mark.slow
 def test_info_logs_show_the_run_but_never_corpus_text(synthetic_dataset, tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", run_ner_style_rows(synthetic_dataset, "train", secret_every=3)[:90])
     test = write_jsonl(tmp_path / "test.jsonl", run_ner_style_rows(synthetic_dataset, "test", secret_every=3)[:40])
