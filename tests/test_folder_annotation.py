@@ -100,12 +100,12 @@ def temporary_files(out: Path) -> list[str]:
 
 
 def start(command: list[str], tmp_path: Path) -> subprocess.Popen:
-    """The command in a process of its own, at a lower priority than this test's: on a loaded machine (two pytest
-    workers on two cores) the test still wakes up in time to send its signal while the run is in the middle."""
+    """The command in a process of its own, as a terminal starts it: Ctrl-C's SIGINT at its default even when the
+    tests run in a background job (whose commands inherit SIGINT ignored: the run would finish every note)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     log = open(tmp_path / "subprocess.log", "wb")
     return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            preexec_fn=lambda: os.nice(10))
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def log_tail(tmp_path: Path) -> str:
