@@ -260,7 +260,8 @@ class AnnotationArguments:
 
 
 def build_parser() -> HfArgumentParser:
-    return HfArgumentParser(AnnotationArguments, prog="annotate_notes.py", description=__doc__.split("\n\n")[0])
+    return HfArgumentParser(AnnotationArguments, prog="annotate_notes.py", description=__doc__.split("\n\n")[0],
+                            allow_abbrev=False)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:

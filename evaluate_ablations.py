@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from transformers import HfArgumentParser
 
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    parser = HfArgumentParser(EvaluationArguments, prog=Path(__file__).name)
+    parser = HfArgumentParser(EvaluationArguments, prog=Path(__file__).name, allow_abbrev=False)
     (args,) = parser.parse_args_into_dataclasses(args=argv)
 
     def fail(message: str, status: int = USAGE_EXIT_STATUS):

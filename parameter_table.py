@@ -45,7 +45,8 @@ class TableArguments:
 def main(argv=None) -> int:
     from transformers import HfArgumentParser
 
-    (args,) = HfArgumentParser(TableArguments, description=__doc__.split("\n\n")[0]).parse_args_into_dataclasses(
+    (args,) = HfArgumentParser(TableArguments, description=__doc__.split("\n\n")[0],
+                               allow_abbrev=False).parse_args_into_dataclasses(
         args=argv)
     rows = build_rows(args.config_names, args.num_labels)
     print(json.dumps(rows, indent=2) if args.json else format_table(rows))

@@ -198,7 +198,7 @@ def _split_stats(rows: list[dict], labels: Sequence[str], num_documents: int | N
 def parse_args(argv: Sequence[str] | None = None) -> DataArguments:
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(DataArguments, description=__doc__.split("\n\n")[0])
+    parser = HfArgumentParser(DataArguments, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) == 1 and argv[0].endswith(".json"):
         (args,) = parser.parse_json_file(argv[0])

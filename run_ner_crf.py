@@ -569,7 +569,7 @@ MODEL_IDENTITY_FLAGS = ("model_name_or_path", "config_name", "use_crf")
 
 def parse_args(args: list[str] | None = None):
     """``run_ner_crf.py [CONFIG.json] [--flag value ...]``: flags override the config file."""
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments), allow_abbrev=False)
     args = list(sys.argv[1:] if args is None else args)
     if args and args[0].endswith(".json"):
         config, args = json.loads(Path(args[0]).read_text()), args[1:]

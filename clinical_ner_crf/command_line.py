@@ -98,7 +98,7 @@ def parse_script_args(dataclass_types: Sequence[type], argv: Sequence[str] | Non
     JSON config file override it; a single-process launch with a GPU count is checked (:func:`check_launch`)."""
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(tuple(dataclass_types))
+    parser = HfArgumentParser(tuple(dataclass_types), allow_abbrev=False)  # a prefix is never another flag
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].endswith(".json"):
         argv = config_to_argv(json.loads(Path(argv[0]).read_text())) + argv[1:]

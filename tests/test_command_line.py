@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from clinical_ner_crf.command_line import (
     parse_config_overrides, parse_script_args, run_main, show_info_logs,
 )
 from clinical_ner_crf.documents import BratFormatError
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, command
 
 # ---------------------------------------------------------------------------
 # Exit statuses and one-line errors
@@ -250,3 +251,28 @@ def test_importing_command_line_imports_no_torch_transformers_or_datasets():
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["[]", "True"]
+
+
+@pytest.mark.parametrize("name, abbreviated, flag", [
+    ("prepare_n2c2", "--output", "--output_dir"), ("run_ner_crf", "--output", "--output_dir"),
+    ("run_re", "--output", "--output_dir"), ("pretrain_mlm", "--output", "--output_dir"),
+    ("evaluate_ablations", "--output", "--output_dir"), ("annotate_notes", "--output", "--output_dir"),
+    ("export_onnx", "--quant", "--quantize"), ("parameter_table", "--config", "--config_names"),
+])
+def test_no_command_takes_a_prefix_for_a_flag(name, abbreviated, flag, tmp_path, capsys):
+    """argparse's abbreviations are off everywhere: ``--output x`` is not ``--output_dir x`` (issue 28)."""
+    argv = [abbreviated, str(tmp_path / "x")]
+    if name == "export_onnx":  # its required flags given: the prefix is the one thing wrong
+        argv = ["--model_name_or_path", str(tmp_path / "model"), "--output_dir", str(tmp_path / "onnx"), "--quant", "int8"]
+    with pytest.raises((SystemExit, ValueError)) as raised:
+        command(name).main(argv)
+    if isinstance(raised.value, SystemExit):  # argparse: exit status 2 and its error line
+        assert raised.value.code == 2
+        message = [line for line in capsys.readouterr().err.splitlines() if "error:" in line][-1]
+    else:  # the training commands' HfArgumentParser: run_main makes this the one-line usage error
+        message = str(raised.value)
+    # It names what it could not take: the prefix, or the full flag still missing (a prefix would have filled it).
+    named = re.search(rf"(^|[\s'\"]){re.escape(abbreviated)}([\s'\",]|$)", message)
+    assert named and ("unrecognized" in message or "not used" in message) or (" required: " in message and flag in message), \
+        message
+    assert not (tmp_path / "x").exists() and not (tmp_path / "onnx").exists()
