@@ -308,7 +308,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
                    **{name: score_links(documents, system_links, gold)
                       for name, system_links in baseline_links(documents, data_args.sentence_window).items()}}
         for system, report in reports.items():
-            results.update(relation_metrics(report, f"{split}_" if system == "model" else f"{split}_{system}_"))
+            results.update(relation_metrics(report, split, system))
         results[f"{split}_notes"] = len(documents)
         results[f"{split}_predict_seconds"] = round(time.perf_counter() - started, 2)
         if split == "validation" and not validation_in_training:  # scores of notes it trained on choose nothing
@@ -329,7 +329,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
                 write_predictions(output_dir, documents, links,
                                   note_file_mode([Path(data_args.dataset_path) / "dataset_dict.json"]))
         scores = [f"{name} {results[f'{split}_' + system_metric_name(RELATION_STRICT_MICRO_F1, system)]:.4f}"
-                  for name, system in (("model", None), ("nearest-drug rule", "rule"), ("every candidate", "every_candidate"))]
+                  for name, system in (("model", "model"), ("nearest-drug rule", "rule"), ("every candidate", "every_candidate"))]
         logger.info(f"{split.capitalize()} relations (on gold entities), strict micro-F1: " + ", ".join(scores))
     if training_args.do_train:
         save_final_model(trainer, output_dir)  # after the validation scores and the threshold went into its config

@@ -41,10 +41,10 @@ def relation_type_metric_name(relation_type: str) -> str:
     return f"{relation_view('strict')}_{relation_type}_f1"
 
 
-def system_metric_name(name: str, system: str | None = None) -> str:
-    """A score of another system than the model beside the model's: ``("relation_strict_micro_f1", "rule")`` ->
-    ``"rule_relation_strict_micro_f1"`` (run_re.py scores the nearest-drug rule and every candidate linked so)."""
-    return f"{system}_{name}" if system else name
+def system_metric_name(name: str, system: str = "model") -> str:
+    """A score of one of the systems run_re.py scores side by side: the model's under its own name, another's
+    prefixed, ``("relation_strict_micro_f1", "rule")`` -> ``"rule_relation_strict_micro_f1"``."""
+    return name if system == "model" else f"{system}_{name}"
 
 
 STRICT_MICRO_F1 = metric_name(entity_view("strict"), "micro")

@@ -251,7 +251,7 @@ def write_relation_model_card(output_dir: Path, model_args, data_args, results: 
          "between": "`[between-N]`: drugs between the two"}[name] for name in features) + ")") if features else ""
     names = {"model": "this model", "rule": "nearest-drug rule", "every_candidate": "every candidate linked"}
     rows = "\n".join(f"| {names[system]} | " + " | ".join(
-        number(f"{split}_" + system_metric_name(metric_name(relation_view(mode), "micro"), None if system == "model" else system))
+        number(f"{split}_" + system_metric_name(metric_name(relation_view(mode), "micro"), system))
         for split, mode in (("validation", "strict"), ("test", "strict"), ("test", "lenient"))) + " |"
         for system in SYSTEMS)
     if "selected_epoch" in results:

@@ -15,7 +15,9 @@ from .documents import BratDocument, BratEntity, BratRelation
 from .files import (
     BRAT_DIRNAME, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, TEST_RELATIONS_FILE, set_tree_mode, write_folder_atomically,
 )
-from .metrics import RELATION_STRICT_MICRO_F1, STATS, metric_name, relation_type_metric_name, relation_view
+from .metrics import (
+    RELATION_STRICT_MICRO_F1, STATS, metric_name, relation_type_metric_name, relation_view, system_metric_name,
+)
 from .n2c2_scoring import score_relations
 from .prediction_records import jsonl_line
 from .relations import (
@@ -191,15 +193,14 @@ def adapt_epochs(training_args: TrainingArguments, train_candidates: int, *, min
         training_args.num_train_epochs = needed
 
 
-def relation_metrics(report: dict[str, Any], prefix: str) -> dict[str, float]:
-    """Flat numbers of a ``score_relations`` report: strict/lenient micro P/R/F and strict F1 per type."""
-    metrics = {}
-    for mode in ("strict", "lenient"):
-        for key, short in STATS:
-            metrics[prefix + metric_name(relation_view(mode), "micro", short)] = report[mode]["micro"][key]
-    for relation_type, row in report["strict"]["per_type"].items():
-        metrics[prefix + relation_type_metric_name(relation_type)] = row["f1"]
-    return metrics
+def relation_metrics(report: dict[str, Any], split: str, system: str = "model") -> dict[str, float]:
+    """Flat numbers of a ``score_relations`` report of one system (:data:`SYSTEMS`) on one split: strict/lenient
+    micro P/R/F and strict F1 per type, named ``{split}_`` + :func:`metrics.system_metric_name`."""
+    names = {metric_name(relation_view(mode), "micro", short): report[mode]["micro"][key]
+             for mode in ("strict", "lenient") for key, short in STATS}
+    names.update({relation_type_metric_name(relation_type): row["f1"]
+                  for relation_type, row in report["strict"]["per_type"].items()})
+    return {f"{split}_" + system_metric_name(name, system): value for name, value in names.items()}
 
 
 def write_predictions(output_dir: Path, documents: Sequence[dict[str, Any]],

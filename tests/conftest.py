@@ -15,7 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 # One thread per process, in-process and in the commands tests start: `make test` runs two pytest workers on the 2
-# cores of CI, and tiny models run fastest on one thread anyway (see one_thread below).
+# cores of CI, and tiny models run fastest on one thread anyway (many times slower with two on a busy machine).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -131,16 +131,3 @@ def synthetic_dataset(tmp_path_factory):
 @pytest.fixture(scope="session")
 def shared_data_dir():
     return SHARED_DATA
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Tiny models run fastest on one torch thread, and many times slower with two on a busy machine; a module
-    whose subprocesses run with OMP_NUM_THREADS=1 gets the same numbers in-process. Use with
-    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

@@ -82,9 +82,6 @@ def train_tiny_crf(output_dir: Path, steps: int = 100, seed: int = 0) -> Path:
     return output_dir
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the whole module
-
-
 @pytest.fixture(scope="module")
 def crf_dir(tmp_path_factory):
     return train_tiny_crf(tmp_path_factory.mktemp("crf"))
@@ -469,8 +466,7 @@ def test_help_and_argument_checks(capsys, crf_dir, tmp_path):
 
 RULE_WON = {"model": 0.795, "rule": 0.8123, "every_candidate": 0.6}
 MODEL_WON = {"model": 0.9071, "rule": 0.8123, "every_candidate": 0.6}
-CLI_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
+CLI_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 def save_tiny_relation_model(folder: Path, tokenizer_dir: Path, features=("rule", "between")) -> Path:

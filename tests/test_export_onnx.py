@@ -22,8 +22,7 @@ from test_annotate_notes import train_tiny_crf, write_txt
 annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
 export_onnx = command("export_onnx")  # the command, called in-process as from its command line
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-pytestmark = pytest.mark.usefixtures("one_thread")
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 def run_export(argv, capsys) -> tuple[int, list[str]]:

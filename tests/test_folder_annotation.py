@@ -28,9 +28,6 @@ NUM_NOTES = 8
 SETTINGS = ["--words_per_group", "1", "--word_predictions"]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the whole module
-
-
 @pytest.fixture(scope="module")
 def crf_dir(tmp_path_factory):
     return train_tiny_crf(tmp_path_factory.mktemp("crf"))
@@ -102,7 +99,7 @@ def temporary_files(out: Path) -> list[str]:
 def start(command: list[str], tmp_path: Path) -> subprocess.Popen:
     """The command in a process of its own, as a terminal starts it: Ctrl-C's SIGINT at its default even when the
     tests run in a background job (whose commands inherit SIGINT ignored: the run would finish every note)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     log = open(tmp_path / "subprocess.log", "wb")
     return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

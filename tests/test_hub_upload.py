@@ -28,7 +28,6 @@ export_onnx = command("export_onnx")  # the command, called in-process as from i
 pretrain_mlm = command("pretrain_mlm")  # the command, called in-process as from its command line
 run_re = command("run_re")  # the command, called in-process as from its command line
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the whole module
 
 REFUSED = "vocabulary is learned from the training notes"
 # Fine-tuning flags without --train_tokenizer: the tokenizer comes from the model or --tokenizer_name.

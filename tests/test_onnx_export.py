@@ -22,9 +22,6 @@ export_onnx = command("export_onnx")  # the command, called in-process as from i
 WINDOWS = {"max_seq_length": 64, "stride": 16, "batch_size": 16}
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the whole module
-
-
 @pytest.fixture(scope="module")
 def texts():
     notes = generate_notes(6, seed=7, split="test")

@@ -29,9 +29,7 @@ export_onnx = command("export_onnx")  # the command, called in-process as from i
 NUM_NOTES = 12
 # Small groups, so that each process writes several groups (and a crash falls between them).
 SETTINGS = ["--words_per_group", "200", "--word_predictions"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-
-pytestmark = pytest.mark.usefixtures("one_thread")
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 @pytest.fixture(scope="module")

@@ -43,9 +43,6 @@ MENTIONS = [
 ]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the whole module
-
-
 # ---------------------------------------------------------------------------------------------
 # Candidates and the rule (hand-counted)
 # ---------------------------------------------------------------------------------------------
@@ -268,7 +265,7 @@ def test_readme_relation_snippets_run_as_written(relation_run, ner_dir, tmp_path
     quickstart.mkdir(parents=True)
     (quickstart / "model").symlink_to(ner_dir, target_is_directory=True)
     (quickstart / "relations").symlink_to(relation_run[0], target_is_directory=True)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
     for block in blocks:
         result = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True,
                                 text=True, timeout=300, stdin=subprocess.DEVNULL)

@@ -20,8 +20,7 @@ from test_folder_annotation import crf_dir  # noqa: F401 (a fixture)
 
 annotate_notes = command("annotate_notes")  # the command, called in-process as from its command line
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-pytestmark = pytest.mark.usefixtures("one_thread")
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 def fingerprint(folder: Path) -> dict[str, str]:
