@@ -26,18 +26,18 @@ venv: $(STAMP)
 # then a tiny relation model -> the test notes annotated (T and R lines, medications.jsonl) -> scored end to end.
 # The sample's folder is the quickstart's own: it starts afresh each time (also after an older version's run).
 quickstart: $(STAMP)
-	rm -rf $(QUICKSTART_DIR)
+	@rm -rf $(QUICKSTART_DIR)
 	$(PY) prepare_n2c2.py --synthetic 120 --seed 42 --output_dir $(QUICKSTART_DIR)/data --write_brat $(QUICKSTART_DIR)/brat
 	$(PY) run_ner_crf.py configs/quickstart.json
-	$(PY) evaluate_ablations.py --predictions $(QUICKSTART_DIR)/model --output_dir $(QUICKSTART_DIR)/report --overwrite_output_dir
+	$(PY) evaluate_ablations.py --predictions $(QUICKSTART_DIR)/model --output_dir $(QUICKSTART_DIR)/report --overwrite
 	$(PY) run_re.py configs/relations/quickstart.json
 	$(PY) annotate_notes.py --model_name_or_path $(QUICKSTART_DIR)/model --relation_model_name_or_path $(QUICKSTART_DIR)/relations \
 		--input_dir $(QUICKSTART_DIR)/brat/test --output_dir $(QUICKSTART_DIR)/annotated --device cpu
 	$(PY) evaluate_ablations.py --gold_brat $(QUICKSTART_DIR)/brat/test --pred_brat $(QUICKSTART_DIR)/annotated \
-		--relation_setting end_to_end --output_dir $(QUICKSTART_DIR)/report_end_to_end --overwrite_output_dir
-	@echo "Report (paper Tables II-IV, confusion matrix): $(QUICKSTART_DIR)/report/report.md"
-	@echo "Medication list of the test notes: $(QUICKSTART_DIR)/annotated/medications.jsonl"
-	@echo "End-to-end entities and relations: $(QUICKSTART_DIR)/report_end_to_end/report.md"
+		--relation_setting end_to_end --output_dir $(QUICKSTART_DIR)/report_end_to_end --overwrite
+	@echo
+	@$(PY) -m clinical_ner_crf.console $(QUICKSTART_DIR)
+	@echo "Each command takes --help (and --verbose for its full log). Next: README.md, 'Annotating new notes'."
 
 # Two pytest workers (pytest-xdist), a test file each at a time (module fixtures built once); one torch thread per
 # process (conftest.py), so the two share the 2 cores of CI without slowing each other.

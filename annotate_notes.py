@@ -175,22 +175,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from transformers import HfArgumentParser
-
-from clinical_ner_crf.command_line import exit_status, show_info_logs
-from clinical_ner_crf.files import ONNX_FILE, ONNX_INT8_FILE
+# Light imports only: --help and the usage errors answer before torch or transformers is imported (main() imports
+# the model code once the arguments are read).
+from clinical_ner_crf.command_line import SHARED_FLAG_HELP, UsageError, build_parser as command_parser, exit_status
+from clinical_ner_crf.command_line import parse_command, run_main
+from clinical_ner_crf.console import configure_output
+from clinical_ner_crf.files import BACKENDS, ONNX_FILE, ONNX_INT8_FILE
 from clinical_ner_crf.folder_annotation import (
     WORDS_PER_GROUP, InputError, annotate_folder, check_annotation_output_folder, format_summary, list_notes,
 )
-from clinical_ner_crf.folder_safety import FolderLock, check_output_apart
-from clinical_ner_crf.note_annotator import BACKENDS
-from clinical_ner_crf.parallel_annotation import (
-    ProcessFailed, annotate_folder_in_processes, launched_processes, load_annotator, process_settings,
-    relations_of_arguments,
-)
-from clinical_ner_crf.relation_linking import check_relation_request
+from clinical_ner_crf.folder_safety import FolderLock, check_output_apart, remove_if_untouched
+from clinical_ner_crf.model_sources import check_model_sources
 from clinical_ner_crf.relations import RELATION_CHOICES
-from clinical_ner_crf.windows import DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_STRIDE
+from clinical_ner_crf.tagging import DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_STRIDE
 
 logger = logging.getLogger(__name__)
 
@@ -219,19 +216,17 @@ class AnnotationArguments:
         "help": "Drop entities whose confidence (mean CRF marginal, or softmax probability, over their words) is "
                 "below this, in [0, 1]."})
     overwrite: bool = field(default=False, metadata={
-        "help": "Annotate every note again, replacing existing .ann files (without it, notes that have an .ann "
-                "are kept: a re-run after an interruption annotates only the rest)."})
+        "help": SHARED_FLAG_HELP["overwrite"] + " Here: annotate every note again (without it, notes that have "
+                "an .ann are kept: a re-run after an interruption annotates only the rest)."})
     words_per_group: int = field(default=WORDS_PER_GROUP, metadata={
         "help": "Notes are predicted and written in groups of about this many words: smaller groups hold less in "
                 "memory and lose less work to an interruption."})
     word_predictions: bool = field(default=False, metadata={
         "help": "Also write predictions.jsonl: word-level tags and confidences per sentence (docs/architecture.md "
                 "format, gold_tags null)."})
-    trust_remote_code: bool = field(default=False, metadata={
-        "help": "Run the code shipped with the model (its modeling_crf.py, which you should read first) instead of "
-                "this project's copy; needed for Hub models with custom code that this project does not have."})
-    model_revision: str = field(default="main", metadata={"help": "Model version on the Hub (branch, tag or commit)."})
-    token: Optional[str] = field(default=None, metadata={"help": "Hub token for private models (default: the cached login)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": SHARED_FLAG_HELP["trust_remote_code"]})
+    model_revision: str = field(default="main", metadata={"help": SHARED_FLAG_HELP["model_revision"]})
+    token: Optional[str] = field(default=None, metadata={"help": SHARED_FLAG_HELP["token"]})
     relation_model_name_or_path: Optional[str] = field(default=None, metadata={
         "help": "A run_re.py relation model (folder or Hub id): links each attribute to its drug, writes R lines "
                 "in the .ann files and medications.jsonl."})
@@ -259,14 +254,18 @@ class AnnotationArguments:
                 "processes on it)."})
 
 
-def build_parser() -> HfArgumentParser:
-    return HfArgumentParser(AnnotationArguments, prog="annotate_notes.py", description=__doc__.split("\n\n")[0],
-                            allow_abbrev=False)
+SCRIPT = "annotate_notes.py"
+DESCRIPTION = __doc__.split("\n\n")[0]
+
+
+def build_parser():
+    return command_parser(SCRIPT, (AnnotationArguments,), DESCRIPTION)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
-    parser = build_parser()
-    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    (args,) = parse_command(SCRIPT, (AnnotationArguments,), argv, DESCRIPTION)
+    from clinical_ner_crf.parallel_annotation import launched_processes  # after --help: it imports the model code
+
     # The window, batch and confidence settings are checked where they are used (windows.py, NoteAnnotator).
     problems = []
     if args.words_per_group < 1:
@@ -301,18 +300,36 @@ def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
             if args.bf16 and device.type != "cuda":
                 problems.append("--bf16 needs a GPU (--device cuda)")
     if problems:
-        parser.error("; ".join(problems))
+        raise UsageError("; ".join(problems))
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
-                        level=logging.INFO)
-    show_info_logs(logger)
+    try:
+        args = parse_args(argv)
+    except UsageError as error:
+        print(f"{SCRIPT}: error: {error}", file=sys.stderr)
+        return exit_status(error)
+    configure_output(logger)
+    try:  # every model is gettable (a folder, the local cache, or the Hub within seconds) before anything is made
+        args.model_name_or_path, args.relation_model_name_or_path = check_model_sources({
+            "--model_name_or_path": args.model_name_or_path,
+            "--relation_model_name_or_path": args.relation_model_name_or_path},
+            revision=args.model_revision, token=args.token).values()
+    except UsageError as error:
+        print(f"{SCRIPT}: error: {error}", file=sys.stderr)
+        return exit_status(error)
+    # The model code, once the arguments are read.
+    from clinical_ner_crf.parallel_annotation import (
+        ProcessFailed, annotate_folder_in_processes, launched_processes, load_annotator, process_settings,
+        relations_of_arguments,
+    )
+    from clinical_ner_crf.relation_linking import check_relation_request
+
     distributed = launched_processes() > 1
     # One command writes a folder at a time: process 0 (this one, or rank 0 of a launched run) holds the lock for all.
-    lock = FolderLock(args.output_dir, "annotate_notes.py", enabled=int(os.environ.get("RANK", "0")) == 0)
+    lock = FolderLock(args.output_dir, SCRIPT, enabled=int(os.environ.get("RANK", "0")) == 0)
+    created = not Path(args.output_dir).exists()
     try:
         check_relation_request(args.relations, args.relation_model_name_or_path is not None, args.link_threshold)
         list_notes(args.input_dir)  # fail on the input before loading a model
@@ -348,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, OSError, ValueError, ProcessFailed) as error:
         print(f"annotate_notes.py: error: {error}", file=sys.stderr)
         status = exit_status(error)
+        if created and lock.enabled:  # stopped before writing anything: no folder left
+            remove_if_untouched(args.output_dir)
         if distributed:
             raise SystemExit(status) from None  # a failed process: the launcher stops the others waiting for it
         return status
@@ -369,4 +388,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, SCRIPT)

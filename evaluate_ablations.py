@@ -1,10 +1,7 @@
 #!/usr/bin/env python
 """Score NER predictions the way the paper and the n2c2-2018 shared task do.
 
-This file is the single home of the project's metrics and of their names (:func:`metric_name`,
-one table of views, :data:`TAG_VIEWS` and :data:`ENTITY_MODES`): ``run_ner_crf.py`` imports
-:func:`ner_metrics` for ``compute_metrics``. As a script it turns the word-level predictions of
-one or more runs into the paper's tables (BIO-strict and token-level tag scores, the Table IV
+It turns the word-level predictions of one or more runs into the paper's tables (BIO-strict and token-level tag scores, the Table IV
 ablations, the confusion matrix), entity-level strict and lenient scores, a comparison across
 runs and a learning curve; or it scores brat folders the way the n2c2-2018 Track 2 official
 script does: entities, and relations (``R`` lines) when the gold files have them
@@ -29,7 +26,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from clinical_ner_crf import reports
-from clinical_ner_crf.command_line import USAGE_EXIT_STATUS, UsageError, exit_status
+from clinical_ner_crf.command_line import SHARED_FLAG_HELP, UsageError, parse_command, run_main
+from clinical_ner_crf.console import configure_output, percent, print_outputs
 from clinical_ner_crf.documents import BratFormatError
 from clinical_ner_crf.files import (
     PREDICTIONS_DIRNAME, REPORT_JSON_FILE, REPORT_MARKDOWN_FILE, RUN_INFO_FILE, TEST_PREDICTIONS_FILE, check_output_dir,
@@ -48,6 +46,8 @@ from clinical_ner_crf.tagging import entity_types_of
 from clinical_ner_crf.token_metrics import BIO_VIEW, evaluate_run, paper_ablations
 
 logger = logging.getLogger(__name__)
+SCRIPT = "evaluate_ablations.py"
+DATA_ERRORS = (BratFormatError, PredictionFormatError)  # file:line: reason (a missing folder: a usage error)
 
 
 # ---------------------------------------------------------------------------
@@ -74,11 +74,9 @@ class EvaluationArguments:
     no_paper_ablations: bool = field(default=False, metadata={
         "help": "Skip the paper's Table IV ablations (they run by default)."})
     label_map: Optional[str] = field(default=None, metadata={
-        "help": "Brat mode: map the gold's entity types as prepare_n2c2.py does: a JSON file or an inline JSON object "
-                "{source type: target type or null}; unmapped types are left out."})
+        "help": "Brat mode, the gold's types as prepare_n2c2.py maps them. " + SHARED_FLAG_HELP["label_map"]})
     relation_map: Optional[str] = field(default=None, metadata={
-        "help": "Brat mode: map the gold's relation types as prepare_n2c2.py does: a JSON file or an inline JSON "
-                "object {name: target type or null, or {\"Arg1Type>Arg2Type\": target type}}."})
+        "help": "Brat mode, the gold's relations as prepare_n2c2.py maps them. " + SHARED_FLAG_HELP["relation_map"]})
     brat_entity_types: Optional[list[str]] = field(default=None, metadata={
         "help": "Score only these types in brat mode (default: every type in the files); relations are not "
                 "filtered."})
@@ -89,12 +87,10 @@ class EvaluationArguments:
                 "report's relations section; the scoring is the same."})
     top_confusions: int = field(default=15, metadata={"help": "How many confusions to list."})
     digits: int = field(default=3, metadata={"help": "Decimals in Markdown tables."})
-    overwrite_output_dir: bool = field(default=False, metadata={
-        "help": "Replace the report in an existing, non-empty --output_dir: remove the earlier report's files "
-                "first (other files stay). Without it such a folder is refused."})
+    overwrite: bool = field(default=False, metadata={"help": SHARED_FLAG_HELP["overwrite"]})
 
 
-# What a report writes into --output_dir (--overwrite_output_dir removes these and nothing else).
+# What a report writes into --output_dir (--overwrite removes these and nothing else).
 def _parse_merge(items: Sequence[str]) -> dict[str, str]:
     merge = {}
     for item in items:
@@ -213,64 +209,51 @@ def evaluate_predictions(args: EvaluationArguments, output_dir: Path,
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    from transformers import HfArgumentParser
-
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    parser = HfArgumentParser(EvaluationArguments, prog=Path(__file__).name, allow_abbrev=False)
-    (args,) = parser.parse_args_into_dataclasses(args=argv)
-
-    def fail(message: str, status: int = USAGE_EXIT_STATUS):
-        # One line, as argparse reports a bad argument: no traceback for a user's input (command_line's statuses:
-        # 2 for arguments, 1 for bad data in the files).
-        parser.exit(status, f"{parser.prog}: error: {message}\n")
+    (args,) = parse_command(SCRIPT, (EvaluationArguments,), argv, description=__doc__.split("\n\n")[0])
+    configure_output(logger)
 
     brat = args.gold_brat is not None or args.pred_brat is not None
     if brat and (args.gold_brat is None or args.pred_brat is None):
-        fail("--gold_brat and --pred_brat go together")
+        raise UsageError("--gold_brat and --pred_brat go together")
     if brat == bool(args.predictions):
-        fail("give either --predictions or --gold_brat/--pred_brat")
+        raise UsageError("give either --predictions or --gold_brat/--pred_brat")
     if (args.label_map or args.relation_map) and not brat:
-        fail("--label_map and --relation_map map the gold of --gold_brat: give --gold_brat/--pred_brat")
+        raise UsageError("--label_map and --relation_map map the gold of --gold_brat: give --gold_brat/--pred_brat")
     if not brat:
         # Every path first: a typo in the last run folder must not cost the scoring of the others
         # nor leave half a report behind.
         try:
             resolved = resolve_runs(args.predictions)
         except FileNotFoundError as error:
-            fail(f"--predictions {error}")
+            raise UsageError(f"--predictions {error}") from None
     # The same rule as training: an earlier report is replaced only when asked, checked before scoring; the report
     # is never written where its inputs are, one command writes it at a time, and it appears whole or not at all.
     output_dir = Path(args.output_dir)
-    lock = FolderLock(output_dir, "evaluate_ablations.py")
-    try:
+    check_output_apart(output_dir, {"--predictions": args.predictions, "--gold_brat": args.gold_brat,
+                                    "--pred_brat": args.pred_brat})
+    with FolderLock(output_dir, SCRIPT):
         try:
-            check_output_apart(output_dir, {"--predictions": args.predictions, "--gold_brat": args.gold_brat,
-                                            "--pred_brat": args.pred_brat})
-            lock.acquire()
-            check_output_dir(output_dir, args.overwrite_output_dir)
-        except UsageError as error:
-            fail(str(error))
+            check_output_dir(output_dir, args.overwrite)
         except FileExistsError as error:
-            fail(f"--output_dir {output_dir} exists and is not empty; pass --overwrite_output_dir to replace the "
-                 "earlier report, or give another folder" if output_dir.is_dir() else f"--output_dir {error}")
-        return _write_report(args, output_dir, resolved if not brat else None, fail)
-    finally:
-        lock.release()
+            raise UsageError(f"--output_dir {output_dir} exists and is not empty; pass --overwrite to replace the "
+                             "earlier report, or give another folder" if output_dir.is_dir()
+                             else f"--output_dir {error}") from None
+        report = _write_report(args, output_dir, resolved if not brat else None)
+    _print_outputs(report, output_dir)
+    return report
 
 
-def _write_report(args: EvaluationArguments, output_dir: Path, resolved, fail) -> dict[str, Any]:
+def _write_report(args: EvaluationArguments, output_dir: Path, resolved) -> dict[str, Any]:
     """Score, then write the report folder atomically (a temporary sibling moved into place when complete)."""
     brat = resolved is None
     if brat:
-        # Scoring only reads, so every input problem surfaces here, before anything is removed or written.
-        try:
-            report = score_brat_folders(
-                args.gold_brat, args.pred_brat, entity_types=args.brat_entity_types,
-                relation_setting=args.relation_setting,
-                label_map=load_label_map(args.label_map) if args.label_map else None,
-                relation_map=load_relation_map(args.relation_map) if args.relation_map else None)
-        except BratFormatError as error:
-            fail(str(error), exit_status(error))  # file:line: reason, never the note's text
+        # Scoring only reads, so every input problem surfaces here (file:line: reason, never the note's text),
+        # before anything is removed or written.
+        report = score_brat_folders(
+            args.gold_brat, args.pred_brat, entity_types=args.brat_entity_types,
+            relation_setting=args.relation_setting,
+            label_map=load_label_map(args.label_map) if args.label_map else None,
+            relation_map=load_relation_map(args.relation_map) if args.relation_map else None)
 
     def write(folder: Path) -> None:
         nonlocal report
@@ -284,10 +267,7 @@ def _write_report(args: EvaluationArguments, output_dir: Path, resolved, fail) -
 
     if not brat:
         report = None
-    try:
-        write_folder_atomically(output_dir, args.overwrite_output_dir, write)
-    except PredictionFormatError as error:
-        fail(str(error), exit_status(error))  # file:line: reason
+    write_folder_atomically(output_dir, args.overwrite, write)  # a PredictionFormatError: file:line: reason
     if brat:
         logger.info("strict micro F1 %.4f, lenient micro F1 %.4f over %d documents (%d prediction files skipped)",
                     report["strict"]["micro"]["f1"], report["lenient"]["micro"]["f1"], report["num_documents"],
@@ -302,5 +282,21 @@ def _write_report(args: EvaluationArguments, output_dir: Path, resolved, fail) -
     return report
 
 
+def _print_outputs(report: dict[str, Any], output_dir: Path) -> None:
+    rows = [("report", output_dir / REPORT_MARKDOWN_FILE, ""), ("every number", output_dir / REPORT_JSON_FILE, "")]
+    if report.get("mode") == "brat":
+        rows[0] = ("report", rows[0][1], f"entity strict micro-F1 {percent(report['strict']['micro']['f1'])}, "
+                                         f"lenient {percent(report['lenient']['micro']['f1'])}")
+        if "relations" in report:
+            relations = report["relations"]
+            rows.insert(1, ("", "", f"relation strict micro-F1 {percent(relations['strict']['micro']['f1'])}, "
+                                    f"lenient {percent(relations['lenient']['micro']['f1'])} ({relations['setting']})"))
+        elif "relations_not_scored" in report:
+            rows.insert(1, ("", "", f"relations not scored: {report['relations_not_scored']}"))
+    else:
+        rows[0] = ("report", rows[0][1], f"{len(report.get('runs', []))} run(s): paper tables, ablations, confusions")
+    print_outputs(f"{SCRIPT} wrote:", rows)
+
+
 if __name__ == "__main__":
-    main()
+    run_main(main, SCRIPT, data_errors=DATA_ERRORS)

@@ -24,8 +24,7 @@ Verification: the fp32 graph is run on dummy inputs of other batch sizes and len
 The folder appears whole or not at all (docs/architecture.md, "Output folders, re-runs and interruptions"):
 it is written into a hidden sibling (``.NAME.partial-*``), verified, claimed whole in its manifest and moved
 into place (``files.write_folder_atomically``); a sibling left by a killed export is removed (and named)
-by the next one. A non-empty ``--output_dir`` is refused unless ``--overwrite_output_dir`` (or
-``--overwrite``), and then replaced only once the new export is complete, and only if it holds nothing the
+by the next one. A non-empty ``--output_dir`` is refused unless ``--overwrite``, and then replaced only once the new export is complete, and only if it holds nothing the
 toolkit did not write. The folder is locked for the whole export (``folder_safety.FolderLock``) and never
 the model folder, inside it or around it. Bad arguments (a missing model, a relation model) are one line
 with exit status 2; a model folder that cannot be read (a truncated ``.safetensors``, a broken
@@ -41,35 +40,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-import torch
-from transformers import AutoConfig, AutoModelForTokenClassification, HfArgumentParser
-
-import modeling_crf  # noqa: F401  (registers the CRF model with the Auto classes)
-from clinical_ner_crf.command_line import DataError, UsageError, first_line, run_main
+from clinical_ner_crf.command_line import (
+    SHARED_FLAG_HELP, DataError, UsageError, answer_help, first_line, parse_command, run_main,
+)
+from clinical_ner_crf.console import configure_output, print_outputs
 from clinical_ner_crf.files import (
     CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, check_output_dir, set_tree_mode,
     usual_file_mode, write_folder_atomically,
 )
 from clinical_ner_crf.folder_safety import FolderLock, check_output_apart
-from clinical_ner_crf.hub_upload import is_hub_id, vocabulary_from_corpus
-from clinical_ner_crf.model_cards import onnx_model_card, write_card
-from clinical_ner_crf.onnx_backend import EMISSIONS_OUTPUT
-from clinical_ner_crf.onnx_export import (
-    EmissionModel, crf_parameters, dummy_inputs, onnx_input_names, quantize_int8, verify,
-)
-from clinical_ner_crf.relations import CONFIG_SENTENCE_WINDOW
-from clinical_ner_crf.windows import is_crf_model, load_tokenizer, model_labels
+from clinical_ner_crf.model_sources import check_model_source
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
 SCRIPT = "export_onnx.py"
-# What loading a model folder raises on a truncated or malformed file (safetensors' own error is a bare Exception).
-try:
-    from safetensors import SafetensorError as _SafetensorError
-except ImportError:  # pragma: no cover - safetensors comes with transformers
-    _SafetensorError = OSError
-MODEL_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, _SafetensorError)
+DESCRIPTION = __doc__.split("\n\n")[0]
 
 
 @dataclass
@@ -81,20 +67,35 @@ class ExportArguments:
         "choices": ["int8"]})
     opset: int = field(default=DEFAULT_OPSET, metadata={"help": "ONNX opset version."})
     atol: float = field(default=1e-4, metadata={"help": "Max abs emission difference (fp32 ONNX vs PyTorch) allowed."})
-    overwrite_output_dir: bool = field(default=False, metadata={
-        "aliases": ["--overwrite"],
-        "help": "Replace an earlier export in output_dir (once the new one is complete; only if the folder holds "
-                "nothing but the toolkit's files)."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Run the modeling code shipped with the model."})
-    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of a Hub model."})
-    token: Optional[str] = field(default=None, metadata={"help": "Hub token for private models."})
+    overwrite: bool = field(default=False, metadata={
+        "help": SHARED_FLAG_HELP["overwrite"] + " Here: the earlier export is replaced once the new one is complete."})
+    trust_remote_code: bool = field(default=False, metadata={"help": SHARED_FLAG_HELP["trust_remote_code"]})
+    model_revision: str = field(default="main", metadata={"help": SHARED_FLAG_HELP["model_revision"]})
+    token: Optional[str] = field(default=None, metadata={"help": SHARED_FLAG_HELP["token"]})
 
 
-def check_model_path(path: str) -> None:
-    """Before anything is created (the lock included): a path that is not there must at least read as a Hub id."""
-    if not Path(path).exists() and not is_hub_id(path):
-        raise UsageError(f"--model_name_or_path {path} does not exist: give a trained model folder "
-                         "(run_ner_crf.py output) or a Hub model id")
+if __name__ == "__main__":  # --help before the model code below: torch and transformers take seconds to import
+    answer_help(SCRIPT, (ExportArguments,), DESCRIPTION)
+
+import torch  # noqa: E402
+from transformers import AutoConfig, AutoModelForTokenClassification  # noqa: E402
+
+import modeling_crf  # noqa: E402,F401  (registers the CRF model with the Auto classes)
+from clinical_ner_crf.hub_upload import vocabulary_from_corpus  # noqa: E402
+from clinical_ner_crf.model_cards import onnx_model_card, write_card  # noqa: E402
+from clinical_ner_crf.onnx_backend import EMISSIONS_OUTPUT  # noqa: E402
+from clinical_ner_crf.onnx_export import (  # noqa: E402
+    EmissionModel, crf_parameters, dummy_inputs, onnx_input_names, quantize_int8, verify,
+)
+from clinical_ner_crf.relations import CONFIG_SENTENCE_WINDOW  # noqa: E402
+from clinical_ner_crf.windows import is_crf_model, load_tokenizer, model_labels  # noqa: E402
+
+# What loading a model folder raises on a truncated or malformed file (safetensors' own error is a bare Exception).
+try:
+    from safetensors import SafetensorError as _SafetensorError
+except ImportError:  # pragma: no cover - safetensors comes with transformers
+    _SafetensorError = OSError
+MODEL_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, _SafetensorError)
 
 
 def check_model_folder(path: str) -> None:
@@ -178,13 +179,13 @@ def load_source_model(args: ExportArguments, config=None):
 
 
 def check_output_folder(output_dir: Path, overwrite: bool) -> None:
-    """``files.check_output_dir`` (a non-empty folder needs --overwrite_output_dir and must hold only the
+    """``files.check_output_dir`` (a non-empty folder needs --overwrite and must hold only the
     toolkit's files: it is replaced as a whole once the new export is complete), as a usage error."""
     try:
         check_output_dir(output_dir, overwrite)
     except FileExistsError as error:
-        raise UsageError(f"--output_dir: {error} (--overwrite_output_dir here; the earlier export is replaced only "
-                         "once the new one is complete)") from None
+        raise UsageError(f"--output_dir: {error} (the earlier export is replaced only once the new one is "
+                         "complete)") from None
 
 
 def export_to(args: ExportArguments, model, labels: list[str], tokenizer, folder: Path) -> dict:
@@ -202,6 +203,13 @@ def export_to(args: ExportArguments, model, labels: list[str], tokenizer, folder
                           do_constant_folding=True, dynamo=False)
     # Beside the graph: config (labels, label_alignment), tokenizer, CRF scores.
     model.config.save_pretrained(folder)
+    # The export ships no model code: a config that names it (auto_map) would make AutoTokenizer.from_pretrained(folder)
+    # stop to ask whether to run code that is not there.
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    for key in ("auto_map", "custom_pipelines"):
+        config.pop(key, None)
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     tokenizer.save_pretrained(folder)
     crf = is_crf_model(model)
     if crf:
@@ -248,30 +256,29 @@ def export_to(args: ExportArguments, model, labels: list[str], tokenizer, folder
 def main(argv: Sequence[str] | None = None) -> int:
     """Export; bad arguments raise UsageError, an unreadable model or a failed verification DataError (one line
     each under ``command_line.run_main``)."""
-    # No abbreviations: --overwrite is a flag of its own, never a prefix taken for another one.
-    parser = HfArgumentParser(ExportArguments, allow_abbrev=False)
-    args, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    if unknown:
-        raise UsageError(f"unrecognized arguments: {' '.join(unknown)} (see export_onnx.py --help)")
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    (args,) = parse_command(SCRIPT, (ExportArguments,), argv, DESCRIPTION)
+    configure_output(logger)
     output_dir = Path(args.output_dir)
     # Before any work, and before anything is created: the model, the output apart from it, the folder's rules.
-    check_model_path(args.model_name_or_path)
+    # The model is gettable (a folder, the local cache, or the Hub within seconds) before anything is created.
+    args.model_name_or_path = check_model_source(args.model_name_or_path, revision=args.model_revision, token=args.token)
     # A Hub id (no such local path) is looked up now: one that cannot be loaded leaves nothing behind.
     config = None if Path(args.model_name_or_path).exists() else load_source_config(args)
     check_output_apart(output_dir, {"--model_name_or_path": args.model_name_or_path})
-    check_output_folder(output_dir, args.overwrite_output_dir)
+    check_output_folder(output_dir, args.overwrite)
     with FolderLock(output_dir, SCRIPT):
-        check_output_folder(output_dir, args.overwrite_output_dir)  # again, now that no other command writes it
+        check_output_folder(output_dir, args.overwrite)  # again, now that no other command writes it
         model, labels, tokenizer = load_source_model(args, config)
         summary: dict = {}
         # A hidden sibling, written, verified, claimed whole and moved into place; an earlier export is replaced
         # only then; a sibling a killed run left is removed (and named) first.
-        write_folder_atomically(output_dir, args.overwrite_output_dir,
+        write_folder_atomically(output_dir, args.overwrite,
                                 lambda folder: summary.update(export_to(args, model, labels, tokenizer, Path(folder))))
-    print(f"Exported {args.model_name_or_path} to {output_dir} ({ONNX_FILE}"
-          f"{' and ' + ONNX_INT8_FILE if summary['quantized'] else ''}); max abs emission difference "
-          f"{summary['max_diff']:.3g}")
+    rows = [("fp32 graph", output_dir / ONNX_FILE, f"max abs emission difference from PyTorch {summary['max_diff']:.3g}")]
+    if summary["quantized"]:
+        rows.append(("int8 graph", output_dir / ONNX_INT8_FILE, "what was quantized: " + QUANTIZATION_FILE))
+    rows.append(("card", output_dir / "README.md", f"annotate_notes.py --backend onnx --model_name_or_path {output_dir}"))
+    print_outputs(f"{SCRIPT} exported {args.model_name_or_path}:", rows)
     return 0
 
 

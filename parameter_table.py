@@ -21,11 +21,13 @@ paper's figures (pooler included), which is why the two differ slightly.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
+from clinical_ner_crf.command_line import parse_command, run_main
+from clinical_ner_crf.console import configure_output
 from clinical_ner_crf.parameter_counts import build_rows, format_table
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,15 +45,12 @@ class TableArguments:
 
 
 def main(argv=None) -> int:
-    from transformers import HfArgumentParser
-
-    (args,) = HfArgumentParser(TableArguments, description=__doc__.split("\n\n")[0],
-                               allow_abbrev=False).parse_args_into_dataclasses(
-        args=argv)
+    (args,) = parse_command("parameter_table.py", (TableArguments,), argv, description=__doc__.split("\n\n")[0])
+    configure_output(logging.getLogger(__name__))
     rows = build_rows(args.config_names, args.num_labels)
     print(json.dumps(rows, indent=2) if args.json else format_table(rows))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, "parameter_table.py")

@@ -66,7 +66,6 @@ import hashlib
 import json
 import logging
 import re
-import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -75,7 +74,8 @@ from typing import Literal, Optional, Sequence
 
 from clinical_ner_crf import documents, reports
 from clinical_ner_crf.brat import write_brat_ann
-from clinical_ner_crf.command_line import UsageError, run_main
+from clinical_ner_crf.command_line import SHARED_FLAG_HELP, UsageError, parse_command, run_main
+from clinical_ner_crf.console import configure_output
 from clinical_ner_crf.conll import conll_entity_types
 from clinical_ner_crf.corpus_formats import read_corpus
 from clinical_ner_crf.documents import BratDocument, BratFormatError
@@ -93,6 +93,7 @@ from clinical_ner_crf.sentence_examples import (
 from clinical_ner_crf.tagging import N2C2_RELATION_TYPES, entity_types_of, is_all_o, tag_type
 
 logger = logging.getLogger(__name__)
+SCRIPT = "prepare_n2c2.py"
 
 # ---------------------------------------------------------------------------
 # Command line
@@ -129,13 +130,9 @@ class DataArguments:
                                         "(train/, test/); for a real corpus its notes with their entities and relations "
                                         "after the maps and policies (train/, validation/, test/), to score against."}
     )
-    label_map: Optional[str] = field(
-        default=None, metadata={"help": "JSON object mapping source entity types to target types; others are ignored."}
-    )
-    relation_map: Optional[str] = field(
-        default=None, metadata={"help": "JSON object mapping source relation types to target types; others are ignored "
-                                        "(without it: the n2c2 relation types, or none with --label_map)."}
-    )
+    label_map: Optional[str] = field(default=None, metadata={"help": SHARED_FLAG_HELP["label_map"]})
+    relation_map: Optional[str] = field(default=None, metadata={
+        "help": SHARED_FLAG_HELP["relation_map"] + " Without it: the n2c2 relation types, or none with --label_map."})
     entity_types: Optional[str] = field(
         default=None, metadata={"help": "Comma-separated entity types, in tag order (overrides the default scheme)."}
     )
@@ -158,7 +155,7 @@ class DataArguments:
     validate_text: bool = field(
         default=True, metadata={"help": "Check that each span's surface text matches the .txt."}
     )
-    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output_dir."})
+    overwrite: bool = field(default=False, metadata={"help": SHARED_FLAG_HELP["overwrite"]})
     allow_overlap: bool = field(
         default=False, metadata={"help": "Allow the same note (same text) in more than one split (refused by default: "
                                          "it leaks training notes into the test set)."}
@@ -196,14 +193,8 @@ def _split_stats(rows: list[dict], labels: Sequence[str], num_documents: int | N
 
 
 def parse_args(argv: Sequence[str] | None = None) -> DataArguments:
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(DataArguments, description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        (args,) = parser.parse_json_file(argv[0])
-    else:
-        (args,) = parser.parse_args_into_dataclasses(args=argv)
+    """``prepare_n2c2.py [CONFIG.json] [--flag value ...]``: flags override the config file."""
+    (args,) = parse_command(SCRIPT, (DataArguments,), argv, description=__doc__.split("\n\n")[0])
     return args
 
 
@@ -260,8 +251,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 def build_dataset(args: DataArguments) -> dict:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    configure_output(logger)
     modes = [bool(args.train_dir), bool(args.train_file), args.synthetic is not None]
     if sum(modes) != 1:
         raise UsageError("give exactly one input: --train_dir (brat), --train_file (CoNLL) or --synthetic N")
@@ -587,4 +577,4 @@ def format_summary(stats: dict, output_dir) -> str:
 
 
 if __name__ == "__main__":
-    run_main(main, "prepare_n2c2.py", data_errors=(BratFormatError, FileExistsError, ValueError))
+    run_main(main, SCRIPT, data_errors=(BratFormatError, FileExistsError, ValueError))

@@ -3,14 +3,14 @@
 
 In the style of transformers' ``examples/pytorch/language-modeling/run_mlm.py``:
 
-    python pretrain_mlm.py --dataset_paths data/n2c2 --output_dir runs/self_pretrained --do_train \\
+    python pretrain_mlm.py --dataset_path data/n2c2 --output_dir runs/self_pretrained --do_train \\
         --config_overrides "dim=256,n_layers=4,n_heads=4,hidden_dim=1024" --num_train_epochs 10
     python run_ner_crf.py --model_name_or_path runs/self_pretrained --dataset_path data/n2c2 \\
         --output_dir runs/self_pretrained_crf --do_train --do_eval --do_predict
 
 Between a pre-trained encoder trained on outside text and a Transformer trained from scratch (the
 paper's two answers) lies a third: an encoder pre-trained on the task's own text ("self-pretraining").
-The text is (a) the training documents of prepared datasets (``--dataset_paths``: prepare_n2c2.py
+The text is (a) the training documents of prepared datasets (``--dataset_path``: prepare_n2c2.py
 output; only the splits named in ``--text_splits``, never ``test``) and/or (b) folders of unlabelled
 ``.txt`` notes (``--notes_dirs``); a note whose text is a test document of a given dataset is refused.
 A ``.txt`` file that is not text (not UTF-8, or holding NUL bytes) or not a regular file (a FIFO, a folder
@@ -27,7 +27,7 @@ one 50 MB line included), with a progress bar; see :class:`PretrainingText`.
   masked (80% ``[MASK]``, 10% a random piece, 10% kept), BERT's recipe at word level. (transformers'
   ``DataCollatorForLanguageModeling(whole_word_mask=True)`` finds words from character offsets, which
   packed blocks do not keep, and drops the random replacement.)
-- Runs follow run_folders.py: an output folder that is not empty needs ``--overwrite_output_dir`` or
+- Runs follow run_folders.py: an output folder that is not empty needs ``--overwrite`` or
   ``--resume_from_checkpoint``; progress bar and ETA from the Trainer; multi-process with accelerate.
 - Outputs: the encoder (``AutoModelForMaskedLM``) and tokenizer, which ``run_ner_crf.py
   --model_name_or_path`` fine-tunes with a CRF or linear head; ``pretraining_data.json`` records what text
@@ -48,18 +48,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from transformers import AutoConfig, AutoModelForMaskedLM, Trainer, TrainingArguments, set_seed
-
-from clinical_ner_crf.command_line import DataError, parse_config_overrides, parse_script_args, run_main, setup_logging
-from clinical_ner_crf.files import PRETRAINING_DATA_FILE, RUN_INFO_FILE, write_json_atomically
-from clinical_ner_crf.hub_upload import check_vocabulary_upload, hub_upload_files, push_model_to_hub
-from clinical_ner_crf.mlm_blocks import WholeWordMaskCollator, blocks_dataset, iter_blocks, padding_share, piece_entropy
-from clinical_ner_crf.model_cards import write_pretraining_model_card
-from clinical_ner_crf.pretraining_text import gather_texts
-from clinical_ner_crf.run_folders import (
-    RecordRunArguments, UsageError, check_resume_matches, output_folder_lock, prepare_output_dir, save_final_model,
+from clinical_ner_crf.command_line import (
+    SHARED_FLAG_HELP, DataError, answer_help, parse_command, parse_config_overrides, run_main,
 )
-from clinical_ner_crf.subwords import PAPER_VOCABULARY_SIZE, train_subword_tokenizer, vocabulary_figures
+from clinical_ner_crf.console import print_outputs
+from clinical_ner_crf.files import PRETRAINING_DATA_FILE, RUN_INFO_FILE, write_json_atomically
+from clinical_ner_crf.model_sources import check_model_sources
+from clinical_ner_crf.subwords import PAPER_VOCABULARY_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +78,7 @@ class ModelArguments:
         "help": "Largest vocabulary to learn (default: the paper's 28,996; a small corpus reaches fewer, logged)."})
     tokenizer_min_frequency: int = field(default=2, metadata={"help": "A piece must occur this often to enter it."})
     tokenizer_lowercase: bool = field(default=False, metadata={"help": "Lower-case in a learned tokenizer."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Run custom code of --model_name_or_path."})
+    trust_remote_code: bool = field(default=False, metadata={"help": SHARED_FLAG_HELP["trust_remote_code"]})
     push_corpus_vocabulary: bool = field(default=False, metadata={
         "help": "With --push_to_hub and a vocabulary learned from the notes: acknowledge that its words are corpus "
                 "text and upload it (check your data's terms first)."})
@@ -93,17 +88,39 @@ class ModelArguments:
 class DataArguments:
     """The unlabelled text, and how it becomes model inputs."""
 
-    dataset_paths: list[str] = field(default_factory=list, metadata={
-        "help": "prepare_n2c2.py output folders: the text of their documents in --text_splits."})
+    dataset_path: list[str] = field(default_factory=list, metadata={
+        "help": "prepare_n2c2.py output folders (one or more): the text of their documents in --text_splits."})
     text_splits: list[str] = field(default_factory=lambda: ["train"], metadata={
-        "help": "Which documents of --dataset_paths to read (train, validation; test is refused)."})
+        "help": "Which documents of --dataset_path to read (train, validation; test is refused)."})
     notes_dirs: list[str] = field(default_factory=list, metadata={
         "help": "Folders of unlabelled .txt notes (UTF-8; not recursive)."})
     max_seq_length: int = field(default=128, metadata={
         "help": "Tokens per packed block, special tokens included (at most the encoder's positions)."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Share of words masked in each block."})
-    overwrite_output_dir: bool = field(default=False, metadata={
-        "help": "Start afresh in an existing --output_dir (the earlier run's outputs are removed)."})
+    overwrite: bool = field(default=False, metadata={
+        "help": SHARED_FLAG_HELP["overwrite"] + " Here: start afresh; --resume_from_checkpoint true continues instead."})
+
+
+SCRIPT = "pretrain_mlm.py"
+DESCRIPTION = __doc__.split("\n\n")[0]
+ARGUMENT_TYPES = (ModelArguments, DataArguments)  # and transformers' TrainingArguments
+
+if __name__ == "__main__":  # --help before the heavy imports below: torch alone takes seconds to import
+    answer_help(SCRIPT, ARGUMENT_TYPES, DESCRIPTION, training_flags=True)
+
+from transformers import AutoConfig, AutoModelForMaskedLM, Trainer, TrainingArguments, set_seed  # noqa: E402
+
+from clinical_ner_crf.hub_upload import check_vocabulary_upload, hub_upload_files, push_model_to_hub  # noqa: E402
+from clinical_ner_crf.mlm_blocks import (  # noqa: E402
+    WholeWordMaskCollator, blocks_dataset, iter_blocks, padding_share, piece_entropy,
+)
+from clinical_ner_crf.model_cards import write_pretraining_model_card  # noqa: E402
+from clinical_ner_crf.pretraining_text import gather_texts  # noqa: E402
+from clinical_ner_crf.run_folders import (  # noqa: E402
+    RecordRunArguments, UsageError, check_resume_matches, output_folder_lock, prepare_output_dir, quiet_progress,
+    save_final_model, setup_logging,
+)
+from clinical_ner_crf.subwords import train_subword_tokenizer, vocabulary_figures  # noqa: E402
 
 
 # ---------------------------------------------------------------------------
@@ -118,7 +135,7 @@ RESUME_MUST_MATCH = ("config_name", "config_overrides", "model_name_or_path", "t
 
 def parse_args(argv: Sequence[str] | None = None):
     """``pretrain_mlm.py [CONFIG.json] [--flag value ...]``: flags override the config file."""
-    return parse_script_args((ModelArguments, DataArguments, TrainingArguments), argv)
+    return parse_command(SCRIPT, (*ARGUMENT_TYPES, TrainingArguments), argv, DESCRIPTION)
 
 
 def build_encoder(model_args: ModelArguments, tokenizer, max_seq_length: int):
@@ -137,8 +154,12 @@ def build_encoder(model_args: ModelArguments, tokenizer, max_seq_length: int):
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model_args, data_args, training_args = parse_args(argv)
+    # Every model flag is gettable (a folder, the local cache, or the Hub within seconds) before anything is made.
+    (model_args.model_name_or_path, model_args.config_name, model_args.tokenizer_name) = check_model_sources({
+        "--model_name_or_path": model_args.model_name_or_path, "--config_name": model_args.config_name,
+        "--tokenizer_name": model_args.tokenizer_name}).values()
     # The output folder is never where the text is, and one command writes it at a time.
-    inputs = {"--dataset_paths": data_args.dataset_paths, "--notes_dirs": data_args.notes_dirs}
+    inputs = {"--dataset_path": data_args.dataset_path, "--notes_dirs": data_args.notes_dirs}
     with output_folder_lock(training_args, "pretrain_mlm.py", inputs):
         return run(model_args, data_args, training_args)
 
@@ -146,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, Any]:
     # We push ourselves, with an allow-list: the Trainer would upload the whole output_dir, checkpoints included.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    setup_logging(training_args, logger)
+    verbose = setup_logging(training_args, logger)
     output_dir = Path(training_args.output_dir)
     if not training_args.do_train:
         raise UsageError("pre-training trains: pass --do_train")
@@ -157,9 +178,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         tokenizer=model_args.tokenizer_name or model_args.model_name_or_path,
         learned_here=not (model_args.tokenizer_name or model_args.model_name_or_path))
     # One line for a bad source, before anything slow; the text is checked, counted and hashed here, read again below.
-    text, sources = gather_texts(dataset_paths=data_args.dataset_paths, notes_dirs=data_args.notes_dirs,
+    text, sources = gather_texts(dataset_paths=data_args.dataset_path, notes_dirs=data_args.notes_dirs,
                                  text_splits=data_args.text_splits, show_progress=not training_args.disable_tqdm)
-    resume_checkpoint = prepare_output_dir(output_dir, training_args, data_args.overwrite_output_dir)
+    resume_checkpoint = prepare_output_dir(output_dir, training_args, data_args.overwrite)
     set_seed(training_args.seed)
 
     # Text -> sentences -> words; the vocabulary from those words (or the one given).
@@ -217,6 +238,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     trainer = Trainer(model=model, args=training_args, train_dataset=train_dataset, processing_class=tokenizer,
                       data_collator=WholeWordMaskCollator(tokenizer, data_args.mlm_probability),
                       callbacks=[RecordRunArguments(run_args)])
+    quiet_progress(trainer, verbose)
     started = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=resume_checkpoint)
     train_seconds = time.perf_counter() - started
@@ -227,7 +249,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     metrics.update(train_tokens_per_second=round(sum(lengths) * epochs_run / train_seconds, 1),
                    train_epochs_run=round(epochs_run, 4), train_wall_seconds=round(train_seconds, 2),
                    prepare_seconds=round(prepare_seconds, 2), padding_share=share)
-    trainer.log_metrics("train", metrics)
+    if verbose:  # the results files hold them; the last lines say where
+        trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
     trainer.save_state()
 
@@ -272,13 +295,15 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
                               script="pretrain_mlm.py",
                               corpus_vocabulary_acknowledged=model_args.push_corpus_vocabulary)
             logger.info(f"Pushed {', '.join(hub_upload_files(output_dir))} to {repo_id}")
-        print(f"\nEncoder pre-trained on {text.documents:,} documents ({sum(lengths) * epochs_run:,.0f} tokens, "
-              f"{metrics['train_tokens_per_second']:,.0f} tokens/s, {share:.1%} padding) -> {output_dir}/\n"
-              + (f"Masked-LM loss at the end {record['last_logged_loss']:.2f} (a predictor that ignores context: "
-                 f"{baseline_loss:.2f})\n" if record["last_logged_loss"] is not None else "") +
-              f"Fine-tune it: run_ner_crf.py --model_name_or_path {output_dir} --dataset_path ...", flush=True)
+        loss = (f"masked-LM loss at the end {record['last_logged_loss']:.2f} (context-free: {baseline_loss:.2f})"
+                if record["last_logged_loss"] is not None else "")
+        print_outputs(f"{SCRIPT} wrote:", [
+            ("encoder", output_dir, f"{text.documents:,} documents, {sum(lengths) * epochs_run:,.0f} tokens seen, "
+                                    f"{share:.1%} padding; {loss}".rstrip("; ")),
+            ("model card", output_dir / "README.md", f"fine-tune it: run_ner_crf.py --model_name_or_path {output_dir}"),
+            ("what text was seen", output_dir / PRETRAINING_DATA_FILE, "sources, counts and a hash, never the text")])
     return {**metrics, "pretraining_data": str(output_dir / PRETRAINING_DATA_FILE)}
 
 
 if __name__ == "__main__":
-    run_main(main, "pretrain_mlm.py")
+    run_main(main, SCRIPT)

@@ -33,42 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import datasets
-import torch
-from datasets import (
-    ClassLabel, Dataset, DatasetDict, Sequence as DatasetSequence, concatenate_datasets, load_dataset, load_from_disk,
+from clinical_ner_crf.command_line import (
+    ALLOW_TEST_TRAINING_HELP, SHARED_FLAG_HELP, DataError, UsageError, answer_help, config_to_argv, first_line,
+    parse_command, parse_config_overrides, read_config, run_main,
 )
-from transformers import (
-    AutoConfig, AutoModelForTokenClassification, AutoTokenizer, EarlyStoppingCallback, HfArgumentParser, Trainer,
-    TrainingArguments, set_seed,
-)
-
-from clinical_ner_crf.brat import write_brat_ann
-from clinical_ner_crf.command_line import check_launch, config_to_argv, parse_config_overrides, run_main, setup_logging
-from clinical_ner_crf.files import (
-    ALL_RESULTS_FILE, BRAT_DIRNAME, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, RUN_INFO_FILE, STATS_FILE,
-    TEST_PREDICTIONS_FILE, note_file_mode, set_tree_mode, write_folder_atomically, write_json_atomically,
-)
-from clinical_ner_crf.hub_upload import check_vocabulary_upload, hub_upload_files, push_model_to_hub
-from clinical_ner_crf.metrics import STRICT_MACRO_F1, STRICT_MICRO_F1
-from clinical_ner_crf.model_cards import default_model_label, write_ner_model_card
-from clinical_ner_crf.prediction_records import prediction_record, write_predictions_file
-from clinical_ner_crf.run_folders import (
-    ALLOW_TEST_TRAINING_HELP, RecordRunArguments, UsageError, check_resume_matches, check_train_split,
-    output_folder_lock, prepare_output_dir, save_final_model, trainer_state_epoch,
-)
-from clinical_ner_crf.sampling import sample_documents
-from clinical_ner_crf.subwords import PAPER_VOCABULARY_SIZE, train_subword_tokenizer, vocabulary_report
-from clinical_ner_crf.tagging import (
-    begin_to_inside, bio_to_char_spans, check_labels, is_tag, labels_for_types, tag_type,
-)
-from clinical_ner_crf.token_metrics import ner_metrics
-from clinical_ner_crf.windows import (
-    WindowCollator, copy_pipeline_files, encode_word_windows, encoder_max_positions,
-    load_tokenizer as load_word_tokenizer, max_input_length, merge_window_predictions, pipeline_config_entry,
-    select_predictions,
-)
-from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
+from clinical_ner_crf.console import percent, print_outputs
+from clinical_ner_crf.subwords import PAPER_VOCABULARY_SIZE
 
 
 logger = logging.getLogger(__name__)
@@ -118,17 +88,14 @@ class ModelArguments:
                                         "derived; a config file's label is dropped when the command line names "
                                         "another model)."}
     )
-    cache_dir: str | None = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
-    model_revision: str = field(default="main", metadata={"help": "Model version (branch, tag or commit)."})
-    token: str | None = field(default=None, metadata={"help": "Hub token (default: the cached login)."})
+    cache_dir: str | None = field(default=None, metadata={"help": SHARED_FLAG_HELP["cache_dir"]})
+    model_revision: str = field(default="main", metadata={"help": SHARED_FLAG_HELP["model_revision"]})
+    token: str | None = field(default=None, metadata={"help": SHARED_FLAG_HELP["token"]})
     model_license: str | None = field(
         default=None, metadata={"help": "Licence written into the model card (default: apache-2.0 for the synthetic "
                                         "sample, else 'other': a model trained on notes inherits their terms)."}
     )
-    trust_remote_code: bool = field(
-        default=False, metadata={"help": "Run custom code shipped with --model_name_or_path (read it first). Not "
-                                         "needed for this project's CRF checkpoints, which load with modeling_crf.py."}
-    )
+    trust_remote_code: bool = field(default=False, metadata={"help": SHARED_FLAG_HELP["trust_remote_code"]})
 
 
 @dataclass
@@ -178,10 +145,54 @@ class DataTrainingArguments:
     max_predict_samples: int | None = field(default=None, metadata={"help": "Truncate the test split (debugging)."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     write_brat: bool = field(default=True, metadata={"help": "Write one brat .ann per test document."})
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Start afresh in an existing --output_dir: remove the earlier run's model, "
-                                         "checkpoints and predictions first (otherwise its last checkpoint is resumed)."}
-    )
+    overwrite: bool = field(default=False, metadata={
+        "help": SHARED_FLAG_HELP["overwrite"] + " Here: start afresh (the earlier run's model, checkpoints and "
+                "predictions are removed first); --resume_from_checkpoint true continues it instead."})
+
+
+SCRIPT = "run_ner_crf.py"
+DESCRIPTION = __doc__.split("\n\n")[0]
+ARGUMENT_TYPES = (ModelArguments, DataTrainingArguments)  # and transformers' TrainingArguments
+
+if __name__ == "__main__":  # --help before the heavy imports below: torch alone takes seconds to import
+    answer_help(SCRIPT, ARGUMENT_TYPES, DESCRIPTION, training_flags=True)
+
+import datasets  # noqa: E402
+import torch  # noqa: E402
+from datasets import (  # noqa: E402
+    ClassLabel, Dataset, DatasetDict, Sequence as DatasetSequence, concatenate_datasets, load_dataset, load_from_disk,
+)
+from transformers import (  # noqa: E402
+    AutoConfig, AutoModelForTokenClassification, AutoTokenizer, EarlyStoppingCallback, Trainer,
+    TrainingArguments, set_seed,
+)
+
+from clinical_ner_crf.brat import write_brat_ann  # noqa: E402
+from clinical_ner_crf.files import (  # noqa: E402
+    ALL_RESULTS_FILE, BRAT_DIRNAME, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, RUN_INFO_FILE, STATS_FILE,
+    TEST_PREDICTIONS_FILE, note_file_mode, set_tree_mode, write_folder_atomically, write_json_atomically,
+)
+from clinical_ner_crf.hub_upload import check_vocabulary_upload, hub_upload_files, push_model_to_hub  # noqa: E402
+from clinical_ner_crf.metrics import STRICT_MACRO_F1, STRICT_MICRO_F1
+from clinical_ner_crf.model_sources import check_model_sources  # noqa: E402
+from clinical_ner_crf.model_cards import default_model_label, write_ner_model_card  # noqa: E402
+from clinical_ner_crf.prediction_records import prediction_record, write_predictions_file  # noqa: E402
+from clinical_ner_crf.run_folders import (  # noqa: E402
+    RecordRunArguments, check_resume_matches, check_train_split, output_folder_lock, prepare_output_dir, quiet_progress,
+    save_final_model, setup_logging, trainer_state_epoch,
+)
+from clinical_ner_crf.sampling import sample_documents  # noqa: E402
+from clinical_ner_crf.subwords import train_subword_tokenizer, vocabulary_report  # noqa: E402
+from clinical_ner_crf.tagging import (  # noqa: E402
+    begin_to_inside, bio_to_char_spans, check_labels, is_tag, labels_for_types, tag_type,
+)
+from clinical_ner_crf.token_metrics import ner_metrics  # noqa: E402
+from clinical_ner_crf.windows import (  # noqa: E402
+    WindowCollator, copy_pipeline_files, encode_word_windows, encoder_max_positions,
+    load_tokenizer as load_word_tokenizer, max_input_length, merge_window_predictions, pipeline_config_entry,
+    select_predictions,
+)
+from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig  # noqa: E402
 
 
 # ---------------------------------------------------------------------------
@@ -234,7 +245,11 @@ def load_raw_datasets(data_args: DataTrainingArguments, model_args: ModelArgumen
     data: the types that occur, n2c2 types in the paper's order) or a ClassLabel of IOB2 names.
     """
     if data_args.dataset_path:
-        raw = load_from_disk(data_args.dataset_path)
+        try:
+            raw = load_from_disk(data_args.dataset_path)
+        except (OSError, ValueError, KeyError, TypeError) as error:  # a damaged or hand-edited dataset folder
+            raise DataError(f"--dataset_path {data_args.dataset_path}: not a readable dataset ({first_line(error)}); "
+                            "write it again with prepare_n2c2.py") from None
         source = data_args.dataset_path
     elif data_args.dataset_name:
         raw = load_dataset(data_args.dataset_name, data_args.dataset_config_name, cache_dir=model_args.cache_dir,
@@ -569,25 +584,28 @@ MODEL_IDENTITY_FLAGS = ("model_name_or_path", "config_name", "use_crf")
 
 def parse_args(args: list[str] | None = None):
     """``run_ner_crf.py [CONFIG.json] [--flag value ...]``: flags override the config file."""
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments), allow_abbrev=False)
     args = list(sys.argv[1:] if args is None else args)
-    if args and args[0].endswith(".json"):
-        config, args = json.loads(Path(args[0]).read_text()), args[1:]
+    if args and args[0].endswith(".json") and "-h" not in args and "--help" not in args:
+        config, args = read_config(args[0]), args[1:]
         given = {arg[2:].split("=")[0] for arg in args if arg.startswith("--")}
         if "model_label" not in given and given & set(MODEL_IDENTITY_FLAGS):
             config.pop("model_label", None)
         args = config_to_argv(config) + args
-    check_launch(args)
-    return parser.parse_args_into_dataclasses(args=args)
+    return parse_command(SCRIPT, (*ARGUMENT_TYPES, TrainingArguments), args, DESCRIPTION)
 
 
 def main(args: list[str] | None = None) -> dict[str, Any]:
     model_args, data_args, training_args = parse_args(args)
+    # Every model flag is gettable (a folder, the local cache, or the Hub within seconds) before anything is made.
+    (model_args.model_name_or_path, model_args.config_name, model_args.tokenizer_name) = check_model_sources({
+        "--model_name_or_path": model_args.model_name_or_path, "--config_name": model_args.config_name,
+        "--tokenizer_name": model_args.tokenizer_name}, revision=model_args.model_revision, token=model_args.token,
+        cache_dir=model_args.cache_dir).values()
     check_test_training(data_args, training_args.do_train)  # before the output folder is touched
     # The output folder is never where the data is, and one command writes it at a time.
     inputs = {f"--{name}": getattr(data_args, name) for name in ("dataset_path", "dataset_name", "train_file",
                                                                  "validation_file", "test_file")}
-    with output_folder_lock(training_args, "run_ner_crf.py", inputs):
+    with output_folder_lock(training_args, SCRIPT, inputs):
         return run(model_args, data_args, training_args)
 
 
@@ -601,7 +619,7 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
     # The CRF's forward also takes `label_mask`, which is an input, not a target.
     training_args.label_names = training_args.label_names or ["labels"]
 
-    setup_logging(training_args, logger)
+    verbose = setup_logging(training_args, logger)
     check_data_arguments(data_args)  # one line, before anything slow
     # The tokenizer trained with (and uploaded): learned now, or --tokenizer_name's or the model's, whose
     # tokenizer_config.json says whether its vocabulary was learned from notes (a checkpoint folder's too).
@@ -611,7 +629,7 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
     output_dir = Path(training_args.output_dir)
 
     # The output folder: a fresh run needs an empty one, unless told to start afresh or to resume.
-    resume_checkpoint = prepare_output_dir(output_dir, training_args, data_args.overwrite_output_dir) \
+    resume_checkpoint = prepare_output_dir(output_dir, training_args, data_args.overwrite) \
         if training_args.do_train else None
 
     # Seed before anything random: document sampling, tokenizer training, head initialisation.
@@ -699,6 +717,7 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
         callbacks=[RecordRunArguments(run_args)]
         + ([EarlyStoppingCallback(data_args.early_stopping_patience)] if data_args.early_stopping_patience else []),
     )
+    quiet_progress(trainer, verbose)
 
     all_results: dict[str, Any] = {"num_parameters": num_parameters}
     all_results.update({f"{split}_windowed_sentences": count for split, count in window_counts.items()})
@@ -725,7 +744,8 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
             train_words_per_second=round(num_words * epochs / train_seconds, 2),
             train_subwords_per_second=round(num_subwords * epochs / train_seconds, 2),
         )
-        trainer.log_metrics("train", metrics)
+        if verbose:  # the results files hold them; the last lines say where
+            trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)
         trainer.save_state()
         all_results.update(metrics)
@@ -733,7 +753,8 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
     if training_args.do_eval and eval_windows is not None:
         metrics = trainer.evaluate(metric_key_prefix="eval")
         metrics["eval_samples"] = len(eval_dataset)
-        trainer.log_metrics("eval", metrics)
+        if verbose:  # the results files hold them; the last lines say where
+            trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
         all_results.update(metrics)
 
@@ -750,7 +771,8 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
         metrics = {f"test_{key}": value for key, value in ner_metrics(gold, pred).items()}
         metrics.update(test_sentences=len(test_dataset), test_loss=output.metrics.get("test_loss"),
                        test_predict_seconds=round(time.perf_counter() - started, 2))
-        trainer.log_metrics("test", metrics)
+        if verbose:  # the results files hold them; the last lines say where
+            trainer.log_metrics("test", metrics)
         trainer.save_metrics("test", metrics)
         all_results.update(metrics)
         if trainer.is_world_process_zero():
@@ -800,26 +822,26 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
                               private=training_args.hub_private_repo,
                               corpus_vocabulary_acknowledged=model_args.push_corpus_vocabulary)
             logger.info(f"Pushed {', '.join(hub_upload_files(output_dir))} to {repo_id}")
-        print_outputs(output_dir, all_results)
+        report_outputs(output_dir, all_results)
     return all_results
 
 
-def print_outputs(output_dir: Path, results: dict[str, Any]) -> None:
+def report_outputs(output_dir: Path, results: dict[str, Any]) -> None:
     """Where everything is, and the headline numbers (no corpus text)."""
-    lines = [f"\nOutputs in {output_dir}/"]
-    for name, what in (("model.safetensors", "model (+ config.json, tokenizer)"), ("README.md", "model card"),
-                       (ALL_RESULTS_FILE, "metrics"), (f"{PREDICTIONS_DIRNAME}/{TEST_PREDICTIONS_FILE}",
-                       "word-level test predictions (never uploaded)"),
+    rows = []
+    for name, what in (("model.safetensors", "model"), ("README.md", "model card"), (ALL_RESULTS_FILE, "metrics"),
+                       (f"{PREDICTIONS_DIRNAME}/{TEST_PREDICTIONS_FILE}", "test predictions"),
                        (f"{PREDICTIONS_DIRNAME}/{BRAT_DIRNAME}", "brat .ann per test note")):
         if (output_dir / name).exists():
-            lines.append(f"  {name:<42} {what}")
-    for key, label in ((f"test_{STRICT_MICRO_F1}", "test strict entity micro-F1"),
-                       (f"test_{STRICT_MACRO_F1}", "test strict entity macro-F1"),
-                       (f"eval_{STRICT_MICRO_F1}", "validation strict entity micro-F1")):
-        if key in results:
-            lines.append(f"  {label:<42} {results[key]:.4f}")
-    print("\n".join(lines), flush=True)
+            rows.append((what, output_dir / name, ""))
+    scores = [f"{label} {percent(results[key])}" for key, label in (
+        (f"eval_{STRICT_MICRO_F1}", "validation"), (f"test_{STRICT_MICRO_F1}", "test"),
+        (f"test_{STRICT_MACRO_F1}", "test macro")) if key in results]
+    if rows and scores:
+        what, path, _ = rows[0]
+        rows[0] = (what, path, "strict entity micro-F1: " + ", ".join(scores))
+    print_outputs(f"{SCRIPT} wrote:", rows)
 
 
 if __name__ == "__main__":
-    run_main(main, "run_ner_crf.py")
+    run_main(main, SCRIPT)

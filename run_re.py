@@ -31,31 +31,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-from transformers import (
-    AutoConfig, AutoModelForSequenceClassification, IntervalStrategy, Trainer, TrainingArguments, set_seed,
+from clinical_ner_crf.command_line import (
+    ALLOW_TEST_TRAINING_HELP, SHARED_FLAG_HELP, UsageError, answer_help, parse_command, parse_config_overrides,
+    run_main,
 )
-
-import modeling_crf  # noqa: F401  (registers the CRF config: --tokenizer_name may be a NER model's folder)
-from clinical_ner_crf.command_line import parse_config_overrides, parse_script_args, run_main, setup_logging
+from clinical_ner_crf.console import percent, print_outputs
 from clinical_ner_crf.files import ALL_RESULTS_FILE, RUN_INFO_FILE, STATS_FILE, note_file_mode, write_json_atomically
-from clinical_ner_crf.hub_upload import check_vocabulary_upload, hub_upload_files, push_model_to_hub
 from clinical_ner_crf.metrics import RELATION_STRICT_MICRO_F1, system_metric_name
-from clinical_ner_crf.model_cards import relation_model_label, write_relation_model_card
-from clinical_ner_crf.relation_training import (
-    KeepBestEpoch, adapt_epochs, baseline_links, best_threshold, build_examples, check_dataset_path, document_mentions,
-    input_features, load_documents, model_links, relation_metrics, score_links, to_brat_documents, write_predictions,
-)
+from clinical_ner_crf.model_sources import check_model_sources
 from clinical_ner_crf.relations import (
     CONFIG_INPUT_FEATURES, CONFIG_LINK_THRESHOLD, CONFIG_MAX_SEQ_LENGTH, CONFIG_PREFERRED, CONFIG_SENTENCE_WINDOW,
     CONFIG_VALIDATION_SCORES, DEFAULT_LINK_THRESHOLD, DEFAULT_SENTENCE_WINDOW, FEATURE_TOKENS, INPUT_FEATURES, LABELS,
     MARKER_TOKENS, candidate_recall,
 )
-from clinical_ner_crf.run_folders import (
-    ALLOW_TEST_TRAINING_HELP, RecordRunArguments, UsageError, check_resume_matches, check_train_split,
-    output_folder_lock, prepare_output_dir, save_final_model,
-)
-from clinical_ner_crf.windows import encoder_max_positions, load_tokenizer, max_input_length
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +65,10 @@ class ModelArguments:
     model_label: str | None = field(default=None, metadata={"help": "Name in reports and the card (default: derived)."})
     model_license: str | None = field(default=None, metadata={
         "help": "Licence in the card (default: apache-2.0 for the synthetic sample, else 'other': the data's terms)."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
-    model_revision: str = field(default="main", metadata={"help": "Model version (branch, tag or commit)."})
-    token: str | None = field(default=None, metadata={"help": "Hub token (default: the cached login)."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Run custom code shipped with the model."})
+    cache_dir: str | None = field(default=None, metadata={"help": SHARED_FLAG_HELP["cache_dir"]})
+    model_revision: str = field(default="main", metadata={"help": SHARED_FLAG_HELP["model_revision"]})
+    token: str | None = field(default=None, metadata={"help": SHARED_FLAG_HELP["token"]})
+    trust_remote_code: bool = field(default=False, metadata={"help": SHARED_FLAG_HELP["trust_remote_code"]})
 
 
 @dataclass
@@ -115,7 +103,34 @@ class DataArguments:
                 "(a 150-note corpus is otherwise underfit); 0 to keep --num_train_epochs."})
     max_train_epochs: int = field(default=40, metadata={"help": "The most epochs --min_train_steps may add up to."})
     max_train_documents: int | None = field(default=None, metadata={"help": "Use only this many training documents."})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Start afresh in an existing --output_dir."})
+    overwrite: bool = field(default=False, metadata={
+        "help": SHARED_FLAG_HELP["overwrite"] + " Here: start afresh; --resume_from_checkpoint true continues instead."})
+
+
+SCRIPT = "run_re.py"
+DESCRIPTION = __doc__.split("\n\n")[0]
+ARGUMENT_TYPES = (ModelArguments, DataArguments)  # and transformers' TrainingArguments
+
+if __name__ == "__main__":  # --help before the heavy imports below: torch alone takes seconds to import
+    answer_help(SCRIPT, ARGUMENT_TYPES, DESCRIPTION, training_flags=True)
+
+import torch  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoConfig, AutoModelForSequenceClassification, IntervalStrategy, Trainer, TrainingArguments, set_seed,
+)
+
+import modeling_crf  # noqa: E402,F401  (registers the CRF config: --tokenizer_name may be a NER model's folder)
+from clinical_ner_crf.hub_upload import check_vocabulary_upload, hub_upload_files, push_model_to_hub  # noqa: E402
+from clinical_ner_crf.model_cards import relation_model_label, write_relation_model_card  # noqa: E402
+from clinical_ner_crf.relation_training import (  # noqa: E402
+    KeepBestEpoch, adapt_epochs, baseline_links, best_threshold, build_examples, check_dataset_path, document_mentions,
+    input_features, load_documents, model_links, relation_metrics, score_links, to_brat_documents, write_predictions,
+)
+from clinical_ner_crf.run_folders import (  # noqa: E402
+    RecordRunArguments, check_resume_matches, check_train_split, output_folder_lock, prepare_output_dir, quiet_progress,
+    save_final_model, setup_logging,
+)
+from clinical_ner_crf.windows import encoder_max_positions, load_tokenizer, max_input_length  # noqa: E402
 
 
 # ---------------------------------------------------------------------------
@@ -129,23 +144,28 @@ RESUME_MUST_MATCH = ("model_name_or_path", "config_name", "config_overrides", "d
 
 def parse_args(argv: Sequence[str] | None = None):
     """``run_re.py [CONFIG.json] [--flag value ...]``: flags override the config file."""
-    return parse_script_args((ModelArguments, DataArguments, TrainingArguments), argv)
+    return parse_command(SCRIPT, (*ARGUMENT_TYPES, TrainingArguments), argv, DESCRIPTION)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model_args, data_args, training_args = parse_args(argv)
+    # Every model flag is gettable (a folder, the local cache, or the Hub within seconds) before anything is made.
+    (model_args.model_name_or_path, model_args.config_name, model_args.tokenizer_name) = check_model_sources({
+        "--model_name_or_path": model_args.model_name_or_path, "--config_name": model_args.config_name,
+        "--tokenizer_name": model_args.tokenizer_name}, revision=model_args.model_revision, token=model_args.token,
+        cache_dir=model_args.cache_dir).values()
     check_dataset_path(data_args.dataset_path)  # one line, before anything is loaded or created
     if training_args.do_train:  # before the output folder is touched
         check_train_split(data_args.train_split, data_args.test_split, data_args.allow_test_training)
     # The output folder is never where the data is, and one command writes it at a time.
-    with output_folder_lock(training_args, "run_re.py", {"--dataset_path": data_args.dataset_path}):
+    with output_folder_lock(training_args, SCRIPT, {"--dataset_path": data_args.dataset_path}):
         return run(model_args, data_args, training_args)
 
 
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, Any]:
     # We push ourselves, with an allow-list: the Trainer would upload the whole output_dir (predictions too).
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    setup_logging(training_args, logger)
+    verbose = setup_logging(training_args, logger)
     if bool(model_args.model_name_or_path) == bool(model_args.config_name):
         raise UsageError("Give --model_name_or_path (fine-tune) or --config_name with --tokenizer_name (from scratch).")
     if model_args.config_name and not model_args.tokenizer_name:
@@ -174,7 +194,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
                        f"--link_threshold {data_args.link_threshold} are kept (nothing to select on)")
     selecting = selecting and bool(eval_documents)
     test_documents = load_documents(data_args.dataset_path, data_args.test_split) if training_args.do_predict else []
-    resume_checkpoint = prepare_output_dir(output_dir, training_args, data_args.overwrite_output_dir) \
+    resume_checkpoint = prepare_output_dir(output_dir, training_args, data_args.overwrite) \
         if training_args.do_train else None
     set_seed(training_args.seed)
 
@@ -265,6 +285,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     trainer = Trainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                       processing_class=tokenizer, compute_metrics=compute_metrics if eval_dataset is not None else None,
                       callbacks=[RecordRunArguments(run_args)] + ([selection] if selecting else []))
+    quiet_progress(trainer, verbose)
     results: dict[str, Any] = {"num_parameters": sum(p.numel() for p in model.parameters()),
                                "input_features": list(features)}
     validation_probabilities = None
@@ -286,7 +307,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
                         f"{training_args.num_train_epochs:g} (strict micro-F1 "
                         f"{selection.best[RELATION_STRICT_MICRO_F1]:.4f}), link threshold {link_threshold}")
         setattr(model.config, CONFIG_LINK_THRESHOLD, link_threshold)
-        trainer.log_metrics("train", metrics)
+        if verbose:  # the results files hold them; the last lines say where
+            trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)
         results.update(metrics)
     results["link_threshold"] = link_threshold
@@ -352,8 +374,27 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
                                   private=training_args.hub_private_repo, script="run_re.py",
                                   corpus_vocabulary_acknowledged=model_args.push_corpus_vocabulary)
                 logger.info(f"Pushed {', '.join(hub_upload_files(output_dir))} to {repo_id}")
+        report_outputs(output_dir, results, training_args.do_train)
     return results
 
 
+def report_outputs(output_dir: Path, results: dict[str, Any], trained: bool) -> None:
+    """Where everything is, and the relation scores of the model beside the nearest-drug rule (no corpus text)."""
+    def scores(split: str) -> str:
+        def f1(system: str):
+            return results.get(f"{split}_" + system_metric_name(RELATION_STRICT_MICRO_F1, system))
+        return f"{split} {percent(f1('model'))} (nearest-drug rule {percent(f1('rule'))})" if f1("model") is not None \
+            else ""
+
+    headline = "; ".join(filter(None, (scores("validation"), scores("test"))))
+    rows = [("relation model", output_dir, f"strict micro-F1: {headline}" if headline else "")] if trained else []
+    rows += [(what, output_dir / name, "") for name, what in (("README.md", "model card"),
+                                                               (ALL_RESULTS_FILE, "metrics"))
+             if (output_dir / name).exists()]
+    if not trained and headline:
+        rows[-1] = (rows[-1][0], rows[-1][1], f"strict micro-F1: {headline}")
+    print_outputs(f"{SCRIPT} wrote:", rows)
+
+
 if __name__ == "__main__":
-    run_main(main, "run_re.py")
+    run_main(main, SCRIPT)

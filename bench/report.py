@@ -944,7 +944,7 @@ def stress_section() -> list[str]:
                      f"{t['input_files_changed']} ({by_kind}): "
                      + ("all of them `datasets` cache files (`SPLIT/cache-*.arrow`, the tokenised notes) that "
                         "training runs write into the `--dataset_path` they read: the same command reuses them, a "
-                        "re-run with `--resume_from_checkpoint` or `--overwrite_output_dir` adds its own"
+                        "re-run with `--resume_from_checkpoint` or `--overwrite` adds its own"
                         if caches else ", ".join(f"`{name}`" for name in names[:8])))
     lines += ["", "| # | run | killed at s (× its time) | what the kill left | re-run (flags added) | exit | folder |",
               "|---:|---|---:|---|---|---:|---|"]

@@ -163,8 +163,8 @@ def pretrain(corpus: str, dataset_paths: Sequence[Path], budget_minutes: float, 
     """pretrain_mlm.py on the training documents of ``dataset_paths``, given the steps that fit the budget."""
     output_dir = pretrained_dir(corpus, variant, smoke)
     flags = SMOKE_PRETRAIN_FLAGS if smoke else PRETRAIN_FLAGS
-    base = [sys.executable, str(common.REPO_DIR / "pretrain_mlm.py"), "--dataset_paths", *map(str, dataset_paths),
-            "--do_train", "--overwrite_output_dir", *flags]
+    base = [sys.executable, str(common.REPO_DIR / "pretrain_mlm.py"), "--dataset_path", *map(str, dataset_paths),
+            "--do_train", "--overwrite", *flags]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     log = (common.smoke_dir() if smoke else common.CACHE_DIR) / f"pretrain_{output_dir.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)

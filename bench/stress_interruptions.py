@@ -19,7 +19,7 @@ its own (the variants take turns within a kind):
 - ``annotate_2proc``: the same with ``--num_processes 2 --num_threads 1``; SIGKILL to the parent only (its
   workers must die with it) in half of these runs, to the whole process group in the other half;
 - ``export``: ``export_onnx.py`` of the model, with and without ``--quantize int8``, into a new folder or over an
-  earlier export (``--overwrite_output_dir``, the int8 export over an fp32 one and the other way round);
+  earlier export (``--overwrite``, the int8 export over an fp32 one and the other way round);
 - ``train``: ``run_ner_crf.py configs/quickstart.json`` with checkpoints every ``--save_steps`` steps;
 - ``prepare``: ``prepare_n2c2.py --train_dir --test_dir`` from the brat folder, into a new folder or over an
   earlier dataset (``--overwrite``).
@@ -42,7 +42,7 @@ follow the measured durations. Then, before anything else touches the folder:
 
 Then the re-run, as a user would: the same command (annotate always; export and prepare with their overwrite flag
 added only if the kill left a complete target; training with ``--resume_from_checkpoint true`` when a complete
-checkpoint exists, else ``--overwrite_output_dir`` when the folder is not empty). It must exit 0 (else its status
+checkpoint exists, else ``--overwrite`` when the folder is not empty). It must exit 0 (else its status
 and last stderr line are recorded), and the folder must be consistent, checked here independently of the scripts'
 own checks:
 
@@ -495,7 +495,7 @@ class Stress:
         if kind == "export":
             return [py, self.script("export_onnx.py"), "--model_name_or_path", str(self.model), "--output_dir", str(out),
                     *(["--quantize", "int8"] if variant.get("quantize") else []),
-                    *(["--overwrite_output_dir"] if variant.get("existing") else [])]
+                    *(["--overwrite"] if variant.get("existing") else [])]
         if kind == "train":
             return [py, self.script("run_ner_crf.py"), str(common.REPO_DIR / "configs" / "quickstart.json"),
                     "--dataset_path", str(self.data), "--output_dir", str(out),
@@ -512,7 +512,7 @@ class Stress:
         return f"{kind}_int8" if kind == "export" and variant.get("quantize") else kind
 
     def overwrite_flag(self, kind: str) -> str:
-        return {"export": "--overwrite_output_dir", "prepare": "--overwrite", "train": "--overwrite_output_dir"}[kind]
+        return {"export": "--overwrite", "prepare": "--overwrite", "train": "--overwrite"}[kind]
 
     # Checks ---------------------------------------------------------------
 
@@ -679,7 +679,7 @@ class Stress:
             if complete:
                 added = ["--resume_from_checkpoint", "true"]
             elif out.is_dir() and any(out.iterdir()):
-                added = ["--overwrite_output_dir"]
+                added = ["--overwrite"]
         rerun += added
         rc, seconds = self.run_plain(rerun, folder / "rerun", max(120.0, 6 * duration), marker + "-rerun")
         problems, notes = self.check(kind, variant, out)

@@ -49,6 +49,8 @@ ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"  # --quantize int8
 CRF_FILE = "crf.json"  # the CRF's scores and constraints, decoded in numpy
 EXPORT_INFO_FILE = "onnx_export.json"
+# What runs a model folder: torch (run_ner_crf.py's folder) or onnx (export_onnx.py's, onnxruntime on CPU).
+BACKENDS = ("torch", "onnx")
 QUANTIZATION_FILE = "quantization.json"
 # evaluate_ablations.py output
 REPORT_JSON_FILE = "report.json"

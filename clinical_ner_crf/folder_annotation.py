@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Collection, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Iterator, Mapping, Sequence
 
 from .brat import write_brat_ann
 from .command_line import UsageError
@@ -23,11 +23,13 @@ from .files import (
     process_part_name, process_parts, remove_stale_temporary_files, write_json_atomically,
 )
 from .folder_safety import FolderLock, Manifest, check_output_apart, irregular_reason
-from .note_annotator import NoteAnnotator, medication_list
 from .prediction_records import prediction_record, round_confidence
 from .relations import Candidate
 from .tagging import DRUG_TYPE
-from .windows import NotePrediction
+
+if TYPE_CHECKING:  # annotations only: listing and checking a folder of notes (annotate_notes.py) needs no model code
+    from .note_annotator import NoteAnnotator
+    from .windows import NotePrediction
 
 logger = logging.getLogger(__name__)
 
@@ -367,6 +369,8 @@ def annotate_note_groups(annotator: NoteAnnotator, paths: Sequence[Path], output
                     progress: bool | None, process_index: int | None = None) -> None:
     """Annotate ``paths`` into ``output_dir``, group by group: records appended (to the JSONL files, or to this
     process's parts of them), durable, then the ``.ann`` files (then, for a process, the log of what it wrote)."""
+    from .note_annotator import medication_list
+
     notes = {path.stem: path for path in paths}
     linking = annotator.relation_linker is not None
     written_files = [ENTITIES_FILE] + [WORD_PREDICTIONS_FILE] * word_predictions + [MEDICATIONS_FILE] * linking

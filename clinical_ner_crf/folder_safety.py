@@ -55,6 +55,24 @@ def resolved(path) -> Path:
     return Path(os.path.realpath(os.path.expanduser(str(path))))
 
 
+def remove_if_untouched(folder) -> bool:
+    """Remove ``folder`` if it holds nothing but the toolkit's manifest (a run that stopped before writing
+    anything: it leaves no folder behind). Anything else in it, the folder stays. Returns whether it went."""
+    folder = Path(folder)
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return False
+    if set(entries) - {MANIFEST_FILE}:
+        return False
+    (folder / MANIFEST_FILE).unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:  # something arrived meanwhile: it stays
+        return False
+    return True
+
+
 def check_output_apart(output_dir, inputs: Mapping[str, object], output_flag: str = "--output_dir") -> None:
     """Refuse an output folder that is an input folder, lies inside one or holds one (``inputs``: flag -> path,
     a folder or a file; missing and ``None`` paths are skipped: they are reported where they are read). For an

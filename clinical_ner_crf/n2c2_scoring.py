@@ -394,8 +394,13 @@ def score_brat_folders(
     unmatched = sorted(path.stem for path in pred_dir.glob("*.ann") if path.stem not in gold_ids)
     if unmatched:
         logger.warning("%d prediction files have no gold file and are ignored", len(unmatched))
-    # Relations only when the gold standard has some: entity-only corpora keep the report they had.
-    relation_section = {"relations": relations.report(relation_setting)} if relations.num_gold else {}
+    # Relations only when the gold standard and the predictions both have some: entity-only corpora keep the
+    # report they had, and an NER-only system's predictions get no table of zeros.
+    relation_section = {"relations": relations.report(relation_setting)} if relations.num_gold and relations.num_pred \
+        else {}
+    if relations.num_gold and not relations.num_pred:
+        relation_section = {"relations_not_scored": f"the prediction files hold no relations (R lines), the gold "
+                                                    f"files {relations.num_gold}: an entity-only system"}
     if not relations.num_gold and relations.num_pred:
         logger.warning("the prediction files hold %d relations but the gold files none: relations are not scored",
                        relations.num_pred)

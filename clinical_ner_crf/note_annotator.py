@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .command_line import UsageError
-from .files import ONNX_FILE
+from .files import BACKENDS, ONNX_FILE
 from .relation_linking import (
     RelationChoice, RelationLinker, RuleLinker, choose_relations, load_relation_linker, mentions_of,
 )
@@ -19,9 +19,6 @@ from .windows import (
 if TYPE_CHECKING:  # annotations only; the functions that run torch import it themselves
     import torch
 logger = logging.getLogger(__name__)
-
-
-BACKENDS = ("torch", "onnx")
 
 
 def load_model_and_tokenizer(

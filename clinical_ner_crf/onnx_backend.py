@@ -216,7 +216,7 @@ def reexport_hint(folder: Path) -> str:
     except (OSError, ValueError, AttributeError):
         pass
     return (f"export the model again: python export_onnx.py --model_name_or_path {source or 'MODEL_FOLDER'} "
-            f"--output_dir {folder} --overwrite_output_dir")
+            f"--output_dir {folder} --overwrite")
 
 
 def read_export_json(folder: Path, name: str) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .command_line import DataError
+
 REPO_DIR = Path(__file__).resolve().parent.parent  # configs/ sits beside the library folder
 BERT_REFERENCE = REPO_DIR / "configs" / "architectures" / "bert-base-cased.json"
 
@@ -24,8 +26,15 @@ def load_architecture(path) -> tuple[str, object, list[str] | None]:
     """(name, encoder config, labels or None) from an encoder or CRF-model config JSON."""
     from transformers import AutoConfig
 
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{path}: not a JSON config ({error}); give an encoder config.json or a saved CRF "
+                        "model's") from None
+    if not isinstance(data, dict) or not (data.get("model_type") or data.get("encoder_config")):
+        raise DataError(f"{path}: not a model config (no model_type); give an encoder config.json or a saved CRF "
+                        "model's")
     labels = None
     if data.get("model_type") == "crf_token_classification":
         id2label = data.get("id2label") or {}

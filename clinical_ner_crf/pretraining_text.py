@@ -211,8 +211,12 @@ def gather_texts(*, dataset_paths: Sequence[str] = (), notes_dirs: Sequence[str]
         raise UsageError("--text_splits: test text is never used for pre-training (the test set would no longer "
                          "measure what it should)")
     if not dataset_paths and not notes_dirs:
-        raise UsageError("give --dataset_paths (prepare_n2c2.py output) and/or --notes_dirs (folders of .txt notes)")
-    for folder in notes_dirs:  # every source is checked before any is read
+        raise UsageError("give --dataset_path (prepare_n2c2.py output) and/or --notes_dirs (folders of .txt notes)")
+    for path in dataset_paths:  # every source is checked before any is read (or a progress bar shown)
+        if not (Path(path) / DOCUMENTS_DIRNAME).is_dir():
+            raise UsageError(f"--dataset_path {path}: not a prepare_n2c2.py output folder (no {DOCUMENTS_DIRNAME}/)"
+                             if Path(path).exists() else f"--dataset_path {path}: no such folder")
+    for folder in notes_dirs:
         if not Path(folder).is_dir():
             raise UsageError(f"--notes_dirs {folder} " + ("is not a folder" if Path(folder).exists() else
                                                           "does not exist") + ": give folders of .txt notes")
@@ -231,9 +235,6 @@ def gather_texts(*, dataset_paths: Sequence[str] = (), notes_dirs: Sequence[str]
     with tqdm(total=total_bytes, desc="reading the pre-training text", unit="B", unit_scale=True, leave=False,
               disable=not show_progress) as bar:
         for path in dataset_paths:
-            if not (Path(path) / DOCUMENTS_DIRNAME).is_dir():
-                raise UsageError(f"--dataset_paths {path}: not a prepare_n2c2.py output folder (no "
-                                 f"{DOCUMENTS_DIRNAME}/)")
             documents = load_from_disk(str(Path(path) / DOCUMENTS_DIRNAME))
             chosen = 0
             for batch in documents.select_columns(["text", "split"]).iter(batch_size=64):
@@ -277,7 +278,7 @@ def gather_texts(*, dataset_paths: Sequence[str] = (), notes_dirs: Sequence[str]
                 text.characters += characters
                 text.has_text = text.has_text or has_text
             if leaked:
-                raise UsageError(f"--notes_dirs {folder}: {leaked} notes are test documents of --dataset_paths")
+                raise UsageError(f"--notes_dirs {folder}: {leaked} notes are test documents of --dataset_path")
             text.documents += accepted
             sources.append({"notes_dir": str(folder), "documents": accepted})
     if text.skipped:

@@ -100,6 +100,8 @@ class RelationLinker(_Linker):
         """The ``linked`` probability of each marked candidate text."""
         import torch
 
+        if not inputs:  # a note (or a group of notes) with no attribute-drug pair: nothing to ask the model
+            return []
         fitted = [fit_to_length(text, self.tokenizer, self.max_seq_length) for text in inputs]
         encoded = self.tokenizer(fitted, truncation=True, max_length=self.max_seq_length)["input_ids"]
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))

@@ -12,6 +12,8 @@ so it imports in a few milliseconds and travels beside a saved model for its pip
 - **Sentences.** Newline-aware splitting for clinical notes (lists, headings, wrapped prose),
   never inside an entity.
 - **Relations.** The n2c2-2018 relation types: each attribute (Strength, Dosage, ...) linked to a Drug.
+- **Window sizes.** The default subwords per model input, of overlap, and windows per batch (``windows.py``
+  cuts sentences with them).
 """
 
 from __future__ import annotations
@@ -164,6 +166,13 @@ def bio_to_char_spans(
 # ---------------------------------------------------------------------------
 
 _PRE_TOKENIZER = BertPreTokenizer()
+
+# How windows.py cuts sentences of words into model inputs, by default: subwords per window (special tokens
+# included), subwords of overlap between consecutive windows, windows per batch. Here rather than in windows.py
+# so that a command's --help shows them without importing torch.
+DEFAULT_MAX_SEQ_LENGTH = 256
+DEFAULT_STRIDE = 32
+DEFAULT_BATCH_SIZE = 32
 
 
 def tokenize_words(text: str, start: int = 0, end: int | None = None) -> list[tuple[str, int, int]]:

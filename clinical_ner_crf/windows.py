@@ -37,7 +37,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 from transformers import AutoTokenizer
 from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
 
-from .tagging import bio_to_spans, check_labels, split_sentences, tokenize_words
+from .tagging import (  # noqa: F401  (the window defaults: windows.DEFAULT_* for those who import them here)
+    DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_STRIDE, bio_to_spans, check_labels, split_sentences,
+    tokenize_words,
+)
 
 if TYPE_CHECKING:  # annotations only; the functions that run torch import it themselves
     import torch
@@ -48,9 +51,6 @@ CRF_MODEL_TYPE = "crf_token_classification"
 # Copied beside a saved CRF model: the pipeline class and what it imports.
 PIPELINE_FILES = ("windows.py", "tagging.py")
 PIPELINE_CLASS = "windows.NerPipeline"
-DEFAULT_MAX_SEQ_LENGTH = 256
-DEFAULT_STRIDE = 32
-DEFAULT_BATCH_SIZE = 32
 
 
 # ---------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from clinical_ner_crf.files import (
 )
 from clinical_ner_crf.folder_safety import MANIFEST_FILE, Manifest
 from clinical_ner_crf.n2c2_scoring import score_brat_folders
-from clinical_ner_crf.prediction_records import prediction_record, write_predictions_file
+from clinical_ner_crf.command_line import run_main
+from clinical_ner_crf.prediction_records import PredictionFormatError, prediction_record, write_predictions_file
 from clinical_ner_crf.reports import plot_confusion_matrix
 from conftest import REPO_ROOT, command
 from test_n2c2_scoring import (
@@ -30,7 +31,23 @@ from test_n2c2_scoring import (
 from test_n2c2_scoring import brat_folders, relation_folders  # noqa: F401 (fixtures)
 from test_token_metrics import approx
 
-main = command("evaluate_ablations").main
+EVALUATE = command("evaluate_ablations")
+
+
+def main(argv):
+    """The command as a user runs it: ``main()`` under ``command_line.run_main``, so that a problem is one line
+    on stderr and an exit status (SystemExit); on success, the report."""
+    outcome = {}
+
+    def run():
+        outcome["report"] = EVALUATE.main(argv)
+
+    try:
+        run_main(run, "evaluate_ablations.py", data_errors=(BratFormatError, PredictionFormatError))
+    except SystemExit as done:
+        if done.code:
+            raise
+    return outcome["report"]
 
 
 # ---------------------------------------------------------------------------
@@ -205,8 +222,8 @@ def test_cli_brat_mode_without_relations_reports_as_before(brat_folders, tmp_pat
     """Gold files without R lines: no relations section in report.json, nothing about relations in the
     Markdown, whatever --relation_setting says (relations: tests/test_n2c2_scoring.py)."""
     gold, pred = brat_folders
-    # The fixture's one gold relation (no prediction has it) is scored; without it there is nothing to score.
-    assert score_brat_folders(gold, pred)["relations"]["strict"]["micro"]["fn"] == 1
+    # The fixture's one gold relation, and predictions without any: not scored (no table of zeros), said why.
+    assert "relations_not_scored" in score_brat_folders(gold, pred)
     (gold / "doc1.ann").write_text(BRAT_DOC1_GOLD.replace("R1\tReason-Drug Arg1:T5 Arg2:T1\n", ""))
     report = _brat_main(gold, pred, tmp_path / "out", "--relation_setting", "gold_entities")
     assert set(report) == {"mode", "unit", "gold_dir", "pred_dir", "num_documents", "num_gold_entities",
@@ -554,18 +571,18 @@ def test_cli_existing_report_folder_is_refused_unless_overwrite(brat_folders, tm
         _brat_main(gold, pred, out)
     assert raised.value.code == 2
     line = _error_line(capsys.readouterr().err)
-    assert str(out) in line and "--overwrite_output_dir" in line
+    assert str(out) in line and "--overwrite" in line
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before  # nothing touched
     assert not any("micro F1" in r.getMessage() for r in caplog.records)  # refused before scoring
 
-    # --overwrite_output_dir never removes a file the toolkit did not write: with the user's file there, it refuses.
+    # --overwrite never removes a file the toolkit did not write: with the user's file there, it refuses.
     with pytest.raises(SystemExit) as raised:
-        _brat_main(gold, pred, out, "--overwrite_output_dir")
+        _brat_main(gold, pred, out, "--overwrite")
     assert raised.value.code == 2
     assert "holds 1 entries this toolkit did not write (my_notes.md)" in _error_line(capsys.readouterr().err)
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
     (out / "my_notes.md").rename(tmp_path / "my_notes.md")
-    report = _brat_main(gold, pred, out, "--overwrite_output_dir")
+    report = _brat_main(gold, pred, out, "--overwrite")
     assert sorted(path.relative_to(out).as_posix() for path in out.rglob("*")) == [
         MANIFEST_FILE, REPORT_JSON_FILE, REPORT_MARKDOWN_FILE]  # the earlier report is replaced as a whole
     assert json.loads((out / REPORT_JSON_FILE).read_text())["strict"] == report["strict"]
@@ -582,17 +599,17 @@ def test_cli_predictions_mode_existing_report_folder_is_refused_unless_overwrite
     with pytest.raises(SystemExit) as raised:
         main(args)
     assert raised.value.code == 2
-    assert "--overwrite_output_dir" in _error_line(capsys.readouterr().err)
+    assert "--overwrite" in _error_line(capsys.readouterr().err)
     assert not any("micro F1" in r.getMessage() for r in caplog.records)
     assert [path.name for path in out.iterdir()] == ["my_notes.md"]
     with pytest.raises(SystemExit):  # the user's file would go with the folder: refused
-        main(args + ["--overwrite_output_dir"])
+        main(args + ["--overwrite"])
     assert [path.name for path in out.iterdir()] == ["my_notes.md"]
 
     (out / "my_notes.md").unlink()
-    main(args + ["--overwrite_output_dir"])
+    main(args + ["--overwrite"])
     (out / "runs" / "stale-run").mkdir()  # a run of the earlier report that the new one does not have
-    main(args + ["--overwrite_output_dir"])
+    main(args + ["--overwrite"])
     assert not (out / "runs" / "stale-run").exists()
     assert (out / "runs" / "bert-s1" / "confusion_matrix.png").is_file()
 

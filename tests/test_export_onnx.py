@@ -113,7 +113,7 @@ def test_a_truncated_or_malformed_model_folder_is_one_line(crf_dir, tmp_path, ca
 
 def test_overwrite_is_a_flag_of_its_own_never_an_abbreviation(crf_dir, onnx_dir, tmp_path, capsys):
     status, lines = run_export(["--model_name_or_path", crf_dir, "--output_dir", onnx_dir], capsys)
-    assert status == 2 and len(lines) == 1 and "--overwrite_output_dir" in lines[0]
+    assert status == 2 and len(lines) == 1 and "--overwrite" in lines[0]
     for prefix in ("--over", "--overwrite_out", "--quant", "int8"):  # prefixes are not taken for a flag
         status, lines = run_export(["--model_name_or_path", crf_dir, "--output_dir", onnx_dir, prefix], capsys)
         assert status == 2 and lines == [f"export_onnx.py: error: unrecognized arguments: {prefix} "

@@ -164,7 +164,7 @@ def _tokenizer_name_commands(checkpoint, dataset, output_dir):
                                           "--dataset_path", str(dataset), "--output_dir", str(output_dir),
                                           "--do_train", "--use_cpu", "--report_to", "none", "--push_to_hub"]),
         "pretrain_mlm.py": lambda: pretrain_mlm.main([*map(str, SCRATCH_ARCHITECTURE), "--tokenizer_name",
-                                                      str(checkpoint), "--dataset_paths", str(dataset),
+                                                      str(checkpoint), "--dataset_path", str(dataset),
                                                       "--output_dir", str(output_dir), "--do_train", "--use_cpu",
                                                       "--report_to", "none", "--push_to_hub"]),
     }

@@ -29,7 +29,8 @@ ALLOWED_THIRD_PARTY = {
     "onnx_backend": {"numpy", "onnxruntime", "tqdm"},  # serving without torch
     "folder_safety": set(),  # every command uses it, --help included: standard library only
     # The same at import: transformers, torch and datasets only inside the functions of the training commands.
-    "command_line": {"transformers", "torch", "datasets"},
+    "command_line": {"transformers", "torch"},
+    "console": {"transformers", "datasets"},  # only once a command has imported them: --help stays light
     "files": set(),
     "documents": set(),
     "brat": {"tqdm"},  # progress bars
@@ -46,6 +47,7 @@ ALLOWED_THIRD_PARTY = {
     "sampling": {"datasets"},  # sample_documents takes a datasets.Dataset
     "synthetic_n2c2": set(),
     "hub_upload": {"huggingface_hub", "transformers"},
+    "model_sources": {"huggingface_hub"},  # inside the functions: a local folder is checked without it
 }
 
 

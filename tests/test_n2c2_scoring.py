@@ -302,6 +302,20 @@ def test_no_relations_section_without_gold_relations(tmp_path, caplog):
     assert "relations are not scored" in caplog.text
 
 
+def test_no_relations_section_for_an_entity_only_system(tmp_path):
+    """Gold with R lines, predictions with T lines only (an NER model's): no table of zeros, a reason instead."""
+    gold, pred = tmp_path / "gold", tmp_path / "pred"
+    gold.mkdir()
+    pred.mkdir()
+    (gold / "doc1.txt").write_text(DOC1)
+    (gold / "doc1.ann").write_text(DOC1_GOLD)
+    (pred / "doc1.ann").write_text(DOC1_PRED.split("\nR1")[0] + "\n")
+    report = score_brat_folders(gold, pred)
+    assert "relations" not in report
+    assert report["relations_not_scored"].startswith("the prediction files hold no relations")
+    assert report["strict"]["micro"]["f1"] > 0
+
+
 def test_written_relations_round_trip_to_a_perfect_score(tmp_path):
     gold, pred = tmp_path / "gold", tmp_path / "pred"
     gold.mkdir()

@@ -148,7 +148,7 @@ def test_annotate_notes_cli_onnx_backend(crf_dir, crf_onnx, texts, tmp_path):
     assert summaries[1]["settings"]["device"] == "cpu"
     for doc in notes:
         assert (tmp_path / "onnx" / f"{doc}.ann").read_text() == (tmp_path / "torch" / f"{doc}.ann").read_text()
-    with pytest.raises(SystemExit):
+    with pytest.raises(UsageError, match="--backend onnx runs on the CPU"):
         annotate_notes.parse_args(["--model_name_or_path", str(crf_onnx), "--input_dir", ".", "--output_dir", ".",
                                    "--backend", "onnx", "--device", "cuda"])
 
@@ -174,11 +174,11 @@ def test_apt_onnx_gives_torch_entities_and_folder_rules(apt_dir, texts, tmp_path
     assert_same_predictions(expected, annotator.predict(texts))
 
     # A second export into the same folder is refused (a usage error: one line, exit status 2, under
-    # command_line.run_main), unless --overwrite_output_dir.
-    with pytest.raises(UsageError, match="--overwrite_output_dir"):
+    # command_line.run_main), unless --overwrite.
+    with pytest.raises(UsageError, match="--overwrite"):
         export_onnx.main(["--model_name_or_path", str(apt_dir), "--output_dir", str(out)])
     assert export_onnx.main(["--model_name_or_path", str(apt_dir), "--output_dir", str(out),
-                             "--overwrite_output_dir"]) == 0
+                             "--overwrite"]) == 0
     assert {"model.onnx", "config.json", "README.md", "onnx_export.json"} <= set(hub_upload_files(out))
 
 

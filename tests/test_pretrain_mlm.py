@@ -73,7 +73,7 @@ def test_the_vocabulary_is_the_same_in_every_process(dataset, tmp_path):
 
 def test_pretrain_then_fine_tune_with_run_ner_crf(dataset, tmp_path):
 
-    results = pretrain_mlm.main(["--dataset_paths", str(dataset), "--output_dir", str(tmp_path / "mlm"), "--do_train",
+    results = pretrain_mlm.main(["--dataset_path", str(dataset), "--output_dir", str(tmp_path / "mlm"), "--do_train",
                                  "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "6",
                                  "--logging_steps", "6", *TINY])
     assert results["train_loss"] > 0 and results["padding_share"] < 0.05
@@ -100,9 +100,9 @@ def test_pretrain_then_fine_tune_with_run_ner_crf(dataset, tmp_path):
         assert fine_tuned["test_sentences"] == 32
     # The same command again resumes only when asked, from a complete checkpoint of the same run.
     with pytest.raises(UsageError, match="is not empty"):
-        pretrain_mlm.main(["--dataset_paths", str(dataset), "--output_dir", str(tmp_path / "mlm"), "--do_train",
+        pretrain_mlm.main(["--dataset_path", str(dataset), "--output_dir", str(tmp_path / "mlm"), "--do_train",
                            "--max_steps", "12", *TINY])
-    resumed = pretrain_mlm.main(["--dataset_paths", str(dataset), "--output_dir", str(tmp_path / "mlm"), "--do_train",
+    resumed = pretrain_mlm.main(["--dataset_path", str(dataset), "--output_dir", str(tmp_path / "mlm"), "--do_train",
                                  "--max_steps", "18", "--resume_from_checkpoint", "true", *TINY])
     assert resumed["train_epochs_run"] < results["train_epochs_run"]
     # Resumed from checkpoint-12, not restarted: this train() call ran only the 6 steps after it (a restart runs 18).
@@ -112,7 +112,7 @@ def test_pretrain_then_fine_tune_with_run_ner_crf(dataset, tmp_path):
 
 def test_test_text_is_never_used(dataset, tmp_path):
     with pytest.raises(UsageError, match="test text is never used"):
-        pretrain_mlm.main(["--dataset_paths", str(dataset), "--text_splits", "train", "test", "--output_dir",
+        pretrain_mlm.main(["--dataset_path", str(dataset), "--text_splits", "train", "test", "--output_dir",
                            str(tmp_path / "a"), "--do_train", *TINY])
     # A folder of notes holding a test document (a copy under another name) is refused too.
     from datasets import load_from_disk
@@ -123,7 +123,7 @@ def test_test_text_is_never_used(dataset, tmp_path):
     notes.mkdir()
     (notes / "copy.txt").write_text(test_text, encoding="utf-8")
     with pytest.raises(UsageError, match="1 notes are test documents"):
-        pretrain_mlm.main(["--dataset_paths", str(dataset), "--notes_dirs", str(notes), "--output_dir",
+        pretrain_mlm.main(["--dataset_path", str(dataset), "--notes_dirs", str(notes), "--output_dir",
                            str(tmp_path / "b"), "--do_train", *TINY])
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
@@ -139,7 +139,7 @@ def test_the_readme_commands_with_a_folder_of_unlabelled_notes(dataset, tmp_path
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     block = next(b for b in re.findall(r"```bash\n(.*?)```", readme, flags=re.S) if "pretrain_mlm.py" in b)
     commands = [line.split("#")[0].split() for line in block.replace("\\\n", " ").splitlines() if line.strip()]
-    assert [c[:3] for c in commands] == [["python", "pretrain_mlm.py", "--dataset_paths"],
+    assert [c[:3] for c in commands] == [["python", "pretrain_mlm.py", "--dataset_path"],
                                          ["accelerate", "launch", "run_ner_crf.py"]]
     documents = load_from_disk(str(dataset / "documents"))
     notes = tmp_path / "notes"
@@ -158,7 +158,7 @@ def test_the_readme_commands_with_a_folder_of_unlabelled_notes(dataset, tmp_path
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(pretrain, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Encoder pre-trained on" in result.stdout and "tokens/s" in result.stdout
+    assert "pretrain_mlm.py wrote:" in result.stdout and "tokens seen" in result.stdout
     record = json.loads((tmp_path / "runs" / "self_pretrained" / "pretraining_data.json").read_text())
     assert [source.get("notes_dir") for source in record["sources"]][-1] == str(notes)
     result = subprocess.run(fine_tune, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
@@ -175,7 +175,7 @@ def test_push_to_hub_uploads_the_encoder_only_and_a_learned_vocabulary_only_when
     uploads = []
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kwargs: repo_id)
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **kwargs: uploads.append(kwargs) or "ok")
-    args = ["--dataset_paths", str(dataset), "--do_train", "--max_steps", "4", "--save_strategy", "steps",
+    args = ["--dataset_path", str(dataset), "--do_train", "--max_steps", "4", "--save_strategy", "steps",
             "--save_steps", "2", "--push_to_hub", "--hub_model_id", "someone/encoder", *TINY]
     with pytest.raises(UsageError, match="--push_corpus_vocabulary"):
         pretrain_mlm.main([*args, "--output_dir", str(tmp_path / "refused")])

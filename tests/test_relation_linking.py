@@ -83,3 +83,13 @@ def test_relation_linker_refuses_a_model_without_its_feature_tokens(crf_dir, rel
     model.config.relation_input_features = ["rule", "distance"]
     with pytest.raises(ValueError, match="does not know"):
         RelationLinker(model, markers_only)
+
+
+def test_the_relation_model_on_notes_with_no_attribute_drug_pair(crf_dir, relation_models):
+    """A note with no drug, or no attribute (most of a clinical note): no links and no medications, not an
+    error (an empty batch went to the tokenizer)."""
+    annotator = NoteAnnotator.from_pretrained(str(crf_dir), device="cpu", relations="model",
+                                              relation_model_name_or_path=str(relation_models["model"]))
+    assert annotator.relation_linker.probabilities([]) == []
+    assert annotator.medications("Patient seen and examined.") == []
+    assert annotator.medications(["Patient seen and examined.", "No known allergies."]) == [[], []]

@@ -1,7 +1,7 @@
 """clinical_ner_crf/run_folders.py: the output folder of a training run, function by function, on small hand-made
 folders (no training). Checked: which checkpoints are complete (``run_args.json`` written last) and their order
 (newest step first, compared as numbers); ``prepare_output_dir``'s rules (an empty or missing folder is taken, a
-non-empty one needs ``--overwrite_output_dir`` or ``--resume_from_checkpoint``, overwrite removes only what the
+non-empty one needs ``--overwrite`` or ``--resume_from_checkpoint``, overwrite removes only what the
 manifest names and refuses to write over a user's file, resume ``true``/``last`` takes the newest complete
 checkpoint); that every name a run writes is claimed by ``RUN_OUTPUT_PATTERNS`` and a user's names are not;
 ``clear_run_outputs``; ``output_folder_lock`` (inputs apart, one writer); the barrier of ``wait_for_every_process``;
@@ -25,8 +25,9 @@ from transformers import (
 
 from clinical_ner_crf.files import RUN_ARGS_FILE, usual_file_mode
 from clinical_ner_crf.folder_safety import MANIFEST_FILE, FolderInUse, Manifest, lock_path
+from clinical_ner_crf.command_line import ALLOW_TEST_TRAINING_HELP
 from clinical_ner_crf.run_folders import (
-    ALLOW_TEST_TRAINING_HELP, RUN_OUTPUT_PATTERNS, RecordRunArguments, UsageError, check_resume_matches,
+    RUN_OUTPUT_PATTERNS, RecordRunArguments, UsageError, check_resume_matches,
     check_train_split, clear_run_outputs, complete_checkpoints, output_folder_lock, prepare_output_dir,
     save_final_model, trainer_state_epoch, wait_for_every_process,
 )
@@ -170,7 +171,7 @@ def test_prepare_output_dir_refuses_a_folder_that_is_not_empty_naming_it_and_the
     with pytest.raises(UsageError) as refused:
         prepare_output_dir(out, training_args(out), overwrite=False)
     assert str(refused.value) == (
-        f"--output_dir {out} is not empty (5 entries, e.g. a.txt, b.txt, c.txt, d.txt): pass --overwrite_output_dir "
+        f"--output_dir {out} is not empty (5 entries, e.g. a.txt, b.txt, c.txt, d.txt): pass --overwrite "
         "to start afresh (the earlier run's model, checkpoints and predictions are removed) or "
         "--resume_from_checkpoint true to continue its last checkpoint")
     assert entries(out) == ["a.txt", "b.txt", "c.txt", "d.txt", "e.txt"]  # nothing claimed, nothing removed
@@ -181,7 +182,7 @@ def test_prepare_output_dir_refuses_overwrite_and_resume_together(tmp_path):
     make_checkpoint(out, 5)
     with pytest.raises(UsageError) as refused:
         prepare_output_dir(out, training_args(out, resume_from_checkpoint="true"), overwrite=True)
-    assert str(refused.value) == ("--overwrite_output_dir starts afresh and --resume_from_checkpoint continues: "
+    assert str(refused.value) == ("--overwrite starts afresh and --resume_from_checkpoint continues: "
                                   "pass one")
     assert entries(out) == ["checkpoint-5"]
 
@@ -204,7 +205,7 @@ def test_prepare_output_dir_overwrite_removes_the_earlier_run_and_keeps_the_user
     assert entries(out) == [MANIFEST_FILE, "my_notes.md"]
     assert (out / "my_notes.md").read_text() == "mine"
     assert manifest_lines(out) == list(RUN_OUTPUT_PATTERNS)  # claimed once, not twice
-    assert f"--overwrite_output_dir: removed 7 outputs of an earlier run from {out}" in caplog.messages
+    assert f"--overwrite: removed 7 outputs of an earlier run from {out}" in caplog.messages
 
 
 def test_prepare_output_dir_overwrite_refuses_to_write_over_a_file_the_toolkit_did_not_write(tmp_path):
@@ -399,7 +400,7 @@ def test_check_resume_matches_names_every_setting_that_differs(tmp_path):
     with pytest.raises(UsageError) as refused:
         check_resume_matches(str(checkpoint), {**RECORDED, "max_seq_length": 256}, MUST_MATCH)
     assert str(refused.value) == (f"{checkpoint} belongs to another run (max_seq_length: 128 in the checkpoint, 256 "
-                                  "now): resume it with the same data and settings, or pass --overwrite_output_dir to "
+                                  "now): resume it with the same data and settings, or pass --overwrite to "
                                   "start afresh")
 
     with pytest.raises(UsageError) as refused:
@@ -458,7 +459,7 @@ def test_save_final_model_moves_the_complete_model_into_place_with_the_usual_per
     assert {name: (out / name).stat().st_mode & 0o777 for name in entries(out) if name != MANIFEST_FILE} == {
         name: usual_file_mode() for name in entries(out) if name != MANIFEST_FILE}  # the Trainer's weights are 0600
     assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "O", "1": "B-Drug", "2": "I-Drug"}
-    # Everything the final model put there is claimed: a later --overwrite_output_dir removes all of it.
+    # Everything the final model put there is claimed: a later --overwrite removes all of it.
     assert Manifest(out).foreign() == []
     prepare_output_dir(out, training_args(out), overwrite=True)
     assert entries(out) == [MANIFEST_FILE]
@@ -480,7 +481,7 @@ def test_save_final_model_that_fails_leaves_the_earlier_final_model_as_it_was(tm
     assert entries(out) == [MANIFEST_FILE, ".final-model.partial", "config.json"]
     assert (out / "config.json").read_text() == '{"earlier": true}'  # nothing half-written was moved into place
     assert entries(out / ".final-model.partial") == ["config.json"]
-    assert Manifest(out).owns(".final-model.partial")  # claimed: --overwrite_output_dir clears it
+    assert Manifest(out).owns(".final-model.partial")  # claimed: --overwrite clears it
 
     monkeypatch.undo()
     save_final_model(trainer, out)  # the next save starts from a fresh hidden folder

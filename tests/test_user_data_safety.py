@@ -230,7 +230,7 @@ def test_every_command_refuses_a_folder_another_command_is_writing(tmp_path, scr
 
 
 def test_overwriting_a_training_run_keeps_the_users_own_files(tmp_path):
-    """--overwrite_output_dir removes what the manifest says earlier runs wrote, and refuses a file of a name the run
+    """--overwrite removes what the manifest says earlier runs wrote, and refuses a file of a name the run
     writes that the toolkit did not write (the user's README.md, say)."""
     from transformers import TrainingArguments
 
