@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: quickstart test test-fast venv clean
+.PHONY: quickstart test test-fast test-bench venv clean
 
 # (Re)create the virtual environment when it is missing or a requirements file changed.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -43,13 +43,17 @@ quickstart: $(STAMP)
 # process (conftest.py), so the two share the 2 cores of CI without slowing each other.
 PYTEST := $(PY) -m pytest -q -n 2 --dist loadfile
 
-# The suite CI runs: every test, the slow ones included.
+# Every test of the toolkit, the slow ones included (CI runs it, then test-bench).
 test: $(STAMP)
-	$(PYTEST) tests
+	$(PYTEST) -m "not bench_smoke" tests
 
 # A quicker loop while developing: at least one test of every module and command, not those marked slow.
 test-fast: $(STAMP)
 	$(PYTEST) -m "not slow" tests
+
+# The benchmark scripts (bench/) end to end on tiny corpora: about a minute more, for changes to bench/ (and CI).
+test-bench: $(STAMP)
+	$(PYTEST) -m bench_smoke tests
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

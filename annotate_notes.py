@@ -185,7 +185,7 @@ from clinical_ner_crf.folder_annotation import (
     WORDS_PER_GROUP, InputError, annotate_folder, check_annotation_output_folder, format_summary, list_notes,
 )
 from clinical_ner_crf.folder_safety import FolderLock, check_output_apart, remove_if_untouched
-from clinical_ner_crf.model_sources import check_model_sources
+from clinical_ner_crf.model_sources import check_local_model_sources, check_model_sources
 from clinical_ner_crf.relations import RELATION_CHOICES
 from clinical_ner_crf.tagging import DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_STRIDE
 
@@ -264,17 +264,19 @@ def build_parser():
 
 def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
     (args,) = parse_command(SCRIPT, (AnnotationArguments,), argv, DESCRIPTION)
-    from clinical_ner_crf.parallel_annotation import launched_processes  # after --help: it imports the model code
-
+    # A model path that is not there, before torch is imported (the Hub ids: main(), with the Hub's answer).
+    check_local_model_sources({"--model_name_or_path": args.model_name_or_path,
+                               "--relation_model_name_or_path": args.relation_model_name_or_path})
+    launched = int(os.environ.get("WORLD_SIZE", "1"))  # (parallel_annotation.launched_processes, without its imports)
     # The window, batch and confidence settings are checked where they are used (windows.py, NoteAnnotator).
     problems = []
     if args.words_per_group < 1:
         problems.append(f"--words_per_group must be at least 1, got {args.words_per_group}")
     if args.num_processes < 1:
         problems.append(f"--num_processes must be at least 1, got {args.num_processes}")
-    if args.num_processes > 1 and launched_processes() > 1:
+    if args.num_processes > 1 and launched > 1:
         problems.append(f"--num_processes {args.num_processes} under a launcher that already started "
-                        f"{launched_processes()} processes: give the number to one of them")
+                        f"{launched} processes: give the number to one of them")
     if args.num_threads is not None and args.num_threads < 1:
         problems.append(f"--num_threads must be at least 1, got {args.num_threads}")
     if args.backend == "onnx":
@@ -291,7 +293,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
         except RuntimeError:
             problems.append(f"--device {args.device!r} is not a device (cpu, cuda, cuda:N)")
         else:
-            processes = max(args.num_processes, launched_processes())
+            processes = max(args.num_processes, launched)
             if device.type == "cuda" and not torch.cuda.is_available():
                 problems.append("--device cuda: no CUDA GPU is available")
             elif device.type == "cuda" and device.index is None and processes > torch.cuda.device_count():

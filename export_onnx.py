@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from clinical_ner_crf.command_line import (
-    SHARED_FLAG_HELP, DataError, UsageError, answer_help, first_line, parse_command, run_main,
+    SHARED_FLAG_HELP, DataError, UsageError, answer_early, first_line, parse_command, run_main,
 )
 from clinical_ner_crf.console import configure_output, print_outputs
 from clinical_ner_crf.files import (
@@ -49,7 +49,7 @@ from clinical_ner_crf.files import (
     usual_file_mode, write_folder_atomically,
 )
 from clinical_ner_crf.folder_safety import FolderLock, check_output_apart
-from clinical_ner_crf.model_sources import check_model_source
+from clinical_ner_crf.model_sources import check_local_model_sources, check_model_source
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +74,14 @@ class ExportArguments:
     token: Optional[str] = field(default=None, metadata={"help": SHARED_FLAG_HELP["token"]})
 
 
-if __name__ == "__main__":  # --help before the model code below: torch and transformers take seconds to import
-    answer_help(SCRIPT, (ExportArguments,), DESCRIPTION)
+def check_local_inputs(args: ExportArguments) -> None:
+    """Before the model code is imported (a mistyped path costs a second, not its seconds): a model path that reads
+    as a local one."""
+    check_local_model_sources({"--model_name_or_path": args.model_name_or_path})
+
+
+if __name__ == "__main__":  # --help and the usage errors before the model code below: torch takes seconds to import
+    answer_early(SCRIPT, (ExportArguments,), DESCRIPTION, check=check_local_inputs)
 
 import torch  # noqa: E402
 from transformers import AutoConfig, AutoModelForTokenClassification  # noqa: E402

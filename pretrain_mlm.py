@@ -49,11 +49,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from clinical_ner_crf.command_line import (
-    SHARED_FLAG_HELP, DataError, answer_help, parse_command, parse_config_overrides, run_main,
+    SHARED_FLAG_HELP, DataError, answer_early, parse_command, parse_config_overrides, run_main,
 )
 from clinical_ner_crf.console import print_outputs
 from clinical_ner_crf.files import PRETRAINING_DATA_FILE, RUN_INFO_FILE, write_json_atomically
-from clinical_ner_crf.model_sources import check_model_sources
+from clinical_ner_crf.model_sources import check_local_model_sources, check_model_sources
 from clinical_ner_crf.subwords import PAPER_VOCABULARY_SIZE
 
 logger = logging.getLogger(__name__)
@@ -105,8 +105,15 @@ SCRIPT = "pretrain_mlm.py"
 DESCRIPTION = __doc__.split("\n\n")[0]
 ARGUMENT_TYPES = (ModelArguments, DataArguments)  # and transformers' TrainingArguments
 
-if __name__ == "__main__":  # --help before the heavy imports below: torch alone takes seconds to import
-    answer_help(SCRIPT, ARGUMENT_TYPES, DESCRIPTION, training_flags=True)
+def check_local_inputs(model_args: ModelArguments, *_) -> None:
+    """What is checked before the heavy imports (a mistyped path costs a second, not their seconds): every model
+    flag that reads as a local path."""
+    check_local_model_sources({"--model_name_or_path": model_args.model_name_or_path,
+                               "--config_name": model_args.config_name, "--tokenizer_name": model_args.tokenizer_name})
+
+
+if __name__ == "__main__":  # --help and the usage errors before the heavy imports: torch alone takes seconds
+    answer_early(SCRIPT, ARGUMENT_TYPES, DESCRIPTION, training_flags=True, check=check_local_inputs)
 
 from transformers import AutoConfig, AutoModelForMaskedLM, Trainer, TrainingArguments, set_seed  # noqa: E402
 

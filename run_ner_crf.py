@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from clinical_ner_crf.command_line import (
-    ALLOW_TEST_TRAINING_HELP, SHARED_FLAG_HELP, DataError, UsageError, answer_help, config_to_argv, first_line,
+    ALLOW_TEST_TRAINING_HELP, SHARED_FLAG_HELP, DataError, UsageError, answer_early, config_to_argv, first_line,
     parse_command, parse_config_overrides, read_config, run_main,
 )
 from clinical_ner_crf.console import percent, print_outputs
+from clinical_ner_crf.model_sources import check_local_model_sources, check_model_sources
 from clinical_ner_crf.subwords import PAPER_VOCABULARY_SIZE
 
 
@@ -154,8 +155,40 @@ SCRIPT = "run_ner_crf.py"
 DESCRIPTION = __doc__.split("\n\n")[0]
 ARGUMENT_TYPES = (ModelArguments, DataTrainingArguments)  # and transformers' TrainingArguments
 
-if __name__ == "__main__":  # --help before the heavy imports below: torch alone takes seconds to import
-    answer_help(SCRIPT, ARGUMENT_TYPES, DESCRIPTION, training_flags=True)
+def check_data_arguments(data_args: DataTrainingArguments) -> None:
+    """Fail at once, in one line, on data that cannot be loaded (before any model is built)."""
+    sources = [name for name, value in (("--dataset_path", data_args.dataset_path),
+                                         ("--dataset_name", data_args.dataset_name),
+                                         ("--train_file/--validation_file/--test_file",
+                                          data_args.train_file or data_args.validation_file or data_args.test_file))
+               if value]
+    if len(sources) != 1:
+        raise UsageError("give one data source: --dataset_path (a prepare_n2c2.py output folder), --dataset_name "
+                         "(a Hub dataset or a folder of data files) or --train_file/--validation_file/--test_file"
+                         + (f" (got {' and '.join(sources)})" if sources else ""))
+    if data_args.dataset_path:
+        path = Path(data_args.dataset_path)
+        if not (path / "dataset_dict.json").is_file():
+            raise UsageError(f"--dataset_path {path}: " + ("no such folder" if not path.exists() else
+                             "not a dataset saved by prepare_n2c2.py (no dataset_dict.json)"))
+    for flag, path in (("--train_file", data_args.train_file), ("--validation_file", data_args.validation_file),
+                       ("--test_file", data_args.test_file)):
+        if path and not Path(path).is_file():
+            raise UsageError(f"{flag} {path}: no such file")
+        if path and Path(path).suffix not in (".json", ".jsonl", ".csv"):
+            raise UsageError(f"{flag} {path}: expected a .json, .jsonl or .csv file")
+
+
+def check_local_inputs(model_args: ModelArguments, data_args: DataTrainingArguments, *_) -> None:
+    """What is checked before the heavy imports (a mistyped path costs a second, not their seconds): the data
+    source, and every model flag that reads as a local path."""
+    check_data_arguments(data_args)
+    check_local_model_sources({"--model_name_or_path": model_args.model_name_or_path,
+                               "--config_name": model_args.config_name, "--tokenizer_name": model_args.tokenizer_name})
+
+
+if __name__ == "__main__":  # --help and the usage errors before the heavy imports: torch alone takes seconds
+    answer_early(SCRIPT, ARGUMENT_TYPES, DESCRIPTION, training_flags=True, check=check_local_inputs)
 
 import datasets  # noqa: E402
 import torch  # noqa: E402
@@ -174,7 +207,6 @@ from clinical_ner_crf.files import (  # noqa: E402
 )
 from clinical_ner_crf.hub_upload import check_vocabulary_upload, hub_upload_files, push_model_to_hub  # noqa: E402
 from clinical_ner_crf.metrics import STRICT_MACRO_F1, STRICT_MICRO_F1
-from clinical_ner_crf.model_sources import check_model_sources  # noqa: E402
 from clinical_ner_crf.model_cards import default_model_label, write_ner_model_card  # noqa: E402
 from clinical_ner_crf.prediction_records import prediction_record, write_predictions_file  # noqa: E402
 from clinical_ner_crf.run_folders import (  # noqa: E402
@@ -198,30 +230,6 @@ from modeling_crf import CRFForTokenClassification, CRFTokenClassificationConfig
 # ---------------------------------------------------------------------------
 # Data, tokenizer and model
 # ---------------------------------------------------------------------------
-
-
-def check_data_arguments(data_args: DataTrainingArguments) -> None:
-    """Fail at once, in one line, on data that cannot be loaded (before any model is built)."""
-    sources = [name for name, value in (("--dataset_path", data_args.dataset_path),
-                                         ("--dataset_name", data_args.dataset_name),
-                                         ("--train_file/--validation_file/--test_file",
-                                          data_args.train_file or data_args.validation_file or data_args.test_file))
-               if value]
-    if len(sources) != 1:
-        raise UsageError("give one data source: --dataset_path (a prepare_n2c2.py output folder), --dataset_name "
-                         "(a Hub dataset or a folder of data files) or --train_file/--validation_file/--test_file"
-                         + (f" (got {' and '.join(sources)})" if sources else ""))
-    if data_args.dataset_path:
-        path = Path(data_args.dataset_path)
-        if not (path / "dataset_dict.json").is_file():
-            raise UsageError(f"--dataset_path {path}: " + ("no such folder" if not path.exists() else
-                             "not a dataset saved by prepare_n2c2.py (no dataset_dict.json)"))
-    for flag, path in (("--train_file", data_args.train_file), ("--validation_file", data_args.validation_file),
-                       ("--test_file", data_args.test_file)):
-        if path and not Path(path).is_file():
-            raise UsageError(f"{flag} {path}: no such file")
-        if path and Path(path).suffix not in (".json", ".jsonl", ".csv"):
-            raise UsageError(f"{flag} {path}: expected a .json, .jsonl or .csv file")
 
 
 def check_test_training(data_args: DataTrainingArguments, do_train: bool) -> None:

@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from clinical_ner_crf.command_line import (
-    ALLOW_TEST_TRAINING_HELP, SHARED_FLAG_HELP, UsageError, answer_help, parse_command, parse_config_overrides,
+    ALLOW_TEST_TRAINING_HELP, SHARED_FLAG_HELP, UsageError, answer_early, parse_command, parse_config_overrides,
     run_main,
 )
 from clinical_ner_crf.console import percent, print_outputs
 from clinical_ner_crf.files import ALL_RESULTS_FILE, RUN_INFO_FILE, STATS_FILE, note_file_mode, write_json_atomically
 from clinical_ner_crf.metrics import RELATION_STRICT_MICRO_F1, system_metric_name
-from clinical_ner_crf.model_sources import check_model_sources
+from clinical_ner_crf.model_sources import check_local_model_sources, check_model_sources
 from clinical_ner_crf.relations import (
     CONFIG_INPUT_FEATURES, CONFIG_LINK_THRESHOLD, CONFIG_MAX_SEQ_LENGTH, CONFIG_PREFERRED, CONFIG_SENTENCE_WINDOW,
     CONFIG_VALIDATION_SCORES, DEFAULT_LINK_THRESHOLD, DEFAULT_SENTENCE_WINDOW, FEATURE_TOKENS, INPUT_FEATURES, LABELS,
@@ -111,8 +111,15 @@ SCRIPT = "run_re.py"
 DESCRIPTION = __doc__.split("\n\n")[0]
 ARGUMENT_TYPES = (ModelArguments, DataArguments)  # and transformers' TrainingArguments
 
-if __name__ == "__main__":  # --help before the heavy imports below: torch alone takes seconds to import
-    answer_help(SCRIPT, ARGUMENT_TYPES, DESCRIPTION, training_flags=True)
+def check_local_inputs(model_args: ModelArguments, *_) -> None:
+    """What is checked before the heavy imports (a mistyped path costs a second, not their seconds): every model
+    flag that reads as a local path."""
+    check_local_model_sources({"--model_name_or_path": model_args.model_name_or_path,
+                               "--config_name": model_args.config_name, "--tokenizer_name": model_args.tokenizer_name})
+
+
+if __name__ == "__main__":  # --help and the usage errors before the heavy imports: torch alone takes seconds
+    answer_early(SCRIPT, ARGUMENT_TYPES, DESCRIPTION, training_flags=True, check=check_local_inputs)
 
 import torch  # noqa: E402
 from transformers import (  # noqa: E402

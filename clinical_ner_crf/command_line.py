@@ -156,6 +156,34 @@ def answer_help(prog: str, dataclass_types: Sequence[type], description: str | N
     raise SystemExit(0)
 
 
+def answer_early(prog: str, dataclass_types: Sequence[type], description: str | None = None,
+                 argv: Sequence[str] | None = None, training_flags: bool = False,
+                 check: Callable[..., object] | None = None) -> None:
+    """Before a command's heavy imports (torch, datasets, the Trainer: seconds): answer ``--help``, and stop on a
+    mistake its own arguments show, in one line with exit status 2: a bad value, a missing required flag, or what
+    ``check(*arguments)`` raises as a :class:`UsageError` (a path that is not there). Flags these arguments do not
+    know (the rest of TrainingArguments) are left for the full parse; anything else is found there as before."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    answer_help(prog, dataclass_types, description, argv, training_flags)
+    types = [TrainingFlags if _is_training_arguments(kind) else kind for kind in dataclass_types]
+    if training_flags and TrainingFlags not in types:
+        types.append(TrainingFlags)
+    try:
+        argv = take_run_flags(argv)
+        if argv and argv[0].endswith(".json"):
+            argv = config_to_argv(read_config(argv[0])) + argv[1:]
+        argv = rewrite_deprecated_flags(argv, prog, say=False)  # (said once, by the full parse)
+        *arguments, _ = build_parser(prog, types, description).parse_args_into_dataclasses(
+            args=argv, return_remaining_strings=True)
+        if check is not None:
+            check(*arguments)
+    except UsageError as error:
+        if run_flags.debug:
+            raise
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        raise SystemExit(USAGE_EXIT_STATUS) from None
+
+
 def take_run_flags(argv: Sequence[str]) -> list[str]:
     """Set :data:`run_flags` from ``--verbose`` and ``--debug`` and return the command line without them. A
     ``--debug`` followed by a value is TrainingArguments' own (``--debug underflow_overflow``): left in place."""
@@ -172,14 +200,14 @@ def take_run_flags(argv: Sequence[str]) -> list[str]:
     return rest
 
 
-def rewrite_deprecated_flags(argv: Sequence[str], prog: str) -> list[str]:
+def rewrite_deprecated_flags(argv: Sequence[str], prog: str, say: bool = True) -> list[str]:
     """The old spellings (:data:`DEPRECATED_FLAGS`) as the new ones, with one line on stderr for each."""
     rewritten, said = [], set()
     for arg in argv:
         name, equals, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
         if name in DEPRECATED_FLAGS:
             new = DEPRECATED_FLAGS[name]
-            if name not in said:
+            if say and name not in said:
                 print(f"{prog}: --{name} is deprecated, use --{new} (the old spelling goes in the next release)",
                       file=sys.stderr)
                 said.add(name)

@@ -268,3 +268,12 @@ def check_model_sources(sources: Mapping[str, Any], *, revision: str | None = No
                                               cache_dir=cache_dir, endpoint=endpoint)
         passed_on[flag] = checked[key]
     return passed_on
+
+
+def check_local_model_sources(sources: Mapping[str, Any]) -> None:
+    """The local half of :func:`check_model_sources`, with no network and no ``huggingface_hub`` import: a value
+    that reads as a path must be a usable one (a command checks this before its heavy imports; the Hub ids are
+    checked with the rest)."""
+    for flag, value in sources.items():
+        if value:
+            _check_local(str(value), flag, flag in FILE_FLAGS)

@@ -24,8 +24,6 @@ ALIASES = {"bert-base-cased": "google-bert/bert-base-cased", "distilbert-base-ca
 
 def load_architecture(path) -> tuple[str, object, list[str] | None]:
     """(name, encoder config, labels or None) from an encoder or CRF-model config JSON."""
-    from transformers import AutoConfig
-
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -35,6 +33,8 @@ def load_architecture(path) -> tuple[str, object, list[str] | None]:
     if not isinstance(data, dict) or not (data.get("model_type") or data.get("encoder_config")):
         raise DataError(f"{path}: not a model config (no model_type); give an encoder config.json or a saved CRF "
                         "model's")
+    from transformers import AutoConfig  # (once the file is read: a missing one is said at once)
+
     labels = None
     if data.get("model_type") == "crf_token_classification":
         id2label = data.get("id2label") or {}

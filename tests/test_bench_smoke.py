@@ -150,6 +150,7 @@ def test_speed_smoke_writes_ratios(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.bench_smoke
 def test_onnx_speed_smoke_times_every_backend_and_scores_a_trained_model(tmp_path, monkeypatch):
     import onnx_speed
 
@@ -231,6 +232,7 @@ def test_learning_curve_points_average_the_same_seeds():
 
 
 @pytest.mark.slow
+@pytest.mark.bench_smoke
 def test_self_pretraining_smoke_fine_tunes_the_pretrained_encoder(tmp_path, monkeypatch):
     import self_pretraining
 
@@ -298,6 +300,7 @@ def test_self_pretraining_queue_order_and_report_targets():
 
 
 @pytest.mark.slow
+@pytest.mark.bench_smoke
 def test_parallel_annotation_smoke_times_one_and_two_processes(tmp_path, monkeypatch):
     import parallel_annotation
 

@@ -97,6 +97,7 @@ def test_report_gives_a_user_corpus_its_own_section():
 
 
 @pytest.mark.slow  # a run_ner_crf.py subprocess: 15-30 s on 2 shared cores
+@pytest.mark.bench_smoke
 def test_a_user_corpus_runs_end_to_end(user_dataset, tmp_path, monkeypatch):
     """The user's path: prepare_n2c2.py output -> the feature CRF -> a smoke run of the queue on it."""
     import feature_crf

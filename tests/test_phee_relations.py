@@ -220,6 +220,7 @@ def test_queue_order(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.bench_smoke
 def test_relation_bench_smoke_runs_the_pipeline(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_SMOKE_DIR", str(tmp_path))
     assert relation_bench.main(["--smoke"]) == 0

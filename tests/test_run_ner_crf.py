@@ -267,6 +267,7 @@ def test_allow_test_training_lets_the_run_start(tmp_path, monkeypatch):
 
 
 def test_the_refusal_is_one_line_and_exit_status_2(tmp_path):
+    (tmp_path / "dataset_dict.json").write_text("{}")  # looks like a dataset: the split is what is refused
     result = subprocess.run([sys.executable, "run_ner_crf.py", "--dataset_path", str(tmp_path), "--output_dir",
                              str(tmp_path / "out"), "--do_train", "--train_split", "test", "--config_name",
                              "configs/architectures/distilbert-base-cased.json"],

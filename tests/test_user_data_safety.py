@@ -216,6 +216,7 @@ def test_every_command_refuses_a_folder_another_command_is_writing(tmp_path, scr
     write_txt(tmp_path / "notes" / "a.txt", "Aspirin 81 mg daily.")
     write_txt(tmp_path / "notes" / "a.ann", "T1\tDrug 0 7\tAspirin\n")
     (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset_dict.json").write_text("{}")  # looks like a dataset: the lock is what stops it
     holder = hold_lock_in_another_process(tmp_path / "out", "annotate_notes.py")
     try:
         run = subprocess.run([sys.executable, script, *map(str, SCRIPTS_ON_A_LOCKED_FOLDER[script](tmp_path))],
