@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -203,7 +204,9 @@ def export_to(args: ExportArguments, model, labels: list[str], tokenizer, folder
     # Traced on a padded batch: the attention-mask path must be in the graph (an all-ones trace may drop it).
     example = dummy_inputs(tokenizer, input_names, batch=2, length=16, padded=True, seed=0)
     dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in [*input_names, EMISSIONS_OUTPUT]}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript exporter on purpose (no onnxscript needed): its deprecation notice is for torch's users.
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
         torch.onnx.export(wrapper, tuple(example.values()), str(folder / ONNX_FILE), input_names=input_names,
                           output_names=[EMISSIONS_OUTPUT], dynamic_axes=dynamic_axes, opset_version=args.opset,
                           do_constant_folding=True, dynamo=False)

@@ -35,6 +35,8 @@ def configure_output(script_logger: logging.Logger, process_log_level: int | Non
     if process_log_level is not None and process_log_level > level:
         level = process_log_level
     logging.basicConfig(format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT, stream=sys.stderr)
+    # What libraries log on the root logger itself (onnxruntime's quantizer: "consider pre-processing"): --verbose.
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.ERROR)
     for log in (script_logger, logging.getLogger(__package__)):
         log.setLevel(level)
     third_party = logging.INFO if verbose else logging.ERROR

@@ -33,6 +33,8 @@ def test_configure_output_quiet_unless_verbose(saved_levels, verbose, caplog):
     assert configure_output(script) is verbose
     assert script.level == logging.getLogger("clinical_ner_crf").level == (logging.INFO if verbose else logging.WARNING)
     assert logging.getLogger("transformers").level == (logging.INFO if verbose else logging.ERROR)
+    # What libraries log on the root logger itself (onnxruntime's quantizer): only with --verbose.
+    assert logging.getLogger().level == (logging.INFO if verbose else logging.ERROR)
     caplog.clear()
     script.info("settings and counts")
     script.warning("a warning that matters")
