@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """Score NER predictions the way the paper and the n2c2-2018 shared task do.
 
-It turns the word-level predictions of one or more runs into the paper's tables (BIO-strict and token-level tag scores, the Table IV
-ablations, the confusion matrix), entity-level strict and lenient scores, a comparison across
-runs and a learning curve; or it scores brat folders the way the n2c2-2018 Track 2 official
-script does: entities, and relations (``R`` lines) when the gold files have them
-(:func:`score_relations`, also callable on documents without files).
+It turns the word-level predictions of one or more runs into the paper's tables (BIO-strict and
+token-level tag scores, the Table IV ablations, the confusion matrix), entity-level strict and
+lenient scores, a comparison across runs and a learning curve; or it scores brat folders the way the
+n2c2-2018 Track 2 official script does: entities, and relations (``R`` lines) when the gold files
+have them (:func:`score_relations`, also callable on documents without files).
 
     python evaluate_ablations.py --predictions outputs/bert-crf --output_dir reports/bert-crf
     python evaluate_ablations.py --predictions outputs/*-seed* --output_dir reports/compare

@@ -24,8 +24,9 @@ Verification: the fp32 graph is run on dummy inputs of other batch sizes and len
 The folder appears whole or not at all (docs/architecture.md, "Output folders, re-runs and interruptions"):
 it is written into a hidden sibling (``.NAME.partial-*``), verified, claimed whole in its manifest and moved
 into place (``files.write_folder_atomically``); a sibling left by a killed export is removed (and named)
-by the next one. A non-empty ``--output_dir`` is refused unless ``--overwrite``, and then replaced only once the new export is complete, and only if it holds nothing the
-toolkit did not write. The folder is locked for the whole export (``folder_safety.FolderLock``) and never
+by the next one. A non-empty ``--output_dir`` is refused unless ``--overwrite``, and then replaced only once the
+new export is complete, and only if it holds nothing the toolkit did not write. The folder is locked for the whole
+export (``folder_safety.FolderLock``) and never
 the model folder, inside it or around it. Bad arguments (a missing model, a relation model) are one line
 with exit status 2; a model folder that cannot be read (a truncated ``.safetensors``, a broken
 ``config.json``) or a failed verification is one line with exit status 1 (``command_line.py``).
@@ -270,7 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     output_dir = Path(args.output_dir)
     # Before any work, and before anything is created: the model, the output apart from it, the folder's rules.
     # The model is gettable (a folder, the local cache, or the Hub within seconds) before anything is created.
-    args.model_name_or_path = check_model_source(args.model_name_or_path, revision=args.model_revision, token=args.token)
+    args.model_name_or_path = check_model_source(args.model_name_or_path, revision=args.model_revision,
+                                                 token=args.token)
     # A Hub id (no such local path) is looked up now: one that cannot be loaded leaves nothing behind.
     config = None if Path(args.model_name_or_path).exists() else load_source_config(args)
     check_output_apart(output_dir, {"--model_name_or_path": args.model_name_or_path})
@@ -283,10 +285,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # only then; a sibling a killed run left is removed (and named) first.
         write_folder_atomically(output_dir, args.overwrite,
                                 lambda folder: summary.update(export_to(args, model, labels, tokenizer, Path(folder))))
-    rows = [("fp32 graph", output_dir / ONNX_FILE, f"max abs emission difference from PyTorch {summary['max_diff']:.3g}")]
+    rows = [("fp32 graph", output_dir / ONNX_FILE,
+             f"max abs emission difference from PyTorch {summary['max_diff']:.3g}")]
     if summary["quantized"]:
         rows.append(("int8 graph", output_dir / ONNX_INT8_FILE, "what was quantized: " + QUANTIZATION_FILE))
-    rows.append(("card", output_dir / "README.md", f"annotate_notes.py --backend onnx --model_name_or_path {output_dir}"))
+    rows.append(("card", output_dir / "README.md",
+                 f"annotate_notes.py --backend onnx --model_name_or_path {output_dir}"))
     print_outputs(f"{SCRIPT} exported {args.model_name_or_path}:", rows)
     return 0
 

@@ -45,6 +45,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -53,7 +54,7 @@ from clinical_ner_crf.command_line import (
 )
 from clinical_ner_crf.console import print_outputs
 from clinical_ner_crf.files import PRETRAINING_DATA_FILE, RUN_INFO_FILE, write_json_atomically
-from clinical_ner_crf.model_sources import check_local_model_sources, check_model_sources
+from clinical_ner_crf.model_sources import check_model_arguments
 from clinical_ner_crf.subwords import PAPER_VOCABULARY_SIZE
 
 logger = logging.getLogger(__name__)
@@ -105,15 +106,9 @@ SCRIPT = "pretrain_mlm.py"
 DESCRIPTION = __doc__.split("\n\n")[0]
 ARGUMENT_TYPES = (ModelArguments, DataArguments)  # and transformers' TrainingArguments
 
-def check_local_inputs(model_args: ModelArguments, *_) -> None:
-    """What is checked before the heavy imports (a mistyped path costs a second, not their seconds): every model
-    flag that reads as a local path."""
-    check_local_model_sources({"--model_name_or_path": model_args.model_name_or_path,
-                               "--config_name": model_args.config_name, "--tokenizer_name": model_args.tokenizer_name})
-
-
 if __name__ == "__main__":  # --help and the usage errors before the heavy imports: torch alone takes seconds
-    answer_early(SCRIPT, ARGUMENT_TYPES, DESCRIPTION, training_flags=True, check=check_local_inputs)
+    answer_early(SCRIPT, ARGUMENT_TYPES, DESCRIPTION, training_flags=True,
+                 check=partial(check_model_arguments, local_only=True))
 
 from transformers import AutoConfig, AutoModelForMaskedLM, Trainer, TrainingArguments, set_seed  # noqa: E402
 
@@ -162,9 +157,7 @@ def build_encoder(model_args: ModelArguments, tokenizer, max_seq_length: int):
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model_args, data_args, training_args = parse_args(argv)
     # Every model flag is gettable (a folder, the local cache, or the Hub within seconds) before anything is made.
-    (model_args.model_name_or_path, model_args.config_name, model_args.tokenizer_name) = check_model_sources({
-        "--model_name_or_path": model_args.model_name_or_path, "--config_name": model_args.config_name,
-        "--tokenizer_name": model_args.tokenizer_name}).values()
+    check_model_arguments(model_args)
     # The output folder is never where the text is, and one command writes it at a time.
     inputs = {"--dataset_path": data_args.dataset_path, "--notes_dirs": data_args.notes_dirs}
     with output_folder_lock(training_args, "pretrain_mlm.py", inputs):

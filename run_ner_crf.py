@@ -38,7 +38,7 @@ from clinical_ner_crf.command_line import (
     parse_command, parse_config_overrides, read_config, run_main,
 )
 from clinical_ner_crf.console import percent, print_outputs
-from clinical_ner_crf.model_sources import check_local_model_sources, check_model_sources
+from clinical_ner_crf.model_sources import check_model_arguments
 from clinical_ner_crf.subwords import PAPER_VOCABULARY_SIZE
 
 
@@ -183,8 +183,7 @@ def check_local_inputs(model_args: ModelArguments, data_args: DataTrainingArgume
     """What is checked before the heavy imports (a mistyped path costs a second, not their seconds): the data
     source, and every model flag that reads as a local path."""
     check_data_arguments(data_args)
-    check_local_model_sources({"--model_name_or_path": model_args.model_name_or_path,
-                               "--config_name": model_args.config_name, "--tokenizer_name": model_args.tokenizer_name})
+    check_model_arguments(model_args, local_only=True)
 
 
 if __name__ == "__main__":  # --help and the usage errors before the heavy imports: torch alone takes seconds
@@ -605,10 +604,8 @@ def parse_args(args: list[str] | None = None):
 def main(args: list[str] | None = None) -> dict[str, Any]:
     model_args, data_args, training_args = parse_args(args)
     # Every model flag is gettable (a folder, the local cache, or the Hub within seconds) before anything is made.
-    (model_args.model_name_or_path, model_args.config_name, model_args.tokenizer_name) = check_model_sources({
-        "--model_name_or_path": model_args.model_name_or_path, "--config_name": model_args.config_name,
-        "--tokenizer_name": model_args.tokenizer_name}, revision=model_args.model_revision, token=model_args.token,
-        cache_dir=model_args.cache_dir).values()
+    check_model_arguments(model_args, revision=model_args.model_revision, token=model_args.token,
+                          cache_dir=model_args.cache_dir)
     check_test_training(data_args, training_args.do_train)  # before the output folder is touched
     # The output folder is never where the data is, and one command writes it at a time.
     inputs = {f"--{name}": getattr(data_args, name) for name in ("dataset_path", "dataset_name", "train_file",

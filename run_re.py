@@ -28,6 +28,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -38,7 +39,7 @@ from clinical_ner_crf.command_line import (
 from clinical_ner_crf.console import percent, print_outputs
 from clinical_ner_crf.files import ALL_RESULTS_FILE, RUN_INFO_FILE, STATS_FILE, note_file_mode, write_json_atomically
 from clinical_ner_crf.metrics import RELATION_STRICT_MICRO_F1, system_metric_name
-from clinical_ner_crf.model_sources import check_local_model_sources, check_model_sources
+from clinical_ner_crf.model_sources import check_model_arguments
 from clinical_ner_crf.relations import (
     CONFIG_INPUT_FEATURES, CONFIG_LINK_THRESHOLD, CONFIG_MAX_SEQ_LENGTH, CONFIG_PREFERRED, CONFIG_SENTENCE_WINDOW,
     CONFIG_VALIDATION_SCORES, DEFAULT_LINK_THRESHOLD, DEFAULT_SENTENCE_WINDOW, FEATURE_TOKENS, INPUT_FEATURES, LABELS,
@@ -111,15 +112,9 @@ SCRIPT = "run_re.py"
 DESCRIPTION = __doc__.split("\n\n")[0]
 ARGUMENT_TYPES = (ModelArguments, DataArguments)  # and transformers' TrainingArguments
 
-def check_local_inputs(model_args: ModelArguments, *_) -> None:
-    """What is checked before the heavy imports (a mistyped path costs a second, not their seconds): every model
-    flag that reads as a local path."""
-    check_local_model_sources({"--model_name_or_path": model_args.model_name_or_path,
-                               "--config_name": model_args.config_name, "--tokenizer_name": model_args.tokenizer_name})
-
-
 if __name__ == "__main__":  # --help and the usage errors before the heavy imports: torch alone takes seconds
-    answer_early(SCRIPT, ARGUMENT_TYPES, DESCRIPTION, training_flags=True, check=check_local_inputs)
+    answer_early(SCRIPT, ARGUMENT_TYPES, DESCRIPTION, training_flags=True,
+                 check=partial(check_model_arguments, local_only=True))
 
 import torch  # noqa: E402
 from transformers import (  # noqa: E402
@@ -157,10 +152,8 @@ def parse_args(argv: Sequence[str] | None = None):
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model_args, data_args, training_args = parse_args(argv)
     # Every model flag is gettable (a folder, the local cache, or the Hub within seconds) before anything is made.
-    (model_args.model_name_or_path, model_args.config_name, model_args.tokenizer_name) = check_model_sources({
-        "--model_name_or_path": model_args.model_name_or_path, "--config_name": model_args.config_name,
-        "--tokenizer_name": model_args.tokenizer_name}, revision=model_args.model_revision, token=model_args.token,
-        cache_dir=model_args.cache_dir).values()
+    check_model_arguments(model_args, revision=model_args.model_revision, token=model_args.token,
+                          cache_dir=model_args.cache_dir)
     check_dataset_path(data_args.dataset_path)  # one line, before anything is loaded or created
     if training_args.do_train:  # before the output folder is touched
         check_train_split(data_args.train_split, data_args.test_split, data_args.allow_test_training)

@@ -277,3 +277,19 @@ def check_local_model_sources(sources: Mapping[str, Any]) -> None:
     for flag, value in sources.items():
         if value:
             _check_local(str(value), flag, flag in FILE_FLAGS)
+
+
+# A training command's model flags (run_ner_crf.py, run_re.py, pretrain_mlm.py: the names of run_ner.py).
+MODEL_ARGUMENTS = ("model_name_or_path", "config_name", "tokenizer_name")
+
+
+def check_model_arguments(model_args: Any, *_, local_only: bool = False, **hub: Any) -> None:
+    """:func:`check_model_sources` on a training command's model arguments (:data:`MODEL_ARGUMENTS`), the values to
+    pass on written back; ``local_only``: :func:`check_local_model_sources`, before the command's heavy imports.
+    ``hub``: ``revision``, ``token``, ``cache_dir``."""
+    sources = {f"--{name}": getattr(model_args, name, None) for name in MODEL_ARGUMENTS}
+    if local_only:
+        check_local_model_sources(sources)
+        return
+    for flag, value in check_model_sources(sources, **hub).items():
+        setattr(model_args, flag[2:], value)

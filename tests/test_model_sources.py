@@ -338,3 +338,22 @@ def test_the_default_timeout_bounds_a_silent_hf_endpoint(tmp_path, silent_hub):
     elapsed, message = json.loads(result.stdout)
     assert 9.5 < elapsed < 10 + MARGIN, elapsed
     assert f"the Hugging Face Hub at {silent_hub} did not answer within 10 s" in message
+
+
+def test_check_model_arguments_checks_a_training_commands_model_flags(tmp_path):
+    """The three model flags of run_ner_crf.py, run_re.py and pretrain_mlm.py, checked and written back: locally
+    only (before the heavy imports), or with the cache and the Hub (offline here: a missing Hub id is refused)."""
+    from types import SimpleNamespace
+
+    from clinical_ner_crf.model_sources import check_model_arguments
+
+    (tmp_path / "model").mkdir()
+    arguments = SimpleNamespace(model_name_or_path=str(tmp_path / "model"), config_name=None,
+                                tokenizer_name=str(tmp_path / "tokenizr"))
+    with pytest.raises(UsageError, match=r"^--tokenizer_name .*tokenizr: no such folder"):
+        check_model_arguments(arguments, local_only=True)
+    arguments.tokenizer_name = "someone/not-cached-here"
+    check_model_arguments(arguments, local_only=True)  # a Hub id: left for the full check
+    arguments.tokenizer_name = None
+    check_model_arguments(arguments, cache_dir=str(tmp_path / "empty-cache"))
+    assert arguments.model_name_or_path == str(tmp_path / "model")
