@@ -411,6 +411,8 @@ def build_dataset(args: DataArguments) -> dict:
         write_mapped_gold(Path(args.write_brat), documents, annotations, note_file_mode(sources), args.overwrite)
         logger.info("the mapped gold of every split, as brat: %s", args.write_brat)
     print(format_summary(stats, output_dir))
+    if args.write_brat:
+        print(f"Wrote {args.write_brat}  (the gold of every split as brat .txt/.ann, to score against)")
     return stats
 
 
