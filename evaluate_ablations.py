@@ -30,8 +30,8 @@ from clinical_ner_crf.command_line import SHARED_FLAG_HELP, UsageError, parse_co
 from clinical_ner_crf.console import configure_output, percent, print_outputs
 from clinical_ner_crf.documents import BratFormatError
 from clinical_ner_crf.files import (
-    PREDICTIONS_DIRNAME, REPORT_JSON_FILE, REPORT_MARKDOWN_FILE, RUN_INFO_FILE, TEST_PREDICTIONS_FILE, check_output_dir,
-    run_predictions_path, write_folder_atomically,
+    COMPARISON_FILE, PREDICTIONS_DIRNAME, REPORT_JSON_FILE, REPORT_MARKDOWN_FILE, RUN_INFO_FILE, TEST_PREDICTIONS_FILE,
+    check_output_dir, run_predictions_path, write_folder_atomically, write_json_atomically,
 )
 from clinical_ner_crf.folder_safety import FolderLock, check_output_apart
 from clinical_ner_crf.label_maps import load_label_map, load_relation_map
@@ -39,9 +39,11 @@ from clinical_ner_crf.n2c2_scoring import DEFAULT_RELATION_SETTING, RELATION_SET
 from clinical_ner_crf.prediction_records import PredictionFormatError, read_predictions
 from clinical_ner_crf.reports import (
     aggregate_runs, flat_metrics, learning_curve, render_brat_markdown, render_comparison_markdown,
-    render_learning_curve_markdown, render_run_markdown, run_title, synthetic_banner, synthetic_status,
+    render_learning_curve_markdown, render_run_markdown, render_significance_markdown, run_title, synthetic_banner,
+    synthetic_status,
     write_comparison_csv, write_confusion_csv, write_learning_curve_csv,
 )
+from clinical_ner_crf.significance import compare_per_document
 from clinical_ner_crf.tagging import entity_types_of
 from clinical_ner_crf.token_metrics import BIO_VIEW, evaluate_run, paper_ablations
 
@@ -67,6 +69,11 @@ class EvaluationArguments:
                 "a learning curve."})
     gold_brat: Optional[str] = field(default=None, metadata={"help": "Gold brat folder (.txt + .ann)."})
     pred_brat: Optional[str] = field(default=None, metadata={"help": "System brat folder (.ann; any types)."})
+    compare_brat: Optional[str] = field(default=None, metadata={
+        "help": "Brat mode: a second system's brat folder, compared with --pred_brat on the same gold notes: the "
+                "difference of each micro-F1 (--pred_brat minus this), its paired-bootstrap 95%% interval and an "
+                "approximate-randomization p-value over documents, in comparison.json and report.md."})
+    seed: int = field(default=0, metadata={"help": "Seed of the bootstrap and the randomization (--compare_brat)."})
     exclude_labels: list[str] = field(default_factory=list, metadata={
         "help": "Labels or types for a custom token-level ablation, e.g. O ADE Reason."})
     merge: list[str] = field(default_factory=list, metadata={
@@ -217,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise UsageError("--gold_brat and --pred_brat go together")
     if brat == bool(args.predictions):
         raise UsageError("give either --predictions or --gold_brat/--pred_brat")
+    if args.compare_brat and not brat:
+        raise UsageError("--compare_brat compares two brat folders on --gold_brat: give --gold_brat/--pred_brat")
     if (args.label_map or args.relation_map) and not brat:
         raise UsageError("--label_map and --relation_map map the gold of --gold_brat: give --gold_brat/--pred_brat")
     if not brat:
@@ -230,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # is never written where its inputs are, one command writes it at a time, and it appears whole or not at all.
     output_dir = Path(args.output_dir)
     check_output_apart(output_dir, {"--predictions": args.predictions, "--gold_brat": args.gold_brat,
-                                    "--pred_brat": args.pred_brat})
+                                    "--pred_brat": args.pred_brat, "--compare_brat": args.compare_brat})
     with FolderLock(output_dir, SCRIPT):
         try:
             check_output_dir(output_dir, args.overwrite)
@@ -249,17 +258,31 @@ def _write_report(args: EvaluationArguments, output_dir: Path, resolved) -> dict
     if brat:
         # Scoring only reads, so every input problem surfaces here (file:line: reason, never the note's text),
         # before anything is removed or written.
-        report = score_brat_folders(
-            args.gold_brat, args.pred_brat, entity_types=args.brat_entity_types,
-            relation_setting=args.relation_setting,
-            label_map=load_label_map(args.label_map) if args.label_map else None,
-            relation_map=load_relation_map(args.relation_map) if args.relation_map else None)
+        scoring = dict(entity_types=args.brat_entity_types, relation_setting=args.relation_setting,
+                       label_map=load_label_map(args.label_map) if args.label_map else None,
+                       relation_map=load_relation_map(args.relation_map) if args.relation_map else None,
+                       per_document=bool(args.compare_brat))
+        report = score_brat_folders(args.gold_brat, args.pred_brat, **scoring)
+        if args.compare_brat:
+            other = score_brat_folders(args.gold_brat, args.compare_brat, **scoring)
+            report["comparison"] = {
+                "system": args.pred_brat, "reference": args.compare_brat,
+                "reference_scores": {"entity_strict_micro_f1": other["strict"]["micro"]["f1"],
+                                     "entity_lenient_micro_f1": other["lenient"]["micro"]["f1"],
+                                     **({"relation_strict_micro_f1": other["relations"]["strict"]["micro"]["f1"],
+                                         "relation_lenient_micro_f1": other["relations"]["lenient"]["micro"]["f1"]}
+                                        if "relations" in other else {})},
+                "metrics": compare_per_document(report["per_document"], other["per_document"], seed=args.seed)}
+            report.pop("per_document")  # counts per note: the comparison's input, not a result
 
     def write(folder: Path) -> None:
         nonlocal report
         if brat:
-            (folder / REPORT_MARKDOWN_FILE).write_text(render_brat_markdown(report, max(args.digits, 4)),
-                                                       encoding="utf-8")
+            markdown = render_brat_markdown(report, max(args.digits, 4))
+            if "comparison" in report:
+                markdown += "\n" + render_significance_markdown(report["comparison"])
+                write_json_atomically(folder / COMPARISON_FILE, report["comparison"])
+            (folder / REPORT_MARKDOWN_FILE).write_text(markdown, encoding="utf-8")
         else:
             report = evaluate_predictions(args, folder, resolved)
         with (folder / REPORT_JSON_FILE).open("w", encoding="utf-8") as handle:
@@ -293,6 +316,11 @@ def _print_outputs(report: dict[str, Any], output_dir: Path) -> None:
                                     f"lenient {percent(relations['lenient']['micro']['f1'])} ({relations['setting']})"))
         elif "relations_not_scored" in report:
             rows.insert(1, ("", "", f"relations not scored: {report['relations_not_scored']}"))
+        if "comparison" in report:
+            strict = report["comparison"]["metrics"]["entity_strict_micro_f1"]
+            rows.append(("comparison", output_dir / COMPARISON_FILE,
+                         f"entity strict micro-F1 {100 * strict['difference']:+.2f} points, 95% CI "
+                         f"[{100 * strict['ci95'][0]:+.2f}, {100 * strict['ci95'][1]:+.2f}], p = {strict['p_value']:.4f}"))
     else:
         rows[0] = ("report", rows[0][1], f"{len(report.get('runs', []))} run(s): paper tables, ablations, confusions")
     print_outputs(f"{SCRIPT} wrote:", rows)

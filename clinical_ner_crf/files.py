@@ -54,6 +54,7 @@ BACKENDS = ("torch", "onnx")
 QUANTIZATION_FILE = "quantization.json"
 # evaluate_ablations.py output
 REPORT_JSON_FILE = "report.json"
+COMPARISON_FILE = "comparison.json"  # --compare_brat: two systems' differences, intervals and p-values
 REPORT_MARKDOWN_FILE = "report.md"
 
 

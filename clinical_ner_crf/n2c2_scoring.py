@@ -139,6 +139,7 @@ class _RelationTally:
         self.num_documents = self.num_gold = self.num_pred = self.unmatched_argument = 0
         self.duplicates = Counter()
         self.invalid: list[dict[str, Any]] = []
+        self.per_document: dict[str, list[tuple[int, int, int]]] = {mode: [] for mode, _ in ENTITY_MODES}
 
     def add(self, gold_document, pred_document=None) -> None:
         """One document; ``pred_document`` None (no prediction file) counts as no predicted relations. Exact
@@ -164,7 +165,9 @@ class _RelationTally:
         self.num_gold += len(gold)
         self.num_pred += len(pred)
         for mode, total in self.counts.items():
-            add_counts(total, match_relation_counts(gold, pred, mode))
+            document_counts = match_relation_counts(gold, pred, mode)
+            add_counts(total, document_counts)
+            self.per_document[mode].append(micro_counts(document_counts))
 
     def report(self, setting: str) -> dict[str, Any]:
         return {
@@ -185,6 +188,11 @@ class _RelationTally:
                for mode, total in self.counts.items()},
             "notes": [RELATION_NOTE],
         }
+
+
+def micro_counts(counts_by_type: dict[str, dict[str, int]]) -> tuple[int, int, int]:
+    """One document's ``(tp, fp, fn)`` over every type: what ``significance`` compares systems on."""
+    return tuple(sum(counts[key] for counts in counts_by_type.values()) for key in ("tp", "fp", "fn"))
 
 
 def _check_relation_setting(setting: str) -> None:
@@ -297,8 +305,13 @@ def score_brat_folders(
     relation_setting: str = DEFAULT_RELATION_SETTING,
     label_map: dict[str, str | None] | None = None,
     relation_map: dict[str, Any] | None = None,
+    per_document: bool = False,
 ) -> dict[str, Any]:
     """Strict and lenient P/R/F per type and micro over all documents of two brat folders.
+
+    ``per_document``: also each gold document's micro ``(tp, fp, fn)``, strict and lenient, in gold file order
+    (``per_document``: ``{"documents": [ids], "entities": {mode: [...]}, "relations": {mode: [...]}}``), what
+    ``significance.compare_systems`` takes.
 
     ``label_map``/``relation_map`` (``label_maps.load_label_map``/``load_relation_map``) read the gold of a corpus
     with types of its own as ``prepare_n2c2.py`` reads it (unmapped types left out); predictions are read as they
@@ -342,6 +355,7 @@ def score_brat_folders(
         raise BratFormatError(gold_dir, None, "no .ann files in the gold folder (--gold_brat)", "empty_folder")
     keep = set(entity_types) if entity_types is not None else None
     totals = {mode: defaultdict(Counter) for mode, _ in ENTITY_MODES}
+    entity_counts_by_document: dict[str, list[tuple[int, int, int]]] = {mode: [] for mode in totals}
     relations = _RelationTally()
     missing, skipped, unreadable, num_gold, num_pred = [], [], [], 0, 0
     duplicates = Counter()
@@ -375,7 +389,9 @@ def score_brat_folders(
         num_gold, num_pred = num_gold + len(gold_spans), num_pred + len(pred_spans)
         duplicates.update(gold=gold_repeats, pred=pred_repeats)
         for mode, total in totals.items():
-            add_counts(total, match_counts(gold_spans, pred_spans, mode))
+            document_counts = match_counts(gold_spans, pred_spans, mode)
+            add_counts(total, document_counts)
+            entity_counts_by_document[mode].append(micro_counts(document_counts))
         relations.add(gold_document, pred_document)
     if missing:
         logger.warning("%d gold documents have no prediction file in %s (scored as empty)", len(missing), pred_dir)
@@ -427,4 +443,7 @@ def score_brat_folders(
             LENIENT_NOTE,
             DUPLICATE_NOTE,
         ],
+        **({"per_document": {"documents": [path.stem for path in gold_files], "entities": entity_counts_by_document,
+                             "relations": relations.per_document if relations.num_gold else None}}
+           if per_document else {}),
     }

@@ -502,3 +502,17 @@ def plot_label_distribution(stats: dict, path, synthetic: bool = False) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def render_significance_markdown(comparison: Mapping[str, Any]) -> str:
+    """The comparison of two systems: each micro-F1's difference, its 95% interval and p-value (no note text)."""
+    lines = ["# Two systems compared on the same notes", "",
+             f"`{comparison['system']}` minus `{comparison['reference']}`: the difference of micro-F1 in points, its "
+             "paired-bootstrap 95% interval over documents, and the two-sided approximate-randomization p-value "
+             "over documents.", "",
+             "| Metric | Difference | 95% CI | p-value | Documents |", "|---|---|---|---|---|"]
+    for metric, row in comparison["metrics"].items():
+        low, high = row["ci95"]
+        lines.append(f"| {metric} | {100 * row['difference']:+.2f} | [{100 * low:+.2f}, {100 * high:+.2f}] | "
+                     f"{row['p_value']:.4f}{'' if not row['p_value_exact'] else ' (exact)'} | {row['documents']} |")
+    return "\n".join(lines) + "\n"

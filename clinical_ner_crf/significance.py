@@ -113,3 +113,20 @@ def compare_systems(system: Sequence[Counts], reference: Sequence[Counts], *, re
             "p_value": randomization["p_value"], "p_value_exact": randomization["exact"],
             "documents": interval["documents"], "resamples": resamples, "shuffles": randomization["shuffles"],
             "seed": seed}
+
+
+def compare_per_document(system: dict, reference: dict, *, resamples: int = DEFAULT_RESAMPLES,
+                         shuffles: int = DEFAULT_SHUFFLES, seed: int = 0) -> dict[str, dict[str, object]]:
+    """:func:`compare_systems` for each micro-F1 two systems both have, from their per-document counts as
+    ``n2c2_scoring.score_brat_folders(per_document=True)`` gives them (``{"documents", "entities": {mode: counts},
+    "relations": {mode: counts} or None}``): ``{"entity_strict_micro_f1": {...}, "relation_lenient_micro_f1": ...}``."""
+    if system["documents"] != reference["documents"]:
+        raise ValueError("the two systems were scored on different gold documents")
+    comparisons = {}
+    for level, name in (("entities", "entity"), ("relations", "relation")):
+        if not system.get(level) or not reference.get(level):
+            continue
+        for mode in system[level]:
+            comparisons[f"{name}_{mode}_micro_f1"] = compare_systems(
+                system[level][mode], reference[level][mode], resamples=resamples, shuffles=shuffles, seed=seed)
+    return comparisons

@@ -674,3 +674,43 @@ def test_cli_rejects_an_unknown_relation_setting(relation_folders, tmp_path, cap
               "--relation_setting", "pipeline"])
     assert exit_info.value.code == 2
     assert "--relation_setting" in capsys.readouterr().err
+
+
+def test_cli_compare_brat_gives_differences_intervals_and_p_values(relation_folders, tmp_path):
+    """--compare_brat: the same predictions twice differ by 0, CI [0, 0], p = 1 (exact on 3 notes); the gold itself
+    against the predictions differs by exactly the two reports' F1 difference, and comparison.json and report.md
+    say so; the same seed gives the same numbers."""
+    gold, pred = relation_folders
+    same = tmp_path / "same"
+    shutil.copytree(pred, same)
+    report = main(["--gold_brat", str(gold), "--pred_brat", str(pred), "--compare_brat", str(same), "--output_dir",
+                   str(tmp_path / "same_report")])
+    metrics = report["comparison"]["metrics"]
+    assert set(metrics) == {"entity_strict_micro_f1", "entity_lenient_micro_f1", "relation_strict_micro_f1",
+                            "relation_lenient_micro_f1"}
+    for row in metrics.values():
+        assert (row["difference"], row["ci95"], row["p_value"], row["p_value_exact"]) == (0.0, [0.0, 0.0], 1.0, True)
+    assert "per_document" not in report and "per_document" not in (tmp_path / "same_report" / REPORT_JSON_FILE).read_text()
+
+    out = tmp_path / "gold_vs_pred"
+    perfect = main(["--gold_brat", str(gold), "--pred_brat", str(gold), "--compare_brat", str(pred), "--output_dir",
+                    str(out), "--seed", "3"])
+    alone = score_brat_folders(gold, pred)
+    strict = perfect["comparison"]["metrics"]["entity_strict_micro_f1"]
+    assert strict["difference"] == pytest.approx(1.0 - alone["strict"]["micro"]["f1"]) and strict["difference"] > 0
+    assert perfect["comparison"]["reference_scores"]["entity_strict_micro_f1"] == alone["strict"]["micro"]["f1"]
+    assert strict["ci95"][0] <= strict["difference"] <= strict["ci95"][1]
+    assert json.loads((out / "comparison.json").read_text()) == perfect["comparison"]
+    markdown = (out / REPORT_MARKDOWN_FILE).read_text()
+    assert "# Two systems compared on the same notes" in markdown and "| entity_strict_micro_f1 | +" in markdown
+    again = main(["--gold_brat", str(gold), "--pred_brat", str(gold), "--compare_brat", str(pred), "--output_dir",
+                  str(tmp_path / "again"), "--seed", "3"])
+    assert again["comparison"] == perfect["comparison"]
+
+
+def test_cli_compare_brat_needs_brat_mode(tmp_path, capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(["--predictions", str(tmp_path / "run"), "--compare_brat", str(tmp_path), "--output_dir",
+              str(tmp_path / "out")])
+    assert raised.value.code == 2
+    assert "--compare_brat compares two brat folders" in capsys.readouterr().err

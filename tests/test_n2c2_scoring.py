@@ -567,3 +567,21 @@ BRAT_DOC3_GOLD = "T1\tDrug 0 7\tHeparin\n"
 def _random_tags(rng, n):
     types = ("Drug", "Strength", "ADE")
     return [rng.choice(["O", "O", "O"] + [f"{p}-{t}" for p in "BI" for t in types]) for _ in range(n)]
+
+
+def test_per_document_counts_add_up_to_the_micro_counts(relation_folders):
+    """score_brat_folders(per_document=True): each gold note's micro (tp, fp, fn), strict and lenient, in gold file
+    order, for entities and relations; summed over the notes they are the report's micro counts (a note without a
+    prediction file is all false negatives)."""
+    gold, pred = relation_folders
+    report = score_brat_folders(gold, pred, per_document=True)
+    per_document = report["per_document"]
+    assert per_document["documents"] == ["doc1", "doc2", "doc3"]
+    for level, section in (("entities", report), ("relations", report["relations"])):
+        for mode in ("strict", "lenient"):
+            counts = per_document[level][mode]
+            assert len(counts) == 3
+            micro = section[mode]["micro"]
+            assert [sum(column) for column in zip(*counts)] == [micro["tp"], micro["fp"], micro["fn"]]
+    assert per_document["entities"]["strict"][1][:2] == (0, 0)  # doc2 has no prediction file: no tp, no fp
+    assert "per_document" not in score_brat_folders(gold, pred)
