@@ -19,6 +19,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,6 +325,9 @@ def config_to_argv(config: dict[str, Any]) -> list[str]:
         if isinstance(value, bool):
             argv += [f"--{key}", str(value).lower()]
         elif isinstance(value, list):
+            if not value:  # a flag of several values takes at least one: there is no way to say "none" to argparse
+                raise UsageError(f"--{key}: an empty list in a config; leave the key out for its default, or give "
+                                 "at least one value")
             argv += [f"--{key}", *map(str, value)]
         elif value is not None:
             argv += [f"--{key}", str(value)]
@@ -331,9 +335,11 @@ def config_to_argv(config: dict[str, Any]) -> list[str]:
 
 
 def parse_config_overrides(overrides: str | None) -> dict[str, Any]:
-    """'n_layers=2,dim=128,activation=gelu' -> {'n_layers': 2, 'dim': 128, 'activation': 'gelu'}."""
+    """'n_layers=2,dim=128,activation=gelu' -> {'n_layers': 2, 'dim': 128, 'activation': 'gelu'}. A comma starts a
+    new setting only before ``name=``: 'labels=[1,2],dim=8' keeps the list whole."""
     parsed: dict[str, Any] = {}
-    for item in filter(None, (overrides or "").split(",")):
+    for item in filter(None, (part.strip().strip(",") for part in
+                              re.split(r",(?=\s*[A-Za-z_][A-Za-z0-9_]*\s*=)", overrides or ""))):
         key, _, value = item.partition("=")
         try:
             parsed[key.strip()] = json.loads(value)

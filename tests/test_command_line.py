@@ -180,6 +180,10 @@ def test_config_to_argv_bools_lists_and_none():
                                       "--learning_rate", "2.5e-05", "--output_dir", "runs/a b", "--epochs", "3"]
     assert config_to_argv({}) == []
     assert config_to_argv({"resume": None}) == []
+    # An empty list cannot be said to argparse (a flag of several values takes at least one): one line, not a flag
+    # with no value that the parser then misreads.
+    with pytest.raises(UsageError, match="^--text_splits: an empty list in a config"):
+        config_to_argv({"text_splits": []})
 
 
 def test_parse_config_overrides():
@@ -188,6 +192,8 @@ def test_parse_config_overrides():
     assert parse_config_overrides(" dropout = 0.1 ,tie=true,,pad=null,name= bert small ") == {
         "dropout": 0.1, "tie": True, "pad": None, "name": "bert small"}
     assert type(parse_config_overrides("n=2")["n"]) is int
+    # A comma inside a value (a JSON list) is the value's: only one before "name=" starts a new setting.
+    assert parse_config_overrides("labels=[1,2],dim=8,name=a,b") == {"labels": [1, 2], "dim": 8, "name": "a,b"}
     assert parse_config_overrides(None) == {}
     assert parse_config_overrides("") == {}
 
