@@ -308,8 +308,11 @@ def _write_report(args: EvaluationArguments, output_dir: Path, resolved) -> dict
 def _print_outputs(report: dict[str, Any], output_dir: Path) -> None:
     rows = [("report", output_dir / REPORT_MARKDOWN_FILE, ""), ("every number", output_dir / REPORT_JSON_FILE, "")]
     if report.get("mode") == "brat":
+        missing = len(report["missing_predictions"]) + len(report["skipped_prediction_files"])
         rows[0] = ("report", rows[0][1], f"entity strict micro-F1 {percent(report['strict']['micro']['f1'])}, "
-                                         f"lenient {percent(report['lenient']['micro']['f1'])}")
+                                         f"lenient {percent(report['lenient']['micro']['f1'])}"
+                   + (f" ({missing} of {report['num_documents']} notes without a readable prediction file: all "
+                      "their gold counted as missed; the official script would skip them)" if missing else ""))
         if "relations" in report:
             relations = report["relations"]
             rows.insert(1, ("", "", f"relation strict micro-F1 {percent(relations['strict']['micro']['f1'])}, "

@@ -714,3 +714,14 @@ def test_cli_compare_brat_needs_brat_mode(tmp_path, capsys):
               str(tmp_path / "out")])
     assert raised.value.code == 2
     assert "--compare_brat compares two brat folders" in capsys.readouterr().err
+
+
+def test_the_last_lines_say_how_many_notes_had_no_prediction_file(brat_folders, tmp_path, capsys):
+    """A note without a prediction file counts its gold as false negatives (the official script skips it): the
+    F1 a user quotes from the last lines comes with that count beside it."""
+    gold, pred = brat_folders  # doc3 has no prediction file
+    capsys.readouterr()
+    _brat_main(gold, pred, tmp_path / "out")
+    (headline,) = [line for line in capsys.readouterr().out.splitlines() if "entity strict micro-F1" in line]
+    assert "(1 of 3 notes without a readable prediction file: all their gold counted as missed; the official " \
+           "script would skip them)" in headline
