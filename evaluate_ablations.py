@@ -323,7 +323,8 @@ def _print_outputs(report: dict[str, Any], output_dir: Path) -> None:
             strict = report["comparison"]["metrics"]["entity_strict_micro_f1"]
             rows.append(("comparison", output_dir / COMPARISON_FILE,
                          f"entity strict micro-F1 {100 * strict['difference']:+.2f} points, 95% CI "
-                         f"[{100 * strict['ci95'][0]:+.2f}, {100 * strict['ci95'][1]:+.2f}], p = {strict['p_value']:.4f}"))
+                         f"[{100 * strict['ci95'][0]:+.2f}, {100 * strict['ci95'][1]:+.2f}], "
+                         f"p = {strict['p_value']:.4f}"))
     else:
         rows[0] = ("report", rows[0][1], f"{len(report.get('runs', []))} run(s): paper tables, ablations, confusions")
     print_outputs(f"{SCRIPT} wrote:", rows)
