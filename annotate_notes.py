@@ -309,11 +309,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_args(argv)
-    except UsageError as error:
-        print(f"{SCRIPT}: error: {error}", file=sys.stderr)
-        return exit_status(error)
-    configure_output(logger)
-    try:  # every model is gettable (a folder, the local cache, or the Hub within seconds) before anything is made
+        # Every model is gettable (a folder, the local cache, or the Hub within seconds) before anything is made.
         args.model_name_or_path, args.relation_model_name_or_path = check_model_sources({
             "--model_name_or_path": args.model_name_or_path,
             "--relation_model_name_or_path": args.relation_model_name_or_path},
@@ -321,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"{SCRIPT}: error: {error}", file=sys.stderr)
         return exit_status(error)
+    configure_output(logger)
     # The model code, once the arguments are read.
     from clinical_ner_crf.parallel_annotation import (
         ProcessFailed, annotate_folder_in_processes, launched_processes, load_annotator, process_settings,

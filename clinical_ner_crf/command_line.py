@@ -149,12 +149,27 @@ def answer_help(prog: str, dataclass_types: Sequence[type], description: str | N
     argv = sys.argv[1:] if argv is None else argv
     if not wants_help(argv):
         return
-    types = [TrainingFlags if _is_training_arguments(kind) else kind for kind in dataclass_types]
-    if training_flags and TrainingFlags not in types:
-        types.append(TrainingFlags)
+    types = _light_types(dataclass_types, training_flags)
     epilog = TRAINING_HELP_EPILOG if TrainingFlags in types else None
     build_parser(prog, types, description, epilog).print_help()
     raise SystemExit(0)
+
+
+def _light_types(dataclass_types: Sequence[type], training_flags: bool) -> list[type]:
+    """A command's argument dataclasses with :class:`TrainingFlags` standing for transformers' TrainingArguments."""
+    types = [TrainingFlags if _is_training_arguments(kind) else kind for kind in dataclass_types]
+    if training_flags and TrainingFlags not in types:
+        types.append(TrainingFlags)
+    return types
+
+
+def _expanded_argv(argv: Sequence[str], prog: str, say_deprecated: bool = True) -> list[str]:
+    """The command line as the parser reads it: ``--verbose``/``--debug`` taken out (:func:`take_run_flags`), a
+    leading JSON config file turned into flags, the old spellings into the new ones."""
+    argv = take_run_flags(argv)
+    if argv and argv[0].endswith(".json"):
+        argv = config_to_argv(read_config(argv[0])) + argv[1:]
+    return rewrite_deprecated_flags(argv, prog, say=say_deprecated)
 
 
 def answer_early(prog: str, dataclass_types: Sequence[type], description: str | None = None,
@@ -166,16 +181,10 @@ def answer_early(prog: str, dataclass_types: Sequence[type], description: str | 
     know (the rest of TrainingArguments) are left for the full parse; anything else is found there as before."""
     argv = list(sys.argv[1:] if argv is None else argv)
     answer_help(prog, dataclass_types, description, argv, training_flags)
-    types = [TrainingFlags if _is_training_arguments(kind) else kind for kind in dataclass_types]
-    if training_flags and TrainingFlags not in types:
-        types.append(TrainingFlags)
     try:
-        argv = take_run_flags(argv)
-        if argv and argv[0].endswith(".json"):
-            argv = config_to_argv(read_config(argv[0])) + argv[1:]
-        argv = rewrite_deprecated_flags(argv, prog, say=False)  # (said once, by the full parse)
-        *arguments, _ = build_parser(prog, types, description).parse_args_into_dataclasses(
-            args=argv, return_remaining_strings=True)
+        argv = _expanded_argv(argv, prog, say_deprecated=False)  # (said once, by the full parse)
+        *arguments, _ = build_parser(prog, _light_types(dataclass_types, training_flags), description
+                                     ).parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
         if check is not None:
             check(*arguments)
     except UsageError as error:
@@ -218,17 +227,14 @@ def rewrite_deprecated_flags(argv: Sequence[str], prog: str, say: bool = True) -
 
 
 def parse_command(prog: str, dataclass_types: Sequence[type], argv: Sequence[str] | None = None,
-                  description: str | None = None, validate: Callable[..., None] | None = None) -> tuple:
+                  description: str | None = None) -> tuple:
     """``SCRIPT.py [CONFIG.json] [--flag value ...]`` into the script's argument dataclasses: ``--help`` answered
     first; flags given after a JSON config file override it; old spellings taken with a deprecation line;
     ``--verbose``/``--debug`` into :data:`run_flags`; a single-process launch with a GPU count checked
     (:func:`check_launch`); every problem a :class:`UsageError` of one line."""
     argv = list(sys.argv[1:] if argv is None else argv)
     answer_help(prog, dataclass_types, description, argv)
-    argv = take_run_flags(argv)
-    if argv and argv[0].endswith(".json"):
-        argv = config_to_argv(read_config(argv[0])) + argv[1:]
-    argv = rewrite_deprecated_flags(argv, prog)
+    argv = _expanded_argv(argv, prog)
     if any(_is_training_arguments(kind) or "use_cpu" in getattr(kind, "__dataclass_fields__", {})
            for kind in dataclass_types):  # a training command (annotate_notes.py runs launched processes itself)
         check_launch(argv)

@@ -15,6 +15,7 @@ from .command_line import UsageError
 from .files import (
     CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, RUN_ARGS_FILE, RUN_INFO_FILE,
 )
+from .model_sources import valid_hub_id
 from .subwords import CORPUS_VOCABULARY_MARK, mark_corpus_vocabulary
 
 # Files `--push_to_hub` uploads: model, tokenizer, config, modeling file and card. Nothing else
@@ -152,4 +153,4 @@ def check_vocabulary_upload(push_to_hub: bool, *, acknowledged: bool, tokenizer:
 
 def is_hub_id(name: str | None) -> bool:
     """Whether ``name`` reads as a Hub model id (``org/name`` or ``name``), not a local path."""
-    return bool(name) and not Path(name).exists() and re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None
+    return bool(name) and not Path(name).exists() and valid_hub_id(name)
