@@ -45,7 +45,7 @@ from clinical_ner_crf.reports import (
 )
 from clinical_ner_crf.significance import compare_per_document
 from clinical_ner_crf.tagging import entity_types_of
-from clinical_ner_crf.token_metrics import BIO_VIEW, evaluate_run, paper_ablations
+from clinical_ner_crf.token_metrics import BIO_VIEW, entity_counts_by_document, evaluate_run, paper_ablations
 
 logger = logging.getLogger(__name__)
 SCRIPT = "evaluate_ablations.py"
@@ -73,7 +73,13 @@ class EvaluationArguments:
         "help": "Brat mode: a second system's brat folder, compared with --pred_brat on the same gold notes: the "
                 "difference of each micro-F1 (--pred_brat minus this), its paired-bootstrap 95%% interval and an "
                 "approximate-randomization p-value over documents, in comparison.json and report.md."})
-    seed: int = field(default=0, metadata={"help": "Seed of the bootstrap and the randomization (--compare_brat)."})
+    compare_predictions: Optional[str] = field(default=None, metadata={
+        "help": "Predictions mode: a second run folder (or prediction JSONL) compared with the one run of "
+                "--predictions on the same test notes: the difference of entity micro-F1 and of each type's F1, "
+                "strict and lenient, with its paired-bootstrap 95%% interval and approximate-randomization p-value "
+                "over documents, in comparison.json and report.md."})
+    seed: int = field(default=0, metadata={
+        "help": "Seed of the bootstrap and the randomization (--compare_brat, --compare_predictions)."})
     exclude_labels: list[str] = field(default_factory=list, metadata={
         "help": "Labels or types for a custom token-level ablation, e.g. O ADE Reason."})
     merge: list[str] = field(default_factory=list, metadata={
@@ -215,6 +221,17 @@ def evaluate_predictions(args: EvaluationArguments, output_dir: Path,
     }
 
 
+def compare_runs(system, reference, seed: int) -> dict[str, Any]:
+    """Two resolved runs (:func:`resolve_run`) compared on their test notes, note by note: each entity micro-F1 and
+    each type's F1, strict and lenient (``significance.compare_per_document``)."""
+    counts = [entity_counts_by_document(read_predictions(path)) for path, _, _ in (system, reference)]
+    try:
+        metrics = compare_per_document(*counts, seed=seed)
+    except ValueError as error:
+        raise PredictionFormatError(f"{system[0]} and {reference[0]}: {error}") from None
+    return {"system": str(system[0]), "reference": str(reference[0]), "metrics": metrics}
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     (args,) = parse_command(SCRIPT, (EvaluationArguments,), argv, description=__doc__.split("\n\n")[0])
     configure_output(logger)
@@ -226,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise UsageError("give either --predictions or --gold_brat/--pred_brat")
     if args.compare_brat and not brat:
         raise UsageError("--compare_brat compares two brat folders on --gold_brat: give --gold_brat/--pred_brat")
+    if args.compare_predictions and (brat or len(args.predictions or ()) != 1):
+        raise UsageError("--compare_predictions compares two runs: give one run with --predictions and the other "
+                         "with --compare_predictions")
     if (args.label_map or args.relation_map) and not brat:
         raise UsageError("--label_map and --relation_map map the gold of --gold_brat: give --gold_brat/--pred_brat")
     if not brat:
@@ -235,11 +255,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             resolved = resolve_runs(args.predictions)
         except FileNotFoundError as error:
             raise UsageError(f"--predictions {error}") from None
+        if args.compare_predictions:
+            try:
+                resolved += resolve_runs([args.compare_predictions])
+            except FileNotFoundError as error:
+                raise UsageError(f"--compare_predictions {error}") from None
     # The same rule as training: an earlier report is replaced only when asked, checked before scoring; the report
     # is never written where its inputs are, one command writes it at a time, and it appears whole or not at all.
     output_dir = Path(args.output_dir)
     check_output_apart(output_dir, {"--predictions": args.predictions, "--gold_brat": args.gold_brat,
-                                    "--pred_brat": args.pred_brat, "--compare_brat": args.compare_brat})
+                                    "--pred_brat": args.pred_brat, "--compare_brat": args.compare_brat,
+                                    "--compare_predictions": args.compare_predictions})
     with FolderLock(output_dir, SCRIPT):
         try:
             check_output_dir(output_dir, args.overwrite)
@@ -285,6 +311,11 @@ def _write_report(args: EvaluationArguments, output_dir: Path, resolved) -> dict
             (folder / REPORT_MARKDOWN_FILE).write_text(markdown, encoding="utf-8")
         else:
             report = evaluate_predictions(args, folder, resolved)
+            if args.compare_predictions:
+                report["comparison"] = compare_runs(resolved[0], resolved[1], args.seed)
+                write_json_atomically(folder / COMPARISON_FILE, report["comparison"])
+                with (folder / REPORT_MARKDOWN_FILE).open("a", encoding="utf-8") as handle:
+                    handle.write("\n" + render_significance_markdown(report["comparison"]))
         with (folder / REPORT_JSON_FILE).open("w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)
 
@@ -319,14 +350,14 @@ def _print_outputs(report: dict[str, Any], output_dir: Path) -> None:
                                     f"lenient {percent(relations['lenient']['micro']['f1'])} ({relations['setting']})"))
         elif "relations_not_scored" in report:
             rows.insert(1, ("", "", f"relations not scored: {report['relations_not_scored']}"))
-        if "comparison" in report:
-            strict = report["comparison"]["metrics"]["entity_strict_micro_f1"]
-            rows.append(("comparison", output_dir / COMPARISON_FILE,
-                         f"entity strict micro-F1 {100 * strict['difference']:+.2f} points, 95% CI "
-                         f"[{100 * strict['ci95'][0]:+.2f}, {100 * strict['ci95'][1]:+.2f}], "
-                         f"p = {strict['p_value']:.4f}"))
     else:
         rows[0] = ("report", rows[0][1], f"{len(report.get('runs', []))} run(s): paper tables, ablations, confusions")
+    if "comparison" in report:
+        strict = report["comparison"]["metrics"]["entity_strict_micro_f1"]
+        rows.append(("comparison", output_dir / COMPARISON_FILE,
+                     f"entity strict micro-F1 {100 * strict['difference']:+.2f} points, 95% CI "
+                     f"[{100 * strict['ci95'][0]:+.2f}, {100 * strict['ci95'][1]:+.2f}], "
+                     f"p = {strict['p_value']:.4f}"))
     print_outputs(f"{SCRIPT} wrote:", rows)
 
 

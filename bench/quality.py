@@ -187,7 +187,8 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
 
 def run_one(corpus: str, system: str, seed: int, split: str, fraction: float, dataset_path: Path,
             smoke: bool = False, results_dir: Path = QUALITY_DIR, runs_dir: Path = common.RUNS_DIR,
-            keep_model: bool = False, epochs: int | None = None, pretrained_dir: Path | None = None) -> dict[str, Any]:
+            keep_model: bool = False, epochs: int | None = None, pretrained_dir: Path | None = None,
+            extra_flags: Sequence[str] = ()) -> dict[str, Any]:
     key = run_key(corpus, system, seed, split, fraction, epochs)
     run_dir = runs_dir / key
     if run_dir.exists():
@@ -197,6 +198,7 @@ def run_one(corpus: str, system: str, seed: int, split: str, fraction: float, da
             "--seed", str(seed), "--output_dir", str(run_dir), *COMMON_FLAGS]
     if epochs:
         argv += ["--num_train_epochs", str(epochs)]  # later flags override earlier ones
+    argv += list(extra_flags)
     wall, peak_rss_mb = common.run_logged(argv, runs_dir / f"{key}.log")
     result = summarize_run(run_dir) | {
         "key": key, "corpus": corpus, "system": system, "seed": seed, "train_split": split,

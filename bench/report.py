@@ -99,6 +99,86 @@ def quality_table(results, corpus) -> list[str]:
     return lines
 
 
+def seed_interval(system: list[float], reference: list[float]) -> tuple[float, float] | None:
+    """The 95% interval of ``mean(system) - mean(reference)`` over seeds (Welch's t, in points); None unless both
+    sides have two or more seeds. A deterministic peer (the feature CRF: its seeds agree) adds no spread."""
+    from scipy.stats import t
+
+    if len(system) < 2 or len(reference) < 2:
+        return None
+    parts = [(statistics.variance(values) / len(values), len(values)) for values in (system, reference)]
+    spread = sum(part for part, _ in parts)
+    difference = (statistics.fmean(system) - statistics.fmean(reference)) * 100
+    if spread == 0:
+        return difference, difference
+    dof = spread ** 2 / sum(part ** 2 / (n - 1) for part, n in parts)  # Welch-Satterthwaite
+    half = t.ppf(0.975, dof) * math.sqrt(spread) * 100
+    return difference - half, difference + half
+
+
+def _evidence(results, corpus, system, reference, key=STRICT_MICRO_F1) -> str:
+    """What backs a comparison: the seeds' 95% interval and, where both seed-42 runs kept their predictions
+    (bench/significance.py), the note-level interval and p-value of the strict micro-F1 difference."""
+    parts = []
+    interval = seed_interval([r[key] for r in group(results, corpus, system)],
+                             [r[key] for r in group(results, corpus, reference)])
+    if interval:
+        parts.append(f"95% CI over seeds [{interval[0]:+.1f}, {interval[1]:+.1f}]"
+                     + (": includes 0, not a significant difference" if interval[0] <= 0 <= interval[1] else ""))
+    note_level = significance_results().get(corpus, {}).get(f"{system} vs {reference}")
+    if note_level:
+        strict = note_level["strict"]
+        parts.append(f"seed 42 note by note: {100 * strict['difference']:+.1f} micro, 95% CI "
+                     f"[{100 * strict['ci95'][0]:+.1f}, {100 * strict['ci95'][1]:+.1f}], p = {_p(strict['p_value'])}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _p(value: float) -> str:
+    return "< 0.0001" if value < 0.0001 else f"{value:.4f}"
+
+
+def significance_results() -> dict[str, Any]:
+    """``bench/results/significance.json``'s comparisons (bench/significance.py), or {} before it has run."""
+    path = common.RESULTS_DIR / "significance.json"
+    return common.read_json(path)["comparisons"] if path.is_file() else {}
+
+
+def significance_section() -> list[str]:
+    """Every comparison tested note by note on seed 42 (bench/significance.py), strict and lenient micro-F1."""
+    lines = ["## Is the difference real? Comparisons tested note by note (`python bench/significance.py`)", "",
+             "Seed 42 of each system re-run with its test predictions kept; each difference of entity micro-F1 with "
+             "its paired-bootstrap 95% interval over the test notes (2,000 redraws) and the two-sided "
+             "approximate-randomization p-value over the notes (10,000 shufflings; the n2c2 evaluations' test), "
+             "`significance.compare_systems`. One seed: the seed-to-seed spread is in the intervals over seeds "
+             "beside each target above; a difference smaller than both is not one to report.", ""]
+    comparisons = significance_results()
+    if not comparisons:
+        return lines + ["Pending (`python bench/significance.py`).", ""]
+    lines += ["| Corpus | System − reference | strict micro-F1 | 95% CI | p | lenient micro-F1 | 95% CI | p | notes |",
+              "|---|---|---:|---|---:|---:|---|---:|---:|"]
+    for corpus in CORPUS_ORDER:
+        for name, modes in comparisons.get(corpus, {}).items():
+            system, reference = name.split(" vs ")
+            cells = []
+            for mode in ("strict", "lenient"):
+                row = modes[mode]
+                cells += [f"{100 * row['difference']:+.1f}", f"[{100 * row['ci95'][0]:+.1f}, "
+                          f"{100 * row['ci95'][1]:+.1f}]", _p(row["p_value"])]
+            lines.append(f"| {common.CORPORA[corpus]['title']} | {SYSTEM_NAMES[system]} − {SYSTEM_NAMES[reference]} | "
+                         + " | ".join(cells) + f" | {modes['strict']['documents']} |")
+    reruns = [common.read_json(path) for path in sorted((common.RESULTS_DIR / "significance").glob("*.json"))]
+    moved = [r for r in reruns if r.get("rerun_minus_queue_points") not in (None, 0)]
+    lines += ["", f"The re-runs against the queue's runs of the same key: {len(reruns) - len(moved)} of {len(reruns)} "
+              "reproduce its strict micro-F1 exactly"
+              + ("; " + ", ".join(f"{r['key']} {r['rerun_minus_queue_points']:+.2f} points" for r in moved)
+                 if moved else "") + ".", ""]
+    return lines
+
+
+def calibration_section() -> list[str]:
+    return []
+
+
 def targets(results, corpus) -> list[str]:
     def f1(system, key=STRICT_MICRO_F1, split="train"):
         return _mean([r[key] for r in group(results, corpus, system, split)])
@@ -112,13 +192,15 @@ def targets(results, corpus) -> list[str]:
             continue
         points = gap[0]
         out.append(f"- {name} vs feature CRF (micro-F1): {points:+.1f} points (target ≥ {shown}): "
-                   f"**{'met' if points >= target else 'MISSED by %.1f' % (target - points)}**")
+                   f"**{'met' if points >= target else 'MISSED by %.1f' % (target - points)}**"
+                   + _evidence(results, corpus, system, "feature-crf"))
     for encoder, name in (("minilm", "MiniLM"), ("transformer", "Transformer (scratch)")):
         crf, apt = f1(f"{encoder}-crf", STRICT_MACRO_F1), f1(f"{encoder}-apt", STRICT_MACRO_F1)
         if crf is not None and apt is not None:
             gap = (crf - apt) * 100
             out.append(f"- {name}: CRF vs Apt (macro-F1): {gap:+.1f} points (target ≥ 0): "
-                       f"**{'met' if gap >= 0 else 'MISSED by %.1f' % -gap}**")
+                       f"**{'met' if gap >= 0 else 'MISSED by %.1f' % -gap}**"
+                       + _evidence(results, corpus, f"{encoder}-crf", f"{encoder}-apt", STRICT_MACRO_F1))
         else:
             out.append(f"- {name}: CRF vs Apt (macro-F1): pending")
     return out
@@ -531,14 +613,17 @@ def self_pretraining_targets(results, corpus) -> list[str]:
     versus_peer = points("transformer-crf-self", "feature-crf")
     out.append("- Self-pretrained TransformerCRF vs feature CRF (micro-F1, target ≥ 0): " + (
         "pending" if versus_peer is None else
-        f"{versus_peer:+.1f} points: **{'met' if versus_peer >= 0 else 'MISSED by %.1f' % -versus_peer}**"))
+        f"{versus_peer:+.1f} points: **{'met' if versus_peer >= 0 else 'MISSED by %.1f' % -versus_peer}**"
+        + _evidence(results, corpus, "transformer-crf-self", "feature-crf")))
     for other, name in (("transformer-crf-wp", "the same encoder from scratch (WordPiece)"),
                         ("transformer-crf", "the issue-7 scratch row")):
         gain = points("transformer-crf-self", other)
-        out.append(f"- Gain of pre-training over {name}: " + ("pending" if gain is None else f"{gain:+.1f} points"))
+        out.append(f"- Gain of pre-training over {name}: " + ("pending" if gain is None else f"{gain:+.1f} points"
+                                                              + _evidence(results, corpus, "transformer-crf-self", other)))
     vocabulary = points("transformer-crf-wp", "transformer-crf")
     out.append("- What the vocabulary alone is worth (WordPiece − issue-7 vocabulary, both from scratch): "
-               + ("pending" if vocabulary is None else f"{vocabulary:+.1f} points"))
+               + ("pending" if vocabulary is None else f"{vocabulary:+.1f} points"
+                  + _evidence(results, corpus, "transformer-crf-wp", "transformer-crf")))
     plus = points("transformer-crf-self-plus", "transformer-crf-self")
     out.append("- More pre-training text of the same kind (self-pretrained, more text − self-pretrained): "
                + ("pending" if plus is None else f"{plus:+.1f} points (seed 42 against the mean)"))
@@ -554,7 +639,8 @@ def self_pretraining_targets(results, corpus) -> list[str]:
                    + ("pending" if longer is None else f"{longer:+.1f} points (seed 42 against the mean)") + losses)
     gap = points("minilm-crf", "transformer-crf-self")
     out.append("- Remaining gap to MiniLM-CRF (pre-trained on 1B+ sentence pairs elsewhere): "
-               + ("pending" if gap is None else f"{gap:+.1f} points"))
+               + ("pending" if gap is None else f"{gap:+.1f} points"
+                  + _evidence(results, corpus, "minilm-crf", "transformer-crf-self")))
     return out
 
 
@@ -1013,6 +1099,7 @@ def main() -> int:
     sections += ["### PHEE per-type strict F1 (%, mean over seeds, full training split)", ""]
     sections += per_type_table(results) + [""]
     sections += ["### Where a target is missed, and why", ""] + misses_section(results) + [""]
+    sections += significance_section() + calibration_section()
     sections += ["## Efficient training (down-sampled training split)", "", EFFICIENT_NOTES.strip(), ""]
     sections += efficient_table(results) + [""]
     sections += ["## Learning curves (MiniLM-CRF vs TransformerCRF from scratch)", "",

@@ -14,30 +14,42 @@ Approximate randomization (Noreen 1989; the test of the n2c2 and MUC evaluations
 often the difference would be as large if the two systems' outputs were exchangeable: each note's counts are
 swapped between the systems at random, many times, and the p-value is the share of shufflings whose difference is at
 least the observed one (two-sided). With few notes every swapping is enumerated and the p-value is exact.
-Standard library only.
+
+Both are vectorised with numpy (a dependency of torch and datasets already): one redraw or shuffling is a row of
+document weights, and a matrix product sums every row's counts at once. For 1,000 notes, one comparison (2,000
+redraws, 10,000 shufflings) took 3.5 s with Python loops and takes 0.27 s so (measured side by side); a report with a
+row per type needs twenty of them.
 """
 
 from __future__ import annotations
 
-import random
-from typing import Sequence
+from typing import Mapping, Sequence
+
+import numpy as np
 
 Counts = Sequence[int]  # (tp, fp, fn) of one document
 DEFAULT_RESAMPLES = 2000
 DEFAULT_SHUFFLES = 10_000
+_BLOCK = 1000  # redraws or shufflings scored at once: bounds memory to _BLOCK x documents
+
+
+def _f1(summed: np.ndarray) -> np.ndarray:
+    """Micro-F1 of summed ``(..., 3)`` counts; 0 where there is no true positive (as the scorers define it)."""
+    tp, fp, fn = summed[..., 0], summed[..., 1], summed[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(tp > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
 
 
 def micro_f1(documents: Sequence[Counts], indices: Sequence[int] | None = None) -> float:
     """Micro-F1 of the documents' summed counts (over ``indices``, repeats allowed; all documents by default)."""
-    tp = fp = fn = 0
-    for index in range(len(documents)) if indices is None else indices:
-        document_tp, document_fp, document_fn = documents[index]
-        tp, fp, fn = tp + document_tp, fp + document_fp, fn + document_fn
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    counts = np.asarray(documents, dtype=np.int64).reshape(-1, 3)
+    if indices is not None:
+        counts = counts[np.asarray(indices, dtype=np.int64)]
+    return float(_f1(counts.sum(axis=0)))
 
 
-def _mean_f1(runs: Sequence[Sequence[Counts]], indices: Sequence[int] | None = None) -> float:
-    return sum(micro_f1(run, indices) for run in runs) / len(runs)
+def _as_runs(runs: Sequence[Sequence[Counts]]) -> np.ndarray:
+    return np.asarray([np.asarray(run, dtype=np.float64).reshape(-1, 3) for run in runs])  # runs x documents x 3
 
 
 def paired_bootstrap(system: Sequence[Sequence[Counts]], reference: Sequence[Sequence[Counts]], *,
@@ -57,17 +69,24 @@ def paired_bootstrap(system: Sequence[Sequence[Counts]], reference: Sequence[Seq
         raise ValueError("no documents to compare on")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    rng = random.Random(seed)
+    system_runs, reference_runs = _as_runs(system), _as_runs(reference)
+    rng = np.random.default_rng(seed)
     differences = []
-    for _ in range(resamples):
-        indices = [rng.randrange(documents) for _ in range(documents)]
-        differences.append(_mean_f1(system, indices) - _mean_f1(reference, indices))
-    differences.sort()
+    for first in range(0, resamples, _BLOCK):
+        rows = min(_BLOCK, resamples - first)
+        # Each redraw as how often it drew each note: summed counts are then one matrix product per run.
+        weights = np.zeros((rows, documents))
+        np.add.at(weights, (np.repeat(np.arange(rows), documents), rng.integers(documents, size=rows * documents)), 1)
+        mean = lambda runs: np.mean([_f1(weights @ run) for run in runs], axis=0)  # noqa: E731
+        differences.append(mean(system_runs) - mean(reference_runs))
+    differences = np.sort(np.concatenate(differences))
     tail = (1 - confidence) / 2
-    low = differences[int(tail * resamples)]
-    high = differences[min(int((1 - tail) * resamples), resamples - 1)]
-    return {"difference": _mean_f1(system) - _mean_f1(reference), "low": low, "high": high,
-            "p_not_better": sum(1 for d in differences if d <= 0) / resamples, "documents": documents,
+    low = float(differences[int(tail * resamples)])
+    high = float(differences[min(int((1 - tail) * resamples), resamples - 1)])
+    observed = float(np.mean([_f1(run.sum(0)) for run in system_runs]) - np.mean([_f1(run.sum(0))
+                                                                                   for run in reference_runs]))
+    return {"difference": observed, "low": low, "high": high,
+            "p_not_better": float(np.mean(differences <= 0)), "documents": documents,
             "resamples": resamples, "confidence": confidence}
 
 
@@ -83,24 +102,28 @@ def approximate_randomization(system: Sequence[Counts], reference: Sequence[Coun
     documents = len(system)
     if documents == 0:
         raise ValueError("no documents to compare on")
-    observed = abs(micro_f1(system) - micro_f1(reference))
+    ours = np.asarray(system, dtype=np.float64).reshape(-1, 3)
+    theirs = np.asarray(reference, dtype=np.float64).reshape(-1, 3)
+    difference = float(_f1(ours.sum(0)) - _f1(theirs.sum(0)))
+    observed = abs(difference)
     tolerance = 1e-12  # a shuffling that ties the observed difference counts as at least as large
+    exchange = theirs - ours  # what swapping a note moves from one system's sums to the other's
 
-    def shuffled_difference(swapped: Sequence[bool]) -> float:
-        first = [reference[i] if swap else system[i] for i, swap in enumerate(swapped)]
-        second = [system[i] if swap else reference[i] for i, swap in enumerate(swapped)]
-        return abs(micro_f1(first) - micro_f1(second))
+    def at_least(swaps: np.ndarray) -> int:
+        moved = swaps @ exchange
+        shuffled = np.abs(_f1(ours.sum(0) + moved) - _f1(theirs.sum(0) - moved))
+        return int(np.count_nonzero(shuffled >= observed - tolerance))
 
     if 2 ** documents <= shuffles:
-        assignments = [[bool(mask >> i & 1) for i in range(documents)] for mask in range(2 ** documents)]
-        at_least = sum(1 for swapped in assignments if shuffled_difference(swapped) >= observed - tolerance)
-        return {"difference": micro_f1(system) - micro_f1(reference), "p_value": at_least / len(assignments),
-                "shuffles": len(assignments), "exact": True, "documents": documents}
-    rng = random.Random(seed)
-    at_least = sum(1 for _ in range(shuffles)
-                   if shuffled_difference([rng.random() < 0.5 for _ in range(documents)]) >= observed - tolerance)
-    return {"difference": micro_f1(system) - micro_f1(reference), "p_value": (at_least + 1) / (shuffles + 1),
-            "shuffles": shuffles, "exact": False, "documents": documents}
+        masks = np.arange(2 ** documents)[:, None]
+        swaps = (masks >> np.arange(documents)[None, :] & 1).astype(np.float64)
+        return {"difference": difference, "p_value": at_least(swaps) / len(swaps), "shuffles": len(swaps),
+                "exact": True, "documents": documents}
+    rng = np.random.default_rng(seed)
+    count = sum(at_least((rng.random((min(_BLOCK, shuffles - first), documents)) < 0.5).astype(np.float64))
+                for first in range(0, shuffles, _BLOCK))
+    return {"difference": difference, "p_value": (count + 1) / (shuffles + 1), "shuffles": shuffles, "exact": False,
+            "documents": documents}
 
 
 def compare_systems(system: Sequence[Counts], reference: Sequence[Counts], *, resamples: int = DEFAULT_RESAMPLES,
@@ -115,12 +138,15 @@ def compare_systems(system: Sequence[Counts], reference: Sequence[Counts], *, re
             "seed": seed}
 
 
-def compare_per_document(system: dict, reference: dict, *, resamples: int = DEFAULT_RESAMPLES,
+def compare_per_document(system: Mapping, reference: Mapping, *, resamples: int = DEFAULT_RESAMPLES,
                          shuffles: int = DEFAULT_SHUFFLES, seed: int = 0) -> dict[str, dict[str, object]]:
     """:func:`compare_systems` for each micro-F1 two systems both have, from their per-document counts as
-    ``n2c2_scoring.score_brat_folders(per_document=True)`` gives them (``{"documents", "entities": {mode: counts},
-    "relations": {mode: counts} or None}``): ``{"entity_strict_micro_f1": {...}, "relation_lenient_micro_f1": ...}``."""
-    if system["documents"] != reference["documents"]:
+    ``n2c2_scoring.score_brat_folders(per_document=True)`` and ``token_metrics.entity_counts_by_document`` give them
+    (``{"documents", "entities": {mode: counts}, "relations": {mode: counts} or None}``, and per type
+    ``"entities_by_type": {mode: {type: counts}}``, ``"relations_by_type"`` likewise):
+    ``{"entity_strict_micro_f1": {...}, "relation_lenient_micro_f1": ..., "entity_strict_Drug_f1": ...}``, the micro
+    rows first, then each type both systems were scored on (in the system's order)."""
+    if list(system["documents"]) != list(reference["documents"]):
         raise ValueError("the two systems were scored on different gold documents")
     comparisons = {}
     for level, name in (("entities", "entity"), ("relations", "relation")):
@@ -129,4 +155,13 @@ def compare_per_document(system: dict, reference: dict, *, resamples: int = DEFA
         for mode in system[level]:
             comparisons[f"{name}_{mode}_micro_f1"] = compare_systems(
                 system[level][mode], reference[level][mode], resamples=resamples, shuffles=shuffles, seed=seed)
+    for level, name in (("entities_by_type", "entity"), ("relations_by_type", "relation")):
+        if not system.get(level) or not reference.get(level):
+            continue
+        for mode, by_type in system[level].items():
+            for type_name, counts in by_type.items():
+                other = reference[level].get(mode, {}).get(type_name)
+                if other is not None:
+                    comparisons[f"{name}_{mode}_{type_name}_f1"] = compare_systems(
+                        counts, other, resamples=resamples, shuffles=shuffles, seed=seed)
     return comparisons

@@ -186,6 +186,45 @@ def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], 
     return summarize_counts(counts)
 
 
+def entity_counts_by_document(pred_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Each document's entity ``(tp, fp, fn)``, strict and lenient, micro and per type, from word-level prediction
+    rows: what ``significance.compare_per_document`` takes, in the shape ``n2c2_scoring.score_brat_folders(
+    per_document=True)`` gives (``documents``, ``entities``, ``entities_by_type``, ``relations`` None).
+
+    A document is a row's ``document_id`` (a row without one is a document of its own, by ``id`` or position), in
+    order of first appearance; rows without gold tags are left out. Counted sentence by sentence as
+    :func:`entity_scores` counts them (strict: seqeval's IOB2 chunks, exact match; lenient: conlleval chunks, any
+    overlap), so the documents' counts sum to the run's micro counts. Types are those of gold and predictions."""
+    labelled = [row for row in pred_rows if row.get("gold_tags") is not None]
+    if not labelled:
+        raise ValueError("no prediction row has gold_tags: nothing to score")
+    _check_sequences([row["gold_tags"] for row in labelled], [row["pred_tags"] for row in labelled])
+    documents: dict[str, dict[str, Counter]] = {}
+    types: dict[str, None] = {}
+    for position, row in enumerate(labelled):
+        key = row.get("document_id") or row.get("id") or f"row-{position}"
+        per_mode = documents.setdefault(key, {mode: defaultdict(Counter) for mode, _ in ENTITY_MODES})
+        for mode, _ in ENTITY_MODES:
+            strict = mode == "strict"
+            counts = match_counts(bio_to_spans(row["gold_tags"], strict=strict),
+                                  bio_to_spans(row["pred_tags"], strict=strict), mode)
+            add_counts(per_mode[mode], counts)
+            types.update(dict.fromkeys(counts))
+    order = ordered_types(types)
+
+    def micro(counts: Mapping[str, Counter]) -> tuple[int, int, int]:
+        return tuple(sum(row[key] for row in counts.values()) for key in ("tp", "fp", "fn"))
+
+    return {
+        "documents": list(documents),
+        "entities": {mode: [micro(document[mode]) for document in documents.values()] for mode, _ in ENTITY_MODES},
+        "entities_by_type": {mode: {entity_type: [tuple(document[mode][entity_type][key] for key in ("tp", "fp", "fn"))
+                                                  for document in documents.values()] for entity_type in order}
+                             for mode, _ in ENTITY_MODES},
+        "relations": None,
+    }
+
+
 def _seqeval_strict(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, Any]:
     from seqeval.metrics import classification_report
     from seqeval.scheme import IOB2

@@ -231,6 +231,24 @@ def test_learning_curve_points_average_the_same_seeds():
     assert report.curve_runs(results, "phee")[1] == [42, 43]
 
 
+def test_seed_interval_is_welch_by_hand_and_marks_an_interval_across_zero():
+    """Seeds (0.70, 0.72, 0.74) against a deterministic peer (0.65 three times): difference 7 points, variance of the
+    mean 0.0004 / 3, all from one side, so Welch's degrees of freedom are 2 and t(0.975, 2) = 4.3027."""
+    import report
+
+    low, high = report.seed_interval([0.70, 0.72, 0.74], [0.65] * 3)
+    half = 4.302653 * (0.0004 / 3) ** 0.5 * 100
+    assert (low, high) == (pytest.approx(7 - half, abs=1e-4), pytest.approx(7 + half, abs=1e-4))
+    assert report.seed_interval([0.70], [0.65] * 3) is None  # one seed: no spread to estimate
+    assert report.seed_interval([0.7] * 3, [0.65] * 3) == (pytest.approx(5.0), pytest.approx(5.0))
+    results = [{"corpus": "phee", "system": system, "seed": seed, "train_split": "train", "train_fraction": 1.0,
+                STRICT_MICRO_F1: value} for system, values in (("minilm-crf", (0.60, 0.70, 0.80)),
+                                                               ("feature-crf", (0.65,) * 3))
+               for seed, value in zip((42, 43, 44), values)]
+    evidence = report._evidence(results, "phee", "minilm-crf", "feature-crf")
+    assert "95% CI over seeds [-" in evidence and "includes 0, not a significant difference" in evidence
+
+
 @pytest.mark.slow
 @pytest.mark.bench_smoke
 def test_self_pretraining_smoke_fine_tunes_the_pretrained_encoder(tmp_path, monkeypatch):

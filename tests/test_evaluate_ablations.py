@@ -726,3 +726,49 @@ def test_the_last_lines_say_how_many_notes_had_no_prediction_file(brat_folders, 
     (headline,) = [line for line in capsys.readouterr().out.splitlines() if "entity strict micro-F1" in line]
     assert "(1 of 3 notes without a readable prediction file: all their gold counted as missed; the official " \
            "script would skip them)" in headline
+
+
+def _document_run(root, name, wrong_documents):
+    """A run over 30 one-sentence notes, each with a Drug and a Reason; in ``wrong_documents`` the Reason is missed."""
+    records = []
+    for index in range(30):
+        gold = ["B-Drug", "O", "B-Reason", "I-Reason"]
+        pred = ["B-Drug", "O", "O", "O"] if index in wrong_documents else list(gold)
+        records.append(prediction_record(document_id=f"note{index:02d}", sentence_index=0, tokens=[SECRET] * 4,
+                                         gold_tags=gold, pred_tags=pred, confidences=[0.9] * 4))
+    write_predictions_file(run_predictions_path(root / name), records)
+    return root / name
+
+
+def test_cli_compare_predictions_gives_differences_intervals_and_p_values_per_type(tmp_path):
+    """--compare_predictions: two runs on the same 30 notes. Against itself: difference 0, CI [0, 0], p = 1. A run that
+    misses the Reason in 20 notes: it finds 40 of 60 entities (micro-F1 2*40/(2*40+20) = 0.8) against 1.0, so the
+    difference is -0.2, Drug's is 0 and Reason's -(1 - 2*10/(2*10+20)) = -0.5, and it is significant."""
+    good, worse = _document_run(tmp_path, "good", ()), _document_run(tmp_path, "worse", range(20))
+    same = main(["--predictions", str(good), "--compare_predictions", str(good), "--output_dir", str(tmp_path / "a"),
+                 "--no_paper_ablations"])
+    for row in same["comparison"]["metrics"].values():
+        assert (row["difference"], row["ci95"], row["p_value"]) == (0.0, [0.0, 0.0], 1.0)
+    report = main(["--predictions", str(worse), "--compare_predictions", str(good), "--output_dir",
+                   str(tmp_path / "b"), "--no_paper_ablations", "--seed", "4"])
+    metrics = report["comparison"]["metrics"]
+    assert list(metrics)[:2] == ["entity_strict_micro_f1", "entity_lenient_micro_f1"]
+    assert metrics["entity_strict_micro_f1"]["difference"] == pytest.approx(-0.2)
+    assert metrics["entity_strict_Drug_f1"]["difference"] == 0.0
+    assert metrics["entity_strict_Reason_f1"]["difference"] == pytest.approx(-0.5)
+    strict = metrics["entity_strict_micro_f1"]
+    assert strict["ci95"][1] < 0 and strict["p_value"] < 0.05 and strict["documents"] == 30
+    assert json.loads((tmp_path / "b" / "comparison.json").read_text()) == report["comparison"]
+    assert "| entity_strict_Reason_f1 | -50.00 |" in (tmp_path / "b" / REPORT_MARKDOWN_FILE).read_text()
+    again = main(["--predictions", str(worse), "--compare_predictions", str(good), "--output_dir",
+                  str(tmp_path / "c"), "--no_paper_ablations", "--seed", "4"])
+    assert again["comparison"] == report["comparison"]
+
+
+def test_cli_compare_predictions_takes_one_run_on_each_side(tmp_path, capsys):
+    good = _document_run(tmp_path, "good", ())
+    with pytest.raises(SystemExit) as raised:
+        main(["--predictions", str(good), str(good), "--compare_predictions", str(good), "--output_dir",
+              str(tmp_path / "out")])
+    assert raised.value.code == 2 and "--compare_predictions compares two runs" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from clinical_ner_crf.metrics import summarize_counts
 from clinical_ner_crf.tagging import N2C2_ENTITY_TYPES, bio_to_spans
 from clinical_ner_crf.token_metrics import (
-    entity_scores, evaluate_run, match_counts, paper_ablations, tag_confusion, tag_scores, top_confusions,
+    entity_counts_by_document, entity_scores, evaluate_run, match_counts, paper_ablations, tag_confusion, tag_scores, top_confusions,
 )
 from conftest import assert_plain
 
@@ -253,3 +253,23 @@ ABLATION_GOLD = [["B-Drug", "I-Drug", "O", "B-ADE", "B-Reason", "O"]]
 
 
 ABLATION_PRED = [["B-Drug", "O", "B-Drug", "B-Reason", "B-Reason", "B-Drug"]]
+
+
+def test_entity_counts_by_document_by_hand():
+    """Two notes: note a has two sentences (a Drug found; a Drug found and a Reason missed), note b one sentence (a
+    Drug predicted as Reason, a stray I- tag that seqeval's strict mode starts no entity with, conlleval's lenient
+    one does). Counted by hand below; the notes' counts sum to the run's micro counts."""
+    rows = [
+        {"document_id": "a", "gold_tags": ["B-Drug", "O"], "pred_tags": ["B-Drug", "O"]},
+        {"document_id": "a", "gold_tags": ["B-Drug", "B-Reason"], "pred_tags": ["B-Drug", "O"]},
+        {"document_id": "b", "gold_tags": ["B-Drug", "O", "O"], "pred_tags": ["B-Reason", "O", "I-Drug"]},
+        {"document_id": "c", "gold_tags": None, "pred_tags": ["B-Drug"]},  # unlabelled: left out
+    ]
+    counts = entity_counts_by_document(rows)
+    assert counts["documents"] == ["a", "b"] and counts["relations"] is None
+    assert counts["entities"]["strict"] == [(2, 0, 1), (0, 1, 1)]
+    assert counts["entities"]["lenient"] == [(2, 0, 1), (0, 2, 1)]
+    assert counts["entities_by_type"]["strict"] == {"Drug": [(2, 0, 0), (0, 0, 1)], "Reason": [(0, 0, 1), (0, 1, 0)]}
+    assert counts["entities_by_type"]["lenient"]["Drug"] == [(2, 0, 0), (0, 1, 1)]
+    strict = entity_scores([row["gold_tags"] for row in rows[:3]], [row["pred_tags"] for row in rows[:3]])["micro"]
+    assert strict["f1"] == approx(2 * 2 / (2 * 2 + 1 + 2))
