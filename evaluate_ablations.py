@@ -312,10 +312,11 @@ def _write_report(args: EvaluationArguments, output_dir: Path, resolved) -> dict
         else:
             report = evaluate_predictions(args, folder, resolved)
             if args.compare_predictions:
-                report["comparison"] = compare_runs(resolved[0], resolved[1], args.seed)
-                write_json_atomically(folder / COMPARISON_FILE, report["comparison"])
+                # "comparison" holds the runs' table here; the test of the two runs goes beside it.
+                report["significance"] = compare_runs(resolved[0], resolved[1], args.seed)
+                write_json_atomically(folder / COMPARISON_FILE, report["significance"])
                 with (folder / REPORT_MARKDOWN_FILE).open("a", encoding="utf-8") as handle:
-                    handle.write("\n" + render_significance_markdown(report["comparison"]))
+                    handle.write("\n" + render_significance_markdown(report["significance"]))
         with (folder / REPORT_JSON_FILE).open("w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)
 
@@ -352,8 +353,9 @@ def _print_outputs(report: dict[str, Any], output_dir: Path) -> None:
             rows.insert(1, ("", "", f"relations not scored: {report['relations_not_scored']}"))
     else:
         rows[0] = ("report", rows[0][1], f"{len(report.get('runs', []))} run(s): paper tables, ablations, confusions")
-    if "comparison" in report:
-        strict = report["comparison"]["metrics"]["entity_strict_micro_f1"]
+    tested = report.get("significance") or (report.get("comparison") if report.get("mode") == "brat" else None)
+    if tested:
+        strict = tested["metrics"]["entity_strict_micro_f1"]
         rows.append(("comparison", output_dir / COMPARISON_FILE,
                      f"entity strict micro-F1 {100 * strict['difference']:+.2f} points, 95% CI "
                      f"[{100 * strict['ci95'][0]:+.2f}, {100 * strict['ci95'][1]:+.2f}], "

@@ -747,22 +747,22 @@ def test_cli_compare_predictions_gives_differences_intervals_and_p_values_per_ty
     good, worse = _document_run(tmp_path, "good", ()), _document_run(tmp_path, "worse", range(20))
     same = main(["--predictions", str(good), "--compare_predictions", str(good), "--output_dir", str(tmp_path / "a"),
                  "--no_paper_ablations"])
-    for row in same["comparison"]["metrics"].values():
+    for row in same["significance"]["metrics"].values():
         assert (row["difference"], row["ci95"], row["p_value"]) == (0.0, [0.0, 0.0], 1.0)
     report = main(["--predictions", str(worse), "--compare_predictions", str(good), "--output_dir",
                    str(tmp_path / "b"), "--no_paper_ablations", "--seed", "4"])
-    metrics = report["comparison"]["metrics"]
+    metrics = report["significance"]["metrics"]
     assert list(metrics)[:2] == ["entity_strict_micro_f1", "entity_lenient_micro_f1"]
     assert metrics["entity_strict_micro_f1"]["difference"] == pytest.approx(-0.2)
     assert metrics["entity_strict_Drug_f1"]["difference"] == 0.0
     assert metrics["entity_strict_Reason_f1"]["difference"] == pytest.approx(-0.5)
     strict = metrics["entity_strict_micro_f1"]
     assert strict["ci95"][1] < 0 and strict["p_value"] < 0.05 and strict["documents"] == 30
-    assert json.loads((tmp_path / "b" / "comparison.json").read_text()) == report["comparison"]
+    assert json.loads((tmp_path / "b" / "comparison.json").read_text()) == report["significance"]
     assert "| entity_strict_Reason_f1 | -50.00 |" in (tmp_path / "b" / REPORT_MARKDOWN_FILE).read_text()
     again = main(["--predictions", str(worse), "--compare_predictions", str(good), "--output_dir",
                   str(tmp_path / "c"), "--no_paper_ablations", "--seed", "4"])
-    assert again["comparison"] == report["comparison"]
+    assert again["significance"] == report["significance"]
 
 
 def test_cli_compare_predictions_takes_one_run_on_each_side(tmp_path, capsys):
