@@ -38,7 +38,7 @@ ALLOWED_THIRD_PARTY = {
     "label_maps": set(),
     "corpus_formats": set(),
     "prediction_records": set(),
-    "significance": set(),  # the paired bootstrap: counts in, an interval out
+    "significance": {"numpy"},  # counts in, an interval and a p-value out: a matrix product per batch of redraws
     "metrics": set(),
     "durable_jsonl": set(),
     "n2c2_scoring": set(),
