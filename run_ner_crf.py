@@ -146,6 +146,13 @@ class DataTrainingArguments:
     max_predict_samples: int | None = field(default=None, metadata={"help": "Truncate the test split (debugging)."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     write_brat: bool = field(default=True, metadata={"help": "Write one brat .ann per test document."})
+    calibrate_confidence: bool = field(
+        default=False, metadata={"help": "After training, fit a temperature on the validation split's entity "
+                                         "confidences (their log-odds divided by T, so that a confidence of 0.9 is "
+                                         "right about 90%% of the time), save it in the model's config (inference "
+                                         "applies it before --min_confidence) and write calibration.json: "
+                                         "reliability tables and ECE before and after, on validation and, with "
+                                         "--do_predict, on test (never fitted there)."})
     overwrite: bool = field(default=False, metadata={
         "help": SHARED_FLAG_HELP["overwrite"] + " Here: start afresh (the earlier run's model, checkpoints and "
                 "predictions are removed first); --resume_from_checkpoint true continues it instead."})
@@ -200,9 +207,10 @@ from transformers import (  # noqa: E402
 )
 
 from clinical_ner_crf.brat import write_brat_ann  # noqa: E402
+from clinical_ner_crf.calibration import calibration_report, entity_outcomes, fit_temperature  # noqa: E402
 from clinical_ner_crf.files import (  # noqa: E402
-    ALL_RESULTS_FILE, BRAT_DIRNAME, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, RUN_INFO_FILE, STATS_FILE,
-    TEST_PREDICTIONS_FILE, note_file_mode, set_tree_mode, write_folder_atomically, write_json_atomically,
+    ALL_RESULTS_FILE, BRAT_DIRNAME, CALIBRATION_FILE, DOCUMENTS_DIRNAME, PREDICTIONS_DIRNAME, RUN_INFO_FILE,
+    STATS_FILE, TEST_PREDICTIONS_FILE, note_file_mode, set_tree_mode, write_folder_atomically, write_json_atomically,
 )
 from clinical_ner_crf.hub_upload import check_vocabulary_upload, hub_upload_files, push_model_to_hub  # noqa: E402
 from clinical_ner_crf.metrics import STRICT_MACRO_F1, STRICT_MICRO_F1
@@ -219,7 +227,7 @@ from clinical_ner_crf.tagging import (  # noqa: E402
 )
 from clinical_ner_crf.token_metrics import ner_metrics  # noqa: E402
 from clinical_ner_crf.windows import (  # noqa: E402
-    WindowCollator, copy_pipeline_files, encode_word_windows, encoder_max_positions,
+    CONFIG_TEMPERATURE, WindowCollator, copy_pipeline_files, encode_word_windows, encoder_max_positions,
     load_tokenizer as load_word_tokenizer, max_input_length, merge_window_predictions, pipeline_config_entry,
     select_predictions,
 )
@@ -242,6 +250,30 @@ def check_test_training(data_args: DataTrainingArguments, do_train: bool) -> Non
         raise UsageError(f"--train_file {data_args.train_file} is the --test_file: its test scores would be "
                          f"meaningless; give another test file, or pass --allow_test_training if the model will never "
                          f"be scored on those notes")
+
+
+def check_calibration_request(data_args: DataTrainingArguments, do_train: bool) -> None:
+    """``--calibrate_confidence`` fits the temperature of the model this run trains on a validation split it did not
+    train on: anything else is one line, before any work (a data source without that split: once it is read)."""
+    if not data_args.calibrate_confidence:
+        return
+    if not do_train:
+        raise UsageError("--calibrate_confidence fits the temperature of the model this run trains: add --do_train")
+    trained_on = {part.strip() for part in data_args.train_split.split("+")}
+    if trained_on & {part.strip() for part in data_args.validation_split.split("+")}:
+        raise UsageError(f"--calibrate_confidence fits on --validation_split {data_args.validation_split}, which "
+                         f"--train_split {data_args.train_split} trains on: its confidences would look better than "
+                         "they are; train on train, or calibrate a run that holds the validation split out")
+    if (data_args.train_file or data_args.test_file) and not data_args.validation_file:
+        raise UsageError("--calibrate_confidence fits on the validation split: give --validation_file")
+
+
+def check_calibration_split(raw: DatasetDict, data_args: DataTrainingArguments) -> None:
+    """With ``--calibrate_confidence``, the data must have the validation split (checked before any training)."""
+    missing = [name for name in data_args.validation_split.split("+") if name not in raw]
+    if data_args.calibrate_confidence and missing:
+        raise UsageError(f"--calibrate_confidence fits on the validation split, and the data has no {missing[0]!r} "
+                         f"split (has: {', '.join(raw)}); name one with --validation_split")
 
 
 def load_raw_datasets(data_args: DataTrainingArguments, model_args: ModelArguments) -> DatasetDict:
@@ -519,6 +551,26 @@ class NerTrainer(Trainer):
         return loss, predictions, labels
 
 
+def predict_words(trainer: Trainer, windows: Dataset, dataset: Dataset, text_column: str,
+                  metadata_columns: list[str], prefix: str):
+    """Each sentence's word-level tag ids and confidences (``trainer.predict`` on its windows, then
+    ``merge_window_predictions``), and the Trainer's output."""
+    output = trainer.predict(windows.remove_columns(metadata_columns), metric_key_prefix=prefix)
+    tags_and_confidences = output.predictions
+    word_predictions = merge_window_predictions(
+        windows.select_columns(metadata_columns), tags_and_confidences[..., 0], tags_and_confidences[..., 1],
+        [len(tokens) for tokens in dataset[text_column]])
+    return word_predictions, output
+
+
+def tag_names(dataset: Dataset, word_predictions, labels: list[str], label_column: str
+              ) -> tuple[list[list[str]], list[list[str]]]:
+    """The gold and predicted tags of each sentence, as names."""
+    gold = [[labels[i] for i in tags] for tags in dataset[label_column]]
+    pred = [[labels[i] for i in tags] for tags, _ in word_predictions]
+    return gold, pred
+
+
 def make_compute_metrics(labels: list[str]):
     def compute_metrics(eval_prediction) -> dict[str, float]:
         predictions, label_ids = eval_prediction.predictions, eval_prediction.label_ids
@@ -607,6 +659,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     check_model_arguments(model_args, revision=model_args.model_revision, token=model_args.token,
                           cache_dir=model_args.cache_dir)
     check_test_training(data_args, training_args.do_train)  # before the output folder is touched
+    check_calibration_request(data_args, training_args.do_train)
     # The output folder is never where the data is, and one command writes it at a time.
     inputs = {f"--{name}": getattr(data_args, name) for name in ("dataset_path", "dataset_name", "train_file",
                                                                  "validation_file", "test_file")}
@@ -641,6 +694,7 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
     set_seed(training_args.seed)
 
     raw = load_raw_datasets(data_args, model_args)
+    check_calibration_split(raw, data_args)
     any_split = next(iter(raw.values()))
     labels = list(any_split.features[data_args.label_column_name].feature.names)
     b_to_i = begin_to_inside(labels)
@@ -651,7 +705,7 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
                                          training_args.seed)
         if data_args.max_train_samples is not None:
             train_dataset = train_dataset.select(range(min(len(train_dataset), data_args.max_train_samples)))
-    if training_args.do_eval or training_args.eval_strategy != "no":
+    if training_args.do_eval or training_args.eval_strategy != "no" or data_args.calibrate_confidence:
         eval_dataset = select_split(raw, data_args.validation_split)
         if data_args.max_eval_samples is not None:
             eval_dataset = eval_dataset.select(range(min(len(eval_dataset), data_args.max_eval_samples)))
@@ -725,12 +779,26 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
     quiet_progress(trainer, verbose)
 
     all_results: dict[str, Any] = {"num_parameters": num_parameters}
+    calibration: dict[str, Any] | None = None  # --calibrate_confidence: what calibration.json holds
     all_results.update({f"{split}_windowed_sentences": count for split, count in window_counts.items()})
     if training_args.do_train:
         started = time.perf_counter()
         resumed_epoch = trainer_state_epoch(resume_checkpoint)
         train_result = trainer.train(resume_from_checkpoint=resume_checkpoint)
         train_seconds = time.perf_counter() - started
+        if data_args.calibrate_confidence:
+            # The temperature of the entity confidences, fitted on the validation split, saved in the config.
+            validation_predictions, _ = predict_words(trainer, eval_windows, eval_dataset, data_args.text_column_name,
+                                                      metadata_columns, "calibration")
+            gold, pred = tag_names(eval_dataset, validation_predictions, labels, data_args.label_column_name)
+            validation_outcomes = entity_outcomes(
+                gold, pred, [confidences for _, confidences in validation_predictions])
+            temperature = fit_temperature(validation_outcomes.confidences, validation_outcomes.correct)
+            setattr(model.config, CONFIG_TEMPERATURE, temperature)
+            calibration = {"temperature": temperature, "fitted_on": data_args.validation_split,
+                           "validation": calibration_report(validation_outcomes, temperature)}
+            logger.info(f"Entity confidence temperature {temperature:.4g}, fitted on "
+                        f"{len(validation_outcomes.confidences)} validation entities")
         if isinstance(model, CRFForTokenClassification):
             # pipeline(model=OUTPUT_DIR, trust_remote_code=True) runs windows.NerPipeline, saved beside the model.
             model.config.custom_pipelines = pipeline_config_entry()
@@ -765,13 +833,13 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
 
     if training_args.do_predict and test_windows is not None:
         started = time.perf_counter()
-        output = trainer.predict(test_windows.remove_columns(metadata_columns), metric_key_prefix="test")
-        tags_and_confidences = output.predictions
-        word_predictions = merge_window_predictions(
-            test_windows.select_columns(metadata_columns), tags_and_confidences[..., 0],
-            tags_and_confidences[..., 1], [len(tokens) for tokens in test_dataset[data_args.text_column_name]])
-        gold = [[labels[i] for i in tags] for tags in test_dataset[data_args.label_column_name]]
-        pred = [[labels[i] for i in tags] for tags, _ in word_predictions]
+        word_predictions, output = predict_words(trainer, test_windows, test_dataset, data_args.text_column_name,
+                                                 metadata_columns, "test")
+        gold, pred = tag_names(test_dataset, word_predictions, labels, data_args.label_column_name)
+        if calibration is not None:  # the validation temperature, applied to the test entities (never fitted here)
+            calibration["test"] = calibration_report(
+                entity_outcomes(gold, pred, [confidences for _, confidences in word_predictions]),
+                calibration["temperature"])
         # Word-level test metrics (the Trainer's own are per window position).
         metrics = {f"test_{key}": value for key, value in ner_metrics(gold, pred).items()}
         metrics.update(test_sentences=len(test_dataset), test_loss=output.metrics.get("test_loss"),
@@ -817,6 +885,8 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
         }
         write_json_atomically(output_dir / RUN_INFO_FILE, run_info)
         write_json_atomically(output_dir / ALL_RESULTS_FILE, all_results)
+        if calibration is not None:
+            write_json_atomically(output_dir / CALIBRATION_FILE, calibration)
         if training_args.do_train:
             card = write_ner_model_card(output_dir, model_args, data_args, training_args, labels, all_results, run_info,
                                     dataset_stats, trainer.state.log_history)
@@ -831,14 +901,26 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_a
     return all_results
 
 
+def calibration_headline(path: Path) -> str:
+    """The temperature and the validation ECE before and after it, from ``calibration.json``."""
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    validation = saved["validation"]
+    before, after = validation["uncalibrated"]["ece"], validation["calibrated"]["ece"]
+    if before is None:
+        return f"temperature {saved['temperature']:.3g} (no validation entity predicted)"
+    return f"temperature {saved['temperature']:.3g}, validation ECE {before:.3f} -> {after:.3f}"
+
+
 def report_outputs(output_dir: Path, results: dict[str, Any]) -> None:
     """Where everything is, and the headline numbers (no corpus text)."""
     rows = []
     for name, what in (("model.safetensors", "model"), ("README.md", "model card"), (ALL_RESULTS_FILE, "metrics"),
+                       (CALIBRATION_FILE, "confidence calibration"),
                        (f"{PREDICTIONS_DIRNAME}/{TEST_PREDICTIONS_FILE}", "test predictions"),
                        (f"{PREDICTIONS_DIRNAME}/{BRAT_DIRNAME}", "brat .ann per test note")):
         if (output_dir / name).exists():
-            rows.append((what, output_dir / name, ""))
+            rows.append((what, output_dir / name, calibration_headline(output_dir / name)
+                         if name == CALIBRATION_FILE else ""))
     scores = [f"{label} {percent(results[key])}" for key, label in (
         (f"eval_{STRICT_MICRO_F1}", "validation"), (f"test_{STRICT_MICRO_F1}", "test"),
         (f"test_{STRICT_MACRO_F1}", "test macro")) if key in results]

@@ -32,6 +32,7 @@ RUN_INFO_FILE = "run_info.json"
 RUN_ARGS_FILE = "run_args.json"  # in each checkpoint, written last: what the run was (and that it is complete)
 PRETRAINING_DATA_FILE = "pretraining_data.json"  # pretrain_mlm.py: counts and a hash of the text seen
 ALL_RESULTS_FILE = "all_results.json"
+CALIBRATION_FILE = "calibration.json"  # --calibrate_confidence: the temperature and reliability tables (numbers only)
 PREDICTIONS_DIRNAME = "predictions"  # never uploaded: it holds note text
 TEST_PREDICTIONS_FILE = "test_predictions.jsonl"
 TEST_RELATIONS_FILE = "test_relations.jsonl"  # run_re.py: one predicted link per line

@@ -13,7 +13,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .command_line import UsageError
 from .files import (
-    CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, RUN_ARGS_FILE, RUN_INFO_FILE,
+    CALIBRATION_FILE, CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, RUN_ARGS_FILE,
+    RUN_INFO_FILE,
 )
 from .model_sources import valid_hub_id
 from .subwords import CORPUS_VOCABULARY_MARK, mark_corpus_vocabulary
@@ -38,6 +39,7 @@ HUB_UPLOAD_PATTERNS = [
     "sentencepiece.bpe.model",
     "added_tokens.json",
     "README.md",
+    CALIBRATION_FILE,  # run_ner_crf.py --calibrate_confidence: the temperature and reliability tables (numbers)
     # export_onnx.py folders: the graphs, the CRF scores, and what the export and quantization did (numbers).
     ONNX_FILE,
     ONNX_FILE + ".data",  # external weights of a large graph

@@ -57,8 +57,9 @@ class NoteAnnotator:
 
     Calls :func:`windows.predict_notes`, the same path as the command line and the saved CRF
     model's pipeline. A string gives a list of :class:`windows.Entity` (``type``, ``start``,
-    ``end``, ``text``, ``confidence``, ``word_confidences``); a list of strings gives one list
-    per note; :meth:`predict` gives the word-level predictions too. With a relation linker (a
+    ``end``, ``text``, ``confidence``, ``word_confidences``; ``confidence`` is calibrated by the temperature the
+    model's config carries, if any, before ``min_confidence``: ``run_ner_crf.py --calibrate_confidence``); a list
+    of strings gives one list per note; :meth:`predict` gives the word-level predictions too. With a relation linker (a
     :class:`RelationLinker`, a ``run_re.py`` model, or a :class:`RuleLinker`, the nearest-drug rule),
     :meth:`medications` gives the medication list: one record per drug with the attributes linked to it.
     """

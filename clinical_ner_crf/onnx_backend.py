@@ -1,10 +1,10 @@
 """The ONNX backend: an ``export_onnx.py`` folder run with onnxruntime, on the one inference path of ``windows.py``.
 
 An export folder holds the encoder + emission layer as ONNX (``model.onnx``, and ``model.int8.onnx`` with
-``--quantize int8``), the model's ``config.json`` (labels, ``label_alignment``), its tokenizer, and for a CRF
-model ``crf.json``: the CRF's effective scores, i.e. the start, transition and end scores with the IOB2
-constraints already applied (forbidden moves at ``IMPOSSIBLE_SCORE``), exactly what
-``CRFForTokenClassification.crf_scores()`` hands its decoder.
+``--quantize int8``), the model's ``config.json`` (labels, ``label_alignment``, and the entity-confidence temperature
+when the model has one), its tokenizer, and for a CRF model ``crf.json``: the CRF's effective scores, i.e. the
+start, transition and end scores with the IOB2 constraints already applied (forbidden moves at
+``IMPOSSIBLE_SCORE``), exactly what ``CRFForTokenClassification.crf_scores()`` hands its decoder.
 
 :func:`predict_notes_onnx` is :func:`windows.predict_notes` with the model call swapped: the same sentences,
 words, windows, length-sorted batches, merge and entities; onnxruntime gives the emissions, and the CRF is
@@ -30,8 +30,8 @@ import numpy as np
 from .command_line import DataError
 from .files import CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE
 from .windows import (
-    CRF_MODEL_TYPE, DEFAULT_BATCH_SIZE, DEFAULT_STRIDE, NotePrediction, assemble_notes, encode_notes, max_input_length,
-    model_labels,
+    CRF_MODEL_TYPE, DEFAULT_BATCH_SIZE, DEFAULT_STRIDE, NotePrediction, assemble_notes, confidence_temperature,
+    encode_notes, max_input_length, model_labels,
 )
 
 logger = logging.getLogger(__name__)
@@ -369,4 +369,4 @@ def predict_notes_onnx(
         for index, row in enumerate(batch_rows):
             length = len(encoded.rows["input_ids"][row])
             window_outputs[row] = (tag_ids[index][:length], confidences[index][:length])
-    return assemble_notes(encoded, window_outputs, model.labels, min_confidence)
+    return assemble_notes(encoded, window_outputs, model.labels, min_confidence, confidence_temperature(model.config))

@@ -516,3 +516,88 @@ def render_significance_markdown(comparison: Mapping[str, Any]) -> str:
         lines.append(f"| {metric} | {100 * row['difference']:+.2f} | [{100 * low:+.2f}, {100 * high:+.2f}] | "
                      f"{row['p_value']:.4f}{'' if not row['p_value_exact'] else ' (exact)'} | {row['documents']} |")
     return "\n".join(lines) + "\n"
+
+
+def render_calibration_markdown(calibration: Mapping[str, Any], digits: int = 3, diagram: str | None = None) -> str:
+    """Whether entity confidences are calibrated (``calibration.calibration_report``): ECE, the reliability table
+    and the threshold table, before and, when the run has a temperature, after it."""
+    before, after = calibration["uncalibrated"], calibration.get("calibrated")
+    lines = ["### Entity confidence calibration", "",
+             "An entity's confidence is the mean over its words of the probability of the predicted tag; it is "
+             "correct when its type and words are exactly a gold entity's (strict). ECE (expected calibration "
+             "error): the gap between mean confidence and share correct in 10 equal-width bins, weighted by their "
+             "entities; 0 is perfectly calibrated.", ""]
+    counts = (f"{before['num_entities']} predicted entities with a confidence ({before['num_correct']} correct), "
+              f"{calibration['num_gold_entities']} gold entities")
+    if calibration.get("num_without_confidence"):
+        counts += f"; {calibration['num_without_confidence']} predicted entities without a confidence left out"
+    lines += [counts + ".", ""]
+    if before["ece"] is None:
+        return "\n".join(lines + ["No predicted entity has a confidence: nothing to calibrate.", ""])
+    ece = f"ECE {_fmt(before['ece'], digits)}"
+    if after is not None:
+        ece += (f"; after the temperature T = {calibration['temperature']:.4g} fitted on validation "
+                f"(`calibration.json`; inference applies it): {_fmt(after['ece'], digits)}")
+    lines += [ece + ".", ""]
+
+    def share(row):
+        return [row["count"], row["mean_confidence"], row["share_correct"]]
+
+    headers = ["Confidence", "Entities", "Mean confidence", "Share correct"]
+    if after is not None:
+        headers += ["Entities (after T)", "Mean confidence (after T)", "Share correct (after T)"]
+    rows = []
+    for index, row in enumerate(before["reliability"]):
+        closing = "]" if index == len(before["reliability"]) - 1 else ")"
+        cells = [f"[{row['lower']:.1f}, {row['upper']:.1f}{closing}", *share(row)]
+        if after is not None:
+            cells += share(after["reliability"][index])
+        rows.append(cells)
+    lines += ["Reliability: in each confidence bin, how many entities, their mean confidence and the share of them "
+              "that is correct (calibrated: the two agree).", "", _md_table(headers, rows, digits), ""]
+
+    headers = ["Keep confidence ≥", "Kept", "Precision", "Recall"]
+    if after is not None:
+        headers += ["Kept (after T)", "Precision (after T)", "Recall (after T)"]
+    rows = []
+    for index, row in enumerate(before["thresholds"]):
+        cells = [f"{row['threshold']:g}", row["kept"], row["precision"], row["recall"]]
+        if after is not None:
+            other = after["thresholds"][index]
+            cells += [other["kept"], other["precision"], other["recall"]]
+        rows.append(cells)
+    lines += ["Thresholds (`--min_confidence`): the entities kept at each threshold, their precision, and the "
+              "recall of all gold entities that remains.", "", _md_table(headers, rows, digits), ""]
+    if diagram:
+        lines += [f"![reliability diagram]({diagram})", ""]
+    return "\n".join(lines)
+
+
+def plot_reliability_diagram(calibration: Mapping[str, Any], path: Path, title: str = "") -> None:
+    """Share correct against mean confidence per bin (the diagonal is perfect calibration), before and after the
+    temperature, above the number of entities per bin."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.5, 6.0))
+    reliability_axes, count_axes = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    reliability_axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration")
+    series = [("uncalibrated", "as predicted")]
+    if "calibrated" in calibration:
+        series.append(("calibrated", f"after T = {calibration['temperature']:.3g}"))
+    for offset, (key, label) in zip((-0.02, 0.02), series):
+        rows = [row for row in calibration[key]["reliability"] if row["count"]]
+        ece = calibration[key]["ece"]
+        reliability_axes.plot([row["mean_confidence"] for row in rows], [row["share_correct"] for row in rows],
+                              marker="o", label=f"{label} (ECE {ece:.3f})" if ece is not None else label)
+        centres = [(row["lower"] + row["upper"]) / 2 + offset for row in calibration[key]["reliability"]]
+        count_axes.bar(centres, [row["count"] for row in calibration[key]["reliability"]], width=0.04, label=label)
+    reliability_axes.set_xlim(0, 1)
+    reliability_axes.set_ylim(0, 1)
+    reliability_axes.set_ylabel("share correct (strict)")
+    reliability_axes.grid(alpha=0.3)
+    reliability_axes.legend(fontsize=8, loc="upper left")
+    reliability_axes.set_title(title or "Reliability of entity confidences", fontsize=10)
+    count_axes.set_xlabel("entity confidence")
+    count_axes.set_ylabel("entities")
+    figure.tight_layout()
+    figure.savefig(path, dpi=150)

@@ -28,7 +28,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .command_line import UsageError
 from .files import (
-    PREDICTIONS_DIRNAME, PRETRAINING_DATA_FILE, RUN_ARGS_FILE, RUN_INFO_FILE, usual_file_mode, write_json_atomically,
+    CALIBRATION_FILE, PREDICTIONS_DIRNAME, PRETRAINING_DATA_FILE, RUN_ARGS_FILE, RUN_INFO_FILE, usual_file_mode,
+    write_json_atomically,
 )
 from .console import configure_output
 from .folder_safety import FolderLock, Manifest, check_output_apart, remove_if_untouched
@@ -43,7 +44,7 @@ RUN_OUTPUT_PATTERNS = (
     "model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin", "training_args.bin", "modeling_crf.py",
     "windows.py", "tagging.py", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
     "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "README.md", "*_results.json",
-    "trainer_state.json", RUN_INFO_FILE, PRETRAINING_DATA_FILE,
+    "trainer_state.json", RUN_INFO_FILE, PRETRAINING_DATA_FILE, CALIBRATION_FILE,
 )
 
 

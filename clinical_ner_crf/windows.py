@@ -48,6 +48,10 @@ if TYPE_CHECKING:  # annotations only; the functions that run torch import it th
 logger = logging.getLogger(__name__)
 
 CRF_MODEL_TYPE = "crf_token_classification"
+# The temperature of entity confidences (apply_temperature) that run_ner_crf.py --calibrate_confidence fits on the
+# validation split and saves in the model's config; the inference path applies it to every entity confidence.
+CONFIG_TEMPERATURE = "entity_confidence_temperature"
+CONFIDENCE_CLIP = 1e-6  # confidences are clipped to [CLIP, 1 - CLIP] before their log-odds are taken
 # Copied beside a saved CRF model: the pipeline class and what it imports.
 PIPELINE_FILES = ("windows.py", "tagging.py")
 PIPELINE_CLASS = "windows.NerPipeline"
@@ -356,6 +360,29 @@ def entity_confidences(tags: Sequence[str], confidences: Sequence[float]) -> lis
     return [sum(confidences[start:end]) / (end - start) for _, start, end in bio_to_spans(tags)]
 
 
+def apply_temperature(confidence: float, temperature: float) -> float:
+    """An entity confidence calibrated by ``temperature``: ``sigmoid(logit(c) / T)``, ``c`` clipped to
+    ``[CONFIDENCE_CLIP, 1 - CONFIDENCE_CLIP]``. ``T > 1`` pulls confidences towards 0.5, ``T < 1`` away from it;
+    ``T = 1`` (and an unknown, NaN, confidence) leaves it as it is. Monotone: the order of entities is kept.
+    The temperature is fitted by ``calibration.fit_temperature`` (``run_ner_crf.py --calibrate_confidence``)."""
+    if not temperature > 0 or math.isinf(temperature):
+        raise ValueError(f"the confidence temperature must be a positive number, got {temperature}")
+    if temperature == 1.0 or confidence != confidence:
+        return confidence
+    clipped = min(max(float(confidence), CONFIDENCE_CLIP), 1.0 - CONFIDENCE_CLIP)
+    log_odds = math.log(clipped / (1.0 - clipped)) / temperature
+    if log_odds >= 0:
+        return 1.0 / (1.0 + math.exp(-log_odds))
+    odds = math.exp(log_odds)
+    return odds / (1.0 + odds)
+
+
+def confidence_temperature(config) -> float:
+    """The entity-confidence temperature a model's config carries (:data:`CONFIG_TEMPERATURE`), 1.0 when none."""
+    temperature = getattr(config, CONFIG_TEMPERATURE, None)
+    return 1.0 if temperature is None else float(temperature)
+
+
 # ---------------------------------------------------------------------------
 # Notes of any length: the inference path
 # ---------------------------------------------------------------------------
@@ -363,7 +390,8 @@ def entity_confidences(tags: Sequence[str], confidences: Sequence[float]) -> lis
 
 @dataclass(frozen=True)
 class Entity:
-    """A predicted entity: ``text == note[start:end]``; ``confidence`` is the mean of ``word_confidences``."""
+    """A predicted entity: ``text == note[start:end]``; ``confidence`` is the mean of ``word_confidences``, calibrated
+    by the model's temperature when its config has one (:func:`apply_temperature`; the word confidences stay raw)."""
 
     type: str
     start: int
@@ -460,8 +488,13 @@ def predict_batch(model, batch: Mapping[str, torch.Tensor], batch_rows: Sequence
 
 
 def assemble_notes(encoded: EncodedNotes, window_outputs: Mapping[int, tuple[list[int], list[float]]],
-                   labels: Sequence[str], min_confidence: float = 0.0) -> dict[str, NotePrediction]:
-    """Word tags, confidences and entities per note from the per-window outputs (``{row: (tags, confidences)}``)."""
+                   labels: Sequence[str], min_confidence: float = 0.0, temperature: float = 1.0
+                   ) -> dict[str, NotePrediction]:
+    """Word tags, confidences and entities per note from the per-window outputs (``{row: (tags, confidences)}``).
+
+    Each entity's confidence is the mean of its words' calibrated by ``temperature`` (:func:`apply_temperature`;
+    the model's :func:`confidence_temperature`), and ``min_confidence`` applies to that calibrated value."""
+    apply_temperature(0.5, temperature)  # a bad temperature fails here, also for a note without entities
     results = {document_id: NotePrediction(document_id) for document_id in encoded.texts}
     if not encoded.sentence_words:
         return results
@@ -478,6 +511,7 @@ def assemble_notes(encoded: EncodedNotes, window_outputs: Mapping[int, tuple[lis
         note.sentences.append(SentencePrediction(sentence_index, [word for word, _, _ in words], starts, ends, tags,
                                                  word_confidences, windows_per_sentence[sentence]))
         for (entity_type, first, last), confidence in zip(bio_to_spans(tags), entity_confidences(tags, word_confidences)):
+            confidence = apply_temperature(confidence, temperature)
             if confidence < min_confidence:
                 note.num_below_min_confidence += 1
                 continue
@@ -507,7 +541,8 @@ def predict_notes(
     sorted by length into batches of ``batch_size`` and padded per batch. CRF
     models are decoded with Viterbi over the positions they were trained on and scored with CRF
     marginals; linear models take the softmax argmax at each word's first subword. An entity's
-    confidence is the mean over its words. ``device`` defaults to where the model is; ``bf16``
+    confidence is the mean over its words, calibrated by the temperature of the model's config if it has one
+    (:func:`apply_temperature`). ``device`` defaults to where the model is; ``bf16``
     runs the encoder under bfloat16 autocast on a GPU. ``progress``: a tqdm bar over batches
     (``None``: only on a terminal).
     """
@@ -534,7 +569,7 @@ def predict_notes(
                                       unit="batch", disable=None if progress is None else not progress, leave=False):
             batch = {key: value.to(device) for key, value in batch.items()}
             window_outputs.update(zip(batch_rows, predict_batch(model, batch, batch_rows, encoded.rows)))
-    return assemble_notes(encoded, window_outputs, labels, min_confidence)
+    return assemble_notes(encoded, window_outputs, labels, min_confidence, confidence_temperature(model.config))
 
 
 # ---------------------------------------------------------------------------
@@ -573,8 +608,9 @@ class NerPipeline(TokenClassificationPipeline):
     - ``aggregation_strategy="none"`` (default): one entry per tagged word (``entity``, ``score``,
       ``index`` = word number in the text, ``word``, ``start``, ``end``).
     - ``"simple"``, ``"first"``, ``"average"``, ``"max"`` (the same here: tags belong to whole
-      words): the entities (``entity_group``, ``score`` = mean of its words' confidences,
-      ``word`` = ``text[start:end]``, ``start``, ``end``), exactly those of ``annotate_notes.py``.
+      words): the entities (``entity_group``, ``score`` = mean of its words' confidences, calibrated
+      by the config's temperature if it has one, ``word`` = ``text[start:end]``, ``start``, ``end``),
+      exactly those of ``annotate_notes.py``.
 
     ``batch_size`` is the number of windows per forward pass.
     """
@@ -646,7 +682,8 @@ class NerPipeline(TokenClassificationPipeline):
         window_outputs = {}
         for output in all_outputs:
             window_outputs.update(output["window_outputs"])
-        note = assemble_notes(encoded, window_outputs, self._labels)["text"]
+        note = assemble_notes(encoded, window_outputs, self._labels,
+                              temperature=confidence_temperature(self.model.config))["text"]
         text = encoded.texts["text"]
         if aggregation_strategy == AggregationStrategy.NONE:
             words = [(tag, confidence, word, start, end) for sentence in note.sentences

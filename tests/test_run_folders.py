@@ -113,7 +113,7 @@ def test_run_output_patterns_claim_what_a_run_writes_and_not_the_users_names(tmp
                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
                "merges.txt", "added_tokens.json", "chat_template.jinja", "README.md", "all_results.json",
                "train_results.json", "eval_results.json", "test_results.json", "trainer_state.json", "run_info.json",
-               "pretraining_data.json", MANIFEST_FILE]
+               "pretraining_data.json", "calibration.json", MANIFEST_FILE]
     assert [name for name in written if not manifest.owns(name)] == []
     users = ["notes", "train.jsonl", "results.json", "my_model.pt", "checkpoint_notes.txt", "Config.json", "data",
              "model.onnx", ".predictions.partial-x1", "README.txt"]

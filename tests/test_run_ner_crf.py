@@ -206,13 +206,34 @@ def test_push_to_hub_uploads_no_corpus_text(synthetic_dataset, tmp_path, monkeyp
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder",
                         lambda self, **kwargs: uploads.append(kwargs) or "intercepted")
     output_dir = tmp_path / "pushed"
+    # --calibrate_confidence without --do_eval (as bench runs train): the validation split is still predicted.
     run([*TINY_MODEL_ARGS, *COMMON_ARGS, "--dataset_path", synthetic_dataset, "--output_dir", output_dir,
          "--num_train_epochs", "1", "--max_train_samples", "100", "--save_strategy", "epoch",
-         "--push_to_hub", "--hub_model_id", "someone/tiny-crf", "--push_corpus_vocabulary"])
+         "--push_to_hub", "--hub_model_id", "someone/tiny-crf", "--push_corpus_vocabulary",
+         "--calibrate_confidence", "--do_eval", "false"])
     assert len(uploads) == 1 and uploads[0]["repo_id"] == "someone/tiny-crf"
     uploaded = hub_uploaded_files(uploads[0], output_dir)  # what the upload received: the allow-list, no predictions
     assert {"config.json", "model.safetensors", "modeling_crf.py", "windows.py", "tagging.py", "README.md",
-            "tokenizer.json"} <= set(uploaded)
+            "tokenizer.json", "calibration.json"} <= set(uploaded)
+    assert not (output_dir / "eval_results.json").exists()
+
+    # The temperature, fitted on validation, travels in the config (loaded without remote code) and calibration.json
+    # says what it does on validation and, applied as it is, on test.
+    from transformers import AutoConfig
+
+    calibration = json.loads((output_dir / "calibration.json").read_text())
+    assert set(calibration) == {"temperature", "fitted_on", "validation", "test"}
+    assert calibration["fitted_on"] == "validation" and calibration["temperature"] > 0
+    config = AutoConfig.from_pretrained(output_dir, trust_remote_code=False)
+    assert config.model_type == "crf_token_classification"
+    assert config.entity_confidence_temperature == calibration["temperature"]
+    for split in ("validation", "test"):
+        report = calibration[split]
+        assert report["temperature"] == calibration["temperature"] and report["num_gold_entities"] > 0
+        for key in ("uncalibrated", "calibrated"):
+            assert len(report[key]["reliability"]) == 10 and len(report[key]["thresholds"]) == 8
+            assert sum(row["count"] for row in report[key]["reliability"]) == report[key]["num_entities"]
+            assert report[key]["num_entities"] == 0 or 0 <= report[key]["ece"] <= 1
     assert [p for p in (output_dir / "predictions").rglob("*") if p.is_file()], "predictions exist but stay local"
 
     # No run of 4 consecutive corpus words appears in any uploaded file.
@@ -264,6 +285,28 @@ def test_allow_test_training_lets_the_run_start(tmp_path, monkeypatch):
     run(["--dataset_path", data, "--output_dir", tmp_path / "predict", "--do_predict", "--train_split", "test",
          "--model_name_or_path", data])
     assert len(reached) == 2
+
+
+def test_calibration_needs_a_held_out_validation_split(tmp_path, monkeypatch):
+    data = tmp_path / "notes.json"
+    data.write_text('{"tokens": ["Aspirin"], "ner_tags": ["B-Drug"]}\n')
+    args = [*TINY_MODEL_ARGS, *COMMON_ARGS, "--calibrate_confidence", "--output_dir", tmp_path / "out"]
+    with pytest.raises(UsageError, match="give --validation_file"):
+        run([*args, "--train_file", data, "--test_file", data, "--allow_test_training"])
+    with pytest.raises(UsageError, match="which --train_split train[+]validation trains on"):
+        run([*args, "--dataset_path", tmp_path, "--train_split", "train+validation"])
+    with pytest.raises(UsageError, match="the model this run trains"):
+        run([*args, "--dataset_path", tmp_path, "--do_train", "false"])
+    assert not (tmp_path / "out").exists()
+    # A data source without the split: once it is read, before any model is built.
+    from datasets import Dataset, DatasetDict
+
+    rows = Dataset.from_dict({"tokens": [["Aspirin", "daily"]], "ner_tags": [["B-Drug", "O"]]})
+    DatasetDict({"train": rows, "test": rows}).save_to_disk(str(tmp_path / "no_validation"))
+    monkeypatch.setattr(sys.modules["run_ner_crf"], "build_model", lambda *a: pytest.fail("reached the model"))
+    with pytest.raises(UsageError, match="has no 'validation' split [(]has: train, test[)]"):
+        run([*args, "--dataset_path", tmp_path / "no_validation"])
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_refusal_is_one_line_and_exit_status_2(tmp_path):
