@@ -17,7 +17,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	@echo "Installing the pinned requirements into $(VENV) (about 1.5 minutes; torch is the largest)"
 	$(PY) -m pip install --no-warn-script-location -r requirements-dev.txt
-	$(PY) -c "import torch, transformers, datasets, torchcrf, seqeval, pytest, sklearn_crfsuite"
+	$(PY) -c "import torch, transformers, datasets, torchcrf, seqeval, pytest, sklearn_crfsuite, evaluate"
 	touch $(STAMP)
 
 venv: $(STAMP)

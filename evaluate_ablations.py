@@ -100,6 +100,11 @@ class EvaluationArguments:
                 "report's relations section; the scoring is the same."})
     top_confusions: int = field(default=15, metadata={"help": "How many confusions to list."})
     digits: int = field(default=3, metadata={"help": "Decimals in Markdown tables."})
+    official: bool = field(default=False, metadata={
+        "help": "Brat mode: score exactly as the n2c2-2018 official script (Track2-evaluate-ver4.py) where the "
+                "default differs: a gold note without a prediction file is skipped (by default its gold counts as "
+                "missed) and every copy of an exact duplicate counts (by default once). The report names the "
+                "semantics it used."})
     overwrite: bool = field(default=False, metadata={"help": SHARED_FLAG_HELP["overwrite"]})
 
 
@@ -164,6 +169,9 @@ def _unique(name: str, taken: set[str]) -> str:
 def evaluate_predictions(args: EvaluationArguments, output_dir: Path,
                          resolved: Sequence[tuple[Path, dict[str, Any] | None, str]]) -> dict[str, Any]:
     """Score the runs of :func:`resolve_runs` and write the report into ``output_dir``."""
+    # Here, not at the top: an entity's confidence comes from windows.py, which imports torch (--help stays light).
+    from clinical_ner_crf.calibration import calibration_report, read_temperature, record_outcomes
+
     custom = None
     if args.exclude_labels or args.merge:
         merge = _parse_merge(args.merge)
@@ -183,12 +191,23 @@ def evaluate_predictions(args: EvaluationArguments, output_dir: Path,
         report = evaluate_run(rows, ablations=ablations, top_k=args.top_confusions)
         report["predictions_file"] = str(predictions)
         report["run_info"] = run_info
+        outcomes = record_outcomes(rows)  # None without gold tags or confidences
+        if outcomes is not None:  # with the temperature of the run folder's calibration.json, if it has one
+            folder = predictions.parent.parent if predictions.parent.name == PREDICTIONS_DIRNAME else predictions.parent
+            report["calibration"] = calibration_report(outcomes, read_temperature(folder))
         run_dir = output_dir / "runs" / name
         run_dir.mkdir(parents=True, exist_ok=True)
         write_confusion_csv(report["confusion"], run_dir / "confusion_matrix.csv")
         reports.plot_confusion_matrix(report["confusion"], run_dir / "confusion_matrix.png",
                               f"{run_title(name, run_info)}: BIO tags, words (rows gold, columns predicted)")
         markdown = render_run_markdown(name, report, run_info, args.digits, "confusion_matrix.png")
+        if "calibration" in report:
+            diagram = None
+            if report["calibration"]["uncalibrated"]["num_entities"]:
+                diagram = "reliability_diagram.png"
+                reports.plot_reliability_diagram(report["calibration"], run_dir / diagram,
+                                                 f"{run_title(name, run_info)}: entity confidences")
+            markdown += "\n" + reports.render_calibration_markdown(report["calibration"], args.digits, diagram)
         (run_dir / REPORT_MARKDOWN_FILE).write_text(markdown, encoding="utf-8")
         runs.append({"name": name, "run_info": run_info, "report": report, "metrics": flat_metrics(report),
                      "markdown": markdown})
@@ -210,7 +229,8 @@ def evaluate_predictions(args: EvaluationArguments, output_dir: Path,
     if curve:
         markdown += [render_learning_curve_markdown(curve, args.digits), "![learning curve](learning_curve.png)", ""]
     for run in runs:
-        markdown += [run["markdown"].replace("](confusion_matrix.png)", f"](runs/{run['name']}/confusion_matrix.png)"), ""]
+        markdown += [run["markdown"].replace("](confusion_matrix.png)", f"](runs/{run['name']}/confusion_matrix.png)")
+                     .replace("](reliability_diagram.png)", f"](runs/{run['name']}/reliability_diagram.png)"), ""]
     (output_dir / REPORT_MARKDOWN_FILE).write_text("\n".join(markdown), encoding="utf-8")
     return {
         "mode": "predictions",
@@ -246,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.compare_predictions and (brat or len(args.predictions or ()) != 1):
         raise UsageError("--compare_predictions compares two runs: give one run with --predictions and the other "
                          "with --compare_predictions")
+    if args.official and not brat:
+        raise UsageError("--official scores brat folders as the official n2c2 script does: give --gold_brat/--pred_brat")
     if (args.label_map or args.relation_map) and not brat:
         raise UsageError("--label_map and --relation_map map the gold of --gold_brat: give --gold_brat/--pred_brat")
     if not brat:
@@ -287,7 +309,7 @@ def _write_report(args: EvaluationArguments, output_dir: Path, resolved) -> dict
         scoring = dict(entity_types=args.brat_entity_types, relation_setting=args.relation_setting,
                        label_map=load_label_map(args.label_map) if args.label_map else None,
                        relation_map=load_relation_map(args.relation_map) if args.relation_map else None,
-                       per_document=bool(args.compare_brat))
+                       per_document=bool(args.compare_brat), official=args.official)
         report = score_brat_folders(args.gold_brat, args.pred_brat, **scoring)
         if args.compare_brat:
             other = score_brat_folders(args.gold_brat, args.compare_brat, **scoring)
@@ -340,11 +362,20 @@ def _write_report(args: EvaluationArguments, output_dir: Path, resolved) -> dict
 def _print_outputs(report: dict[str, Any], output_dir: Path) -> None:
     rows = [("report", output_dir / REPORT_MARKDOWN_FILE, ""), ("every number", output_dir / REPORT_JSON_FILE, "")]
     if report.get("mode") == "brat":
-        missing = len(report["missing_predictions"]) + len(report["skipped_prediction_files"])
+        # What the F1 is quoted with: the notes without a (readable) prediction file, and how they were counted.
+        notes, unreadable = report["num_gold_documents"], len(report["skipped_prediction_files"])
+        missing, unparseable = report["num_missing_predictions"], report["unparseable_pred_lines"]["count"]
+        if report["semantics"] == "official":
+            remarks = ["the official script's semantics"] + [
+                f"{missing} of {notes} notes without a prediction file skipped"] * bool(missing) + [
+                f"{unreadable} unreadable prediction files: their gold counted as missed"] * bool(unreadable)
+        else:
+            remarks = [f"{missing + unreadable} of {notes} notes without a readable prediction file: all their gold "
+                       "counted as missed; the official script would skip them"] * bool(missing + unreadable)
+        remarks += [f"{unparseable} unparseable prediction lines counted as false positives"] * bool(unparseable)
         rows[0] = ("report", rows[0][1], f"entity strict micro-F1 {percent(report['strict']['micro']['f1'])}, "
                                          f"lenient {percent(report['lenient']['micro']['f1'])}"
-                   + (f" ({missing} of {report['num_documents']} notes without a readable prediction file: all "
-                      "their gold counted as missed; the official script would skip them)" if missing else ""))
+                   + (f" ({'; '.join(remarks)})" if remarks else ""))
         if "relations" in report:
             relations = report["relations"]
             rows.insert(1, ("", "", f"relation strict micro-F1 {percent(relations['strict']['micro']['f1'])}, "

@@ -218,10 +218,7 @@ def render_brat_markdown(report: Mapping[str, Any], digits: int = 4) -> str:
         s, l = strict["per_type"].get(entity_type, zero_row()), lenient["per_type"].get(entity_type, zero_row())
         rows.append([entity_type, s["precision"], s["recall"], s["f1"], l["precision"], l["recall"], l["f1"],
                      s["support"]])
-    for average in AVERAGES:
-        s, l = strict[average], lenient[average]
-        rows.append([f"**Overall ({average})**", s["precision"], s["recall"], s["f1"], l["precision"],
-                     l["recall"], l["f1"], s["support"]])
+    rows += _average_rows(strict, lenient)
     headers = ["Type", "Strict P", "Strict R", "Strict F1", "Lenient P", "Lenient R", "Lenient F1", "Gold"]
     parts = ["# n2c2-2018 official-style entity scores", "",
              f"{report['num_documents']} documents; {report['num_gold_entities']} gold and "
@@ -232,22 +229,61 @@ def render_brat_markdown(report: Mapping[str, Any], digits: int = 4) -> str:
                        lenient["micro"]["tp"], lenient["micro"]["fp"], lenient["micro"]["fn"]])
     parts += ["## Counts", "", _md_table(["Type", "Strict TP", "Strict FP", "Strict FN", "Lenient TP",
                                           "Lenient FP", "Lenient FN"], count_rows), ""]
+    official = report.get("semantics") == "official"
     if report["missing_predictions"]:
-        parts += [f"Documents without a prediction file (scored as empty): {len(report['missing_predictions'])}.", ""]
+        parts += [f"Documents without a prediction file ("
+                  + ("skipped, as the official script skips them" if official else "all their gold counted as missed")
+                  + f"): {len(report['missing_predictions'])}.", ""]
     if report.get("skipped_prediction_files"):
         parts += [f"Prediction files that could not be read, skipped (their documents scored as no predictions): "
                   f"{len(report['skipped_prediction_files'])} (see {REPORT_JSON_FILE}).", ""]
-    if report["skipped_prediction_lines"]:
-        parts += [f"Malformed prediction lines skipped: {len(report['skipped_prediction_lines'])} "
-                  f"(see {REPORT_JSON_FILE}).", ""]
+    parts += _prediction_line_remarks(report)
     duplicates = report.get("duplicate_entities", {})
     if any(duplicates.values()):
-        parts += [f"Exact duplicate entities (same type, start and end in one note) counted once: "
-                  f"{duplicates['gold']} gold, {duplicates['pred']} predicted.", ""]
+        parts += [f"Exact duplicate entities (same type, start and end in one note) "
+                  + ("counted every time, as the official script counts them" if official else "counted once")
+                  + f": {duplicates['gold']} gold, {duplicates['pred']} predicted.", ""]
     parts += [f"> {note}" for note in report["notes"]] + [""]
     if "relations" in report:  # only when the gold files have relations: entity-only reports stay as they were
         parts += [render_relations_markdown(report["relations"], digits)]
     return "\n".join(parts)
+
+
+def _average_rows(strict: Mapping[str, Any], lenient: Mapping[str, Any]) -> list[list[Any]]:
+    """The averages of a brat table: micro, the type macro (over the types either side has) and weighted, then the
+    official script's macro, the mean over documents, under its own name."""
+    rows = []
+    for average in AVERAGES:
+        s, l = strict[average], lenient[average]
+        name = f"**Overall ({average}, {s['types']} types)**" if "types" in s else f"**Overall ({average})**"
+        rows.append([name, s["precision"], s["recall"], s["f1"], l["precision"], l["recall"], l["f1"], s["support"]])
+    if "per_document_macro" in strict:
+        s, l = strict["per_document_macro"], lenient["per_document_macro"]
+        rows.append([f"**Per-document macro (the official script's macro, {s['documents']} documents)**",
+                     s["precision"], s["recall"], s["f1"], l["precision"], l["recall"], l["f1"], strict["micro"]["support"]])
+    return rows
+
+
+def _prediction_line_remarks(section: Mapping[str, Any]) -> list[str]:
+    """What the prediction files' odd lines did to the scores: scored as written, one false positive each, a type no
+    row has, or replaced by a later line with the same id (counts only: the lines are listed in the JSON)."""
+    remarks = []
+    malformed = section.get("malformed_pred_lines", {}).get("lines", [])
+    if malformed:
+        remarks.append(f"Malformed prediction lines scored as written (false positives unless they match): "
+                       f"{len(malformed)}.")
+    unparseable = section.get("unparseable_pred_lines", {}).get("count", 0)
+    if unparseable:
+        remarks.append(f"Prediction lines that could not be read, one false positive each in micro: {unparseable}.")
+    stray = section.get("stray_pred_types", {})
+    if stray:
+        remarks.append("Predicted types outside the scored ones (false positives in micro, no row): "
+                       + ", ".join(f"{name} {count}" for name, count in stray.items()) + ".")
+    replaced = section.get("skipped_prediction_lines", [])
+    if replaced:
+        remarks.append(f"Prediction lines replaced by a later line with the same id (the last is scored, as in the "
+                       f"official script): {len(replaced)}.")
+    return [f"{remark} See {REPORT_JSON_FILE}." for remark in remarks] + ([""] if remarks else [])
 
 
 def render_relations_markdown(relations: Mapping[str, Any], digits: int = 4) -> str:
@@ -258,10 +294,7 @@ def render_relations_markdown(relations: Mapping[str, Any], digits: int = 4) -> 
         s, l = strict["per_type"][relation_type], lenient["per_type"][relation_type]
         rows.append([relation_type, s["precision"], s["recall"], s["f1"], l["precision"], l["recall"], l["f1"],
                      s["support"]])
-    for average in AVERAGES:
-        s, l = strict[average], lenient[average]
-        rows.append([f"**Overall ({average})**", s["precision"], s["recall"], s["f1"], l["precision"],
-                     l["recall"], l["f1"], s["support"]])
+    rows += _average_rows(strict, lenient)
     headers = ["Relation", "Strict P", "Strict R", "Strict F1", "Lenient P", "Lenient R", "Lenient F1", "Gold"]
     count_rows = [[t, c["tp"], c["fp"], c["fn"], lenient["per_type"][t]["tp"], lenient["per_type"][t]["fp"],
                    lenient["per_type"][t]["fn"]] for t, c in strict["per_type"].items()]
@@ -275,10 +308,13 @@ def render_relations_markdown(relations: Mapping[str, Any], digits: int = 4) -> 
              "## Relation counts", "",
              _md_table(["Relation", "Strict TP", "Strict FP", "Strict FN", "Lenient TP", "Lenient FP",
                         "Lenient FN"], count_rows), ""]
+    parts += _prediction_line_remarks(relations)
     duplicates = relations.get("duplicate_relations", {})
     if any(duplicates.values()):
-        parts += [f"Exact duplicate relations (same type and arguments in one note) counted once: "
-                  f"{duplicates['gold']} gold, {duplicates['pred']} predicted.", ""]
+        parts += [f"Exact duplicate relations (same type and arguments in one note) "
+                  + ("counted every time, as the official script counts them" if relations.get("semantics") == "official"
+                     else "counted once")
+                  + f": {duplicates['gold']} gold, {duplicates['pred']} predicted.", ""]
     invalid = relations.get("invalid_pred_relations", {}).get("by_kind", {})
     if invalid:
         parts += [f"Predicted relations that cannot be right, scored as false positives: {sum(invalid.values())} ("

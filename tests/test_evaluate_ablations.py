@@ -226,9 +226,11 @@ def test_cli_brat_mode_without_relations_reports_as_before(brat_folders, tmp_pat
     assert "relations_not_scored" in score_brat_folders(gold, pred)
     (gold / "doc1.ann").write_text(BRAT_DOC1_GOLD.replace("R1\tReason-Drug Arg1:T5 Arg2:T1\n", ""))
     report = _brat_main(gold, pred, tmp_path / "out", "--relation_setting", "gold_entities")
-    assert set(report) == {"mode", "unit", "gold_dir", "pred_dir", "num_documents", "num_gold_entities",
-                           "num_pred_entities", "duplicate_entities", "missing_predictions", "unmatched_predictions",
-                           "skipped_prediction_files", "skipped_prediction_lines", "strict", "lenient", "notes"}
+    assert set(report) == {"mode", "unit", "semantics", "gold_dir", "pred_dir", "num_documents", "num_gold_documents",
+                           "num_gold_entities", "num_pred_entities", "duplicate_entities", "missing_predictions",
+                           "num_missing_predictions", "unmatched_predictions", "skipped_prediction_files",
+                           "skipped_prediction_lines", "malformed_pred_lines", "unparseable_pred_lines",
+                           "stray_pred_types", "strict", "lenient", "notes"}
     assert "relations" not in json.loads((tmp_path / "out" / REPORT_JSON_FILE).read_text())
     assert "relation" not in (tmp_path / "out" / REPORT_MARKDOWN_FILE).read_text().lower()
 
@@ -648,8 +650,9 @@ def test_cli_relations_in_report_json_and_markdown(relation_folders, tmp_path):
     assert "| Relation | Strict P | Strict R | Strict F1 | Lenient P | Lenient R | Lenient F1 | Gold |" in markdown
     assert "| Strength-Drug | 0.7500 | 0.6000 | 0.6667 | 1.0000 | 0.8000 | 0.8889 | 5 |" in markdown
     assert "| Dosage-Drug | 0.0000 | 0.0000 | 0.0000 | 0.0000 | 0.0000 | 0.0000 | 0 |" in markdown
-    assert "| **Overall (micro)** | 0.4286 | 0.3750 | 0.4000 | 0.5714 | 0.5000 | 0.5333 | 8 |" in markdown
-    assert "| **micro** | 3 | 4 | 5 | 4 | 3 | 4 |" in markdown  # the counts table
+    # Micro counts doc3's R5 (its argument is no entity of the file) as one more false positive.
+    assert "| **Overall (micro)** | 0.3750 | 0.3750 | 0.3750 | 0.5000 | 0.5000 | 0.5000 | 8 |" in markdown
+    assert "| **micro** | 3 | 5 | 5 | 4 | 4 | 4 |" in markdown  # the counts table
     assert "8 gold and 7 predicted relations; 2 predicted relations have an argument that matches no gold " \
            "entity" in markdown
     assert "Exact duplicate relations (same type and arguments in one note) counted once: 0 gold, 2 predicted." \
@@ -686,12 +689,14 @@ def test_cli_compare_brat_gives_differences_intervals_and_p_values(relation_fold
     report = main(["--gold_brat", str(gold), "--pred_brat", str(pred), "--compare_brat", str(same), "--output_dir",
                    str(tmp_path / "same_report")])
     metrics = report["comparison"]["metrics"]
-    assert set(metrics) == {"entity_strict_micro_f1", "entity_lenient_micro_f1", "relation_strict_micro_f1",
-                            "relation_lenient_micro_f1"}
+    # The micro rows first, then one per scored type (the nine n2c2 entity and eight relation types, both modes).
+    assert list(metrics)[:4] == ["entity_strict_micro_f1", "entity_lenient_micro_f1", "relation_strict_micro_f1",
+                                 "relation_lenient_micro_f1"]
+    assert len(metrics) == 4 + 2 * 9 + 2 * 8 and "entity_strict_Dosage_f1" in metrics
     for row in metrics.values():
         assert (row["difference"], row["ci95"], row["p_value"], row["p_value_exact"]) == (0.0, [0.0, 0.0], 1.0, True)
     written = (tmp_path / "same_report" / REPORT_JSON_FILE).read_text()
-    assert "per_document" not in report and "per_document" not in written
+    assert "per_document" not in report and "per_document" not in json.loads(written)
 
     out = tmp_path / "gold_vs_pred"
     perfect = main(["--gold_brat", str(gold), "--pred_brat", str(gold), "--compare_brat", str(pred), "--output_dir",
@@ -726,6 +731,39 @@ def test_the_last_lines_say_how_many_notes_had_no_prediction_file(brat_folders, 
     (headline,) = [line for line in capsys.readouterr().out.splitlines() if "entity strict micro-F1" in line]
     assert "(1 of 3 notes without a readable prediction file: all their gold counted as missed; the official " \
            "script would skip them)" in headline
+
+
+def test_cli_official_scores_as_the_official_script_and_says_so(brat_folders, tmp_path, capsys):
+    """--official: doc3, without a prediction file, is skipped instead of missed. By hand (the figures of
+    test_brat_strict_and_lenient_by_hand less doc3's one missed Drug; doc1's duplicate Frequency, counted twice, is
+    dropped by the pare-down): tp 4, fp 4, fn 3 -> P 1/2, R 4/7, F 2 * 2/7 / (15/14) = 8/15."""
+    gold, pred = brat_folders
+    capsys.readouterr()
+    report = _brat_main(gold, pred, tmp_path / "out", "--official")
+    strict = report["strict"]["micro"]
+    assert (strict["tp"], strict["fp"], strict["fn"]) == (4, 4, 3)
+    assert (strict["precision"], strict["recall"], strict["f1"]) == (0.5, approx(4 / 7), approx(8 / 15))
+    assert (report["semantics"], report["num_documents"], report["num_missing_predictions"]) == ("official", 2, 1)
+    assert json.loads((tmp_path / "out" / REPORT_JSON_FILE).read_text())["semantics"] == "official"
+    markdown = (tmp_path / "out" / REPORT_MARKDOWN_FILE).read_text()
+    assert "> Semantics: official (--official)" in markdown
+    assert "Documents without a prediction file (skipped, as the official script skips them): 1." in markdown
+    assert "counted every time, as the official script counts them" in markdown
+    # The official macro, the mean over the two scored documents, has a row of its own beside the type macro.
+    documents = report["strict"]["per_document_macro"]
+    assert documents["documents"] == 2
+    assert f"| **Per-document macro (the official script's macro, 2 documents)** | {documents['precision']:.4f} |" \
+        in markdown
+    (headline,) = [line for line in capsys.readouterr().out.splitlines() if "entity strict micro-F1" in line]
+    assert "(the official script's semantics; 1 of 3 notes without a prediction file skipped)" in headline
+    assert _brat_main(gold, pred, tmp_path / "default")["semantics"] == "project"
+
+
+def test_cli_official_is_for_brat_folders(tmp_path, capsys):
+    good = _document_run(tmp_path, "good", ())
+    with pytest.raises(SystemExit) as raised:
+        main(["--predictions", str(good), "--official", "--output_dir", str(tmp_path / "out")])
+    assert raised.value.code == 2 and "--official scores brat folders" in capsys.readouterr().err
 
 
 def _document_run(root, name, wrong_documents):

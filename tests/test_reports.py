@@ -355,5 +355,5 @@ def test_render_brat_markdown_holds_the_scores_and_counts(tmp_path):
     assert "| Drug | 1 | 0 | 1 | 1 | 0 | 1 |" in lines
     assert "| Strength | 0 | 1 | 1 | 1 | 0 | 0 |" in lines
     assert "| **micro** | 1 | 1 | 2 | 2 | 0 | 1 |" in lines
-    assert "Documents without a prediction file (scored as empty): 1." in lines
+    assert "Documents without a prediction file (all their gold counted as missed): 1." in lines
     assert not any(line.startswith("# n2c2-2018 official-style relation scores") for line in lines)
