@@ -176,7 +176,48 @@ def significance_section() -> list[str]:
 
 
 def calibration_section() -> list[str]:
-    return []
+    """Do the CRF confidences mean what they say? The seed-42 CRF runs of bench/significance.py fit a temperature on
+    validation (``run_ner_crf.py --calibrate_confidence``); their test entities before and after it."""
+    from clinical_ner_crf.reports import plot_reliability_diagram
+
+    lines = ["## Do the confidences mean what they say? Calibration of the CRF entity confidences", "",
+             "An entity's confidence is the mean CRF marginal of its words' tags. Seed 42 of each CRF system, "
+             "re-run by `bench/significance.py` with `--calibrate_confidence`: a temperature on the entity "
+             "confidence's log-odds is fitted on the validation split and applied to the test entities (never fitted "
+             "on test). ECE: the entity-weighted gap between mean confidence and share exactly correct over 10 "
+             "equal-width bins (0 is perfect).", ""]
+    runs = [common.read_json(path) for path in sorted((common.RESULTS_DIR / "significance").glob("*.json"))]
+    runs = [run for run in runs if run.get("calibration") and run["calibration"].get("test")]
+    if not runs:
+        return lines + ["Pending (`python bench/significance.py`).", ""]
+    lines += ["| Corpus | System | T (validation) | validation ECE before → after | test ECE before → after | "
+              "test entities | exactly correct |", "|---|---|---:|---|---|---:|---:|"]
+    for run in runs:
+        calibration = run["calibration"]
+        validation, test = calibration["validation"], calibration["test"]
+        lines.append(f"| {common.CORPORA[run['corpus']]['title']} | {SYSTEM_NAMES[run['system']]} | "
+                     f"{calibration['temperature']:.3f} | {validation['uncalibrated']['ece']:.4f} → "
+                     f"{validation['calibrated']['ece']:.4f} | {test['uncalibrated']['ece']:.4f} → "
+                     f"{test['calibrated']['ece']:.4f} | {test['uncalibrated']['num_entities']:,} | "
+                     f"{test['uncalibrated']['num_correct'] / max(test['uncalibrated']['num_entities'], 1):.1%} |")
+    lines += ["", "What a reviewer sets a threshold with: precision and recall (strict, against every gold entity) of "
+              "the test entities kept at calibrated confidence ≥ t.", ""]
+    thresholds = [row["threshold"] for row in runs[0]["calibration"]["test"]["calibrated"]["thresholds"]]
+    lines += ["| Corpus | System | " + " | ".join(f"t = {t:g}" for t in thresholds) + " |",
+              "|---|---|" + "---|" * len(thresholds)]
+    for run in runs:
+        rows = run["calibration"]["test"]["calibrated"]["thresholds"]
+        lines.append(f"| {common.CORPORA[run['corpus']]['title']} | {SYSTEM_NAMES[run['system']]} | "
+                     + " | ".join(f"P {row['precision']:.2f} R {row['recall']:.2f} ({row['kept']:,})" for row in rows)
+                     + " |")
+    lines += ["", "Reliability diagrams (test entities; share exactly correct against mean confidence per bin, before "
+              "and after the temperature):", ""]
+    for run in runs:
+        path = common.RESULTS_DIR / f"reliability_{run['corpus']}_{run['system']}.png"
+        plot_reliability_diagram(run["calibration"]["test"], path,
+                                 f"{common.CORPORA[run['corpus']]['title']}, {SYSTEM_NAMES[run['system']]}: test")
+        lines.append(f"![{run['corpus']} {run['system']}](results/{path.name})")
+    return lines + [""]
 
 
 def targets(results, corpus) -> list[str]:

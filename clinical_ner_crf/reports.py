@@ -231,7 +231,7 @@ def render_brat_markdown(report: Mapping[str, Any], digits: int = 4) -> str:
                                           "Lenient FP", "Lenient FN"], count_rows), ""]
     official = report.get("semantics") == "official"
     if report["missing_predictions"]:
-        parts += [f"Documents without a prediction file ("
+        parts += ["Documents without a prediction file ("
                   + ("skipped, as the official script skips them" if official else "all their gold counted as missed")
                   + f"): {len(report['missing_predictions'])}.", ""]
     if report.get("skipped_prediction_files"):
@@ -240,7 +240,7 @@ def render_brat_markdown(report: Mapping[str, Any], digits: int = 4) -> str:
     parts += _prediction_line_remarks(report)
     duplicates = report.get("duplicate_entities", {})
     if any(duplicates.values()):
-        parts += [f"Exact duplicate entities (same type, start and end in one note) "
+        parts += ["Exact duplicate entities (same type, start and end in one note) "
                   + ("counted every time, as the official script counts them" if official else "counted once")
                   + f": {duplicates['gold']} gold, {duplicates['pred']} predicted.", ""]
     parts += [f"> {note}" for note in report["notes"]] + [""]
@@ -311,7 +311,7 @@ def render_relations_markdown(relations: Mapping[str, Any], digits: int = 4) -> 
     parts += _prediction_line_remarks(relations)
     duplicates = relations.get("duplicate_relations", {})
     if any(duplicates.values()):
-        parts += [f"Exact duplicate relations (same type and arguments in one note) "
+        parts += ["Exact duplicate relations (same type and arguments in one note) "
                   + ("counted every time, as the official script counts them" if relations.get("semantics") == "official"
                      else "counted once")
                   + f": {duplicates['gold']} gold, {duplicates['pred']} predicted.", ""]
