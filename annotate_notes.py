@@ -213,7 +213,8 @@ class AnnotationArguments:
     device: Optional[str] = field(default=None, metadata={"help": "cpu, cuda or cuda:N (default: cuda when available)."})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 weights and autocast (GPU only; the CRF stays float32)."})
     min_confidence: float = field(default=0.0, metadata={
-        "help": "Drop entities whose confidence (mean CRF marginal, or softmax probability, over their words) is "
+        "help": "Drop entities whose confidence (mean CRF marginal, or softmax probability, over their words; "
+                "calibrated by the model's temperature when it has one, run_ner_crf.py --calibrate_confidence) is "
                 "below this, in [0, 1]."})
     overwrite: bool = field(default=False, metadata={
         "help": SHARED_FLAG_HELP["overwrite"] + " Here: annotate every note again (without it, notes that have "

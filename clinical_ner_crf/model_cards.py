@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from transformers import TrainingArguments
 
-from .files import CRF_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, RUN_INFO_FILE, STATS_FILE, atomic_open
+from .files import CALIBRATION_FILE, CRF_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, RUN_INFO_FILE, STATS_FILE, atomic_open
 from .hub_upload import is_hub_id
 from .metrics import (
     LENIENT_MICRO_F1, RELATION_STRICT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1, metric_name, relation_view,
@@ -170,6 +170,22 @@ def framework_versions() -> str:
     return "\n".join(lines + [f"- Python {sys.version.split()[0]}"])
 
 
+def _confidence_note(output_dir: Path) -> str:
+    """What the entity confidences mean, from ``calibration.json`` when the run fitted a temperature
+    (``--calibrate_confidence``): numbers only."""
+    path = Path(output_dir) / CALIBRATION_FILE
+    if not path.is_file():
+        return ""
+    calibration = json.loads(path.read_text(encoding="utf-8"))
+    split = calibration.get("test") or calibration["validation"]
+    name = "test" if "test" in calibration else calibration.get("fitted_on", "validation")
+    return (f"\nEntity confidences are calibrated: a temperature of {calibration['temperature']:.3g} on their "
+            f"log-odds, fitted on the `{calibration.get('fitted_on', 'validation')}` split and saved in `config.json` "
+            f"(`entity_confidence_temperature`), is applied before `min_confidence`. Expected calibration error on "
+            f"the {name} split: {split['uncalibrated']['ece']:.3f} before, {split['calibrated']['ece']:.3f} after "
+            f"(`{CALIBRATION_FILE}` holds the reliability and threshold tables).\n")
+
+
 def write_ner_model_card(
     output_dir: Path, model_args, data_args, training_args: TrainingArguments,
     labels: list[str], results: dict[str, Any], run_info: dict[str, Any], dataset_stats: dict[str, Any],
@@ -226,6 +242,7 @@ def write_ner_model_card(
     else:
         usage_note = ("A stock transformers token-classification model: no custom code needed. The stock pipeline "
                       "truncates long texts unless given `stride=`.")
+    confidence_note = _confidence_note(output_dir)
     body = f"""
 # {model_label}
 
@@ -243,7 +260,7 @@ Clinical named-entity recogniser for drugs and their attributes, trained with `r
 | entity type | strict F1 |
 |---|---|
 {per_type_rows}
-
+{confidence_note}
 ## Labels
 {len(labels)} IOB2 tags: {", ".join(f"`{label}`" for label in labels)}
 

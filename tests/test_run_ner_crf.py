@@ -235,6 +235,10 @@ def test_push_to_hub_uploads_no_corpus_text(synthetic_dataset, tmp_path, monkeyp
             assert sum(row["count"] for row in report[key]["reliability"]) == report[key]["num_entities"]
             assert report[key]["num_entities"] == 0 or 0 <= report[key]["ece"] <= 1
     assert [p for p in (output_dir / "predictions").rglob("*") if p.is_file()], "predictions exist but stay local"
+    card = (output_dir / "README.md").read_text()
+    assert f"a temperature of {calibration['temperature']:.3g} on their log-odds" in card
+    assert f"{calibration['test']['uncalibrated']['ece']:.3f} before, {calibration['test']['calibrated']['ece']:.3f} " \
+           "after" in card
 
     # No run of 4 consecutive corpus words appears in any uploaded file.
     dataset = load_from_disk(str(synthetic_dataset))
