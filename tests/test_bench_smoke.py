@@ -240,6 +240,10 @@ def test_seed_interval_is_welch_by_hand_and_marks_an_interval_across_zero():
     half = 4.302653 * (0.0004 / 3) ** 0.5 * 100
     assert (low, high) == (pytest.approx(7 - half, abs=1e-4), pytest.approx(7 + half, abs=1e-4))
     assert report.seed_interval([0.70], [0.65] * 3) is None  # one seed: no spread to estimate
+    # A rule run once, known to be deterministic: the same interval as the peer's three equal seeds.
+    assert report.seed_interval([0.70, 0.72, 0.74], [0.65], fixed_reference=True) == (pytest.approx(low),
+                                                                                       pytest.approx(high))
+    assert report.seed_interval([0.70, 0.72, 0.74], [0.65]) is None
     assert report.seed_interval([0.7] * 3, [0.65] * 3) == (pytest.approx(5.0), pytest.approx(5.0))
     results = [{"corpus": "phee", "system": system, "seed": seed, "train_split": "train", "train_fraction": 1.0,
                 STRICT_MICRO_F1: value} for system, values in (("minilm-crf", (0.60, 0.70, 0.80)),
