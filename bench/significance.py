@@ -9,9 +9,9 @@ The quality queue keeps numbers, not predictions, so its comparisons can only be
 re-runs seed 42 of each system on the full training split of PHEE and NCBI-disease (the queue's exact command, the
 feature CRF's exact settings) into the git-ignored ``bench/runs/significance/`` and keeps each run's word-level test
 predictions. From them it stores, per run, each test note's entity ``(tp, fp, fn)``, strict and lenient
-(``token_metrics.entity_counts_by_document``; the notes' ids only as a hash), in
-``bench/results/significance/KEY.json``, with the run's F1 beside the queue's run of the same key (a re-run on the same
-CPU with the same seed should reproduce it: the JSON says by how much it does). The CRF runs also fit a confidence
+(``token_metrics.entity_counts_by_document``; the notes' ids only as a hash) in
+``bench/results/significance/KEY.per_document.json``, and in ``KEY.json`` the run's F1 beside the queue's run of the
+same key (a re-run on the same CPU with the same seed and code reproduces it: the JSON says by how much it does). The CRF runs also fit a confidence
 temperature on the validation split (``run_ner_crf.py --calibrate_confidence``) and keep its ``calibration.json``:
 the reliability table, ECE before and after, and the threshold table, on validation and on test.
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import feature_crf  # noqa: E402
 import quality  # noqa: E402
-from clinical_ner_crf.files import run_predictions_path  # noqa: E402
+from clinical_ner_crf.files import atomic_open, run_predictions_path  # noqa: E402
 from clinical_ner_crf.metrics import STRICT_MICRO_F1  # noqa: E402
 from clinical_ner_crf.prediction_records import read_predictions  # noqa: E402
 from clinical_ner_crf.significance import compare_systems, micro_f1  # noqa: E402
@@ -58,6 +59,11 @@ def run_key(corpus: str, system: str) -> str:
 
 def result_path(corpus: str, system: str) -> Path:
     return SIGNIFICANCE_DIR / f"{run_key(corpus, system)}.json"
+
+
+def counts_path(corpus: str, system: str) -> Path:
+    """Each note's counts, beside the result and on one line: a thousand notes indented would be 100 kB a run."""
+    return SIGNIFICANCE_DIR / f"{run_key(corpus, system)}.per_document.json"
 
 
 def note_counts(predictions: Path) -> dict[str, Any]:
@@ -89,10 +95,14 @@ def run(corpus: str, system: str, dataset_path: Path) -> dict[str, Any]:
         "key": key, "corpus": corpus, "system": system, "seed": SEED, STRICT_MICRO_F1: f1,
         "queue_" + STRICT_MICRO_F1: queue_f1,
         "rerun_minus_queue_points": None if queue_f1 is None else round((f1 - queue_f1) * 100, 4),
-        "wall_seconds": round(time.perf_counter() - started, 1), "per_document": counts,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "per_document": {"documents": counts["documents"], "file": counts_path(corpus, system).name},
         "calibration": common.read_json(calibration) if calibration.is_file() else None,
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    counts_path(corpus, system).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(counts_path(corpus, system)) as handle:
+        json.dump(counts, handle, separators=(",", ":"))
     common.write_json(result_path(corpus, system), result)
     return result
 
@@ -105,7 +115,7 @@ def compare_all() -> dict[str, Any]:
             paths = result_path(corpus, system), result_path(corpus, reference)
             if not all(path.is_file() for path in paths):
                 continue
-            ours, theirs = (common.read_json(path)["per_document"] for path in paths)
+            ours, theirs = (common.read_json(counts_path(corpus, name)) for name in (system, reference))
             if ours["documents_sha256"] != theirs["documents_sha256"]:
                 raise RuntimeError(f"{corpus}: {system} and {reference} were scored on different test notes")
             out.setdefault(corpus, {})[f"{system} vs {reference}"] = {
