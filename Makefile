@@ -11,14 +11,14 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: quickstart test test-fast test-bench venv clean
 
-# (Re)create the virtual environment when it is missing or a requirements file changed. --no-compile: pip would
-# byte-compile every installed file (torch's thousands) up front; Python compiles the few a command imports on first
-# use instead. Measured side by side here: 67 s -> 32 s for the install.
+# (Re)create the virtual environment when it is missing or a requirements file changed. pip byte-compiles what it
+# installs (35 of its 67 s here): keep it, since with PYTHONDONTWRITEBYTECODE=1 (set on this machine) nothing else
+# would, and every test process would compile torch again (measured: the tests took 11.4 minutes instead of 6.7).
 $(STAMP): requirements.txt requirements-dev.txt
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	@echo "Installing the pinned requirements into $(VENV) (about a minute; torch is the largest)"
-	$(PY) -m pip install --no-compile --no-warn-script-location -r requirements-dev.txt
+	$(PY) -m pip install --no-warn-script-location -r requirements-dev.txt
 	$(PY) -c "import torch, transformers, datasets, torchcrf, seqeval, pytest, sklearn_crfsuite, evaluate"
 	touch $(STAMP)
 
