@@ -13,7 +13,10 @@ them), output ``emissions`` [batch, sequence, labels]. The CRF is not in the gra
 ``onnx_backend.py`` decodes in numpy, over the same positions as ``modeling_crf``.
 
 The folder: ``model.onnx`` (fp32), ``model.int8.onnx`` (``--quantize int8``: onnxruntime dynamic quantization,
-int8 weights of MatMul/Gemm, activations quantized at run time; ``model.onnx`` stays fp32 beside it),
+int8 weights of MatMul/Gemm, activations quantized at run time, so a note's scores depend slightly on its batch; or
+with ``--quantization_method static --calibration_dir NOTES``, static quantization: activation scales measured on
+those notes and fixed in the graph, per-channel weights, the classifier layer in fp32, so a note's scores never
+depend on its batch; ``model.onnx`` stays fp32 beside it),
 ``config.json`` (the model's), the tokenizer, ``crf.json`` (CRF models), ``onnx_export.json`` (source,
 opset, the verification's max emission difference), ``quantization.json`` (what was quantized), ``README.md``
 (a card). Numbers only: nothing in it holds note or corpus text.
@@ -46,6 +49,7 @@ from clinical_ner_crf.command_line import (
     SHARED_FLAG_HELP, DataError, UsageError, answer_early, first_line, parse_command, run_main,
 )
 from clinical_ner_crf.console import configure_output, print_outputs
+from clinical_ner_crf.documents import read_text
 from clinical_ner_crf.files import (
     CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, check_output_dir, set_tree_mode,
     usual_file_mode, write_folder_atomically,
@@ -67,6 +71,16 @@ class ExportArguments:
     quantize: Optional[str] = field(default=None, metadata={
         "help": "int8: also write model.int8.onnx (onnxruntime dynamic quantization, QInt8 weights).",
         "choices": ["int8"]})
+    quantization_method: str = field(default="dynamic", metadata={
+        "choices": ["dynamic", "static"],
+        "help": "With --quantize int8: dynamic (activation scales taken from each batch at run time: a note's scores "
+                "depend slightly on the other notes of its batch) or static (scales measured once on the notes of "
+                "--calibration_dir and fixed in the graph: a note's scores never depend on its batch; per-channel "
+                "weights, the classifier layer kept in fp32)."})
+    calibration_dir: Optional[str] = field(default=None, metadata={
+        "help": "With --quantization_method static: a folder of .txt notes like those the model will annotate, read "
+                "as the annotator reads them to measure the activation ranges (a few dozen notes; never written to, "
+                "and only their input ids' hash is recorded, in quantization.json)."})
     opset: int = field(default=DEFAULT_OPSET, metadata={"help": "ONNX opset version."})
     atol: float = field(default=1e-4, metadata={"help": "Max abs emission difference (fp32 ONNX vs PyTorch) allowed."})
     overwrite: bool = field(default=False, metadata={
@@ -78,8 +92,26 @@ class ExportArguments:
 
 def check_local_inputs(args: ExportArguments) -> None:
     """Before the model code is imported (a mistyped path costs a second, not its seconds): a model path that reads
-    as a local one."""
+    as a local one, and the quantization flags that go together."""
     check_local_model_sources({"--model_name_or_path": args.model_name_or_path})
+    static = args.quantization_method == "static"
+    if (static or args.calibration_dir) and args.quantize != "int8":
+        raise UsageError("--quantization_method static and --calibration_dir choose how --quantize int8 quantizes: "
+                         "add --quantize int8")
+    if static != bool(args.calibration_dir):
+        raise UsageError("--quantization_method static measures activation ranges on the notes of --calibration_dir: "
+                         "give both (or neither, for dynamic quantization)")
+    if args.calibration_dir:
+        folder = Path(args.calibration_dir)
+        if not folder.is_dir():
+            raise UsageError(f"--calibration_dir {folder}: " + ("not a folder" if folder.exists() else "no such folder"))
+        if not any(folder.glob("*.txt")):
+            raise UsageError(f"--calibration_dir {folder}: no .txt notes in it to calibrate on")
+
+
+def read_calibration_notes(folder: str | Path) -> dict[str, str]:
+    """The .txt notes of ``--calibration_dir`` by name, read as the annotator reads notes (UTF-8, exact text)."""
+    return {path.stem: read_text(path) for path in sorted(Path(folder).glob("*.txt"))}
 
 
 if __name__ == "__main__":  # --help and the usage errors before the model code below: torch takes seconds to import
@@ -93,10 +125,13 @@ from clinical_ner_crf.hub_upload import vocabulary_from_corpus  # noqa: E402
 from clinical_ner_crf.model_cards import onnx_model_card, write_card  # noqa: E402
 from clinical_ner_crf.onnx_backend import EMISSIONS_OUTPUT  # noqa: E402
 from clinical_ner_crf.onnx_export import (  # noqa: E402
-    EmissionModel, crf_parameters, dummy_inputs, onnx_input_names, quantize_int8, verify,
+    EmissionModel, calibration_batches, crf_parameters, dummy_inputs, onnx_input_names, quantize_int8,
+    quantize_int8_static, verify,
 )
 from clinical_ner_crf.relations import CONFIG_SENTENCE_WINDOW  # noqa: E402
-from clinical_ner_crf.windows import is_crf_model, load_tokenizer, model_labels  # noqa: E402
+from clinical_ner_crf.windows import (  # noqa: E402
+    DEFAULT_STRIDE, is_crf_model, load_tokenizer, max_input_length, model_labels,
+)
 
 # What loading a model folder raises on a truncated or malformed file (safetensors' own error is a bare Exception).
 try:
@@ -252,8 +287,14 @@ def export_to(args: ExportArguments, model, labels: list[str], tokenizer, folder
                        "tokenizer_config.json): its words come from them; share the export only where the notes may "
                        "be shared")
     quantization = None
-    if args.quantize == "int8":
+    if args.quantize == "int8" and args.quantization_method == "static":
+        texts = read_calibration_notes(args.calibration_dir)
+        batches, digest = calibration_batches(texts, tokenizer, input_names, max_input_length(model, tokenizer, None),
+                                              DEFAULT_STRIDE)
+        quantization = quantize_int8_static(folder, batches, digest) | {"calibration_notes": len(texts)}
+    elif args.quantize == "int8":
         quantization = quantize_int8(folder)
+    if quantization is not None:
         info["int8_max_abs_emission_diff"] = verify(model, wrapper, tokenizer, input_names, folder, ONNX_INT8_FILE)
         logger.info("int8 ONNX vs PyTorch: max abs emission difference %.3g", info["int8_max_abs_emission_diff"])
         (folder / QUANTIZATION_FILE).write_text(json.dumps(quantization, indent=1) + "\n", encoding="utf-8")
@@ -267,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Export; bad arguments raise UsageError, an unreadable model or a failed verification DataError (one line
     each under ``command_line.run_main``)."""
     (args,) = parse_command(SCRIPT, (ExportArguments,), argv, DESCRIPTION)
+    check_local_inputs(args)  # again when run in-process (answer_early checks a command line before the imports)
     configure_output(logger)
     output_dir = Path(args.output_dir)
     # Before any work, and before anything is created: the model, the output apart from it, the folder's rules.
@@ -275,7 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                  token=args.token)
     # A Hub id (no such local path) is looked up now: one that cannot be loaded leaves nothing behind.
     config = None if Path(args.model_name_or_path).exists() else load_source_config(args)
-    check_output_apart(output_dir, {"--model_name_or_path": args.model_name_or_path})
+    check_output_apart(output_dir, {"--model_name_or_path": args.model_name_or_path,
+                                    "--calibration_dir": args.calibration_dir})
     check_output_folder(output_dir, args.overwrite)
     with FolderLock(output_dir, SCRIPT):
         check_output_folder(output_dir, args.overwrite)  # again, now that no other command writes it

@@ -495,8 +495,15 @@ def onnx_model_card(info: dict, quantization: dict | None) -> str:
                      f"positions the model was trained on (`{info['label_alignment']}`).")
     if quantization:
         ops = ", ".join(f"{op} {n}" for op, n in quantization["quantized_op_types"].items())
-        lines.append(f"- `{ONNX_INT8_FILE}`: dynamic int8 quantization (onnxruntime `quantize_dynamic`, QInt8 "
-                     f"weights): {ops}; {quantization['float_matmul_gemm_left']} of "
+        if quantization.get("method", "").endswith("quantize_static"):
+            how = (f"static int8 quantization (onnxruntime `quantize_static`, QDQ, per-channel QInt8 weights, "
+                   f"activation scales fixed from {quantization['calibration']['windows']} calibration windows: a "
+                   f"note's scores do not depend on its batch): {ops}; kept in fp32: "
+                   f"{', '.join(quantization['kept_fp32']) or 'nothing'}")
+        else:
+            how = (f"dynamic int8 quantization (onnxruntime `quantize_dynamic`, QInt8 weights; activation scales "
+                   f"from each batch, so a note's scores depend slightly on its batch): {ops}")
+        lines.append(f"- `{ONNX_INT8_FILE}`: {how}; {quantization['float_matmul_gemm_left']} of "
                      f"{quantization['float_matmul_gemm_before']} MatMul/Gemm left in float; "
                      f"emission difference to PyTorch {info.get('int8_max_abs_emission_diff', float('nan')):.3g} "
                      f"(not bounded: quantization changes scores). See `{QUANTIZATION_FILE}`.")

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import inspect
+import hashlib
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from .files import ONNX_FILE, ONNX_INT8_FILE
-from .onnx_backend import OnnxTokenClassifier
-from .windows import encoder_max_positions, is_crf_model
+from .onnx_backend import OnnxTokenClassifier, pad_batch
+from .windows import encode_notes, encoder_max_positions, is_crf_model
 from modeling_crf import IMPOSSIBLE_SCORE, bio_transition_mask
 
 
@@ -108,6 +109,89 @@ def quantize_int8(output_dir: Path) -> dict:
         "op_types_after": dict(sorted(after.items())),
         "quantized_op_types": {op: n for op, n in sorted(integer_ops.items())},
         "float_matmul_gemm_left": after.get("MatMul", 0) + after.get("Gemm", 0),
+        "float_matmul_gemm_before": before.get("MatMul", 0) + before.get("Gemm", 0),
+        "bytes_fp32": (output_dir / ONNX_FILE).stat().st_size,
+        "bytes_int8": (output_dir / ONNX_INT8_FILE).stat().st_size,
+    }
+
+
+def calibration_batches(texts: Mapping[str, str], tokenizer, input_names: Sequence[str], max_seq_length: int,
+                        stride: int, batch_size: int = 16) -> tuple[list[dict[str, np.ndarray]], str]:
+    """Notes as the annotator feeds them to the graph (the same sentences, words, windows and padding:
+    ``windows.encode_notes``, ``onnx_backend.pad_batch``), for static quantization to measure activation ranges on;
+    and the SHA-256 of their input ids, which names the calibration set without holding its text."""
+    encoded = encode_notes(texts, tokenizer, max_seq_length, stride)
+    if not encoded.order:
+        raise ValueError("the calibration notes have no words to calibrate on")
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    batches = [pad_batch(encoded.rows, encoded.order[first:first + batch_size], list(input_names), pad_token_id)
+               for first in range(0, len(encoded.order), batch_size)]
+    digest = hashlib.sha256()
+    for row in sorted(encoded.order):
+        digest.update(np.asarray(encoded.rows["input_ids"][row], dtype=np.int64).tobytes())
+    return batches, digest.hexdigest()
+
+
+def _emission_matmul(model) -> str | None:
+    """The name of the MatMul that makes the emission scores (the classifier layer): the last one before the output."""
+    producers = {output: node for node in model.graph.node for output in node.output}
+    pending, seen = [model.graph.output[0].name], set()
+    while pending:
+        node = producers.get(pending.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type in ("MatMul", "Gemm"):
+            return node.name
+        pending.extend(node.input)
+    return None
+
+
+def quantize_int8_static(output_dir: Path, batches: Sequence[Mapping[str, np.ndarray]], calibration_sha256: str,
+                         keep_emissions_fp32: bool = True) -> dict:
+    """``model.int8.onnx`` by onnxruntime static quantization: activation ranges measured once on calibration
+    ``batches`` (MinMax), int8 weights per output channel and symmetric int8 activations in QDQ form. The scales are
+    fixed in the graph, so a note's scores never depend on the other notes of its batch (dynamic quantization takes
+    them from each batch). ``keep_emissions_fp32``: the classifier layer stays in fp32 (its scores feed the CRF)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.remaining = iter(batches)
+
+        def get_next(self):
+            return next(self.remaining, None)
+
+    prepared = output_dir / f".{ONNX_FILE}.prepared"
+    quant_pre_process(str(output_dir / ONNX_FILE), str(prepared), skip_symbolic_shape=True)
+    try:
+        excluded = [name for name in [_emission_matmul(onnx.load(str(prepared)))] if name and keep_emissions_fp32]
+        quantize_static(str(prepared), str(output_dir / ONNX_INT8_FILE), Batches(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QInt8,
+                        op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=excluded,
+                        extra_options={"ActivationSymmetric": True})
+    finally:
+        prepared.unlink(missing_ok=True)
+    before = Counter(node.op_type for node in onnx.load(str(output_dir / ONNX_FILE)).graph.node)
+    after = Counter(node.op_type for node in onnx.load(str(output_dir / ONNX_INT8_FILE)).graph.node)
+    return {
+        "method": "onnxruntime.quantization.quantize_static",
+        "format": "QDQ",
+        "weight_type": "QInt8, per output channel",
+        "activations": "QInt8, symmetric, scales fixed from the calibration notes (MinMax): independent of the batch",
+        "calibration": {"windows": sum(len(batch["input_ids"]) for batch in batches), "batches": len(batches),
+                        "input_ids_sha256": calibration_sha256},
+        "kept_fp32": excluded,
+        "file": ONNX_INT8_FILE,
+        "fp32_file_kept": ONNX_FILE,
+        "op_types_before": dict(sorted(before.items())),
+        "op_types_after": dict(sorted(after.items())),
+        "quantized_op_types": {op: n for op, n in sorted(after.items()) if op.endswith("QuantizeLinear")},
+        # In QDQ form every MatMul stays a MatMul node between Dequantize and Quantize (fused to integer kernels when
+        # the session loads); the float ones are those excluded.
+        "float_matmul_gemm_left": len(excluded),
         "float_matmul_gemm_before": before.get("MatMul", 0) + before.get("Gemm", 0),
         "bytes_fp32": (output_dir / ONNX_FILE).stat().st_size,
         "bytes_int8": (output_dir / ONNX_INT8_FILE).stat().st_size,

@@ -235,3 +235,64 @@ def test_an_export_killed_while_writing_leaves_no_half_folder_and_the_next_run_c
     assert f"removed {partial}" in result.stderr
     assert "model.int8.onnx" in os.listdir(old) and fingerprint(old) != before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["export", "old_export"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Static int8: scales fixed from calibration notes, so a note's scores never depend on its batch (issue 30)
+# ---------------------------------------------------------------------------------------------
+
+
+CALIBRATION_NOTES = {f"note{i}": f"Started aspirin {10 * i + 5} mg daily for chest pain; metoprolol {i + 1} mg PO BID "
+                                 f"since {i + 1} days.\nNo rash.\n" for i in range(6)}
+
+
+def test_static_int8_scores_each_window_the_same_alone_in_a_batch_and_in_reverse(crf_dir, tmp_path):
+    import numpy as np
+
+    from clinical_ner_crf.files import ONNX_INT8_FILE
+    from clinical_ner_crf.onnx_backend import OnnxTokenClassifier, pad_batch
+    from clinical_ner_crf.windows import encode_notes, load_tokenizer
+
+    notes = tmp_path / "calibration"
+    for name, text in CALIBRATION_NOTES.items():
+        write_txt(notes / f"{name}.txt", text)
+    before = fingerprint(notes)
+    out = tmp_path / "export"
+    assert export_onnx.main(["--model_name_or_path", str(crf_dir), "--output_dir", str(out), "--quantize", "int8",
+                             "--quantization_method", "static", "--calibration_dir", str(notes)]) == 0
+    assert fingerprint(notes) == before  # an input: read, never written
+    quantization = json.loads((out / "quantization.json").read_text())
+    assert quantization["method"].endswith("quantize_static") and quantization["calibration_notes"] == 6
+    assert len(quantization["calibration"]["input_ids_sha256"]) == 64 and quantization["kept_fp32"]
+    for name in ("quantization.json", "README.md", "onnx_export.json"):
+        assert "aspirin" not in (out / name).read_text()  # the calibration set by hash, never by text
+    assert "static int8 quantization" in (out / "README.md").read_text()
+
+    model, tokenizer = OnnxTokenClassifier(out, model_file=ONNX_INT8_FILE), load_tokenizer(out)
+    encoded = encode_notes(CALIBRATION_NOTES, tokenizer, 32, 8)  # short windows: several per note
+    rows = list(range(len(encoded.rows["input_ids"])))
+    keys = [key for key in ("input_ids", "attention_mask", "token_type_ids") if key in model.input_names]
+
+    def scores(order):
+        """Each window's emissions at its own positions, with the windows batched in ``order``."""
+        emissions = model.emissions(pad_batch(encoded.rows, order, keys, tokenizer.pad_token_id))
+        return {row: emissions[index, :len(encoded.rows["input_ids"][row])] for index, row in enumerate(order)}
+
+    together, reversed_order = scores(rows), scores(rows[::-1])
+    assert len(rows) > 6
+    for row in rows:
+        alone = scores([row])[row]
+        assert np.abs(alone - together[row]).max() <= 1e-6 and np.abs(alone - reversed_order[row]).max() <= 1e-6
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--quantize", "int8", "--quantization_method", "static"], "measures activation ranges on the notes of "
+                                                                "--calibration_dir"),
+    (["--quantization_method", "static", "--calibration_dir", "."], "add --quantize int8"),
+    (["--quantize", "int8", "--quantization_method", "static", "--calibration_dir", "no_such_notes"],
+     "--calibration_dir no_such_notes: no such folder"),
+])
+def test_static_quantization_flags_that_do_not_go_together_are_one_line(crf_dir, tmp_path, capsys, extra, message):
+    status, lines = run_export(["--model_name_or_path", crf_dir, "--output_dir", tmp_path / "out", *extra], capsys)
+    assert status == 2 and len(lines) == 1 and message in lines[0], lines
+    assert not (tmp_path / "out").exists()
