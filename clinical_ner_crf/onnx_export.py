@@ -150,9 +150,12 @@ def _emission_matmul(model) -> str | None:
 def quantize_int8_static(output_dir: Path, batches: Sequence[Mapping[str, np.ndarray]], calibration_sha256: str,
                          keep_emissions_fp32: bool = True) -> dict:
     """``model.int8.onnx`` by onnxruntime static quantization: activation ranges measured once on calibration
-    ``batches`` (MinMax), int8 weights per output channel and symmetric int8 activations in QDQ form. The scales are
-    fixed in the graph, so a note's scores never depend on the other notes of its batch (dynamic quantization takes
-    them from each batch). ``keep_emissions_fp32``: the classifier layer stays in fp32 (its scores feed the CRF)."""
+    ``batches`` (MinMax), int8 weights per output channel and asymmetric uint8 activations in QDQ form. The scales
+    are fixed in the graph, so a note's scores never depend on the other notes of its batch (dynamic quantization
+    takes them from each batch). ``keep_emissions_fp32``: the classifier layer stays in fp32 (its scores feed the
+    CRF). Measured on PHEE (MiniLM-CRF, 200 training notes to calibrate on), strict micro-F1 against fp32 71.61:
+    this 69.80, symmetric int8 activations 60.27, Percentile calibration 3.7 (it clips the attention mask's
+    large negative bias), dynamic 70.76."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -169,9 +172,8 @@ def quantize_int8_static(output_dir: Path, batches: Sequence[Mapping[str, np.nda
     try:
         excluded = [name for name in [_emission_matmul(onnx.load(str(prepared)))] if name and keep_emissions_fp32]
         quantize_static(str(prepared), str(output_dir / ONNX_INT8_FILE), Batches(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QInt8,
-                        op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=excluded,
-                        extra_options={"ActivationSymmetric": True})
+                        per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                        op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=excluded)
     finally:
         prepared.unlink(missing_ok=True)
     before = Counter(node.op_type for node in onnx.load(str(output_dir / ONNX_FILE)).graph.node)
@@ -180,7 +182,7 @@ def quantize_int8_static(output_dir: Path, batches: Sequence[Mapping[str, np.nda
         "method": "onnxruntime.quantization.quantize_static",
         "format": "QDQ",
         "weight_type": "QInt8, per output channel",
-        "activations": "QInt8, symmetric, scales fixed from the calibration notes (MinMax): independent of the batch",
+        "activations": "QUInt8, asymmetric, scales fixed from the calibration notes (MinMax): independent of the batch",
         "calibration": {"windows": sum(len(batch["input_ids"]) for batch in batches), "batches": len(batches),
                         "input_ids_sha256": calibration_sha256},
         "kept_fp32": excluded,
