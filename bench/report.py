@@ -141,6 +141,11 @@ def _p(value: float) -> str:
     return "< 0.0001" if value < 0.0001 else f"= {value:.4f}"
 
 
+def significance_reruns() -> list[dict[str, Any]]:
+    """The seed-42 re-runs of bench/significance.py (``KEY.json``: F1 against the queue's, calibration)."""
+    return [common.read_json(path) for path in sorted((common.RESULTS_DIR / "significance").glob("*__f1.json"))]
+
+
 def significance_results() -> dict[str, Any]:
     """``bench/results/significance.json``'s comparisons (bench/significance.py), or {} before it has run."""
     path = common.RESULTS_DIR / "significance.json"
@@ -170,7 +175,7 @@ def significance_section() -> list[str]:
                           f"{100 * row['ci95'][1]:+.1f}]", _p(row["p_value"]).lstrip("= ")]
             lines.append(f"| {common.CORPORA[corpus]['title']} | {SYSTEM_NAMES[system]} − {SYSTEM_NAMES[reference]} | "
                          + " | ".join(cells) + f" | {modes['strict']['documents']} |")
-    reruns = [common.read_json(path) for path in sorted((common.RESULTS_DIR / "significance").glob("*__f1.json"))]
+    reruns = significance_reruns()
     moved = [r for r in reruns if r.get("rerun_minus_queue_points") not in (None, 0)]
     lines += ["", f"The re-runs against the queue's runs of the same key: {len(reruns) - len(moved)} of {len(reruns)} "
               "reproduce its strict micro-F1 exactly"
@@ -199,7 +204,7 @@ def calibration_section() -> list[str]:
              "confidence's log-odds is fitted on the validation split and applied to the test entities (never fitted "
              "on test). ECE: the entity-weighted gap between mean confidence and share exactly correct over 10 "
              "equal-width bins (0 is perfect).", ""]
-    runs = [common.read_json(path) for path in sorted((common.RESULTS_DIR / "significance").glob("*__f1.json"))]
+    runs = significance_reruns()
     runs = [run for run in runs if run.get("calibration") and run["calibration"].get("test")]
     runs.sort(key=lambda run: (CORPUS_ORDER.index(run["corpus"]), SYSTEM_ORDER.index(run["system"])))
     if not runs:

@@ -179,10 +179,12 @@ def _confidence_note(output_dir: Path) -> str:
     calibration = json.loads(path.read_text(encoding="utf-8"))
     split = calibration.get("test") or calibration["validation"]
     name = "test" if "test" in calibration else calibration.get("fitted_on", "validation")
+    before, after = split["uncalibrated"]["ece"], split["calibrated"]["ece"]
+    measured = (f"Expected calibration error on the {name} split: {before:.3f} before, {after:.3f} after"
+                if before is not None else f"No entity was predicted on the {name} split to measure it on")
     return (f"\nEntity confidences are calibrated: a temperature of {calibration['temperature']:.3g} on their "
             f"log-odds, fitted on the `{calibration.get('fitted_on', 'validation')}` split and saved in `config.json` "
-            f"(`entity_confidence_temperature`), is applied before `min_confidence`. Expected calibration error on "
-            f"the {name} split: {split['uncalibrated']['ece']:.3f} before, {split['calibrated']['ece']:.3f} after "
+            f"(`entity_confidence_temperature`), is applied before `min_confidence`. {measured} "
             f"(`{CALIBRATION_FILE}` holds the reliability and threshold tables).\n")
 
 

@@ -555,19 +555,19 @@ def _brat_spans(document, entity_types: Optional[set[str]]) -> list[tuple[str, i
 
 def score_entities(gold_documents: Iterable[Any], pred_documents: Iterable[Any]) -> dict[str, Any]:
     """Strict and lenient entity P/R/F per type and micro/macro/weighted over character spans, without files:
-    what :func:`score_brat_folders` computes for each gold/predicted ``.ann`` pair, for ``documents``
-    documents paired by position (a ``None`` prediction counts as no predicted entities), with
-    ``duplicate_entities`` (exact duplicates in a note, counted once: ``{gold, pred}``). Per-type rows are the
-    types of gold and predictions together (:func:`score_brat_folders` fixes them: :func:`scored_types`)."""
-    totals = {mode: defaultdict(Counter) for mode, _ in ENTITY_MODES}
-    duplicates = Counter()
+    what :func:`score_brat_folders` computes for each gold/predicted ``.ann`` pair (the same tally, the same fixed
+    types, :func:`scored_types`, and ``per_document_macro``), for documents paired by position (a ``None``
+    prediction counts as no predicted entities), with ``stray_pred_types`` and ``duplicate_entities`` (exact
+    duplicates in a note, counted once: ``{gold, pred}``)."""
+    tally, gold_types, duplicates = _Tally(), set(), Counter()
     for gold, pred in zip(gold_documents, pred_documents, strict=True):
         gold_spans, gold_repeats = distinct(_brat_spans(gold, None))
         pred_spans, pred_repeats = distinct(_brat_spans(pred, None) if pred is not None else [])
         duplicates.update(gold=gold_repeats, pred=pred_repeats)
-        for mode, total in totals.items():
-            add_counts(total, match_counts(gold_spans, pred_spans, mode))
-    return {**{mode: summarize_counts(total, with_counts=True) for mode, total in totals.items()},
+        gold_types.update(span[0] for span in gold_spans)
+        tally.add(gold_spans, pred_spans, match_counts)
+    types = scored_types(gold_types, N2C2_ENTITY_TYPES)
+    return {**tally.summary(types), "stray_pred_types": tally.stray(types),
             "duplicate_entities": {"gold": duplicates["gold"], "pred": duplicates["pred"]}}
 
 

@@ -394,3 +394,19 @@ def test_the_onnx_cards_snippet_runs_as_written(tmp_path, capsys):
     exec(snippet.replace("THIS_FOLDER", str(folder)), {})
     printed = capsys.readouterr().out.splitlines()
     assert printed and all(len(line.split()) >= 5 for line in printed), printed
+
+
+def test_the_confidence_note_states_the_temperature_and_survives_a_split_without_entities(tmp_path):
+    from clinical_ner_crf.model_cards import _confidence_note
+
+    assert _confidence_note(tmp_path) == ""  # no calibration.json: nothing to say
+    summary = {"ece": 0.1534, "num_entities": 3}
+    (tmp_path / "calibration.json").write_text(json.dumps({
+        "temperature": 2.136, "fitted_on": "validation", "validation": {},
+        "test": {"uncalibrated": summary, "calibrated": {**summary, "ece": 0.0562}}}))
+    note = _confidence_note(tmp_path)
+    assert "a temperature of 2.14 on their log-odds" in note and "test split: 0.153 before, 0.056 after" in note
+    empty = {"ece": None, "num_entities": 0}  # a model that predicted no entity there: ECE is undefined
+    (tmp_path / "calibration.json").write_text(json.dumps({
+        "temperature": 1.0, "fitted_on": "validation", "validation": {"uncalibrated": empty, "calibrated": empty}}))
+    assert "No entity was predicted on the validation split" in _confidence_note(tmp_path)

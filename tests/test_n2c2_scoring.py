@@ -533,6 +533,9 @@ def test_score_entities_scores_documents_as_the_brat_folder_scorer_does(tmp_path
     from_files = score_brat_folders(tmp_path / "gold", tmp_path / "pred")
     for mode in ("strict", "lenient"):
         assert from_files[mode]["micro"] == report[mode]["micro"]
+        # The same fixed types, macro and official per-document macro as the folder scorer.
+        for key in ("per_type", "macro", "weighted", "per_document_macro"):
+            assert from_files[mode][key] == report[mode][key], key
 
 
 @pytest.fixture
