@@ -156,6 +156,8 @@ Backends
     ``--backend torch`` (default) runs the model folder with PyTorch. ``--backend onnx`` runs an
     ``export_onnx.py`` folder with onnxruntime on the CPU (``--onnx_model_file model.int8.onnx`` for the
     int8 graph): the same windows, merge and entities, the CRF decoded in numpy (``onnx_backend.py``).
+    A Hub id works too (a repository an export folder was uploaded to): only the graph asked for is
+    downloaded, with the config, CRF scores and tokenizer.
     ``summary.json`` records the backend in its settings.
 
 The work is the library's (``clinical_ner_crf/``): ``note_annotator.py`` (the Python API), ``folder_annotation.py``
@@ -201,7 +203,8 @@ logger = logging.getLogger(__name__)
 class AnnotationArguments:
     """Arguments of ``annotate_notes.py``: a model, a folder of notes, where the annotations go."""
 
-    model_name_or_path: str = field(metadata={"help": "Model folder (run_ner_crf.py output) or Hub id."})
+    model_name_or_path: str = field(metadata={"help": "Model folder (run_ner_crf.py output; with --backend onnx, "
+                                                      "export_onnx.py output) or Hub id."})
     input_dir: str = field(metadata={"help": "Folder of .txt notes (UTF-8; not recursive)."})
     output_dir: str = field(metadata={"help": "Where the .ann files, entities.jsonl and summary.json go (a folder "
                                               "of its own: never --input_dir, inside it or around it)."})
@@ -242,7 +245,8 @@ class AnnotationArguments:
                 "relations without a relation model). The log and summary.json say which, and why.",
         "choices": list(RELATION_CHOICES)})
     backend: str = field(default="torch", metadata={
-        "help": "torch (the model folder, PyTorch) or onnx (an export_onnx.py folder, run with onnxruntime on CPU).",
+        "help": "torch (the model folder, PyTorch) or onnx (an export_onnx.py folder, or the Hub id of one uploaded: "
+                "only the graph asked for is downloaded; run with onnxruntime on CPU).",
         "choices": list(BACKENDS)})
     onnx_model_file: str = field(default=ONNX_FILE, metadata={
         "help": f"With --backend onnx: the graph to run, {ONNX_FILE} (fp32) or {ONNX_INT8_FILE} (--quantize int8)."})

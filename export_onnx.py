@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Export a trained model folder (CRF or linear "Apt") to an ONNX folder that onnxruntime runs.
 
-    python export_onnx.py --model_name_or_path runs/bert_crf --output_dir runs/bert_crf_onnx [--quantize int8]
+    python export_onnx.py --model_name_or_path runs/bert_crf --output_dir runs/bert_crf_onnx \
+        [--quantize int8 --dataset_path data/n2c2 | --calibration_dir some_training_notes/]
     python annotate_notes.py --backend onnx --model_name_or_path runs/bert_crf_onnx --input_dir notes/ --output_dir out/
 
 What is exported: the encoder and the emission layer (``CRFForTokenClassification``: encoder -> dropout
@@ -12,12 +13,13 @@ them), output ``emissions`` [batch, sequence, labels]. The CRF is not in the gra
 (start, transitions, end, IOB2 constraints applied as ``crf_scores()`` applies them) go to ``crf.json`` and
 ``onnx_backend.py`` decodes in numpy, over the same positions as ``modeling_crf``.
 
-The folder: ``model.onnx`` (fp32), ``model.int8.onnx`` (``--quantize int8``: onnxruntime dynamic quantization,
-int8 weights of MatMul/Gemm, activations quantized at run time, so a note's scores depend slightly on its batch; or
-with ``--quantization_method static --calibration_dir NOTES``, static quantization: activation scales measured on
-those notes and fixed in the graph, per-channel weights, the classifier layer in fp32, so a note's scores never
-depend on its batch; ``model.onnx`` stays fp32 beside it),
-``config.json`` (the model's), the tokenizer, ``crf.json`` (CRF models), ``onnx_export.json`` (source,
+The folder: ``model.onnx`` (fp32), ``model.int8.onnx`` (``--quantize int8``). Static quantization, the default:
+activation scales measured once on notes like the user's (``--calibration_dir``, or ``--calibration_notes`` training
+notes of ``--dataset_path``) and fixed in the graph, so a note's entities never depend on the other notes of its
+batch; int8 weights per output channel; the classifier layer and the feed-forward output layers kept in fp32, where
+int8 lost accuracy (measured on PHEE's validation notes, ``onnx_export.KEEP_FP32_DEFAULT``). ``--quantization_method
+dynamic``: no calibration notes, activation scales taken from each batch at run time, so a note's scores depend
+slightly on its batch. ``model.onnx`` stays fp32 beside it. Also in the folder: ``config.json`` (the model's), the tokenizer, ``crf.json`` (CRF models), ``onnx_export.json`` (source,
 opset, the verification's max emission difference), ``quantization.json`` (what was quantized), ``README.md``
 (a card). Numbers only: nothing in it holds note or corpus text.
 
@@ -51,7 +53,7 @@ from clinical_ner_crf.command_line import (
 from clinical_ner_crf.console import configure_output, print_outputs
 from clinical_ner_crf.documents import read_text
 from clinical_ner_crf.files import (
-    CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, check_output_dir, set_tree_mode,
+    DOCUMENTS_DIRNAME, CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE, check_output_dir, set_tree_mode,
     usual_file_mode, write_folder_atomically,
 )
 from clinical_ner_crf.folder_safety import FolderLock, check_output_apart
@@ -60,6 +62,7 @@ from clinical_ner_crf.model_sources import check_local_model_sources, check_mode
 logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
+DEFAULT_CALIBRATION_NOTES = 200
 SCRIPT = "export_onnx.py"
 DESCRIPTION = __doc__.split("\n\n")[0]
 
@@ -69,18 +72,24 @@ class ExportArguments:
     model_name_or_path: str = field(metadata={"help": "A trained model folder (run_ner_crf.py output) or Hub id."})
     output_dir: str = field(metadata={"help": "The ONNX folder to write (must be empty or new)."})
     quantize: Optional[str] = field(default=None, metadata={
-        "help": "int8: also write model.int8.onnx (onnxruntime dynamic quantization, QInt8 weights).",
+        "help": "int8: also write model.int8.onnx (onnxruntime quantization; --quantization_method).",
         "choices": ["int8"]})
-    quantization_method: str = field(default="dynamic", metadata={
-        "choices": ["dynamic", "static"],
-        "help": "With --quantize int8: dynamic (activation scales taken from each batch at run time: a note's scores "
-                "depend slightly on the other notes of its batch) or static (scales measured once on the notes of "
-                "--calibration_dir and fixed in the graph: a note's scores never depend on its batch; per-channel "
-                "weights, the classifier layer kept in fp32; on PHEE it lost 2 F1 points where dynamic lost 0.9)."})
+    quantization_method: str = field(default="static", metadata={
+        "choices": ["static", "dynamic"],
+        "help": "With --quantize int8: static (the default: activation scales measured once on notes like yours, "
+                "--calibration_dir or --dataset_path, and fixed in the graph, so a note's entities never depend on the "
+                "other notes of its batch; per-channel weights; the layers that lose accuracy kept in fp32) or "
+                "dynamic (scales taken from each batch at run time: no calibration notes needed, but a note's scores "
+                "depend slightly on its batch)."})
     calibration_dir: Optional[str] = field(default=None, metadata={
-        "help": "With --quantization_method static: a folder of .txt notes like those the model will annotate, read "
-                "as the annotator reads them to measure the activation ranges (a few dozen notes; never written to, "
-                "and only their input ids' hash is recorded, in quantization.json)."})
+        "help": "Static int8: a folder of .txt notes like those the model will annotate, read as the annotator reads "
+                "them to measure the activation ranges (every note in it; a few hundred is plenty). Never written "
+                "to; only their input ids' hash is recorded, in quantization.json."})
+    dataset_path: Optional[str] = field(default=None, metadata={
+        "help": "Static int8, instead of --calibration_dir: a dataset saved by prepare_n2c2.py; its training notes are "
+                "sampled (--calibration_notes; never validation or test notes)."})
+    calibration_notes: int = field(default=DEFAULT_CALIBRATION_NOTES, metadata={
+        "help": "With --dataset_path: how many training notes to calibrate on (a fixed sample, seed 0)."})
     opset: int = field(default=DEFAULT_OPSET, metadata={"help": "ONNX opset version."})
     atol: float = field(default=1e-4, metadata={"help": "Max abs emission difference (fp32 ONNX vs PyTorch) allowed."})
     overwrite: bool = field(default=False, metadata={
@@ -94,19 +103,29 @@ def check_local_inputs(args: ExportArguments) -> None:
     """Before the model code is imported (a mistyped path costs a second, not its seconds): a model path that reads
     as a local one, and the quantization flags that go together."""
     check_local_model_sources({"--model_name_or_path": args.model_name_or_path})
-    static = args.quantization_method == "static"
-    if (static or args.calibration_dir) and args.quantize != "int8":
-        raise UsageError("--quantization_method static and --calibration_dir choose how --quantize int8 quantizes: "
-                         "add --quantize int8")
-    if static != bool(args.calibration_dir):
-        raise UsageError("--quantization_method static measures activation ranges on the notes of --calibration_dir: "
-                         "give both (or neither, for dynamic quantization)")
+    static = args.quantize == "int8" and args.quantization_method == "static"
+    given = [flag for flag, value in (("--calibration_dir", args.calibration_dir),
+                                      ("--dataset_path", args.dataset_path)) if value]
+    if given and not static:
+        raise UsageError(f"{given[0]} gives the notes static int8 quantization calibrates on: "
+                         + ("add --quantize int8" if args.quantize != "int8" else
+                            "drop it, or --quantization_method static"))
+    if static and len(given) != 1:
+        raise UsageError("--quantize int8 (static, the default) measures activation ranges on notes like yours: give "
+                         "--calibration_dir NOTES (a folder of .txt notes) or --dataset_path DATASET (its training "
+                         "notes)" + (", not both" if given else ", or --quantization_method dynamic (no calibration, "
+                                     "but a note's scores depend on its batch)"))
+    if args.calibration_notes < 1:
+        raise UsageError(f"--calibration_notes must be at least 1, got {args.calibration_notes}")
     if args.calibration_dir:
         folder = Path(args.calibration_dir)
         if not folder.is_dir():
             raise UsageError(f"--calibration_dir {folder}: " + ("not a folder" if folder.exists() else "no such folder"))
         if not any(folder.glob("*.txt")):
             raise UsageError(f"--calibration_dir {folder}: no .txt notes in it to calibrate on")
+    if args.dataset_path and not (Path(args.dataset_path) / DOCUMENTS_DIRNAME).is_dir():
+        raise UsageError(f"--dataset_path {args.dataset_path}: not a prepare_n2c2.py output folder (no "
+                         f"{DOCUMENTS_DIRNAME}/ in it)")
 
 
 def read_calibration_notes(folder: str | Path) -> dict[str, str]:
@@ -126,7 +145,7 @@ from clinical_ner_crf.model_cards import onnx_model_card, write_card  # noqa: E4
 from clinical_ner_crf.onnx_backend import EMISSIONS_OUTPUT  # noqa: E402
 from clinical_ner_crf.onnx_export import (  # noqa: E402
     EmissionModel, calibration_batches, crf_parameters, dummy_inputs, onnx_input_names, quantize_int8,
-    quantize_int8_static, verify,
+    quantize_int8_static, training_notes_sample, verify,
 )
 from clinical_ner_crf.relations import CONFIG_SENTENCE_WINDOW  # noqa: E402
 from clinical_ner_crf.windows import (  # noqa: E402
@@ -288,10 +307,15 @@ def export_to(args: ExportArguments, model, labels: list[str], tokenizer, folder
                        "be shared")
     quantization = None
     if args.quantize == "int8" and args.quantization_method == "static":
-        texts = read_calibration_notes(args.calibration_dir)
+        if args.calibration_dir:
+            texts, source = read_calibration_notes(args.calibration_dir), "--calibration_dir"
+        else:
+            texts = training_notes_sample(args.dataset_path, args.calibration_notes)
+            source = "--dataset_path (training notes, a fixed sample)"
         batches, digest = calibration_batches(texts, tokenizer, input_names, max_input_length(model, tokenizer, None),
                                               DEFAULT_STRIDE)
-        quantization = quantize_int8_static(folder, batches, digest) | {"calibration_notes": len(texts)}
+        quantization = quantize_int8_static(folder, batches, digest) | {"calibration_notes": len(texts),
+                                                                         "calibration_source": source}
     elif args.quantize == "int8":
         quantization = quantize_int8(folder)
     if quantization is not None:
@@ -318,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A Hub id (no such local path) is looked up now: one that cannot be loaded leaves nothing behind.
     config = None if Path(args.model_name_or_path).exists() else load_source_config(args)
     check_output_apart(output_dir, {"--model_name_or_path": args.model_name_or_path,
-                                    "--calibration_dir": args.calibration_dir})
+                                    "--calibration_dir": args.calibration_dir, "--dataset_path": args.dataset_path})
     check_output_folder(output_dir, args.overwrite)
     with FolderLock(output_dir, SCRIPT):
         check_output_folder(output_dir, args.overwrite)  # again, now that no other command writes it

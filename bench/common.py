@@ -157,6 +157,9 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+CPU_ISA_FLAG_PREFIXES = ("sse4", "avx", "fma", "f16c", "amx", "vnni")
+
+
 def machine_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -179,13 +182,19 @@ def machine_info() -> dict[str, Any]:
             info[module] = getattr(mod, "__version__", None) or _dist_version(module)
         except ImportError:
             info[module] = None
+    for module in ("onnxruntime", "onnx"):
+        info[module] = _dist_version(module)
     try:
         with open("/proc/cpuinfo") as handle:
-            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
-        if names:
-            info["cpu_model"] = names[0]
+            lines = handle.read().splitlines()
     except OSError:
-        pass
+        lines = []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    if names:
+        info["cpu_model"] = names[0]
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    # The instruction sets onnxruntime's and torch's kernels choose between (int8 speed hangs on VNNI, AMX).
+    info["cpu_isa_flags"] = sorted(flag for flag in flags if flag.startswith(CPU_ISA_FLAG_PREFIXES))
     return info
 
 

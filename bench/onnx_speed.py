@@ -2,25 +2,29 @@
 """Deployable inference, measured side by side in one run: PyTorch vs ONNX Runtime (fp32, int8) vs the stock pipeline.
 
     python bench/onnx_speed.py                          # MiniLM CRF and Apt (untrained heads), PHEE test notes
-    python bench/onnx_speed.py --trained_crf DIR        # also strict micro-F1 of each backend with a trained model
     python bench/onnx_speed.py --smoke                  # a tiny random encoder on synthetic notes (seconds)
 
 Speed does not depend on what the head learned, so, as ``bench/speed.py``, the speed rows use MiniLM with
-untrained CRF and linear ("Apt") heads on the same encoder weights. Each model folder is exported with
-``export_onnx.py`` (fp32 and ``--quantize int8``). Then, on the same notes, in ``--rounds`` alternating
-rounds (best time per side kept, so background load hits every side alike):
+untrained CRF and linear ("Apt") heads on the same encoder weights (accuracy: ``bench/int8_accuracy.py``, on trained
+models). Each model folder is exported with ``export_onnx.py --quantize int8``: static int8 (the default, calibrated
+on ``--calibration_notes`` training notes of the corpus) and, in a second folder, dynamic int8
+(``--quantization_method dynamic``). Then, on the same notes, in ``--rounds`` alternating rounds (at least 5; the
+median of each side reported with its min and max, so background load hits every side alike):
 
-- the annotator, PyTorch (``windows.predict_notes``), CRF and Apt;
-- the annotator, ONNX Runtime fp32 and int8 (``onnx_backend.predict_notes_onnx``), CRF and Apt;
+- the annotator, PyTorch (``windows.predict_notes``), CRF and Apt, ``--threads`` torch threads;
+- the annotator, ONNX Runtime fp32, static int8 and dynamic int8 (``onnx_backend.predict_notes_onnx``), CRF and
+  Apt, ``intra_op_num_threads`` = ``--threads`` set explicitly, with onnxruntime's spinning threads on (its default)
+  and off: the two are measured, never assumed;
 - the stock ``pipeline("token-classification", aggregation_strategy="first")`` with the Apt model at its
   best batch size (given the annotator's sentences).
 
 Two workloads: the corpus's test notes (sentences), and long notes of about 10,000 characters (the test notes
-joined). Where the time goes (one pass each): pre-processing (sentences, words, windows), the model call
-(encoder + emission layer), and CRF decoding (Viterbi + marginals) for each backend. Peak RSS of an inference
-process per backend (child processes). With ``--trained_crf`` (a run_ner_crf.py model folder trained on the
-corpus; ``--trained_apt`` likewise): its strict micro-F1 on the test notes with each backend, and whether the
-fp32 entities are identical to PyTorch's.
+joined). Where the time goes (one pass each): pre-processing (sentences, words, windows), padding, the model call
+(encoder + emission layer), CRF decoding (Viterbi + marginals) and assembling entities, for each backend.
+Whether a note's entities depend on its batch, for every annotator: the test notes annotated with batches of 32
+windows, each window alone (batch 1), and in reversed order; notes whose entities and confidences (within 1e-6) are
+the same in all three. Peak RSS of an inference process per backend (child processes). The CPU's model and
+instruction-set flags (AVX-512, VNNI, AMX: onnxruntime's int8 kernels depend on them) go with the result.
 
 Output: ``bench/results/onnx_speed.json`` (numbers and settings only).
 """
@@ -30,12 +34,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,27 +52,49 @@ import speed  # noqa: E402
 
 export_onnx = common.command("export_onnx")  # the command, called in-process as from its command line
 
-BACKENDS = ("torch", "onnx_fp32", "onnx_int8")
+HEADS = ("crf", "apt")
+GRAPHS = ("onnx_fp32", "onnx_int8", "onnx_int8_dynamic")  # the ONNX rows, each with spinning on and off
+NO_SPIN = "_nospin"
+CONFIDENCE_TOLERANCE = 1e-6
 
 
-def export(model_dir: Path, out: Path) -> Path:
-
-    if export_onnx.main(["--model_name_or_path", str(model_dir), "--output_dir", str(out), "--quantize", "int8"]) != 0:
+def export(model_dir: Path, out: Path, method: str, calibration_dir: Path | None) -> Path:
+    """export_onnx.py --quantize int8 with ``method`` (static: calibrated on ``calibration_dir``)."""
+    argv = ["--model_name_or_path", str(model_dir), "--output_dir", str(out), "--quantize", "int8",
+            "--quantization_method", method]
+    if method == "static":
+        argv += ["--calibration_dir", str(calibration_dir)]
+    if export_onnx.main(argv) != 0:
         raise SystemExit(f"export of {model_dir} failed")
     return out
 
 
-def annotators(model_dir: Path, onnx_dir: Path, threads: int | None) -> dict[str, Any]:
-    """NoteAnnotator per backend (the one-call API the users call)."""
-    from clinical_ner_crf.note_annotator import NoteAnnotator
-    from clinical_ner_crf.files import ONNX_INT8_FILE
+def write_calibration_notes(corpus_path: Path, out: Path, count: int, seed: int) -> Path:
+    """``count`` training notes of the corpus (never test notes) as .txt files, for static quantization."""
+    from datasets import load_from_disk
 
-    return {
-        "torch": NoteAnnotator.from_pretrained(str(model_dir), device="cpu", max_seq_length=128),
-        "onnx_fp32": NoteAnnotator.from_pretrained(str(onnx_dir), backend="onnx", max_seq_length=128),
-        "onnx_int8": NoteAnnotator.from_pretrained(str(onnx_dir), backend="onnx", onnx_model_file=ONNX_INT8_FILE,
-                                                   max_seq_length=128),
-    }
+    documents = [row for row in load_from_disk(str(corpus_path / "documents")) if row["split"] == "train"]
+    random.Random(seed).shuffle(documents)
+    out.mkdir(parents=True, exist_ok=True)
+    for index, row in enumerate(documents[:count]):
+        (out / f"calibration{index:04d}.txt").write_text(row["text"], encoding="utf-8")
+    return out
+
+
+def annotators(model_dir: Path, static_dir: Path, dynamic_dir: Path, threads: int) -> dict[str, Any]:
+    """NoteAnnotator per backend (the one-call API the users call); ONNX with spinning threads on and off."""
+    from clinical_ner_crf.files import ONNX_FILE, ONNX_INT8_FILE
+    from clinical_ner_crf.note_annotator import NoteAnnotator
+
+    result = {"torch": NoteAnnotator.from_pretrained(str(model_dir), device="cpu", max_seq_length=128)}
+    graphs = {"onnx_fp32": (static_dir, ONNX_FILE), "onnx_int8": (static_dir, ONNX_INT8_FILE),
+              "onnx_int8_dynamic": (dynamic_dir, ONNX_INT8_FILE)}
+    for name, (folder, model_file) in graphs.items():
+        for spinning in (True, False):
+            result[name + ("" if spinning else NO_SPIN)] = NoteAnnotator.from_pretrained(
+                str(folder), backend="onnx", onnx_model_file=model_file, num_threads=threads,
+                onnx_allow_spinning=spinning, max_seq_length=128)
+    return result
 
 
 def alternate(contenders: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[float]]:
@@ -79,33 +107,92 @@ def alternate(contenders: dict[str, Callable[[], Any]], rounds: int) -> dict[str
     return times
 
 
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Median of the rounds, with their min and max beside it."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def same_predictions(got: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[str, Any]:
+    """Notes whose entities (type, start, end) are the reference's, and those whose confidences are too (within
+    1e-6); the largest confidence difference among notes with the same entities."""
+    same_entities = same_all = 0
+    largest = 0.0
+    for document, prediction in reference.items():
+        mine, theirs = got[document].entities, prediction.entities
+        if [(e.type, e.start, e.end) for e in mine] != [(e.type, e.start, e.end) for e in theirs]:
+            continue
+        same_entities += 1
+        gaps = [abs(a - b) for x, y in zip(mine, theirs)
+                for a, b in zip((x.confidence, *x.word_confidences), (y.confidence, *y.word_confidences))]
+        gap = max(gaps, default=0.0)
+        largest = max(largest, gap)
+        same_all += gap <= CONFIDENCE_TOLERANCE
+    return {"notes": len(reference), "notes_same_entities": same_entities, "notes_same_entities_and_confidences":
+            same_all, "max_confidence_difference": largest}
+
+
+def batch_invariance(annotator, notes: Mapping[str, str]) -> dict[str, Any]:
+    """The notes annotated in batches of 32 windows (the reference), each window alone (batch 1), and in reversed
+    order: how many notes get the same entities and confidences every way."""
+    batch_size = annotator.settings["batch_size"]
+    try:
+        annotator.settings["batch_size"] = 32
+        reference = annotator.predict(dict(notes))
+        reversed_order = annotator.predict(dict(reversed(list(notes.items()))))
+        annotator.settings["batch_size"] = 1
+        alone = annotator.predict(dict(notes))
+    finally:
+        annotator.settings["batch_size"] = batch_size
+    by_way = {"alone": same_predictions(alone, reference), "reversed": same_predictions(reversed_order, reference)}
+    every_way = sum(1 for document in reference
+                    if all(_same_note(way[document], reference[document]) for way in (alone, reversed_order)))
+    return {**by_way, "notes": len(reference), "notes_identical_every_way": every_way, "predictions": reference}
+
+
+def _same_note(got, reference) -> bool:
+    return same_predictions({"x": got}, {"x": reference})["notes_same_entities_and_confidences"] == 1
+
+
 def time_parts(annotator, notes: dict[str, str]) -> dict[str, float]:
-    """One pass, split: pre-processing, the model call, and (CRF) decoding, for either backend."""
-    from clinical_ner_crf.windows import encode_notes
+    """One pass, split: pre-processing, padding, the model call, (CRF) decoding and assembling entities."""
+    from clinical_ner_crf.windows import assemble_notes, confidence_temperature, encode_notes
 
     started = time.perf_counter()
     encoded = encode_notes(notes, annotator.tokenizer, annotator.max_seq_length, annotator.settings["stride"],
-                           False)
+                           annotator.model.label_all_tokens if annotator.backend == "onnx" else False)
     parts = {"preprocess_seconds": time.perf_counter() - started}
     batch_size = annotator.settings["batch_size"]
-    model_seconds = decode_seconds = 0.0
+    padding_seconds = model_seconds = decode_seconds = 0.0
+    outputs: dict[int, tuple[list[int], list[float]]] = {}
     if annotator.backend == "onnx":
-        from clinical_ner_crf.onnx_backend import ONNX_INPUTS, crf_decode, pad_batch
+        from clinical_ner_crf.onnx_backend import ONNX_INPUTS, crf_decode, pad_batch, softmax_argmax
 
         model = annotator.model
         keys = [k for k in ONNX_INPUTS if k in encoded.rows and k in model.input_names] + \
             (["label_mask"] if model.is_crf else [])
         for first in range(0, len(encoded.order), batch_size):
-            batch = pad_batch(encoded.rows, encoded.order[first:first + batch_size], keys,
-                              annotator.tokenizer.pad_token_id or 0)
+            rows = encoded.order[first:first + batch_size]
             t0 = time.perf_counter()
-            emissions = model.emissions(batch)
+            batch = pad_batch(encoded.rows, rows, keys, annotator.tokenizer.pad_token_id or 0)
             t1 = time.perf_counter()
+            emissions = model.emissions(batch)
+            t2 = time.perf_counter()
             if model.is_crf:
-                crf_decode(emissions, batch["label_mask"].astype(bool) & batch["attention_mask"].astype(bool),
-                           *model.crf_scores)
-            decode_seconds += time.perf_counter() - t1
-            model_seconds += t1 - t0
+                tags, confidences = crf_decode(
+                    emissions, batch["label_mask"].astype(bool) & batch["attention_mask"].astype(bool),
+                    *model.crf_scores)
+            else:
+                tags, confidences = softmax_argmax(emissions)
+            t3 = time.perf_counter()
+            for index, row in enumerate(rows):
+                length = len(encoded.rows["input_ids"][row])
+                outputs[row] = (tags[index][:length].tolist(), confidences[index][:length].tolist())
+            padding_seconds += t1 - t0
+            model_seconds += t2 - t1
+            decode_seconds += t3 - t2
+        t0 = time.perf_counter()
+        assemble_notes(encoded, outputs, model.labels, 0.0, confidence_temperature(model.config))
+        parts["assemble_seconds"] = time.perf_counter() - t0
     else:
         import torch
 
@@ -119,11 +206,14 @@ def time_parts(annotator, notes: dict[str, str]) -> dict[str, float]:
         with torch.inference_mode():
             for first in range(0, len(encoded.order), batch_size):
                 rows = encoded.order[first:first + batch_size]
-                batch = collator([{k: encoded.rows[k][r] for k in keys} for r in rows])
                 t0 = time.perf_counter()
+                batch = collator([{k: encoded.rows[k][r] for k in keys} for r in rows])
+                t1 = time.perf_counter()
                 model(**batch)
-                model_seconds += time.perf_counter() - t0
-    parts.update(model_seconds=model_seconds, decode_seconds=decode_seconds, windows=len(encoded.order))
+                padding_seconds += t1 - t0
+                model_seconds += time.perf_counter() - t1
+    parts.update(padding_seconds=padding_seconds, model_seconds=model_seconds, decode_seconds=decode_seconds,
+                 windows=len(encoded.order))
     return parts
 
 
@@ -155,37 +245,6 @@ def peak_rss_mb(model_dir: Path, backend: str, onnx_file: str | None, notes_file
     return None
 
 
-def f1_by_backend(model_dir: Path, scratch: Path, corpus_path: Path) -> dict[str, Any]:
-    """Strict micro-F1 on the test notes with each backend, and fp32-vs-torch entity identity."""
-    from datasets import load_from_disk
-
-    from clinical_ner_crf.documents import BratDocument, BratEntity
-    from clinical_ner_crf.n2c2_scoring import score_entities
-
-    documents = [row for row in load_from_disk(str(corpus_path / "documents")) if row["split"] == "test"]
-    notes = {row["document_id"]: row["text"] for row in documents}
-    gold = [BratDocument(row["document_id"], row["text"],
-                         [BratEntity(e["id"], e["type"], ((e["start"], e["end"]),), "", 0) for e in row["entities"]])
-            for row in documents]
-    onnx_dir = export(model_dir, scratch / f"{model_dir.name}-onnx")
-    result: dict[str, Any] = {"model": model_dir.name, "test_notes": len(notes)}
-    entities = {}
-    for backend, annotator in annotators(model_dir, onnx_dir, None).items():
-        predictions = annotator.predict(notes)
-        entities[backend] = {d: [(e.type, e.start, e.end) for e in p.entities] for d, p in predictions.items()}
-        predicted = [BratDocument(row["document_id"], row["text"],
-                                  [BratEntity(f"T{i}", t, ((s, e),), "", 0)
-                                   for i, (t, s, e) in enumerate(entities[backend][row["document_id"]], 1)])
-                     for row in documents]
-        report = score_entities(gold, predicted)
-        result[f"{backend}_strict_micro_f1"] = report["strict"]["micro"]["f1"]
-        result[f"{backend}_lenient_micro_f1"] = report["lenient"]["micro"]["f1"]
-    result["onnx_fp32_entities_identical"] = entities["onnx_fp32"] == entities["torch"]
-    result["onnx_int8_entities_identical"] = entities["onnx_int8"] == entities["torch"]
-    result["int8_minus_fp32_strict_micro_f1"] = result["onnx_int8_strict_micro_f1"] - result["onnx_fp32_strict_micro_f1"]
-    return result
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", default="phee", choices=list(common.CORPORA))
@@ -195,9 +254,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--num_long_notes", type=int, default=10)
     parser.add_argument("--batch_size", type=int, default=32, help="annotator windows per batch (every backend)")
     parser.add_argument("--pipeline_batch_sizes", type=int, nargs="+", default=[8, 32, 64])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--trained_crf", default=None, help="a trained CRF model folder on --corpus: F1 per backend")
-    parser.add_argument("--trained_apt", default=None, help="a trained Apt model folder on --corpus: F1 per backend")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (the median is reported)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads and onnxruntime intra_op_num_threads (default: the cores this process may use)")
+    parser.add_argument("--calibration_notes", type=int, default=200,
+                        help="training notes static int8 is calibrated on")
     parser.add_argument("--output", default=str(common.RESULTS_DIR / "onnx_speed.json"))
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
@@ -207,9 +268,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     from clinical_ner_crf.tagging import split_sentences
 
+    threads = args.threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
     started = time.perf_counter()
     load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     words, _, labels, texts, source = speed.load_sentences(args.corpus, 64, args.seed, args.smoke)
+    corpus_path = Path(os.environ.get("BENCH_SMOKE_DIR", common.CACHE_DIR)) / "smoke_speed" if args.smoke \
+        else common.prepare_corpus(args.corpus)
     texts = texts[:args.num_notes]
     notes = {f"n{i}": text for i, text in enumerate(texts)}
     joined, long_notes = "", {}
@@ -226,17 +291,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "corpus": source, "num_notes": len(notes), "num_sentences": len(sentences),
         "long_notes": len(long_notes), "long_note_characters": [len(t) for t in long_notes.values()],
         "batch_size": args.batch_size, "rounds": args.rounds, "torch_threads": torch.get_num_threads(),
-        "onnxruntime_threads": "default (one per core)", "smoke": args.smoke,
-        "load_average_1m_at_start": load_at_start}, "machine": common.machine_info()}
+        "onnxruntime_intra_op_num_threads": threads, "calibration_notes": args.calibration_notes,
+        "smoke": args.smoke, "load_average_1m_at_start": load_at_start}, "machine": common.machine_info()}
     with tempfile.TemporaryDirectory(prefix="bench-onnx-") as scratch:
         scratch = Path(scratch)
+        calibration = write_calibration_notes(corpus_path, scratch / "calibration", args.calibration_notes, args.seed)
         encoder_dir = speed.tiny_encoder_dir(words, scratch / "encoder") if args.smoke else common.minilm_dir()
         crf, _, apt, tokenizer = speed.build_models(encoder_dir, labels, args.seed)
         dirs = {"crf": scratch / "crf", "apt": scratch / "apt"}
         crf.save_pretrained(dirs["crf"]), tokenizer.save_pretrained(dirs["crf"])
         apt.save_pretrained(dirs["apt"]), tokenizer.save_pretrained(dirs["apt"])
         del crf, apt
-        runs = {head: annotators(d, export(d, scratch / f"{head}-onnx"), None) for head, d in dirs.items()}
+        runs = {head: annotators(d, export(d, scratch / f"{head}-onnx", "static", calibration),
+                                 export(d, scratch / f"{head}-onnx-dynamic", "dynamic", None), threads)
+                for head, d in dirs.items()}
         for head in runs:
             for annotator in runs[head].values():
                 annotator.settings["batch_size"] = args.batch_size
@@ -254,31 +322,49 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         result["pipeline_seconds_by_batch_size"] = {str(k): v for k, v in pipe_times.items()}
         result["pipeline_best_batch_size"] = best
         for workload, workload_notes in (("sentences", notes), ("long_notes", long_notes)):
-            print(f"[onnx-speed] {workload}: {len(workload_notes)} notes, alternating rounds", flush=True)
+            print(f"[onnx-speed] {workload}: {len(workload_notes)} notes, {args.rounds} alternating rounds", flush=True)
             contenders: dict[str, Callable[[], Any]] = {
                 f"{head}_{backend}": (lambda a=annotator, n=workload_notes: a.predict(n))
                 for head, by_backend in runs.items() for backend, annotator in by_backend.items()}
             if workload == "sentences":
                 contenders["pipeline_apt"] = lambda: ner(sentences)
             times = alternate(contenders, args.rounds)
-            section = {f"{name}_seconds": min(values) for name, values in times.items()}
-            section.update({f"{name}_seconds_by_round": values for name, values in times.items()})
-            if workload == "sentences":
-                for name in times:
-                    section[f"{name}_sentences_per_second"] = len(sentences) / section[f"{name}_seconds"]
-                for name in times:
-                    section[f"ratio_{name}_over_pipeline"] = section["pipeline_apt_seconds"] / section[f"{name}_seconds"]
+            section: dict[str, Any] = {}
+            for name, values in times.items():
+                section[f"{name}_seconds"] = spread(values)
+                section[f"{name}_seconds_by_round"] = values
             characters = sum(len(t) for t in workload_notes.values())
-            for name in times:
-                section[f"{name}_characters_per_second"] = characters / section[f"{name}_seconds"]
+            for name, values in times.items():
+                # Rates from the median; their min and max from the slowest and fastest rounds.
+                if workload == "sentences":
+                    section[f"{name}_sentences_per_second"] = {
+                        k: len(sentences) / v for k, v in spread(values).items()} | {
+                        "min": len(sentences) / max(values), "max": len(sentences) / min(values)}
+                    section[f"ratio_{name}_over_pipeline"] = statistics.median(times["pipeline_apt"]) / \
+                        statistics.median(values)
+                section[f"{name}_characters_per_second"] = {
+                    "median": characters / statistics.median(values), "min": characters / max(values),
+                    "max": characters / min(values)}
                 if name != "pipeline_apt":
                     head = name.split("_")[0]
-                    section[f"ratio_{name}_over_{head}_torch"] = section[f"{head}_torch_seconds"] / section[f"{name}_seconds"]
+                    section[f"ratio_{name}_over_{head}_torch"] = statistics.median(times[f"{head}_torch"]) / \
+                        statistics.median(values)
             result[workload] = section
-        print("[onnx-speed] where the time goes", flush=True)
+        print("[onnx-speed] where the time goes; does a note's output depend on its batch?", flush=True)
         result["time_parts_sentences"] = {f"{head}_{backend}": time_parts(annotator, notes)
                                           for head, by_backend in runs.items()
                                           for backend, annotator in by_backend.items()}
+        invariance: dict[str, Any] = {}
+        for head, by_backend in runs.items():
+            for backend, annotator in by_backend.items():
+                if backend.endswith(NO_SPIN):
+                    continue  # the same graph and numbers as with spinning: only the thread pool's waiting differs
+                invariance[f"{head}_{backend}"] = batch_invariance(annotator, notes)
+        for name, row in invariance.items():
+            fp32 = invariance[name.split("_")[0] + "_onnx_fp32"]["predictions"]
+            row["same_as_onnx_fp32"] = same_predictions(row["predictions"], fp32)
+        result["batch_invariance"] = {name: {k: v for k, v in row.items() if k != "predictions"}
+                                      for name, row in invariance.items()}
         notes_file = scratch / "notes.json"
         notes_file.write_text(json.dumps(list(notes.values())))
         from clinical_ner_crf.files import ONNX_INT8_FILE
@@ -289,18 +375,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "crf_onnx_fp32": peak_rss_mb(scratch / "crf-onnx", "onnx", None, notes_file),
             "crf_onnx_int8": peak_rss_mb(scratch / "crf-onnx", "onnx", ONNX_INT8_FILE, notes_file),
             "crf_onnx_int8_backend_only": peak_rss_mb(scratch / "crf-onnx", "onnx_only", ONNX_INT8_FILE, notes_file)}
-        result["quantization"] = json.loads((scratch / "crf-onnx" / "quantization.json").read_text())
-        if args.trained_crf or args.trained_apt:
-            corpus_path = Path(os.environ.get("BENCH_SMOKE_DIR", common.CACHE_DIR)) / "smoke_speed" if args.smoke \
-                else common.prepare_corpus(args.corpus)
-            result["quality"] = [f1_by_backend(Path(d), scratch, corpus_path)
-                                 for d in (args.trained_crf, args.trained_apt) if d]
+        result["quantization"] = {
+            "static": json.loads((scratch / "crf-onnx" / "quantization.json").read_text()),
+            "dynamic": json.loads((scratch / "crf-onnx-dynamic" / "quantization.json").read_text())}
     result["total_seconds"] = time.perf_counter() - started
     common.write_json(Path(args.output), result)
     s = result["sentences"]
-    print(f"[onnx-speed] sentences/s: CRF torch {s['crf_torch_sentences_per_second']:.1f}, onnx fp32 "
-          f"{s['crf_onnx_fp32_sentences_per_second']:.1f}, int8 {s['crf_onnx_int8_sentences_per_second']:.1f}; "
-          f"pipeline {s['pipeline_apt_sentences_per_second']:.1f} -> {args.output}")
+    print(f"[onnx-speed] sentences/s (median): CRF torch {s['crf_torch_sentences_per_second']['median']:.1f}, onnx "
+          f"fp32 {s['crf_onnx_fp32_sentences_per_second']['median']:.1f}, static int8 "
+          f"{s['crf_onnx_int8_sentences_per_second']['median']:.1f}; pipeline "
+          f"{s['pipeline_apt_sentences_per_second']['median']:.1f} -> {args.output}")
     return result
 
 

@@ -14,12 +14,13 @@ rounds and the best time of each is kept, so background load hits every side ali
 - ``torch_1x1``: one process, one thread; ``torch_2x1``: ``--num_processes 2 --num_threads 1``;
 - ``torch_1x2``: one process, two threads (what threads alone give on the same cores);
 - ``accelerate_2x1``: ``accelerate launch`` with ``configs/accelerate/cpu_2proc.yaml``, one thread each;
-- ``onnx_int8_1x1`` and ``onnx_int8_2x1``: the ONNX backend (int8 graph), one and two processes.
+- ``onnx_fp32_1x1``, ``onnx_fp32_2x1``, ``onnx_int8_1x1`` and ``onnx_int8_2x1``: the ONNX backend (fp32 graph, and
+  the static int8 graph calibrated on training notes of the corpus), one and two processes.
 
 Also the annotation time alone (``summary.json`` ``seconds``: process 0's, from its plan to the merge; with
 ``--num_processes`` that includes starting the processes, which load their models inside it), peak RSS of the
 whole run (GNU time: the largest process), and how far each configuration's ``.ann`` files and records are from
-``torch_1x1``'s (the int8 ones from ``onnx_int8_1x1``'s): notes with the same ``.ann``, notes with the same
+``torch_1x1``'s (the ONNX ones from the same graph's ``_1x1``): notes with the same ``.ann``, notes with the same
 entities, the largest confidence difference.
 
 Output: ``bench/results/parallel_annotation.json`` (numbers and settings only).
@@ -45,7 +46,8 @@ import speed  # noqa: E402
 
 export_onnx = common.command("export_onnx")  # the command, called in-process as from its command line
 
-CONFIGS = ("torch_1x1", "torch_2x1", "torch_1x2", "accelerate_2x1", "onnx_int8_1x1", "onnx_int8_2x1")
+CONFIGS = ("torch_1x1", "torch_2x1", "torch_1x2", "accelerate_2x1", "onnx_fp32_1x1", "onnx_fp32_2x1", "onnx_int8_1x1",
+           "onnx_int8_2x1")
 
 
 def command(config: str, model_dir: Path, onnx_dir: Path, notes_dir: Path, out: Path) -> list[str]:
@@ -54,8 +56,10 @@ def command(config: str, model_dir: Path, onnx_dir: Path, notes_dir: Path, out: 
 
     backend, shape = config.rsplit("_", 1)
     processes, threads = (int(n) for n in shape.split("x"))
-    model = ["--model_name_or_path", str(onnx_dir), "--backend", "onnx", "--onnx_model_file", ONNX_INT8_FILE] \
-        if backend == "onnx_int8" else ["--model_name_or_path", str(model_dir), "--device", "cpu"]
+    model = ["--model_name_or_path", str(model_dir), "--device", "cpu"]
+    if backend.startswith("onnx"):
+        model = ["--model_name_or_path", str(onnx_dir), "--backend", "onnx", "--onnx_model_file",
+                 ONNX_INT8_FILE if backend == "onnx_int8" else "model.onnx"]
     arguments = [*model, "--input_dir", str(notes_dir), "--output_dir", str(out), "--num_threads", str(threads)]
     script = str(common.REPO_DIR / "annotate_notes.py")
     if backend == "accelerate":
@@ -145,8 +149,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         del crf
         if any(config.startswith("onnx") for config in args.configs):
 
+            corpus_path = Path(os.environ.get("BENCH_SMOKE_DIR", common.CACHE_DIR)) / "smoke_speed" if args.smoke \
+                else common.prepare_corpus(args.corpus)
             if export_onnx.main(["--model_name_or_path", str(model_dir), "--output_dir", str(onnx_dir),
-                                 "--quantize", "int8"]) != 0:
+                                 "--quantize", "int8", "--dataset_path", str(corpus_path)]) != 0:
                 raise SystemExit("export failed")
 
         times: dict[str, list[float]] = {config: [] for config in args.configs}
@@ -169,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 if peak is not None:
                     peaks[config].append(peak)
                 if round_index == 0:
-                    family = "onnx_int8" if config.startswith("onnx") else "torch"
+                    family = config.rsplit("_", 1)[0] if config.startswith("onnx") else "torch"
                     written = outputs(out)
                     references.setdefault(family, written)
                     same[config] = agreement(written, references[family])
@@ -182,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             section[f"{config}_peak_rss_mb"] = max(peaks[config]) if peaks[config] else None
             section[f"{config}_agreement"] = same[config]
         for config in args.configs:
-            base = "onnx_int8_1x1" if config.startswith("onnx") else "torch_1x1"
+            base = config.rsplit("_", 1)[0] + "_1x1" if config.startswith("onnx") else "torch_1x1"
             if base in args.configs and config != base:
                 section[f"ratio_{config}_over_{base}"] = section[f"{base}_seconds"] / section[f"{config}_seconds"]
                 section[f"annotation_ratio_{config}_over_{base}"] = \

@@ -956,59 +956,159 @@ def entry_points_section() -> list[str]:
             "`pipeline(model=path)` crashed on the note (its tokenizer said 512 tokens, the encoder takes 256)."]
 
 
+ONNX_ROWS = (("torch", "PyTorch"), ("onnx_fp32", "ONNX fp32"), ("onnx_int8", "ONNX static int8"),
+             ("onnx_int8_dynamic", "ONNX dynamic int8"))
+
+
+def _range(stats: dict[str, float], digits: int = 1, thousands: bool = False) -> str:
+    """A median with its min and max: ``123.4 (118.0–125.1)``."""
+    number = "{:,.%df}" % digits if thousands else "{:.%df}" % digits
+    return f"{number.format(stats['median'])} ({number.format(stats['min'])}–{number.format(stats['max'])})"
+
+
 def onnx_section() -> list[str]:
-    """Deployable inference (bench/onnx_speed.py): PyTorch vs ONNX Runtime fp32 / int8 vs the stock pipeline."""
+    """Deployable inference (bench/onnx_speed.py): PyTorch vs ONNX Runtime fp32 / static and dynamic int8 vs the stock
+    pipeline, onnxruntime's spinning threads on and off, batch invariance, where the time goes."""
     path = common.RESULTS_DIR / "onnx_speed.json"
     if not path.is_file():
-        return ["Not measured yet: `python bench/onnx_speed.py --trained_crf DIR`."]
+        return ["Not measured yet: `python bench/onnx_speed.py`."]
     r = common.read_json(path)
-    settings, sentences, long_notes = r["settings"], r["sentences"], r["long_notes"]
-    lines = [f"{settings['encoder']}, {settings['num_notes']} {settings['corpus']} test notes "
-             f"({settings['num_sentences']} sentences) and {settings['long_notes']} long notes of "
-             f"{min(settings['long_note_characters']):,}+ characters; batch {settings['batch_size']} windows; "
-             f"{settings['rounds']} alternating rounds, best per side; torch {settings['torch_threads']} threads, "
-             f"onnxruntime {settings['onnxruntime_threads']}; load at start {settings['load_average_1m_at_start']}.",
-             "", "| annotator | sentences/s | × stock pipeline | × PyTorch (same head) | long notes, characters/s | "
-             "model s | decode s | pre-processing s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    settings, sentences, long_notes, machine = r["settings"], r["sentences"], r["long_notes"], r["machine"]
+    if "median" not in sentences.get("pipeline_apt_seconds", {}):
+        return ["Measured with an earlier version of the script: run `python bench/onnx_speed.py` again."]
+    isa = [flag for flag in machine.get("cpu_isa_flags", []) if "vnni" in flag or "amx" in flag or flag == "avx512f"]
+    lines = [f"{settings['encoder']} (untrained heads: speed does not depend on what they learned), "
+             f"{settings['num_notes']} {settings['corpus']} test notes ({settings['num_sentences']} sentences) and "
+             f"{settings['long_notes']} long notes of {min(settings['long_note_characters']):,}+ characters; batch "
+             f"{settings['batch_size']} windows; {settings['rounds']} alternating rounds, the median of each with "
+             f"its min and max; torch {settings['torch_threads']} threads, onnxruntime intra_op_num_threads "
+             f"{settings['onnxruntime_intra_op_num_threads']}, its spinning threads on (its default) and off; static "
+             f"int8 calibrated on {settings['calibration_notes']} training notes. CPU: {machine.get('cpu_model')}, "
+             f"{machine.get('cpu_count')} cores, {', '.join(isa) or 'no AVX-512, no VNNI'} (int8 kernels depend on "
+             f"these); onnxruntime {machine.get('onnxruntime')}; load at start {settings['load_average_1m_at_start']}.",
+             "", "| annotator | sentences/s, median (min–max) | × stock pipeline | × PyTorch (same head) | long notes, "
+             "characters/s | notes with the same entities and confidences alone, in a batch and reversed | notes with "
+             "fp32's entities |", "|---|---:|---:|---:|---:|---:|---:|"]
+    invariance = r.get("batch_invariance", {})
     for head in ("crf", "apt"):
-        for backend in ("torch", "onnx_fp32", "onnx_int8"):
-            name = f"{head}_{backend}"
-            parts = r["time_parts_sentences"][name]
-            lines.append(f"| {head.upper()} {backend.replace('_', ' ')} | {sentences[name + '_sentences_per_second']:.1f} | "
-                         f"{sentences[f'ratio_{name}_over_pipeline']:.2f} | "
-                         f"{sentences[f'ratio_{name}_over_{head}_torch']:.2f} | "
-                         f"{long_notes[name + '_characters_per_second']:,.0f} | {parts['model_seconds']:.2f} | "
-                         f"{parts['decode_seconds']:.2f} | {parts['preprocess_seconds']:.2f} |")
-    lines.append(f"| stock pipeline (Apt, batch {r['pipeline_best_batch_size']}) | "
-                 f"{sentences['pipeline_apt_sentences_per_second']:.1f} | 1.00 | | | | | |")
+        for backend, label in ONNX_ROWS:
+            for spin in (("", ""), ("_nospin", ", spinning off")) if backend != "torch" else (("", ""),):
+                name = f"{head}_{backend}{spin[0]}"
+                if f"{name}_seconds" not in sentences:
+                    continue
+                same = invariance.get(f"{head}_{backend}", {})
+                as_fp32 = same.get("same_as_onnx_fp32", {})
+                lines.append(
+                    f"| {head.upper()} {label}{spin[1]} | {_range(sentences[name + '_sentences_per_second'])} | "
+                    f"{sentences[f'ratio_{name}_over_pipeline']:.2f} | {sentences[f'ratio_{name}_over_{head}_torch']:.2f} | "
+                    f"{_range(long_notes[name + '_characters_per_second'], 0, True)} | "
+                    + (f"{same['notes_identical_every_way']} of {same['notes']}" if same and not spin[0] else "") + " | "
+                    + (f"{as_fp32['notes_same_entities']} of {as_fp32['notes']}" if as_fp32 and not spin[0] else "")
+                    + " |")
+    pipe = sentences["pipeline_apt_sentences_per_second"]
+    lines.append(f"| stock pipeline (Apt, batch {r['pipeline_best_batch_size']}) | {_range(pipe)} | 1.00 | | | | |")
+    lines += ["", "Where the time goes (one pass over the test notes, seconds):", "",
+              "| annotator | pre-processing | padding | model | CRF decoding | entities | windows |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, parts in r["time_parts_sentences"].items():
+        if name.endswith("_nospin"):
+            continue
+        lines.append(f"| {name.replace('_', ' ')} | {parts['preprocess_seconds']:.2f} | {parts['padding_seconds']:.2f} | "
+                     f"{parts['model_seconds']:.2f} | {parts['decode_seconds']:.2f} | "
+                     f"{parts.get('assemble_seconds', float('nan')):.2f} | {parts['windows']} |")
     rss = r.get("peak_rss", {})
 
     def mb(key):
         row = rss.get(key) or {}
         return f"{row.get('mb')} MB{'' if row.get('torch_imported') is not False else ', torch not imported'}"
 
-    lines += ["", "PyTorch decodes inside its forward: its CRF cost is the CRF row's model time minus the Apt row's. "
-              f"Peak RSS of a fresh process annotating the notes (CRF): PyTorch {mb('crf_torch')}; ONNX fp32 "
-              f"{mb('crf_onnx_fp32')} and int8 {mb('crf_onnx_int8')} through annotate_notes.py (which imports torch); "
-              f"int8 through onnx_backend.py alone {mb('crf_onnx_int8_backend_only')}."]
-    fastest = max(sentences[f"ratio_{h}_{b}_over_pipeline"] for h in ("crf", "apt")
-                  for b in ("torch", "onnx_fp32", "onnx_int8"))
-    lines += ["", "Targets:", "", f"- The fastest annotator ≥ 3× the stock pipeline: {fastest:.2f}×: "
-              f"{'met' if fastest >= 3 else 'NOT met'}"]
-    for quality_row in r.get("quality", []):
-        lines.append(f"- ONNX fp32 gives PyTorch's entities ({quality_row['model']}, {quality_row['test_notes']} test notes): "
-                     f"{'identical: met' if quality_row['onnx_fp32_entities_identical'] else 'NOT identical'}; strict "
-                     f"micro-F1 PyTorch {100 * quality_row['torch_strict_micro_f1']:.2f}, ONNX fp32 "
-                     f"{100 * quality_row['onnx_fp32_strict_micro_f1']:.2f}, ONNX int8 "
-                     f"{100 * quality_row['onnx_int8_strict_micro_f1']:.2f} (int8 − fp32 "
-                     f"{100 * quality_row['int8_minus_fp32_strict_micro_f1']:+.2f}; target within 0.5: "
-                     f"{'met' if abs(quality_row['int8_minus_fp32_strict_micro_f1']) <= 0.005 else 'NOT met'})")
+    lines += ["", "PyTorch decodes inside its forward: its CRF cost is in its model time (the CRF row's minus the Apt "
+              f"row's). Peak RSS of a fresh process annotating the notes (CRF): PyTorch {mb('crf_torch')}; ONNX fp32 "
+              f"{mb('crf_onnx_fp32')} and static int8 {mb('crf_onnx_int8')} through `NoteAnnotator`; static int8 "
+              f"through onnx_backend.py alone {mb('crf_onnx_int8_backend_only')}."]
+    best = {head: max(((sentences[f"ratio_{head}_onnx_int8{spin}_over_pipeline"], spin)
+                       for spin in ("", "_nospin") if f"ratio_{head}_onnx_int8{spin}_over_pipeline" in sentences))
+            for head in ("crf", "apt")}
+    lines += ["", "Targets:", ""]
+    for head, (ratio, spin) in best.items():
+        lines.append(f"- {head.upper()} static int8 ≥ 6× the stock pipeline: {ratio:.2f}× (spinning "
+                     f"{'off' if spin else 'on'}): {'met' if ratio >= 6 else 'NOT met'}")
+    for head in ("crf", "apt"):
+        for backend in ("onnx_fp32", "onnx_int8"):
+            row = invariance.get(f"{head}_{backend}")
+            if row:
+                lines.append(f"- {head.upper()} {backend.replace('onnx_', '')}: a note's output does not depend on its "
+                             f"batch: {row['notes_identical_every_way']} of {row['notes']} notes identical alone, in "
+                             f"a batch of 32 and reversed: {'met' if row['notes_identical_every_way'] == row['notes'] else 'NOT met'}")
+    return lines
+
+
+def int8_layers_section() -> list[str]:
+    """How KEEP_FP32_DEFAULT was chosen (bench/int8_layers.py): validation notes only."""
+    path = common.RESULTS_DIR / "int8_layers.json"
+    if not path.is_file():
+        return ["Not measured yet: `python bench/int8_layers.py --model DIR`."]
+    r = common.read_json(path)
+    settings, fp32 = r["settings"], r["fp32"]
+    lines = [f"{settings['model']}, {settings['validation_notes']} {settings['corpus']} **validation** notes (the "
+             f"test notes were not looked at to choose), static int8 calibrated on {settings['calibration_notes']} "
+             f"training notes, the classifier layer always in fp32. fp32 strict micro-F1 "
+             f"{fp32['strict_micro_f1']:.2f}.", "",
+             "| also kept in fp32 | fp32 MatMuls | strict micro-F1 − fp32 | notes with fp32's entities |",
+             "|---|---:|---:|---:|"]
+    for name, row in r["variants"].items():
+        lines.append(f"| {name} | {row['kept_fp32']} | {row['minus_fp32']:+.2f} | "
+                     f"{row['notes_same_entities_as_fp32']} of {settings['validation_notes']} |")
+    lines += ["", "The default (`onnx_export.KEEP_FP32_DEFAULT`): the classifier and the feed-forward output layers, "
+              "the smallest set within 0.5 of fp32 here; no other kind of layer, and no single encoder layer, comes "
+              "close. Their input is the GELU's output, whose rare large values stretch one activation scale over the "
+              "whole range. The product finds them by their weights' shape (more inputs than outputs), so every "
+              "encoder architecture is covered."]
+    return lines
+
+
+def int8_accuracy_section() -> list[str]:
+    """Static int8 vs fp32 on trained models, per corpus and per type (bench/int8_accuracy.py)."""
+    path = common.RESULTS_DIR / "int8_accuracy.json"
+    if not path.is_file():
+        return ["Not measured yet: `python bench/int8_accuracy.py --model CORPUS=DIR ...`."]
+    r = common.read_json(path)
+    lines = [f"Each model exported as a user exports it (`export_onnx.py --quantize int8 --dataset_path CORPUS`: static, "
+             f"calibrated on {r['settings']['calibration_notes']} training notes) and annotating the corpus's test "
+             "notes through `NoteAnnotator`. Strict micro-F1 (int8 − fp32 in brackets); the target is 0.5 overall and "
+             "2 points per type.", "",
+             "| corpus | model | PyTorch | ONNX fp32 | static int8 | dynamic int8 | notes with fp32's entities: static "
+             "/ dynamic | fp32 = PyTorch's entities |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    for run in r["runs"]:
+        static, dynamic = run["onnx_int8"], run["onnx_int8_dynamic"]
+        lines.append(f"| {run['corpus']} | {run['model']} | {run['torch']['strict_micro_f1']:.2f} | "
+                     f"{run['onnx_fp32']['strict_micro_f1']:.2f} | {static['strict_micro_f1']:.2f} "
+                     f"({static['minus_fp32']:+.2f}) | {dynamic['strict_micro_f1']:.2f} ({dynamic['minus_fp32']:+.2f}) | "
+                     f"{static['notes_same_entities_as_fp32']} / {dynamic['notes_same_entities_as_fp32']} of "
+                     f"{run['test_notes']} | {'yes' if run['onnx_fp32_entities_identical_to_torch'] else 'NO'} |")
+    lines += ["", "Per type, static int8 − fp32 (F1 points; support in brackets; dynamic int8 after the slash):", ""]
+    for run in r["runs"]:
+        fp32 = run["onnx_fp32"]["per_type"]
+        cells = [f"{t} {run['onnx_int8']['per_type_minus_fp32'][t]:+.1f} / "
+                 f"{run['onnx_int8_dynamic']['per_type_minus_fp32'][t]:+.1f} ({fp32[t]['support']})"
+                 for t in fp32 if fp32[t]["support"]]
+        lines.append(f"- {run['corpus']} ({run['model']}): " + "; ".join(cells))
+    lines += ["", "Targets:", ""]
+    for run in r["runs"]:
+        static = run["onnx_int8"]
+        worst = max(((abs(v), t) for t, v in static["per_type_minus_fp32"].items()), default=(0.0, "-"))
+        lines.append(f"- {run['corpus']} ({run['model']}): within 0.5 of fp32: {static['minus_fp32']:+.2f}: "
+                     f"{'met' if static['within_target'] else 'NOT met'}; every type within 2: largest "
+                     f"{worst[0]:.2f} ({worst[1]}): {'met' if static['every_type_within_target'] else 'NOT met'}")
     return lines
 
 
 PARALLEL_NAMES = {"torch_1x1": "PyTorch, 1 process × 1 thread", "torch_2x1": "PyTorch, `--num_processes 2`, 1 thread each",
                   "torch_1x2": "PyTorch, 1 process × 2 threads", "accelerate_2x1": "PyTorch, `accelerate launch`, 2 × 1",
-                  "onnx_int8_1x1": "ONNX int8, 1 process × 1 thread", "onnx_int8_2x1": "ONNX int8, `--num_processes 2`, 1 thread each"}
+                  "onnx_fp32_1x1": "ONNX fp32, 1 process × 1 thread",
+                  "onnx_fp32_2x1": "ONNX fp32, `--num_processes 2`, 1 thread each",
+                  "onnx_int8_1x1": "ONNX static int8, 1 process × 1 thread",
+                  "onnx_int8_2x1": "ONNX static int8, `--num_processes 2`, 1 thread each"}
 
 
 def parallel_section() -> list[str]:
@@ -1028,7 +1128,7 @@ def parallel_section() -> list[str]:
              "| largest confidence difference |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for config in settings["configs"]:
-        base = "onnx_int8_1x1" if config.startswith("onnx") else "torch_1x1"
+        base = config.rsplit("_", 1)[0] + "_1x1" if config.startswith("onnx") else "torch_1x1"
         ratio = runs.get(f"ratio_{config}_over_{base}")
         annotation_ratio = runs.get(f"annotation_ratio_{config}_over_{base}")
         agreement = runs[config + "_agreement"]
@@ -1039,17 +1139,21 @@ def parallel_section() -> list[str]:
                      f"{runs[config + '_peak_rss_mb']} MB | {agreement['notes_same_ann']:,} of {agreement['notes']:,} | "
                      f"{agreement['notes_same_entities']:,} of {agreement['documents_with_entities']:,} | "
                      f"{agreement['max_confidence_difference']:.1e} |")
-    target = runs.get("ratio_torch_2x1_over_torch_1x1")
     lines += ["", "Wall time counts each process's start and model loading. Annotation time is `summary.json`'s: "
               "process 0 from its plan to the merge of every part; with `--num_processes` it includes starting "
               "the processes, which load their models inside it, so only the launcher rows exclude loading. "
               "The last three columns compare each run, note by note, with the one-process run of the same "
               "backend: a note shares its batches with other notes, and other notes change the padding and "
               "the shapes of the matrix products (ulp-level differences in PyTorch, which an untrained head's "
-              "near-ties can turn into another tag) and, for int8, the activation scales that dynamic "
-              "quantization takes from each batch.", "",
-              "Target: 2 processes × 1 thread ≥ 1.7× one process × 1 thread on many notes: "
-              + ("not measured" if target is None else f"{target:.2f}×: {'met' if target >= 1.7 else 'NOT met'}")]
+              "near-ties can turn into another tag). ONNX fp32 and static int8 have fixed scales and shapes "
+              "that do not change a window's numbers, so they are compared exactly.", ""]
+    for config in ("torch_2x1", "onnx_fp32_2x1", "onnx_int8_2x1"):
+        base = config.replace("_2x1", "_1x1")
+        ratio = runs.get(f"ratio_{config}_over_{base}")
+        if ratio is not None:
+            lines.append(f"- Target: {PARALLEL_NAMES[config]} ≥ 1.7× {PARALLEL_NAMES[base]} on many notes: "
+                         f"{ratio:.2f}× (annotation time alone {runs[f'annotation_ratio_{config}_over_{base}']:.2f}×): "
+                         f"{'met' if ratio >= 1.7 else 'NOT met'}")
     return lines
 
 
@@ -1221,8 +1325,10 @@ def main() -> int:
         sections.append("")
     sections += ["## Speed and memory (ratios measured side by side in one run)", ""] + speed_section() + [""]
     sections += ["## One inference path: every entry point gives the same entities", ""] + entry_points_section() + [""]
-    sections += ["## Deployable inference: ONNX Runtime fp32 and int8 (`python bench/onnx_speed.py --trained_crf DIR`)",
+    sections += ["## Deployable inference: ONNX Runtime fp32 and int8 (`python bench/onnx_speed.py`)",
                  ""] + onnx_section() + [""]
+    sections += ["## Does int8 keep the accuracy? (`python bench/int8_accuracy.py`)", ""] + int8_accuracy_section() + [""]
+    sections += ["## Which layers int8 may touch (`python bench/int8_layers.py`)", ""] + int8_layers_section() + [""]
     sections += ["## Many notes: several processes (`python bench/parallel_annotation.py`)", ""] + parallel_section() + [""]
     sections += [f"## Killed at random: {_stress_runs()} runs", ""] + stress_section() + [""]
     sections += ["## Status", ""] + pending_runs(results) + [""] + [STATUS_NOTES.strip(), ""]
@@ -1376,7 +1482,9 @@ nohup nice -n 10 .venv/bin/python bench/quality.py > bench/cache/quality_queue.l
 nohup nice -n 10 .venv/bin/python bench/self_pretraining.py > bench/cache/self_pretraining.log 2>&1 &   # issue 15 (resumable)
 .venv/bin/python bench/report.py             # rebuild this README and the plots from bench/results/
 .venv/bin/python bench/entry_points.py       # after `make quickstart`: do all the ways of calling the model agree?
-.venv/bin/python bench/onnx_speed.py --trained_crf DIR   # PyTorch vs ONNX fp32 / int8 vs the stock pipeline
+.venv/bin/python bench/onnx_speed.py                      # PyTorch vs ONNX fp32 / static and dynamic int8 vs the stock pipeline
+.venv/bin/python bench/int8_accuracy.py --model phee=DIR --model ncbi=DIR --model bc2gm=DIR   # int8 vs fp32, trained models
+.venv/bin/python bench/int8_layers.py --model DIR          # which layers int8 may touch (PHEE validation notes)
 .venv/bin/python bench/parallel_annotation.py             # annotate_notes.py with 1 and 2 processes (about 10 minutes)
 .venv/bin/python bench/stress_interruptions.py            # 20 runs killed at random and re-run (about 10 minutes)
 # your own corpus (a prepare_n2c2.py output folder): the peer and the queue, then this report

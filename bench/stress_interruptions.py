@@ -494,7 +494,7 @@ class Stress:
                               else ["--num_threads", str(self.args.num_threads)])
         if kind == "export":
             return [py, self.script("export_onnx.py"), "--model_name_or_path", str(self.model), "--output_dir", str(out),
-                    *(["--quantize", "int8"] if variant.get("quantize") else []),
+                    *(["--quantize", "int8", "--dataset_path", str(self.data)] if variant.get("quantize") else []),
                     *(["--overwrite"] if variant.get("existing") else [])]
         if kind == "train":
             return [py, self.script("run_ner_crf.py"), str(common.REPO_DIR / "configs" / "quickstart.json"),

@@ -456,6 +456,14 @@ def _prepared_dataset_stats(dataset_path: str) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
+def _kept_fp32(quantization: dict) -> str:
+    """The layers static int8 left in fp32, counted by why (``quantization.json``'s ``kept_fp32_by_reason``)."""
+    by_reason = quantization.get("kept_fp32_by_reason")
+    if not by_reason:
+        return ", ".join(quantization["kept_fp32"]) or "nothing"
+    return ", ".join(f"{len(names)} × {reason}" for reason, names in by_reason.items() if names) or "nothing"
+
+
 def onnx_model_card(info: dict, quantization: dict | None) -> str:
     """README.md of an export_onnx.py folder: metadata from the source model's own card (licence, base model, tags)
     where it is a local folder, what was exported and verified, how to run it."""
@@ -500,8 +508,7 @@ def onnx_model_card(info: dict, quantization: dict | None) -> str:
         if quantization.get("method", "").endswith("quantize_static"):
             how = (f"static int8 quantization (onnxruntime `quantize_static`, QDQ, per-channel QInt8 weights, "
                    f"activation scales fixed from {quantization['calibration']['windows']} calibration windows: a "
-                   f"note's scores do not depend on its batch): {ops}; kept in fp32: "
-                   f"{', '.join(quantization['kept_fp32']) or 'nothing'}")
+                   f"note's scores do not depend on its batch): {ops}; kept in fp32: {_kept_fp32(quantization)}")
         else:
             how = (f"dynamic int8 quantization (onnxruntime `quantize_dynamic`, QInt8 weights; activation scales "
                    f"from each batch, so a note's scores depend slightly on its batch): {ops}")

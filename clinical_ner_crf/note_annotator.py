@@ -90,7 +90,7 @@ class NoteAnnotator:
                         token: str | None = None, relation_model_name_or_path: str | None = None,
                         link_threshold: float | None = None, relations: str | RelationChoice = "auto",
                         backend: str = "torch", onnx_model_file: str | None = None, num_threads: int | None = None,
-                        **settings) -> "NoteAnnotator":
+                        onnx_allow_spinning: bool | None = None, **settings) -> "NoteAnnotator":
         """Load a model folder or Hub id (``settings``: batch_size, max_seq_length, stride, min_confidence),
         and optionally a relation model (``link_threshold``: default, the one it was trained with).
 
@@ -100,14 +100,19 @@ class NoteAnnotator:
         ``"rule"`` with the nearest-drug rule, no relation model needed (its sentence window if one is given). A
         :class:`RelationChoice` already made (and logged) is used as it is (several processes: one choice).
 
-        ``backend="onnx"``: ``model_name_or_path`` is an ``export_onnx.py`` folder, run with onnxruntime on the
-        CPU (``onnx_model_file``: ``model.onnx``, the default, or ``model.int8.onnx``); same windows, decoding
-        and entities as the torch backend; ``num_threads``: onnxruntime's threads, default its own choice; the
-        torch backend uses ``torch.set_num_threads``, which is process-wide and so left to the caller)."""
+        ``backend="onnx"``: ``model_name_or_path`` is an ``export_onnx.py`` folder, or the Hub id of a repository
+        one was uploaded to (only the graph asked for is downloaded, with the config, CRF scores and tokenizer:
+        ``onnx_backend.export_folder``), run with onnxruntime on the CPU (``onnx_model_file``: ``model.onnx``, the
+        default, or ``model.int8.onnx``); same windows, decoding and entities as the torch backend;
+        ``num_threads``: onnxruntime's threads, default its own choice, and ``onnx_allow_spinning`` whether they spin
+        while waiting (None: onnxruntime's default, on); the torch backend uses ``torch.set_num_threads``, which is
+        process-wide and so left to the caller)."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "torch" and onnx_model_file not in (None, ONNX_FILE):
             raise ValueError("onnx_model_file is for backend='onnx'")
+        if backend == "torch" and onnx_allow_spinning is not None:
+            raise ValueError("onnx_allow_spinning is for backend='onnx'")
         # Model or rule, from the relation model's config alone: a request that cannot be met fails before a load.
         if isinstance(relations, RelationChoice):
             if relation_model_name_or_path not in (None, relations.relation_model_name_or_path):
@@ -125,8 +130,9 @@ class NoteAnnotator:
         if backend == "onnx":
             from .onnx_backend import OnnxTokenClassifier
 
-            model = OnnxTokenClassifier(model_name_or_path, onnx_model_file or ONNX_FILE, num_threads=num_threads)
-            tokenizer = load_tokenizer(model_name_or_path)
+            model = OnnxTokenClassifier(model_name_or_path, onnx_model_file or ONNX_FILE, num_threads=num_threads,
+                                        allow_spinning=onnx_allow_spinning, revision=revision, token=token)
+            tokenizer = load_tokenizer(str(model.path))  # the folder, or the Hub snapshot the graph came from
         else:
             model, tokenizer = load_model_and_tokenizer(model_name_or_path, device=device, bf16=bf16,
                                                         trust_remote_code=trust_remote_code, revision=revision,

@@ -1,5 +1,8 @@
 """The ONNX backend: an ``export_onnx.py`` folder run with onnxruntime, on the one inference path of ``windows.py``.
 
+The folder is a local one or a Hub repository one was uploaded to (:func:`export_folder`: only the files read here
+are downloaded, and of the two graphs only the one asked for).
+
 An export folder holds the encoder + emission layer as ONNX (``model.onnx``, and ``model.int8.onnx`` with
 ``--quantize int8``), the model's ``config.json`` (labels, ``label_alignment``, and the entity-confidence temperature
 when the model has one), its tokenizer, and for a CRF model ``crf.json``: the CRF's effective scores, i.e. the
@@ -28,7 +31,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from .command_line import DataError
-from .files import CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE
+from .files import CRF_FILE, EXPORT_INFO_FILE, ONNX_FILE, ONNX_INT8_FILE, QUANTIZATION_FILE
+from .model_sources import hub_offline, looks_like_path
 from .windows import (
     CRF_MODEL_TYPE, DEFAULT_BATCH_SIZE, DEFAULT_STRIDE, NotePrediction, assemble_notes, confidence_temperature,
     encode_notes, max_input_length, model_labels,
@@ -38,6 +42,12 @@ logger = logging.getLogger(__name__)
 
 EMISSIONS_OUTPUT = "emissions"
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# What the backend reads of an export folder besides its graph, so all a Hub download of one fetches with the graph
+# asked for: the config, the CRF's scores, what the export and the quantization did, and the tokenizer of any kind
+# (WordPiece, byte-level BPE, SentencePiece).
+EXPORT_FOLDER_FILES = ("config.json", CRF_FILE, EXPORT_INFO_FILE, QUANTIZATION_FILE, "tokenizer.json",
+                       "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
+                       "vocab.json", "merges.txt", "*.model")
 
 
 class JsonConfig:
@@ -257,19 +267,70 @@ def read_crf_scores(folder: Path, labels: list[str]) -> tuple[np.ndarray, np.nda
     return start, transitions, end
 
 
+def _graph_hint(model_file: str) -> str:
+    """What to do about a Hub repository without the graph asked for."""
+    if model_file == ONNX_INT8_FILE:
+        return (f"upload an export made with `python export_onnx.py --model_name_or_path MODEL --output_dir FOLDER "
+                f"--quantize int8 --calibration_dir NOTES`, or run its fp32 graph (--onnx_model_file {ONNX_FILE})")
+    return ("not an export_onnx.py folder? upload one made with `python export_onnx.py --model_name_or_path MODEL "
+            "--output_dir FOLDER` (a run_ner_crf.py model runs with --backend torch)")
+
+
+def export_folder(model_name_or_path, model_file: str = ONNX_FILE, *, revision: str | None = "main",
+                  token: str | bool | None = None) -> Path:
+    """The local folder of an export: ``model_name_or_path`` itself when it is a folder (or reads as a path: a
+    missing one is then reported as a folder without its graph), else the snapshot of the Hub repository an export
+    folder was uploaded to, at ``revision``: from the local cache, or downloaded with :data:`EXPORT_FOLDER_FILES` and
+    ``model_file`` only (never the other graph). A repository without ``model_file``, or one that cannot be had, is
+    one :class:`ExportFolderError` line naming it, the file and what to do."""
+    name = str(model_name_or_path)
+    if Path(name).is_dir() or looks_like_path(name):
+        return Path(name)
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    at_revision = revision not in (None, "main")
+    where = f"{name}{f' at revision {revision}' if at_revision else ''} (a Hub repository)"
+    patterns = [model_file, f"{model_file}.data", *EXPORT_FOLDER_FILES]  # .data: a large graph's external weights
+    try:
+        folder = Path(snapshot_download(name, revision=revision, token=token, allow_patterns=patterns))
+    except LocalEntryNotFoundError:  # the Hub not asked (offline) or not reached, and the files not all cached
+        why = ("HF_HUB_OFFLINE=1 forbids downloading them; download them once with network (run once without "
+               "HF_HUB_OFFLINE=1)" if hub_offline()
+               else "the Hub could not be reached; check the network or HF_ENDPOINT")
+        raise ExportFolderError(f"{where}: {model_file} and the files beside it are not all in the local cache and "
+                                f"{why}, or pass a local export folder") from None
+    except (OSError, ValueError) as error:  # the Hub's refusals (no such repository or revision, no access)
+        raise ExportFolderError(f"{where}: cannot be downloaded ({_one_line(error)}); check the name, the revision "
+                                "and --token, or pass a local export folder") from None
+    if not (folder / model_file).is_file():
+        # A snapshot from the cache (offline, or a Hub that did not answer) says what was downloaded before, not
+        # what the repository holds.
+        download = f"hf download {name} {model_file}{f' --revision {revision}' if at_revision else ''}"
+        why = (f"no {model_file} in its local cache ({folder}), and HF_HUB_OFFLINE=1 forbids asking the Hub; download "
+               f"it once with network (`{download}`), or if the repository has none, " if hub_offline()
+               else f"the repository has no {model_file} (or, if the Hub did not answer, its local cache has none); ")
+        raise ExportFolderError(f"{where}: {why}{_graph_hint(model_file)}")
+    return folder
+
+
 class OnnxTokenClassifier:
-    """An ``export_onnx.py`` folder: onnxruntime session, config, and the CRF scores of a CRF model.
+    """An ``export_onnx.py`` folder, or the Hub id of a repository one was uploaded to (:func:`export_folder`, at
+    ``revision`` with ``token``): onnxruntime session, config, and the CRF scores of a CRF model.
 
     ``model_file``: ``model.onnx`` (fp32, the default) or ``model.int8.onnx`` (``--quantize int8``).
-    ``num_threads``: onnxruntime intra-op threads (None: its default).
+    ``num_threads``: onnxruntime intra-op threads (None: its default). ``allow_spinning``: whether those threads
+    spin while they wait for work (onnxruntime's default, True: lower latency, but a waiting thread keeps its core
+    busy, which costs other processes on the same cores; None leaves the default). ``path``: the local folder read.
     """
 
     backend = "onnx"
 
-    def __init__(self, path, model_file: str = ONNX_FILE, num_threads: int | None = None):
+    def __init__(self, path, model_file: str = ONNX_FILE, num_threads: int | None = None, *,
+                 allow_spinning: bool | None = None, revision: str | None = "main", token: str | bool | None = None):
         import onnxruntime
 
-        self.path = Path(path)
+        self.path = export_folder(path, model_file, revision=revision, token=token)
         if not (self.path / model_file).is_file():
             raise ExportFolderError(f"{self.path}: no {model_file} (not an export_onnx.py folder?); "
                                     f"{reexport_hint(self.path)}")
@@ -285,6 +346,8 @@ class OnnxTokenClassifier:
         options = onnxruntime.SessionOptions()
         if num_threads:
             options.intra_op_num_threads = num_threads
+        if allow_spinning is not None:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         try:
             self.session = onnxruntime.InferenceSession(str(self.path / model_file), options,
                                                         providers=["CPUExecutionProvider"])

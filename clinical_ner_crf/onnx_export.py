@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .files import ONNX_FILE, ONNX_INT8_FILE
+from .files import DOCUMENTS_DIRNAME, ONNX_FILE, ONNX_INT8_FILE
 from .onnx_backend import OnnxTokenClassifier, pad_batch
 from .windows import encode_notes, encoder_max_positions, is_crf_model
 from modeling_crf import IMPOSSIBLE_SCORE, bio_transition_mask
@@ -132,6 +132,24 @@ def calibration_batches(texts: Mapping[str, str], tokenizer, input_names: Sequen
     return batches, digest.hexdigest()
 
 
+def training_notes_sample(dataset_path: str | Path, count: int, seed: int = 0) -> dict[str, str]:
+    """``count`` training notes of a prepare_n2c2.py dataset (a fixed random sample; never validation or test notes),
+    by document id: what static quantization calibrates on when the user gives a dataset rather than notes."""
+    import random
+
+    from datasets import load_from_disk
+
+    from .command_line import UsageError
+
+    documents = load_from_disk(str(Path(dataset_path) / DOCUMENTS_DIRNAME)).select_columns(["document_id", "text", "split"])
+    train = [index for index, split in enumerate(documents["split"]) if split == "train"]
+    if not train:
+        raise UsageError(f"--dataset_path {dataset_path}: no training notes to calibrate on")
+    chosen = sorted(random.Random(seed).sample(train, min(count, len(train))))
+    rows = documents.select(chosen)
+    return dict(zip(rows["document_id"], rows["text"]))
+
+
 def _emission_matmul(model) -> str | None:
     """The name of the MatMul that makes the emission scores (the classifier layer): the last one before the output."""
     producers = {output: node for node in model.graph.node for output in node.output}
@@ -147,15 +165,44 @@ def _emission_matmul(model) -> str | None:
     return None
 
 
+def _feed_forward_output_matmuls(model, skip: Sequence[str] = ()) -> list[str]:
+    """The MatMuls (or Gemms) whose weight projects down, more inputs than outputs: each layer's feed-forward output
+    (intermediate -> hidden size; BERT's ``output.dense``, DistilBERT's ``ffn.lin2``). Their input is the GELU's
+    output, whose rare large values (outliers) stretch one activation scale over the whole range; found by the
+    weight's shape, so any encoder architecture is covered. ``skip``: names already handled (the emission layer)."""
+    weights = {tensor.name: tuple(tensor.dims) for tensor in model.graph.initializer}
+    found = []
+    for node in model.graph.node:
+        if node.name in skip or node.op_type not in ("MatMul", "Gemm"):
+            continue
+        shape = next((weights[name] for name in node.input[1:2] if name in weights), None)
+        if shape is None or len(shape) != 2:
+            continue
+        transposed = node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute)
+        inputs, outputs = (shape[1], shape[0]) if transposed else shape
+        if inputs > outputs:
+            found.append(node.name)
+    return found
+
+
+# Which MatMuls static int8 leaves in fp32, chosen on PHEE's validation notes (MiniLM-CRF; bench/README.md, "Which
+# layers int8 may touch"): quantizing every MatMul but the classifier lost 1.07 strict micro-F1 against fp32 and kept
+# 712 of 961 notes' entities; also keeping the six feed-forward output layers in fp32 lost 0.20 and kept 866, where no
+# other kind of layer (query, key, value, attention output, feed-forward input, the attention products) or any one
+# encoder layer did better than 0.31 and 780.
+KEEP_FP32_DEFAULT = ("emissions", "feed_forward_output")
+
+
 def quantize_int8_static(output_dir: Path, batches: Sequence[Mapping[str, np.ndarray]], calibration_sha256: str,
-                         keep_emissions_fp32: bool = True) -> dict:
+                         keep_fp32: Sequence[str] = KEEP_FP32_DEFAULT) -> dict:
     """``model.int8.onnx`` by onnxruntime static quantization: activation ranges measured once on calibration
     ``batches`` (MinMax), int8 weights per output channel and asymmetric uint8 activations in QDQ form. The scales
     are fixed in the graph, so a note's scores never depend on the other notes of its batch (dynamic quantization
-    takes them from each batch). ``keep_emissions_fp32``: the classifier layer stays in fp32 (its scores feed the
-    CRF). Measured on PHEE (MiniLM-CRF, 200 training notes to calibrate on), strict micro-F1 against fp32 71.61:
-    this 69.80, symmetric int8 activations 60.27, Percentile calibration 3.7 (it clips the attention mask's
-    large negative bias), dynamic 70.76."""
+    takes them from each batch). ``keep_fp32``: the layers left in fp32, ``"emissions"`` (the classifier layer,
+    whose scores feed the CRF) and ``"feed_forward_output"`` (:func:`_feed_forward_output_matmuls`). Measured on
+    PHEE (MiniLM-CRF, strict micro-F1 against fp32): with both -0.20 on the validation notes, the classifier alone
+    -1.07; on the test notes, symmetric int8 activations cost 11 points and Percentile calibration 68 (it clips the
+    attention mask's large negative bias)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -170,7 +217,12 @@ def quantize_int8_static(output_dir: Path, batches: Sequence[Mapping[str, np.nda
     prepared = output_dir / f".{ONNX_FILE}.prepared"
     quant_pre_process(str(output_dir / ONNX_FILE), str(prepared), skip_symbolic_shape=True)
     try:
-        excluded = [name for name in [_emission_matmul(onnx.load(str(prepared)))] if name and keep_emissions_fp32]
+        graph = onnx.load(str(prepared))
+        emission = _emission_matmul(graph)
+        kept = {"emissions": [emission] if emission and "emissions" in keep_fp32 else [],
+                "feed_forward_output": _feed_forward_output_matmuls(graph, skip=[emission] if emission else [])
+                if "feed_forward_output" in keep_fp32 else []}
+        excluded = [name for names in kept.values() for name in names]
         quantize_static(str(prepared), str(output_dir / ONNX_INT8_FILE), Batches(), quant_format=QuantFormat.QDQ,
                         per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                         op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=excluded)
@@ -186,6 +238,9 @@ def quantize_int8_static(output_dir: Path, batches: Sequence[Mapping[str, np.nda
         "calibration": {"windows": sum(len(batch["input_ids"]) for batch in batches), "batches": len(batches),
                         "input_ids_sha256": calibration_sha256},
         "kept_fp32": excluded,
+        "kept_fp32_by_reason": {"emissions (the classifier layer: its scores feed the CRF)": kept["emissions"],
+                                "feed_forward_output (its input, the GELU's output, has outliers)":
+                                    kept["feed_forward_output"]},
         "file": ONNX_INT8_FILE,
         "fp32_file_kept": ONNX_FILE,
         "op_types_before": dict(sorted(before.items())),

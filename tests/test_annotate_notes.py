@@ -105,6 +105,24 @@ def constant_crf(labels=("O", "B-Dose", "I-Dose"), bias=(0.0, 0.5, 1.0)):
     return model
 
 
+HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def cache_as_hub_download(folder: Path, cache: Path, repo_id: str, names=None) -> Path:
+    """``folder``'s files (only ``names``, if given) laid out as huggingface_hub leaves a download of ``repo_id`` in the
+    cache ``cache`` (refs/main -> commit, snapshots/COMMIT/FILE), as test_model_sources.fake_cache does: a Hub
+    repository to read offline. Returns the snapshot folder."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(HUB_COMMIT)
+    snapshot = repo / "snapshots" / HUB_COMMIT
+    snapshot.mkdir(parents=True)
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and (names is None or path.name in names):
+            shutil.copy2(path, snapshot / path.name)
+    return snapshot
+
+
 def write_txt(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8", newline="") as handle:
@@ -703,3 +721,196 @@ def test_onnx_backend_links_with_the_rule_without_torch(crf_dir, relation_models
     assert summary["relations_by"] == "rule" and summary["settings"]["backend"] == "onnx"
 
 
+# ---------------------------------------------------------------------------------------------
+# --backend onnx: a note's entities do not depend on its batch, order or process (issue 30); a Hub id
+# ---------------------------------------------------------------------------------------------
+
+ONNX_GRAPHS = ("model.onnx", "model.int8.onnx")  # fp32; static int8 (its scales fixed at export)
+ONNX_SETTINGS = ["--max_seq_length", "64", "--word_predictions", "--words_per_group", "1000"]
+# Outputs keep 6 decimals: two confidences within 1e-6 of each other can round 1e-6 apart.
+WITHIN = 1e-6 + 1e-12
+
+
+@pytest.fixture(scope="module")
+def determinism_notes(tmp_path_factory):
+    """Twelve synthetic notes of unequal length, every third one run into a single sentence (semicolons for periods
+    and line breaks) long enough to need several windows of 64 subwords, and a one-line note."""
+    folder = tmp_path_factory.mktemp("determinism_notes")
+    for i, note in enumerate(generate_notes(11, seed=17, split="determinism")):
+        text = note.text[:400 + 150 * i]
+        if i % 3 == 0:
+            text = " ".join(text.replace(". ", "; ").replace(".\n", "; ").split())
+        write_txt(folder / f"note{i:02d}.txt", text)
+    write_txt(folder / "note11.txt", "Aspirin 81 mg PO daily.")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def onnx_exports(crf_dir, tmp_path_factory):
+    """The tiny CRF exported once with its fp32 graph and a static int8 graph calibrated on notes of their own."""
+    root = tmp_path_factory.mktemp("onnx_exports")
+    for note in generate_notes(6, seed=23, split="calibration"):
+        write_txt(root / "calibration" / f"{note.doc_id}.txt", note.text)
+    assert export_onnx.main(["--model_name_or_path", str(crf_dir), "--output_dir", str(root / "static"), "--quantize",
+                             "int8", "--quantization_method", "static", "--calibration_dir",
+                             str(root / "calibration")]) == 0
+    return root / "static"
+
+
+def onnx_outputs(out: Path, document_id=lambda stem: stem) -> dict:
+    """Each note's entities (type, start, end, confidence, word confidences) and sentences (word tags and
+    confidences) as annotate_notes.py wrote them, by ``document_id(file stem)``."""
+    notes = {}
+    for record in read_jsonl(out / "entities.jsonl"):
+        notes.setdefault(document_id(record["document_id"]), {"entities": [], "sentences": []})["entities"].append(
+            (record["type"], record["start"], record["end"], [record["confidence"], *record["word_confidences"]]))
+    for row in sorted(read_jsonl(out / "predictions.jsonl"), key=lambda row: row["sentence_index"]):
+        notes.setdefault(document_id(row["document_id"]), {"entities": [], "sentences": []})["sentences"].append(
+            (row["token_starts"], row["pred_tags"], row["confidences"]))
+    return notes
+
+
+def annotate_with_onnx(export: Path, graph: str, notes: Path, out: Path, *extra, document_id=lambda stem: stem
+                       ) -> dict:
+    """annotate_notes.py --backend onnx in this process; :func:`onnx_outputs` of the run."""
+    assert main(["--model_name_or_path", str(export), "--backend", "onnx", "--onnx_model_file", graph, "--input_dir",
+                 str(notes), "--output_dir", str(out), *ONNX_SETTINGS, *extra]) == 0
+    return onnx_outputs(out, document_id)
+
+
+def confidence_difference(got: dict, expected: dict) -> float:
+    """The largest confidence difference between two runs' outputs, once every entity (type, start, end) and every
+    word tag is checked to be the same."""
+    assert got.keys() == expected.keys()
+    largest = 0.0
+    for document_id, note in expected.items():
+        other = got[document_id]
+        assert [entity[:3] for entity in other["entities"]] == [entity[:3] for entity in note["entities"]], document_id
+        assert [sentence[:2] for sentence in other["sentences"]] == [sentence[:2] for sentence in note["sentences"]]
+        pairs = [pair for a, b in zip(other["entities"], note["entities"]) for pair in zip(a[3], b[3])]
+        pairs += [pair for a, b in zip(other["sentences"], note["sentences"]) for pair in zip(a[2], b[2])]
+        largest = max([largest, *(abs(a - b) for a, b in pairs)])
+    return largest
+
+
+WITHOUT_TORCH = """\
+import sys
+sys.modules["torch"] = None  # as if torch were not installed: importing it fails, transformers sees none
+sys.path.insert(0, {repo!r})
+import annotate_notes
+
+if __name__ == "__main__":
+    sys.exit(annotate_notes.main())
+"""
+
+
+def run_annotate_without_torch(folder: Path, *arguments, **env) -> subprocess.CompletedProcess:
+    """The command line in a fresh process where torch cannot be imported, as where it is not installed: --backend
+    onnx needs none (and starts in a second rather than ten). A script file, so that the processes --num_processes
+    spawns, which import it again, hide torch too."""
+    script = folder / "annotate_without_torch.py"
+    script.write_text(WITHOUT_TORCH.format(repo=str(REPO_ROOT)))
+    return subprocess.run([sys.executable, str(script), *map(str, arguments)], cwd=REPO_ROOT, env={**CLI_ENV, **env},
+                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def onnx_batched(onnx_exports, determinism_notes, tmp_path_factory):
+    """Each graph's run with --batch_size 32, the run every other is compared with."""
+    root = tmp_path_factory.mktemp("onnx_batched")
+    return {graph: annotate_with_onnx(onnx_exports, graph, determinism_notes, root / graph, "--batch_size", "32")
+            for graph in ONNX_GRAPHS}
+
+
+@pytest.mark.parametrize("graph", ONNX_GRAPHS)
+def test_onnx_entities_do_not_depend_on_the_batch_or_the_order(onnx_exports, determinism_notes, onnx_batched,
+                                                               tmp_path, graph):
+    """Issue 30, fp32 and static int8: every note's entities (type, offsets) and word tags are the same, and every
+    confidence within 1e-6, with its windows in batches of 32, each window alone (--batch_size 1), and the notes in
+    reverse order (files renamed to sort backwards: other neighbours in each batch and group)."""
+    batched = onnx_batched[graph]
+    alone = annotate_with_onnx(onnx_exports, graph, determinism_notes, tmp_path / "alone", "--batch_size", "1")
+    reversed_notes = tmp_path / "reversed_notes"
+    names = sorted(path.name for path in determinism_notes.glob("*.txt"))
+    for rank, name in enumerate(reversed(names)):
+        write_txt(reversed_notes / f"{rank:02d}_{name}", (determinism_notes / name).read_text(encoding="utf-8"))
+    in_reverse = annotate_with_onnx(onnx_exports, graph, reversed_notes, tmp_path / "reversed",
+                                    document_id=lambda stem: stem.split("_", 1)[1])
+
+    assert confidence_difference(alone, batched) <= WITHIN
+    assert confidence_difference(in_reverse, batched) <= WITHIN
+    # Not vacuous: entities of several types, long sentences in several windows, each graph's own scores.
+    summary = json.loads((tmp_path / "reversed" / "summary.json").read_text())
+    assert summary["entities"] > 50 and len(summary["entities_by_type"]) >= 5 and summary["windowed_sentences"] >= 3
+    assert confidence_difference(onnx_batched[ONNX_GRAPHS[1]], onnx_batched[ONNX_GRAPHS[0]]) > 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("graph", ONNX_GRAPHS)
+def test_onnx_entities_do_not_depend_on_the_process(onnx_exports, determinism_notes, onnx_batched, tmp_path, graph):
+    """Issue 30, fp32 and static int8: under --num_processes 2 (other notes beside each note, and half the cores'
+    onnxruntime threads in each process) every note's entities and confidences are those of one process."""
+    out = tmp_path / "out"
+    result = run_annotate_without_torch(tmp_path, "--model_name_or_path", onnx_exports, "--backend", "onnx",
+                                        "--onnx_model_file", graph, "--input_dir", determinism_notes, "--output_dir",
+                                        out, *ONNX_SETTINGS, "--num_processes", 2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["settings"]["num_processes"] == 2
+    assert confidence_difference(onnx_outputs(out), onnx_batched[graph]) <= WITHIN
+
+
+def test_dynamic_int8_depends_on_the_batch(crf_dir, determinism_notes, tmp_path):
+    """The control that shows the tests above can fail: dynamic int8 scales activations by each batch's range, so a
+    window alone and in a batch of 32 score differently."""
+    export = tmp_path / "dynamic"
+    assert export_onnx.main(["--model_name_or_path", str(crf_dir), "--output_dir", str(export), "--quantize", "int8",
+                             "--quantization_method", "dynamic"]) == 0
+    runs = [annotate_with_onnx(export, "model.int8.onnx", determinism_notes, tmp_path / f"batch{size}",
+                               "--batch_size", str(size)) for size in (1, 32)]
+    with pytest.raises(AssertionError):  # other entities or tags,
+        assert confidence_difference(*runs) <= WITHIN  # or the same ones with other confidences
+
+
+HUB_REPO_ID = "someone/clinical-ner-onnx"
+
+
+@pytest.fixture(scope="module")
+def hub_cache_with_fp32_export(onnx_exports, tmp_path_factory):
+    """A Hub cache holding the export as downloaded from the repository it was uploaded to, fp32 graph only."""
+    cache = tmp_path_factory.mktemp("hub_cache")
+    cache_as_hub_download(onnx_exports, cache, HUB_REPO_ID, names=set(os.listdir(onnx_exports)) - {"model.int8.onnx"})
+    return cache
+
+
+def test_onnx_backend_runs_a_hub_id_without_torch(hub_cache_with_fp32_export, determinism_notes, onnx_batched,
+                                                  tmp_path):
+    """--backend onnx --model_name_or_path ORG/NAME, offline from the Hub cache, as a user runs it with torch not
+    installed: the model sources check passes (a cached Hub id), and every note gets the entities and confidences of
+    the export folder itself."""
+    out = tmp_path / "out"
+    result = run_annotate_without_torch(tmp_path, "--model_name_or_path", HUB_REPO_ID, "--backend", "onnx",
+                                        "--input_dir", determinism_notes, "--output_dir", out, *ONNX_SETTINGS,
+                                        HF_HUB_CACHE=str(hub_cache_with_fp32_export))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "PyTorch was not found" in result.stderr  # transformers saw no torch
+    assert confidence_difference(onnx_outputs(out), onnx_batched["model.onnx"]) <= WITHIN
+
+
+def test_onnx_backend_a_hub_id_without_the_graph_asked_for_is_one_line(hub_cache_with_fp32_export, determinism_notes,
+                                                                      tmp_path, monkeypatch, capsys):
+    """--onnx_model_file model.int8.onnx of a repository (here: its cached snapshot) with only model.onnx: one line
+    naming the repository and the file, and saying how to make the int8 graph; exit status 1, no folder left."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache_with_fp32_export))
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main(["--model_name_or_path", HUB_REPO_ID, "--backend", "onnx", "--onnx_model_file", "model.int8.onnx",
+                 "--input_dir", str(determinism_notes), "--output_dir", str(out)]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and " - INFO - " not in line]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"annotate_notes.py: error: {HUB_REPO_ID} (a Hub repository): no model.int8.onnx in "
+                               "its local cache")
+    assert "export_onnx.py --model_name_or_path MODEL --output_dir FOLDER --quantize int8 --calibration_dir NOTES" \
+        in lines[0]
+    assert not out.exists()

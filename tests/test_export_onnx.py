@@ -186,7 +186,7 @@ def test_a_broken_export_folder_is_one_line_naming_the_file(onnx_dir, tmp_path, 
 
 def start_export(model_dir: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "export_onnx.py", "--model_name_or_path", str(model_dir), "--output_dir",
-                             str(out), "--quantize", "int8", *extra], cwd=REPO_ROOT, env=ENV,
+                             str(out), "--quantize", "int8", "--quantization_method", "dynamic", *extra], cwd=REPO_ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -207,7 +207,7 @@ def kill_while_writing(process: subprocess.Popen, out: Path) -> Path:
 
 def rerun(model_dir: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "export_onnx.py", "--model_name_or_path", str(model_dir), "--output_dir",
-                           str(out), "--quantize", "int8", *extra], cwd=REPO_ROOT, env=ENV, capture_output=True,
+                           str(out), "--quantize", "int8", "--quantization_method", "dynamic", *extra], cwd=REPO_ROOT, env=ENV, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -286,11 +286,13 @@ def test_static_int8_scores_each_window_the_same_alone_in_a_batch_and_in_reverse
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--quantize", "int8", "--quantization_method", "static"], "measures activation ranges on the notes of "
-                                                                "--calibration_dir"),
-    (["--quantization_method", "static", "--calibration_dir", "."], "add --quantize int8"),
-    (["--quantize", "int8", "--quantization_method", "static", "--calibration_dir", "no_such_notes"],
-     "--calibration_dir no_such_notes: no such folder"),
+    (["--quantize", "int8"], "--quantize int8 (static, the default) measures activation ranges on notes like yours: "
+                             "give --calibration_dir NOTES"),
+    (["--quantize", "int8", "--calibration_dir", ".", "--dataset_path", "."], "not both"),
+    (["--calibration_dir", "."], "add --quantize int8"),
+    (["--quantize", "int8", "--quantization_method", "dynamic", "--dataset_path", "."], "drop it"),
+    (["--quantize", "int8", "--calibration_dir", "no_such_notes"], "--calibration_dir no_such_notes: no such folder"),
+    (["--quantize", "int8", "--dataset_path", "."], "not a prepare_n2c2.py output folder"),
 ])
 def test_static_quantization_flags_that_do_not_go_together_are_one_line(crf_dir, tmp_path, capsys, extra, message):
     status, lines = run_export(["--model_name_or_path", crf_dir, "--output_dir", tmp_path / "out", *extra], capsys)

@@ -26,7 +26,7 @@ ALLOWED_THIRD_PARTY = {
     "windows": {"torch", "transformers", "tqdm"},  # copied beside every saved CRF model, with tagging.py
     "subwords": {"tokenizers", "transformers"},
     "relations": set(),  # no torch: bench/ uses it on its own
-    "onnx_backend": {"numpy", "onnxruntime", "tqdm"},  # serving without torch
+    "onnx_backend": {"numpy", "onnxruntime", "tqdm", "huggingface_hub"},  # serving without torch (a Hub id's export)
     "folder_safety": set(),  # every command uses it, --help included: standard library only
     # The same at import: transformers, torch and datasets only inside the functions of the training commands.
     "command_line": {"transformers", "torch"},

@@ -38,9 +38,11 @@ def crf_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def crf_onnx(crf_dir, tmp_path_factory):
+def crf_onnx(crf_dir, synthetic_dataset, tmp_path_factory):
+    """Static int8 (the default) calibrated on a prepared dataset's training notes, as a user exports it."""
     out = tmp_path_factory.mktemp("crf_onnx") / "export"
-    assert export_onnx.main(["--model_name_or_path", str(crf_dir), "--output_dir", str(out), "--quantize", "int8"]) == 0
+    assert export_onnx.main(["--model_name_or_path", str(crf_dir), "--output_dir", str(out), "--quantize", "int8",
+                             "--dataset_path", str(synthetic_dataset), "--calibration_notes", "12"]) == 0
     return out
 
 
@@ -99,6 +101,8 @@ def test_crf_export_folder(crf_onnx, crf_dir):
     assert min(min(row) for row in crf["transitions"]) == modeling_crf.IMPOSSIBLE_SCORE  # IOB2 constraints travel
     quantization = json.loads((crf_onnx / files.QUANTIZATION_FILE).read_text())
     assert quantization["quantized_op_types"] and quantization["float_matmul_gemm_before"] > 0
+    assert quantization["method"].endswith("quantize_static") and quantization["calibration_notes"] == 12
+    assert quantization["calibration_source"].startswith("--dataset_path")
     card = (crf_onnx / "README.md").read_text()
     assert "opset 17" in card and "int8" in card
 
