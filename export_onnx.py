@@ -312,10 +312,11 @@ def export_to(args: ExportArguments, model, labels: list[str], tokenizer, folder
         else:
             texts = training_notes_sample(args.dataset_path, args.calibration_notes)
             source = "--dataset_path (training notes, a fixed sample)"
-        batches, digest = calibration_batches(texts, tokenizer, input_names, max_input_length(model, tokenizer, None),
-                                              DEFAULT_STRIDE)
-        quantization = quantize_int8_static(folder, batches, digest) | {"calibration_notes": len(texts),
-                                                                         "calibration_source": source}
+        batches, digest, windows = calibration_batches(texts, tokenizer, input_names,
+                                                       max_input_length(model, tokenizer, None), DEFAULT_STRIDE)
+        quantization = quantize_int8_static(folder, batches, digest)
+        quantization.update(calibration_notes=len(texts), calibration_source=source)
+        quantization["calibration"]["windows_in_notes"] = windows  # the windows used: a sample when more
     elif args.quantize == "int8":
         quantization = quantize_int8(folder)
     if quantization is not None:

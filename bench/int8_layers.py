@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             raise SystemExit("export failed")
         tokenizer = load_tokenizer(str(folder))
         input_names = [node.name for node in onnx.load(str(folder / "model.onnx")).graph.input]
-        batches, _ = calibration_batches(training_notes_sample(corpus_path, args.calibration_notes), tokenizer,
+        batches, _, _ = calibration_batches(training_notes_sample(corpus_path, args.calibration_notes), tokenizer,
                                          input_names, 128, DEFAULT_STRIDE)
         prepared = folder / "prepared.onnx"
         quant_pre_process(str(folder / "model.onnx"), str(prepared), skip_symbolic_shape=True)

@@ -9,7 +9,7 @@ untrained CRF head (and its ``export_onnx.py --quantize int8`` export). The note
 from the corpus's test notes (repeated as needed) and ``--num_long_notes`` notes of about 10,000 characters.
 Each configuration is the user's command, ``annotate_notes.py`` in a fresh process into an empty folder, timed
 from start to exit (process start and model loading included); configurations alternate over ``--rounds``
-rounds and the best time of each is kept, so background load hits every side alike:
+rounds (the median of each reported, with its min and max), so background load hits every side alike:
 
 - ``torch_1x1``: one process, one thread; ``torch_2x1``: ``--num_processes 2 --num_threads 1``;
 - ``torch_1x2``: one process, two threads (what threads alone give on the same cores);
@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -181,10 +182,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     same[config] = agreement(written, references[family])
         section: dict[str, Any] = {}
         for config in args.configs:
-            section[f"{config}_seconds"] = min(times[config])
+            # The median of the rounds, with the fastest and slowest beside it.
+            section[f"{config}_seconds"] = statistics.median(times[config])
+            section[f"{config}_seconds_min"], section[f"{config}_seconds_max"] = min(times[config]), max(times[config])
             section[f"{config}_seconds_by_round"] = times[config]
-            section[f"{config}_annotation_seconds"] = min(annotation[config])
-            section[f"{config}_notes_per_second"] = len(characters) / min(times[config])
+            section[f"{config}_annotation_seconds"] = statistics.median(annotation[config])
+            section[f"{config}_notes_per_second"] = len(characters) / statistics.median(times[config])
             section[f"{config}_peak_rss_mb"] = max(peaks[config]) if peaks[config] else None
             section[f"{config}_agreement"] = same[config]
         for config in args.configs:

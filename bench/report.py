@@ -1111,17 +1111,29 @@ PARALLEL_NAMES = {"torch_1x1": "PyTorch, 1 process × 1 thread", "torch_2x1": "P
                   "onnx_int8_2x1": "ONNX static int8, `--num_processes 2`, 1 thread each"}
 
 
+PARALLEL_RUNS = (("parallel_annotation.json", "PyTorch"), ("parallel_annotation_onnx.json", "ONNX Runtime"))
+
+
 def parallel_section() -> list[str]:
-    """Data-parallel annotation (bench/parallel_annotation.py): the command line with 1 and 2 processes."""
-    path = common.RESULTS_DIR / "parallel_annotation.json"
-    if not path.is_file():
-        return ["Not measured yet: `python bench/parallel_annotation.py`."]
-    r = common.read_json(path)
+    """Data-parallel annotation (bench/parallel_annotation.py): the command line with 1 and 2 processes, PyTorch and
+    ONNX Runtime each from a run of its own (``--configs``), each run's configurations side by side."""
+    lines: list[str] = []
+    for name, what in PARALLEL_RUNS:
+        path = common.RESULTS_DIR / name
+        if path.is_file():
+            lines += [f"**{what}** (`{name}`):", ""] + _parallel_table(common.read_json(path)) + [""]
+    return lines[:-1] or ["Not measured yet: `python bench/parallel_annotation.py`."]
+
+
+def _parallel_table(r: dict[str, Any]) -> list[str]:
     settings, runs = r["settings"], r["runs"]
+    rounds = (f"the median of each with its min and max" if any(k.endswith("_seconds_min") for k in runs)
+              else "best per configuration")
     lines = [f"{settings['encoder']} (untrained CRF head), `annotate_notes.py` on {settings['num_notes']:,} notes "
              f"({settings['short_notes']:,} {settings['corpus']} test notes, {settings['long_notes']} of about 10,000 "
              f"characters; {settings['characters']:,} characters), each configuration a fresh command into an empty "
-             f"folder, {settings['rounds']} alternating rounds, best per configuration; load at start "
+             f"folder, {settings['rounds']} alternating rounds, {rounds}; measured {r['machine'].get('date_utc')} on "
+             f"{r['machine'].get('cpu_model')} ({r['machine'].get('cpu_count')} cores); load at start "
              f"{settings['load_average_1m_at_start']}.", "",
              "| configuration | wall s (start to exit) | notes/s | × 1 process × 1 thread | annotation s "
              "| × (annotation) | peak RSS, largest process | notes with the same .ann as 1 process | same entities "
@@ -1132,7 +1144,9 @@ def parallel_section() -> list[str]:
         ratio = runs.get(f"ratio_{config}_over_{base}")
         annotation_ratio = runs.get(f"annotation_ratio_{config}_over_{base}")
         agreement = runs[config + "_agreement"]
-        lines.append(f"| {PARALLEL_NAMES[config]} | {runs[config + '_seconds']:.1f} | "
+        spread = (f" ({runs[config + '_seconds_min']:.1f}–{runs[config + '_seconds_max']:.1f})"
+                  if config + "_seconds_min" in runs else "")
+        lines.append(f"| {PARALLEL_NAMES[config]} | {runs[config + '_seconds']:.1f}{spread} | "
                      f"{runs[config + '_notes_per_second']:.1f} | {'1.00' if ratio is None else f'{ratio:.2f}'} | "
                      f"{runs[config + '_annotation_seconds']:.1f} | "
                      f"{'1.00' if annotation_ratio is None else f'{annotation_ratio:.2f}'} | "
@@ -1150,6 +1164,8 @@ def parallel_section() -> list[str]:
     for config in ("torch_2x1", "onnx_fp32_2x1", "onnx_int8_2x1"):
         base = config.replace("_2x1", "_1x1")
         ratio = runs.get(f"ratio_{config}_over_{base}")
+        if config not in settings["configs"]:
+            continue
         if ratio is not None:
             lines.append(f"- Target: {PARALLEL_NAMES[config]} ≥ 1.7× {PARALLEL_NAMES[base]} on many notes: "
                          f"{ratio:.2f}× (annotation time alone {runs[f'annotation_ratio_{config}_over_{base}']:.2f}×): "

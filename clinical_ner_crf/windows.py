@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from transformers import AutoTokenizer
-from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
 
 from .tagging import (  # noqa: F401  (the window defaults: windows.DEFAULT_* for those who import them here)
     DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_STRIDE, bio_to_spans, check_labels, split_sentences,
@@ -595,103 +594,121 @@ def copy_pipeline_files(output_dir) -> list[Path]:
     return copied
 
 
-class NerPipeline(TokenClassificationPipeline):
-    """``token-classification`` pipeline on the project's inference path (:func:`predict_notes`).
+def _build_ner_pipeline() -> type:
+    """:class:`NerPipeline`, defined on first use: ``transformers.pipelines`` takes seconds to import (it brings in
+    the image and audio processors, and torch), which the annotator, the ONNX backend and each process of
+    ``--num_processes`` do not need."""
+    from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
 
-    ``pipeline("token-classification", model=saved_dir_or_repo, trust_remote_code=True)`` builds it
-    for a saved CRF model (its ``config.custom_pipelines``); for any model object pass
-    ``pipeline_class=NerPipeline``. A text of any length is tagged to its last character:
-    sentences, words and windows (``max_seq_length``, ``stride`` subwords of overlap) as in
-    training and in ``annotate_notes.py``; nothing is truncated. CRF models give their Viterbi path
-    with marginal confidences, linear models the softmax argmax of each word's first subword.
+    class NerPipeline(TokenClassificationPipeline):
+        """``token-classification`` pipeline on the project's inference path (:func:`predict_notes`).
 
-    - ``aggregation_strategy="none"`` (default): one entry per tagged word (``entity``, ``score``,
-      ``index`` = word number in the text, ``word``, ``start``, ``end``).
-    - ``"simple"``, ``"first"``, ``"average"``, ``"max"`` (the same here: tags belong to whole
-      words): the entities (``entity_group``, ``score`` = mean of its words' confidences, calibrated
-      by the config's temperature if it has one, ``word`` = ``text[start:end]``, ``start``, ``end``),
-      exactly those of ``annotate_notes.py``.
+        ``pipeline("token-classification", model=saved_dir_or_repo, trust_remote_code=True)`` builds it
+        for a saved CRF model (its ``config.custom_pipelines``); for any model object pass
+        ``pipeline_class=NerPipeline``. A text of any length is tagged to its last character:
+        sentences, words and windows (``max_seq_length``, ``stride`` subwords of overlap) as in
+        training and in ``annotate_notes.py``; nothing is truncated. CRF models give their Viterbi path
+        with marginal confidences, linear models the softmax argmax of each word's first subword.
 
-    ``batch_size`` is the number of windows per forward pass.
-    """
+        - ``aggregation_strategy="none"`` (default): one entry per tagged word (``entity``, ``score``,
+          ``index`` = word number in the text, ``word``, ``start``, ``end``).
+        - ``"simple"``, ``"first"``, ``"average"``, ``"max"`` (the same here: tags belong to whole
+          words): the entities (``entity_group``, ``score`` = mean of its words' confidences, calibrated
+          by the config's temperature if it has one, ``word`` = ``text[start:end]``, ``start``, ``end``),
+          exactly those of ``annotate_notes.py``.
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # The pipeline's own batching would try to stack our window batches: we batch windows ourselves.
-        self._window_batch_size, self._batch_size = self._batch_size or DEFAULT_BATCH_SIZE, 1
-        self.tokenizer = word_tokenizer(self.tokenizer)
-        self._labels = model_labels(self.model)
-        # transformers.pipeline() replaces the class names in config.custom_pipelines by classes;
-        # restore them so that the model can still be saved (JSON) after building a pipeline.
-        if getattr(self.model.config, "custom_pipelines", None):
-            self.model.config.custom_pipelines = pipeline_config_entry()
+        ``batch_size`` is the number of windows per forward pass.
+        """
 
-    def check_model_type(self, supported_models):
-        if not is_crf_model(self.model):
-            super().check_model_type(supported_models)
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # The pipeline's own batching would try to stack our window batches: we batch windows ourselves.
+            self._window_batch_size, self._batch_size = self._batch_size or DEFAULT_BATCH_SIZE, 1
+            self.tokenizer = word_tokenizer(self.tokenizer)
+            self._labels = model_labels(self.model)
+            # transformers.pipeline() replaces the class names in config.custom_pipelines by classes;
+            # restore them so that the model can still be saved (JSON) after building a pipeline.
+            if getattr(self.model.config, "custom_pipelines", None):
+                self.model.config.custom_pipelines = pipeline_config_entry()
 
-    def __call__(self, inputs, *args, batch_size: int | None = None, **kwargs):
-        if batch_size is not None:
-            kwargs["window_batch_size"] = batch_size
-        return super().__call__(inputs, *args, **kwargs)
+        def check_model_type(self, supported_models):
+            if not is_crf_model(self.model):
+                super().check_model_type(supported_models)
 
-    def _sanitize_parameters(self, aggregation_strategy=None, ignore_labels=None, stride=None, max_seq_length=None,
-                             window_batch_size=None, is_split_into_words=False, delimiter=None, **unsupported):
-        if is_split_into_words:
-            raise ValueError("NerPipeline takes text (it finds sentences and words itself), not pre-split words")
-        if unsupported:
-            raise ValueError(f"NerPipeline does not take {', '.join(sorted(unsupported))}")
-        preprocess = {}
-        if stride is not None:
-            preprocess["stride"] = stride
-        if max_seq_length is not None:
-            preprocess["max_seq_length"] = max_seq_length
-        if window_batch_size is not None:
-            preprocess["batch_size"] = window_batch_size
-        postprocess = {}
-        if aggregation_strategy is not None:
-            postprocess["aggregation_strategy"] = AggregationStrategy(aggregation_strategy.lower()) if isinstance(
-                aggregation_strategy, str) else aggregation_strategy
-        if ignore_labels is not None:
-            postprocess["ignore_labels"] = ignore_labels
-        return preprocess, {}, postprocess
+        def __call__(self, inputs, *args, batch_size: int | None = None, **kwargs):
+            if batch_size is not None:
+                kwargs["window_batch_size"] = batch_size
+            return super().__call__(inputs, *args, **kwargs)
 
-    def preprocess(self, text, stride: int = DEFAULT_STRIDE, max_seq_length: int | None = None,
-                   batch_size: int | None = None):
-        if not isinstance(text, str):
-            raise ValueError(f"NerPipeline takes text (str), got {type(text).__name__}")
-        label_all_tokens = is_crf_model(self.model) and getattr(self.model.config, "label_alignment", "") == "all_subwords"
-        max_seq_length = max_input_length(self.model, self.tokenizer, max_seq_length)
-        encoded = encode_notes({"text": text}, self.tokenizer, max_seq_length, stride, label_all_tokens)
-        keys = model_input_keys(self.model, encoded.rows)
-        batches = list(window_batches(encoded, self.tokenizer, keys, batch_size or self._window_batch_size))
-        if not batches:
-            yield {"encoded": encoded, "batch_rows": [], "is_last": True}
-        for index, (batch_rows, batch) in enumerate(batches):
-            yield {**batch, "encoded": encoded, "batch_rows": batch_rows, "is_last": index == len(batches) - 1}
+        def _sanitize_parameters(self, aggregation_strategy=None, ignore_labels=None, stride=None, max_seq_length=None,
+                                 window_batch_size=None, is_split_into_words=False, delimiter=None, **unsupported):
+            if is_split_into_words:
+                raise ValueError("NerPipeline takes text (it finds sentences and words itself), not pre-split words")
+            if unsupported:
+                raise ValueError(f"NerPipeline does not take {', '.join(sorted(unsupported))}")
+            preprocess = {}
+            if stride is not None:
+                preprocess["stride"] = stride
+            if max_seq_length is not None:
+                preprocess["max_seq_length"] = max_seq_length
+            if window_batch_size is not None:
+                preprocess["batch_size"] = window_batch_size
+            postprocess = {}
+            if aggregation_strategy is not None:
+                postprocess["aggregation_strategy"] = AggregationStrategy(aggregation_strategy.lower()) if isinstance(
+                    aggregation_strategy, str) else aggregation_strategy
+            if ignore_labels is not None:
+                postprocess["ignore_labels"] = ignore_labels
+            return preprocess, {}, postprocess
 
-    def _forward(self, model_inputs):
-        encoded, batch_rows = model_inputs.pop("encoded"), model_inputs.pop("batch_rows")
-        is_last = model_inputs.pop("is_last")
-        outputs = predict_batch(self.model, model_inputs, batch_rows, encoded.rows) if batch_rows else []
-        return {"encoded": encoded, "window_outputs": dict(zip(batch_rows, outputs)), "is_last": is_last}
+        def preprocess(self, text, stride: int = DEFAULT_STRIDE, max_seq_length: int | None = None,
+                       batch_size: int | None = None):
+            if not isinstance(text, str):
+                raise ValueError(f"NerPipeline takes text (str), got {type(text).__name__}")
+            label_all_tokens = is_crf_model(self.model) and getattr(self.model.config, "label_alignment", "") == "all_subwords"
+            max_seq_length = max_input_length(self.model, self.tokenizer, max_seq_length)
+            encoded = encode_notes({"text": text}, self.tokenizer, max_seq_length, stride, label_all_tokens)
+            keys = model_input_keys(self.model, encoded.rows)
+            batches = list(window_batches(encoded, self.tokenizer, keys, batch_size or self._window_batch_size))
+            if not batches:
+                yield {"encoded": encoded, "batch_rows": [], "is_last": True}
+            for index, (batch_rows, batch) in enumerate(batches):
+                yield {**batch, "encoded": encoded, "batch_rows": batch_rows, "is_last": index == len(batches) - 1}
 
-    def postprocess(self, all_outputs, aggregation_strategy=AggregationStrategy.NONE, ignore_labels=None):
-        ignore_labels = ["O"] if ignore_labels is None else ignore_labels
-        encoded = all_outputs[0]["encoded"]
-        window_outputs = {}
-        for output in all_outputs:
-            window_outputs.update(output["window_outputs"])
-        note = assemble_notes(encoded, window_outputs, self._labels,
-                              temperature=confidence_temperature(self.model.config))["text"]
-        text = encoded.texts["text"]
-        if aggregation_strategy == AggregationStrategy.NONE:
-            words = [(tag, confidence, word, start, end) for sentence in note.sentences
-                     for tag, confidence, word, start, end in zip(sentence.pred_tags, sentence.confidences,
-                                                                  sentence.tokens, sentence.token_starts,
-                                                                  sentence.token_ends)]
-            return [{"entity": tag, "score": confidence, "index": index, "word": text[start:end], "start": start,
-                     "end": end} for index, (tag, confidence, _, start, end) in enumerate(words)
-                    if tag not in ignore_labels]
-        return [{"entity_group": entity.type, "score": entity.confidence, "word": entity.text, "start": entity.start,
-                 "end": entity.end} for entity in note.entities if entity.type not in ignore_labels]
+        def _forward(self, model_inputs):
+            encoded, batch_rows = model_inputs.pop("encoded"), model_inputs.pop("batch_rows")
+            is_last = model_inputs.pop("is_last")
+            outputs = predict_batch(self.model, model_inputs, batch_rows, encoded.rows) if batch_rows else []
+            return {"encoded": encoded, "window_outputs": dict(zip(batch_rows, outputs)), "is_last": is_last}
+
+        def postprocess(self, all_outputs, aggregation_strategy=AggregationStrategy.NONE, ignore_labels=None):
+            ignore_labels = ["O"] if ignore_labels is None else ignore_labels
+            encoded = all_outputs[0]["encoded"]
+            window_outputs = {}
+            for output in all_outputs:
+                window_outputs.update(output["window_outputs"])
+            note = assemble_notes(encoded, window_outputs, self._labels,
+                                  temperature=confidence_temperature(self.model.config))["text"]
+            text = encoded.texts["text"]
+            if aggregation_strategy == AggregationStrategy.NONE:
+                words = [(tag, confidence, word, start, end) for sentence in note.sentences
+                         for tag, confidence, word, start, end in zip(sentence.pred_tags, sentence.confidences,
+                                                                      sentence.tokens, sentence.token_starts,
+                                                                      sentence.token_ends)]
+                return [{"entity": tag, "score": confidence, "index": index, "word": text[start:end], "start": start,
+                         "end": end} for index, (tag, confidence, _, start, end) in enumerate(words)
+                        if tag not in ignore_labels]
+            return [{"entity_group": entity.type, "score": entity.confidence, "word": entity.text, "start": entity.start,
+                     "end": entity.end} for entity in note.entities if entity.type not in ignore_labels]
+
+    NerPipeline.__qualname__ = "NerPipeline"  # pickled and named as windows.NerPipeline, where __getattr__ finds it
+    return NerPipeline
+
+
+def __getattr__(name: str):
+    # ``windows.NerPipeline`` (``config.custom_pipelines`` names it; ``from windows import NerPipeline``) is built
+    # once, when first asked for (PEP 562).
+    if name == "NerPipeline":
+        globals()[name] = _build_ner_pipeline()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -204,3 +204,20 @@ def test_all_subwords_crf_decodes_the_same_positions(crf_dir, texts, tmp_path):
     annotator = NoteAnnotator.from_pretrained(str(out), backend="onnx", **WINDOWS)
     assert annotator.model.label_all_tokens
     assert_same_predictions(expected, annotator.predict(some))
+
+
+def test_calibration_uses_every_window_or_a_fixed_sample_of_them(crf_dir, texts):
+    """Static int8 calibrates on the windows the annotator would make of the notes; notes with more windows than
+    ``max_windows`` give a fixed sample of that many (calibration time stays bounded), named by its own hash."""
+    from clinical_ner_crf.onnx_export import calibration_batches
+    from clinical_ner_crf.windows import load_tokenizer
+
+    tokenizer = load_tokenizer(str(crf_dir))
+    every, digest, windows = calibration_batches(texts, tokenizer, ["input_ids", "attention_mask"], 32, 8, batch_size=4)
+    assert windows > 12 and sum(len(batch["input_ids"]) for batch in every) == windows
+    sample, sample_digest, counted = calibration_batches(texts, tokenizer, ["input_ids", "attention_mask"], 32, 8,
+                                                         batch_size=4, max_windows=12)
+    assert counted == windows and sum(len(batch["input_ids"]) for batch in sample) == 12 and sample_digest != digest
+    again = calibration_batches(texts, tokenizer, ["input_ids", "attention_mask"], 32, 8, batch_size=4, max_windows=12)
+    assert again[1] == sample_digest  # the same notes, the same sample
+    assert all(batch["input_ids"].shape == batch["attention_mask"].shape for batch in sample)
