@@ -16,8 +16,9 @@ them), output ``emissions`` [batch, sequence, labels]. The CRF is not in the gra
 The folder: ``model.onnx`` (fp32), ``model.int8.onnx`` (``--quantize int8``). Static quantization, the default:
 activation scales measured once on notes like the user's (``--calibration_dir``, or ``--calibration_notes`` training
 notes of ``--dataset_path``) and fixed in the graph, so a note's entities never depend on the other notes of its
-batch; int8 weights per output channel; the classifier layer and the feed-forward output layers kept in fp32, where
-int8 lost accuracy (measured on PHEE's validation notes, ``onnx_export.KEEP_FP32_DEFAULT``). ``--quantization_method
+batch; int8 weights per output channel, each MatMul's output left in float (no requantization between layers) and
+the classifier layer kept in fp32, chosen on PHEE's validation notes (``onnx_export.KEEP_FP32_DEFAULT``).
+``--quantization_method
 dynamic``: no calibration notes, activation scales taken from each batch at run time, so a note's scores depend
 slightly on its batch. ``model.onnx`` stays fp32 beside it. Also in the folder: ``config.json`` (the model's), the tokenizer, ``crf.json`` (CRF models), ``onnx_export.json`` (source,
 opset, the verification's max emission difference), ``quantization.json`` (what was quantized), ``README.md``
@@ -78,7 +79,7 @@ class ExportArguments:
         "choices": ["static", "dynamic"],
         "help": "With --quantize int8: static (the default: activation scales measured once on notes like yours, "
                 "--calibration_dir or --dataset_path, and fixed in the graph, so a note's entities never depend on the "
-                "other notes of its batch; per-channel weights; the layers that lose accuracy kept in fp32) or "
+                "other notes of its batch; per-channel weights; the classifier layer kept in fp32) or "
                 "dynamic (scales taken from each batch at run time: no calibration notes needed, but a note's scores "
                 "depend slightly on its batch)."})
     calibration_dir: Optional[str] = field(default=None, metadata={

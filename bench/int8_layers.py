@@ -8,9 +8,12 @@ int8`` does (onnxruntime ``quantize_static``, QDQ, per-channel int8 weights, asy
 ranges from ``--calibration_notes`` training notes, measured once and reused: onnxruntime's calibration cache), each
 time leaving one more group of MatMuls in fp32 besides the classifier layer: one kind across the encoder (query,
 key, value, attention output, feed-forward input, feed-forward output, the two attention products), one encoder
-layer whole, each layer's feed-forward output alone, and a few unions. Each graph annotates the corpus's
+layer whole, each layer's feed-forward output alone, and a few unions; each MatMul's output requantized
+(QLinearMatMul), and, for two of them, left in float (MatMulIntegerToFloat, the product's choice). Each graph
+annotates the corpus's
 *validation* notes through ``NoteAnnotator`` (test notes are never looked at here): strict micro-F1 and per-type F1
-against fp32, and the notes whose entities are exactly fp32's.
+against fp32, the notes whose entities are exactly fp32's, and the model's time on the validation windows (one
+timing per row, taken one after another, so not a comparison: ``bench/onnx_speed.py``'s alternating rounds are).
 
 Output: ``bench/results/int8_layers.json`` (numbers only).
 """
@@ -45,6 +48,20 @@ def matmul_kind(node, weights: set[str], emission: str) -> str:
     if not any(name in weights for name in node.input):
         return "attention_products"  # activation x activation: scores and the weighted sum
     return next((kind for kind, pattern in KINDS if pattern in node.name), "other")
+
+
+def _model_seconds(graph: Path, feeds: list[dict]) -> float:
+    """The graph's time over ``feeds`` (best of 3 passes after a warm-up; the cores' count of threads)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    times = []
+    for _ in range(4):
+        started = time.perf_counter()
+        for feed in feeds:
+            session.run(None, feed)
+        times.append(time.perf_counter() - started)
+    return min(times[1:])
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -101,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         variants["feed_forward_output, second half of the layers"] = ffn_out[half:]
         variants["feed_forward_output + layer 0"] = sorted(set(ffn_out) | set(groups["layer 0"]))
         variants["feed_forward_output + attention_products"] = sorted(set(ffn_out) | set(groups["attention_products"]))
+        # Every variant above requantizes each MatMul's output (QLinearMatMul); these leave the outputs float
+        # (MatMulIntegerToFloat): the product's choice, onnx_export.FLOAT_OUTPUT_OP_TYPES.
+        float_variants = {"float outputs: nothing but the classifier": [],
+                          "float outputs: feed_forward_output": ffn_out}
 
         class Batches(CalibrationDataReader):
             def __init__(self):
@@ -114,24 +135,34 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                                       max_seq_length=128)
             return annotator.predict(notes)
 
+        # The model alone on the validation windows (batches of 32), for what each variant costs in time.
+        windows, _, _ = calibration_batches(notes, tokenizer, input_names, 128, DEFAULT_STRIDE, batch_size=32)
+        feeds = [{name: batch[name] for name in input_names} for batch in windows]
+        result["fp32_seconds"] = _model_seconds(folder / "model.onnx", feeds)
         reference = annotate("model.onnx")
         fp32, reference_entities = score(documents, reference), entities(reference)
         result["fp32"] = fp32
         cache = folder / "ranges.json"  # the activation ranges, measured once
-        for name, kept in variants.items():
+        runs = [(name, kept, False) for name, kept in variants.items()]
+        runs += [(name, kept, True) for name, kept in float_variants.items()]
+        for name, kept, float_outputs in runs:
             out = folder / "variant.onnx"
+            extra = {"OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]} if float_outputs else {}
             quantize_static(str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
                             weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                             op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=[emission, *kept],
-                            calibration_cache_path=str(cache))
+                            calibration_cache_path=str(cache), extra_options=extra)
             predictions = annotate(out.name)
             row = score(documents, predictions)
             found = entities(predictions)
-            row.update(kept_fp32=len(kept) + 1, minus_fp32=row["strict_micro_f1"] - fp32["strict_micro_f1"],
+            row.update(kept_fp32=len(kept) + 1, float_outputs=float_outputs,
+                       seconds=_model_seconds(folder / out.name, feeds),
+                       minus_fp32=row["strict_micro_f1"] - fp32["strict_micro_f1"],
                        notes_same_entities_as_fp32=sum(found[d] == reference_entities[d] for d in notes))
             result["variants"][name] = row
             print(f"[int8-layers] {name:48s} fp32 MatMuls {len(kept) + 1:2d}: {row['minus_fp32']:+.2f}, "
-                  f"{row['notes_same_entities_as_fp32']} of {len(notes)} notes as fp32", flush=True)
+                  f"{row['notes_same_entities_as_fp32']} of {len(notes)} notes as fp32, "
+                  f"{result['fp32_seconds'] / row['seconds']:.2f}× fp32's speed", flush=True)
     result["total_seconds"] = time.perf_counter() - started
     common.write_json(Path(args.output), result)
     return result

@@ -508,7 +508,8 @@ def onnx_model_card(info: dict, quantization: dict | None) -> str:
         if quantization.get("method", "").endswith("quantize_static"):
             how = (f"static int8 quantization (onnxruntime `quantize_static`, QDQ, per-channel QInt8 weights, "
                    f"activation scales fixed from {quantization['calibration']['windows']} calibration windows: a "
-                   f"note's scores do not depend on its batch): {ops}; kept in fp32: {_kept_fp32(quantization)}")
+                   f"note's scores do not depend on its batch; matrix products' outputs in float): {ops}; kept in "
+                   f"fp32: {_kept_fp32(quantization)}")
         else:
             how = (f"dynamic int8 quantization (onnxruntime `quantize_dynamic`, QInt8 weights; activation scales "
                    f"from each batch, so a note's scores depend slightly on its batch): {ops}")

@@ -199,12 +199,17 @@ def _feed_forward_output_matmuls(model, skip: Sequence[str] = ()) -> list[str]:
     return found
 
 
-# Which MatMuls static int8 leaves in fp32, chosen on PHEE's validation notes (MiniLM-CRF; bench/README.md, "Which
-# layers int8 may touch"): quantizing every MatMul but the classifier lost 1.07 strict micro-F1 against fp32 and kept
-# 712 of 961 notes' entities; also keeping the six feed-forward output layers in fp32 lost 0.20 and kept 866, where no
-# other kind of layer (query, key, value, attention output, feed-forward input, the attention products) or any one
-# encoder layer did better than 0.31 and 780.
-KEEP_FP32_DEFAULT = ("emissions", "feed_forward_output")
+# How static int8 quantizes, chosen on PHEE's validation notes (MiniLM-CRF; bench/int8_layers.py, bench/README.md
+# "Which layers int8 may touch"): every MatMul's inputs (activations and weights) in int8, its output left in float
+# (onnxruntime then fuses each into one MatMulIntegerToFloat kernel), and the classifier layer in fp32. With every
+# MatMul's output quantized too (QLinearMatMul), int8 lost 1.45 strict micro-F1 against fp32 and kept 702 of 961
+# notes' entities; with float outputs it lost 0.08 and kept 849. Keeping the feed-forward output layers in fp32 as
+# well (their input, the GELU's output, has rare large values) kept more notes' entities (880) but lost 0.24, and
+# those layers are a third of the encoder's multiply-adds: the model took 1.06 s on 300 PHEE test notes' windows
+# where float outputs alone took 0.76 s (fp32 1.58 s; requantized outputs with those layers in fp32, 1.14 s;
+# alternating rounds, one process).
+KEEP_FP32_DEFAULT = ("emissions",)
+FLOAT_OUTPUT_OP_TYPES = ("MatMul", "Gemm")
 
 
 def quantize_int8_static(output_dir: Path, batches: Sequence[Mapping[str, np.ndarray]], calibration_sha256: str,
@@ -212,11 +217,12 @@ def quantize_int8_static(output_dir: Path, batches: Sequence[Mapping[str, np.nda
     """``model.int8.onnx`` by onnxruntime static quantization: activation ranges measured once on calibration
     ``batches`` (MinMax), int8 weights per output channel and asymmetric uint8 activations in QDQ form. The scales
     are fixed in the graph, so a note's scores never depend on the other notes of its batch (dynamic quantization
-    takes them from each batch). ``keep_fp32``: the layers left in fp32, ``"emissions"`` (the classifier layer,
-    whose scores feed the CRF) and ``"feed_forward_output"`` (:func:`_feed_forward_output_matmuls`). Measured on
-    PHEE (MiniLM-CRF, strict micro-F1 against fp32): with both -0.20 on the validation notes, the classifier alone
-    -1.07; on the test notes, symmetric int8 activations cost 11 points and Percentile calibration 68 (it clips the
-    attention mask's large negative bias)."""
+    takes them from each batch). The MatMuls' outputs stay float (:data:`FLOAT_OUTPUT_OP_TYPES`: no requantization
+    between layers). ``keep_fp32``: the layers left in fp32, ``"emissions"`` (the classifier layer, whose scores feed
+    the CRF; the default) and optionally ``"feed_forward_output"`` (:func:`_feed_forward_output_matmuls`). Measured
+    on PHEE (MiniLM-CRF, strict micro-F1 against fp32): -0.08 on the validation notes (:data:`KEEP_FP32_DEFAULT`); on
+    the test notes, symmetric int8 activations cost 11 points and Percentile calibration 68 (it clips the attention
+    mask's large negative bias)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -240,9 +246,11 @@ def quantize_int8_static(output_dir: Path, batches: Sequence[Mapping[str, np.nda
         quantize_static(str(prepared), str(output_dir / ONNX_INT8_FILE), Batches(), quant_format=QuantFormat.QDQ,
                         per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                         op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=excluded,
-                        # Ranges merged every 8 batches (exact for MinMax) rather than every activation of every
-                        # batch held until the end: gigabytes for a BERT-base encoder and a few hundred long notes.
-                        extra_options={"CalibMaxIntermediateOutputs": 8})
+                        extra_options={"OpTypesToExcludeOutputQuantization": list(FLOAT_OUTPUT_OP_TYPES)})
+        # Not CalibMaxIntermediateOutputs: onnxruntime 1.32's MinMax calibrator clears each full chunk of batches
+        # without merging its ranges, so only the last, partial chunk counts (PHEE: 6 of 14 batches; strict micro-F1
+        # 71.45 where all 14 give 71.34). Nor is it needed: the calibrator keeps each batch's reduced min and max
+        # (ReduceMin/ReduceMax outputs), not its activations.
     finally:
         prepared.unlink(missing_ok=True)
     before = Counter(node.op_type for node in onnx.load(str(output_dir / ONNX_FILE)).graph.node)
@@ -252,6 +260,7 @@ def quantize_int8_static(output_dir: Path, batches: Sequence[Mapping[str, np.nda
         "format": "QDQ",
         "weight_type": "QInt8, per output channel",
         "activations": "QUInt8, asymmetric, scales fixed from the calibration notes (MinMax): independent of the batch",
+        "outputs": f"float: {', '.join(FLOAT_OUTPUT_OP_TYPES)} outputs are not requantized (fused to MatMulIntegerToFloat)",
         "calibration": {"windows": sum(len(batch["input_ids"]) for batch in batches), "batches": len(batches),
                         "input_ids_sha256": calibration_sha256},
         "kept_fp32": excluded,

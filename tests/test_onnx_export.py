@@ -221,3 +221,20 @@ def test_calibration_uses_every_window_or_a_fixed_sample_of_them(crf_dir, texts)
     again = calibration_batches(texts, tokenizer, ["input_ids", "attention_mask"], 32, 8, batch_size=4, max_windows=12)
     assert again[1] == sample_digest  # the same notes, the same sample
     assert all(batch["input_ids"].shape == batch["attention_mask"].shape for batch in sample)
+
+
+def test_calibration_notes_from_a_dataset_are_training_notes_only(synthetic_dataset):
+    """--dataset_path: a fixed sample of the training split, never a validation or test note."""
+    from datasets import load_from_disk
+
+    from clinical_ner_crf.onnx_export import training_notes_sample
+
+    documents = load_from_disk(str(synthetic_dataset / "documents"))
+    split_of = dict(zip(documents["document_id"], documents["split"]))
+    train = {document for document, split in split_of.items() if split == "train"}
+    assert 0 < len(train) < len(split_of)
+    every = training_notes_sample(synthetic_dataset, 10_000)
+    assert set(every) == train  # all of them when fewer than asked, and only them
+    sample = training_notes_sample(synthetic_dataset, 5)
+    assert len(sample) == 5 and set(sample) <= train and sample == training_notes_sample(synthetic_dataset, 5)
+    assert all(sample[document] == documents[list(split_of).index(document)]["text"] for document in sample)
