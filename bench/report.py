@@ -1137,7 +1137,12 @@ def parallel_section() -> list[str]:
 
 
 def _parallel_table(r: dict[str, Any]) -> list[str]:
-    settings, runs = r["settings"], r["runs"]
+    """One run's table; int8 rows of a run from before static int8 (no ``int8_quantization`` in its settings) are
+    said in a line of their own, not shown as static."""
+    settings, runs = dict(r["settings"]), r["runs"]
+    older_onnx = [c for c in settings["configs"] if c.startswith("onnx")] if "int8_quantization" not in settings \
+        else []
+    settings["configs"] = [c for c in settings["configs"] if c not in older_onnx]
     rounds = (f"the median of each with its min and max" if any(k.endswith("_seconds_min") for k in runs)
               else "best per configuration")
     lines = [f"{settings['encoder']} (untrained CRF head), `annotate_notes.py` on {settings['num_notes']:,} notes "
@@ -1172,6 +1177,11 @@ def _parallel_table(r: dict[str, Any]) -> list[str]:
               "the shapes of the matrix products (ulp-level differences in PyTorch, which an untrained head's "
               "near-ties can turn into another tag). ONNX fp32 and static int8 have fixed scales and shapes "
               "that do not change a window's numbers, so they are compared exactly.", ""]
+    if "onnx_int8_2x1" in older_onnx:
+        lines.append(f"- This run also timed the ONNX backend with the dynamic int8 of the time (since replaced by "
+                     f"static int8, the next table): 2 processes {runs['ratio_onnx_int8_2x1_over_onnx_int8_1x1']:.2f}× "
+                     f"one, and {runs['onnx_int8_2x1_agreement']['notes_same_ann']:,} of "
+                     f"{runs['onnx_int8_2x1_agreement']['notes']:,} notes with one process's `.ann`.")
     for config in ("torch_2x1", "onnx_fp32_2x1", "onnx_int8_2x1"):
         base = config.replace("_2x1", "_1x1")
         ratio = runs.get(f"ratio_{config}_over_{base}")
