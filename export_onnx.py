@@ -17,7 +17,7 @@ The folder: ``model.onnx`` (fp32), ``model.int8.onnx`` (``--quantize int8``). St
 activation scales measured once on notes like the user's (``--calibration_dir``, or ``--calibration_notes`` training
 notes of ``--dataset_path``) and fixed in the graph, so a note's entities never depend on the other notes of its
 batch; int8 weights per output channel, each MatMul's output left in float (no requantization between layers) and
-the classifier layer kept in fp32, chosen on PHEE's validation notes (``onnx_export.KEEP_FP32_DEFAULT``).
+the classifier layer kept in fp32, chosen on PHEE's validation notes (``onnx_export.FLOAT_OUTPUT_OP_TYPES``).
 ``--quantization_method
 dynamic``: no calibration notes, activation scales taken from each batch at run time, so a note's scores depend
 slightly on its batch. ``model.onnx`` stays fp32 beside it. Also in the folder: ``config.json`` (the model's), the tokenizer, ``crf.json`` (CRF models), ``onnx_export.json`` (source,

@@ -3,7 +3,7 @@
 
     python bench/int8_layers.py --corpus phee --model DIR     # a run_ner_crf.py folder trained on the corpus
 
-How ``onnx_export.KEEP_FP32_DEFAULT`` was chosen. The model's fp32 graph is quantized as ``export_onnx.py --quantize
+How ``onnx_export.quantize_int8_static`` was chosen. The model's fp32 graph is quantized as ``export_onnx.py --quantize
 int8`` does (onnxruntime ``quantize_static``, QDQ, per-channel int8 weights, asymmetric uint8 activations, MinMax
 ranges from ``--calibration_notes`` training notes, measured once and reused: onnxruntime's calibration cache), each
 time leaving one more group of MatMuls in fp32 besides the classifier layer: one kind across the encoder (query,

@@ -1067,7 +1067,7 @@ def int8_layers_section() -> list[str]:
         lines.append(f"| {shown} | {'float' if float_outputs else 'requantized'} | {row['kept_fp32']} | "
                      f"{row['minus_fp32']:+.2f} | {row['notes_same_entities_as_fp32']} of "
                      f"{settings['validation_notes']} |")
-    lines += ["", "The default (`onnx_export.KEEP_FP32_DEFAULT`, `FLOAT_OUTPUT_OP_TYPES`): every MatMul's inputs in "
+    lines += ["", "The default (`onnx_export.FLOAT_OUTPUT_OP_TYPES`, `quantize_int8_static`): every MatMul's inputs in "
               "int8, its output left in float, the classifier in fp32. Requantizing each MatMul's output is what "
               "cost the accuracy (and, with the quantize and dequantize steps it adds between layers, speed); with "
               "outputs requantized, only keeping the feed-forward output layers in fp32 came within 0.5 (their "

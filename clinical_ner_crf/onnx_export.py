@@ -179,26 +179,6 @@ def _emission_matmul(model) -> str | None:
     return None
 
 
-def _feed_forward_output_matmuls(model, skip: Sequence[str] = ()) -> list[str]:
-    """The MatMuls (or Gemms) whose weight projects down, more inputs than outputs: each layer's feed-forward output
-    (intermediate -> hidden size; BERT's ``output.dense``, DistilBERT's ``ffn.lin2``). Their input is the GELU's
-    output, whose rare large values (outliers) stretch one activation scale over the whole range; found by the
-    weight's shape, so any encoder architecture is covered. ``skip``: names already handled (the emission layer)."""
-    weights = {tensor.name: tuple(tensor.dims) for tensor in model.graph.initializer}
-    found = []
-    for node in model.graph.node:
-        if node.name in skip or node.op_type not in ("MatMul", "Gemm"):
-            continue
-        shape = next((weights[name] for name in node.input[1:2] if name in weights), None)
-        if shape is None or len(shape) != 2:
-            continue
-        transposed = node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute)
-        inputs, outputs = (shape[1], shape[0]) if transposed else shape
-        if inputs > outputs:
-            found.append(node.name)
-    return found
-
-
 # How static int8 quantizes, chosen on PHEE's validation notes (MiniLM-CRF; bench/int8_layers.py, bench/README.md
 # "Which layers int8 may touch"): every MatMul's inputs (activations and weights) in int8, its output left in float
 # (onnxruntime then fuses each into one MatMulIntegerToFloat kernel), and the classifier layer in fp32. With every
@@ -208,20 +188,17 @@ def _feed_forward_output_matmuls(model, skip: Sequence[str] = ()) -> list[str]:
 # those layers are a third of the encoder's multiply-adds: the model took 1.06 s on 300 PHEE test notes' windows
 # where float outputs alone took 0.76 s (fp32 1.58 s; requantized outputs with those layers in fp32, 1.14 s;
 # alternating rounds, one process).
-KEEP_FP32_DEFAULT = ("emissions",)
 FLOAT_OUTPUT_OP_TYPES = ("MatMul", "Gemm")
 
 
 def quantize_int8_static(output_dir: Path, batches: Sequence[Mapping[str, np.ndarray]], calibration_sha256: str,
-                         keep_fp32: Sequence[str] = KEEP_FP32_DEFAULT) -> dict:
+                         keep_emissions_fp32: bool = True) -> dict:
     """``model.int8.onnx`` by onnxruntime static quantization: activation ranges measured once on calibration
     ``batches`` (MinMax), int8 weights per output channel and asymmetric uint8 activations in QDQ form. The scales
     are fixed in the graph, so a note's scores never depend on the other notes of its batch (dynamic quantization
     takes them from each batch). The MatMuls' outputs stay float (:data:`FLOAT_OUTPUT_OP_TYPES`: no requantization
-    between layers). ``keep_fp32``: the layers left in fp32, ``"emissions"`` (the classifier layer, whose scores feed
-    the CRF; the default) and optionally ``"feed_forward_output"`` (:func:`_feed_forward_output_matmuls`). Measured
-    on PHEE (MiniLM-CRF, strict micro-F1 against fp32): -0.08 on the validation notes (:data:`KEEP_FP32_DEFAULT`); on
-    the test notes, symmetric int8 activations cost 11 points and Percentile calibration 68 (it clips the attention
+    between layers). ``keep_emissions_fp32``: the classifier layer, whose scores feed the CRF, stays fp32. Measured
+    on PHEE (MiniLM-CRF, strict micro-F1 against fp32): -0.08 on the validation notes; on the test notes, symmetric int8 activations cost 11 points and Percentile calibration 68 (it clips the attention
     mask's large negative bias)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -237,12 +214,8 @@ def quantize_int8_static(output_dir: Path, batches: Sequence[Mapping[str, np.nda
     prepared = output_dir / f".{ONNX_FILE}.prepared"
     quant_pre_process(str(output_dir / ONNX_FILE), str(prepared), skip_symbolic_shape=True)
     try:
-        graph = onnx.load(str(prepared))
-        emission = _emission_matmul(graph)
-        kept = {"emissions": [emission] if emission and "emissions" in keep_fp32 else [],
-                "feed_forward_output": _feed_forward_output_matmuls(graph, skip=[emission] if emission else [])
-                if "feed_forward_output" in keep_fp32 else []}
-        excluded = [name for names in kept.values() for name in names]
+        emission = _emission_matmul(onnx.load(str(prepared)))
+        excluded = [emission] if emission and keep_emissions_fp32 else []
         quantize_static(str(prepared), str(output_dir / ONNX_INT8_FILE), Batches(), quant_format=QuantFormat.QDQ,
                         per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                         op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=excluded,
@@ -264,9 +237,7 @@ def quantize_int8_static(output_dir: Path, batches: Sequence[Mapping[str, np.nda
         "calibration": {"windows": sum(len(batch["input_ids"]) for batch in batches), "batches": len(batches),
                         "input_ids_sha256": calibration_sha256},
         "kept_fp32": excluded,
-        "kept_fp32_by_reason": {"emissions (the classifier layer: its scores feed the CRF)": kept["emissions"],
-                                "feed_forward_output (its input, the GELU's output, has outliers)":
-                                    kept["feed_forward_output"]},
+        "kept_fp32_by_reason": {"the classifier layer (its scores feed the CRF)": excluded},
         "file": ONNX_INT8_FILE,
         "fp32_file_kept": ONNX_FILE,
         "op_types_before": dict(sorted(before.items())),
