@@ -188,6 +188,7 @@ from clinical_ner_crf.folder_annotation import (
 )
 from clinical_ner_crf.folder_safety import FolderLock, check_output_apart, remove_if_untouched
 from clinical_ner_crf.model_sources import check_local_model_sources, check_model_sources
+from clinical_ner_crf.note_tables import DEFAULT_ID_COLUMN, DEFAULT_TEXT_COLUMN
 from clinical_ner_crf.relations import RELATION_CHOICES
 from clinical_ner_crf.tagging import DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_STRIDE
 
@@ -205,9 +206,25 @@ class AnnotationArguments:
 
     model_name_or_path: str = field(metadata={"help": "Model folder (run_ner_crf.py output; with --backend onnx, "
                                                       "export_onnx.py output) or Hub id."})
-    input_dir: str = field(metadata={"help": "Folder of .txt notes (UTF-8; not recursive)."})
-    output_dir: str = field(metadata={"help": "Where the .ann files, entities.jsonl and summary.json go (a folder "
-                                              "of its own: never --input_dir, inside it or around it)."})
+    output_dir: str = field(metadata={"help": "Where the .ann files, entities.jsonl and summary.json go (with "
+                                              "--input_table: the tables); a folder of its own, never where the "
+                                              "input is."})
+    input_dir: Optional[str] = field(default=None, metadata={"help": "Folder of .txt notes (UTF-8; not recursive)."})
+    input_table: Optional[str] = field(default=None, metadata={
+        "help": "Instead of --input_dir: a table of notes, one per row (.parquet or a folder of Parquet parts, "
+                ".jsonl, .csv); writes entities.parquet, medications.parquet (with relations), failed_rows.parquet "
+                "and summary.json."})
+    input_format: Optional[str] = field(default=None, metadata={
+        "help": "With --input_table: parquet, json (JSON lines) or csv (default: from the file's suffix)."})
+    id_column: str = field(default=DEFAULT_ID_COLUMN, metadata={
+        "help": "With --input_table: the column of note ids (strings or integers; unique)."})
+    text_column: str = field(default=DEFAULT_TEXT_COLUMN, metadata={
+        "help": "With --input_table: the column of note text."})
+    keep_columns: list[str] = field(default_factory=list, metadata={
+        "help": "With --input_table: columns carried into every output row (a visit date, a department, ...)."})
+    with_text: bool = field(default=False, metadata={
+        "help": "With --input_table: add each entity's text to the output tables (off by default: the tables then "
+                "hold no note text)."})
     batch_size: int = field(default=DEFAULT_BATCH_SIZE, metadata={"help": "Windows per batch (grouped by length)."})
     max_seq_length: Optional[int] = field(default=None, metadata={
         "help": f"Subwords per window, special tokens included (default: {DEFAULT_MAX_SEQ_LENGTH}, or what the model "
@@ -275,6 +292,21 @@ def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
     launched = int(os.environ.get("WORLD_SIZE", "1"))  # (parallel_annotation.launched_processes, without its imports)
     # The window, batch and confidence settings are checked where they are used (windows.py, NoteAnnotator).
     problems = []
+    if (args.input_dir is None) == (args.input_table is None):
+        problems.append("give the notes as --input_dir FOLDER or as --input_table TABLE (one of them)")
+    if args.input_table is None:
+        table_flags = {"--input_format": args.input_format is not None, "--keep_columns": bool(args.keep_columns),
+                       "--with_text": args.with_text, "--id_column": args.id_column != DEFAULT_ID_COLUMN,
+                       "--text_column": args.text_column != DEFAULT_TEXT_COLUMN}
+        given = [flag for flag, set_ in table_flags.items() if set_]
+        if given:
+            problems.append(f"{', '.join(given)}: for --input_table only")
+    else:
+        if args.word_predictions:
+            problems.append("--word_predictions is for --input_dir (a table's output is entities.parquet)")
+        if args.num_processes > 1 or launched > 1:
+            problems.append("--input_table runs in one process: for several, run annotate_spark.py with "
+                            "--master 'local[N]' (one machine) or on a cluster")
     if args.words_per_group < 1:
         problems.append(f"--words_per_group must be at least 1, got {args.words_per_group}")
     if args.num_processes < 1:
@@ -336,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     created = not Path(args.output_dir).exists()
     try:
         check_relation_request(args.relations, args.relation_model_name_or_path is not None, args.link_threshold)
+        if args.input_table is not None:
+            return annotate_table_command(args, lock, created)
         list_notes(args.input_dir)  # fail on the input before loading a model
         check_output_apart(args.output_dir, {"--input_dir": args.input_dir})
         lock.acquire()
@@ -375,6 +409,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(status) from None  # a failed process: the launcher stops the others waiting for it
         return status
     except KeyboardInterrupt:
+        if args.input_table is not None:
+            print(f"annotate_notes.py: interrupted: {args.output_dir} was not written (a table's outputs appear "
+                  "together, at the end); run the same command again", file=sys.stderr)
+            return 130
         print("annotate_notes.py: interrupted: every .ann written has its records; run the same command again "
               "to annotate the other notes", file=sys.stderr)
         return 130
@@ -389,6 +427,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print(format_summary(summary, args.output_dir))
     return 1 if summary["notes_failed"] or summary["notes_inconsistent"] else 0
+
+
+def annotate_table_command(args: AnnotationArguments, lock: FolderLock, created: bool) -> int:
+    """--input_table: one process, the output folder written whole (table_annotation.annotate_table)."""
+    from clinical_ner_crf.files import check_output_dir
+    from clinical_ner_crf.folder_safety import irregular_reason
+    from clinical_ner_crf.parallel_annotation import load_annotator, process_settings, relations_of_arguments
+    from clinical_ner_crf.table_annotation import annotate_table, format_table_summary
+
+    # The input and the output folder first, before a model is loaded.
+    table = Path(args.input_table)
+    if not table.exists():
+        raise InputError(f"--input_table {table}: no such file or folder")
+    if not table.is_dir() and irregular_reason(table):
+        raise InputError(f"--input_table {table} {irregular_reason(table)}: give a regular file")
+    check_output_apart(args.output_dir, {"--input_table": args.input_table})
+    lock.acquire()
+    check_output_dir(Path(args.output_dir), args.overwrite)
+    relations = relations_of_arguments(args)
+    if relations.by is not None:
+        logger.info("%s", relations.describe())
+    device, threads = process_settings(args, 0, 1)
+    annotator = load_annotator(args, device, threads, relations)
+    summary = annotate_table(annotator, table, args.output_dir, id_column=args.id_column,
+                             text_column=args.text_column, keep_columns=args.keep_columns,
+                             input_format=args.input_format, with_text=args.with_text, overwrite=args.overwrite,
+                             words_per_group=args.words_per_group)
+    print(format_table_summary(summary, args.output_dir))
+    return 1 if summary["rows_failed"] else 0
 
 
 if __name__ == "__main__":
