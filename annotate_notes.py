@@ -441,7 +441,7 @@ def annotate_table_command(args: AnnotationArguments, lock: FolderLock, created:
     if not table.exists():
         raise InputError(f"--input_table {table}: no such file or folder")
     if not table.is_dir() and irregular_reason(table):
-        raise InputError(f"--input_table {table} {irregular_reason(table)}: give a regular file")
+        raise InputError(f"--input_table {table} {irregular_reason(table)}: give a file, or a folder of Parquet parts")
     check_output_apart(args.output_dir, {"--input_table": args.input_table})
     lock.acquire()
     check_output_dir(Path(args.output_dir), args.overwrite)

@@ -41,6 +41,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -113,7 +114,8 @@ class SparkAnnotationArguments:
     master: Optional[str] = field(default=None, metadata={
         "help": "Spark master, e.g. 'local[2]' to run on this machine's cores (default: spark-submit's)."})
     spark_conf: list[str] = field(default_factory=list, metadata={
-        "help": "More Spark settings, KEY=VALUE each (e.g. spark.executor.memory=4g)."})
+        "help": "More Spark settings, KEY=VALUE each, after one flag (e.g. --spark_conf spark.executor.memory=4g "
+                "spark.task.cpus=2)."})
     overwrite: bool = field(default=False, metadata={"help": SHARED_FLAG_HELP["overwrite"]})
     model_revision: str = field(default="main", metadata={"help": SHARED_FLAG_HELP["model_revision"]})
     token: Optional[str] = field(default=None, metadata={"help": SHARED_FLAG_HELP["token"]})
@@ -162,10 +164,19 @@ def start_spark(args: SparkAnnotationArguments):
         # The executors are this machine's Python: the one running this command (not whatever `python3` is first
         # on the PATH). On a cluster, PYSPARK_PYTHON is the cluster's setting.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no network needed (nor a warning about it)
+    if not logger.isEnabledFor(logging.INFO):
+        # pyspark 4.3 warns that it does not yet fully support pandas 3 (which it does not use here: mapInArrow);
+        # the executors' Python processes take the same filter from the environment.
+        quiet = "ignore:PySpark does not yet fully support pandas:FutureWarning"
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))
     builder = SparkSession.builder.appName(SCRIPT).config("spark.ui.showConsoleProgress", "false")
     builder = builder.config("spark.sql.execution.arrow.maxRecordsPerBatch", str(args.notes_per_batch))
     if args.master:
         builder = builder.master(args.master)
+    if not logger.isEnabledFor(logging.INFO):
+        builder = builder.config("spark.executorEnv.PYTHONWARNINGS", os.environ["PYTHONWARNINGS"])
     for item in args.spark_conf:
         key, value = item.split("=", 1)
         builder = builder.config(key.strip(), value)

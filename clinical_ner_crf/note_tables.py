@@ -196,14 +196,14 @@ def _read_note_table(path: Path, fmt: str, id_column: str, text_column: str, kee
         import pyarrow.csv as pacsv
 
         # As Spark reads CSV (header, RFC 4180 quotes, line breaks inside quotes): every column a string, an empty
-        # unquoted field null, a quoted empty field the empty string.
+        # field null, quoted or not (so a row with an empty text is reported, not annotated as an empty note).
         header = _csv_header(path)
         check_columns(header, id_column, text_column, keep_columns, path)
         table = pacsv.read_csv(
             path, parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(include_columns=columns,
                                                  column_types={name: pa.string() for name in columns},
-                                                 strings_can_be_null=True, quoted_strings_can_be_null=False,
+                                                 strings_can_be_null=True, quoted_strings_can_be_null=True,
                                                  null_values=[""]))
     id_type, text_type = table.schema.field(id_column).type, table.schema.field(text_column).type
     if not (pa.types.is_string(id_type) or pa.types.is_large_string(id_type) or pa.types.is_integer(id_type)):

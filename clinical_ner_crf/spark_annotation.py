@@ -149,6 +149,10 @@ def executor_annotator(settings: ExecutorSettings):
     """This process's annotator for ``settings`` (loaded on first use)."""
     if settings not in _ANNOTATORS:
         from pyspark import SparkFiles, TaskContext
+        from transformers.utils import logging as transformers_logging
+
+        # transformers' own warnings (a tokenizer loaded from an export folder) are not the executor logs' business.
+        transformers_logging.set_verbosity_error()
 
         from .note_annotator import NoteAnnotator
 

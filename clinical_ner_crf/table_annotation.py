@@ -77,6 +77,8 @@ def annotate_table(annotator: NoteAnnotator, input_table, output_dir, *, id_colu
                 types.update(entity.type for entity in note.entities)
                 relation_types.update(candidate.type for candidate, _ in links.get(document_id, ()))
             bar.update(len(group))
+            # (The bar is off where stderr is no terminal: a line per group says how far a long run is.)
+            logger.info("%d of %d notes annotated", counts["notes_annotated"], len(good))
     finally:
         bar.close()
     facts = annotator_facts(annotator)
