@@ -1194,6 +1194,45 @@ def _parallel_table(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def spark_section() -> list[str]:
+    """annotate_spark.py with local[1] and local[2] (bench/spark_annotation.py), side by side in one run."""
+    path = common.RESULTS_DIR / "spark_annotation.json"
+    if not path.is_file():
+        return ["Not measured yet: `python bench/spark_annotation.py` (after `make quickstart`)."]
+    r = common.read_json(path)
+    notes, machine = r["notes"], r["machine"]
+    lines = [f"`annotate_spark.py --master 'local[N]'` on {notes['notes']:,} synthetic notes "
+             f"({notes['characters']:,} characters, {notes['mean_characters']:,.0f} per note), {r['model']}, each "
+             f"configuration the user's command in a fresh process into an empty folder (Spark's start, shipping and "
+             f"loading the model, and the summary jobs included), {r['rounds']} round(s), alternating; measured "
+             f"{machine.get('date_utc')} on {machine.get('cpu_model')} ({machine.get('cpu_count')} cores).", "",
+             "| master | wall s | notes/s | × local[1] | annotation s (first task to exit) | × (annotation) "
+             "| first output at s | partitions | peak RSS: JVM | peak RSS: Python worker (each) | peak RSS: all |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    base = r["runs"]["local_1"][0]
+    for name, runs in r["runs"].items():
+        run = runs[0]
+        lines.append(f"| `{run['master']}` | {run['seconds']:.1f} | {run['notes_per_second']:.1f} | "
+                     f"{base['seconds'] / run['seconds']:.2f} | {run['annotation_seconds']:.1f} | "
+                     f"{base['annotation_seconds'] / run['annotation_seconds']:.2f} | "
+                     f"{run['seconds_to_first_output'] if run['seconds_to_first_output'] is not None else '—'} | "
+                     f"{run['partitions']} | {run['peak_rss_mb']['jvm']:,.0f} MB | "
+                     f"{run['peak_rss_mb']['python_worker']:,.0f} MB | {run['peak_rss_mb']['total']:,.0f} MB |")
+    speedup = r["speedup_local_2_over_local_1"]
+    lines += ["", f"- Target: `local[2]` ≥ 1.7× `local[1]` (notes/s): {speedup:.2f}× "
+                  f"(annotation stage alone {r['annotation_speedup']:.2f}×): {'met' if speedup >= 1.7 else 'NOT met'}",
+              f"- The entities of `local[2]` are {'exactly' if r['entities_identical_local_1_local_2'] else 'NOT'} "
+              "those of `local[1]` (every row: note, id, type, offsets, confidence).",
+              "- First output: when the first part of `entities.parquet` was committed, in the hidden folder that "
+              "becomes the output at exit. The annotation is one Spark stage (the kept rows of every note) before "
+              "the tables are written, so it comes at the end: a job is all or nothing.",
+              "- In local mode the JVM is the driver and the one executor; each task slot runs one Python worker "
+              "with the model loaded once. The cost model for millions of notes, and what to set: docs/spark.md."]
+    if r.get("conditions"):
+        lines.append(f"- Conditions: {r['conditions']}")
+    return lines
+
+
 STRESS_KINDS = {"annotate": "`annotate_notes.py`", "annotate_2proc": "`annotate_notes.py --num_processes 2`",
                 "export": "`export_onnx.py`", "train": "`run_ner_crf.py` (training)", "prepare": "`prepare_n2c2.py`"}
 
@@ -1367,6 +1406,7 @@ def main() -> int:
     sections += ["## Does int8 keep the accuracy? (`python bench/int8_accuracy.py`)", ""] + int8_accuracy_section() + [""]
     sections += ["## Which layers int8 may touch (`python bench/int8_layers.py`)", ""] + int8_layers_section() + [""]
     sections += ["## Many notes: several processes (`python bench/parallel_annotation.py`)", ""] + parallel_section() + [""]
+    sections += ["## Many notes on Spark (`python bench/spark_annotation.py`)", ""] + spark_section() + [""]
     sections += [f"## Killed at random: {_stress_runs()} runs", ""] + stress_section() + [""]
     sections += ["## Status", ""] + pending_runs(results) + [""] + [STATUS_NOTES.strip(), ""]
     sections += ["## Commands", "", COMMANDS.strip(), ""]
@@ -1523,6 +1563,7 @@ nohup nice -n 10 .venv/bin/python bench/self_pretraining.py > bench/cache/self_p
 .venv/bin/python bench/int8_accuracy.py --model phee=DIR --model ncbi=DIR --model bc2gm=DIR   # int8 vs fp32, trained models
 .venv/bin/python bench/int8_layers.py --model DIR          # which layers int8 may touch (PHEE validation notes)
 .venv/bin/python bench/parallel_annotation.py             # annotate_notes.py with 1 and 2 processes (about 10 minutes)
+.venv/bin/python bench/spark_annotation.py                # annotate_spark.py, local[1] vs local[2], 100,000 notes
 .venv/bin/python bench/stress_interruptions.py            # 20 runs killed at random and re-run (about 10 minutes)
 # your own corpus (a prepare_n2c2.py output folder): the peer and the queue, then this report
 .venv/bin/python bench/feature_crf.py --dataset_path data/mine --corpus_name mine
