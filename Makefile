@@ -28,7 +28,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 venv: $(STAMP)
 
 # Synthetic sample -> tiny from-scratch TransformerCRF on CPU -> test predictions -> the paper's reports;
-# then a tiny relation model -> the test notes annotated (T and R lines, medications.jsonl) -> scored end to end.
+# then a tiny relation model -> the test notes annotated (T and R lines, medications.jsonl) -> scored end to end ->
+# the review pages of the annotated test notes (with their differences from gold, and the 5 notes to annotate next).
 # The sample's folder is the quickstart's own: it starts afresh each time (also after an older version's run).
 quickstart: $(STAMP)
 	@rm -rf $(QUICKSTART_DIR)
@@ -40,24 +41,43 @@ quickstart: $(STAMP)
 		--input_dir $(QUICKSTART_DIR)/brat/test --output_dir $(QUICKSTART_DIR)/annotated --device cpu
 	$(PY) evaluate_ablations.py --gold_brat $(QUICKSTART_DIR)/brat/test --pred_brat $(QUICKSTART_DIR)/annotated \
 		--relation_setting end_to_end --output_dir $(QUICKSTART_DIR)/report_end_to_end --overwrite
+	$(PY) review_notes.py --output_dir $(QUICKSTART_DIR)/annotated --input_dir $(QUICKSTART_DIR)/brat/test \
+		--gold_dir $(QUICKSTART_DIR)/brat/test --rank 5
 	@echo
 	@$(PY) -m clinical_ner_crf.console $(QUICKSTART_DIR)
 	@echo "Each command takes --help (and --verbose for its full log). Next: README.md, 'Annotating new notes'."
+
+# What only the tests need (make test, make test-fast): pyspark for annotate_spark.py's tests (requirements-spark.txt;
+# Java 17 runs it), and playwright with Debian's Chromium for the review pages' browser tests (requirements-browser.txt;
+# playwright's own browser download is never used). Compiled as the rest of the venv is (see $(STAMP)).
+TEST_STAMP := $(VENV)/.test-installed
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(TEST_STAMP): $(STAMP) requirements-spark.txt requirements-browser.txt
+	$(PY) -m pip install --no-compile --no-warn-script-location -r requirements-spark.txt -r requirements-browser.txt
+	$(PY) -m compileall -q -j 2 $(VENV)/lib/python3*/site-packages/pyspark $(VENV)/lib/python3*/site-packages/py4j \
+		$(VENV)/lib/python3*/site-packages/playwright
+	$(PY) -c "import pyspark, playwright"
+	touch $(TEST_STAMP)
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "no apt-get: install Chromium as $(CHROMIUM) (the browser tests skip without it)"; exit 0; }; \
+	$(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
 # Two pytest workers (pytest-xdist), a test file each at a time (module fixtures built once); one torch thread per
 # process (conftest.py), so the two share the 2 cores of CI without slowing each other.
 PYTEST := $(PY) -m pytest -q -n 2 --dist loadfile
 
 # Every test of the toolkit, the slow ones included (CI runs it, then test-bench).
-test: $(STAMP)
+test: $(TEST_STAMP) $(CHROMIUM)
 	$(PYTEST) -m "not bench_smoke" tests
 
 # A quicker loop while developing: at least one test of every module and command, not those marked slow.
-test-fast: $(STAMP)
+test-fast: $(TEST_STAMP) $(CHROMIUM)
 	$(PYTEST) -m "not slow" tests
 
 # The benchmark scripts (bench/) end to end on tiny corpora: about a minute more, for changes to bench/ (and CI).
-test-bench: $(STAMP)
+test-bench: $(TEST_STAMP)
 	$(PYTEST) -m bench_smoke tests
 
 clean:

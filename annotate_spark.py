@@ -1,14 +1,16 @@
 #!/usr/bin/env python
 """Annotate a table of notes on Apache Spark: the job of ``annotate_notes.py --input_table``, where the notes live.
 
-On a cluster (on premises, Databricks, EMR, ...), with the toolkit's Python environment on the executors::
+On a cluster (on premises, Databricks, EMR, ...), from the repository's folder (the driver here, client mode), with
+the toolkit's Python environment on the executors (the library and the models are shipped to them by the command)::
 
-    spark-submit --py-files annotate_spark.py annotate_spark.py \\
-        --model_name_or_path runs/bert_crf_onnx --input hdfs:///warehouse/notes --output_dir hdfs:///nlp/notes_annotated
+    spark-submit annotate_spark.py \\
+        --model_name_or_path runs/bert_crf_onnx --input_table hdfs:///warehouse/notes \\
+        --output_dir hdfs:///nlp/notes_annotated
 
 On one machine, Spark in the same process (``--master 'local[N]'``: N cores)::
 
-    python annotate_spark.py --model_name_or_path runs/bert_crf_onnx --input notes.parquet --output_dir out/ \\
+    python annotate_spark.py --model_name_or_path runs/bert_crf_onnx --input_table notes.parquet --output_dir out/ \\
         --master 'local[2]'
 
 Input: any path Spark reads (a Parquet file or folder of parts, JSON lines, CSV; ``--input_format`` or the suffix),
@@ -51,7 +53,9 @@ from clinical_ner_crf.console import configure_output
 from clinical_ner_crf.files import BACKENDS, ONNX_FILE, ONNX_INT8_FILE
 from clinical_ner_crf.folder_safety import FolderLock, check_output_apart
 from clinical_ner_crf.model_sources import check_local_model_sources, check_model_sources
-from clinical_ner_crf.note_tables import DEFAULT_ID_COLUMN, DEFAULT_TEXT_COLUMN, TABLE_FORMATS, table_format
+from clinical_ner_crf.note_tables import (
+    DEFAULT_ID_COLUMN, DEFAULT_TEXT_COLUMN, TABLE_FORMATS, check_local_table, table_format,
+)
 from clinical_ner_crf.relations import RELATION_CHOICES
 from clinical_ner_crf.tagging import DEFAULT_BATCH_SIZE, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_STRIDE
 
@@ -69,8 +73,8 @@ class SparkAnnotationArguments:
 
     model_name_or_path: str = field(metadata={"help": "export_onnx.py folder (--backend onnx) or run_ner_crf.py "
                                                       "folder (--backend torch), or the Hub id of one."})
-    input: str = field(metadata={"help": "The table of notes: any path Spark reads (a Parquet file or folder of "
-                                         "parts, JSON lines, CSV; local, hdfs://, s3a://, ...)."})
+    input_table: str = field(metadata={"help": "The table of notes: any path Spark reads (a Parquet file or folder of "
+                                               "parts, JSON lines, CSV; local, hdfs://, s3a://, ...)."})
     output_dir: str = field(metadata={"help": "Where entities.parquet, medications.parquet, failed_rows.parquet and "
                                               "summary.json go (a folder of its own; written whole at the end)."})
     input_format: Optional[str] = field(default=None, metadata={
@@ -188,7 +192,7 @@ def start_spark(args: SparkAnnotationArguments):
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_args(argv)
-        fmt = table_format(args.input, args.input_format)
+        fmt = table_format(args.input_table, args.input_format)
         args.model_name_or_path, args.relation_model_name_or_path = check_model_sources({
             "--model_name_or_path": args.model_name_or_path,
             "--relation_model_name_or_path": args.relation_model_name_or_path},
@@ -205,11 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The input and the output folder, before Spark starts.
     check_relation_request(args.relations, args.relation_model_name_or_path is not None, args.link_threshold)
     local_output = sa.is_local_path(args.output_dir)
-    if sa.is_local_path(args.input):
-        if not sa.local_path(args.input).exists():
-            raise UsageError(f"--input {args.input}: no such file or folder")
+    if sa.is_local_path(args.input_table):
+        if not sa.local_path(args.input_table).exists():
+            raise UsageError(f"--input_table {args.input_table}: no such file or folder")
+        # A local Parquet or CSV table's columns, read on the driver before Spark starts (JSON lines: by Spark).
+        check_local_table(sa.local_path(args.input_table), fmt, args.id_column, args.text_column, args.keep_columns)
         if local_output:
-            check_output_apart(sa.local_path(args.output_dir), {"--input": str(sa.local_path(args.input))})
+            check_output_apart(sa.local_path(args.output_dir), {"--input_table": str(sa.local_path(args.input_table))})
     lock = FolderLock(sa.local_path(args.output_dir), SCRIPT, enabled=local_output)
     with lock:
         if local_output:
@@ -248,7 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             partitions = args.num_partitions or PARTITIONS_PER_CORE * spark.sparkContext.defaultParallelism
 
             # Read and check the rows; annotate the notes; the tables.
-            rows = sa.read_checked_rows(spark, args.input, fmt, args.id_column, args.text_column, args.keep_columns)
+            rows = sa.read_checked_rows(spark, args.input_table, fmt, args.id_column, args.text_column,
+                                        args.keep_columns)
             from pyspark import StorageLevel
 
             annotated = sa.annotated_notes(spark, rows, settings, linking, partitions).persist(
@@ -259,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sa.write_tables(spark, tables, folder, args.partition_by)
                 summary.update(sa.summarize(annotated, rows, tables, linking))
                 if summary["rows"] == 0:
-                    raise UsageError(f"--input {args.input} has no rows")
+                    raise UsageError(f"--input_table {args.input_table} has no rows")
                 summary.update(
                     relations_by=relations.by, relations_choice_reason=relations.reason if linking else None,
                     outputs=list(tables) + ["summary.json"],
@@ -276,9 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     seconds=round(time.perf_counter() - started, 3))
                 sa.write_summary(spark, folder, summary)
 
-            summary: dict = {"input": args.input}
+            summary: dict = {"input_table": args.input_table}
             sa.write_atomically(spark, args.output_dir, args.overwrite, write,
-                                file_mode=sa.output_file_mode(args.input))
+                                file_mode=sa.output_file_mode(args.input_table))
             annotated.unpersist()
         finally:
             spark.stop()

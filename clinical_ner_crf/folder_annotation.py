@@ -205,6 +205,7 @@ class _Plan:
     main_sizes: dict[str, int]  # where this run's records start in each JSONL file (one process)
     repairs: dict[str, Counter]
     notes_redone: int = 0  # their .ann and records disagreed: annotated again
+    input_dir: Path | None = None  # resolved: review_notes.py reads the notes from it, from any folder
 
 
 JSONL_FILES = (ENTITIES_FILE, WORD_PREDICTIONS_FILE, MEDICATIONS_FILE)
@@ -361,7 +362,8 @@ def plan_folder(input_dir, output_dir: Path, overwrite: bool, tally: Tally) -> _
     manifest.claim(ann_name(path) for path in todo)  # before any process writes one
     main_sizes = {name: (output_dir / name).stat().st_size if (output_dir / name).is_file() else 0
                   for name in JSONL_FILES}
-    return _Plan(folder, notes, todo, already_annotated, stale, mode, main_sizes, repairs, len(redone))
+    return _Plan(folder, notes, todo, already_annotated, stale, mode, main_sizes, repairs, len(redone),
+                 input_dir=Path(input_dir).resolve())
 
 
 def annotate_note_groups(annotator: NoteAnnotator, paths: Sequence[Path], output_dir: Path, tally: Tally, *,
@@ -597,7 +599,8 @@ def finish_annotation(plan: _Plan, tally: Tally, facts: Mapping[str, Any], outpu
         "notes_redone_after_repair": plan.notes_redone,
         "notes_with_ann": sum((output_dir / ann_name(note)).is_file() for note in plan.notes.values()),
         "notes_inconsistent": len(inconsistent),
-        "settings": {**facts["settings"], "num_processes": num_processes, "words_per_group": words_per_group},
+        "settings": {**facts["settings"], "input_dir": str(plan.input_dir), "num_processes": num_processes,
+                     "words_per_group": words_per_group},
         "seconds": round(seconds, 3),
         "characters_per_second": round(counts["characters"] / seconds, 1) if seconds > 0 else None,
     }

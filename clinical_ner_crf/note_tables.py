@@ -216,6 +216,23 @@ def _read_note_table(path: Path, fmt: str, id_column: str, text_column: str, kee
     return NoteTable(ids, texts, table.select(list(keep_columns)), text_type=str(text_type))
 
 
+def check_local_table(path: Path, fmt: str, id_column: str, text_column: str, keep_columns: Sequence[str]) -> None:
+    """A local Parquet or CSV table's columns, from its schema or header alone (no rows read): a mistyped column or
+    a file that is not a table is one line before anything starts. JSON lines have no header: checked when read."""
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            names = (pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema).names
+        elif fmt == "csv":
+            names = _csv_header(path)
+        else:
+            return
+    except pa.ArrowException as error:
+        raise DataError(f"{path}: not a readable {fmt} table: {describe_arrow_error(error)}") from None
+    check_columns(names, id_column, text_column, keep_columns, path)
+
+
 class _NotText:
     """A value of a non-string text column (binary, numbers): it fails as ``non_string_text``."""
 

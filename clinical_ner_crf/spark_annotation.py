@@ -343,7 +343,8 @@ def write_atomically(spark, output_dir: str, overwrite: bool, write, file_mode: 
     if fs.exists(target):
         names = {status.getPath().getName() for status in fs.listStatus(target)}
         if names and not overwrite:
-            raise FileExistsError(f"output folder {output_dir} exists and is not empty (pass --overwrite to replace it)")
+            raise FileExistsError(f"output folder {output_dir} exists and is not empty (pass --overwrite to replace "
+                                  "it)")
         if names - own:
             raise FileExistsError(f"{output_dir} holds {', '.join(sorted(names - own)[:5])}, which this command did "
                                   "not write: --overwrite replaces only its own outputs; choose another output folder")

@@ -176,7 +176,8 @@ def format_table_summary(summary: Mapping[str, Any], output_dir) -> str:
     """Counts only."""
     by_type = ", ".join(f"{t} {n}" for t, n in summary["entities_by_type"].items()) or "none"
     lines = [f"Annotated {summary['notes_annotated']} of {summary['rows']} rows into {output_dir} in "
-             f"{summary['seconds']:.1f} s: {summary['sentences']} sentences, {summary['entities']} entities ({by_type})"]
+             f"{summary['seconds']:.1f} s: {summary['sentences']} sentences, {summary['entities']} entities "
+             f"({by_type})"]
     if summary["relations"] is not None:
         by = "the nearest-drug rule" if summary["relations_by"] == "rule" else "the relation model"
         lines.append(f"{summary['relations']} relations by {by}; {summary['medication_records']} drug records in "

@@ -23,7 +23,7 @@ from test_annotate_notes import CLI_ENV, SECRET, train_tiny_crf, write_txt
 
 pytest.importorskip("pyspark", reason="pyspark is not installed: `pip install -r requirements-spark.txt` (make test "
                                       "installs it)")
-pytestmark = [pytest.mark.spark, pytest.mark.slow]
+pytestmark = pytest.mark.spark
 
 annotate_notes = command("annotate_notes")
 export_onnx = command("export_onnx")
@@ -71,9 +71,10 @@ def folder_run(onnx_dir, notes, tmp_path_factory):
 
 
 def spark_command(onnx_dir, table, out, *extra):
-    return [sys.executable, str(REPO_ROOT / "annotate_spark.py"), "--model_name_or_path", str(onnx_dir), "--input",
-            str(table), "--output_dir", str(out), "--master", "local[2,4]", "--relations", "rule", "--keep_columns",
-            "ward", "--partition_by", "ward", "--num_partitions", "3", "--notes_per_batch", "8", *map(str, extra)]
+    return [sys.executable, str(REPO_ROOT / "annotate_spark.py"), "--model_name_or_path", str(onnx_dir),
+            "--input_table", str(table), "--output_dir", str(out), "--master", "local[2,4]", "--relations", "rule",
+            "--keep_columns", "ward", "--partition_by", "ward", "--num_partitions", "3", "--notes_per_batch", "8",
+            *map(str, extra)]
 
 
 def python_workers() -> list[psutil.Process]:
@@ -141,6 +142,7 @@ def spark_run(onnx_dir, table, tmp_path_factory):
             "stdout": stdout, "stderr": stderr, "killed_worker": killed_worker, "events": events}
 
 
+@pytest.mark.slow
 def test_a_killed_job_leaves_no_partial_table_at_the_target(spark_run):
     assert "out" not in spark_run["left_after_kill"]
     assert [name for name in spark_run["left_after_kill"] if name.startswith(".out.partial-")]  # its sibling only
@@ -149,6 +151,7 @@ def test_a_killed_job_leaves_no_partial_table_at_the_target(spark_run):
     assert sorted(path.name for path in spark_run["root"].iterdir()) == ["events", "out"]
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_task_is_retried_without_duplicate_or_lost_rows(spark_run, folder_run):
     assert spark_run["killed_worker"] is not None
     log = [json.loads(line) for path in spark_run["events"].rglob("*") if path.is_file()
@@ -164,6 +167,7 @@ def test_a_worker_killed_mid_task_is_retried_without_duplicate_or_lost_rows(spar
     assert len(keys) == len(set(keys)) == len(read_jsonl(folder_run / "entities.jsonl"))
 
 
+@pytest.mark.slow
 def test_spark_gives_the_entities_and_medications_of_annotate_notes(spark_run, folder_run, notes):
     entities = read_table(spark_run["out"] / "entities.parquet")
     assert sorted(entities[0]) == sorted(["document_id", "id", "type", "start", "end", "confidence", "ward"])
@@ -190,6 +194,7 @@ def test_spark_gives_the_entities_and_medications_of_annotate_notes(spark_run, f
     assert SECRET not in json.dumps(entities, default=str) + json.dumps(medications, default=str)
 
 
+@pytest.mark.slow
 def test_rows_that_are_not_notes_are_reported_by_id(spark_run):
     failed = read_table(spark_run["out"] / "failed_rows.parquet")
     assert sorted((row["document_id"] or "", row["kind"], row["ward"]) for row in failed) == [
@@ -203,6 +208,7 @@ def test_rows_that_are_not_notes_are_reported_by_id(spark_run):
     assert SECRET not in spark_run["stdout"] + spark_run["stderr"] + json.dumps(summary)
 
 
+@pytest.mark.slow
 def test_a_rerun_is_refused_unless_overwrite_before_spark_starts(spark_run, onnx_dir, table):
     out = spark_run["out"]
     before = sorted(str(path.relative_to(out)) for path in out.rglob("*"))
@@ -212,9 +218,32 @@ def test_a_rerun_is_refused_unless_overwrite_before_spark_starts(spark_run, onnx
     assert result.returncode == 1 and "exists and is not empty (pass --overwrite" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 30
     assert sorted(str(path.relative_to(out)) for path in out.rglob("*")) == before
-    # Usage errors: one line, exit status 2, before Spark starts.
-    for flags, message in [(["--partition_by", "department"], "--partition_by department: name one of"),
-                           (["--device", "cuda"], "--device cuda is for --backend torch")]:
-        result = subprocess.run(spark_command(onnx_dir, table, out) + flags, cwd=REPO_ROOT, env=CLI_ENV,
-                                capture_output=True, text=True, timeout=300)
-        assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_bad_flags_and_inputs_are_one_line_before_spark_starts(tmp_path, capsys):
+    """Checked on the driver before a JVM starts: flags, a missing or unreadable local table, its columns."""
+    annotate_spark = command("annotate_spark")
+    model = tmp_path / "model"
+    model.mkdir()
+    pq.write_table(pa.table({"note_id": ["a"], "text": ["Aspirin 81 mg"], "ward": ["x"]}), tmp_path / "notes.parquet")
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not a table")
+    base = ["--model_name_or_path", str(model), "--output_dir", str(tmp_path / "out")]
+    for flags, status, message in [
+            (["--input_table", tmp_path / "notes.parquet", "--keep_columns", "ward", "--partition_by", "department"],
+             2, "--partition_by department: name one of --keep_columns"),
+            (["--input_table", tmp_path / "notes.parquet", "--device", "cuda"], 2,
+             "--device cuda is for --backend torch"),
+            (["--input_table", tmp_path / "notes.parquet", "--notes_per_batch", "0"], 2, "--notes_per_batch must be"),
+            (["--input_table", tmp_path / "missing.parquet"], 2, "missing.parquet: no such file or folder"),
+            (["--input_table", tmp_path / "notes.parquet", "--text_column", "body"], 2,
+             "has no column --text_column body (its columns: note_id, text, ward)"),
+            (["--input_table", tmp_path / "broken.parquet"], 1, "broken.parquet: not a readable parquet table"),
+            (["--input_table", tmp_path / "notes.parquet", "--output_dir", tmp_path], 2, "holds --input_table")]:
+        with pytest.raises(SystemExit) as raised:
+            from clinical_ner_crf.command_line import run_main
+
+            run_main(lambda: annotate_spark.main([*base, *map(str, flags)]), "annotate_spark.py")
+        assert raised.value.code == status, (flags, capsys.readouterr().err)
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.startswith("annotate_spark.py: error: ") and message in line, line
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["broken.parquet", "model", "notes.parquet"]

@@ -243,6 +243,7 @@ def test_importing_command_line_imports_no_torch_transformers_or_datasets():
     ("run_re", "--output", "--output_dir"), ("pretrain_mlm", "--output", "--output_dir"),
     ("evaluate_ablations", "--output", "--output_dir"), ("annotate_notes", "--output", "--output_dir"),
     ("export_onnx", "--quant", "--quantize"), ("parameter_table", "--config", "--config_names"),
+    ("annotate_spark", "--output", "--output_dir"), ("review_notes", "--output", "--output_dir"),
 ])
 def test_no_command_takes_a_prefix_for_a_flag(name, abbreviated, flag, tmp_path, capsys):
     """argparse's abbreviations are off everywhere: ``--output x`` is not ``--output_dir x`` (issue 28)."""
@@ -345,7 +346,7 @@ def test_training_flags_are_training_arguments_own_with_their_defaults():
 # ---------------------------------------------------------------------------
 
 COMMANDS = ("prepare_n2c2", "run_ner_crf", "run_re", "pretrain_mlm", "evaluate_ablations", "annotate_notes",
-            "export_onnx", "parameter_table")
+            "export_onnx", "parameter_table", "annotate_spark", "review_notes")
 HEAVY_MODULES = ("torch", "datasets", "transformers.training_args", "onnxruntime", "modeling_crf")
 
 
@@ -416,7 +417,7 @@ def test_every_command_lists_the_same_names_for_the_same_things(help_texts):
                 assert help_text.startswith(shared[flag[2:]].split(" (default")[0][:60]) or \
                     shared[flag[2:]][:60] in help_text, (name, flag, help_text)
     models = [name for name, shown in help_texts.items() if "--model_name_or_path" in _help_flags(shown["help"])]
-    assert set(models) == {"run_ner_crf", "run_re", "pretrain_mlm", "annotate_notes", "export_onnx"}
+    assert set(models) == {"run_ner_crf", "run_re", "pretrain_mlm", "annotate_notes", "export_onnx", "annotate_spark"}
     datasets = [name for name, shown in help_texts.items() if "--dataset_path" in _help_flags(shown["help"])]
     assert set(datasets) == {"run_ner_crf", "run_re", "pretrain_mlm", "export_onnx"}  # export: calibration notes
 
@@ -493,6 +494,17 @@ MISTAKES = {
         "missing": (["--model_name_or_path", "{T}/missing_model", "--output_dir", "{O}"], (2,), "{T}/missing_model"),
         "bad_value": (["--opset", "latest", "--model_name_or_path", "m", "--output_dir", "{O}"], (2,), "--opset"),
         "unreadable": (["--model_name_or_path", "{T}/bad_model", "--output_dir", "{O}"], (1, 2), "{T}/bad_model")},
+    "annotate_spark": {
+        "missing": (["--model_name_or_path", "{T}/missing_model", "--input_table", "{T}/notes.parquet", "--output_dir",
+                     "{O}"], (2,), "{T}/missing_model"),
+        "bad_value": (["--notes_per_batch", "many", "--model_name_or_path", "m", "--input_table", "{T}/notes.parquet",
+                       "--output_dir", "{O}"], (2,), "--notes_per_batch"),
+        "unreadable": (["--model_name_or_path", "{T}/notes", "--input_table", "{T}/garbage.bin", "--input_format",
+                        "parquet", "--output_dir", "{O}"], (1, 2), "{T}/garbage.bin")},
+    "review_notes": {
+        "missing": (["--output_dir", "{T}/missing"], (2,), "{T}/missing"),
+        "bad_value": (["--rank", "many", "--output_dir", "{O}"], (2,), "--rank"),
+        "unreadable": (["--output_dir", "{T}/bad_gold", "--input_dir", "{T}/notes"], (1, 2), "{T}/bad_gold/a.ann")},
     "parameter_table": {
         "missing": (["--config_names", "{T}/missing.json"], (2,), "{T}/missing.json"),
         "bad_value": (["--config_names", ARCHITECTURE, "--num_labels", "nineteen"], (2,), "--num_labels"),

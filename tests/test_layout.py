@@ -15,7 +15,7 @@ from conftest import LIBRARY, REPO_ROOT
 
 # The commands a user runs (README "Commands"), and the model file that travels to the Hub alone.
 COMMANDS = {"prepare_n2c2", "run_ner_crf", "evaluate_ablations", "run_re", "annotate_notes", "export_onnx",
-            "pretrain_mlm", "parameter_table"}
+            "pretrain_mlm", "parameter_table", "annotate_spark", "review_notes"}
 MODEL_FILE = "modeling_crf"
 LIBRARY_DIR = REPO_ROOT / LIBRARY
 LIBRARY_MODULES = sorted(path.stem for path in LIBRARY_DIR.glob("*.py") if path.stem != "__init__")
@@ -48,7 +48,19 @@ ALLOWED_THIRD_PARTY = {
     "synthetic_n2c2": set(),
     "hub_upload": {"huggingface_hub", "transformers"},
     "model_sources": {"huggingface_hub"},  # inside the functions: a local folder is checked without it
+    "note_tables": {"pyarrow"},  # tables of notes; no model code
+    "table_annotation": {"pyarrow", "tqdm"},
+    "spark_annotation": {"pyarrow", "pyspark", "torch", "transformers"},  # the one module that imports pyspark
+    "review_pages": set(),  # the review site: standard library only
 }
+
+
+def test_only_the_spark_module_and_command_import_pyspark():
+    """pyspark is a requirement of annotate_spark.py alone (requirements-spark.txt): no other command or module
+    imports it, at the top or inside a function."""
+    files = [*python_files(REPO_ROOT), *python_files(LIBRARY_DIR)]
+    importers = sorted(path.name for path in files if "pyspark" in imports_of(path))
+    assert importers == ["annotate_spark.py", "spark_annotation.py"]
 
 
 def python_files(folder: Path) -> list[Path]:

@@ -52,7 +52,7 @@ PLACEHOLDERS = {"/path/to/unlabelled_notes": "my_notes"}
 CARD_PLACEHOLDERS = {"REPO_OR_PATH": "{folder}", "THIS_FOLDER": "{folder}", "THIS_MODEL": "{folder}",
                      "NER_MODEL": f"{QUICKSTART_DIR}/model"}  # (the relation card's: the NER model it was trained with)
 # Quickstart recipe commands the blocks do not need (no block reads the annotated test notes or the reports).
-QUICKSTART_NOT_RUN = ("annotate_notes.py", "evaluate_ablations.py")
+QUICKSTART_NOT_RUN = ("annotate_notes.py", "evaluate_ablations.py", "review_notes.py")
 
 
 @dataclass
@@ -166,6 +166,18 @@ def write_my_notes(folder: Path) -> None:
         (folder / f"{note.doc_id}.txt").write_text(note.text, encoding="utf-8")
 
 
+def write_my_notes_table(path: Path) -> None:
+    """A table of notes (README "Many notes in a table"): a few synthetic notes with an id and a department."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from clinical_ner_crf.synthetic_n2c2 import generate_notes
+
+    notes = generate_notes(4, seed=8, split="test")
+    pq.write_table(pa.table({"note_id": [note.doc_id for note in notes], "text": [note.text for note in notes],
+                             "department": ["cardiology", "oncology", "cardiology", "renal"]}), path)
+
+
 def write_my_corpus(folder: Path) -> None:
     """A brat corpus in a scheme of its own (README "Your own corpus": Medication, Dose, ..., MODIFY relations)."""
     from test_user_paths import write_own_scheme_corpus  # (imports the training stack: only when a block needs it)
@@ -190,12 +202,12 @@ def write_my_predictions(folder: Path) -> None:
 
 # The folders of a user's that the README's commands read, in the order to write them: the test writes those that a
 # block it runs names.
-USER_FOLDERS = {"my_notes": write_my_notes, "my_corpus": write_my_corpus, "n2c2": write_n2c2,
-                "my_predictions": write_my_predictions}
+USER_FOLDERS = {"my_notes": write_my_notes, "my_notes.parquet": write_my_notes_table, "my_corpus": write_my_corpus,
+                "n2c2": write_n2c2, "my_predictions": write_my_predictions}
 
 
 def user_folders_named(bash: str) -> list[str]:
-    return [name for name in USER_FOLDERS if re.search(rf"(?<![\w/.-]){name}\b", bash)]
+    return [name for name in USER_FOLDERS if re.search(rf"(?<![\w/.-]){re.escape(name)}(?![\w.])", bash)]
 
 
 def run_bash(script: str, work: Path, env: dict, what: str) -> None:
