@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from clinical_ner_crf.metrics import LENIENT_MICRO_F1, STRICT_MACRO_F1, STRICT_MICRO_F1  # noqa: E402
 from clinical_ner_crf.reports import aggregate_runs, learning_curve, plot_learning_curve  # noqa: E402
+import active_learning  # noqa: E402
 import relation_curves  # noqa: E402
 import quality  # noqa: E402
 import self_pretraining  # noqa: E402
@@ -1386,6 +1387,7 @@ def main() -> int:
     sections += self_pretraining_section(results)
     sections += relations_section() + relation_targets() + [""]
     sections += relation_curves.summary()
+    sections += active_learning.summary()
     sections += ["## Parameters (Table I), printed by `python parameter_table.py --config_names configs/architectures/*.json`", ""]
     sections += parameter_rows() + [""]
     bench_params = {}
@@ -1564,6 +1566,8 @@ nohup nice -n 10 .venv/bin/python bench/self_pretraining.py > bench/cache/self_p
 .venv/bin/python bench/int8_layers.py --model DIR          # which layers int8 may touch (PHEE validation notes)
 .venv/bin/python bench/parallel_annotation.py             # annotate_notes.py with 1 and 2 processes (about 10 minutes)
 .venv/bin/python bench/spark_annotation.py                # annotate_spark.py, local[1] vs local[2], 100,000 notes
+nohup nice -n 10 .venv/bin/python bench/active_learning.py > bench/cache/active_learning.log 2>&1 &   # uncertainty vs random (resumable)
+.venv/bin/python bench/active_learning.py --list          # its progress
 .venv/bin/python bench/stress_interruptions.py            # 20 runs killed at random and re-run (about 10 minutes)
 # your own corpus (a prepare_n2c2.py output folder): the peer and the queue, then this report
 .venv/bin/python bench/feature_crf.py --dataset_path data/mine --corpus_name mine

@@ -377,3 +377,92 @@ def test_parallel_annotation_smoke_times_one_and_two_processes(tmp_path, monkeyp
     int8 = runs["onnx_int8_2x1_agreement"]
     assert int8["notes_same_ann"] == 13 and int8["max_confidence_difference"] == 0.0 and int8["identical"] is True
     assert runs["ratio_onnx_int8_2x1_over_onnx_int8_1x1"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.bench_smoke
+def test_active_learning_smoke_runs_both_strategies_and_counts_their_cost(tmp_path, monkeypatch):
+    import active_learning
+
+    monkeypatch.setenv("BENCH_SMOKE_DIR", str(tmp_path))
+    assert active_learning.main(["--smoke", "--threads", "1"]) == 0
+    saved = json.loads((tmp_path / "smoke_results" / "active_learning.json").read_text())
+    runs = {path.stem: json.loads(path.read_text())
+            for path in (tmp_path / "smoke_results" / "active_learning").glob("*.json")}
+    # 1 seed: round 0 shared, then 2 rounds of each strategy; every run finished and aggregated
+    assert sorted(runs) == sorted(["smoke__s42__shared__r0"] + [f"smoke__s42__{s}__r{r}" for s in
+                                                                ("uncertainty", "random") for r in (1, 2)])
+    assert saved["seeds"] == [42] and saved["runs_done"] == saved["runs_total"] == 5
+    pool = active_learning.Corpus("smoke", tmp_path / "active_learning_data")
+    for strategy in ("uncertainty", "random"):
+        curve = saved["curves"][strategy]
+        assert [p["round"] for p in curve] == [0, 1, 2]
+        assert [p["notes"]["mean"] for p in curve] == [10, 20, 30]
+        # annotation cost grows with every round, counted in words and gold entities as well as notes
+        for cost in ("words", "entities"):
+            assert all(a[cost]["mean"] < b[cost]["mean"] for a, b in zip(curve, curve[1:])), (strategy, cost)
+        assert curve[0] == saved["curves"]["random"][0]  # round 0 is one model for both
+        # each round's notes are the last round's plus the ones it chose, all from the pool; the costs are theirs
+        chain = [runs["smoke__s42__shared__r0"]] + [runs[f"smoke__s42__{strategy}__r{r}"] for r in (1, 2)]
+        for before, after in zip(chain, chain[1:]):
+            added = before["next_ids"][strategy]
+            assert len(added) == 10 and not set(added) & set(before["labelled_ids"])
+            assert after["labelled_ids"] == sorted(before["labelled_ids"] + added)
+        for run in chain:
+            assert set(run["labelled_ids"]) <= set(pool.pool)
+            assert {k: run[k] for k in ("notes", "words", "entities")} == pool.costs(run["labelled_ids"])
+            assert run["train_sentences"] == sum(len(pool.rows[n]) for n in run["labelled_ids"])
+            # the F1 is the scorer's on the test predictions the run wrote
+            headline, _, _ = rescored(tmp_path / "smoke_runs" / "active_learning" / run["key"])
+            assert {name: run[name] for name in headline} == pytest.approx(headline, abs=1e-12)
+        assert chain[-1]["next_ids"] == {}  # the last round chooses nothing
+    # Uncertainty chose by the model's uncertainty (the top of the ranking over the unannotated pool), not as random did
+    first = runs["smoke__s42__shared__r0"]
+    choice = first["selection"]["uncertainty"]
+    assert choice["pool_notes"] == len(pool.pool) - 10
+    assert choice["chosen_min_uncertainty"] >= choice["others_max_uncertainty"]
+    assert choice["chosen_mean_uncertainty"] >= choice["pool_mean_uncertainty"]
+    assert set(first["next_ids"]["uncertainty"]) != set(first["next_ids"]["random"])
+    # the savings are read off the curves: random's final F1 is the target
+    savings = saved["savings"]
+    assert savings["target_f1"] == saved["curves"]["random"][-1][STRICT_MICRO_F1]["mean"]
+    assert savings["random_final"]["words"] == saved["curves"]["random"][-1]["words"]["mean"]
+    assert savings["reached"] == any(p[STRICT_MICRO_F1]["mean"] >= savings["target_f1"]
+                                     for p in saved["curves"]["uncertainty"])
+    reached = active_learning.cost_to_reach([(0.2, {"words": 100}), (0.4, {"words": 300}), (0.6, {"words": 500})], 0.5)
+    assert reached == (pytest.approx({"words": 400.0}), pytest.approx(1.5))
+    assert active_learning.cost_to_reach([(0.2, {"words": 100}), (0.3, {"words": 300})], 0.5) is None
+    lines = active_learning.summary(tmp_path / "smoke_results" / "active_learning.json", tmp_path / "curves.png")
+    # (a smoke model may not rise above round 0: then no saving can be read, and the section says so)
+    expected = "- words: **saves" if savings["measurable"] else "- no saving can be read"
+    assert savings["measurable"] == (not savings["reached"] or savings["uncertainty_round_at_target"] > 0)
+    assert (tmp_path / "curves.png").is_file() and any(line.startswith(expected) for line in lines)
+    # numbers and ids only: no text of any note in the results
+    texts = [text for text in pool.texts.values() if len(text) > 40]
+    for text in [json.dumps(saved)] + [json.dumps(run) for run in runs.values()]:
+        assert "tokens" not in text and not any(note[:40] in text for note in texts)
+    # a second call resumes: nothing is trained again
+    before = {key: run["finished_utc"] for key, run in runs.items()}
+    assert active_learning.main(["--smoke", "--threads", "1"]) == 0
+    assert {path.stem: json.loads(path.read_text())["finished_utc"]
+            for path in (tmp_path / "smoke_results" / "active_learning").glob("*.json")} == before
+
+
+@pytest.mark.slow
+@pytest.mark.bench_smoke
+def test_spark_annotation_smoke_times_local_1_and_local_2(tmp_path, monkeypatch):
+    pytest.importorskip("pyspark", reason="pyspark is not installed: `pip install -r requirements-spark.txt`")
+    import spark_annotation
+
+    monkeypatch.setenv("BENCH_SMOKE_DIR", str(tmp_path))
+    output = tmp_path / "spark_annotation.json"
+    spark_annotation.main(["--smoke", "--driver_memory", "1g", "--output", str(output)])
+    saved = json.loads(output.read_text())
+    assert saved["notes"]["notes"] == 300 and saved["entities_identical_local_1_local_2"] is True
+    for name, master in (("local_1", "local[1]"), ("local_2", "local[2]")):
+        (run,) = saved["runs"][name]
+        assert run["master"] == master and run["notes"] == 300 and run["partitions"] == 4 * int(master[6])
+        # the JVM and one Python worker per task slot were seen, and the annotation started after Spark did
+        assert run["peak_rss_mb"]["jvm"] > 100 and run["peak_rss_mb"]["python_worker"] > 50
+        assert 0 < run["seconds_to_first_worker"] < run["seconds"]
+    assert saved["speedup_local_2_over_local_1"] > 0
