@@ -93,8 +93,9 @@ class Sampler(threading.Thread):
                     if process.pid not in kinds:
                         cmdline = " ".join(process.cmdline())
                         parent = " ".join(psutil.Process(process.ppid()).cmdline())
-                        kinds[process.pid] = ("jvm" if "java" in cmdline.split(" ")[0] else "python_worker"
-                                              if "pyspark.daemon" in cmdline and "pyspark.daemon" in parent else "other")
+                        worker = "pyspark.daemon" in cmdline and "pyspark.daemon" in parent
+                        kinds[process.pid] = ("jvm" if "java" in cmdline.split(" ")[0] else
+                                              "python_worker" if worker else "other")
                     rss = process.memory_info().rss / 2**20
                 except psutil.Error:
                     continue

@@ -19,7 +19,7 @@ import pytest
 
 from clinical_ner_crf.synthetic_n2c2 import generate_notes
 from conftest import REPO_ROOT, command
-from test_annotate_notes import CLI_ENV, SECRET, train_tiny_crf, write_txt
+from test_annotate_notes import CLI_ENV, SECRET, crf_dir, relation_models, train_tiny_crf, write_txt  # noqa: F401
 
 pytest.importorskip("pyspark", reason="pyspark is not installed: `pip install -r requirements-spark.txt` (make test "
                                       "installs it)")
@@ -218,6 +218,43 @@ def test_a_rerun_is_refused_unless_overwrite_before_spark_starts(spark_run, onnx
     assert result.returncode == 1 and "exists and is not empty (pass --overwrite" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 30
     assert sorted(str(path.relative_to(out)) for path in out.rglob("*")) == before
+
+
+@pytest.mark.slow
+def test_the_torch_backend_and_a_relation_model_give_the_folder_paths_records(crf_dir, relation_models, notes,
+                                                                              tmp_path):
+    """--backend torch and a run_re.py relation model on the executors: the entities and medication records of
+    annotate_notes.py with the same model and relation model (PyTorch: confidences within 1e-5, as other batch
+    neighbours change the padding at the ulp level)."""
+    few = dict(list(notes.items())[:30])
+    for document_id, text in few.items():
+        write_txt(tmp_path / "notes" / f"{document_id}.txt", text)
+    pq.write_table(pa.table({"note_id": list(few), "text": list(few.values())}), tmp_path / "notes.parquet")
+    relation = relation_models["model"]
+    assert annotate_notes.main(["--model_name_or_path", str(crf_dir), "--input_dir", str(tmp_path / "notes"),
+                                "--output_dir", str(tmp_path / "folder_out"), "--relation_model_name_or_path",
+                                str(relation), "--relations", "model", "--device", "cpu"]) == 0
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "annotate_spark.py"), "--model_name_or_path",
+                             str(crf_dir), "--backend", "torch", "--input_table", str(tmp_path / "notes.parquet"),
+                             "--output_dir", str(tmp_path / "spark_out"), "--relation_model_name_or_path",
+                             str(relation), "--relations", "model", "--master", "local[2]", "--notes_per_batch", "4"],
+                            cwd=REPO_ROOT, env=CLI_ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "by the relation model" in result.stdout
+    by_note = lambda r: (r["document_id"], r["id"])  # noqa: E731
+    entities = sorted(read_table(tmp_path / "spark_out" / "entities.parquet"), key=by_note)
+    expected = sorted(read_jsonl(tmp_path / "folder_out" / "entities.jsonl"), key=by_note)
+    assert [(r["document_id"], r["id"], r["type"], r["start"], r["end"]) for r in entities] == \
+        [(r["document_id"], r["id"], r["type"], r["start"], r["end"]) for r in expected]
+    assert max(abs(a["confidence"] - b["confidence"]) for a, b in zip(entities, expected)) <= 1e-5
+    medications = read_table(tmp_path / "spark_out" / "medications.parquet")
+    expected = read_jsonl(tmp_path / "folder_out" / "medications.jsonl")
+
+    def links(records):
+        return sorted((r["document_id"], r["id"], a["id"], a["relation"], round(a["relation_confidence"], 4))
+                      for r in records for a in r["attributes"])
+
+    assert links(medications) == links(expected) and len(links(expected)) > 50
 
 
 def test_bad_flags_and_inputs_are_one_line_before_spark_starts(tmp_path, capsys):
