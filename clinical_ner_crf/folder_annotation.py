@@ -608,6 +608,20 @@ def finish_annotation(plan: _Plan, tally: Tally, facts: Mapping[str, Any], outpu
     return summary
 
 
+def relation_and_confidence_lines(summary: Mapping[str, Any], medications_name: str) -> list[str]:
+    """The summary's lines on relations and on entities dropped by ``--min_confidence`` (a folder's or a table's)."""
+    lines = []
+    if summary["relations"] is not None:
+        by_type = ", ".join(f"{t} {n}" for t, n in summary["relations_by_type"].items()) or "none"
+        by = "the nearest-drug rule" if summary["relations_by"] == "rule" else "the relation model"
+        lines.append(f"{summary['relations']} relations ({by_type}) by {by} ({summary['relations_choice_reason']}); "
+                     f"{summary['medication_records']} drug records in {medications_name}")
+    if summary["entities_below_min_confidence"]:
+        lines.append(f"{summary['entities_below_min_confidence']} entities below --min_confidence "
+                     f"{summary['settings']['min_confidence']} were dropped")
+    return lines
+
+
 def format_summary(summary: Mapping[str, Any], output_dir) -> str:
     """Counts only."""
     by_type = ", ".join(f"{t} {n}" for t, n in summary["entities_by_type"].items()) or "none"
@@ -616,14 +630,7 @@ def format_summary(summary: Mapping[str, Any], output_dir) -> str:
         f"in {summary['seconds']:.1f} s: {summary['sentences']} sentences, {summary['windows']} windows "
         f"({summary['windowed_sentences']} sentences needed more than one), {summary['entities']} entities ({by_type})",
     ]
-    if summary["relations"] is not None:
-        by_type = ", ".join(f"{t} {n}" for t, n in summary["relations_by_type"].items()) or "none"
-        by = "the nearest-drug rule" if summary["relations_by"] == "rule" else "the relation model"
-        lines.append(f"{summary['relations']} relations ({by_type}) by {by} ({summary['relations_choice_reason']}); "
-                     f"{summary['medication_records']} drug records in {MEDICATIONS_FILE}")
-    if summary["entities_below_min_confidence"]:
-        lines.append(f"{summary['entities_below_min_confidence']} entities below --min_confidence "
-                     f"{summary['settings']['min_confidence']} were dropped")
+    lines += relation_and_confidence_lines(summary, MEDICATIONS_FILE)
     if summary["notes_already_annotated"]:
         lines.append(f"{summary['notes_already_annotated']} notes already had an .ann "
                      "(kept; --overwrite replaces them)")

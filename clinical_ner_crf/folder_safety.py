@@ -415,8 +415,3 @@ def die_with_parent(parent_pid: int) -> None:
             pass
     if os.getppid() != parent_pid:  # the parent died before the request took effect
         os._exit(1)
-
-
-def parent_alive(parent_pid: int) -> bool:
-    """Whether the process that started this one is still its parent (a check between units of work)."""
-    return os.getppid() == parent_pid

@@ -292,10 +292,3 @@ def gather_texts(*, dataset_paths: Sequence[str] = (), notes_dirs: Sequence[str]
 def _reason_kind(reason: str) -> str:
     """A skipped note's reason without its offsets, to count notes by reason."""
     return reason.split(" (", 1)[0].split(" at byte offset", 1)[0]
-
-
-def text_sentences(texts: Sequence[str]) -> list[list[str]]:
-    """Word lists of every sentence of every document (tagging.py's sentences and words), documents longer than
-    :data:`SEGMENT_CHARS` cut into segments as the pre-training text is."""
-    return [sentence for text in texts for segment in document_segments((text,)) for sentence in
-            segment_sentences(segment)]

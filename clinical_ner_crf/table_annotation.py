@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .files import SUMMARY_FILE, note_file_mode, write_folder_atomically, write_json_atomically
-from .folder_annotation import InputError, annotator_facts, entity_records
+from .folder_annotation import InputError, annotator_facts, entity_records, relation_and_confidence_lines
 from .note_tables import (
     ENTITIES_TABLE, FAILED_ROWS_TABLE, MEDICATIONS_TABLE, RowFailure, check_rows, entity_rows, entity_schema,
     failed_row_schema, failure_summary, medication_rows, medication_schema, read_note_table, with_kept_columns,
@@ -178,13 +178,7 @@ def format_table_summary(summary: Mapping[str, Any], output_dir) -> str:
     lines = [f"Annotated {summary['notes_annotated']} of {summary['rows']} rows into {output_dir} in "
              f"{summary['seconds']:.1f} s: {summary['sentences']} sentences, {summary['entities']} entities "
              f"({by_type})"]
-    if summary["relations"] is not None:
-        by = "the nearest-drug rule" if summary["relations_by"] == "rule" else "the relation model"
-        lines.append(f"{summary['relations']} relations by {by}; {summary['medication_records']} drug records in "
-                     f"{MEDICATIONS_TABLE}")
-    if summary["entities_below_min_confidence"]:
-        lines.append(f"{summary['entities_below_min_confidence']} entities below --min_confidence "
-                     f"{summary['settings']['min_confidence']} were dropped")
+    lines += relation_and_confidence_lines(summary, MEDICATIONS_TABLE)
     if summary["rows_failed"]:
         kinds = ", ".join(f"{kind} {n}" for kind, n in summary["failures_by_kind"].items())
         lines.append(f"{summary['rows_failed']} rows were not annotated ({kinds}): each is in {FAILED_ROWS_TABLE} "
