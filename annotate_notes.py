@@ -271,6 +271,10 @@ class AnnotationArguments:
         "help": "Annotate with this many processes on this machine, the notes split among them by size (each loads "
                 "the model; GPUs: process k uses cuda:k). Under `accelerate launch` or torchrun, give the number "
                 "to the launcher instead."})
+    html: bool = field(default=False, metadata={
+        "help": "Also write the review pages into OUTPUT_DIR/review/ (review_notes.py: each note's entities at their "
+                "offsets with their confidences, the low-confidence ones marked, the relations drug by drug; "
+                "replaced at every run). They hold note text: never upload them."})
     num_threads: Optional[int] = field(default=None, metadata={
         "help": "CPU threads per process, torch and onnxruntime (default: the machine's cores divided among the "
                 "processes on it)."})
@@ -302,8 +306,9 @@ def parse_args(argv: Sequence[str] | None = None) -> AnnotationArguments:
         if given:
             problems.append(f"{', '.join(given)}: for --input_table only")
     else:
-        if args.word_predictions:
-            problems.append("--word_predictions is for --input_dir (a table's output is entities.parquet)")
+        if args.word_predictions or args.html:
+            problems.append("--word_predictions and --html are for --input_dir (a table's output is "
+                            "entities.parquet)")
         if args.num_processes > 1 or launched > 1:
             problems.append("--input_table runs in one process: for several, run annotate_spark.py with "
                             "--master 'local[N]' (one machine) or on a cluster")
@@ -426,7 +431,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if summary is None:  # not process 0: it reports for all
         return 0
     print(format_summary(summary, args.output_dir))
+    if args.html:
+        write_review_pages(args)
     return 1 if summary["notes_failed"] or summary["notes_inconsistent"] else 0
+
+
+def write_review_pages(args: AnnotationArguments) -> None:
+    """--html: the review site of the folder just annotated (review_pages.write_review_site), replaced whole."""
+    from clinical_ner_crf.review_pages import REVIEW_DIRNAME, write_review_site
+
+    review_dir = Path(args.output_dir) / REVIEW_DIRNAME
+    with FolderLock(args.output_dir, SCRIPT), FolderLock(review_dir, SCRIPT):
+        counts = write_review_site(args.output_dir, args.input_dir, overwrite=True)
+    print(f"Review pages (they hold note text: never upload them): {counts['index']}")
 
 
 def annotate_table_command(args: AnnotationArguments, lock: FolderLock, created: bool) -> int:

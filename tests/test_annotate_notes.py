@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -680,6 +681,28 @@ def test_relations_rule_needs_no_relation_model(crf_dir, relation_notes, tmp_pat
     assert (summary["relations_by"], summary["relations_choice_reason"]) == ("rule", "--relations rule")
     assert summary["medication_records"] == sum(r["drug"]["type"] == "Drug" for r in read_jsonl(out / "medications.jsonl"))
     assert "Relations: the nearest-drug rule (--relations rule); sentence window 1" in result.stderr
+
+
+def test_html_writes_the_review_pages_of_the_folder_and_replaces_them_on_a_rerun(crf_dir, relation_notes, tmp_path,
+                                                                                 capsys):
+    out = tmp_path / "out"
+    arguments = ["--model_name_or_path", str(crf_dir), "--relations", "rule", "--input_dir", str(relation_notes),
+                 "--output_dir", str(out), "--device", "cpu", "--html"]
+    assert main(arguments) == 0
+    assert f"Review pages (they hold note text: never upload them): {out / 'review' / 'index.html'}" in \
+        capsys.readouterr().out
+    pages = {path.stem: path.read_text(encoding="utf-8") for path in (out / "review").glob("*.html")}
+    records = read_jsonl(out / "entities.jsonl")
+    assert set(pages) == {path.stem for path in relation_notes.glob("*.txt")} | {"index"}
+    for document_id in {record["document_id"] for record in records}:
+        ids = {record["id"] for record in records if record["document_id"] == document_id}
+        assert ids == set(re.findall(r'data-entity-id="(T\d+)"', pages[document_id]))
+    assert 'data-relation-type="Strength-Drug"' in pages["two_drugs"]
+    # Again, every note annotated afresh: the pages are replaced with the annotations, never left stale.
+    before = (out / "review" / "index.html").stat().st_mtime_ns
+    assert main([*arguments, "--overwrite"]) == 0
+    assert (out / "review" / "index.html").stat().st_mtime_ns != before
+    assert not list(out.glob(".review*")) and not list(tmp_path.glob(".out*"))
 
 
 @pytest.mark.parametrize("extra, message", [
