@@ -152,6 +152,19 @@ Relations
     when the rule links (``--relations rule``, or auto choosing it) are usage errors (one line,
     exit status 2).
 
+A table instead of a folder (``--input_table``)
+    A Parquet file or folder of parts, JSON lines or CSV, one note per row (``--id_column``, ``--text_column``;
+    ``--keep_columns`` carried into every output row): ``entities.parquet``, ``medications.parquet`` (with
+    relations), ``failed_rows.parquet`` (rows that are not notes, by row number, id and reason: no id, no text, a
+    text that is not a string, a line that is not JSON, an id on several rows) and ``summary.json``, the same
+    entities as a folder of the same notes (``table_annotation.py``; the rows' rules in ``note_tables.py``, which
+    ``annotate_spark.py`` shares). One process, the table in memory, the output folder written whole at the end: a
+    killed run leaves nothing at the target and the same command starts over.
+
+Review pages (``--html``)
+    After a folder is annotated, ``OUTPUT_DIR/review/`` gets the pages of ``review_notes.py`` (each note's entities
+    at their offsets with their confidences, relations drug by drug), replaced at each run. They hold note text.
+
 Backends
     ``--backend torch`` (default) runs the model folder with PyTorch. ``--backend onnx`` runs an
     ``export_onnx.py`` folder with onnxruntime on the CPU (``--onnx_model_file model.int8.onnx`` for the
