@@ -77,6 +77,11 @@ def spark_command(onnx_dir, table, out, *extra):
             *map(str, extra)]
 
 
+# A few hundred rows: Spark's 200 shuffle partitions (the duplicate-id check, the summary's counts) would be
+# mostly empty tasks; 4 take a third off each job here.
+SMALL_SHUFFLES = "spark.sql.shuffle.partitions=4"
+
+
 def python_workers() -> list[psutil.Process]:
     """The Python processes Spark forked to run tasks (children of the pyspark daemon, not the daemon itself)."""
     workers = []
@@ -109,7 +114,8 @@ def spark_run(onnx_dir, table, tmp_path_factory):
     root = tmp_path_factory.mktemp("spark_run")
     out, events = root / "out", root / "events"
     events.mkdir()
-    killed = subprocess.Popen(spark_command(onnx_dir, table, out), cwd=REPO_ROOT, env=CLI_ENV, start_new_session=True,
+    killed = subprocess.Popen(spark_command(onnx_dir, table, out, "--spark_conf", SMALL_SHUFFLES), cwd=REPO_ROOT,
+                              env=CLI_ENV, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and killed.poll() is None and \
@@ -125,7 +131,8 @@ def spark_run(onnx_dir, table, tmp_path_factory):
         time.sleep(0.1)
     assert not python_workers(), "the killed job's Python workers outlived it"
 
-    rerun = subprocess.Popen(spark_command(onnx_dir, table, out, "--spark_conf", "spark.eventLog.enabled=true",
+    rerun = subprocess.Popen(spark_command(onnx_dir, table, out, "--spark_conf", SMALL_SHUFFLES,
+                                           "spark.eventLog.enabled=true",
                                            f"spark.eventLog.dir=file://{events}", "spark.eventLog.compress=false",
                                            "spark.eventLog.rolling.enabled=false"),
                              cwd=REPO_ROOT, env=CLI_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -237,7 +244,8 @@ def test_the_torch_backend_and_a_relation_model_give_the_folder_paths_records(cr
     result = subprocess.run([sys.executable, str(REPO_ROOT / "annotate_spark.py"), "--model_name_or_path",
                              str(crf_dir), "--backend", "torch", "--input_table", str(tmp_path / "notes.parquet"),
                              "--output_dir", str(tmp_path / "spark_out"), "--relation_model_name_or_path",
-                             str(relation), "--relations", "model", "--master", "local[2]", "--notes_per_batch", "4"],
+                             str(relation), "--relations", "model", "--master", "local[2]", "--notes_per_batch", "4",
+                             "--spark_conf", SMALL_SHUFFLES],
                             cwd=REPO_ROOT, env=CLI_ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "by the relation model" in result.stdout
