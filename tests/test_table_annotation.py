@@ -152,7 +152,8 @@ def test_a_fifo_is_refused_without_blocking_and_bad_flags_are_one_line(crf_dir, 
     assert result.returncode == 2 and "is a named pipe (FIFO)" in result.stderr and not (tmp_path / "out").exists()
     for flags, message in [(["--input_dir", tmp_path], "one of them"),
                            (["--input_table", fifo, "--num_processes", "2"], "annotate_spark.py"),
-                           (["--input_table", fifo, "--word_predictions"], "--word_predictions and --html are for --input_dir"),
+                           (["--input_table", fifo, "--word_predictions"],
+                            "--word_predictions and --html are for --input_dir"),
                            (["--input_dir", tmp_path, "--keep_columns", "ward"], "--keep_columns: for --input_table")]:
         arguments = ["--model_name_or_path", str(crf_dir), "--output_dir", str(tmp_path / "out"), *map(str, flags)]
         if flags[0] == "--input_dir" and "--keep_columns" not in flags:
