@@ -258,12 +258,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         args.keep_columns)
             from pyspark import StorageLevel
 
-            annotated = sa.annotated_notes(spark, rows, settings, linking, partitions).persist(
+            annotated = sa.annotated_notes(rows, settings, linking, partitions).persist(
                 StorageLevel.MEMORY_AND_DISK)
             tables = sa.output_tables(annotated, rows, settings, linking)
 
             def write(folder: str) -> None:
-                sa.write_tables(spark, tables, folder, args.partition_by)
+                sa.write_tables(tables, folder, args.partition_by)
                 summary.update(sa.summarize(annotated, rows, tables, linking))
                 if summary["rows"] == 0:
                     raise UsageError(f"--input_table {args.input_table} has no rows")

@@ -53,6 +53,15 @@ def entity_records(note: NotePrediction) -> list[dict[str, Any]]:
     } for number, entity in enumerate(note.entities, start=1)]
 
 
+def note_counts(note: NotePrediction, text: str) -> dict[str, int]:
+    """What ``summary.json`` adds up for one annotated note (a folder's, a table's or a Spark partition's)."""
+    return {"characters": len(text), "sentences": len(note.sentences),
+            "words": sum(len(sentence.tokens) for sentence in note.sentences), "windows": note.num_windows,
+            "windowed_sentences": sum(sentence.num_windows > 1 for sentence in note.sentences),
+            "entities_below_min_confidence": note.num_below_min_confidence,
+            "drugs": sum(entity.type == DRUG_TYPE for entity in note.entities)}
+
+
 def word_prediction_records(note: NotePrediction) -> list[dict[str, Any]]:
     """``predictions.jsonl`` records of a note (docs/architecture.md, "Predictions"; no gold tags)."""
     return [prediction_record(document_id=note.document_id, sentence_index=sentence.sentence_index,
@@ -451,15 +460,9 @@ def annotate_note_groups(annotator: NoteAnnotator, paths: Sequence[Path], output
                 tally.annotated.add(document_id)
                 counts = tally.counts
                 counts["notes_annotated"] += 1
-                counts["characters"] += len(text)
-                counts["sentences"] += len(note.sentences)
-                counts["words"] += sum(len(sentence.tokens) for sentence in note.sentences)
-                counts["windows"] += note.num_windows
-                counts["windowed_sentences"] += sum(sentence.num_windows > 1 for sentence in note.sentences)
-                counts["entities_below_min_confidence"] += note.num_below_min_confidence
+                counts.update(note_counts(note, text))
                 tally.entity_types.update(entity.type for entity in note.entities)
                 tally.relation_types.update(candidate.type for candidate, _ in links.get(document_id, ()))
-                counts["drugs"] += sum(entity.type == DRUG_TYPE for entity in note.entities)
             # 4. A process logs what it wrote (names only), for the merge of its parts.
             if process_index is not None:
                 appenders[ANNOTATED_LOG_FILE].append({"document_id": document_id, "ann": ann}

@@ -39,7 +39,7 @@ import pyarrow as pa
 
 from .files import SUMMARY_FILE, note_file_mode, set_tree_mode, write_folder_atomically
 from .note_tables import (
-    ENTITIES_TABLE, FAILED_ROWS_TABLE, MEDICATIONS_TABLE, ROW_FAILURES, entity_rows, entity_schema, failed_row_schema,
+    ENTITIES_TABLE, FAILED_ROWS_TABLE, MEDICATIONS_TABLE, entity_rows, entity_schema, failed_row_schema,
     medication_rows, medication_schema,
 )
 
@@ -189,7 +189,7 @@ def annotate_batches(settings: ExecutorSettings, linking: bool, batches: Iterato
                      ) -> Iterator[pa.RecordBatch]:
     """``mapInArrow``'s function: each batch of note rows (``document_id``, ``text``, kept columns) becomes a
     batch of one row per note, in the same order."""
-    from .folder_annotation import entity_records
+    from .folder_annotation import entity_records, note_counts
     from .note_annotator import medication_list
 
     annotator = executor_annotator(settings)
@@ -208,12 +208,9 @@ def annotate_batches(settings: ExecutorSettings, linking: bool, batches: Iterato
                 columns["medications"].append(
                     [{key: value for key, value in row.items() if key != "document_id"}
                      for row in medication_rows(medication_list(note, text, links[document_id]), settings.with_text)])
-            columns["characters"].append(len(text))
-            columns["sentences"].append(len(note.sentences))
-            columns["words"].append(sum(len(sentence.tokens) for sentence in note.sentences))
-            columns["windows"].append(note.num_windows)
-            columns["windowed_sentences"].append(sum(sentence.num_windows > 1 for sentence in note.sentences))
-            columns["entities_below_min_confidence"].append(note.num_below_min_confidence)
+            counts = note_counts(note, text)
+            for name in COUNT_COLUMNS:
+                columns[name].append(counts[name])
         arrays = [batch.column("document_id"), *[batch.column(name) for name in settings.keep_columns]]
         arrays += [pa.array(columns[name], schema.field(name).type) for name in schema.names]
         yield pa.RecordBatch.from_arrays(arrays, names=["document_id", *settings.keep_columns, *schema.names])
@@ -245,17 +242,16 @@ def local_path(path: str) -> Path:
     return Path(urlparse(path).path if str(path).startswith("file:") else path)
 
 
-def annotated_notes(spark, rows, settings: ExecutorSettings, linking: bool, num_partitions: int):
+def annotated_notes(rows, settings: ExecutorSettings, linking: bool, num_partitions: int):
     """The note rows (``failure`` null) annotated: one row per note with its nested entities and medications."""
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
+    from pyspark.sql.types import StringType, StructField, StructType
 
     notes = rows.where(F.col("failure").isNull()).select("document_id", "text", *settings.keep_columns)
     notes = notes.repartition(num_partitions, "document_id")  # by id: the same partitions on every attempt
     kept_fields = [rows.schema[name] for name in settings.keep_columns]
     output = from_arrow_schema(note_schema(settings.with_text, linking))
-    from pyspark.sql.types import StructField, StringType, StructType
-
     schema = StructType([StructField("document_id", StringType()), *kept_fields, *output.fields])
     return notes.mapInArrow(partial(annotate_batches, settings, linking), schema)
 
@@ -272,10 +268,9 @@ def output_tables(annotated, rows, settings: ExecutorSettings, linking: bool) ->
     if linking:
         tables[MEDICATIONS_TABLE] = (annotated.select("document_id", F.explode("medications").alias("_drug"), *keep)
                                      .select("document_id", "_drug.*", *keep))
+    document_id, kind = failed_row_schema(with_row=False).names  # (Spark has no row numbers)
     tables[FAILED_ROWS_TABLE] = (rows.where(F.col("failure").isNotNull())
-                                 .select("document_id", F.col("failure").alias("kind"), *keep))
-    assert [name for name in tables[FAILED_ROWS_TABLE].columns if name not in keep] == \
-        failed_row_schema(with_row=False).names
+                                 .select(document_id, F.col("failure").alias(kind), *keep))
     return tables
 
 
@@ -310,11 +305,10 @@ def summarize(annotated, rows, tables: Mapping[str, Any], linking: bool) -> dict
                        medication_records=medications.count())
     else:
         summary.update(relations=None, relations_by_type=None, medication_records=None)
-    assert set(failures) <= set(ROW_FAILURES)
     return summary
 
 
-def write_tables(spark, tables: Mapping[str, Any], folder: str, partition_by: str | None) -> None:
+def write_tables(tables: Mapping[str, Any], folder: str, partition_by: str | None) -> None:
     for name, table in tables.items():
         writer = table.write.mode("errorifexists")
         if partition_by and name != FAILED_ROWS_TABLE:

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .files import SUMMARY_FILE, note_file_mode, write_folder_atomically, write_json_atomically
-from .folder_annotation import InputError, annotator_facts, entity_records, relation_and_confidence_lines
+from .folder_annotation import (
+    InputError, annotator_facts, entity_records, note_counts, relation_and_confidence_lines,
+)
 from .note_tables import (
     ENTITIES_TABLE, FAILED_ROWS_TABLE, MEDICATIONS_TABLE, RowFailure, check_rows, entity_rows, entity_schema,
     failed_row_schema, failure_summary, medication_rows, medication_schema, read_note_table, with_kept_columns,
 )
-from .tagging import DRUG_TYPE
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -67,13 +68,7 @@ def annotate_table(annotator: NoteAnnotator, input_table, output_dir, *, id_colu
                     medications += medication_rows(medication_list(note, text, links[document_id]), with_text)
                 counts["notes_annotated"] += 1
                 counts["empty_notes"] += not text.strip()
-                counts["characters"] += len(text)
-                counts["sentences"] += len(note.sentences)
-                counts["words"] += sum(len(sentence.tokens) for sentence in note.sentences)
-                counts["windows"] += note.num_windows
-                counts["windowed_sentences"] += sum(sentence.num_windows > 1 for sentence in note.sentences)
-                counts["entities_below_min_confidence"] += note.num_below_min_confidence
-                counts["drugs"] += sum(entity.type == DRUG_TYPE for entity in note.entities)
+                counts.update(note_counts(note, text))
                 types.update(entity.type for entity in note.entities)
                 relation_types.update(candidate.type for candidate, _ in links.get(document_id, ()))
             bar.update(len(group))
